@@ -1,0 +1,108 @@
+/**
+ * Every bound in rustkvd, in one place. A limit that is not here does not exist:
+ * queues, buffers, batches, inputs and deadlines are all bounded, and the
+ * relations between bounds are asserted at load time so an edit that breaks
+ * one fails immediately rather than in production.
+ *
+ * @module
+ */
+
+import { assert } from "./assert.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Largest user key. Keys are indexed and compared often; etcd and TiKV use similar caps. */
+export const maxKeyBytes = 4 * KiB;
+/** Largest user value. Large blobs belong in an object store, not in a Raft log. */
+export const maxValueBytes = 1 * MiB;
+/** Largest single request on the wire (key + value + framing). */
+export const maxRequestBytes = 1.5 * MiB;
+/** Largest gRPC message we accept or send on the client API. */
+export const maxGrpcMessageBytes = 4 * MiB;
+/** Default number of keys a Scan returns when the caller gives no limit. */
+export const defaultScanLimit = 1_000;
+/** Largest scan page; callers page through bigger ranges. */
+export const maxScanLimit = 10_000;
+/** Shortest TTL a write may carry. */
+export const minTtlSeconds = 1;
+/** Longest TTL a write may carry (10 years). */
+export const maxTtlSeconds = 10 * 365 * 24 * 3600;
+
+/** Storage: size at which the active memtable is rotated and flushed. */
+export const defaultMemtableBytes = 64 * MiB;
+/** Storage: target size of one SSTable data block. */
+export const blockSizeBytes = 4 * KiB;
+/** Storage: bloom filter bits per key (~1 % false positives with the optimal k). */
+export const bloomBitsPerKey = 10;
+/** Storage: L0 file count that triggers an L0 -> L1 compaction. */
+export const l0CompactionTrigger = 4;
+/** Storage: L0 file count at which writes are slowed down to let compaction catch up. */
+export const l0StopWritesTrigger = 12;
+/** Storage: number of levels (L0..L6). */
+export const levelCount = 7;
+/** Storage: target byte size of L1; each deeper level is `levelSizeMultiplier` times larger. */
+export const l1TargetBytes = 64 * MiB;
+/** Storage: growth factor between levels. */
+export const levelSizeMultiplier = 10;
+/** Storage: target size of one SSTable produced by compaction. */
+export const targetFileBytes = 8 * MiB;
+/** Storage: default byte budget of the block cache. */
+export const defaultBlockCacheBytes = 64 * MiB;
+/** Storage: most SSTable files held open at once. */
+export const maxOpenTables = 512;
+/** Storage: most records one WAL group commit writes with one fsync. */
+export const maxGroupCommitRecords = 4_096;
+/** Storage: most bytes one WAL group commit writes with one fsync. */
+export const maxGroupCommitBytes = 8 * MiB;
+/** Storage: largest single WAL record (a write batch). */
+export const maxWalRecordBytes = 32 * MiB;
+
+/** Raft: entries carried by one AppendEntries message at most. */
+export const maxEntriesPerAppend = 4_096;
+/** Raft: bytes carried by one AppendEntries message at most. */
+export const maxAppendBytes = 4 * MiB;
+/** Raft: AppendEntries messages in flight to one follower at most (pipelining window). */
+export const maxInflightAppends = 256;
+/** Raft: proposals waiting for the leader to accept them, per group. */
+export const maxPendingProposals = 65_536;
+/** Raft: ReadIndex requests waiting for confirmation, per group. */
+export const maxPendingReads = 65_536;
+/** Raft: bytes of one InstallSnapshot chunk. */
+export const snapshotChunkBytes = 1 * MiB;
+/** Raft: default number of log entries kept before a snapshot compacts the log. */
+export const defaultSnapshotEntries = 10_000;
+
+/** Node: messages queued to one peer before new ones are dropped (Raft retries them). */
+export const maxPeerQueueMessages = 8_192;
+/** Watch: events buffered for one slow watcher before it is cancelled. */
+export const maxWatchBufferEvents = 10_000;
+/** Idempotency: recent request ids remembered per cluster for deduplication. */
+export const maxRememberedRequestIds = 100_000;
+
+/** Deadlines: default for a client call. */
+export const defaultRequestTimeoutMs = 5_000;
+/** Deadlines: longest a client may ask for. */
+export const maxRequestTimeoutMs = 60_000;
+
+/** Timing defaults, matching the seed: a 10 ms tick, 50 ms heartbeats, 150–300 ms elections. */
+export const defaultTickMs = 10;
+/** Heartbeat interval. */
+export const defaultHeartbeatMs = 50;
+/** Base election timeout; the actual one is drawn from [base, 2 x base). */
+export const defaultElectionMs = 150;
+
+// Relations that must hold between the bounds above.
+assert(maxKeyBytes + maxValueBytes < maxRequestBytes, "a max key + max value must fit a request");
+assert(maxRequestBytes < maxGrpcMessageBytes, "a request must fit a gRPC message");
+assert(maxRequestBytes <= maxAppendBytes, "one max-size entry must fit one AppendEntries");
+assert(maxRequestBytes <= maxWalRecordBytes, "one max-size write must fit one WAL record");
+assert(maxGroupCommitBytes <= maxWalRecordBytes * 4, "group commit stays a few records large");
+assert(defaultScanLimit <= maxScanLimit, "default scan limit within the cap");
+assert(minTtlSeconds > 0 && minTtlSeconds < maxTtlSeconds, "TTL bounds are ordered");
+assert(l0CompactionTrigger < l0StopWritesTrigger, "compaction starts before writes stop");
+assert(blockSizeBytes < targetFileBytes, "a table holds many blocks");
+assert(defaultHeartbeatMs % defaultTickMs === 0, "heartbeat is a whole number of ticks");
+assert(defaultElectionMs % defaultTickMs === 0, "election timeout is a whole number of ticks");
+assert(defaultElectionMs >= 3 * defaultHeartbeatMs, "an election timeout spans several heartbeats");
+assert(defaultRequestTimeoutMs <= maxRequestTimeoutMs, "default deadline within the cap");
