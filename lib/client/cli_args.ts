@@ -1,0 +1,416 @@
+/**
+ * Flags and subcommands of `rustkvd-cli`, parsed into a typed command. Pure:
+ * argv in, a command or a usage error out, so every flag is tested without a
+ * cluster. Global flags may stand before or after the subcommand, as in the
+ * seed's walkthrough (`rustkvd-cli --peers a,b put k v`).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  defaultRequestTimeoutMs,
+  defaultScanLimit,
+  maxRequestTimeoutMs,
+  maxScanLimit,
+} from "../common/limits.ts";
+import { parseHostPort } from "../server/config.ts";
+
+/** Read consistency a caller may ask for. */
+export type Consistency = "linearizable" | "serializable";
+
+/** Flags every subcommand accepts. */
+export interface GlobalOptions {
+  peers: string[];
+  timeoutMs: number;
+  json: boolean;
+  consistency: Consistency;
+}
+
+/** One parsed invocation. */
+export type CliCommand =
+  | { name: "put"; key: string; value: string; ttlSecs?: number; ifVersion?: number }
+  | { name: "get"; key: string; version?: number }
+  | { name: "delete"; key: string; ifVersion?: number }
+  | {
+    name: "scan";
+    prefix?: string;
+    start?: string;
+    end?: string;
+    limit: number;
+    version?: number;
+    keysOnly: boolean;
+  }
+  | { name: "watch"; prefix?: string; key?: string; startVersion?: number; prevKv: boolean }
+  | { name: "status" }
+  | {
+    name: "bench";
+    operations?: number;
+    durationSecs?: number;
+    concurrency: number;
+    valueSize: number;
+    readRatio: number;
+    keySpace: number;
+    inflight: number;
+    connections: number;
+    warmupSecs: number;
+  }
+  | { name: "member-list" }
+  | { name: "member-add"; nodeId: string; addr: string; learner: boolean }
+  | { name: "member-remove"; nodeId: string }
+  | { name: "transfer-leader"; nodeId: string }
+  | { name: "locate"; key: string }
+  | { name: "compact"; version: number };
+
+/** Result of parsing: run, help (for a subcommand or the whole tool), version, or a usage error. */
+export type ParsedCli =
+  | { kind: "run"; global: GlobalOptions; command: CliCommand }
+  | { kind: "help"; text: string }
+  | { kind: "version" }
+  | { kind: "error"; message: string; usage: string };
+
+/** Exit codes of rustkvd-cli, documented in the README. */
+export const ExitCode = {
+  ok: 0,
+  /** A runtime failure: the cluster answered with an error or could not be reached. */
+  failure: 1,
+  /** The key was not found (get), or a compare-and-set did not match. */
+  notFound: 1,
+  /** Bad flags or arguments. */
+  usage: 2,
+  /** The feature is not built yet. */
+  unavailable: 3,
+} as const;
+
+const globalHelp = `GLOBAL OPTIONS:
+  --peers <H:P,...>        cluster endpoints                 [default: 127.0.0.1:7001]
+  --timeout <MS>           deadline per call in ms            [default: ${defaultRequestTimeoutMs}]
+  --consistency <MODE>     linearizable | serializable       [default: linearizable]
+  --json                   machine-readable output
+  -h, --help               help (also after a subcommand)`;
+
+const subcommandHelp: Record<string, string> = {
+  put: `rustkvd-cli put KEY VALUE [--ttl SECS] [--if-version V]
+  Writes KEY. Prints "OK (version: N)". --if-version makes it a compare-and-set (0 = must not exist).`,
+  get: `rustkvd-cli get KEY [--version V]
+  Prints the value. --version reads the value as of that MVCC version. Not found: message on stderr, exit 1.`,
+  delete: `rustkvd-cli delete KEY [--if-version V]
+  Deletes KEY (a tombstone version). Prints "OK (version: N)" or "not found".`,
+  scan: `rustkvd-cli scan [--prefix P | --start S [--end E]] [--limit N] [--version V] [--keys-only]
+  Lists keys in order, up to --limit (default ${defaultScanLimit}, max ${maxScanLimit}).`,
+  watch: `rustkvd-cli watch (--prefix P | --key K) [--start-version V] [--prev-kv]
+  Streams PUT/DELETE events until Ctrl-C; resumes across reconnects without gaps.`,
+  status: `rustkvd-cli status
+  Prints node id, role, term, leader, commit and applied indices, and peers.`,
+  bench: `rustkvd-cli bench [--operations N | --duration SECS] [--concurrency C] [--value-size B]
+                  [--read-ratio R] [--key-space K] [--inflight D] [--connections N] [--warmup SECS]
+  Closed-loop load generator: C workers, each keeping D requests in flight.`,
+  member: `rustkvd-cli member list
+rustkvd-cli member add NODE_ID HOST:PORT [--learner]
+rustkvd-cli member remove NODE_ID
+  Lists or changes the cluster's members (one change at a time).`,
+  "transfer-leader": `rustkvd-cli transfer-leader NODE_ID
+  Hands leadership to NODE_ID.`,
+  locate: `rustkvd-cli locate KEY
+  Prints the owner and replicas of KEY on the consistent-hash ring.`,
+  compact: `rustkvd-cli compact VERSION
+  Drops MVCC history older than VERSION on every node.`,
+};
+
+/** Top-level usage text. */
+export const cliUsage = `rustkvd-cli — client for a rustkvd cluster
+
+USAGE:
+  rustkvd-cli [GLOBAL OPTIONS] <COMMAND> [ARGS]
+
+COMMANDS:
+  put KEY VALUE            write a key                 get KEY [--version V]   read a key
+  delete KEY               delete a key                scan --prefix P         list keys
+  watch --prefix P         stream changes              status                  node and cluster health
+  bench                    load test                   member list|add|remove  membership
+  transfer-leader NODE     move leadership             locate KEY              ring placement
+  compact VERSION          drop old MVCC history
+
+${globalHelp}
+
+EXIT CODES: 0 ok, 1 failure or not found, 2 usage error.
+
+EXAMPLE:
+  rustkvd-cli --peers localhost:7001,localhost:7002,localhost:7003 put user:1001 '{"name":"Alice"}'
+`;
+
+/** Help text of one subcommand (or the top-level usage). */
+export function helpFor(name: string | undefined): string {
+  const sub = name === undefined
+    ? undefined
+    : subcommandHelp[name === "member-list" ? "member" : name];
+  return sub === undefined ? cliUsage : `USAGE:\n  ${sub}\n\n${globalHelp}\n`;
+}
+
+function nonNegativeInt(
+  raw: string | undefined,
+  flag: string,
+): number | undefined | { error: string } {
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    return { error: `${flag}: expected a non-negative integer, got ${JSON.stringify(raw)}` };
+  }
+  return Number(raw);
+}
+
+/** Parses `rustkvd-cli` argv. Never throws. */
+export function parseCliArgs(argv: string[]): ParsedCli {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        peers: { type: "string" },
+        timeout: { type: "string" },
+        json: { type: "boolean" },
+        consistency: { type: "string" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "string", short: "V" },
+        ttl: { type: "string" },
+        "if-version": { type: "string" },
+        prefix: { type: "string" },
+        start: { type: "string" },
+        end: { type: "string" },
+        key: { type: "string" },
+        limit: { type: "string" },
+        "keys-only": { type: "boolean" },
+        "start-version": { type: "string" },
+        "prev-kv": { type: "boolean" },
+        operations: { type: "string" },
+        duration: { type: "string" },
+        concurrency: { type: "string" },
+        "value-size": { type: "string" },
+        "read-ratio": { type: "string" },
+        "key-space": { type: "string" },
+        inflight: { type: "string" },
+        connections: { type: "string" },
+        warmup: { type: "string" },
+        learner: { type: "boolean" },
+      },
+    });
+  } catch (e) {
+    // `--version` with no value means "print the tool's version".
+    if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+      return { kind: "version" };
+    }
+    return { kind: "error", message: (e as Error).message, usage: cliUsage };
+  }
+  const { values, positionals } = parsed;
+  const [sub, ...args] = positionals;
+  const fail = (message: string): ParsedCli => ({ kind: "error", message, usage: helpFor(sub) });
+
+  if (values.help) return { kind: "help", text: helpFor(sub === "member" ? "member" : sub) };
+  if (sub === undefined) {
+    return values.version !== undefined
+      ? fail("--version needs a subcommand (get KEY --version V)")
+      : fail("missing command");
+  }
+
+  const peers: string[] = [];
+  for (
+    const p of (values.peers ?? "127.0.0.1:7001").split(",").map((s) => s.trim()).filter((s) =>
+      s !== ""
+    )
+  ) {
+    const hp = parseHostPort(p, "--peers");
+    if (typeof hp !== "string") return fail(hp.error);
+    peers.push(hp);
+  }
+  if (peers.length === 0) return fail("--peers: at least one endpoint is needed");
+  const timeout = nonNegativeInt(values.timeout, "--timeout");
+  if (typeof timeout === "object") return fail(timeout.error);
+  if (timeout !== undefined && (timeout < 1 || timeout > maxRequestTimeoutMs)) {
+    return fail(`--timeout: must be between 1 and ${maxRequestTimeoutMs} ms, got ${timeout}`);
+  }
+  const consistency = values.consistency ?? "linearizable";
+  if (consistency !== "linearizable" && consistency !== "serializable") {
+    return fail(
+      `--consistency: expected linearizable or serializable, got ${JSON.stringify(consistency)}`,
+    );
+  }
+  const global: GlobalOptions = {
+    peers,
+    timeoutMs: timeout ?? defaultRequestTimeoutMs,
+    json: values.json ?? false,
+    consistency,
+  };
+
+  const ints: Record<string, number | undefined> = {};
+  for (
+    const flag of [
+      "ttl",
+      "if-version",
+      "version",
+      "limit",
+      "start-version",
+      "operations",
+      "duration",
+      "concurrency",
+      "value-size",
+      "key-space",
+      "inflight",
+      "connections",
+      "warmup",
+    ] as const
+  ) {
+    const v = nonNegativeInt(values[flag], `--${flag}`);
+    if (typeof v === "object") return fail(v.error);
+    ints[flag] = v;
+  }
+  const positional = (count: number, names: string): string[] | ParsedCli => {
+    if (args.length !== count) {
+      return fail(
+        `${sub} expects ${names} (${count} argument${count === 1 ? "" : "s"}), got ${args.length}`,
+      );
+    }
+    return args;
+  };
+  const run = (command: CliCommand): ParsedCli => ({ kind: "run", global, command });
+
+  switch (sub) {
+    case "put": {
+      const a = positional(2, "KEY VALUE");
+      if (!Array.isArray(a)) return a;
+      if (ints.ttl === 0) return fail("--ttl: must be at least 1 second");
+      return run({
+        name: "put",
+        key: a[0],
+        value: a[1],
+        ttlSecs: ints.ttl,
+        ifVersion: ints["if-version"],
+      });
+    }
+    case "get": {
+      const a = positional(1, "KEY");
+      if (!Array.isArray(a)) return a;
+      return run({ name: "get", key: a[0], version: ints.version });
+    }
+    case "delete": {
+      const a = positional(1, "KEY");
+      if (!Array.isArray(a)) return a;
+      return run({ name: "delete", key: a[0], ifVersion: ints["if-version"] });
+    }
+    case "scan": {
+      const a = positional(0, "no positional arguments");
+      if (!Array.isArray(a)) return a;
+      if (values.prefix !== undefined && (values.start !== undefined || values.end !== undefined)) {
+        return fail("scan: use either --prefix or --start/--end, not both");
+      }
+      const limit = ints.limit ?? defaultScanLimit;
+      if (limit < 1 || limit > maxScanLimit) {
+        return fail(`--limit: must be between 1 and ${maxScanLimit}, got ${limit}`);
+      }
+      return run({
+        name: "scan",
+        prefix: values.prefix,
+        start: values.start,
+        end: values.end,
+        limit,
+        version: ints.version,
+        keysOnly: values["keys-only"] ?? false,
+      });
+    }
+    case "watch": {
+      const a = positional(0, "no positional arguments");
+      if (!Array.isArray(a)) return a;
+      if ((values.prefix === undefined) === (values.key === undefined)) {
+        return fail("watch: give exactly one of --prefix or --key");
+      }
+      return run({
+        name: "watch",
+        prefix: values.prefix,
+        key: values.key,
+        startVersion: ints["start-version"],
+        prevKv: values["prev-kv"] ?? false,
+      });
+    }
+    case "status": {
+      const a = positional(0, "no arguments");
+      if (!Array.isArray(a)) return a;
+      return run({ name: "status" });
+    }
+    case "bench": {
+      const a = positional(0, "no positional arguments");
+      if (!Array.isArray(a)) return a;
+      const readRatio = values["read-ratio"] === undefined ? 0.8 : Number(values["read-ratio"]);
+      if (!(readRatio >= 0 && readRatio <= 1)) {
+        return fail(`--read-ratio: expected a number in [0, 1], got ${values["read-ratio"]}`);
+      }
+      if (ints.operations !== undefined && ints.duration !== undefined) {
+        return fail("bench: use --operations or --duration, not both");
+      }
+      const concurrency = ints.concurrency ?? 64;
+      const inflight = ints.inflight ?? 1;
+      const connections = ints.connections ?? 1;
+      const valueSize = ints["value-size"] ?? 64;
+      if (concurrency < 1 || concurrency > 10_000) {
+        return fail(`--concurrency: must be between 1 and 10000, got ${concurrency}`);
+      }
+      if (inflight < 1 || inflight > 1_024) {
+        return fail(`--inflight: must be between 1 and 1024, got ${inflight}`);
+      }
+      if (connections < 1 || connections > 256) {
+        return fail(`--connections: must be between 1 and 256, got ${connections}`);
+      }
+      if (valueSize > 1024 * 1024) {
+        return fail(`--value-size: must be at most 1048576 bytes, got ${valueSize}`);
+      }
+      return run({
+        name: "bench",
+        operations: ints.operations ?? (ints.duration === undefined ? 100_000 : undefined),
+        durationSecs: ints.duration,
+        concurrency,
+        valueSize,
+        readRatio,
+        keySpace: ints["key-space"] ?? 100_000,
+        inflight,
+        connections,
+        warmupSecs: ints.warmup ?? 1,
+      });
+    }
+    case "member": {
+      const [action, ...rest] = args;
+      if (action === "list" && rest.length === 0) return run({ name: "member-list" });
+      if (action === "add" && rest.length === 2) {
+        const hp = parseHostPort(rest[1], "member add");
+        if (typeof hp !== "string") return fail(hp.error);
+        return run({
+          name: "member-add",
+          nodeId: rest[0],
+          addr: hp,
+          learner: values.learner ?? false,
+        });
+      }
+      if (action === "remove" && rest.length === 1) {
+        return run({ name: "member-remove", nodeId: rest[0] });
+      }
+      return fail("member: expected 'list', 'add NODE_ID HOST:PORT' or 'remove NODE_ID'");
+    }
+    case "transfer-leader": {
+      const a = positional(1, "NODE_ID");
+      if (!Array.isArray(a)) return a;
+      return run({ name: "transfer-leader", nodeId: a[0] });
+    }
+    case "locate": {
+      const a = positional(1, "KEY");
+      if (!Array.isArray(a)) return a;
+      return run({ name: "locate", key: a[0] });
+    }
+    case "compact": {
+      const a = positional(1, "VERSION");
+      if (!Array.isArray(a)) return a;
+      const v = nonNegativeInt(a[0], "compact");
+      if (typeof v !== "number") return fail("compact: VERSION must be a non-negative integer");
+      return run({ name: "compact", version: v });
+    }
+    default:
+      return { kind: "error", message: `unknown command ${JSON.stringify(sub)}`, usage: cliUsage };
+  }
+}

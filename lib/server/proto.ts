@@ -1,0 +1,34 @@
+/**
+ * Loads proto/kvstore.proto once. The path is resolved from this module's
+ * URL, which works under `deno run` and inside a `deno compile` binary (the
+ * compile task embeds proto/ with --include at the same relative path).
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+
+/** Absolute path of the wire contract. */
+export const protoPath = new URL("../../proto/kvstore.proto", import.meta.url).pathname;
+
+/** Options shared by server and client so both see the same JS shapes. */
+export const protoLoaderOptions: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  bytes: Uint8Array as unknown as typeof Buffer,
+};
+
+let cached: grpc.GrpcObject | undefined;
+
+/** The `rustkvd` package: service constructors and message types. */
+export function loadRustkvdPackage(): grpc.GrpcObject {
+  if (!cached) {
+    const definition = protoLoader.loadSync(protoPath, protoLoaderOptions);
+    cached = grpc.loadPackageDefinition(definition).rustkvd as grpc.GrpcObject;
+  }
+  return cached;
+}

@@ -1,0 +1,89 @@
+/**
+ * `deno task cluster`: a local three-node cluster in one terminal, the way the
+ * seed's README starts one by hand (node1 bootstraps, node2 and node3 join
+ * through --peers). Output lines are prefixed with the node id; Ctrl-C stops
+ * all three and waits for them to exit.
+ *
+ * Extra flags are passed to every node (for example `--log-level debug`).
+ *
+ * @module
+ */
+
+const nodes = [
+  { id: "node1", port: 7001, peers: [] as string[] },
+  { id: "node2", port: 7002, peers: ["127.0.0.1:7001"] },
+  { id: "node3", port: 7003, peers: ["127.0.0.1:7001", "127.0.0.1:7002"] },
+];
+const serverEntry = new URL("../server.ts", import.meta.url).pathname;
+const colors = ["\x1b[36m", "\x1b[35m", "\x1b[33m"];
+const reset = "\x1b[0m";
+const useColor = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+
+async function pipeWithPrefix(
+  stream: ReadableStream<Uint8Array>,
+  prefix: string,
+  to: (line: string) => void,
+) {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      to(`${prefix} ${buffered.slice(0, nl)}`);
+      buffered = buffered.slice(nl + 1);
+    }
+  }
+  if (buffered !== "") to(`${prefix} ${buffered}`);
+}
+
+const children: Deno.ChildProcess[] = [];
+const pipes: Promise<void>[] = [];
+for (const [i, node] of nodes.entries()) {
+  const args = [
+    "run",
+    "--allow-read",
+    "--allow-write",
+    "--allow-net",
+    "--allow-env",
+    "--allow-sys",
+    serverEntry,
+    "--node-id",
+    node.id,
+    "--addr",
+    `127.0.0.1:${node.port}`,
+    "--data-dir",
+    `./data/${node.id}`,
+    ...(node.peers.length > 0 ? ["--peers", node.peers.join(",")] : []),
+    ...Deno.args,
+  ];
+  const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "piped" })
+    .spawn();
+  children.push(child);
+  const prefix = useColor ? `${colors[i]}[${node.id}]${reset}` : `[${node.id}]`;
+  pipes.push(pipeWithPrefix(child.stdout, prefix, console.log));
+  pipes.push(pipeWithPrefix(child.stderr, prefix, console.error));
+  // node1 bootstraps first so the others find a leader to join.
+  if (i === 0) await new Promise((r) => setTimeout(r, 500));
+}
+console.log(
+  `cluster: ${nodes.map((n) => `${n.id}=127.0.0.1:${n.port}`).join(" ")} (Ctrl-C stops all)`,
+);
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  console.log("cluster: stopping all nodes");
+  for (const child of children) {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+  }
+};
+Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);
+
+const statuses = await Promise.all(children.map((c) => c.status));
+await Promise.all(pipes);
+const failed = statuses.filter((s) => !s.success && !stopping).length;
+Deno.exit(failed > 0 ? 1 : 0);

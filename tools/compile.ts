@@ -1,0 +1,52 @@
+/**
+ * `deno task compile`: builds the two self-contained executables,
+ * dist/rustkvd-server and dist/rustkvd-cli, each with only the permissions it
+ * needs and with proto/ embedded. Extra arguments are passed to `deno compile`
+ * (for example `--target aarch64-apple-darwin`).
+ *
+ * `deno compile` needs Deno's `denort` runtime, which it normally downloads.
+ * Offline, point DENORT_BIN at a local denort binary of the same version and
+ * target; Deno then uses it instead of downloading.
+ *
+ * @module
+ */
+
+const targets = [
+  {
+    name: "rustkvd-server",
+    entry: "server.ts",
+    permissions: ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"],
+  },
+  {
+    name: "rustkvd-cli",
+    entry: "cli.ts",
+    permissions: ["--allow-read", "--allow-net", "--allow-env", "--allow-sys"],
+  },
+];
+
+const root = new URL("..", import.meta.url).pathname;
+const suffix = Deno.args.some((a) => a.includes("windows")) ? ".exe" : "";
+const targetIndex = Deno.args.indexOf("--target");
+const outDir = targetIndex >= 0 ? `dist/${Deno.args[targetIndex + 1]}` : "dist";
+if (Deno.env.get("DENORT_BIN")) console.log(`using DENORT_BIN=${Deno.env.get("DENORT_BIN")}`);
+
+for (const t of targets) {
+  const args = [
+    "compile",
+    ...t.permissions,
+    "--include",
+    "proto/",
+    "--output",
+    `${outDir}/${t.name}${suffix}`,
+    ...Deno.args,
+    t.entry,
+  ];
+  console.log(`deno ${args.join(" ")}`);
+  const { code } = await new Deno.Command(Deno.execPath(), { args, cwd: root }).spawn().status;
+  if (code !== 0) {
+    console.error(
+      `compile of ${t.name} failed (exit ${code}). Offline? Set DENORT_BIN to a local denort ${Deno.version.deno} binary.`,
+    );
+    Deno.exit(code);
+  }
+}
