@@ -1,0 +1,172 @@
+/**
+ * Commands the replicated state machine applies, and their byte encoding
+ * inside a Raft entry (docs/FORMATS.md, "State machine command"). Every
+ * decision that depends on time (TTL expiry, request-id retention) uses the
+ * leader's `timestampMs` stamped into the command, never the applying
+ * replica's clock, so every replica reaches the same state.
+ *
+ * @module
+ */
+
+import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
+import { maxKeyBytes, maxValueBytes } from "../common/limits.ts";
+
+/** Command encoding version; bump only with a migration path. */
+export const commandFormatVersion = 1;
+
+/** Command opcodes on disk. Never renumber. */
+export const enum CommandOp {
+  Put = 1,
+  Delete = 2,
+  Txn = 3,
+  ExpireKey = 4,
+  CompactHistory = 5,
+}
+
+/** One write inside a transaction (MSET and friends). */
+export interface TxnWrite {
+  key: Uint8Array;
+  /** undefined = delete */
+  value: Uint8Array | undefined;
+  expiresAtMs: number;
+}
+
+/** A state-machine command as the apply loop sees it. */
+export type Command =
+  | {
+    op: CommandOp.Put;
+    timestampMs: number;
+    requestId: string;
+    key: Uint8Array;
+    value: Uint8Array;
+    /** Absolute expiry in Unix ms; 0 = none. */
+    expiresAtMs: number;
+    /** Compare-and-set: the key's current version must equal this (0 = absent). */
+    ifVersion: number | undefined;
+  }
+  | {
+    op: CommandOp.Delete;
+    timestampMs: number;
+    requestId: string;
+    key: Uint8Array;
+    ifVersion: number | undefined;
+  }
+  | { op: CommandOp.Txn; timestampMs: number; requestId: string; writes: TxnWrite[] }
+  | {
+    /** The leader saw `key` expire at `version`; delete it unless it was rewritten since. */
+    op: CommandOp.ExpireKey;
+    timestampMs: number;
+    key: Uint8Array;
+    version: number;
+  }
+  | { op: CommandOp.CompactHistory; timestampMs: number; revision: number };
+
+const flagHasIfVersion = 1;
+const maxTxnWrites = 10_000;
+
+function putOptionalVersion(w: ByteWriter, v: number | undefined): void {
+  w.putU8(v === undefined ? 0 : flagHasIfVersion);
+  if (v !== undefined) w.putU64(BigInt(v));
+}
+
+function readOptionalVersion(r: ByteReader): number | undefined {
+  const flags = r.u8();
+  if (flags & ~flagHasIfVersion) throw new DecodeError(`unknown flags ${flags}`, r.offset - 1);
+  return flags & flagHasIfVersion ? Number(r.u64()) : undefined;
+}
+
+/** Encodes a command for a Raft entry's data. */
+export function encodeCommand(c: Command, w = new ByteWriter(64)): Uint8Array {
+  w.reset();
+  w.putU8(commandFormatVersion).putU8(c.op).putU64(BigInt(c.timestampMs));
+  switch (c.op) {
+    case CommandOp.Put:
+      w.putString(c.requestId).putLengthPrefixed(c.key).putLengthPrefixed(c.value);
+      w.putU64(BigInt(c.expiresAtMs));
+      putOptionalVersion(w, c.ifVersion);
+      break;
+    case CommandOp.Delete:
+      w.putString(c.requestId).putLengthPrefixed(c.key);
+      putOptionalVersion(w, c.ifVersion);
+      break;
+    case CommandOp.Txn:
+      w.putString(c.requestId).putUvarint(c.writes.length);
+      for (const op of c.writes) {
+        w.putU8(op.value === undefined ? 0 : 1).putLengthPrefixed(op.key);
+        if (op.value !== undefined) w.putLengthPrefixed(op.value).putU64(BigInt(op.expiresAtMs));
+      }
+      break;
+    case CommandOp.ExpireKey:
+      w.putLengthPrefixed(c.key).putU64(BigInt(c.version));
+      break;
+    case CommandOp.CompactHistory:
+      w.putU64(BigInt(c.revision));
+      break;
+  }
+  return w.finish();
+}
+
+/** Decodes a command; raises DecodeError on anything malformed. */
+export function decodeCommand(data: Uint8Array): Command {
+  const r = new ByteReader(data);
+  const version = r.u8();
+  if (version !== commandFormatVersion) {
+    throw new DecodeError(`unknown command format ${version}`, 0);
+  }
+  const op = r.u8();
+  const timestampMs = Number(r.u64());
+  let c: Command;
+  switch (op) {
+    case CommandOp.Put: {
+      const requestId = r.string(256);
+      const key = r.lengthPrefixed(maxKeyBytes);
+      const value = r.lengthPrefixed(maxValueBytes);
+      const expiresAtMs = Number(r.u64());
+      c = {
+        op,
+        timestampMs,
+        requestId,
+        key,
+        value,
+        expiresAtMs,
+        ifVersion: readOptionalVersion(r),
+      };
+      break;
+    }
+    case CommandOp.Delete: {
+      const requestId = r.string(256);
+      const key = r.lengthPrefixed(maxKeyBytes);
+      c = { op, timestampMs, requestId, key, ifVersion: readOptionalVersion(r) };
+      break;
+    }
+    case CommandOp.Txn: {
+      const requestId = r.string(256);
+      const n = r.uvarint();
+      if (n > maxTxnWrites) {
+        throw new DecodeError(`transaction of ${n} writes exceeds ${maxTxnWrites}`, r.offset);
+      }
+      const writes: TxnWrite[] = [];
+      for (let i = 0; i < n; i++) {
+        const kind = r.u8();
+        const key = r.lengthPrefixed(maxKeyBytes);
+        if (kind === 0) writes.push({ key, value: undefined, expiresAtMs: 0 });
+        else if (kind === 1) {
+          const value = r.lengthPrefixed(maxValueBytes);
+          writes.push({ key, value, expiresAtMs: Number(r.u64()) });
+        } else throw new DecodeError(`unknown transaction write kind ${kind}`, r.offset - 1);
+      }
+      c = { op, timestampMs, requestId, writes };
+      break;
+    }
+    case CommandOp.ExpireKey:
+      c = { op, timestampMs, key: r.lengthPrefixed(maxKeyBytes), version: Number(r.u64()) };
+      break;
+    case CommandOp.CompactHistory:
+      c = { op, timestampMs, revision: Number(r.u64()) };
+      break;
+    default:
+      throw new DecodeError(`unknown command op ${op}`, 1);
+  }
+  r.expectEnd("command");
+  return c;
+}

@@ -1,0 +1,58 @@
+import { assertEquals, assertThrows } from "../common/test_helpers.ts";
+import { DecodeError, utf8 } from "../common/bytes.ts";
+import { type Command, CommandOp, decodeCommand, encodeCommand } from "./command.ts";
+
+const samples: Command[] = [
+  {
+    op: CommandOp.Put,
+    timestampMs: 1_700_000_000_123,
+    requestId: "c1-42",
+    key: utf8("user:1001"),
+    value: utf8('{"name":"Alice"}'),
+    expiresAtMs: 0,
+    ifVersion: undefined,
+  },
+  {
+    op: CommandOp.Put,
+    timestampMs: 5,
+    requestId: "",
+    key: utf8("k"),
+    value: new Uint8Array(),
+    expiresAtMs: 99_999,
+    ifVersion: 0,
+  },
+  { op: CommandOp.Delete, timestampMs: 7, requestId: "r", key: utf8("gone"), ifVersion: 12 },
+  {
+    op: CommandOp.Txn,
+    timestampMs: 8,
+    requestId: "m",
+    writes: [
+      { key: utf8("a"), value: utf8("1"), expiresAtMs: 0 },
+      { key: utf8("b"), value: undefined, expiresAtMs: 0 },
+    ],
+  },
+  { op: CommandOp.ExpireKey, timestampMs: 9, key: utf8("ttl"), version: 77 },
+  { op: CommandOp.CompactHistory, timestampMs: 10, revision: 1_000 },
+];
+
+Deno.test("every command kind round-trips through its encoding", () => {
+  for (const c of samples) assertEquals(decodeCommand(encodeCommand(c)), c);
+});
+
+Deno.test("truncated, trailing and unknown command bytes are rejected, never misread", () => {
+  for (const c of samples) {
+    const bytes = encodeCommand(c);
+    for (let cut = 0; cut < bytes.length; cut++) {
+      assertThrows(() => decodeCommand(bytes.subarray(0, cut)), DecodeError);
+    }
+    const extra = new Uint8Array(bytes.length + 1);
+    extra.set(bytes);
+    assertThrows(() => decodeCommand(extra), DecodeError, "trailing");
+  }
+  assertThrows(() => decodeCommand(new Uint8Array([2, 1])), DecodeError, "unknown command format");
+  assertThrows(
+    () => decodeCommand(new Uint8Array([1, 99, 0, 0, 0, 0, 0, 0, 0, 0])),
+    DecodeError,
+    "unknown command op",
+  );
+});
