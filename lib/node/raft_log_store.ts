@@ -1,0 +1,352 @@
+/**
+ * The durable Raft log: hard state, entries and the snapshot (compaction)
+ * point, in segment files of framed records (the storage WAL framing,
+ * lib/storage/record_log.ts; layout in docs/FORMATS.md, "Raft log"). An
+ * in-memory MemoryStorage mirrors what is on disk so the pure Raft core can
+ * read the log synchronously.
+ *
+ * - One `save()` = one write and (when asked) one fsync, whatever the number
+ *   of entries: the driver hands it a whole Ready, so proposals that arrive
+ *   together share the fsync (group commit).
+ * - Entries appended at index i replace any entries >= i, on replay too, so a
+ *   truncated conflicting suffix stays truncated across restarts.
+ * - Each new segment starts by restating the hard state and the snapshot, so
+ *   a segment whose entries are all covered by the snapshot can be deleted.
+ * - A torn tail of the newest segment is cut off at open; anything bad
+ *   earlier is a CorruptionError with file and offset.
+ *
+ * @module
+ */
+
+import { assert } from "../common/assert.ts";
+import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
+import { CorruptionError } from "../common/errors.ts";
+import {
+  decodeEntry,
+  decodeHardState,
+  decodeSnapshot,
+  encodeEntry,
+  encodeHardState,
+  encodeSnapshot,
+} from "../raft/codec.ts";
+import { MemoryStorage, type RaftStorage } from "../raft/storage.ts";
+import type { ConfState, Entry, HardState, Snapshot } from "../raft/types.ts";
+import { type FileSystem, joinPath } from "../storage/fs.ts";
+import { frameRecord, scanRecords } from "../storage/record_log.ts";
+import { WalWriter } from "../storage/wal_writer.ts";
+
+/** Raft log record kinds. Never renumber. */
+export const enum RaftRecordKind {
+  Entries = 1,
+  HardState = 2,
+  Snapshot = 3,
+}
+
+/** A segment is closed and a new one started past this size. */
+export const raftSegmentBytes = 64 * 1024 * 1024;
+
+const segmentSuffix = ".rlog";
+
+function segmentName(n: number): string {
+  return `${String(n).padStart(6, "0")}${segmentSuffix}`;
+}
+
+/** What the store holds after open (for the driver's recovery). */
+export interface RecoveredLog {
+  hardState: HardState;
+  snapshot: Snapshot;
+  firstIndex: number;
+  lastIndex: number;
+}
+
+/** Durable RaftStorage. */
+export class RaftLogStore implements RaftStorage {
+  readonly memory: MemoryStorage;
+  #fs: FileSystem;
+  #dir: string;
+  /** Numbers of the segment files on disk, oldest first; the last is open for appends. */
+  #segments: number[];
+  #writer: WalWriter;
+  #writeBuffer = new ByteWriter(4096);
+  /** fsyncs issued (for stats and benchmarks). */
+  syncCount = 0;
+  /** Writes issued. */
+  writeCount = 0;
+
+  private constructor(
+    fs: FileSystem,
+    dir: string,
+    memory: MemoryStorage,
+    segments: number[],
+    writer: WalWriter,
+  ) {
+    this.#fs = fs;
+    this.#dir = dir;
+    this.memory = memory;
+    this.#segments = segments;
+    this.#writer = writer;
+  }
+
+  /**
+   * Opens (or creates) the log in `dir`. `bootstrapConf` is the membership of
+   * a brand-new log; an existing log keeps the one it recorded.
+   */
+  static async open(
+    fs: FileSystem,
+    dir: string,
+    groupId: number,
+    bootstrapConf: ConfState,
+  ): Promise<RaftLogStore> {
+    await fs.mkdir(dir);
+    const names = (await fs.list(dir)).filter((n) => n.endsWith(segmentSuffix)).sort();
+    const memory = new MemoryStorage(bootstrapConf, groupId);
+    const segments: number[] = [];
+    for (const [i, name] of names.entries()) {
+      const number = Number(name.slice(0, -segmentSuffix.length));
+      const path = joinPath(dir, name);
+      const scan = scanRecords(await fs.readFile(path), path);
+      const isLast = i === names.length - 1;
+      if (scan.tornTail && !isLast) {
+        throw new CorruptionError(
+          path,
+          scan.validEndBytes,
+          "bad record in a sealed raft log segment",
+        );
+      }
+      for (const rec of scan.records) {
+        try {
+          replayRecord(memory, rec.payload);
+        } catch (e) {
+          if (e instanceof DecodeError) {
+            throw new CorruptionError(
+              path,
+              rec.offset,
+              `undecodable raft log record: ${e.message}`,
+            );
+          }
+          throw e;
+        }
+      }
+      if (scan.tornTail) {
+        const file = await fs.open(path);
+        await file.truncate(scan.validEndBytes);
+        await file.syncData();
+        await file.close();
+      }
+      segments.push(number);
+    }
+    let writer: WalWriter;
+    if (segments.length === 0) {
+      segments.push(1);
+      const file = await fs.create(joinPath(dir, segmentName(1)));
+      await fs.syncDir(dir);
+      writer = new WalWriter(1, file, 0);
+    } else {
+      const last = segments[segments.length - 1];
+      const file = await fs.open(joinPath(dir, segmentName(last)));
+      writer = new WalWriter(last, file, await file.size());
+    }
+    return new RaftLogStore(fs, dir, memory, segments, writer);
+  }
+
+  /** What was recovered (hard state, snapshot point, index range). */
+  recovered(): RecoveredLog {
+    return {
+      hardState: this.memory.hardState(),
+      snapshot: this.memory.snapshot(),
+      firstIndex: this.memory.firstIndex(),
+      lastIndex: this.memory.lastIndex(),
+    };
+  }
+
+  // RaftStorage, served from memory.
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return this.memory.initialState();
+  }
+  entries(lo: number, hi: number, maxBytes?: number): Entry[] {
+    return this.memory.entries(lo, hi, maxBytes);
+  }
+  term(index: number): number {
+    return this.memory.term(index);
+  }
+  firstIndex(): number {
+    return this.memory.firstIndex();
+  }
+  lastIndex(): number {
+    return this.memory.lastIndex();
+  }
+  snapshot(): Snapshot {
+    return this.memory.snapshot();
+  }
+
+  /**
+   * Persists one Ready's worth of state with one write, and one fsync when
+   * `sync`. The in-memory mirror is updated only after the write succeeded.
+   * Order inside the write: snapshot, entries, hard state.
+   */
+  async save(
+    rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
+    sync: boolean,
+  ): Promise<void> {
+    const w = this.#writeBuffer;
+    const records: Uint8Array[] = [];
+    if (rd.snapshot) records.push(frameRecord(snapshotPayload(rd.snapshot)));
+    if (rd.entries.length > 0) records.push(frameRecord(entriesPayload(rd.entries, w)));
+    if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
+    if (records.length > 0) {
+      const buf = records.length === 1 ? records[0] : concat(records);
+      await this.#writer.append(buf, records.length);
+      this.writeCount++;
+    }
+    if (sync && records.length > 0) {
+      await this.#writer.sync();
+      this.syncCount++;
+    }
+    if (rd.snapshot) this.memory.applySnapshot(rd.snapshot);
+    if (rd.entries.length > 0) this.memory.append(rd.entries);
+    if (rd.hardState) this.memory.setHardState(rd.hardState);
+    if (this.#writer.sizeBytes >= raftSegmentBytes) await this.#rotate();
+  }
+
+  /**
+   * Records a local snapshot at `index` (already applied by the state
+   * machine), drops the entries it covers from memory, and starts a new
+   * segment so the old ones can be deleted. Durable before it returns.
+   */
+  async compact(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
+    const snap = this.memory.createSnapshot(index, conf, data);
+    await this.#writer.append(frameRecord(snapshotPayload(snap)), 1);
+    await this.#writer.sync();
+    this.syncCount++;
+    this.memory.compact(index);
+    await this.#rotate();
+    return snap;
+  }
+
+  /**
+   * Starts a new segment that restates the snapshot, the hard state and every
+   * live entry, then deletes the older segments: the new one alone is a
+   * complete log. Invariant: at most two segments exist, and only mid-rotation.
+   */
+  async #rotate(): Promise<void> {
+    const number = this.#segments[this.#segments.length - 1] + 1;
+    const path = joinPath(this.#dir, segmentName(number));
+    const file = await this.#fs.create(path);
+    const writer = new WalWriter(number, file, 0);
+    // Restate what a reader of only the newer segments needs.
+    const head = [
+      frameRecord(snapshotPayload(this.memory.snapshot())),
+      frameRecord(hardStatePayload(this.memory.hardState())),
+    ];
+    const first = this.memory.firstIndex();
+    const last = this.memory.lastIndex();
+    if (last >= first) {
+      head.push(
+        frameRecord(entriesPayload(this.memory.entries(first, last + 1), this.#writeBuffer)),
+      );
+    }
+    await writer.append(concat(head), head.length);
+    await writer.sync();
+    await this.#fs.syncDir(this.#dir);
+    await this.#writer.close();
+    this.#writer = writer;
+    for (const old of this.#segments) await this.#fs.remove(joinPath(this.#dir, segmentName(old)));
+    await this.#fs.syncDir(this.#dir);
+    this.#segments = [number];
+  }
+
+  /** Number of segment files on disk. */
+  get segmentCount(): number {
+    return this.#segments.length;
+  }
+
+  /** Syncs and closes the open segment. */
+  async close(): Promise<void> {
+    await this.#writer.close();
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function entriesPayload(entries: Entry[], w: ByteWriter): Uint8Array {
+  w.reset();
+  w.putU8(RaftRecordKind.Entries).putUvarint(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    assert(
+      i === 0 || entries[i].index === entries[i - 1].index + 1,
+      "raft log entries must be contiguous",
+    );
+    w.putLengthPrefixed(encodeEntry(entries[i]));
+  }
+  return w.finish();
+}
+
+function hardStatePayload(hs: HardState): Uint8Array {
+  const body = encodeHardState(hs);
+  const out = new Uint8Array(1 + body.length);
+  out[0] = RaftRecordKind.HardState;
+  out.set(body, 1);
+  return out;
+}
+
+function snapshotPayload(s: Snapshot): Uint8Array {
+  const body = encodeSnapshot(s);
+  const out = new Uint8Array(1 + body.length);
+  out[0] = RaftRecordKind.Snapshot;
+  out.set(body, 1);
+  return out;
+}
+
+/** Applies one record to the mirror during recovery. */
+function replayRecord(memory: MemoryStorage, payload: Uint8Array): void {
+  const r = new ByteReader(payload);
+  const kind = r.u8();
+  switch (kind) {
+    case RaftRecordKind.Entries: {
+      const n = r.uvarint();
+      const entries: Entry[] = [];
+      for (let i = 0; i < n; i++) entries.push(decodeEntry(r.lengthPrefixed().slice()));
+      r.expectEnd("raft entries record");
+      if (entries.length === 0) return;
+      const first = entries[0].index;
+      if (first > memory.lastIndex() + 1) {
+        throw new DecodeError(
+          `entries start at ${first}, after a gap (last index ${memory.lastIndex()})`,
+          0,
+        );
+      }
+      memory.append(entries);
+      return;
+    }
+    case RaftRecordKind.HardState:
+      memory.setHardState(decodeHardState(payload.subarray(1)));
+      return;
+    case RaftRecordKind.Snapshot: {
+      const snap = decodeSnapshot(payload.subarray(1));
+      const { index, term } = snap.meta;
+      const current = memory.snapshot().meta.index;
+      if (index <= current) return;
+      const covered = index >= memory.firstIndex() - 1 && index <= memory.lastIndex() &&
+        memory.term(index) === term;
+      if (covered) {
+        memory.createSnapshot(index, snap.meta.conf, snap.data);
+        memory.compact(index);
+      } else {
+        memory.applySnapshot(snap);
+      }
+      return;
+    }
+    default:
+      throw new DecodeError(`unknown raft log record kind ${kind}`, 0);
+  }
+}
