@@ -52,7 +52,8 @@ export function hasPrefix(bytes: Uint8Array, prefix: Uint8Array): boolean {
 export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
   for (let i = prefix.length - 1; i >= 0; i--) {
     if (prefix[i] !== 0xff) {
-      const end = prefix.slice(0, i + 1);
+      // Copy explicitly: on a Node Buffer, slice() is a view and would mutate the caller's prefix.
+      const end = Uint8Array.prototype.slice.call(prefix, 0, i + 1);
       end[i]++;
       return end;
     }

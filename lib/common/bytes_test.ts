@@ -34,6 +34,14 @@ Deno.test("prefixEnd bounds exactly the keys with the prefix", () => {
   assertTrue(compareBytes(utf8("user:\xff\xff"), end) < 0);
 });
 
+Deno.test("prefixEnd never mutates its argument, even a Node Buffer (whose slice is a view)", async () => {
+  const { Buffer } = await import("node:buffer");
+  const prefix = Buffer.from("user:");
+  const end = prefixEnd(prefix)!;
+  assertEquals(new TextDecoder().decode(prefix), "user:");
+  assertEquals(new TextDecoder().decode(end), "user;");
+});
+
 Deno.test("fixed-width integers round-trip and encode big-endian", () => {
   const w = new ByteWriter(1);
   w.putU8(7).putU16(0x1234).putU32(0xdeadbeef).putU64(0x0102030405060708n);

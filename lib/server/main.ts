@@ -1,21 +1,79 @@
 /**
  * Runs a node from its config until SIGINT/SIGTERM, and turns start-up
- * failures (port taken, data dir unusable) into one clear line and an exit
- * code instead of a stack trace.
+ * failures (port taken, data dir unusable or someone else's) into one clear
+ * line and an exit code instead of a stack trace.
  *
  * @module
  */
 
 import type { NodeConfig } from "./config.ts";
+import { KVNode, StartupError } from "../node/kv_node.ts";
+import { Logger } from "../node/logger.ts";
+import { startGrpcServer } from "./grpc_server.ts";
+import { isKVError } from "../common/errors.ts";
 
-/** Exit code when the node runtime cannot start. */
-export const exitNotBuilt = 3;
+/** Exit code when the node cannot start (bad data dir, port taken). */
+export const exitStartupFailed = 1;
+/** Exit code when the node stopped on an unrecoverable error. */
+export const exitFatal = 70;
 
 /** Starts the node and resolves with the process exit code once it has stopped. */
-export function runServer(config: NodeConfig): Promise<number> {
-  console.error(
-    `rustkvd-server: node ${config.nodeId} cannot start yet: the node runtime ` +
-      `(Raft driver, durable log and gRPC services) is not built in this version.`,
+export async function runServer(config: NodeConfig): Promise<number> {
+  const log = new Logger(config.nodeId, config.logLevel);
+  let fatal: Error | undefined;
+  let wake: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (wake = resolve));
+
+  let node: KVNode;
+  try {
+    node = await KVNode.start(config, {
+      log,
+      onFatal: (e) => {
+        fatal = e;
+        wake();
+      },
+    });
+  } catch (e) {
+    if (e instanceof StartupError || isKVError(e)) {
+      console.error(`rustkvd-server: ${(e as Error).message}`);
+      return exitStartupFailed;
+    }
+    throw e;
+  }
+  let grpcServer;
+  try {
+    grpcServer = await startGrpcServer(node, config.listenAddr);
+  } catch (e) {
+    const message = (e as Error).message;
+    const reason = /EADDRINUSE|address already in use/i.test(message)
+      ? `port ${config.listenAddr} is already in use`
+      : message;
+    console.error(`rustkvd-server: cannot listen on ${config.listenAddr}: ${reason}`);
+    await node.close();
+    return exitStartupFailed;
+  }
+  log.info("listening", {
+    addr: config.listenAddr,
+    port: grpcServer.port,
+    advertise: config.advertiseAddr,
+  });
+  // Tests and tools read this line to learn the port when --addr used port 0.
+  console.log(
+    `rustkvd-server ${config.nodeId} listening on ${
+      config.listenAddr.replace(/:\d+$/, "")
+    }:${grpcServer.port}`,
   );
-  return Promise.resolve(exitNotBuilt);
+
+  const onSignal = () => wake();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await stopped;
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  log.info(fatal ? "stopping after a fatal error" : "shutting down");
+  await grpcServer.close();
+  await node.close().catch((e) =>
+    log.error("error while closing", { error: (e as Error).message })
+  );
+  return fatal ? exitFatal : 0;
 }

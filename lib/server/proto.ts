@@ -12,14 +12,17 @@ import * as protoLoader from "@grpc/proto-loader";
 /** Absolute path of the wire contract. */
 export const protoPath = new URL("../../proto/kvstore.proto", import.meta.url).pathname;
 
-/** Options shared by server and client so both see the same JS shapes. */
+/**
+ * Options shared by server and client so both see the same JS shapes: field
+ * names as in the .proto, uint64 as number (revisions stay below 2^53), enums
+ * as strings, bytes as Buffer (a Uint8Array).
+ */
 export const protoLoaderOptions: protoLoader.Options = {
   keepCase: true,
   longs: Number,
   enums: String,
   defaults: true,
   oneofs: true,
-  bytes: Uint8Array as unknown as typeof Buffer,
 };
 
 let cached: grpc.GrpcObject | undefined;

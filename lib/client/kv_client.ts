@@ -1,0 +1,446 @@
+/**
+ * KVClient: the library way to talk to a rustkvd cluster over gRPC.
+ *
+ * - Leader discovery: writes (and linearizable reads, for one hop less) go to
+ *   the cached leader; a NotLeader answer carries the leader's address, which
+ *   the client switches to at once.
+ * - Retries within the deadline, with exponential backoff and jitter, on
+ *   errors that are safe to retry: unavailable nodes, no leader yet, leader
+ *   changes. Every write carries a request id generated once per logical
+ *   write, so a retried write is applied at most once (the state machine
+ *   deduplicates ids), even when the first attempt's outcome was unknown.
+ * - Never retried: invalid arguments, compare-and-set conflicts, compacted or
+ *   future versions.
+ *
+ * `await using client = new KVClient({ endpoints })` closes its channels.
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import { prefixEnd, utf8 } from "../common/bytes.ts";
+import { InvalidArgumentError, KVError, NotLeaderError, TimeoutError } from "../common/errors.ts";
+import { defaultRequestTimeoutMs, maxGrpcMessageBytes } from "../common/limits.ts";
+import { loadRustkvdPackage } from "../server/proto.ts";
+import { fromGrpcError } from "../server/status.ts";
+
+/** A key or value: bytes, or a string taken as UTF-8. */
+export type Bytes = Uint8Array | string;
+
+/** Read consistency: linearizable (default) or serializable (local, possibly stale). */
+export type Consistency = "linearizable" | "serializable";
+
+/** Options of a KVClient. */
+export interface KVClientOptions {
+  /** host:port of one or more cluster members. */
+  endpoints: string[];
+  /** Default deadline per call, retries included. */
+  timeoutMs?: number;
+  /** Stops every call (each call may also take its own signal). */
+  signal?: AbortSignal;
+}
+
+/** A key-value pair with its MVCC version. */
+export interface KeyValue {
+  key: Uint8Array;
+  value: Uint8Array;
+  version: number;
+  /** Absolute expiry (Unix ms), 0 = none. */
+  expiresAtMs: number;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** Cluster status as one node sees it. */
+export interface NodeStatus {
+  nodeId: string;
+  role: string;
+  term: number;
+  leaderId: string;
+  leaderAddr: string;
+  commitIndex: number;
+  appliedIndex: number;
+  revision: number;
+  compactedRevision: number;
+  clusterId: string;
+  version: string;
+  fsyncMode: string;
+  members: Array<
+    {
+      id: string;
+      addr: string;
+      role: string;
+      health: string;
+      lastHeardMsAgo: number;
+      matchIndex: number;
+    }
+  >;
+}
+
+/** The endpoints tried by a failed call and why each failed. */
+export class UnreachableClusterError extends KVError {
+  override name = "UnreachableClusterError";
+  constructor(readonly attempts: Array<{ endpoint: string; error: string }>, deadlineMs: number) {
+    super(
+      "NoQuorum",
+      `no answer from the cluster within ${deadlineMs} ms; tried ${
+        attempts.map((a) => `${a.endpoint} (${a.error})`).join(", ") || "nothing"
+      }`,
+    );
+  }
+}
+
+// deno-lint-ignore no-explicit-any
+type Msg = any;
+type Unary = (
+  req: Msg,
+  opts: grpc.CallOptions,
+  cb: (e: grpc.ServiceError | null, res: Msg) => void,
+) => grpc.ClientUnaryCall;
+
+interface StubSet {
+  kv: Record<string, Unary>;
+  admin: Record<string, Unary>;
+  channels: grpc.Client[];
+}
+
+function toBytes(b: Bytes): Uint8Array {
+  return typeof b === "string" ? utf8(b) : b;
+}
+
+function toKeyValue(m: Msg): KeyValue {
+  return {
+    key: new Uint8Array(m.key),
+    value: new Uint8Array(m.value),
+    version: Number(m.version),
+    expiresAtMs: Number(m.expires_at_ms ?? 0),
+  };
+}
+
+let requestCounter = 0;
+const clientTag = crypto.randomUUID().slice(0, 8);
+
+/** A fresh request id: unique per client process and write. */
+export function newRequestId(): string {
+  return `${clientTag}-${Date.now().toString(36)}-${(++requestCounter).toString(36)}`;
+}
+
+function retryable(e: KVError): boolean {
+  return e.code === "NotLeader" || e.code === "NoQuorum" || e.code === "Timeout" ||
+    e.code === "Closed";
+}
+
+/** A client for a rustkvd cluster. */
+export class KVClient implements AsyncDisposable {
+  readonly endpoints: string[];
+  readonly timeoutMs: number;
+  #stubs = new Map<string, StubSet>();
+  #leader: string | undefined;
+  #next = 0;
+  #closed = false;
+  #signal: AbortSignal | undefined;
+
+  constructor(options: KVClientOptions) {
+    if (options.endpoints.length === 0) {
+      throw new InvalidArgumentError("KVClient needs at least one endpoint");
+    }
+    this.endpoints = [
+      ...new Set(options.endpoints.map((e) => e.replace(/^localhost:/, "127.0.0.1:"))),
+    ];
+    this.timeoutMs = options.timeoutMs ?? defaultRequestTimeoutMs;
+    this.#signal = options.signal;
+  }
+
+  /** The endpoint believed to be the leader, if any. */
+  get leader(): string | undefined {
+    return this.#leader;
+  }
+
+  #stubsFor(endpoint: string): StubSet {
+    let s = this.#stubs.get(endpoint);
+    if (!s) {
+      const pkg = loadRustkvdPackage();
+      const opts = {
+        "grpc.max_receive_message_length": maxGrpcMessageBytes,
+        "grpc.max_send_message_length": maxGrpcMessageBytes,
+        "grpc.initial_reconnect_backoff_ms": 50,
+        "grpc.max_reconnect_backoff_ms": 1_000,
+      };
+      const KV = pkg.KVStore as grpc.ServiceClientConstructor;
+      const Admin = pkg.Admin as grpc.ServiceClientConstructor;
+      const kv = new KV(endpoint, grpc.credentials.createInsecure(), opts);
+      const admin = new Admin(endpoint, grpc.credentials.createInsecure(), opts);
+      s = {
+        kv: kv as unknown as Record<string, Unary>,
+        admin: admin as unknown as Record<string, Unary>,
+        channels: [kv, admin],
+      };
+      this.#stubs.set(endpoint, s);
+    }
+    return s;
+  }
+
+  #call(
+    endpoint: string,
+    service: "kv" | "admin",
+    method: string,
+    req: Msg,
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<Msg> {
+    const stub = this.#stubsFor(endpoint)[service];
+    return new Promise((resolve, reject) => {
+      const call = stub[method].call(stub, req, { deadline: new Date(deadline) }, (e, res) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (e) reject(fromGrpcError(e));
+        else resolve(res);
+      });
+      const onAbort = () => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Runs one logical call with leader routing and retries until the deadline.
+   * `toLeader` routes to the cached leader first.
+   */
+  async #invoke(
+    service: "kv" | "admin",
+    method: string,
+    req: Msg,
+    toLeader: boolean,
+    opts: CallOptions = {},
+  ): Promise<Msg> {
+    if (this.#closed) throw new KVError("Closed", "the client is closed");
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const signal = opts.signal ?? this.#signal;
+    const attempts: Array<{ endpoint: string; error: string }> = [];
+    let backoffMs = 20;
+    for (let attempt = 0; attempt < 1_000; attempt++) {
+      signal?.throwIfAborted();
+      const endpoint = toLeader && this.#leader
+        ? this.#leader
+        : this.endpoints[this.#next % this.endpoints.length];
+      try {
+        const res = await this.#call(endpoint, service, method, req, deadline, signal);
+        if (toLeader) this.#leader = endpoint;
+        return res;
+      } catch (e) {
+        signal?.throwIfAborted();
+        const err = e instanceof KVError ? e : new KVError("Internal", String(e));
+        attempts.push({ endpoint, error: err.message });
+        if (!retryable(err)) throw err;
+        if (err instanceof NotLeaderError && err.leaderAddr) {
+          this.#leader = err.leaderAddr.replace(/^localhost:/, "127.0.0.1:");
+          if (!toLeader) this.#next = Math.max(0, this.endpoints.indexOf(this.#leader));
+          if (Date.now() < deadline && attempt < 3) continue; // follow the hint at once
+        } else {
+          if (this.#leader === endpoint) this.#leader = undefined;
+          this.#next++;
+        }
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          if (err.code === "Timeout") {
+            throw new TimeoutError(
+              `${method}: deadline of ${timeoutMs} ms exceeded (${err.message})`,
+            );
+          }
+          throw new UnreachableClusterError(attempts.slice(-6), timeoutMs);
+        }
+        const sleep = Math.min(remaining, backoffMs / 2 + Math.random() * backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 500);
+        await new Promise((r) => setTimeout(r, sleep));
+      }
+    }
+    throw new UnreachableClusterError(attempts.slice(-6), timeoutMs);
+  }
+
+  /** Writes `key`; returns the new version (and the previous pair when `prevKv`). */
+  async put(
+    key: Bytes,
+    value: Bytes,
+    opts: CallOptions & {
+      ttlSecs?: number;
+      ifVersion?: number;
+      prevKv?: boolean;
+      requestId?: string;
+    } = {},
+  ): Promise<{ version: number; prev?: KeyValue }> {
+    const req: Msg = {
+      key: toBytes(key),
+      value: toBytes(value),
+      ttl_secs: opts.ttlSecs ?? 0,
+      prev_kv: opts.prevKv ?? false,
+      request_id: opts.requestId ?? newRequestId(),
+    };
+    if (opts.ifVersion !== undefined) req.if_version = opts.ifVersion;
+    const res = await this.#invoke("kv", "Put", req, true, opts);
+    return { version: Number(res.version), prev: res.has_prev ? toKeyValue(res.prev) : undefined };
+  }
+
+  /** Deletes `key`; `deleted` is false when it did not exist. */
+  async delete(
+    key: Bytes,
+    opts: CallOptions & { ifVersion?: number; prevKv?: boolean; requestId?: string } = {},
+  ): Promise<{ version: number; deleted: boolean; prev?: KeyValue }> {
+    const req: Msg = {
+      key: toBytes(key),
+      prev_kv: opts.prevKv ?? false,
+      request_id: opts.requestId ?? newRequestId(),
+    };
+    if (opts.ifVersion !== undefined) req.if_version = opts.ifVersion;
+    const res = await this.#invoke("kv", "Delete", req, true, opts);
+    return {
+      version: Number(res.version),
+      deleted: res.deleted,
+      prev: res.has_prev ? toKeyValue(res.prev) : undefined,
+    };
+  }
+
+  /** Reads `key` (as of `version` when given); undefined when absent. */
+  async get(
+    key: Bytes,
+    opts: CallOptions & { version?: number; consistency?: Consistency } = {},
+  ): Promise<KeyValue | undefined> {
+    const consistency = opts.consistency ?? "linearizable";
+    const res = await this.#invoke(
+      "kv",
+      "Get",
+      {
+        key: toBytes(key),
+        version: opts.version ?? 0,
+        consistency: consistency === "serializable" ? "SERIALIZABLE" : "LINEARIZABLE",
+      },
+      consistency === "linearizable",
+      opts,
+    );
+    if (!res.found) return undefined;
+    return {
+      key: toBytes(key),
+      value: new Uint8Array(res.value),
+      version: Number(res.version),
+      expiresAtMs: Number(res.expires_at_ms),
+    };
+  }
+
+  /** One page of keys in a prefix or range, at one version. */
+  async scanPage(
+    opts: CallOptions & {
+      prefix?: Bytes;
+      start?: Bytes;
+      end?: Bytes;
+      limit?: number;
+      version?: number;
+      keysOnly?: boolean;
+      consistency?: Consistency;
+    } = {},
+  ): Promise<{ kvs: KeyValue[]; more: boolean; version: number }> {
+    const consistency = opts.consistency ?? "linearizable";
+    const res = await this.#invoke(
+      "kv",
+      "Scan",
+      {
+        prefix: opts.prefix === undefined ? new Uint8Array() : toBytes(opts.prefix),
+        start: opts.start === undefined ? new Uint8Array() : toBytes(opts.start),
+        end: opts.end === undefined ? new Uint8Array() : toBytes(opts.end),
+        limit: opts.limit ?? 0,
+        version: opts.version ?? 0,
+        keys_only: opts.keysOnly ?? false,
+        consistency: consistency === "serializable" ? "SERIALIZABLE" : "LINEARIZABLE",
+      },
+      consistency === "linearizable",
+      opts,
+    );
+    return { kvs: (res.kvs ?? []).map(toKeyValue), more: res.more, version: Number(res.version) };
+  }
+
+  /**
+   * Every key of a prefix or range, page by page, all at the revision of the
+   * first page (a consistent view even while writes go on).
+   */
+  async *scan(
+    opts: CallOptions & {
+      prefix?: Bytes;
+      start?: Bytes;
+      end?: Bytes;
+      pageSize?: number;
+      keysOnly?: boolean;
+      consistency?: Consistency;
+    } = {},
+  ): AsyncIterableIterator<KeyValue> {
+    const prefix = opts.prefix === undefined ? undefined : toBytes(opts.prefix);
+    let start = opts.start === undefined ? (prefix ?? new Uint8Array()) : toBytes(opts.start);
+    let end = opts.end === undefined ? undefined : toBytes(opts.end);
+    if (prefix) end = prefixEnd(prefix);
+    let version = 0;
+    for (let page = 0; page < 1_000_000; page++) {
+      const res = await this.scanPage({
+        ...opts,
+        prefix: undefined,
+        start,
+        end,
+        limit: opts.pageSize ?? 1_000,
+        version,
+      });
+      version = res.version;
+      for (const kv of res.kvs) yield kv;
+      if (!res.more || res.kvs.length === 0) return;
+      const last = res.kvs[res.kvs.length - 1].key;
+      start = new Uint8Array(last.length + 1);
+      start.set(last);
+    }
+  }
+
+  /** Status of one node (default: the first endpoint that answers). */
+  async status(opts: CallOptions & { endpoint?: string } = {}): Promise<NodeStatus> {
+    const res = opts.endpoint
+      ? await this.#call(
+        opts.endpoint,
+        "kv",
+        "NodeStatus",
+        {},
+        Date.now() + (opts.timeoutMs ?? this.timeoutMs),
+        opts.signal,
+      )
+      : await this.#invoke("kv", "NodeStatus", {}, false, opts);
+    return {
+      nodeId: res.node_id,
+      role: res.role,
+      term: Number(res.term),
+      leaderId: res.leader_id,
+      leaderAddr: res.leader_addr,
+      commitIndex: Number(res.commit_index),
+      appliedIndex: Number(res.applied_index),
+      revision: Number(res.revision),
+      compactedRevision: Number(res.compacted_revision),
+      clusterId: res.cluster_id,
+      version: res.version,
+      fsyncMode: res.fsync_mode,
+      members: (res.members ?? []).map((m: Msg) => ({
+        id: m.id,
+        addr: m.addr,
+        role: m.role,
+        health: m.health,
+        lastHeardMsAgo: Number(m.last_heard_ms_ago),
+        matchIndex: Number(m.match_index),
+      })),
+    };
+  }
+
+  /** Closes every channel. */
+  close(): void {
+    this.#closed = true;
+    for (const s of this.#stubs.values()) for (const c of s.channels) c.close();
+    this.#stubs.clear();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}

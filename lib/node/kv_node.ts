@@ -1,0 +1,458 @@
+/**
+ * One rustkvd node: the data directory, the storage engine, the durable Raft
+ * log, the state machine, the replica driver and the peer transport, plus the
+ * data API every protocol front end (gRPC, RESP) calls. Validation, limits,
+ * read consistency and error mapping happen here once, so the front ends
+ * are only codecs.
+ *
+ * Data directory:
+ *   IDENTITY   JSON {format, nodeId, clusterId}: refuses a dir of another node or cluster
+ *   raft/      the durable Raft log (lib/node/raft_log_store.ts)
+ *   kv/        the storage engine (lib/storage)
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { type Clock, SystemClock } from "../common/clock.ts";
+import { compareBytes, prefixEnd } from "../common/bytes.ts";
+import { FutureVersionError, InvalidArgumentError, KVError } from "../common/errors.ts";
+import { systemRandom } from "../common/random.ts";
+import { defaultRequestTimeoutMs } from "../common/limits.ts";
+import { encodeConfChange } from "../raft/codec.ts";
+import { type Entry, EntryType } from "../raft/types.ts";
+import { DenoFileSystem } from "../storage/deno_fs.ts";
+import { Engine } from "../storage/engine.ts";
+import { type FileSystem, joinPath } from "../storage/fs.ts";
+import type { NodeConfig } from "../server/config.ts";
+import {
+  validateKey,
+  validateRange,
+  validateRequestId,
+  validateScanLimit,
+  validateTtlSecs,
+  validateValue,
+  validateVersion,
+} from "../server/validation.ts";
+import { CommandOp, encodeCommand } from "./command.ts";
+import { Logger } from "./logger.ts";
+import { RaftLogStore } from "./raft_log_store.ts";
+import { memberChange, Replica } from "./replica.ts";
+import {
+  checkUserKey,
+  type KeyValue,
+  type MemberRecord,
+  StateMachine,
+  systemKeyByte,
+} from "./state_machine.ts";
+import { GrpcTransport } from "./transport.ts";
+
+/** Read consistency (see proto Consistency). */
+export type ReadConsistency = "linearizable" | "serializable";
+
+/** What the data directory records about its owner. */
+interface Identity {
+  format: 1;
+  nodeId: string;
+  clusterId: string;
+}
+
+/** The first byte a user key may have; everything below is the system key space. */
+const firstUserKey = new Uint8Array([systemKeyByte + 1]);
+
+/** Raised at start-up for a problem the operator must fix (printed without a stack trace). */
+export class StartupError extends Error {
+  override name = "StartupError";
+}
+
+/** Options beyond the node config (tests inject clocks and file systems). */
+export interface KVNodeOptions {
+  clock?: Clock;
+  fs?: FileSystem;
+  log?: Logger;
+  /** Called when the node hits an unrecoverable error (defaults to logging). */
+  onFatal?: (e: Error) => void;
+}
+
+/** Status as NodeStatus reports it. */
+export interface NodeStatusInfo {
+  nodeId: string;
+  clusterId: string;
+  role: string;
+  term: number;
+  leaderId: string;
+  leaderAddr: string;
+  commitIndex: number;
+  appliedIndex: number;
+  revision: number;
+  compactedRevision: number;
+  members: Array<{ id: string; addr: string; role: "voter" | "learner"; matchIndex: number }>;
+}
+
+/** A running node. */
+export class KVNode {
+  readonly transport: GrpcTransport;
+  #closed = false;
+
+  private constructor(
+    readonly config: NodeConfig,
+    readonly clusterId: string,
+    readonly engine: Engine,
+    readonly store: RaftLogStore,
+    readonly stateMachine: StateMachine,
+    readonly replica: Replica,
+    readonly clock: Clock,
+    readonly log: Logger,
+  ) {
+    const self = this;
+    this.transport = new GrpcTransport({
+      selfId: config.nodeId,
+      clusterId: () => self.clusterId,
+      addressOf: (id) => replica.members.get(id)?.addr,
+      deliver: (messages) => replica.step(messages),
+      unreachable: (id) => replica.reportUnreachable(id),
+      sendSnapshot: (m) => {
+        log.warn("a follower needs a snapshot, which is not supported yet", { peer: m.to });
+        replica.node.reportSnapshot(m.to, false);
+      },
+    }, log);
+    replica.transport = this.transport;
+  }
+
+  /** Opens (or creates) the data directory and starts the replica. */
+  static async start(config: NodeConfig, opts: KVNodeOptions = {}): Promise<KVNode> {
+    const fs = opts.fs ?? new DenoFileSystem();
+    const clock = opts.clock ?? new SystemClock();
+    const log = opts.log ?? new Logger(config.nodeId, config.logLevel);
+    try {
+      await fs.mkdir(config.dataDir);
+    } catch (e) {
+      throw new StartupError(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`);
+    }
+    let identity = await readIdentity(fs, config.dataDir);
+    const fresh = identity === undefined;
+    if (identity && identity.nodeId !== config.nodeId) {
+      throw new StartupError(
+        `data dir ${config.dataDir} belongs to node ${identity.nodeId}, not ${config.nodeId}; use that --node-id or another --data-dir`,
+      );
+    }
+    if (!identity) {
+      if (config.peers.length > 0) {
+        throw new StartupError(
+          "joining an existing cluster with --peers is not supported yet; use --initial-cluster",
+        );
+      }
+      identity = { format: 1, nodeId: config.nodeId, clusterId: newClusterId(config) };
+      await writeIdentity(fs, config.dataDir, identity);
+    }
+    const engine = await Engine.open(joinPath(config.dataDir, "kv"), { fs });
+    const store = await RaftLogStore.open(fs, joinPath(config.dataDir, "raft"), 0, {
+      voters: [],
+      learners: [],
+    });
+    if (fresh && store.lastIndex() === 0) {
+      const boot = bootstrapEntries(config);
+      await store.save(
+        { entries: boot, hardState: { term: 1, vote: "", commit: boot.length } },
+        true,
+      );
+      log.info("bootstrapped a new cluster", { cluster: identity.clusterId, members: boot.length });
+    }
+    const stateMachine = new StateMachine(engine);
+    const members = (await stateMachine.members()) ?? [];
+    store.memory.setConfState({
+      voters: members.filter((m) => !m.learner).map((m) => m.id),
+      learners: members.filter((m) => m.learner).map((m) => m.id),
+    });
+    log.info("starting", {
+      addr: config.listenAddr,
+      cluster: identity.clusterId,
+      applied: stateMachine.appliedIndex,
+      lastIndex: store.lastIndex(),
+      revision: stateMachine.revision,
+    });
+    const replica = new Replica({
+      nodeId: config.nodeId,
+      groupId: 0,
+      store,
+      stateMachine,
+      clock,
+      random: systemRandom(),
+      log,
+      tickMs: config.tickMs,
+      electionTicks: Math.max(2, Math.round(config.electionMs / config.tickMs)),
+      heartbeatTicks: Math.max(1, Math.round(config.heartbeatMs / config.tickMs)),
+      members,
+      onFatal: opts.onFatal ?? ((e) => log.error("fatal", { error: e.message })),
+    });
+    const node = new KVNode(
+      config,
+      identity.clusterId,
+      engine,
+      store,
+      stateMachine,
+      replica,
+      clock,
+      log,
+    );
+    replica.start();
+    return node;
+  }
+
+  #deadline(timeoutMs: number | undefined): number {
+    return this.clock.nowMs() + (timeoutMs && timeoutMs > 0 ? timeoutMs : defaultRequestTimeoutMs);
+  }
+
+  #requireLeader(): void {
+    if (!this.replica.isLeader) throw this.replica.notLeader();
+  }
+
+  /** Writes a key through Raft; returns its version and, when asked, the previous value. */
+  async put(
+    key: Uint8Array,
+    value: Uint8Array,
+    opts: {
+      ttlSecs?: number;
+      ifVersion?: number;
+      prevKv?: boolean;
+      requestId?: string;
+      timeoutMs?: number;
+    } = {},
+  ): Promise<{ version: number; prev?: KeyValue }> {
+    validateKey(key);
+    checkUserKey(key);
+    validateValue(value);
+    const ttl = validateTtlSecs(opts.ttlSecs);
+    const requestId = validateRequestId(opts.requestId);
+    const ifVersion = opts.ifVersion === undefined
+      ? undefined
+      : validateVersion(opts.ifVersion, "if_version");
+    this.#requireLeader();
+    const now = this.clock.wallMs();
+    const data = encodeCommand({
+      op: CommandOp.Put,
+      timestampMs: now,
+      requestId,
+      key,
+      value,
+      expiresAtMs: ttl > 0 ? now + ttl * 1000 : 0,
+      ifVersion,
+    });
+    const r = await this.replica.propose(data, this.#deadline(opts.timeoutMs));
+    return { version: r.revision, prev: opts.prevKv ? r.prev : undefined };
+  }
+
+  /** Deletes a key through Raft. */
+  async delete(
+    key: Uint8Array,
+    opts: { ifVersion?: number; prevKv?: boolean; requestId?: string; timeoutMs?: number } = {},
+  ): Promise<{ version: number; deleted: boolean; prev?: KeyValue }> {
+    validateKey(key);
+    checkUserKey(key);
+    const requestId = validateRequestId(opts.requestId);
+    const ifVersion = opts.ifVersion === undefined
+      ? undefined
+      : validateVersion(opts.ifVersion, "if_version");
+    this.#requireLeader();
+    const data = encodeCommand({
+      op: CommandOp.Delete,
+      timestampMs: this.clock.wallMs(),
+      requestId,
+      key,
+      ifVersion,
+    });
+    const r = await this.replica.propose(data, this.#deadline(opts.timeoutMs));
+    return { version: r.revision, deleted: r.changed, prev: opts.prevKv ? r.prev : undefined };
+  }
+
+  /** Makes the next read see every write committed before this call (unless serializable). */
+  async #readFence(consistency: ReadConsistency, timeoutMs: number | undefined): Promise<void> {
+    if (consistency === "linearizable") await this.replica.readBarrier(this.#deadline(timeoutMs));
+  }
+
+  #checkVersion(version: number): void {
+    const current = this.stateMachine.revision;
+    if (version > current) throw new FutureVersionError(version, current);
+  }
+
+  /** Reads a key (latest, or as of `version`). */
+  async get(
+    key: Uint8Array,
+    opts: { version?: number; consistency?: ReadConsistency; timeoutMs?: number } = {},
+  ): Promise<{ kv?: KeyValue; revision: number }> {
+    validateKey(key);
+    checkUserKey(key);
+    const version = validateVersion(opts.version);
+    await this.#readFence(opts.consistency ?? "linearizable", opts.timeoutMs);
+    if (version > 0) this.#checkVersion(version);
+    const revision = version > 0 ? version : this.stateMachine.revision;
+    const kv = await this.engine.get(key, { atVersion: revision, nowMs: this.clock.wallMs() });
+    return {
+      kv: kv
+        ? { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 }
+        : undefined,
+      revision,
+    };
+  }
+
+  /** Lists keys of a prefix or range at one revision. */
+  async scan(
+    opts: {
+      prefix?: Uint8Array;
+      start?: Uint8Array;
+      end?: Uint8Array;
+      limit?: number;
+      version?: number;
+      keysOnly?: boolean;
+      consistency?: ReadConsistency;
+      timeoutMs?: number;
+    } = {},
+  ): Promise<{ kvs: KeyValue[]; more: boolean; version: number }> {
+    const range = validateRange(opts.prefix, opts.start, opts.end);
+    const limit = validateScanLimit(opts.limit);
+    const version = validateVersion(opts.version);
+    if ("prefix" in range) checkUserKey(range.prefix);
+    await this.#readFence(opts.consistency ?? "linearizable", opts.timeoutMs);
+    if (version > 0) this.#checkVersion(version);
+    const at = version > 0 ? version : this.stateMachine.revision;
+    let start: Uint8Array;
+    let end: Uint8Array | undefined;
+    if ("prefix" in range) {
+      start = range.prefix;
+      end = prefixEnd(range.prefix);
+    } else {
+      start = compareBytes(range.start, firstUserKey) < 0 ? firstUserKey : range.start;
+      end = range.end;
+    }
+    const kvs: KeyValue[] = [];
+    let more = false;
+    for await (
+      const kv of this.engine.scan({
+        start,
+        end,
+        limit: limit + 1,
+        atVersion: at,
+        keysOnly: opts.keysOnly,
+        nowMs: this.clock.wallMs(),
+      })
+    ) {
+      if (kvs.length === limit) {
+        more = true;
+        break;
+      }
+      kvs.push({
+        key: kv.key,
+        value: kv.value,
+        version: kv.version,
+        expiresAtMs: kv.expiresAtMs ?? 0,
+      });
+    }
+    return { kvs, more, version: at };
+  }
+
+  /** Drops MVCC history older than `revision` on every replica (through Raft). */
+  async compact(revision: number, timeoutMs?: number): Promise<number> {
+    validateVersion(revision, "revision");
+    if (revision < 1) throw new InvalidArgumentError("revision must be at least 1");
+    this.#requireLeader();
+    const data = encodeCommand({
+      op: CommandOp.CompactHistory,
+      timestampMs: this.clock.wallMs(),
+      revision,
+    });
+    await this.replica.propose(data, this.#deadline(timeoutMs));
+    return this.engine.compactedVersion;
+  }
+
+  /** This node's view of the cluster. */
+  status(): NodeStatusInfo {
+    const s = this.replica.node.status();
+    const soft = this.replica.softState;
+    return {
+      nodeId: this.config.nodeId,
+      clusterId: this.clusterId,
+      role: soft.role,
+      term: s.term,
+      leaderId: soft.leaderId,
+      leaderAddr: this.replica.leaderAddr() ?? "",
+      commitIndex: s.commit,
+      appliedIndex: this.stateMachine.appliedIndex,
+      revision: this.stateMachine.revision,
+      compactedRevision: this.engine.compactedVersion,
+      members: [...this.replica.members.values()].map((m) => ({
+        id: m.id,
+        addr: m.addr,
+        role: m.learner ? "learner" : "voter",
+        matchIndex: s.progress[m.id]?.match ?? 0,
+      })),
+    };
+  }
+
+  /** Graceful stop: no new work, finish the loop, fsync and close files. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.replica.stop();
+    this.transport.close();
+    await this.store.close();
+    await this.engine.close();
+    this.log.info("stopped");
+  }
+}
+
+/** The bootstrap log: one committed addVoter per initial member, identical on every initial member. */
+function bootstrapEntries(config: NodeConfig): Entry[] {
+  const members = config.initialCluster
+    ? [...config.initialCluster.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    : [[config.nodeId, config.advertiseAddr] as [string, string]];
+  return members.map(([id, addr], i) => ({
+    index: i + 1,
+    term: 1,
+    type: EntryType.ConfChange,
+    groupId: 0,
+    data: encodeConfChange(memberChange("addVoter", id, addr)),
+  }));
+}
+
+/** A new cluster's id: random for a bootstrapped node, derived from the member list for a static cluster. */
+function newClusterId(config: NodeConfig): string {
+  if (config.initialCluster) {
+    const spec = [...config.initialCluster.entries()].map(([id, addr]) => `${id}=${addr}`).sort()
+      .join(",");
+    return createHash("sha256").update(spec).digest("hex").slice(0, 16);
+  }
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function readIdentity(fs: FileSystem, dir: string): Promise<Identity | undefined> {
+  const path = joinPath(dir, "IDENTITY");
+  if (!(await fs.stat(path))) return undefined;
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(await fs.readFile(path))) as Identity;
+    if (
+      parsed.format !== 1 || typeof parsed.nodeId !== "string" ||
+      typeof parsed.clusterId !== "string"
+    ) {
+      throw new Error("unknown format");
+    }
+    return parsed;
+  } catch (e) {
+    throw new StartupError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+async function writeIdentity(fs: FileSystem, dir: string, identity: Identity): Promise<void> {
+  const tmp = joinPath(dir, "IDENTITY.tmp");
+  const file = await fs.create(tmp);
+  await file.append(new TextEncoder().encode(JSON.stringify(identity) + "\n"));
+  await file.syncData();
+  await file.close();
+  await fs.rename(tmp, joinPath(dir, "IDENTITY"));
+  await fs.syncDir(dir);
+}
+
+/** Re-exported so front ends need one import. */
+export { KVError };
+export type { MemberRecord };

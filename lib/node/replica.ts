@@ -1,0 +1,500 @@
+/**
+ * The driver loop of one Raft group (lib/raft/README.md, "The Ready
+ * contract"): it feeds the pure core with ticks, peer messages, proposals and
+ * read requests, and carries out each Ready in order —
+ *
+ *   1. send `messages` (safe before persisting),
+ *   2. persist snapshot, entries and hard state with one write and, when
+ *      `mustSync`, one fsync (every proposal gathered since the last Ready
+ *      shares it: group commit),
+ *   3. send `persistedMessages` (votes and acks that promise durability),
+ *   4. apply committed entries to the state machine and answer proposers,
+ *   5. release ReadIndex reads whose index has been applied,
+ *   6. advance.
+ *
+ * Everything between awaits is synchronous; one loop runs at a time.
+ *
+ * @module
+ */
+
+import { assert } from "../common/assert.ts";
+import type { Clock, TimerHandle } from "../common/clock.ts";
+import {
+  ClosedError,
+  KVError,
+  NoQuorumError,
+  NotLeaderError,
+  TimeoutError,
+} from "../common/errors.ts";
+import { maxPendingProposals, maxPendingReads } from "../common/limits.ts";
+import type { Random } from "../common/random.ts";
+import { fromUtf8, utf8 } from "../common/bytes.ts";
+import { decodeConfChange, encodeConfChange } from "../raft/codec.ts";
+import { RaftNode, type Rejection } from "../raft/raft_node.ts";
+import {
+  type ConfChange,
+  type Entry,
+  EntryType,
+  type Message,
+  type Ready,
+  type SoftState,
+} from "../raft/types.ts";
+import type { RaftLogStore } from "./raft_log_store.ts";
+import type { ApplyEntry, ApplyResult, MemberRecord, StateMachine } from "./state_machine.ts";
+import type { Logger } from "./logger.ts";
+
+/** How the replica reaches its peers. */
+export interface ReplicaTransport {
+  send(messages: Message[]): void;
+}
+
+/** Settings of a replica (times in ticks). */
+export interface ReplicaOptions {
+  nodeId: string;
+  groupId: number;
+  store: RaftLogStore;
+  stateMachine: StateMachine;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  /** Member table at start (ids, addresses, learner flags). */
+  members: MemberRecord[];
+  /** Called when the replica cannot go on (a failed fsync): the process must stop. */
+  onFatal: (e: Error) => void;
+}
+
+interface PendingProposal {
+  term: number;
+  deadlineMs: number;
+  resolve: (r: ApplyResult) => void;
+  reject: (e: Error) => void;
+}
+
+interface PendingRead {
+  deadlineMs: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+/** A read that got its read index and waits for the apply loop to reach it. */
+interface ReadAtIndex {
+  index: number;
+  reads: PendingRead[];
+}
+
+/** One Raft group on this node: core + durable log + state machine. */
+export class Replica {
+  readonly node: RaftNode;
+  readonly members = new Map<string, MemberRecord>();
+  transport: ReplicaTransport | undefined;
+  /** Called after entries are applied (watchers, expiry scheduling). */
+  onApplied: ((appliedIndex: number) => void) | undefined;
+  /** Called on every role or leader change. */
+  onSoftState: ((soft: SoftState) => void) | undefined;
+
+  #opts: ReplicaOptions;
+  #soft: SoftState = { role: "follower", leaderId: "" };
+  #proposals = new Map<number, PendingProposal>();
+  #readQueue: PendingRead[] = [];
+  #readsByContext = new Map<string, PendingRead[]>();
+  #readsAtIndex: ReadAtIndex[] = [];
+  #readSeq = 0;
+  #running = false;
+  #again = false;
+  #stopped = false;
+  #ticker: TimerHandle | undefined;
+  #sweepCountdown = 0;
+  #idle: Promise<void> = Promise.resolve();
+  #idleResolve: (() => void) | undefined;
+
+  constructor(opts: ReplicaOptions) {
+    this.#opts = opts;
+    for (const m of opts.members) this.members.set(m.id, { ...m });
+    this.node = new RaftNode({
+      id: opts.nodeId,
+      groupId: opts.groupId,
+      storage: opts.store,
+      random: opts.random,
+      electionTicks: opts.electionTicks,
+      heartbeatTicks: opts.heartbeatTicks,
+      preVote: true,
+      checkQuorum: true,
+      applied: opts.stateMachine.appliedIndex,
+    });
+  }
+
+  /** Starts ticking and processing. */
+  start(): void {
+    assert(!this.#ticker, "replica started twice");
+    this.#ticker = this.#opts.clock.setInterval(() => this.#tick(), this.#opts.tickMs);
+    this.#kick();
+  }
+
+  /** Current role and leader as of the last Ready. */
+  get softState(): SoftState {
+    return this.#soft;
+  }
+
+  /** True when this node leads its group. */
+  get isLeader(): boolean {
+    return this.#soft.role === "leader";
+  }
+
+  /** Address of the current leader, when known. */
+  leaderAddr(): string | undefined {
+    return this.members.get(this.#soft.leaderId)?.addr;
+  }
+
+  /** The error a non-leader answers with. */
+  notLeader(): NotLeaderError {
+    const leader = this.#soft.leaderId;
+    return new NotLeaderError(leader || undefined, leader ? this.leaderAddr() : undefined);
+  }
+
+  /** Messages from peers. */
+  step(messages: Message[]): void {
+    if (this.#stopped) return;
+    for (const m of messages) this.node.step(m);
+    this.#kick();
+  }
+
+  /** A peer could not be reached. */
+  reportUnreachable(nodeId: string): void {
+    if (this.#stopped) return;
+    this.node.reportUnreachable(nodeId);
+  }
+
+  /**
+   * Proposes an encoded command and resolves with its apply result once it is
+   * committed and applied. Rejects with NotLeader (not proposed: safe to
+   * retry elsewhere), or with Timeout at the deadline (outcome unknown).
+   */
+  propose(data: Uint8Array, deadlineMs: number): Promise<ApplyResult> {
+    if (this.#stopped) return Promise.reject(new ClosedError("node"));
+    if (this.#proposals.size >= maxPendingProposals) {
+      return Promise.reject(
+        new KVError(
+          "NoQuorum",
+          `too many writes in flight (limit ${maxPendingProposals}); retry later`,
+        ),
+      );
+    }
+    const r = this.node.propose(data);
+    if (!r.ok) return Promise.reject(this.#rejection(r));
+    return this.#track(r.index, r.term, deadlineMs);
+  }
+
+  /** Proposes a membership change; resolves once it is applied. */
+  proposeConfChange(change: ConfChange, deadlineMs: number): Promise<ApplyResult> {
+    if (this.#stopped) return Promise.reject(new ClosedError("node"));
+    const r = this.node.proposeMembershipChange(change);
+    if (!r.ok) return Promise.reject(this.#rejection(r));
+    return this.#track(r.index, r.term, deadlineMs);
+  }
+
+  #track(index: number, term: number, deadlineMs: number): Promise<ApplyResult> {
+    const p = new Promise<ApplyResult>((resolve, reject) => {
+      this.#proposals.set(index, { term, deadlineMs, resolve, reject });
+    });
+    this.#kick();
+    return p;
+  }
+
+  #rejection(r: Rejection): Error {
+    switch (r.reason) {
+      case "notLeader":
+        return new NotLeaderError(
+          r.leaderId || undefined,
+          r.leaderId ? this.members.get(r.leaderId)?.addr : undefined,
+        );
+      case "transferring":
+        return new KVError("NoQuorum", "leadership is being transferred; retry shortly");
+      case "dropped":
+        return new KVError(
+          "NoQuorum",
+          "the proposal was dropped (the leader is overloaded or stepping down); retry",
+        );
+      case "pendingConfChange":
+        return new KVError(
+          "Conflict",
+          `another membership change is in progress${r.detail ? `: ${r.detail}` : ""}`,
+        );
+      case "termNotCommitted":
+        return new KVError(
+          "NoQuorum",
+          "the new leader has not committed an entry of its term yet; retry shortly",
+        );
+      case "invalid":
+        return new KVError("InvalidArgument", r.detail ?? "invalid membership change");
+    }
+  }
+
+  /**
+   * Linearizable read barrier (ReadIndex): resolves once this replica has
+   * applied everything committed before the call, as confirmed by the leader
+   * with a heartbeat round. Reads arriving together share one round.
+   */
+  readBarrier(deadlineMs: number): Promise<void> {
+    if (this.#stopped) return Promise.reject(new ClosedError("node"));
+    if (this.#readQueue.length + this.#readsByContext.size >= maxPendingReads) {
+      return Promise.reject(
+        new KVError("NoQuorum", `too many reads in flight (limit ${maxPendingReads}); retry later`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#readQueue.push({ deadlineMs, resolve, reject });
+      this.#kick();
+    });
+  }
+
+  /** Asks the leader to hand leadership to `nodeId`. */
+  transferLeader(nodeId: string): void {
+    this.node.transferLeader(nodeId);
+    this.#kick();
+  }
+
+  /** Resolves when the loop has no work left (tests and shutdown). */
+  idle(): Promise<void> {
+    return this.#running ? this.#idle : Promise.resolve();
+  }
+
+  #tick(): void {
+    if (this.#stopped) return;
+    this.node.tick();
+    if (--this.#sweepCountdown <= 0) {
+      this.#sweepCountdown = 10;
+      this.#expireDeadlines();
+    }
+    this.#kick();
+  }
+
+  #kick(): void {
+    if (this.#stopped) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = true;
+    this.#idle = new Promise((r) => (this.#idleResolve = r));
+    queueMicrotask(() => this.#loop());
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        this.#issueReadIndex();
+        while (!this.#stopped && this.node.hasReady()) {
+          await this.#handleReady(this.node.ready());
+        }
+      } while (this.#again && !this.#stopped);
+    } catch (e) {
+      this.#opts.log.error("replica loop failed; stopping the node", {
+        error: (e as Error).message,
+      });
+      this.#stopped = true;
+      this.#failAll(e instanceof KVError ? e : new KVError("Internal", (e as Error).message));
+      this.#opts.onFatal(e as Error);
+    } finally {
+      this.#running = false;
+      this.#idleResolve?.();
+    }
+  }
+
+  #issueReadIndex(): void {
+    if (this.#readQueue.length === 0) return;
+    const reads = this.#readQueue;
+    this.#readQueue = [];
+    const ctx = utf8(`r${++this.#readSeq}`);
+    const r = this.node.readIndex(ctx);
+    if (!r.ok) {
+      const err = r.reason === "notLeader" && !r.leaderId
+        ? new NoQuorumError("no leader is known; the read cannot be confirmed")
+        : this.#rejection(r);
+      for (const read of reads) read.reject(err);
+      return;
+    }
+    this.#readsByContext.set(fromUtf8(ctx), reads);
+  }
+
+  async #handleReady(rd: Ready): Promise<void> {
+    const { log, store } = { log: this.#opts.log, store: this.#opts.store };
+    if (rd.softState) this.#onSoftState(rd.softState);
+    if (rd.hardState && rd.hardState.term !== log.term) log.term = rd.hardState.term;
+    this.transport?.send(rd.messages);
+    if (rd.snapshot) {
+      throw new KVError("Internal", "snapshot install is not supported yet");
+    }
+    await store.save(
+      { hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot },
+      rd.mustSync,
+    );
+    this.transport?.send(rd.persistedMessages);
+    if (rd.committedEntries.length > 0) await this.#apply(rd.committedEntries);
+    for (const rs of rd.readStates) {
+      const key = fromUtf8(rs.context);
+      const reads = this.#readsByContext.get(key);
+      if (!reads) continue;
+      this.#readsByContext.delete(key);
+      this.#readsAtIndex.push({ index: rs.index, reads });
+    }
+    this.#releaseReads();
+    this.node.advance(rd);
+  }
+
+  #onSoftState(soft: SoftState): void {
+    const prev = this.#soft;
+    this.#soft = soft;
+    if (prev.leaderId !== soft.leaderId || prev.role !== soft.role) {
+      this.#opts.log.info(soft.role === "leader" ? "became leader" : "role changed", {
+        role: soft.role,
+        leader: soft.leaderId || "none",
+      });
+    }
+    if (prev.leaderId !== soft.leaderId && this.#readsByContext.size > 0) {
+      // A read index is never reused across a leader change: fail the waiting rounds (safe to retry).
+      const err = new NoQuorumError("the leader changed while confirming a read; retry");
+      for (const reads of this.#readsByContext.values()) for (const r of reads) r.reject(err);
+      this.#readsByContext.clear();
+    }
+    this.onSoftState?.(soft);
+  }
+
+  async #apply(entries: Entry[]): Promise<void> {
+    const list: ApplyEntry[] = [];
+    for (const e of entries) {
+      if (e.type === EntryType.ConfChange) {
+        const change = decodeConfChange(e.data);
+        const conf = this.node.applyConfChange(change);
+        this.#applyMemberChange(change);
+        this.#opts.log.info("membership changed", {
+          change: change.type,
+          node: change.nodeId,
+          voters: conf.voters.join(","),
+          learners: conf.learners.join(","),
+        });
+        list.push({ index: e.index, data: new Uint8Array(), members: [...this.members.values()] });
+      } else {
+        list.push({ index: e.index, data: e.data });
+      }
+    }
+    const results = await this.#opts.stateMachine.apply(list);
+    for (const e of entries) {
+      const p = this.#proposals.get(e.index);
+      if (!p) continue;
+      this.#proposals.delete(e.index);
+      if (p.term !== e.term) {
+        p.reject(
+          new KVError(
+            "NoQuorum",
+            "the write was superseded by a new leader and not applied; retry",
+          ),
+        );
+        continue;
+      }
+      const result = results.get(e.index);
+      if (!result) p.reject(new KVError("Internal", `no apply result for index ${e.index}`));
+      else if (result.error) p.reject(result.error);
+      else p.resolve(result);
+    }
+    // Proposals at indexes the log has moved past without applying them were overwritten.
+    const last = entries[entries.length - 1].index;
+    for (const [index, p] of this.#proposals) {
+      if (index > last) break;
+      this.#proposals.delete(index);
+      p.reject(
+        new KVError("NoQuorum", "the write was superseded by a new leader and not applied; retry"),
+      );
+    }
+    this.onApplied?.(this.#opts.stateMachine.appliedIndex);
+  }
+
+  #applyMemberChange(change: ConfChange): void {
+    const addr = change.context
+      ? fromUtf8(change.context)
+      : this.members.get(change.nodeId)?.addr ?? "";
+    switch (change.type) {
+      case "addVoter":
+        this.members.set(change.nodeId, { id: change.nodeId, addr, learner: false });
+        break;
+      case "addLearner":
+        this.members.set(change.nodeId, { id: change.nodeId, addr, learner: true });
+        break;
+      case "removeNode":
+        this.members.delete(change.nodeId);
+        break;
+    }
+  }
+
+  #releaseReads(): void {
+    if (this.#readsAtIndex.length === 0) return;
+    const applied = this.#opts.stateMachine.appliedIndex;
+    const waiting: ReadAtIndex[] = [];
+    for (const r of this.#readsAtIndex) {
+      if (r.index <= applied) { for (const read of r.reads) read.resolve(); }
+      else waiting.push(r);
+    }
+    this.#readsAtIndex = waiting;
+  }
+
+  #expireDeadlines(): void {
+    const now = this.#opts.clock.nowMs();
+    for (const [index, p] of this.#proposals) {
+      if (p.deadlineMs <= now) {
+        this.#proposals.delete(index);
+        p.reject(
+          new TimeoutError(
+            "the write was not committed before its deadline; its outcome is unknown",
+          ),
+        );
+      }
+    }
+    const timeout = (reads: PendingRead[]) =>
+      reads.filter((r) => {
+        if (r.deadlineMs > now) return true;
+        r.reject(
+          new NoQuorumError("the read could not be confirmed by a quorum before its deadline"),
+        );
+        return false;
+      });
+    for (const [ctx, reads] of this.#readsByContext) {
+      const left = timeout(reads);
+      if (left.length === 0) this.#readsByContext.delete(ctx);
+      else this.#readsByContext.set(ctx, left);
+    }
+    this.#readsAtIndex = this.#readsAtIndex.map((r) => ({
+      index: r.index,
+      reads: timeout(r.reads),
+    })).filter((r) => r.reads.length > 0);
+  }
+
+  #failAll(e: Error): void {
+    for (const p of this.#proposals.values()) p.reject(e);
+    this.#proposals.clear();
+    for (const r of this.#readQueue) r.reject(e);
+    this.#readQueue = [];
+    for (const reads of this.#readsByContext.values()) for (const r of reads) r.reject(e);
+    this.#readsByContext.clear();
+    for (const ra of this.#readsAtIndex) for (const r of ra.reads) r.reject(e);
+    this.#readsAtIndex = [];
+  }
+
+  /** Stops ticking, waits for the loop, fails whatever is still waiting. */
+  async stop(): Promise<void> {
+    this.#ticker?.cancel();
+    await this.idle();
+    this.#stopped = true;
+    this.#failAll(new ClosedError("node"));
+  }
+}
+
+/** Encodes a membership change whose context is the node's address. */
+export function memberChange(type: ConfChange["type"], nodeId: string, addr: string): ConfChange {
+  return { type, nodeId, context: utf8(addr) };
+}
+
+/** Re-exported for the admin service. */
+export { encodeConfChange };

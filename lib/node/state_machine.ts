@@ -1,0 +1,408 @@
+/**
+ * The replicated state machine: applies committed Raft entries to the MVCC
+ * storage engine. Deterministic by construction: the same entries give the
+ * same engine contents on every replica, because
+ *
+ * - the version of each write is the cluster revision, counted here at apply
+ *   time (one per successful write command, one per membership change);
+ * - every time-dependent decision (TTL, request-id retention) uses the
+ *   leader's timestamp carried in the command, never this replica's clock;
+ * - request ids are remembered in the engine itself (system keys), so a
+ *   retried write is deduplicated after restarts and snapshot installs too.
+ *
+ * Key space: user keys may not start with byte 0x00; keys that do hold the
+ * node's own state (see `systemKey`). The applied index is stored atomically
+ * with each batch, so after a crash the node replays its Raft log from
+ * `appliedIndex + 1` and lands in the same state.
+ *
+ * @module
+ */
+
+import { assert } from "../common/assert.ts";
+import { ByteReader, ByteWriter, equalBytes, fromUtf8, utf8 } from "../common/bytes.ts";
+import { CompactedError, ConflictError, InvalidArgumentError } from "../common/errors.ts";
+import type { Engine } from "../storage/engine.ts";
+import { WriteBatch } from "../storage/write_batch.ts";
+import { type Command, CommandOp, decodeCommand } from "./command.ts";
+
+/** How long a request id is remembered for deduplication (by leader timestamps). */
+export const requestIdRetentionMs = 10 * 60 * 1000;
+
+/** First byte of every system key; user keys may not start with it. */
+export const systemKeyByte = 0x00;
+
+/** A system key: 0x00, a kind letter, then the name. */
+export function systemKey(kind: "m" | "r", name: string): Uint8Array {
+  const n = utf8(name);
+  const out = new Uint8Array(2 + n.length);
+  out[0] = systemKeyByte;
+  out[1] = kind.charCodeAt(0);
+  out.set(n, 2);
+  return out;
+}
+
+/** Rejects user keys in the reserved system range. */
+export function checkUserKey(key: Uint8Array): void {
+  if (key.length > 0 && key[0] === systemKeyByte) {
+    throw new InvalidArgumentError("keys starting with byte 0x00 are reserved for the system");
+  }
+}
+
+const membershipKey = systemKey("m", "members");
+
+/** A stored key-value as the API returns it. */
+export interface KeyValue {
+  key: Uint8Array;
+  value: Uint8Array;
+  version: number;
+  expiresAtMs: number;
+}
+
+/** What one applied command produced, handed back to the proposer. */
+export interface ApplyResult {
+  /** The revision of this write, or the current revision when nothing was written. */
+  revision: number;
+  /** Whether a delete removed a key / a put or delete happened at all. */
+  changed: boolean;
+  prev?: KeyValue;
+  /** A failed compare-and-set. */
+  error?: Error;
+  /** True when this was a retry whose request id had already been applied. */
+  deduplicated?: boolean;
+}
+
+/** A change the watch hub fans out (one per key written). */
+export interface ChangeEvent {
+  type: "put" | "delete";
+  kv: KeyValue;
+  prev?: KeyValue;
+}
+
+/** Cluster members and their addresses, persisted with the data. */
+export interface MemberRecord {
+  id: string;
+  addr: string;
+  learner: boolean;
+}
+
+interface Pending {
+  value: Uint8Array | undefined;
+  version: number;
+  expiresAtMs: number;
+}
+
+function keyString(key: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < key.length; i++) s += String.fromCharCode(key[i]);
+  return s;
+}
+
+/** Encodes the member table (system key value). */
+export function encodeMembers(members: MemberRecord[]): Uint8Array {
+  const w = new ByteWriter(64);
+  w.putU8(1).putUvarint(members.length);
+  for (const m of members) w.putString(m.id).putString(m.addr).putU8(m.learner ? 1 : 0);
+  return w.finish();
+}
+
+/** Decodes the member table. */
+export function decodeMembers(bytes: Uint8Array): MemberRecord[] {
+  const r = new ByteReader(bytes);
+  if (r.u8() !== 1) throw new Error("unknown member table format");
+  const n = r.uvarint();
+  const out: MemberRecord[] = [];
+  for (let i = 0; i < n; i++) out.push({ id: r.string(), addr: r.string(), learner: r.u8() === 1 });
+  return out;
+}
+
+function encodeDedupe(revision: number, timestampMs: number): Uint8Array {
+  return new ByteWriter(16).putU64(BigInt(revision)).putU64(BigInt(timestampMs)).finish();
+}
+
+function decodeDedupe(bytes: Uint8Array): { revision: number; timestampMs: number } {
+  const r = new ByteReader(bytes);
+  return { revision: Number(r.u64()), timestampMs: Number(r.u64()) };
+}
+
+/** One committed entry as the state machine sees it. */
+export interface ApplyEntry {
+  index: number;
+  /** Encoded Command, or empty for a no-op. */
+  data: Uint8Array;
+  /** Set for membership changes: the new member table to store. */
+  members?: MemberRecord[];
+}
+
+/** Applies entries to the engine and tracks the revision. */
+export class StateMachine {
+  #revision: number;
+  #appliedIndex: number;
+  /** Called with every change, in revision order, after the batch is written. */
+  onChange: ((events: ChangeEvent[], revision: number) => void) | undefined;
+  /** Called for every key written with a TTL (the leader schedules its expiry). */
+  onExpiry: ((key: Uint8Array, version: number, expiresAtMs: number) => void) | undefined;
+
+  constructor(readonly engine: Engine) {
+    this.#revision = engine.currentVersion;
+    this.#appliedIndex = Math.max(0, engine.appliedIndex);
+  }
+
+  /** The current cluster revision (version of the newest write applied). */
+  get revision(): number {
+    return this.#revision;
+  }
+
+  /** The Raft index of the last applied entry. */
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+
+  /** The member table as of the applied index, or undefined before the first change. */
+  async members(): Promise<MemberRecord[] | undefined> {
+    const kv = await this.engine.get(membershipKey);
+    return kv ? decodeMembers(kv.value) : undefined;
+  }
+
+  /**
+   * Applies committed entries in order with one engine write carrying the
+   * last applied index. Returns one result per entry index (no-ops and
+   * membership changes get a result too). Entries at or below the applied
+   * index are skipped (replay after restart).
+   */
+  async apply(entries: ApplyEntry[]): Promise<Map<number, ApplyResult>> {
+    const results = new Map<number, ApplyResult>();
+    const batch = new WriteBatch();
+    const events: ChangeEvent[] = [];
+    const pending = new Map<string, Pending>();
+    let last = this.#appliedIndex;
+    for (const entry of entries) {
+      if (entry.index <= this.#appliedIndex) continue;
+      assert(entry.index === last + 1, `apply: expected index ${last + 1}, got ${entry.index}`);
+      last = entry.index;
+      if (entry.members) {
+        this.#revision++;
+        batch.put(membershipKey, encodeMembers(entry.members), { version: this.#revision });
+        results.set(entry.index, { revision: this.#revision, changed: true });
+        continue;
+      }
+      if (entry.data.length === 0) {
+        results.set(entry.index, { revision: this.#revision, changed: false });
+        continue;
+      }
+      const command = decodeCommand(entry.data);
+      results.set(entry.index, await this.#applyCommand(command, batch, pending, events));
+    }
+    if (last === this.#appliedIndex) return results;
+    await this.engine.write(batch, { sync: false, appliedIndex: last });
+    this.#appliedIndex = last;
+    if (events.length > 0) this.onChange?.(events, this.#revision);
+    return results;
+  }
+
+  /** Current state of `key` as of the leader time `nowMs`, seeing writes pending in this batch. */
+  async #current(
+    key: Uint8Array,
+    pending: Map<string, Pending>,
+    nowMs: number,
+  ): Promise<KeyValue | undefined> {
+    const p = pending.get(keyString(key));
+    if (p) {
+      if (p.value === undefined || (p.expiresAtMs > 0 && p.expiresAtMs <= nowMs)) return undefined;
+      return { key, value: p.value, version: p.version, expiresAtMs: p.expiresAtMs };
+    }
+    const kv = await this.engine.get(key, { nowMs });
+    if (!kv) return undefined;
+    return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
+  }
+
+  async #dedupe(requestId: string, timestampMs: number): Promise<ApplyResult | undefined> {
+    if (requestId === "") return undefined;
+    const kv = await this.engine.get(systemKey("r", requestId));
+    if (!kv) return undefined;
+    const d = decodeDedupe(kv.value);
+    if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
+    return { revision: d.revision, changed: false, deduplicated: true };
+  }
+
+  async #applyCommand(
+    c: Command,
+    batch: WriteBatch,
+    pending: Map<string, Pending>,
+    events: ChangeEvent[],
+  ): Promise<ApplyResult> {
+    const now = c.timestampMs;
+    switch (c.op) {
+      case CommandOp.Put: {
+        const seen = await this.#dedupe(c.requestId, now);
+        if (seen) return seen;
+        const prev = await this.#current(c.key, pending, now);
+        if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
+          return {
+            revision: this.#revision,
+            changed: false,
+            prev,
+            error: new ConflictError(c.key, prev?.version ?? 0),
+          };
+        }
+        const revision = ++this.#revision;
+        batch.put(c.key, c.value, { version: revision, expiresAtMs: c.expiresAtMs });
+        pending.set(keyString(c.key), {
+          value: c.value,
+          version: revision,
+          expiresAtMs: c.expiresAtMs,
+        });
+        if (c.requestId !== "") {
+          batch.put(systemKey("r", c.requestId), encodeDedupe(revision, now), {
+            version: revision,
+          });
+        }
+        const kv = { key: c.key, value: c.value, version: revision, expiresAtMs: c.expiresAtMs };
+        events.push({ type: "put", kv, prev });
+        if (c.expiresAtMs > 0) this.onExpiry?.(c.key, revision, c.expiresAtMs);
+        return { revision, changed: true, prev };
+      }
+      case CommandOp.Delete: {
+        const seen = await this.#dedupe(c.requestId, now);
+        if (seen) return seen;
+        const prev = await this.#current(c.key, pending, now);
+        if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
+          return {
+            revision: this.#revision,
+            changed: false,
+            prev,
+            error: new ConflictError(c.key, prev?.version ?? 0),
+          };
+        }
+        if (!prev) return { revision: this.#revision, changed: false };
+        const revision = ++this.#revision;
+        this.#deleteKey(c.key, revision, batch, pending);
+        if (c.requestId !== "") {
+          batch.put(systemKey("r", c.requestId), encodeDedupe(revision, now), {
+            version: revision,
+          });
+        }
+        events.push({
+          type: "delete",
+          kv: { key: c.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
+          prev,
+        });
+        return { revision, changed: true, prev };
+      }
+      case CommandOp.Txn: {
+        const seen = await this.#dedupe(c.requestId, now);
+        if (seen) return seen;
+        const revision = ++this.#revision;
+        for (const w of c.writes) {
+          const prev = await this.#current(w.key, pending, now);
+          if (w.value === undefined) {
+            if (!prev) continue;
+            this.#deleteKey(w.key, revision, batch, pending);
+            events.push({
+              type: "delete",
+              kv: { key: w.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
+              prev,
+            });
+          } else {
+            batch.put(w.key, w.value, { version: revision, expiresAtMs: w.expiresAtMs });
+            pending.set(keyString(w.key), {
+              value: w.value,
+              version: revision,
+              expiresAtMs: w.expiresAtMs,
+            });
+            events.push({
+              type: "put",
+              kv: { key: w.key, value: w.value, version: revision, expiresAtMs: w.expiresAtMs },
+              prev,
+            });
+            if (w.expiresAtMs > 0) this.onExpiry?.(w.key, revision, w.expiresAtMs);
+          }
+        }
+        if (c.requestId !== "") {
+          batch.put(systemKey("r", c.requestId), encodeDedupe(revision, now), {
+            version: revision,
+          });
+        }
+        return { revision, changed: true };
+      }
+      case CommandOp.ExpireKey: {
+        // Delete only if the key still holds the version that expired (it may have been rewritten).
+        const p = pending.get(keyString(c.key));
+        const current = p
+          ? (p.value === undefined ? undefined : p.version)
+          : (await this.engine.get(c.key, { nowMs: 0 }))?.version;
+        if (current !== c.version) return { revision: this.#revision, changed: false };
+        const prevKv = await this.engine.get(c.key, { nowMs: 0 });
+        const revision = ++this.#revision;
+        this.#deleteKey(c.key, revision, batch, pending);
+        const prev = prevKv
+          ? {
+            key: c.key,
+            value: prevKv.value,
+            version: prevKv.version,
+            expiresAtMs: prevKv.expiresAtMs ?? 0,
+          }
+          : undefined;
+        events.push({
+          type: "delete",
+          kv: { key: c.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
+          prev,
+        });
+        return { revision, changed: true };
+      }
+      case CommandOp.CompactHistory: {
+        if (c.revision > this.#revision) {
+          return {
+            revision: this.#revision,
+            changed: false,
+            error: new InvalidArgumentError(
+              `cannot compact at ${c.revision}: the current revision is ${this.#revision}`,
+            ),
+          };
+        }
+        if (c.revision <= this.engine.compactedVersion) {
+          return {
+            revision: this.#revision,
+            changed: false,
+            error: new CompactedError(c.revision, this.engine.compactedVersion),
+          };
+        }
+        await this.#forgetOldRequestIds(now, batch);
+        await this.engine.compactHistory(c.revision);
+        return { revision: this.#revision, changed: true };
+      }
+    }
+  }
+
+  #deleteKey(
+    key: Uint8Array,
+    revision: number,
+    batch: WriteBatch,
+    pending: Map<string, Pending>,
+  ): void {
+    batch.delete(key, { version: revision });
+    pending.set(keyString(key), { value: undefined, version: revision, expiresAtMs: 0 });
+  }
+
+  /** Drops request ids older than the retention window (deterministic: leader time). */
+  async #forgetOldRequestIds(nowMs: number, batch: WriteBatch): Promise<void> {
+    const prefix = systemKey("r", "");
+    const stale: Uint8Array[] = [];
+    for await (const kv of this.engine.scan({ prefix })) {
+      if (nowMs - decodeDedupe(kv.value).timestampMs > requestIdRetentionMs) {
+        stale.push(kv.key.slice());
+      }
+    }
+    if (stale.length === 0) return;
+    const revision = ++this.#revision;
+    for (const key of stale) batch.delete(key, { version: revision });
+  }
+
+  /** Decodes a request id key's name (for tests and debugging). */
+  static requestIdOf(key: Uint8Array): string | undefined {
+    const prefix = systemKey("r", "");
+    if (key.length < prefix.length || !equalBytes(key.subarray(0, prefix.length), prefix)) {
+      return undefined;
+    }
+    return fromUtf8(key.subarray(prefix.length));
+  }
+}

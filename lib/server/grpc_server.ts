@@ -1,0 +1,202 @@
+/**
+ * The gRPC front end of a node: KVStore (the client API), Admin and
+ * RaftInternal on one listening address. Handlers only translate: they
+ * decode a request, call the KVNode, and encode the answer; every error goes
+ * through lib/server/status.ts.
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import { maxGrpcMessageBytes } from "../common/limits.ts";
+import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
+import type { KeyValue } from "../node/state_machine.ts";
+import { loadRustkvdPackage } from "./proto.ts";
+import { toGrpcError } from "./status.ts";
+import { rustkvdVersion } from "../common/version.ts";
+
+// deno-lint-ignore no-explicit-any
+type Req = any;
+
+const emptyBytes = new Uint8Array();
+
+function kvMessage(kv: KeyValue | undefined, keysOnly = false) {
+  if (!kv) return undefined;
+  return {
+    key: kv.key,
+    value: keysOnly ? emptyBytes : kv.value,
+    version: kv.version,
+    expires_at_ms: kv.expiresAtMs,
+  };
+}
+
+function consistencyOf(c: string | undefined): ReadConsistency {
+  return c === "SERIALIZABLE" ? "serializable" : "linearizable";
+}
+
+/** Milliseconds left before the call's deadline (undefined when it has none). */
+function remainingMs(call: grpc.ServerUnaryCall<Req, Req>): number | undefined {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  if (!Number.isFinite(ms) || ms <= 0) return undefined;
+  return Math.max(1, ms - Date.now());
+}
+
+function unary(
+  fn: (call: grpc.ServerUnaryCall<Req, Req>) => Promise<Req>,
+): grpc.handleUnaryCall<Req, Req> {
+  return (call, callback) => {
+    fn(call).then((res) => callback(null, res), (e) => callback(toGrpcError(e)));
+  };
+}
+
+/** Builds the service implementations bound to `node`. */
+export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation {
+  return {
+    Get: unary(async (call) => {
+      const r = call.request;
+      const res = await node.get(r.key, {
+        version: r.version,
+        consistency: consistencyOf(r.consistency),
+        timeoutMs: remainingMs(call),
+      });
+      return {
+        found: res.kv !== undefined,
+        value: res.kv?.value ?? emptyBytes,
+        version: res.kv?.version ?? 0,
+        revision: res.revision,
+        expires_at_ms: res.kv?.expiresAtMs ?? 0,
+      };
+    }),
+    Put: unary(async (call) => {
+      const r = call.request;
+      const res = await node.put(r.key, r.value, {
+        ttlSecs: r.ttl_secs,
+        ifVersion: r.if_version ?? undefined,
+        prevKv: r.prev_kv,
+        requestId: r.request_id,
+        timeoutMs: remainingMs(call),
+      });
+      return { version: res.version, prev: kvMessage(res.prev), has_prev: res.prev !== undefined };
+    }),
+    Delete: unary(async (call) => {
+      const r = call.request;
+      const res = await node.delete(r.key, {
+        ifVersion: r.if_version ?? undefined,
+        prevKv: r.prev_kv,
+        requestId: r.request_id,
+        timeoutMs: remainingMs(call),
+      });
+      return {
+        version: res.version,
+        deleted: res.deleted,
+        prev: kvMessage(res.prev),
+        has_prev: res.prev !== undefined,
+      };
+    }),
+    Scan: unary(async (call) => {
+      const r = call.request;
+      const res = await node.scan({
+        prefix: r.prefix,
+        start: r.start,
+        end: r.end,
+        limit: r.limit,
+        version: r.version,
+        keysOnly: r.keys_only,
+        consistency: consistencyOf(r.consistency),
+        timeoutMs: remainingMs(call),
+      });
+      return {
+        kvs: res.kvs.map((kv) => kvMessage(kv, r.keys_only)),
+        more: res.more,
+        version: res.version,
+      };
+    }),
+    NodeStatus: unary(() => {
+      const s = node.status();
+      return Promise.resolve({
+        node_id: s.nodeId,
+        role: s.role,
+        term: s.term,
+        leader_id: s.leaderId,
+        leader_addr: s.leaderAddr,
+        commit_index: s.commitIndex,
+        applied_index: s.appliedIndex,
+        revision: s.revision,
+        compacted_revision: s.compactedRevision,
+        members: s.members.map((m) => ({
+          id: m.id,
+          addr: m.addr,
+          role: m.role,
+          health: m.id === s.nodeId ? "self" : "unknown",
+          match_index: m.matchIndex,
+        })),
+        cluster_id: s.clusterId,
+        version: rustkvdVersion,
+        fsync_mode: "fsync",
+      });
+    }),
+    Watch: (call: grpc.ServerWritableStream<Req, Req>) => {
+      call.emit("error", toGrpcError(new Error("Watch is not supported yet")));
+    },
+  };
+}
+
+/** A bound gRPC server; `close()` stops accepting and ends open calls. */
+export interface RunningGrpcServer {
+  server: grpc.Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts the gRPC server for `node` on `addr` (host:port; port 0 picks one). */
+export function startGrpcServer(node: KVNode, addr: string): Promise<RunningGrpcServer> {
+  const pkg = loadRustkvdPackage();
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": maxGrpcMessageBytes,
+    "grpc.max_send_message_length": maxGrpcMessageBytes,
+  });
+  const service = (name: string) => (pkg[name] as grpc.ServiceClientConstructor).service;
+  server.addService(service("KVStore"), kvStoreHandlers(node));
+  server.addService(service("RaftInternal"), {
+    ...node.transport.unaryHandlers(),
+    InstallSnapshot: (
+      call: grpc.ServerReadableStream<Req, Req>,
+      callback: grpc.sendUnaryData<Req>,
+    ) => {
+      call.on("data", () => {});
+      call.on(
+        "end",
+        () =>
+          callback(null, {
+            ok: false,
+            received_bytes: 0,
+            reason: "snapshots are not supported yet",
+          }),
+      );
+    },
+  });
+  return new Promise((resolve, reject) => {
+    server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      if (err) {
+        reject(err);
+        return;
+      }
+      resolve({
+        server,
+        port,
+        close: () =>
+          new Promise<void>((done) => {
+            const force = setTimeout(() => {
+              server.forceShutdown();
+              done();
+            }, 2_000);
+            server.tryShutdown(() => {
+              clearTimeout(force);
+              done();
+            });
+          }),
+      });
+    });
+  });
+}

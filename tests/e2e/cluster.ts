@@ -1,0 +1,230 @@
+/**
+ * Real server processes for end-to-end tests: N nodes of `server.ts` on
+ * 127.0.0.1 with ports probed at run time (parallel test files never
+ * collide), each with its own data dir under one temp root. Nodes can be
+ * killed (SIGKILL), stopped (SIGTERM), paused (SIGSTOP/SIGCONT) and
+ * restarted on the same port and data dir. Disposing the cluster kills every
+ * process it started, by pid, and removes the temp root — also when the test
+ * failed.
+ *
+ * @module
+ */
+
+import { KVClient } from "../../lib/client/kv_client.ts";
+
+const serverEntry = new URL("../../server.ts", import.meta.url).pathname;
+
+/** A free TCP port on 127.0.0.1 (bind port 0, read it, release it). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** One server process of a test cluster. */
+export class TestNode {
+  process: Deno.ChildProcess | undefined;
+  /** Everything the node wrote to stdout and stderr, for failure reports. */
+  output = "";
+  #exited: Promise<Deno.CommandStatus> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly port: number,
+    readonly dataDir: string,
+    readonly args: string[],
+  ) {}
+
+  /** host:port of the node. */
+  get addr(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  /** True while the process runs. */
+  get running(): boolean {
+    return this.process !== undefined;
+  }
+
+  /** Starts the process and waits until it listens (bounded). */
+  async start(timeoutMs = 15_000): Promise<void> {
+    if (this.process) throw new Error(`${this.id} already running`);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-net",
+        "--allow-env",
+        "--allow-sys",
+        serverEntry,
+        ...this.args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.process = child;
+    this.#exited = child.status;
+    let listening: () => void = () => {};
+    const ready = new Promise<void>((r) => (listening = r));
+    const collect = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        this.output += chunk;
+        if (this.output.includes(`listening on 127.0.0.1:${this.port}`)) listening();
+      }
+    };
+    collect(child.stdout).catch(() => {});
+    collect(child.stderr).catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`${this.id} did not start within ${timeoutMs} ms:\n${this.output}`)),
+        timeoutMs,
+      );
+    });
+    const died = this.#exited.then((s) => {
+      throw new Error(`${this.id} exited with code ${s.code} while starting:\n${this.output}`);
+    });
+    try {
+      await Promise.race([ready, timeout, died]);
+    } finally {
+      clearTimeout(timer);
+      died.catch(() => {});
+    }
+  }
+
+  /** Sends a signal; for SIGKILL/SIGTERM waits (bounded) until the process is gone. */
+  async signal(sig: Deno.Signal): Promise<void> {
+    const p = this.process;
+    if (!p) return;
+    try {
+      p.kill(sig);
+    } catch { /* already gone */ }
+    if (sig === "SIGKILL" || sig === "SIGTERM" || sig === "SIGINT") {
+      const exited = this.#exited!;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), 5_000)));
+      const outcome = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (outcome === "late") {
+        try {
+          p.kill("SIGKILL");
+        } catch { /* gone */ }
+        await exited;
+      }
+      this.process = undefined;
+    }
+  }
+
+  /** kill -9. */
+  kill(): Promise<void> {
+    return this.signal("SIGKILL");
+  }
+
+  /** Graceful stop (SIGTERM). */
+  stop(): Promise<void> {
+    return this.signal("SIGTERM");
+  }
+}
+
+/** Options of a test cluster. */
+export interface TestClusterOptions {
+  /** Extra flags for every node (e.g. a faster --election-ms). */
+  extraArgs?: string[];
+}
+
+/** A static cluster (--initial-cluster) of real processes. */
+export class TestCluster implements AsyncDisposable {
+  readonly nodes: TestNode[] = [];
+  #clients: KVClient[] = [];
+
+  private constructor(readonly root: string) {}
+
+  /** Starts `size` nodes and waits until all listen. */
+  static async start(size: number, options: TestClusterOptions = {}): Promise<TestCluster> {
+    const root = await Deno.makeTempDir({ prefix: "rustkvd-e2e-" });
+    const cluster = new TestCluster(root);
+    const ports = Array.from({ length: size }, () => freePort());
+    const initial = ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
+    for (let i = 0; i < size; i++) {
+      const id = `n${i + 1}`;
+      cluster.nodes.push(
+        new TestNode(id, ports[i], `${root}/${id}`, [
+          "--node-id",
+          id,
+          "--addr",
+          `127.0.0.1:${ports[i]}`,
+          "--data-dir",
+          `${root}/${id}`,
+          "--initial-cluster",
+          initial,
+          "--log-level",
+          "info",
+          ...(options.extraArgs ?? []),
+        ]),
+      );
+    }
+    try {
+      await Promise.all(cluster.nodes.map((n) => n.start()));
+    } catch (e) {
+      await cluster[Symbol.asyncDispose]();
+      throw e;
+    }
+    return cluster;
+  }
+
+  /** The node with `id`. */
+  node(id: string): TestNode {
+    const n = this.nodes.find((n) => n.id === id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  /** A client for the given nodes (default: all); closed with the cluster. */
+  client(ids?: string[], timeoutMs = 5_000): KVClient {
+    const endpoints = (ids ? ids.map((id) => this.node(id)) : this.nodes).map((n) => n.addr);
+    const c = new KVClient({ endpoints, timeoutMs });
+    this.#clients.push(c);
+    return c;
+  }
+
+  /** Waits (bounded) until the running nodes agree on one leader; returns its id. */
+  async waitForLeader(timeoutMs = 10_000, among?: string[]): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    const probe = new KVClient({ endpoints: this.nodes.map((n) => n.addr), timeoutMs: 500 });
+    try {
+      while (Date.now() < deadline) {
+        const running = this.nodes.filter((n) => n.running && (!among || among.includes(n.id)));
+        const views = await Promise.all(
+          running.map((n) =>
+            probe.status({ endpoint: n.addr, timeoutMs: 500 }).catch(() => undefined)
+          ),
+        );
+        const leaders = new Set(
+          views.map((v) => v?.role === "leader" ? v.nodeId : undefined).filter((x) => x),
+        );
+        const agreed = views.every((v) =>
+          v && v.leaderId !== "" && v.leaderId === views[0]!.leaderId
+        );
+        if (leaders.size === 1 && agreed) return [...leaders][0]!;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      probe.close();
+    }
+    throw new Error(`no agreed leader within ${timeoutMs} ms\n${this.dumpOutput()}`);
+  }
+
+  /** The last lines each node printed (for failure messages). */
+  dumpOutput(lines = 15): string {
+    return this.nodes.map((n) =>
+      `--- ${n.id} ---\n${n.output.split("\n").slice(-lines).join("\n")}`
+    ).join("\n");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const c of this.#clients) c.close();
+    await Promise.all(this.nodes.map((n) => n.signal("SIGCONT").then(() => n.kill())));
+    await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+}
