@@ -10,16 +10,11 @@ import { TestCluster } from "./cluster.ts";
 
 const dec = new TextDecoder();
 
-async function readAll(
-  client: KVClient,
-  endpoint: string,
-  keys: string[],
-): Promise<Array<string | undefined>> {
+/** Reads keys with serializable reads, so a client bound to one node sees that node's own state. */
+async function readAll(client: KVClient, keys: string[]): Promise<Array<string | undefined>> {
   const out: Array<string | undefined> = [];
   for (const key of keys) {
-    // A serializable read answers from that node's own state.
     const kv = await client.get(key, { consistency: "serializable" }).catch(() => undefined);
-    void endpoint;
     out.push(kv ? dec.decode(kv.value) : undefined);
   }
   return out;
