@@ -1,8 +1,8 @@
 /**
- * `deno task cluster`: a local three-node cluster in one terminal, the way the
- * seed's README starts one by hand (node1 bootstraps, node2 and node3 join
- * through --peers). Output lines are prefixed with the node id; Ctrl-C stops
- * all three and waits for them to exit.
+ * `deno task cluster`: a local three-node cluster in one terminal. Until
+ * joining through --peers exists, the three nodes start as one static
+ * cluster (--initial-cluster). Output lines are prefixed with the node id;
+ * Ctrl-C stops all three and waits for them to exit.
  *
  * Extra flags are passed to every node (for example `--log-level debug`).
  *
@@ -10,10 +10,11 @@
  */
 
 const nodes = [
-  { id: "node1", port: 7001, peers: [] as string[] },
-  { id: "node2", port: 7002, peers: ["127.0.0.1:7001"] },
-  { id: "node3", port: 7003, peers: ["127.0.0.1:7001", "127.0.0.1:7002"] },
+  { id: "node1", port: 7001 },
+  { id: "node2", port: 7002 },
+  { id: "node3", port: 7003 },
 ];
+const initialCluster = nodes.map((n) => `${n.id}=127.0.0.1:${n.port}`).join(",");
 const serverEntry = new URL("../server.ts", import.meta.url).pathname;
 const colors = ["\x1b[36m", "\x1b[35m", "\x1b[33m"];
 const reset = "\x1b[0m";
@@ -53,7 +54,8 @@ for (const [i, node] of nodes.entries()) {
     `127.0.0.1:${node.port}`,
     "--data-dir",
     `./data/${node.id}`,
-    ...(node.peers.length > 0 ? ["--peers", node.peers.join(",")] : []),
+    "--initial-cluster",
+    initialCluster,
     ...Deno.args,
   ];
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "piped" })
@@ -62,8 +64,6 @@ for (const [i, node] of nodes.entries()) {
   const prefix = useColor ? `${colors[i]}[${node.id}]${reset}` : `[${node.id}]`;
   pipes.push(pipeWithPrefix(child.stdout, prefix, console.log));
   pipes.push(pipeWithPrefix(child.stderr, prefix, console.error));
-  // node1 bootstraps first so the others find a leader to join.
-  if (i === 0) await new Promise((r) => setTimeout(r, 500));
 }
 console.log(
   `cluster: ${nodes.map((n) => `${n.id}=127.0.0.1:${n.port}`).join(" ")} (Ctrl-C stops all)`,

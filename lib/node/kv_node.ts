@@ -45,7 +45,7 @@ import {
   StateMachine,
   systemKeyByte,
 } from "./state_machine.ts";
-import { GrpcTransport } from "./transport.ts";
+import { PeerTransport } from "./transport.ts";
 
 /** Read consistency (see proto Consistency). */
 export type ReadConsistency = "linearizable" | "serializable";
@@ -91,7 +91,7 @@ export interface NodeStatusInfo {
 
 /** A running node. */
 export class KVNode {
-  readonly transport: GrpcTransport;
+  readonly transport: PeerTransport;
   #closed = false;
 
   private constructor(
@@ -105,7 +105,7 @@ export class KVNode {
     readonly log: Logger,
   ) {
     const self = this;
-    this.transport = new GrpcTransport({
+    this.transport = new PeerTransport({
       selfId: config.nodeId,
       clusterId: () => self.clusterId,
       addressOf: (id) => replica.members.get(id)?.addr,

@@ -1,30 +1,39 @@
 /**
- * Node-to-node Raft traffic over gRPC (service RaftInternal). Per peer there
- * are two lanes: elections (votes, pre-votes, timeout-now) and replication
- * (appends, heartbeats, read-index). Each lane has a bounded queue and at
- * most one call in flight; whatever queues while a call is in flight leaves
- * together in the next call, so load turns into larger batches rather than
- * more calls. Raft tolerates loss, so a full queue or a failed call drops
- * messages and tells the driver the peer is unreachable; the core retries.
+ * Node-to-node Raft traffic over the native peer channel (lib/node/peer_frame.ts).
  *
- * Every batch carries the cluster id; a batch from another cluster is refused
- * and logged, never delivered.
+ * Each node keeps one outgoing TCP connection per peer and sends on it only;
+ * replies come back on the peer's own outgoing connection (like etcd's
+ * stream transport), so neither side ever waits for the other. Messages
+ * queued in one turn of the event loop leave as one frame with one write:
+ * load turns into bigger frames, not more packets. Raft tolerates loss, so a
+ * full queue, a refused or broken connection drops messages and tells the
+ * driver the peer is unreachable; the core retries, and the channel
+ * reconnects with backoff.
+ *
+ * The first frame on a connection names the sender and its cluster id; a
+ * connection from another cluster is refused (with a reason) and logged.
  *
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
+import net from "node:net";
 import { maxAppendBytes, maxPeerQueueMessages } from "../common/limits.ts";
 import { decodeMessage, encodeMessage } from "../raft/codec.ts";
 import { type Message, MessageType } from "../raft/types.ts";
-import { loadRustkvdPackage } from "../server/proto.ts";
 import type { Logger } from "./logger.ts";
+import {
+  encodeConnectionPreamble,
+  encodeFrame,
+  type PeerFrame,
+  PeerFrameDecoder,
+  PeerFrameKind,
+} from "./peer_frame.ts";
 
 /** What the transport delivers to and asks of its node. */
 export interface TransportHost {
   /** This node's id. */
   readonly selfId: string;
-  /** The cluster id batches must carry ("" = not known yet: accept any and adopt none). */
+  /** The cluster id peers must present ("" = not known yet: accept any). */
   clusterId(): string;
   /** Where a peer listens, or undefined when unknown. */
   addressOf(nodeId: string): string | undefined;
@@ -38,222 +47,304 @@ export interface TransportHost {
 
 /** Counters for status and benchmarks. */
 export interface TransportStats {
-  batchesSent: number;
+  framesSent: number;
   messagesSent: number;
   messagesDropped: number;
-  batchesRefused: number;
+  connectionsRefused: number;
+  messagesReceived: number;
 }
 
-interface RaftBatch {
-  cluster_id: string;
-  from: string;
-  messages: Uint8Array[];
-}
+/** Socket bytes buffered towards a peer beyond which new messages are dropped. */
+const maxBufferedBytesPerPeer = 16 * 1024 * 1024;
+const initialBackoffMs = 25;
+const maxBackoffMs = 1_000;
 
-interface RaftAck {
-  ok: boolean;
-  reason: string;
-}
-
-type UnaryCall = (
-  request: RaftBatch,
-  options: grpc.CallOptions,
-  callback: (err: grpc.ServiceError | null, ack?: RaftAck) => void,
-) => void;
-
-interface RaftInternalClient extends grpc.Client {
-  AppendEntries: UnaryCall;
-  RequestVote: UnaryCall;
-}
-
-const electionTypes = new Set<MessageType>([
-  MessageType.Vote,
-  MessageType.VoteResponse,
-  MessageType.PreVote,
-  MessageType.PreVoteResponse,
-  MessageType.TimeoutNow,
-  MessageType.TransferLeader,
-]);
-
-/** Deadline of one peer call: generous for a 4 MiB batch on loopback, short enough to notice a dead peer. */
-const peerCallTimeoutMs = 2_000;
-
-class Lane {
+class PeerLink {
+  socket: net.Socket | undefined;
+  connected = false;
+  address = "";
   queue: Uint8Array[] = [];
   queuedBytes = 0;
-  inFlight = false;
-  constructor(readonly method: "AppendEntries" | "RequestVote") {}
-}
-
-class Peer {
-  client: RaftInternalClient | undefined;
-  address = "";
-  readonly election = new Lane("RequestVote");
-  readonly replication = new Lane("AppendEntries");
+  flushScheduled = false;
+  backoffMs = initialBackoffMs;
+  nextAttemptMs = 0;
   constructor(readonly id: string) {}
 }
 
-/** The client side (sending) and the RaftInternal service implementation (receiving). */
-export class GrpcTransport {
+function splitHostPort(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(":");
+  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(addr.slice(i + 1)) };
+}
+
+/** Sends Raft messages to peers and accepts their connections. */
+export class PeerTransport {
   readonly stats: TransportStats = {
-    batchesSent: 0,
+    framesSent: 0,
     messagesSent: 0,
     messagesDropped: 0,
-    batchesRefused: 0,
+    connectionsRefused: 0,
+    messagesReceived: 0,
   };
-  #peers = new Map<string, Peer>();
+  #links = new Map<string, PeerLink>();
+  #incoming = new Set<net.Socket>();
   #closed = false;
 
   constructor(readonly host: TransportHost, readonly log: Logger) {}
 
-  /** Queues messages for their peers and starts a call on every idle lane. */
+  /** Queues messages for their peers; each peer's queue is flushed once per turn. */
   send(messages: Message[]): void {
     if (this.#closed) return;
-    const touched = new Set<Lane>();
     for (const m of messages) {
       if (m.to === this.host.selfId) continue;
       if (m.type === MessageType.Snapshot) {
         this.host.sendSnapshot(m);
         continue;
       }
-      const peer = this.#peer(m.to);
-      const lane = electionTypes.has(m.type) ? peer.election : peer.replication;
-      if (lane.queue.length >= maxPeerQueueMessages) {
+      const link = this.#link(m.to);
+      if (link.queue.length >= maxPeerQueueMessages) {
         this.stats.messagesDropped++;
         continue;
       }
       const bytes = encodeMessage(m);
-      lane.queue.push(bytes);
-      lane.queuedBytes += bytes.length;
-      touched.add(lane);
-    }
-    for (const peer of this.#peers.values()) {
-      if (touched.has(peer.election)) this.#pump(peer, peer.election);
-      if (touched.has(peer.replication)) this.#pump(peer, peer.replication);
+      link.queue.push(bytes);
+      link.queuedBytes += bytes.length;
+      if (!link.flushScheduled) {
+        link.flushScheduled = true;
+        queueMicrotask(() => this.#flush(link));
+      }
     }
   }
 
-  #peer(id: string): Peer {
-    let peer = this.#peers.get(id);
-    if (!peer) {
-      peer = new Peer(id);
-      this.#peers.set(id, peer);
+  #link(id: string): PeerLink {
+    let link = this.#links.get(id);
+    if (!link) {
+      link = new PeerLink(id);
+      this.#links.set(id, link);
     }
-    return peer;
+    return link;
   }
 
-  #clientFor(peer: Peer): RaftInternalClient | undefined {
-    const address = this.host.addressOf(peer.id);
-    if (!address) return undefined;
-    if (peer.client && peer.address === address) return peer.client;
-    peer.client?.close();
-    const RaftInternal = loadRustkvdPackage()
-      .RaftInternal as unknown as grpc.ServiceClientConstructor;
-    peer.client = new RaftInternal(address, grpc.credentials.createInsecure(), {
-      "grpc.max_send_message_length": maxAppendBytes * 2,
-      "grpc.max_receive_message_length": maxAppendBytes * 2,
-      "grpc.initial_reconnect_backoff_ms": 50,
-      "grpc.max_reconnect_backoff_ms": 1_000,
-      "grpc.keepalive_time_ms": 10_000,
-    }) as unknown as RaftInternalClient;
-    peer.address = address;
-    return peer.client;
+  #drop(link: PeerLink): void {
+    if (link.queue.length === 0) return;
+    this.stats.messagesDropped += link.queue.length;
+    link.queue = [];
+    link.queuedBytes = 0;
+    this.host.unreachable(link.id);
   }
 
-  #pump(peer: Peer, lane: Lane): void {
-    if (lane.inFlight || lane.queue.length === 0 || this.#closed) return;
-    const client = this.#clientFor(peer);
-    if (!client) {
-      this.stats.messagesDropped += lane.queue.length;
-      lane.queue = [];
-      lane.queuedBytes = 0;
-      this.host.unreachable(peer.id);
+  #flush(link: PeerLink): void {
+    link.flushScheduled = false;
+    if (this.#closed || link.queue.length === 0) return;
+    const address = this.host.addressOf(link.id);
+    if (!address) {
+      this.#drop(link);
       return;
     }
-    // Take as many queued messages as fit one call.
-    let take = 0;
-    let bytes = 0;
-    while (
-      take < lane.queue.length && (take === 0 || bytes + lane.queue[take].length <= maxAppendBytes)
-    ) {
-      bytes += lane.queue[take].length;
-      take++;
-    }
-    const batch = lane.queue.splice(0, take);
-    lane.queuedBytes -= bytes;
-    lane.inFlight = true;
-    this.stats.batchesSent++;
-    this.stats.messagesSent += batch.length;
-    const request: RaftBatch = {
-      cluster_id: this.host.clusterId(),
-      from: this.host.selfId,
-      messages: batch,
-    };
-    client[lane.method](request, { deadline: Date.now() + peerCallTimeoutMs }, (err, ack) => {
-      lane.inFlight = false;
-      if (this.#closed) return;
-      if (err) {
-        this.stats.messagesDropped += batch.length;
-        this.log.debug("peer call failed", { peer: peer.id, error: err.details ?? err.message });
-        this.host.unreachable(peer.id);
-      } else if (ack && !ack.ok) {
-        this.log.warn("peer refused our messages", { peer: peer.id, reason: ack.reason });
+    if (link.socket && link.address !== address) this.#disconnect(link, "address changed");
+    if (!link.socket) {
+      if (Date.now() < link.nextAttemptMs) {
+        this.#drop(link);
+        return;
       }
-      this.#pump(peer, lane);
+      this.#connect(link, address);
+    }
+    if (!link.connected) return; // flushed once connected
+    const socket = link.socket!;
+    if (socket.writableLength > maxBufferedBytesPerPeer) {
+      this.#drop(link);
+      return;
+    }
+    // One frame per maxAppendBytes of messages; all frames in one write.
+    const frames: Uint8Array[] = [];
+    let batch: Uint8Array[] = [];
+    let bytes = 0;
+    for (const m of link.queue) {
+      if (batch.length > 0 && bytes + m.length > maxAppendBytes) {
+        frames.push(encodeFrame({ kind: PeerFrameKind.Batch, messages: batch }));
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(m);
+      bytes += m.length;
+    }
+    if (batch.length > 0) frames.push(encodeFrame({ kind: PeerFrameKind.Batch, messages: batch }));
+    this.stats.messagesSent += link.queue.length;
+    this.stats.framesSent += frames.length;
+    link.queue = [];
+    link.queuedBytes = 0;
+    socket.write(frames.length === 1 ? frames[0] : concat(frames));
+  }
+
+  #connect(link: PeerLink, address: string): void {
+    const { host, port } = splitHostPort(address);
+    const socket = net.connect({ host, port });
+    link.socket = socket;
+    link.address = address;
+    link.connected = false;
+    socket.setNoDelay(true);
+    const decoder = new PeerFrameDecoder(false);
+    socket.on("connect", () => {
+      if (link.socket !== socket) return;
+      socket.write(encodeConnectionPreamble(this.host.clusterId(), this.host.selfId));
+      link.connected = true;
+      link.backoffMs = initialBackoffMs;
+      this.log.debug("peer connected", { peer: link.id, addr: address });
+      this.#flush(link);
+    });
+    socket.on("data", (chunk: Uint8Array) => {
+      try {
+        for (const f of decoder.push(chunk)) {
+          if (f.kind === PeerFrameKind.Refuse) {
+            this.log.warn("peer refused our connection", { peer: link.id, reason: f.reason });
+            this.#disconnect(link, f.reason);
+          }
+        }
+      } catch (e) {
+        this.#disconnect(link, (e as Error).message);
+      }
+    });
+    socket.on("error", (e: Error) => {
+      this.log.debug("peer connection error", { peer: link.id, error: e.message });
+    });
+    socket.on("close", () => {
+      if (link.socket === socket) this.#disconnect(link, "closed");
     });
   }
 
-  /** Handles one incoming batch: checks the cluster id, decodes, delivers. */
-  receive(batch: RaftBatch): RaftAck {
-    const ours = this.host.clusterId();
-    if (ours !== "" && batch.cluster_id !== ours) {
-      this.stats.batchesRefused++;
-      this.log.warn("refused messages from another cluster", {
-        from: batch.from,
-        theirCluster: batch.cluster_id,
-        ourCluster: ours,
-      });
-      return { ok: false, reason: `cluster id mismatch: this node belongs to cluster ${ours}` };
-    }
-    const messages: Message[] = [];
-    for (const bytes of batch.messages ?? []) {
-      try {
-        const m = decodeMessage(bytes);
-        if (m.to !== this.host.selfId) {
-          return { ok: false, reason: `message for ${m.to} delivered to ${this.host.selfId}` };
-        }
-        messages.push(m);
-      } catch (e) {
-        this.stats.batchesRefused++;
-        this.log.warn("refused a malformed raft message", {
-          from: batch.from,
-          error: (e as Error).message,
-        });
-        return { ok: false, reason: `malformed raft message: ${(e as Error).message}` };
-      }
-    }
-    if (messages.length > 0) this.host.deliver(messages);
-    return { ok: true, reason: "" };
+  #disconnect(link: PeerLink, reason: string): void {
+    const socket = link.socket;
+    link.socket = undefined;
+    link.connected = false;
+    link.nextAttemptMs = Date.now() + link.backoffMs;
+    link.backoffMs = Math.min(maxBackoffMs, link.backoffMs * 2);
+    socket?.destroy();
+    this.log.debug("peer disconnected", { peer: link.id, reason });
+    this.#drop(link);
   }
 
-  /** Unary handlers for AppendEntries and RequestVote (InstallSnapshot is added by the snapshot code). */
-  unaryHandlers(): Record<string, grpc.handleUnaryCall<RaftBatch, RaftAck>> {
-    const handle: grpc.handleUnaryCall<RaftBatch, RaftAck> = (call, callback) => {
-      callback(null, this.receive(call.request));
+  /**
+   * Takes over an accepted connection whose first bytes are the peer magic.
+   * `firstChunk` holds the bytes already read while sniffing.
+   */
+  acceptPeer(socket: net.Socket, firstChunk: Uint8Array): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    this.#incoming.add(socket);
+    socket.setNoDelay(true);
+    const decoder = new PeerFrameDecoder(true);
+    let from = "";
+    const refuse = (reason: string) => {
+      this.stats.connectionsRefused++;
+      this.log.warn("refused a peer connection", { from: from || "unknown", reason });
+      socket.end(encodeFrame({ kind: PeerFrameKind.Refuse, reason }));
+      socket.destroy();
     };
-    return { AppendEntries: handle, RequestVote: handle };
+    const onFrames = (frames: PeerFrame[]) => {
+      for (const f of frames) {
+        if (f.kind === PeerFrameKind.Hello) {
+          from = f.from;
+          const ours = this.host.clusterId();
+          if (ours !== "" && f.clusterId !== ours) {
+            refuse(
+              `cluster id mismatch: ${this.host.selfId} belongs to cluster ${ours}, not ${f.clusterId}`,
+            );
+            return;
+          }
+        } else if (f.kind === PeerFrameKind.Batch) {
+          if (from === "") {
+            refuse("a batch before the hello frame");
+            return;
+          }
+          const messages: Message[] = [];
+          for (const bytes of f.messages) {
+            const m = decodeMessage(bytes);
+            if (m.to !== this.host.selfId) {
+              refuse(`message for ${m.to} delivered to ${this.host.selfId}`);
+              return;
+            }
+            messages.push(m);
+          }
+          this.stats.messagesReceived += messages.length;
+          if (messages.length > 0) this.host.deliver(messages);
+        }
+      }
+    };
+    const onData = (chunk: Uint8Array) => {
+      try {
+        onFrames(decoder.push(chunk));
+      } catch (e) {
+        refuse(`malformed peer traffic: ${(e as Error).message}`);
+      }
+    };
+    socket.on("data", onData);
+    socket.on("error", () => {});
+    socket.on("close", () => this.#incoming.delete(socket));
+    onData(firstChunk);
+  }
+
+  #checkCluster(clusterId: string): string | undefined {
+    const ours = this.host.clusterId();
+    if (ours !== "" && clusterId !== ours) {
+      return `cluster id mismatch: ${this.host.selfId} belongs to cluster ${ours}, not ${clusterId}`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Checks and delivers one batch of encoded messages (from the native
+   * channel or the RaftInternal gRPC service). Returns why it was refused,
+   * or undefined when delivered.
+   */
+  receiveBatch(clusterId: string, from: string, encoded: Uint8Array[]): string | undefined {
+    const problem = this.#checkCluster(clusterId);
+    if (problem) {
+      this.stats.connectionsRefused++;
+      this.log.warn("refused messages from another cluster", { from, theirCluster: clusterId });
+      return problem;
+    }
+    const messages: Message[] = [];
+    for (const bytes of encoded) {
+      let m: Message;
+      try {
+        m = decodeMessage(bytes);
+      } catch (e) {
+        return `malformed raft message from ${from}: ${(e as Error).message}`;
+      }
+      if (m.to !== this.host.selfId) return `message for ${m.to} delivered to ${this.host.selfId}`;
+      messages.push(m);
+    }
+    this.stats.messagesReceived += messages.length;
+    if (messages.length > 0) this.host.deliver(messages);
+    return undefined;
   }
 
   /** Drops a peer's connection (it was removed from the cluster). */
   forget(nodeId: string): void {
-    this.#peers.get(nodeId)?.client?.close();
-    this.#peers.delete(nodeId);
+    const link = this.#links.get(nodeId);
+    if (link) this.#disconnect(link, "forgotten");
+    this.#links.delete(nodeId);
   }
 
   /** Closes every connection; queued messages are dropped. */
   close(): void {
     this.#closed = true;
-    for (const peer of this.#peers.values()) peer.client?.close();
-    this.#peers.clear();
+    for (const link of this.#links.values()) link.socket?.destroy();
+    this.#links.clear();
+    for (const s of this.#incoming) s.destroy();
+    this.#incoming.clear();
   }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

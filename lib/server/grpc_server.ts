@@ -13,6 +13,7 @@ import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
 import type { KeyValue } from "../node/state_machine.ts";
 import { loadRustkvdPackage } from "./proto.ts";
 import { toGrpcError } from "./status.ts";
+import { listen } from "./listener.ts";
 import { rustkvdVersion } from "../common/version.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -142,15 +143,19 @@ export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation
   };
 }
 
-/** A bound gRPC server; `close()` stops accepting and ends open calls. */
+/** A running front end: the listening port and how to stop it. */
 export interface RunningGrpcServer {
   server: grpc.Server;
   port: number;
   close(): Promise<void>;
 }
 
-/** Starts the gRPC server for `node` on `addr` (host:port; port 0 picks one). */
-export function startGrpcServer(node: KVNode, addr: string): Promise<RunningGrpcServer> {
+/**
+ * Starts the node's front end on `addr` (host:port; port 0 picks one): one
+ * TCP listener whose gRPC connections go to the KVStore and RaftInternal
+ * services and whose peer connections go to the Raft transport.
+ */
+export async function startGrpcServer(node: KVNode, addr: string): Promise<RunningGrpcServer> {
   const pkg = loadRustkvdPackage();
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxGrpcMessageBytes,
@@ -158,8 +163,33 @@ export function startGrpcServer(node: KVNode, addr: string): Promise<RunningGrpc
   });
   const service = (name: string) => (pkg[name] as grpc.ServiceClientConstructor).service;
   server.addService(service("KVStore"), kvStoreHandlers(node));
-  server.addService(service("RaftInternal"), {
-    ...node.transport.unaryHandlers(),
+  server.addService(service("RaftInternal"), raftInternalHandlers(node));
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = await listen(addr, node.transport, injector);
+  return {
+    server,
+    port: listener.port,
+    close: async () => {
+      await listener.close();
+      injector.destroy();
+      server.forceShutdown();
+    },
+  };
+}
+
+/**
+ * RaftInternal over gRPC, for tools and other implementations: batches go
+ * through the same cluster-id check and decoding as the native channel.
+ */
+function raftInternalHandlers(node: KVNode): grpc.UntypedServiceImplementation {
+  const batch: grpc.handleUnaryCall<Req, Req> = (call, callback) => {
+    const r = call.request;
+    const problem = node.transport.receiveBatch(r.cluster_id, r.from, r.messages ?? []);
+    callback(null, { ok: problem === undefined, reason: problem ?? "" });
+  };
+  return {
+    AppendEntries: batch,
+    RequestVote: batch,
     InstallSnapshot: (
       call: grpc.ServerReadableStream<Req, Req>,
       callback: grpc.sendUnaryData<Req>,
@@ -175,28 +205,5 @@ export function startGrpcServer(node: KVNode, addr: string): Promise<RunningGrpc
           }),
       );
     },
-  });
-  return new Promise((resolve, reject) => {
-    server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) => {
-      if (err) {
-        reject(err);
-        return;
-      }
-      resolve({
-        server,
-        port,
-        close: () =>
-          new Promise<void>((done) => {
-            const force = setTimeout(() => {
-              server.forceShutdown();
-              done();
-            }, 2_000);
-            server.tryShutdown(() => {
-              clearTimeout(force);
-              done();
-            });
-          }),
-      });
-    });
-  });
+  };
 }

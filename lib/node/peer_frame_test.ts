@@ -1,0 +1,65 @@
+import { assertEquals, assertThrows } from "../common/test_helpers.ts";
+import { DecodeError, utf8 } from "../common/bytes.ts";
+import {
+  encodeConnectionPreamble,
+  encodeFrame,
+  type PeerFrame,
+  PeerFrameDecoder,
+  PeerFrameKind,
+} from "./peer_frame.ts";
+
+const frames: PeerFrame[] = [
+  { kind: PeerFrameKind.Batch, messages: [utf8("m1"), new Uint8Array(), utf8("third message")] },
+  { kind: PeerFrameKind.Batch, messages: [] },
+  { kind: PeerFrameKind.Refuse, reason: "cluster id mismatch" },
+];
+
+function stream(): Uint8Array {
+  const parts = [encodeConnectionPreamble("c1", "n1"), ...frames.map(encodeFrame)];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+Deno.test("peer frames decode the same whatever way the stream is split", () => {
+  const bytes = stream();
+  const expected = [{ kind: PeerFrameKind.Hello, clusterId: "c1", from: "n1" }, ...frames];
+  for (let split = 0; split <= bytes.length; split++) {
+    const d = new PeerFrameDecoder(true);
+    const got = [...d.push(bytes.slice(0, split)), ...d.push(bytes.slice(split))];
+    assertEquals(got, expected, `split at ${split}`);
+  }
+  const d = new PeerFrameDecoder(true);
+  const oneByOne: PeerFrame[] = [];
+  for (const b of bytes) oneByOne.push(...d.push(new Uint8Array([b])));
+  assertEquals(oneByOne, expected);
+});
+
+Deno.test("garbage, a wrong version and oversized lengths are rejected", () => {
+  assertThrows(
+    () => new PeerFrameDecoder(true).push(utf8("GET / HTTP/1.1\r\n")),
+    DecodeError,
+    "not a rustkvd peer",
+  );
+  assertThrows(
+    () => new PeerFrameDecoder(true).push(new Uint8Array([0x52, 0x4b, 0x56, 0x52, 9])),
+    DecodeError,
+    "version 9",
+  );
+  assertThrows(
+    () => new PeerFrameDecoder(false).push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 2])),
+    DecodeError,
+    "length",
+  );
+  assertThrows(
+    () => new PeerFrameDecoder(false).push(new Uint8Array([0, 0, 0, 1, 77])),
+    DecodeError,
+    "unknown peer frame kind 77",
+  );
+  const truncatedBody = new Uint8Array([0, 0, 0, 3, PeerFrameKind.Batch, 5, 1]);
+  assertThrows(() => new PeerFrameDecoder(false).push(truncatedBody), DecodeError);
+});

@@ -1,0 +1,82 @@
+/**
+ * The one listening port of a node. Each accepted connection is told apart
+ * by its first bytes: the peer magic `RKVR` goes to the Raft peer channel,
+ * anything else (the HTTP/2 preface of a gRPC client) is handed to grpc-js
+ * through its connection injector. One port keeps the seed's start sequence
+ * (`--addr` only) and lets a firewall rule cover everything.
+ *
+ * @module
+ */
+
+import net from "node:net";
+import type * as grpc from "@grpc/grpc-js";
+import { peerMagic } from "../node/peer_frame.ts";
+import type { PeerTransport } from "../node/transport.ts";
+
+/** A bound listener. */
+export interface RunningListener {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Bytes needed to decide what a connection speaks. */
+const sniffBytes = peerMagic.length;
+/** A connection that says nothing for this long is dropped. */
+const sniffTimeoutMs = 10_000;
+
+function isPeerMagic(b: Uint8Array): boolean {
+  for (let i = 0; i < peerMagic.length; i++) if (b[i] !== peerMagic[i]) return false;
+  return true;
+}
+
+/** Listens on `addr` (host:port; port 0 picks a free one). */
+export function listen(
+  addr: string,
+  transport: PeerTransport,
+  grpcInjector: grpc.ConnectionInjector,
+): Promise<RunningListener> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    let head = new Uint8Array(0);
+    const timer = setTimeout(() => socket.destroy(), sniffTimeoutMs);
+    const onData = (chunk: Uint8Array) => {
+      const joined = new Uint8Array(head.length + chunk.length);
+      joined.set(head);
+      joined.set(chunk, head.length);
+      head = joined;
+      if (head.length < sniffBytes) return;
+      clearTimeout(timer);
+      socket.off("data", onData);
+      if (isPeerMagic(head)) {
+        transport.acceptPeer(socket, head);
+      } else {
+        socket.pause();
+        socket.unshift(head);
+        grpcInjector.injectConnection(socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+  const i = addr.lastIndexOf(":");
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, "");
+  const port = Number(addr.slice(i + 1));
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port }, () => {
+      server.off("error", reject);
+      const bound = (server.address() as net.AddressInfo).port;
+      resolve({
+        port: bound,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            for (const s of sockets) s.destroy();
+          }),
+      });
+    });
+  });
+}
