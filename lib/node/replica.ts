@@ -108,11 +108,22 @@ export class Replica {
   #ticker: TimerHandle | undefined;
   #sweepCountdown = 0;
   #idle: Promise<void> = Promise.resolve();
+  /** Term and vote as last made durable: a change of either needs an fsync. */
+  #syncedTerm: number;
+  #syncedVote: string;
   #idleResolve: (() => void) | undefined;
 
   constructor(opts: ReplicaOptions) {
     this.#opts = opts;
     for (const m of opts.members) this.members.set(m.id, { ...m });
+    // Every applied entry was committed, so a commit index behind the applied
+    // index (its last write was not synced) can be raised to it.
+    const hs = opts.store.memory.hardState();
+    if (hs.commit < opts.stateMachine.appliedIndex) {
+      opts.store.memory.setHardState({ ...hs, commit: opts.stateMachine.appliedIndex });
+    }
+    this.#syncedTerm = hs.term;
+    this.#syncedVote = hs.vote;
     this.node = new RaftNode({
       id: opts.nodeId,
       groupId: opts.groupId,
@@ -328,10 +339,18 @@ export class Replica {
     if (rd.snapshot) {
       throw new KVError("Internal", "snapshot install is not supported yet");
     }
-    await store.save(
-      { hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot },
-      rd.mustSync,
-    );
+    // fsync what Raft's safety rests on: new entries, a snapshot, a new term or vote.
+    // A commit-only change is written but not synced: after a crash the commit
+    // index is re-learned, and it is raised to the applied index at start.
+    const hs = rd.hardState;
+    const termOrVote = hs !== undefined &&
+      (hs.term !== this.#syncedTerm || hs.vote !== this.#syncedVote);
+    const sync = rd.mustSync && (rd.entries.length > 0 || rd.snapshot !== undefined || termOrVote);
+    await store.save({ hardState: hs, entries: rd.entries, snapshot: rd.snapshot }, sync);
+    if (sync && hs) {
+      this.#syncedTerm = hs.term;
+      this.#syncedVote = hs.vote;
+    }
     this.transport?.send(rd.persistedMessages);
     if (rd.committedEntries.length > 0) await this.#apply(rd.committedEntries);
     for (const rs of rd.readStates) {

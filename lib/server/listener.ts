@@ -38,6 +38,7 @@ export function listen(
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
+    socket.setNoDelay(true);
     socket.on("close", () => sockets.delete(socket));
     let head = new Uint8Array(0);
     const timer = setTimeout(() => socket.destroy(), sniffTimeoutMs);
