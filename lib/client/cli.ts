@@ -3,15 +3,167 @@
  * Output formats follow the seed's walkthrough (`OK (version: N)`, the two
  * status lines); `--json` prints one JSON document instead.
  *
+ * The CLI exits without closing its gRPC channels: closing sends an HTTP/2
+ * GOAWAY, which Deno 2.9's node:http2 can mishandle on the server side
+ * (denoland/deno#36788); a process exit closes the socket plainly.
+ *
  * @module
  */
 
+import { fromUtf8 } from "../common/bytes.ts";
+import { isKVError, type KVError } from "../common/errors.ts";
 import { type CliCommand, ExitCode, type GlobalOptions } from "./cli_args.ts";
+import { type KeyValue, KVClient, UnreachableClusterError } from "./kv_client.ts";
+import { formatBench, runBench } from "./bench.ts";
+
+/** Where output goes (tests capture it). */
+export interface CliOutput {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const consoleOutput: CliOutput = { out: (l) => console.log(l), err: (l) => console.error(l) };
+
+function kvJson(kv: KeyValue) {
+  return {
+    key: fromUtf8(kv.key),
+    value: fromUtf8(kv.value),
+    version: kv.version,
+    expiresAtMs: kv.expiresAtMs || undefined,
+  };
+}
 
 /** Executes `command` and returns the exit code (see ExitCode). */
-export function runCli(_global: GlobalOptions, command: CliCommand): Promise<number> {
-  console.error(
-    `rustkvd-cli: '${command.name}' needs the KV client, which is not built in this version.`,
-  );
-  return Promise.resolve(ExitCode.unavailable);
+export async function runCli(
+  global: GlobalOptions,
+  command: CliCommand,
+  io: CliOutput = consoleOutput,
+): Promise<number> {
+  const client = new KVClient({ endpoints: global.peers, timeoutMs: global.timeoutMs });
+  const print = (human: string, json: unknown) =>
+    io.out(global.json ? JSON.stringify(json) : human);
+  try {
+    switch (command.name) {
+      case "put": {
+        const r = await client.put(command.key, command.value, {
+          ttlSecs: command.ttlSecs,
+          ifVersion: command.ifVersion,
+        });
+        print(`OK (version: ${r.version})`, { ok: true, version: r.version });
+        return ExitCode.ok;
+      }
+      case "get": {
+        const kv = await client.get(command.key, {
+          version: command.version,
+          consistency: global.consistency,
+        });
+        if (!kv) {
+          if (global.json) io.out(JSON.stringify({ found: false, key: command.key }));
+          else {
+            io.err(
+              command.version
+                ? `key not found at version ${command.version}: ${command.key}`
+                : `key not found: ${command.key}`,
+            );
+          }
+          return ExitCode.notFound;
+        }
+        print(fromUtf8(kv.value), { found: true, ...kvJson(kv) });
+        return ExitCode.ok;
+      }
+      case "delete": {
+        const r = await client.delete(command.key, { ifVersion: command.ifVersion });
+        if (!r.deleted) {
+          if (global.json) io.out(JSON.stringify({ deleted: false, version: r.version }));
+          else io.err(`key not found: ${command.key}`);
+          return ExitCode.notFound;
+        }
+        print(`OK (version: ${r.version})`, { deleted: true, version: r.version });
+        return ExitCode.ok;
+      }
+      case "scan": {
+        const r = await client.scanPage({
+          prefix: command.prefix,
+          start: command.start,
+          end: command.end,
+          limit: command.limit,
+          version: command.version,
+          keysOnly: command.keysOnly,
+          consistency: global.consistency,
+        });
+        if (global.json) {
+          io.out(JSON.stringify({ version: r.version, more: r.more, kvs: r.kvs.map(kvJson) }));
+        } else {
+          for (const kv of r.kvs) {
+            io.out(
+              command.keysOnly ? fromUtf8(kv.key) : `${fromUtf8(kv.key)}\t${fromUtf8(kv.value)}`,
+            );
+          }
+          io.err(
+            `(${r.kvs.length} key${r.kvs.length === 1 ? "" : "s"} at version ${r.version}${
+              r.more ? "; more remain" : ""
+            })`,
+          );
+        }
+        return ExitCode.ok;
+      }
+      case "status": {
+        const s = await client.status();
+        const peers = s.members.filter((m) => m.id !== s.nodeId).map((m) => m.id);
+        print(
+          `Node: ${s.nodeId} | Role: ${s.role} | Term: ${s.term} | Leader: ${
+            s.leaderId || "none"
+          }\n` +
+            `Committed: ${s.commitIndex} | Applied: ${s.appliedIndex} | Peers: [${
+              peers.join(", ")
+            }]`,
+          s,
+        );
+        return ExitCode.ok;
+      }
+      case "bench": {
+        const tty = !global.json && Deno.stderr.isTerminal();
+        const result = await runBench({
+          endpoints: global.peers,
+          operations: command.operations,
+          durationSecs: command.durationSecs,
+          concurrency: command.concurrency,
+          inflight: command.inflight,
+          connections: command.connections,
+          valueSize: command.valueSize,
+          readRatio: command.readRatio,
+          keySpace: command.keySpace,
+          warmupSecs: command.warmupSecs,
+          consistency: global.consistency,
+          timeoutMs: global.timeoutMs,
+          onProgress: tty
+            ? (done, rate) =>
+              Deno.stderr.writeSync(new TextEncoder().encode(`\r${done} ops, ${rate} ops/s   `))
+            : undefined,
+        });
+        if (tty) io.err("");
+        print(formatBench(result), result);
+        return Object.keys(result.errors).length > 0 ? ExitCode.failure : ExitCode.ok;
+      }
+      case "watch":
+      case "member-list":
+      case "member-add":
+      case "member-remove":
+      case "transfer-leader":
+      case "locate":
+      case "compact":
+        io.err(`rustkvd-cli: '${command.name}' is not built yet in this version`);
+        return ExitCode.unavailable;
+    }
+  } catch (e) {
+    if (isKVError(e)) {
+      const err = e as KVError;
+      if (global.json) io.out(JSON.stringify({ error: err.code, message: err.message }));
+      else if (e instanceof UnreachableClusterError) {
+        io.err(`rustkvd-cli: cannot reach the cluster: ${err.message}`);
+      } else io.err(`rustkvd-cli: ${err.code}: ${err.message}`);
+      return ExitCode.failure;
+    }
+    throw e;
+  }
 }

@@ -87,11 +87,23 @@ export class UnreachableClusterError extends KVError {
   constructor(readonly attempts: Array<{ endpoint: string; error: string }>, deadlineMs: number) {
     super(
       "NoQuorum",
-      `no answer from the cluster within ${deadlineMs} ms; tried ${
-        attempts.map((a) => `${a.endpoint} (${a.error})`).join(", ") || "nothing"
-      }`,
+      `no answer from the cluster within ${deadlineMs} ms; tried ${describeAttempts(attempts)}`,
     );
   }
+}
+
+/** "a:1 (connection refused), b:2 (timed out)": the last error seen per endpoint, shortened. */
+export function describeAttempts(attempts: Array<{ endpoint: string; error: string }>): string {
+  const last = new Map<string, string>();
+  for (const a of attempts) {
+    const short = /ECONNREFUSED/.test(a.error)
+      ? "connection refused"
+      : /deadline exceeded/i.test(a.error)
+      ? "no answer in time"
+      : a.error.replace(/^unavailable: /, "");
+    last.set(a.endpoint, short);
+  }
+  return [...last].map(([endpoint, error]) => `${endpoint} (${error})`).join(", ") || "nothing";
 }
 
 // deno-lint-ignore no-explicit-any
@@ -226,8 +238,10 @@ export class KVClient implements AsyncDisposable {
       const endpoint = toLeader && this.#leader
         ? this.#leader
         : this.endpoints[this.#next % this.endpoints.length];
+      // One attempt gets a slice of the deadline, so a dead endpoint cannot use it all.
+      const attemptDeadline = Math.min(deadline, Date.now() + Math.max(500, timeoutMs / 3));
       try {
-        const res = await this.#call(endpoint, service, method, req, deadline, signal);
+        const res = await this.#call(endpoint, service, method, req, attemptDeadline, signal);
         if (toLeader) this.#leader = endpoint;
         return res;
       } catch (e) {
@@ -247,17 +261,17 @@ export class KVClient implements AsyncDisposable {
         if (remaining <= 0) {
           if (err.code === "Timeout") {
             throw new TimeoutError(
-              `${method}: deadline of ${timeoutMs} ms exceeded (${err.message})`,
+              `${method}: no answer within ${timeoutMs} ms; tried ${describeAttempts(attempts)}`,
             );
           }
-          throw new UnreachableClusterError(attempts.slice(-6), timeoutMs);
+          throw new UnreachableClusterError(attempts, timeoutMs);
         }
         const sleep = Math.min(remaining, backoffMs / 2 + Math.random() * backoffMs);
         backoffMs = Math.min(backoffMs * 2, 500);
         await new Promise((r) => setTimeout(r, sleep));
       }
     }
-    throw new UnreachableClusterError(attempts.slice(-6), timeoutMs);
+    throw new UnreachableClusterError(attempts, timeoutMs);
   }
 
   /** Writes `key`; returns the new version (and the previous pair when `prevKv`). */

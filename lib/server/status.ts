@@ -134,5 +134,8 @@ export function fromGrpcError(e: unknown): KVError {
     return new KVError("NoQuorum", `unavailable: ${details}`);
   }
   if (err.code === grpc.status.INVALID_ARGUMENT) return new InvalidArgumentError(details);
-  return new KVError("Internal", details);
+  // Our server tags every error it raises; an untagged one is the transport's
+  // (a connection reset mid-call): the outcome is unknown, a retry is safe
+  // for reads and for writes carrying a request id.
+  return new KVError("NoQuorum", `connection lost: ${details}`);
 }

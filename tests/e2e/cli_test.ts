@@ -1,0 +1,134 @@
+/**
+ * rustkvd-cli against a real 3-node cluster: the seed's walkthrough, output
+ * formats and exit codes; and a KVClient that keeps working through a leader
+ * kill.
+ */
+import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
+import { TestCluster } from "./cluster.ts";
+
+const cliEntry = new URL("../../cli.ts", import.meta.url).pathname;
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-net", "--allow-env", "--allow-sys", cliEntry, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: r.code,
+    out: new TextDecoder().decode(r.stdout),
+    err: new TextDecoder().decode(r.stderr),
+  };
+}
+
+Deno.test({
+  name:
+    "the seed's CLI walkthrough: put, get, get --version, scan, status, delete, bench, exit codes",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3);
+    await cluster.waitForLeader();
+    const peers = ["--peers", cluster.nodes.map((n) => n.addr).join(",")];
+    const one = ["--peers", cluster.nodes[0].addr];
+
+    const put1 = await cli([...peers, "put", "user:1001", '{"name":"Alice","role":"admin"}']);
+    assertEquals(put1.code, 0, put1.err);
+    const v1 = Number(/^OK \(version: (\d+)\)$/.exec(put1.out.trim())?.[1]);
+    assertTrue(v1 > 0, put1.out);
+    const put2 = await cli([...peers, "put", "user:1001", '{"name":"Alice","role":"owner"}']);
+    const v2 = Number(/^OK \(version: (\d+)\)$/.exec(put2.out.trim())?.[1]);
+    assertTrue(v2 > v1);
+
+    assertEquals(
+      (await cli([...one, "get", "user:1001"])).out.trim(),
+      '{"name":"Alice","role":"owner"}',
+    );
+    assertEquals(
+      (await cli([...one, "get", "user:1001", "--version", String(v1)])).out.trim(),
+      '{"name":"Alice","role":"admin"}',
+    );
+    const missing = await cli([...one, "get", "user:9999"]);
+    assertEquals(missing.code, 1);
+    assertTrue(missing.err.includes("key not found: user:9999"));
+
+    await cli([...peers, "put", "user:1002", "bob"]);
+    await cli([...peers, "put", "other", "x"]);
+    const scan = await cli([...one, "scan", "--prefix", "user:", "--limit", "100"]);
+    assertEquals(scan.out.trim().split("\n"), [
+      'user:1001\t{"name":"Alice","role":"owner"}',
+      "user:1002\tbob",
+    ]);
+    const scanJson = JSON.parse(
+      (await cli([...one, "--json", "scan", "--prefix", "user:", "--limit", "1"])).out,
+    );
+    assertEquals([scanJson.kvs.length, scanJson.more], [1, true]);
+
+    const status = await cli([...one, "status"]);
+    const lines = status.out.trim().split("\n");
+    assertTrue(
+      /^Node: n1 \| Role: (leader|follower) \| Term: \d+ \| Leader: n[123]$/.test(lines[0]),
+      lines[0],
+    );
+    assertTrue(/^Committed: \d+ \| Applied: \d+ \| Peers: \[n2, n3\]$/.test(lines[1]), lines[1]);
+
+    const del = await cli([...peers, "delete", "user:1002"]);
+    assertTrue(/^OK \(version: \d+\)$/.test(del.out.trim()), del.out);
+    assertEquals((await cli([...peers, "delete", "user:1002"])).code, 1);
+
+    const bench = await cli([
+      ...peers,
+      "bench",
+      "--operations",
+      "300",
+      "--concurrency",
+      "8",
+      "--value-size",
+      "64",
+      "--read-ratio",
+      "0.5",
+      "--warmup",
+      "0",
+    ]);
+    assertEquals(bench.code, 0, bench.out + bench.err);
+    assertTrue(
+      bench.out.includes("setup: nodes=3 workers=8 in-flight/worker=1") &&
+        bench.out.includes("fsync=fsync"),
+      bench.out,
+    );
+    assertTrue(
+      /result: 300 ops in [\d.]+ s = [\d.]+ ops\/s, errors: none/.test(bench.out),
+      bench.out,
+    );
+
+    const bad = await cli([...one, "put", "k"]);
+    assertEquals(bad.code, 2);
+    const invalid = await cli([...one, "put", "", "v"]);
+    assertEquals(invalid.code, 1);
+    assertTrue(
+      invalid.err.includes("InvalidArgument") && invalid.err.includes("must not be empty"),
+      invalid.err,
+    );
+  },
+});
+
+Deno.test({
+  name: "a client keeps reading and writing (idempotently) through a leader kill",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3);
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client(undefined, 8_000);
+    await client.put("counter", "0");
+    await cluster.node(leader).kill();
+    // Every write carries a request id, so retries across the election apply once.
+    const versions: number[] = [];
+    for (let i = 1; i <= 20; i++) versions.push((await client.put("counter", String(i))).version);
+    for (let i = 1; i < versions.length; i++) {
+      assertTrue(versions[i] > versions[i - 1], "versions increase");
+    }
+    assertEquals(new TextDecoder().decode((await client.get("counter"))!.value), "20");
+    assertTrue(client.leader !== cluster.node(leader).addr);
+  },
+});
