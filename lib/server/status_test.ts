@@ -60,4 +60,9 @@ Deno.test("unknown errors become INTERNAL; transport errors become retryable kin
     fromGrpcError({ code: grpc.status.INVALID_ARGUMENT, details: "x" }) instanceof
       InvalidArgumentError,
   );
+  // An untagged INTERNAL is a broken connection, not a server verdict: retryable.
+  assertEquals(
+    fromGrpcError({ code: grpc.status.INTERNAL, details: "RST_STREAM code 2" }).code,
+    "NoQuorum",
+  );
 });
