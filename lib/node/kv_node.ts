@@ -20,7 +20,7 @@ import { FutureVersionError, InvalidArgumentError, KVError } from "../common/err
 import { systemRandom } from "../common/random.ts";
 import { defaultRequestTimeoutMs } from "../common/limits.ts";
 import { encodeConfChange } from "../raft/codec.ts";
-import { type Entry, EntryType } from "../raft/types.ts";
+import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
 import { Engine } from "../storage/engine.ts";
 import { type FileSystem, joinPath } from "../storage/fs.ts";
@@ -46,6 +46,15 @@ import {
   systemKeyByte,
 } from "./state_machine.ts";
 import { PeerTransport } from "./transport.ts";
+import {
+  type CapturedState,
+  decodeSnapshotMeta,
+  encodeSnapshotDescriptor,
+  snapshotMetaKey,
+  SnapshotReceiver,
+  SnapshotSender,
+} from "./snapshot.ts";
+import type { Snapshot } from "../raft/types.ts";
 
 /** Read consistency (see proto Consistency). */
 export type ReadConsistency = "linearizable" | "serializable";
@@ -92,31 +101,109 @@ export interface NodeStatusInfo {
 /** A running node. */
 export class KVNode {
   readonly transport: PeerTransport;
+  readonly snapshotSender: SnapshotSender;
+  readonly snapshotReceiver: SnapshotReceiver;
   #closed = false;
+  /** Captures whose transfer failed, kept pinned so a retry can resume. */
+  #retryCaptures = new Map<string, CapturedState>();
 
   private constructor(
     readonly config: NodeConfig,
     readonly clusterId: string,
-    readonly engine: Engine,
     readonly store: RaftLogStore,
     readonly stateMachine: StateMachine,
     readonly replica: Replica,
     readonly clock: Clock,
     readonly log: Logger,
+    readonly fs: FileSystem,
   ) {
-    const self = this;
+    this.snapshotSender = new SnapshotSender(config.nodeId, () => this.clusterId, log);
+    this.snapshotReceiver = new SnapshotReceiver({
+      openStaging: () => Engine.open(stagingDir(config), { fs }),
+      discardStaging: () => removeDir(stagingDir(config)),
+      deliver: (m) => replica.step([m]),
+    }, log);
     this.transport = new PeerTransport({
       selfId: config.nodeId,
-      clusterId: () => self.clusterId,
+      clusterId: () => this.clusterId,
       addressOf: (id) => replica.members.get(id)?.addr,
       deliver: (messages) => replica.step(messages),
       unreachable: (id) => replica.reportUnreachable(id),
-      sendSnapshot: (m) => {
-        log.warn("a follower needs a snapshot, which is not supported yet", { peer: m.to });
-        replica.node.reportSnapshot(m.to, false);
-      },
+      sendSnapshot: (m) => this.#sendSnapshot(m),
+      receiveSnapshot: (from, frames, reply) => this.snapshotReceiver.serve(from, frames, reply),
     }, log);
     replica.transport = this.transport;
+  }
+
+  /** The engine holding the applied state (replaced by snapshot installs). */
+  get engine(): Engine {
+    return this.stateMachine.engine;
+  }
+
+  /**
+   * Streams the current applied state to a follower that needs a snapshot.
+   * Called from the replica loop between applies, so index, term, membership
+   * and revision are one consistent point.
+   */
+  #sendSnapshot(m: Message): void {
+    const addr = this.replica.members.get(m.to)?.addr;
+    if (!addr || this.snapshotSender.busy(m.to)) return;
+    let state = this.#retryCaptures.get(m.to);
+    this.#retryCaptures.delete(m.to);
+    const usable = state !== undefined &&
+      this.clock.nowMs() - state.capturedAtMs < snapshotRetryWindowMs &&
+      state.index >= this.store.firstIndex() - 1 && state.engine === this.stateMachine.engine;
+    if (!usable) {
+      state?.release();
+      const sm = this.stateMachine;
+      const index = sm.appliedIndex;
+      const pin = sm.engine.snapshot();
+      state = {
+        index,
+        term: this.replica.node.logTerm(index) ?? this.store.snapshot().meta.term,
+        conf: this.replica.node.status().conf,
+        revision: sm.revision,
+        engine: sm.engine,
+        release: () => pin.release(),
+        capturedAtMs: this.clock.nowMs(),
+      };
+    }
+    const captured = state!;
+    this.log.info("sending a snapshot", {
+      peer: m.to,
+      index: captured.index,
+      term: captured.term,
+      revision: captured.revision,
+    });
+    this.snapshotSender.send(m.to, addr, m, captured).then((ok) => {
+      if (ok || this.#closed) captured.release();
+      else this.#retryCaptures.set(m.to, captured);
+      this.replica.reportSnapshot(m.to, ok);
+    });
+  }
+
+  /**
+   * Swaps in the staging engine holding a received snapshot. Crash-safe
+   * order: the staged engine is complete and closed; kv -> kv.old,
+   * kv.staging -> kv, fsync the data dir, delete kv.old. `recoverDirs`
+   * finishes or undoes an interrupted swap at start.
+   */
+  async #installSnapshot(snapshot: Snapshot): Promise<void> {
+    const { index, term } = snapshot.meta;
+    const staged = this.snapshotReceiver.complete(index, term);
+    if (!staged) {
+      throw new KVError("Internal", `snapshot ${index}/${term} to install is not staged`);
+    }
+    await staged.close();
+    await this.stateMachine.engine.close();
+    const dir = this.config.dataDir;
+    await Deno.rename(joinPath(dir, "kv"), joinPath(dir, "kv.old"));
+    await Deno.rename(stagingDir(this.config), joinPath(dir, "kv"));
+    await this.fs.syncDir(dir);
+    await removeDir(joinPath(dir, "kv.old"));
+    const engine = await Engine.open(joinPath(dir, "kv"), { fs: this.fs });
+    this.snapshotReceiver.adopted();
+    this.stateMachine.reset(engine);
   }
 
   /** Opens (or creates) the data directory and starts the replica. */
@@ -145,11 +232,29 @@ export class KVNode {
       identity = { format: 1, nodeId: config.nodeId, clusterId: newClusterId(config) };
       await writeIdentity(fs, config.dataDir, identity);
     }
+    await recoverDirs(config);
     const engine = await Engine.open(joinPath(config.dataDir, "kv"), { fs });
     const store = await RaftLogStore.open(fs, joinPath(config.dataDir, "raft"), 0, {
       voters: [],
       learners: [],
     });
+    // A crash between installing a snapshot's data and logging it leaves the
+    // engine ahead of the log: log the snapshot point now.
+    if (Math.max(0, engine.appliedIndex) > store.lastIndex()) {
+      const metaKv = await engine.get(snapshotMetaKey);
+      if (!metaKv) {
+        throw new StartupError(
+          `the state in ${config.dataDir}/kv is at index ${engine.appliedIndex}, past the raft log (${store.lastIndex()}), with no snapshot record`,
+        );
+      }
+      const meta = decodeSnapshotMeta(metaKv.value);
+      const snapshot = {
+        meta: { index: meta.index, term: meta.term, conf: meta.conf },
+        data: encodeSnapshotDescriptor(meta.revision),
+      };
+      await store.save({ snapshot, entries: [] }, true);
+      log.info("logged the snapshot installed before the last stop", { index: meta.index });
+    }
     if (fresh && store.lastIndex() === 0) {
       const boot = bootstrapEntries(config);
       await store.save(
@@ -184,16 +289,18 @@ export class KVNode {
       heartbeatTicks: Math.max(1, Math.round(config.heartbeatMs / config.tickMs)),
       members,
       onFatal: opts.onFatal ?? ((e) => log.error("fatal", { error: e.message })),
+      installSnapshot: (snapshot) => node.#installSnapshot(snapshot),
+      snapshotEntries: config.snapshotEntries,
     });
-    const node = new KVNode(
+    const node: KVNode = new KVNode(
       config,
       identity.clusterId,
-      engine,
       store,
       stateMachine,
       replica,
       clock,
       log,
+      fs,
     );
     replica.start();
     return node;
@@ -393,11 +500,52 @@ export class KVNode {
     if (this.#closed) return;
     this.#closed = true;
     await this.replica.stop();
+    for (const c of this.#retryCaptures.values()) c.release();
+    this.#retryCaptures.clear();
     this.transport.close();
     await this.store.close();
     await this.engine.close();
+    await this.snapshotReceiver.close();
     this.log.info("stopped");
   }
+}
+
+/** How long a failed snapshot transfer may be resumed from the same capture. */
+const snapshotRetryWindowMs = 60_000;
+
+/** Where a received snapshot is staged before it replaces kv/. */
+function stagingDir(config: NodeConfig): string {
+  return joinPath(config.dataDir, "kv.staging");
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+async function removeDir(path: string): Promise<void> {
+  await Deno.remove(path, { recursive: true }).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+}
+
+/** Finishes or undoes a snapshot swap that a crash interrupted (see #installSnapshot). */
+async function recoverDirs(config: NodeConfig): Promise<void> {
+  const kv = joinPath(config.dataDir, "kv");
+  const old = joinPath(config.dataDir, "kv.old");
+  const staging = stagingDir(config);
+  if (!(await exists(kv)) && (await exists(old))) {
+    // Crashed between the two renames: the staging engine was complete; move it in.
+    if (await exists(staging)) await Deno.rename(staging, kv);
+    else await Deno.rename(old, kv);
+  }
+  await removeDir(old);
+  await removeDir(staging);
 }
 
 /** The bootstrap log: one committed addVoter per initial member, identical on every initial member. */

@@ -12,6 +12,13 @@
  *   Batch (2)  := uvarint count · count × length-prefixed raft message
  *   Refuse (3) := string reason                                (then close)
  *
+ * A snapshot travels on a connection of its own (docs/FORMATS.md, "Snapshot stream"):
+ *   SnapshotBegin (4) := bytes raftMessage · uvarint revision
+ *   SnapshotAck (7)   := u8 ok · uvarint recordsHeld · string reason
+ *   SnapshotData (5)  := uvarint firstRecord · uvarint count · u32 crc32(records) · bytes records
+ *   SnapshotEnd (6)   := uvarint totalRecords
+ *   record            := bytes key · bytes value · uvarint version · uvarint expiresAtMs
+ *
  * @module
  */
 
@@ -30,13 +37,27 @@ export const enum PeerFrameKind {
   Hello = 1,
   Batch = 2,
   Refuse = 3,
+  SnapshotBegin = 4,
+  SnapshotData = 5,
+  SnapshotEnd = 6,
+  SnapshotAck = 7,
 }
 
 /** A decoded peer frame. */
 export type PeerFrame =
   | { kind: PeerFrameKind.Hello; clusterId: string; from: string }
   | { kind: PeerFrameKind.Batch; messages: Uint8Array[] }
-  | { kind: PeerFrameKind.Refuse; reason: string };
+  | { kind: PeerFrameKind.Refuse; reason: string }
+  | { kind: PeerFrameKind.SnapshotBegin; message: Uint8Array; revision: number }
+  | {
+    kind: PeerFrameKind.SnapshotData;
+    firstRecord: number;
+    count: number;
+    crc32: number;
+    records: Uint8Array;
+  }
+  | { kind: PeerFrameKind.SnapshotEnd; totalRecords: number }
+  | { kind: PeerFrameKind.SnapshotAck; ok: boolean; recordsHeld: number; reason: string };
 
 /** The bytes a connecting peer sends first: magic, version, Hello frame. */
 export function encodeConnectionPreamble(clusterId: string, from: string): Uint8Array {
@@ -63,6 +84,20 @@ export function encodeFrame(frame: PeerFrame): Uint8Array {
     case PeerFrameKind.Refuse:
       w.putString(frame.reason);
       break;
+    case PeerFrameKind.SnapshotBegin:
+      w.putLengthPrefixed(frame.message).putUvarint(frame.revision);
+      break;
+    case PeerFrameKind.SnapshotData:
+      w.putUvarint(frame.firstRecord).putUvarint(frame.count).putU32(frame.crc32).putLengthPrefixed(
+        frame.records,
+      );
+      break;
+    case PeerFrameKind.SnapshotEnd:
+      w.putUvarint(frame.totalRecords);
+      break;
+    case PeerFrameKind.SnapshotAck:
+      w.putU8(frame.ok ? 1 : 0).putUvarint(frame.recordsHeld).putString(frame.reason);
+      break;
   }
   w.setU32At(0, w.length - 4);
   return w.finish();
@@ -84,6 +119,24 @@ function decodeBody(kind: number, body: Uint8Array, at: number): PeerFrame {
     }
     case PeerFrameKind.Refuse:
       frame = { kind, reason: r.string(4096) };
+      break;
+    case PeerFrameKind.SnapshotBegin:
+      frame = { kind, message: r.lengthPrefixed(maxPeerFrameBytes), revision: r.uvarint() };
+      break;
+    case PeerFrameKind.SnapshotData:
+      frame = {
+        kind,
+        firstRecord: r.uvarint(),
+        count: r.uvarint(),
+        crc32: r.u32(),
+        records: r.lengthPrefixed(maxPeerFrameBytes),
+      };
+      break;
+    case PeerFrameKind.SnapshotEnd:
+      frame = { kind, totalRecords: r.uvarint() };
+      break;
+    case PeerFrameKind.SnapshotAck:
+      frame = { kind, ok: r.u8() === 1, recordsHeld: r.uvarint(), reason: r.string(4096) };
       break;
     default:
       throw new DecodeError(`unknown peer frame kind ${kind}`, at);

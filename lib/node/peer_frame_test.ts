@@ -12,6 +12,16 @@ const frames: PeerFrame[] = [
   { kind: PeerFrameKind.Batch, messages: [utf8("m1"), new Uint8Array(), utf8("third message")] },
   { kind: PeerFrameKind.Batch, messages: [] },
   { kind: PeerFrameKind.Refuse, reason: "cluster id mismatch" },
+  { kind: PeerFrameKind.SnapshotBegin, message: utf8("raft snapshot message"), revision: 1234 },
+  {
+    kind: PeerFrameKind.SnapshotData,
+    firstRecord: 10,
+    count: 2,
+    crc32: 0xdeadbeef,
+    records: utf8("rec"),
+  },
+  { kind: PeerFrameKind.SnapshotEnd, totalRecords: 12 },
+  { kind: PeerFrameKind.SnapshotAck, ok: true, recordsHeld: 12, reason: "" },
 ];
 
 function stream(): Uint8Array {

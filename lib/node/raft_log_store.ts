@@ -68,6 +68,8 @@ export class RaftLogStore implements RaftStorage {
   #segments: number[];
   #writer: WalWriter;
   #writeBuffer = new ByteWriter(4096);
+  /** Serializes save and compact: both append to (and compact rotates) the open segment. */
+  #lock: Promise<unknown> = Promise.resolve();
   /** fsyncs issued (for stats and benchmarks). */
   syncCount = 0;
   /** Writes issued. */
@@ -184,7 +186,20 @@ export class RaftLogStore implements RaftStorage {
    * `sync`. The in-memory mirror is updated only after the write succeeded.
    * Order inside the write: snapshot, entries, hard state.
    */
-  async save(
+  save(
+    rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
+    sync: boolean,
+  ): Promise<void> {
+    return this.#exclusive(() => this.#save(rd, sync));
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn, fn);
+    this.#lock = run.catch(() => {});
+    return run;
+  }
+
+  async #save(
     rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
     sync: boolean,
   ): Promise<void> {
@@ -213,7 +228,12 @@ export class RaftLogStore implements RaftStorage {
    * machine), drops the entries it covers from memory, and starts a new
    * segment so the old ones can be deleted. Durable before it returns.
    */
-  async compact(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
+  compact(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
+    return this.#exclusive(() => this.#compact(index, conf, data));
+  }
+
+  async #compact(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
+    if (index <= this.memory.snapshot().meta.index) return this.memory.snapshot();
     const snap = this.memory.createSnapshot(index, conf, data);
     await this.#writer.append(frameRecord(snapshotPayload(snap)), 1);
     await this.#writer.sync();
@@ -260,9 +280,9 @@ export class RaftLogStore implements RaftStorage {
     return this.#segments.length;
   }
 
-  /** Syncs and closes the open segment. */
-  async close(): Promise<void> {
-    await this.#writer.close();
+  /** Syncs and closes the open segment (after any save or compaction in progress). */
+  close(): Promise<void> {
+    return this.#exclusive(() => this.#writer.close());
   }
 }
 

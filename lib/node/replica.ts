@@ -37,6 +37,7 @@ import {
   EntryType,
   type Message,
   type Ready,
+  type Snapshot,
   type SoftState,
 } from "../raft/types.ts";
 import type { RaftLogStore } from "./raft_log_store.ts";
@@ -64,6 +65,10 @@ export interface ReplicaOptions {
   members: MemberRecord[];
   /** Called when the replica cannot go on (a failed fsync): the process must stop. */
   onFatal: (e: Error) => void;
+  /** Replaces the state machine's contents with a received snapshot (before it is logged). */
+  installSnapshot: (snapshot: Snapshot) => Promise<void>;
+  /** Log entries kept before the log is compacted behind a durable applied index. */
+  snapshotEntries: number;
 }
 
 interface PendingProposal {
@@ -107,6 +112,7 @@ export class Replica {
   #stopped = false;
   #ticker: TimerHandle | undefined;
   #sweepCountdown = 0;
+  #compacting = false;
   #idle: Promise<void> = Promise.resolve();
   /** Term and vote as last made durable: a change of either needs an fsync. */
   #syncedTerm: number;
@@ -176,6 +182,39 @@ export class Replica {
   reportUnreachable(nodeId: string): void {
     if (this.#stopped) return;
     this.node.reportUnreachable(nodeId);
+  }
+
+  /** A snapshot transfer to `nodeId` ended. */
+  reportSnapshot(nodeId: string, ok: boolean): void {
+    if (this.#stopped) return;
+    this.node.reportSnapshot(nodeId, ok);
+    this.#kick();
+  }
+
+  /**
+   * Compacts the Raft log once it holds more than `snapshotEntries` entries:
+   * the engine is flushed so its applied index is durable, then the log is
+   * cut there. Runs beside the loop (a flush must not stall heartbeats).
+   */
+  #maybeCompactLog(): void {
+    const store = this.#opts.store;
+    if (
+      this.#compacting || store.lastIndex() - store.firstIndex() + 1 <= this.#opts.snapshotEntries
+    ) return;
+    this.#compacting = true;
+    const sm = this.#opts.stateMachine;
+    (async () => {
+      await sm.engine.flush();
+      const index = Math.min(sm.engine.appliedIndex, store.lastIndex());
+      if (index < store.firstIndex() || this.#stopped) return;
+      const snap = await store.compact(index, this.node.status().conf, new Uint8Array());
+      this.#opts.log.info("compacted the raft log", {
+        index: snap.meta.index,
+        term: snap.meta.term,
+        firstIndex: store.firstIndex(),
+      });
+    })().catch((e) => this.#opts.log.warn("log compaction failed", { error: (e as Error).message }))
+      .finally(() => (this.#compacting = false));
   }
 
   /**
@@ -337,7 +376,15 @@ export class Replica {
     if (rd.hardState && rd.hardState.term !== log.term) log.term = rd.hardState.term;
     this.transport?.send(rd.messages);
     if (rd.snapshot) {
-      throw new KVError("Internal", "snapshot install is not supported yet");
+      await this.#opts.installSnapshot(rd.snapshot);
+      this.members.clear();
+      for (const m of (await this.#opts.stateMachine.members()) ?? []) {
+        this.members.set(m.id, { ...m });
+      }
+      this.#opts.log.info("installed a snapshot", {
+        index: rd.snapshot.meta.index,
+        term: rd.snapshot.meta.term,
+      });
     }
     // fsync what Raft's safety rests on: new entries, a snapshot, a new term or vote.
     // A commit-only change is written but not synced: after a crash the commit
@@ -429,6 +476,7 @@ export class Replica {
       );
     }
     this.onApplied?.(this.#opts.stateMachine.appliedIndex);
+    this.#maybeCompactLog();
   }
 
   #applyMemberChange(change: ConfChange): void {

@@ -142,7 +142,22 @@ export class StateMachine {
   /** Called for every key written with a TTL (the leader schedules its expiry). */
   onExpiry: ((key: Uint8Array, version: number, expiresAtMs: number) => void) | undefined;
 
-  constructor(readonly engine: Engine) {
+  #engine: Engine;
+
+  constructor(engine: Engine) {
+    this.#engine = engine;
+    this.#revision = engine.currentVersion;
+    this.#appliedIndex = Math.max(0, engine.appliedIndex);
+  }
+
+  /** The engine holding the applied state (replaced when a snapshot is installed). */
+  get engine(): Engine {
+    return this.#engine;
+  }
+
+  /** Switches to an engine that holds an installed snapshot. */
+  reset(engine: Engine): void {
+    this.#engine = engine;
     this.#revision = engine.currentVersion;
     this.#appliedIndex = Math.max(0, engine.appliedIndex);
   }

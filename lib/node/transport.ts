@@ -43,6 +43,42 @@ export interface TransportHost {
   unreachable(nodeId: string): void;
   /** Streams a snapshot to a peer (Snapshot messages do not travel in batches). */
   sendSnapshot(message: Message): void;
+  /** Serves an incoming snapshot stream (the frames after its hello). */
+  receiveSnapshot(
+    from: string,
+    frames: AsyncIterableIterator<PeerFrame>,
+    reply: (f: PeerFrame) => void,
+  ): Promise<void>;
+}
+
+/** Frames pushed by a socket and pulled by an async consumer. */
+class FrameQueue implements AsyncIterableIterator<PeerFrame> {
+  #items: PeerFrame[] = [];
+  #ended = false;
+  #wake: (() => void) | undefined;
+
+  push(f: PeerFrame): void {
+    this.#items.push(f);
+    this.#wake?.();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  async next(): Promise<IteratorResult<PeerFrame>> {
+    while (this.#items.length === 0 && !this.#ended) {
+      await new Promise<void>((r) => (this.#wake = r));
+      this.#wake = undefined;
+    }
+    const f = this.#items.shift();
+    return f ? { value: f, done: false } : { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<PeerFrame> {
+    return this;
+  }
 }
 
 /** Counters for status and benchmarks. */
@@ -241,33 +277,34 @@ export class PeerTransport {
       socket.end(encodeFrame({ kind: PeerFrameKind.Refuse, reason }));
       socket.destroy();
     };
+    let clusterId = "";
+    let snapshotFrames: FrameQueue | undefined;
     const onFrames = (frames: PeerFrame[]) => {
       for (const f of frames) {
+        if (snapshotFrames) {
+          snapshotFrames.push(f);
+          continue;
+        }
         if (f.kind === PeerFrameKind.Hello) {
           from = f.from;
-          const ours = this.host.clusterId();
-          if (ours !== "" && f.clusterId !== ours) {
-            refuse(
-              `cluster id mismatch: ${this.host.selfId} belongs to cluster ${ours}, not ${f.clusterId}`,
-            );
-            return;
-          }
+          clusterId = f.clusterId;
+          const problem = this.#checkCluster(clusterId);
+          if (problem) return refuse(problem);
+        } else if (from === "") {
+          return refuse("traffic before the hello frame");
         } else if (f.kind === PeerFrameKind.Batch) {
-          if (from === "") {
-            refuse("a batch before the hello frame");
-            return;
-          }
-          const messages: Message[] = [];
-          for (const bytes of f.messages) {
-            const m = decodeMessage(bytes);
-            if (m.to !== this.host.selfId) {
-              refuse(`message for ${m.to} delivered to ${this.host.selfId}`);
-              return;
-            }
-            messages.push(m);
-          }
-          this.stats.messagesReceived += messages.length;
-          if (messages.length > 0) this.host.deliver(messages);
+          const problem = this.receiveBatch(clusterId, from, f.messages);
+          if (problem) return refuse(problem);
+        } else if (f.kind === PeerFrameKind.SnapshotBegin) {
+          const queue = new FrameQueue();
+          snapshotFrames = queue;
+          queue.push(f);
+          socket.on("close", () => queue.end());
+          this.host.receiveSnapshot(from, queue, (reply) => {
+            if (!socket.destroyed) socket.write(encodeFrame(reply));
+          }).finally(() => socket.end());
+        } else {
+          return refuse(`unexpected frame kind ${f.kind}`);
         }
       }
     };

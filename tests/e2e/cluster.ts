@@ -34,6 +34,7 @@ export class TestNode {
     readonly port: number,
     readonly dataDir: string,
     readonly args: string[],
+    readonly env: Record<string, string> = {},
   ) {}
 
   /** host:port of the node. */
@@ -60,6 +61,7 @@ export class TestNode {
         serverEntry,
         ...this.args,
       ],
+      env: this.env,
       stdout: "piped",
       stderr: "piped",
     }).spawn();
@@ -131,6 +133,8 @@ export class TestNode {
 export interface TestClusterOptions {
   /** Extra flags for every node (e.g. a faster --election-ms). */
   extraArgs?: string[];
+  /** Extra environment for every node (e.g. RUSTKVD_FAILPOINTS). */
+  env?: Record<string, string>;
 }
 
 /** A static cluster (--initial-cluster) of real processes. */
@@ -161,7 +165,7 @@ export class TestCluster implements AsyncDisposable {
           "--log-level",
           "info",
           ...(options.extraArgs ?? []),
-        ]),
+        ], options.env),
       );
     }
     try {

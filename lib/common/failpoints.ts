@@ -1,0 +1,40 @@
+/**
+ * Failpoints: named places where tests make the real code fail on purpose
+ * (a broken transfer, a crash between two writes), switched on through the
+ * environment of a test's server process:
+ *
+ *   RUSTKVD_FAILPOINTS="snapshot-send-break-after=100,other"
+ *
+ * Unset, every failpoint is off and costs one map lookup.
+ *
+ * @module
+ */
+
+let parsed: Map<string, string> | undefined;
+
+function failpoints(): Map<string, string> {
+  if (!parsed) {
+    parsed = new Map();
+    let spec = "";
+    try {
+      spec = Deno.env.get("RUSTKVD_FAILPOINTS") ?? "";
+    } catch {
+      spec = ""; // no env permission: failpoints stay off
+    }
+    for (const part of spec.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+      const eq = part.indexOf("=");
+      parsed.set(eq < 0 ? part : part.slice(0, eq), eq < 0 ? "" : part.slice(eq + 1));
+    }
+  }
+  return parsed;
+}
+
+/** The value of failpoint `name` ("" when set without a value), or undefined when off. */
+export function failpoint(name: string): string | undefined {
+  return failpoints().get(name);
+}
+
+/** Switches failpoints for the current process (tests in one process). */
+export function setFailpointsForTest(spec: Record<string, string>): void {
+  parsed = new Map(Object.entries(spec));
+}

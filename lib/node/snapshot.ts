@@ -1,0 +1,447 @@
+/**
+ * State-machine snapshots between nodes (docs/FORMATS.md, "Snapshot stream").
+ *
+ * Sending: the leader captures a consistent point — applied index A, its term,
+ * the membership and the revision R, with R pinned in the engine so compaction
+ * keeps it — and streams every live key at R (system keys included) over a
+ * connection of its own, in CRC-checked frames of about 1 MiB, ending with a
+ * synthetic record that makes the receiver's revision exactly R.
+ *
+ * Receiving: records go into a staging engine, durably per frame; the
+ * receiver counts the records it holds, and a broken transfer of the same
+ * snapshot resumes from there (a restart discards the staging engine). When the stream is complete the staging
+ * engine is sealed (its snapshot metadata stored as a system key) and the
+ * Raft snapshot message is stepped into the core; when the core hands the
+ * snapshot back in a Ready, the node swaps the staging engine in
+ * (KVNode.installSnapshot).
+ *
+ * @module
+ */
+
+import net from "node:net";
+import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
+import { crc32 } from "../common/crc.ts";
+import { snapshotChunkBytes } from "../common/limits.ts";
+import { failpoint } from "../common/failpoints.ts";
+import { decodeMessage, encodeMessage } from "../raft/codec.ts";
+import { type ConfState, type Message, MessageType } from "../raft/types.ts";
+import type { Engine } from "../storage/engine.ts";
+import { WriteBatch } from "../storage/write_batch.ts";
+import type { Logger } from "./logger.ts";
+import {
+  encodeConnectionPreamble,
+  encodeFrame,
+  type PeerFrame,
+  PeerFrameDecoder,
+  PeerFrameKind,
+} from "./peer_frame.ts";
+import { systemKey } from "./state_machine.ts";
+
+/** System key holding the revision a snapshot was taken at (written as its last record). */
+export const snapshotRevisionKey = systemKey("m", "snapshot-revision");
+/** System key holding the installed snapshot's Raft metadata (index, term, conf). */
+export const snapshotMetaKey = systemKey("m", "snapshot-meta");
+
+/** A consistent point of the state machine to stream. */
+export interface CapturedState {
+  index: number;
+  term: number;
+  conf: ConfState;
+  revision: number;
+  engine: Engine;
+  /** Releases the engine pin on `revision`. */
+  release(): void;
+  /** When it was captured (a failed transfer is retried from the same capture for a while). */
+  capturedAtMs: number;
+}
+
+/** Encodes Raft snapshot metadata for the snapshot-meta system key. */
+export function encodeSnapshotMeta(
+  index: number,
+  term: number,
+  conf: ConfState,
+  revision: number,
+): Uint8Array {
+  const w = new ByteWriter(64);
+  w.putU8(1).putUvarint(index).putUvarint(term).putUvarint(revision);
+  w.putUvarint(conf.voters.length);
+  for (const v of conf.voters) w.putString(v);
+  w.putUvarint(conf.learners.length);
+  for (const l of conf.learners) w.putString(l);
+  return w.finish();
+}
+
+/** Decodes the snapshot-meta system key. */
+export function decodeSnapshotMeta(
+  bytes: Uint8Array,
+): { index: number; term: number; conf: ConfState; revision: number } {
+  const r = new ByteReader(bytes);
+  if (r.u8() !== 1) throw new DecodeError("unknown snapshot meta format", 0);
+  const index = r.uvarint();
+  const term = r.uvarint();
+  const revision = r.uvarint();
+  const voters: string[] = [];
+  for (let n = r.uvarint(); n > 0; n--) voters.push(r.string());
+  const learners: string[] = [];
+  for (let n = r.uvarint(); n > 0; n--) learners.push(r.string());
+  return { index, term, conf: { voters, learners }, revision };
+}
+
+/** The descriptor carried in the Raft snapshot's `data`: the revision. */
+export function encodeSnapshotDescriptor(revision: number): Uint8Array {
+  return new ByteWriter(16).putU8(1).putUvarint(revision).finish();
+}
+
+function putRecord(
+  w: ByteWriter,
+  key: Uint8Array,
+  value: Uint8Array,
+  version: number,
+  expiresAtMs: number,
+): void {
+  w.putLengthPrefixed(key).putLengthPrefixed(value).putUvarint(version).putUvarint(expiresAtMs);
+}
+
+function readRecords(bytes: Uint8Array, count: number, batch: WriteBatch): void {
+  const r = new ByteReader(bytes);
+  for (let i = 0; i < count; i++) {
+    const key = r.lengthPrefixed().slice();
+    const value = r.lengthPrefixed().slice();
+    const version = r.uvarint();
+    const expiresAtMs = r.uvarint();
+    batch.put(key, value, { version, expiresAtMs: expiresAtMs > 0 ? expiresAtMs : undefined });
+  }
+  r.expectEnd("snapshot records");
+}
+
+function splitAddr(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(":");
+  return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
+}
+
+/** Streams snapshots to peers. */
+export class SnapshotSender {
+  #active = new Set<string>();
+  /** Breaks the first transfer after this many records (failpoint snapshot-send-break-after). */
+  #breakAfter = Number(failpoint("snapshot-send-break-after") ?? "NaN");
+  /** Snapshots streamed completely (for status and tests). */
+  sent = 0;
+
+  constructor(
+    readonly selfId: string,
+    readonly clusterId: () => string,
+    readonly log: Logger,
+  ) {}
+
+  /** True while a transfer to `to` runs. */
+  busy(to: string): boolean {
+    return this.#active.has(to);
+  }
+
+  /**
+   * Streams `state` to `to` at `addr` with the Raft message `m` (its
+   * snapshot meta replaced by the captured point). Resolves true when the
+   * receiver acknowledged the whole snapshot. The caller owns `state` (and
+   * its pin): after a failure it may send the same capture again, and the
+   * receiver resumes where the broken transfer stopped.
+   */
+  async send(to: string, addr: string, m: Message, state: CapturedState): Promise<boolean> {
+    this.#active.add(to);
+    const message: Message = {
+      ...m,
+      snapshot: {
+        meta: { index: state.index, term: state.term, conf: state.conf },
+        data: encodeSnapshotDescriptor(state.revision),
+      },
+    };
+    const { host, port } = splitAddr(addr);
+    const socket = net.connect({ host, port });
+    socket.setNoDelay(true);
+    const decoder = new PeerFrameDecoder(false);
+    const acks: PeerFrame[] = [];
+    let wake: (() => void) | undefined;
+    let failure: Error | undefined;
+    socket.on("data", (chunk: Uint8Array) => {
+      try {
+        acks.push(...decoder.push(chunk));
+      } catch (e) {
+        failure = e as Error;
+      }
+      wake?.();
+    });
+    socket.on("error", (e: Error) => {
+      failure = e;
+      wake?.();
+    });
+    socket.on("close", () => {
+      failure ??= new Error("connection closed");
+      wake?.();
+    });
+    const nextAck = async (): Promise<PeerFrame & { kind: PeerFrameKind.SnapshotAck }> => {
+      for (let i = 0; i < 100_000; i++) {
+        const f = acks.shift();
+        if (f?.kind === PeerFrameKind.SnapshotAck) return f;
+        if (f?.kind === PeerFrameKind.Refuse) throw new Error(`refused: ${f.reason}`);
+        if (failure) throw failure;
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+      throw new Error("no acknowledgement");
+    };
+    const write = async (frame: Uint8Array) => {
+      if (failure) throw failure;
+      if (!socket.write(frame)) {
+        await new Promise<void>((r) => {
+          const done = () => {
+            socket.off("drain", done);
+            socket.off("close", done);
+            r();
+          };
+          socket.on("drain", done);
+          socket.on("close", done);
+        });
+      }
+    };
+    const started = Date.now();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      });
+      socket.write(encodeConnectionPreamble(this.clusterId(), this.selfId));
+      await write(
+        encodeFrame({
+          kind: PeerFrameKind.SnapshotBegin,
+          message: encodeMessage(message),
+          revision: state.revision,
+        }),
+      );
+      const first = await nextAck();
+      if (!first.ok) throw new Error(first.reason);
+      const resumeFrom = first.recordsHeld;
+      let seq = 0;
+      let frameFirst = 0;
+      let count = 0;
+      const w = new ByteWriter(snapshotChunkBytes + 4096);
+      const flushFrame = async () => {
+        if (count === 0) return;
+        const records = w.finish();
+        await write(
+          encodeFrame({
+            kind: PeerFrameKind.SnapshotData,
+            firstRecord: frameFirst,
+            count,
+            crc32: crc32(records),
+            records,
+          }),
+        );
+        w.reset();
+        count = 0;
+      };
+      const add = async (
+        key: Uint8Array,
+        value: Uint8Array,
+        version: number,
+        expiresAtMs: number,
+      ) => {
+        if (seq === this.#breakAfter && seq > resumeFrom) {
+          this.#breakAfter = Number.NaN;
+          await flushFrame();
+          throw new Error(
+            `failpoint snapshot-send-break-after: breaking the transfer after ${seq} records`,
+          );
+        }
+        if (seq >= resumeFrom) {
+          if (count === 0) frameFirst = seq;
+          putRecord(w, key, value, version, expiresAtMs);
+          count++;
+          if (w.length >= snapshotChunkBytes) await flushFrame();
+        }
+        seq++;
+      };
+      for await (const kv of state.engine.scan({ atVersion: state.revision, nowMs: 0 })) {
+        await add(kv.key, kv.value, kv.version, kv.expiresAtMs ?? 0);
+      }
+      await add(snapshotRevisionKey, encodeSnapshotDescriptor(state.revision), state.revision, 0);
+      await flushFrame();
+      await write(encodeFrame({ kind: PeerFrameKind.SnapshotEnd, totalRecords: seq }));
+      const last = await nextAck();
+      if (!last.ok) throw new Error(last.reason);
+      this.sent++;
+      this.log.info("snapshot sent", {
+        peer: to,
+        index: state.index,
+        revision: state.revision,
+        records: seq,
+        resumedFrom: resumeFrom,
+        ms: Date.now() - started,
+      });
+      return true;
+    } catch (e) {
+      this.log.warn("snapshot transfer failed", {
+        peer: to,
+        index: state.index,
+        error: (e as Error).message,
+      });
+      return false;
+    } finally {
+      socket.destroy();
+      this.#active.delete(to);
+    }
+  }
+}
+
+/** What the receiver needs from its node. */
+export interface SnapshotReceiverHost {
+  /** Opens (creating when absent) the staging engine. */
+  openStaging(): Promise<Engine>;
+  /** Deletes the staging engine. */
+  discardStaging(): Promise<void>;
+  /** Steps the completed snapshot's Raft message into the core. */
+  deliver(m: Message): void;
+}
+
+interface Staged {
+  index: number;
+  term: number;
+  revision: number;
+  engine: Engine;
+  /** Records durably written to the staging engine. */
+  recordsHeld: number;
+  complete: boolean;
+}
+
+/** Receives snapshot streams into the staging engine. */
+export class SnapshotReceiver {
+  #staged: Staged | undefined;
+  #busy = false;
+
+  constructor(readonly host: SnapshotReceiverHost, readonly log: Logger) {}
+
+  /** The staged snapshot if it is complete and matches index and term. */
+  complete(index: number, term: number): Engine | undefined {
+    const s = this.#staged;
+    return s && s.complete && s.index === index && s.term === term ? s.engine : undefined;
+  }
+
+  /** Forgets the staged engine (it was installed and is now the node's engine). */
+  adopted(): void {
+    this.#staged = undefined;
+  }
+
+  /** Closes a staging engine left open (node shutdown). */
+  async close(): Promise<void> {
+    const s = this.#staged;
+    this.#staged = undefined;
+    if (s) await s.engine.close().catch(() => {});
+  }
+
+  /**
+   * Serves one snapshot connection. `frames` yields the frames after Hello;
+   * `reply` writes a frame back.
+   */
+  async serve(
+    from: string,
+    frames: AsyncIterableIterator<PeerFrame>,
+    reply: (f: PeerFrame) => void,
+  ): Promise<void> {
+    if (this.#busy) {
+      reply({
+        kind: PeerFrameKind.SnapshotAck,
+        ok: false,
+        recordsHeld: 0,
+        reason: "another snapshot transfer is in progress",
+      });
+      return;
+    }
+    this.#busy = true;
+    try {
+      const begin = (await frames.next()).value as PeerFrame | undefined;
+      if (!begin || begin.kind !== PeerFrameKind.SnapshotBegin) {
+        throw new Error("expected a snapshot begin frame");
+      }
+      const m = decodeMessage(begin.message);
+      if (m.type !== MessageType.Snapshot || !m.snapshot) {
+        throw new Error("the begin frame holds no snapshot message");
+      }
+      const { index, term } = m.snapshot.meta;
+      let staged = this.#staged;
+      if (!staged || staged.index !== index || staged.term !== term) {
+        if (staged) await staged.engine.close().catch(() => {});
+        this.#staged = undefined;
+        await this.host.discardStaging();
+        staged = {
+          index,
+          term,
+          revision: begin.revision,
+          engine: await this.host.openStaging(),
+          recordsHeld: 0,
+          complete: false,
+        };
+        this.#staged = staged;
+      }
+      const held = staged.recordsHeld;
+      if (staged.complete) {
+        reply({ kind: PeerFrameKind.SnapshotAck, ok: true, recordsHeld: held, reason: "" });
+      } else {
+        reply({ kind: PeerFrameKind.SnapshotAck, ok: true, recordsHeld: held, reason: "" });
+        let expected = held;
+        for (;;) {
+          const next = await frames.next();
+          if (next.done) throw new Error(`stream ended after ${expected} records`);
+          const f = next.value;
+          if (f.kind === PeerFrameKind.SnapshotData) {
+            if (f.firstRecord !== expected) {
+              throw new Error(`records out of order: got ${f.firstRecord}, expected ${expected}`);
+            }
+            if (crc32(f.records) !== f.crc32) {
+              throw new Error(
+                `checksum mismatch in records ${f.firstRecord}..${f.firstRecord + f.count}`,
+              );
+            }
+            const batch = new WriteBatch();
+            readRecords(f.records, f.count, batch);
+            await staged.engine.write(batch, { sync: true });
+            expected += f.count;
+            staged.recordsHeld = expected;
+          } else if (f.kind === PeerFrameKind.SnapshotEnd) {
+            if (f.totalRecords !== expected) {
+              throw new Error(`expected ${f.totalRecords} records, received ${expected}`);
+            }
+            break;
+          } else {
+            throw new Error(`unexpected frame ${f.kind} in a snapshot stream`);
+          }
+        }
+        const seal = new WriteBatch().put(
+          snapshotMetaKey,
+          encodeSnapshotMeta(index, term, m.snapshot.meta.conf, staged.revision),
+          { version: staged.revision },
+        );
+        await staged.engine.write(seal, { sync: true, appliedIndex: index });
+        await staged.engine.compactHistory(staged.revision);
+        await staged.engine.flush();
+        staged.complete = true;
+        this.log.info("snapshot received", {
+          from,
+          index,
+          term,
+          revision: staged.revision,
+          records: expected,
+        });
+      }
+      this.host.deliver(m);
+      reply({ kind: PeerFrameKind.SnapshotAck, ok: true, recordsHeld: index, reason: "" });
+    } catch (e) {
+      this.log.warn("snapshot receive failed", { from, error: (e as Error).message });
+      reply({
+        kind: PeerFrameKind.SnapshotAck,
+        ok: false,
+        recordsHeld: 0,
+        reason: (e as Error).message,
+      });
+    } finally {
+      this.#busy = false;
+    }
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Log compaction and snapshots with real processes: a follower kept down
+ * while the leader compacts its log catches up through a snapshot streamed
+ * over the peer channel.
+ */
+import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
+import { TestCluster } from "./cluster.ts";
+
+const dec = new TextDecoder();
+
+async function waitFor(
+  what: string,
+  fn: () => Promise<boolean>,
+  timeoutMs = 15_000,
+  cluster?: TestCluster,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await fn().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}\n${cluster ? cluster.dumpOutput(25) : ""}`);
+}
+
+Deno.test({
+  name: "a follower behind a compacted log catches up through a snapshot and keeps serving",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3, { extraArgs: ["--snapshot-entries", "50"] });
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client();
+    const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+    await client.put("before", "1");
+    await lagging.kill();
+    for (let i = 0; i < 300; i++) await client.put(`key${String(i).padStart(3, "0")}`, `value${i}`);
+    await client.delete("key000");
+    await waitFor(
+      "the leader to compact its log",
+      async () => cluster.node(leader).output.includes("compacted the raft log"),
+    );
+
+    await lagging.start();
+    const local = cluster.client([lagging.id]);
+    const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
+    await waitFor(
+      "the follower to catch up",
+      async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
+    );
+    assertTrue(lagging.output.includes("installed a snapshot"), lagging.output);
+    assertTrue(cluster.node(leader).output.includes("snapshot sent"));
+
+    // The follower's own state (serializable reads) has every key, and the deleted one is gone.
+    assertEquals(
+      dec.decode((await local.get("key299", { consistency: "serializable" }))!.value),
+      "value299",
+    );
+    assertEquals(
+      dec.decode((await local.get("before", { consistency: "serializable" }))!.value),
+      "1",
+    );
+    assertEquals(await local.get("key000", { consistency: "serializable" }), undefined);
+    const page = await local.scanPage({ prefix: "key", limit: 1000, consistency: "serializable" });
+    assertEquals(page.kvs.length, 299);
+    const status = await local.status({ endpoint: lagging.addr });
+    assertEquals(status.revision, target);
+
+    // It keeps replicating after the snapshot, and survives a restart.
+    const { version } = await client.put("after", "2");
+    await waitFor(
+      "the follower to apply a write after the snapshot",
+      async () => (await local.status({ endpoint: lagging.addr })).revision >= version,
+      15_000,
+      cluster,
+    );
+    await lagging.kill();
+    await lagging.start();
+    assertEquals(
+      dec.decode((await local.get("after", { consistency: "serializable" }))!.value),
+      "2",
+    );
+    assertEquals(
+      (await local.scanPage({ prefix: "key", limit: 1000, consistency: "serializable" })).kvs
+        .length,
+      299,
+    );
+  },
+});
+
+Deno.test({
+  name: "a snapshot transfer broken halfway resumes where it stopped",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3, {
+      extraArgs: ["--snapshot-entries", "50"],
+      env: { RUSTKVD_FAILPOINTS: "snapshot-send-break-after=100" },
+    });
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client();
+    const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+    await lagging.kill();
+    for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
+    await waitFor(
+      "the leader to compact its log",
+      async () => cluster.node(leader).output.includes("compacted the raft log"),
+    );
+    await lagging.start();
+    const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
+    const local = cluster.client([lagging.id]);
+    await waitFor(
+      "the follower to catch up",
+      async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
+      15_000,
+      cluster,
+    );
+    const out = cluster.node(leader).output;
+    assertTrue(out.includes("breaking the transfer after 100 records"), out);
+    assertTrue(/snapshot sent .*resumedFrom=100/.test(out), out);
+    assertEquals(
+      (await local.scanPage({ prefix: "k", limit: 1000, consistency: "serializable" })).kvs.length,
+      250,
+    );
+  },
+});
