@@ -145,13 +145,62 @@ export async function runCli(
         print(formatBench(result), result);
         return Object.keys(result.errors).length > 0 ? ExitCode.failure : ExitCode.ok;
       }
-      case "watch":
-      case "member-list":
+      case "watch": {
+        const ac = new AbortController();
+        const stop = () => ac.abort();
+        Deno.addSignalListener("SIGINT", stop);
+        try {
+          for await (
+            const e of client.watch({
+              key: command.key,
+              prefix: command.prefix,
+              startVersion: command.startVersion,
+              prevKv: command.prevKv,
+              signal: ac.signal,
+            })
+          ) {
+            if (global.json) {
+              io.out(
+                JSON.stringify({
+                  type: e.type,
+                  ...kvJson(e.kv),
+                  prev: e.prev ? kvJson(e.prev) : undefined,
+                }),
+              );
+            } else if (e.type === "put") {
+              io.out(`PUT ${fromUtf8(e.kv.key)} = ${fromUtf8(e.kv.value)} (version: ${e.version})`);
+            } else {
+              io.out(`DELETE ${fromUtf8(e.kv.key)} (version: ${e.version})`);
+            }
+          }
+        } finally {
+          Deno.removeSignalListener("SIGINT", stop);
+        }
+        return ExitCode.ok;
+      }
+      case "member-list": {
+        const r = await client.memberList();
+        if (global.json) io.out(JSON.stringify(r));
+        else {
+          for (const m of r.members) {
+            io.out(`${m.id}\t${m.addr}\t${m.role}${m.id === r.leaderId ? "\tleader" : ""}`);
+          }
+        }
+        return ExitCode.ok;
+      }
+      case "compact": {
+        const v = await client.compact(command.version);
+        print(`OK (compacted: ${v})`, { compactedVersion: v });
+        return ExitCode.ok;
+      }
+      case "transfer-leader": {
+        const leader = await client.transferLeader(command.nodeId);
+        print(`OK (leader: ${leader})`, { leaderId: leader });
+        return ExitCode.ok;
+      }
       case "member-add":
       case "member-remove":
-      case "transfer-leader":
       case "locate":
-      case "compact":
         io.err(`rustkvd-cli: '${command.name}' is not built yet in this version`);
         return ExitCode.unavailable;
     }

@@ -19,7 +19,13 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { prefixEnd, utf8 } from "../common/bytes.ts";
-import { InvalidArgumentError, KVError, NotLeaderError, TimeoutError } from "../common/errors.ts";
+import {
+  CompactedError,
+  InvalidArgumentError,
+  KVError,
+  NotLeaderError,
+  TimeoutError,
+} from "../common/errors.ts";
 import { defaultRequestTimeoutMs, maxGrpcMessageBytes } from "../common/limits.ts";
 import { loadRustkvdPackage } from "../server/proto.ts";
 import { fromGrpcError } from "../server/status.ts";
@@ -53,6 +59,29 @@ export interface KeyValue {
 export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
+}
+
+/** One change delivered by watch(). */
+export interface WatchEvent {
+  type: "put" | "delete";
+  kv: KeyValue;
+  prev?: KeyValue;
+  version: number;
+}
+
+function toWatchEvent(m: Msg): WatchEvent {
+  return {
+    type: m.type === "DELETE" ? "delete" : "put",
+    kv: toKeyValue(m.kv),
+    prev: m.has_prev ? toKeyValue(m.prev_kv) : undefined,
+    version: Number(m.version),
+  };
+}
+
+function fromUtf8Latin(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+  return s;
 }
 
 /** Cluster status as one node sees it. */
@@ -410,6 +439,104 @@ export class KVClient implements AsyncDisposable {
     }
   }
 
+  /**
+   * Streams changes under a key or prefix until `signal` aborts. With
+   * `startVersion` the stream begins with history from that version. After a
+   * disconnect it reconnects (any endpoint) and resumes exactly where it
+   * stopped: no event is lost or repeated. Ends with a CompactedError when
+   * the history it needs was compacted.
+   */
+  async *watch(
+    opts: {
+      key?: Bytes;
+      prefix?: Bytes;
+      startVersion?: number;
+      prevKv?: boolean;
+      signal?: AbortSignal;
+    },
+  ): AsyncIterableIterator<WatchEvent> {
+    const signal = opts.signal ?? this.#signal;
+    const key = opts.key === undefined ? new Uint8Array() : toBytes(opts.key);
+    const prefix = opts.prefix === undefined ? new Uint8Array() : toBytes(opts.prefix);
+    // Resume point: the version to ask for, and the keys already delivered at
+    // it (a transaction writes several keys at one version).
+    let from = opts.startVersion ?? 0;
+    let deliveredAt = new Set<string>();
+    let backoffMs = 50;
+    for (let attempt = 0; !this.#closed && !signal?.aborted; attempt++) {
+      const endpoint = this.endpoints[(this.#next + attempt) % this.endpoints.length];
+      const stub = this.#stubsFor(endpoint).kv as unknown as Record<
+        string,
+        (req: Msg) => grpc.ClientReadableStream<Msg>
+      >;
+      const call = stub.Watch.call(stub, {
+        key,
+        prefix,
+        start_version: from,
+        prev_kv: opts.prevKv ?? false,
+      });
+      const onAbort = () => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const queue: Array<{ msg?: Msg; error?: unknown; end?: boolean }> = [];
+      let wake: (() => void) | undefined;
+      call.on("data", (msg: Msg) => {
+        queue.push({ msg });
+        wake?.();
+      });
+      call.on("error", (error: unknown) => {
+        queue.push({ error });
+        wake?.();
+      });
+      call.on("end", () => {
+        queue.push({ end: true });
+        wake?.();
+      });
+      try {
+        for (;;) {
+          while (queue.length === 0) {
+            await new Promise<void>((r) => (wake = r));
+            wake = undefined;
+          }
+          const item = queue.shift()!;
+          if (item.error !== undefined) {
+            if (signal?.aborted || this.#closed) return;
+            const err = fromGrpcError(item.error);
+            if (!retryable(err)) throw err;
+            break;
+          }
+          if (item.end) break;
+          const m = item.msg;
+          if (m.type === "CREATED") {
+            backoffMs = 50;
+            if (from === 0) from = Number(m.version) + 1;
+            continue;
+          }
+          if (m.type === "CANCELED") {
+            if (Number(m.compacted_version) > 0) {
+              throw new CompactedError(from, Number(m.compacted_version));
+            }
+            break; // fell behind or the node closed: resume from where we are
+          }
+          const event = toWatchEvent(m);
+          const id = fromUtf8Latin(event.kv.key);
+          if (event.version < from || (event.version === from && deliveredAt.has(id))) continue;
+          if (event.version > from) {
+            from = event.version;
+            deliveredAt = new Set();
+          }
+          deliveredAt.add(id);
+          yield event;
+        }
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        call.cancel();
+      }
+      if (signal?.aborted || this.#closed) return;
+      await new Promise((r) => setTimeout(r, backoffMs / 2 + Math.random() * backoffMs));
+      backoffMs = Math.min(1_000, backoffMs * 2);
+    }
+  }
+
   /** Status of one node (default: the first endpoint that answers). */
   async status(opts: CallOptions & { endpoint?: string } = {}): Promise<NodeStatus> {
     const res = opts.endpoint
@@ -444,6 +571,36 @@ export class KVClient implements AsyncDisposable {
         matchIndex: Number(m.match_index),
       })),
     };
+  }
+
+  /** The cluster's members as the leader sees them. */
+  async memberList(
+    opts: CallOptions = {},
+  ): Promise<{ leaderId: string; members: NodeStatus["members"] }> {
+    const res = await this.#invoke("admin", "MemberList", {}, true, opts);
+    return {
+      leaderId: res.leader_id,
+      members: (res.members ?? []).map((m: Msg) => ({
+        id: m.id,
+        addr: m.addr,
+        role: m.role,
+        health: m.health,
+        lastHeardMsAgo: Number(m.last_heard_ms_ago),
+        matchIndex: Number(m.match_index),
+      })),
+    };
+  }
+
+  /** Drops MVCC history older than `version` on every node; returns the compacted version. */
+  async compact(version: number, opts: CallOptions = {}): Promise<number> {
+    const res = await this.#invoke("admin", "Compact", { version }, true, opts);
+    return Number(res.compacted_version);
+  }
+
+  /** Moves leadership to `nodeId`; returns the new leader's id. */
+  async transferLeader(nodeId: string, opts: CallOptions = {}): Promise<string> {
+    const res = await this.#invoke("admin", "TransferLeader", { id: nodeId }, true, opts);
+    return res.leader_id;
   }
 
   /** Closes every channel. */

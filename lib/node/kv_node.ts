@@ -55,6 +55,10 @@ import {
   SnapshotSender,
 } from "./snapshot.ts";
 import type { Snapshot } from "../raft/types.ts";
+import { type Watcher, WatchHub, watchTarget } from "./watch_hub.ts";
+import { ExpiryQueue } from "./expiry_queue.ts";
+import type { TimerHandle } from "../common/clock.ts";
+import { validateWatchTarget } from "../server/validation.ts";
 
 /** Read consistency (see proto Consistency). */
 export type ReadConsistency = "linearizable" | "serializable";
@@ -106,6 +110,12 @@ export class KVNode {
   #closed = false;
   /** Captures whose transfer failed, kept pinned so a retry can resume. */
   #retryCaptures = new Map<string, CapturedState>();
+  /** Open watches, fed by the state machine. */
+  readonly watches: WatchHub;
+  /** Keys with a TTL, by expiry; the leader proposes their deletion. */
+  readonly expiries = new ExpiryQueue();
+  #expiryTimer: TimerHandle | undefined;
+  #expiring = false;
 
   private constructor(
     readonly config: NodeConfig,
@@ -133,6 +143,10 @@ export class KVNode {
       receiveSnapshot: (from, frames, reply) => this.snapshotReceiver.serve(from, frames, reply),
     }, log);
     replica.transport = this.transport;
+    this.watches = new WatchHub(() => stateMachine.engine, () => stateMachine.revision);
+    stateMachine.onChange = (events) => this.watches.publish(events);
+    stateMachine.onExpiry = (key, version, expiresAtMs) =>
+      this.expiries.push({ key, version, expiresAtMs });
   }
 
   /** The engine holding the applied state (replaced by snapshot installs). */
@@ -204,6 +218,67 @@ export class KVNode {
     const engine = await Engine.open(joinPath(dir, "kv"), { fs: this.fs });
     this.snapshotReceiver.adopted();
     this.stateMachine.reset(engine);
+    this.watches.closeAll("the node installed a snapshot; reconnect to resume");
+    this.expiries.clear();
+    await this.#loadExpiries();
+  }
+
+  /** Schedules every key that carries a TTL (at start and after a snapshot install). */
+  async #loadExpiries(): Promise<void> {
+    for await (const kv of this.engine.scan({ start: firstUserKey, nowMs: 0 })) {
+      if (kv.expiresAtMs) {
+        this.expiries.push({
+          key: kv.key.slice(),
+          version: kv.version,
+          expiresAtMs: kv.expiresAtMs,
+        });
+      }
+    }
+  }
+
+  /**
+   * On the leader: proposes the deletion of keys whose TTL passed, at most
+   * a bounded batch per round. A key rewritten since is left alone (the
+   * command carries the version that expired).
+   */
+  async #expireRound(): Promise<void> {
+    if (this.#expiring || !this.replica.isLeader) return;
+    this.#expiring = true;
+    try {
+      const due = this.expiries.popExpired(this.clock.wallMs(), 1_000);
+      await Promise.all(due.map(async (e) => {
+        const data = encodeCommand({
+          op: CommandOp.ExpireKey,
+          timestampMs: this.clock.wallMs(),
+          key: e.key,
+          version: e.version,
+        });
+        try {
+          await this.replica.propose(data, this.#deadline(undefined));
+        } catch (err) {
+          // Not deleted (leadership moved, or a timeout): schedule it again.
+          this.expiries.push(e);
+          this.log.debug("expiry proposal failed", { error: (err as Error).message });
+        }
+      }));
+    } finally {
+      this.#expiring = false;
+    }
+  }
+
+  /**
+   * Opens a watch on a key or prefix, optionally replaying history from
+   * `startVersion`. Served from this replica's applied state.
+   */
+  watch(
+    opts: { key?: Uint8Array; prefix?: Uint8Array; startVersion?: number; prevKv?: boolean },
+  ): Watcher {
+    validateWatchTarget(opts.key, opts.prefix);
+    const startVersion = validateVersion(opts.startVersion, "start_version");
+    return this.watches.watch(watchTarget(opts.key, opts.prefix), {
+      startVersion,
+      prevKv: opts.prevKv,
+    });
   }
 
   /** Opens (or creates) the data directory and starts the replica. */
@@ -302,7 +377,9 @@ export class KVNode {
       log,
       fs,
     );
+    await node.#loadExpiries();
     replica.start();
+    node.#expiryTimer = clock.setInterval(() => void node.#expireRound(), expiryCheckIntervalMs);
     return node;
   }
 
@@ -471,6 +548,27 @@ export class KVNode {
     return this.engine.compactedVersion;
   }
 
+  /**
+   * Hands leadership to `nodeId` (must be a voter) and waits, bounded by the
+   * deadline, until the cluster reports a leader; returns its id.
+   */
+  async transferLeader(nodeId: string, timeoutMs?: number): Promise<string> {
+    const member = this.replica.members.get(nodeId);
+    if (!member || member.learner) {
+      throw new InvalidArgumentError(`${nodeId} is not a voting member`);
+    }
+    this.#requireLeader();
+    if (nodeId === this.config.nodeId) return nodeId;
+    this.replica.transferLeader(nodeId);
+    const deadline = this.#deadline(timeoutMs);
+    while (this.clock.nowMs() < deadline) {
+      const leader = this.replica.softState.leaderId;
+      if (leader !== "" && leader !== this.config.nodeId) return leader;
+      await this.clock.sleep(this.config.tickMs);
+    }
+    throw new KVError("Timeout", `leadership did not move to ${nodeId} before the deadline`);
+  }
+
   /** This node's view of the cluster. */
   status(): NodeStatusInfo {
     const s = this.replica.node.status();
@@ -499,6 +597,8 @@ export class KVNode {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#expiryTimer?.cancel();
+    this.watches.closeAll("the node is shutting down; reconnect to resume");
     await this.replica.stop();
     for (const c of this.#retryCaptures.values()) c.release();
     this.#retryCaptures.clear();
@@ -509,6 +609,9 @@ export class KVNode {
     this.log.info("stopped");
   }
 }
+
+/** How often the leader looks for expired keys. */
+const expiryCheckIntervalMs = 100;
 
 /** How long a failed snapshot transfer may be resumed from the same capture. */
 const snapshotRetryWindowMs = 60_000;

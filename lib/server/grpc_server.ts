@@ -11,9 +11,11 @@ import * as grpc from "@grpc/grpc-js";
 import { maxGrpcMessageBytes } from "../common/limits.ts";
 import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
 import type { KeyValue } from "../node/state_machine.ts";
+import type { Watcher } from "../node/watch_hub.ts";
 import { loadRustkvdPackage } from "./proto.ts";
 import { toGrpcError } from "./status.ts";
 import { listen } from "./listener.ts";
+import { KVError } from "../common/errors.ts";
 import { rustkvdVersion } from "../common/version.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -138,7 +140,46 @@ export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation
       });
     }),
     Watch: (call: grpc.ServerWritableStream<Req, Req>) => {
-      call.emit("error", toGrpcError(new Error("Watch is not supported yet")));
+      const r = call.request;
+      let watcher: Watcher;
+      try {
+        watcher = node.watch({
+          key: r.key,
+          prefix: r.prefix,
+          startVersion: r.start_version,
+          prevKv: r.prev_kv,
+        });
+      } catch (e) {
+        call.emit("error", toGrpcError(e));
+        return;
+      }
+      call.on("cancelled", () => watcher.return());
+      call.on("close", () => watcher.return());
+      // CREATED carries the last version before the first event this watch delivers.
+      call.write({ type: "CREATED", version: watcher.lastVersion });
+      (async () => {
+        for await (const e of watcher) {
+          const more = call.write({
+            type: e.type === "put" ? "PUT" : "DELETE",
+            kv: kvMessage(e.kv),
+            prev_kv: kvMessage(e.prev),
+            has_prev: e.prev !== undefined,
+            version: e.kv.version,
+          });
+          if (!more) await new Promise<void>((resolve) => call.once("drain", resolve));
+          if (call.cancelled) return;
+        }
+        const c = watcher.cancel;
+        if (c && !call.cancelled && c.reason !== "closed by the client") {
+          call.write({
+            type: "CANCELED",
+            cancel_reason: c.reason,
+            version: c.lastVersion,
+            compacted_version: c.compactedVersion ?? 0,
+          });
+        }
+        call.end();
+      })().catch((e) => call.emit("error", toGrpcError(e)));
     },
   };
 }
@@ -164,6 +205,7 @@ export async function startGrpcServer(node: KVNode, addr: string): Promise<Runni
   const service = (name: string) => (pkg[name] as grpc.ServiceClientConstructor).service;
   server.addService(service("KVStore"), kvStoreHandlers(node));
   server.addService(service("RaftInternal"), raftInternalHandlers(node));
+  server.addService(service("Admin"), adminHandlers(node));
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = await listen(addr, node.transport, injector);
   return {
@@ -174,6 +216,38 @@ export async function startGrpcServer(node: KVNode, addr: string): Promise<Runni
       injector.destroy();
       server.forceShutdown();
     },
+  };
+}
+
+function memberList(node: KVNode) {
+  const s = node.status();
+  return {
+    leader_id: s.leaderId,
+    members: s.members.map((m) => ({
+      id: m.id,
+      addr: m.addr,
+      role: m.role,
+      health: m.id === s.nodeId ? "self" : "unknown",
+      match_index: m.matchIndex,
+    })),
+  };
+}
+
+/** Cluster administration (membership changes arrive with the join protocol). */
+function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
+  const notYet = (what: string) =>
+    unary(() => Promise.reject(new KVError("InvalidArgument", `${what} is not supported yet`)));
+  return {
+    MemberList: unary(() => Promise.resolve(memberList(node))),
+    Compact: unary(async (call) => ({
+      compacted_version: await node.compact(call.request.version, remainingMs(call)),
+    })),
+    TransferLeader: unary(async (call) => ({
+      leader_id: await node.transferLeader(call.request.id, remainingMs(call)),
+    })),
+    MemberAdd: notYet("member add"),
+    MemberRemove: notYet("member remove"),
+    Join: notYet("joining through --peers"),
   };
 }
 

@@ -101,6 +101,55 @@ Deno.test({
       bench.out,
     );
 
+    const members = await cli([...one, "member", "list"]);
+    assertEquals(members.out.trim().split("\n").map((l) => l.split("\t").slice(0, 3).join(" ")), [
+      `n1 ${cluster.nodes[0].addr} voter`,
+      `n2 ${cluster.nodes[1].addr} voter`,
+      `n3 ${cluster.nodes[2].addr} voter`,
+    ]);
+    const target = cluster.nodes.find((n) =>
+      !members.out.includes(`${n.id}\t${n.addr}\tvoter\tleader`)
+    )!;
+    const moved = await cli([...peers, "transfer-leader", target.id]);
+    assertEquals(moved.out.trim(), `OK (leader: ${target.id})`, moved.err);
+    const compacted = await cli([...peers, "compact", String(v2)]);
+    assertEquals(compacted.out.trim(), `OK (compacted: ${v2})`, compacted.err);
+    assertEquals((await cli([...one, "get", "user:1001", "--version", String(v1)])).code, 1);
+
+    // watch streams events until Ctrl-C.
+    const watcher = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-net",
+        "--allow-env",
+        "--allow-sys",
+        cliEntry,
+        ...one,
+        "watch",
+        "--prefix",
+        "config:",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    try {
+      await new Promise((r) => setTimeout(r, 1_500));
+      const put = await cli([...peers, "put", "config:x", "1"]);
+      const version = /version: (\d+)/.exec(put.out)![1];
+      await new Promise((r) => setTimeout(r, 500));
+      watcher.kill("SIGINT");
+      const watched = await watcher.output();
+      assertEquals(
+        new TextDecoder().decode(watched.stdout).trim(),
+        `PUT config:x = 1 (version: ${version})`,
+      );
+    } finally {
+      try {
+        watcher.kill("SIGKILL");
+      } catch { /* exited */ }
+    }
+
     const bad = await cli([...one, "put", "k"]);
     assertEquals(bad.code, 2);
     const invalid = await cli([...one, "put", "", "v"]);

@@ -1,0 +1,279 @@
+/**
+ * Watches: change events fanned out from the apply loop, in revision order,
+ * to every watcher whose key or prefix matches.
+ *
+ * A watcher that starts from a past version is first replayed from MVCC
+ * history, then continues live without a gap or a duplicate: it registers
+ * for live events synchronously at revision R0 (everything at or below R0 is
+ * already in the engine, since events are published after the apply batch is
+ * written), replays history in [start, R0], then delivers live events above R0.
+ *
+ * Each watcher buffers at most maxWatchBufferEvents; one that falls further
+ * behind is cancelled with a reason and the last version it was given, so a
+ * client resumes from there — events are never skipped silently.
+ *
+ * @module
+ */
+
+import { compareBytes, equalBytes, prefixEnd } from "../common/bytes.ts";
+import { CompactedError, InvalidArgumentError, isKVError } from "../common/errors.ts";
+import { maxWatchBufferEvents } from "../common/limits.ts";
+import type { Engine } from "../storage/engine.ts";
+import type { ChangeEvent, KeyValue } from "./state_machine.ts";
+import { systemKeyByte } from "./state_machine.ts";
+
+/** Most history events one replay may hold; start from a newer version for more. */
+export const maxWatchReplayEvents = 100_000;
+
+/** What a watcher selects. */
+export type WatchTarget = { key: Uint8Array } | { start: Uint8Array; end: Uint8Array | undefined };
+
+/** An event a watcher receives. */
+export interface WatchEvent {
+  type: "put" | "delete";
+  kv: KeyValue;
+  prev?: KeyValue;
+}
+
+/** The end of a watch. */
+export interface WatchCancel {
+  reason: string;
+  /** The last version delivered: resume from lastVersion + 1. */
+  lastVersion: number;
+  compactedVersion?: number;
+}
+
+/** Turns a key or a prefix into a target. */
+export function watchTarget(key?: Uint8Array, prefix?: Uint8Array): WatchTarget {
+  if (key && key.length > 0) return { key };
+  return {
+    start: prefix ?? new Uint8Array(),
+    end: prefix && prefix.length > 0 ? prefixEnd(prefix) : undefined,
+  };
+}
+
+function matches(t: WatchTarget, key: Uint8Array): boolean {
+  if (key.length > 0 && key[0] === systemKeyByte) return false;
+  if ("key" in t) return equalBytes(t.key, key);
+  if (t.start.length > 0 && compareBytes(key, t.start) < 0) return false;
+  return t.end === undefined || compareBytes(key, t.end) < 0;
+}
+
+/** One open watch: an async iterator of events, ending with a cancel reason. */
+export class Watcher implements AsyncIterableIterator<WatchEvent> {
+  #queue: WatchEvent[] = [];
+  #live: WatchEvent[] = [];
+  #replaying = true;
+  #wake: (() => void) | undefined;
+  /** Set once the watch ended (by the hub, an error or the client). */
+  cancel: WatchCancel | undefined;
+  /** Version of the last event handed out. */
+  lastVersion: number;
+
+  constructor(
+    readonly hub: WatchHub,
+    readonly target: WatchTarget,
+    readonly prevKv: boolean,
+    readonly startRevision: number,
+  ) {
+    this.lastVersion = startRevision;
+  }
+
+  /** Live events from the hub; held back while history is replayed. */
+  offer(e: WatchEvent): void {
+    if (this.cancel) return;
+    if (this.#replaying) this.#live.push(e);
+    else this.#queue.push(e);
+    if (this.#queue.length + this.#live.length > maxWatchBufferEvents) {
+      this.end({
+        reason:
+          `the watcher fell more than ${maxWatchBufferEvents} events behind; resume from version ${
+            this.lastVersion + 1
+          }`,
+        lastVersion: this.lastVersion,
+      });
+      return;
+    }
+    this.#wake?.();
+  }
+
+  /** History replay finished: queue it, then the live events held back. */
+  replayed(history: WatchEvent[], uptoRevision: number): void {
+    this.#queue.push(...history);
+    for (const e of this.#live) if (e.kv.version > uptoRevision) this.#queue.push(e);
+    this.#live = [];
+    this.#replaying = false;
+    this.#wake?.();
+  }
+
+  /** Ends the watch at once; queued events are dropped (the cancel says where to resume). */
+  end(cancel: WatchCancel): void {
+    if (this.cancel) return;
+    this.cancel = cancel;
+    this.#queue = [];
+    this.#live = [];
+    this.hub.remove(this);
+    this.#wake?.();
+  }
+
+  async next(): Promise<IteratorResult<WatchEvent>> {
+    while (this.#queue.length === 0 && !this.cancel) {
+      await new Promise<void>((r) => (this.#wake = r));
+      this.#wake = undefined;
+    }
+    if (this.cancel) return { value: undefined, done: true };
+    const e = this.#queue.shift()!;
+    this.lastVersion = e.kv.version;
+    return { value: e, done: false };
+  }
+
+  /** Events waiting to be taken (for backpressure checks and tests). */
+  get buffered(): number {
+    return this.#queue.length + this.#live.length;
+  }
+
+  return(): Promise<IteratorResult<WatchEvent>> {
+    this.end({ reason: "closed by the client", lastVersion: this.lastVersion });
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<WatchEvent> {
+    return this;
+  }
+}
+
+/** All open watches of a node. */
+export class WatchHub {
+  #watchers = new Set<Watcher>();
+
+  constructor(readonly engine: () => Engine, readonly revision: () => number) {}
+
+  /** Number of open watches. */
+  get size(): number {
+    return this.#watchers.size;
+  }
+
+  /**
+   * Opens a watch. `startVersion` 0 = from now; otherwise events with
+   * version >= startVersion are replayed first. Refused with CompactedError
+   * below the compacted version, InvalidArgument above the current revision.
+   */
+  watch(target: WatchTarget, opts: { startVersion?: number; prevKv?: boolean } = {}): Watcher {
+    const now = this.revision();
+    const start = opts.startVersion ?? 0;
+    const engine = this.engine();
+    if (start > 0 && start <= engine.compactedVersion) {
+      throw new CompactedError(start, engine.compactedVersion);
+    }
+    if (start > now + 1) {
+      throw new InvalidArgumentError(
+        `start_version ${start} is after the next revision ${now + 1}`,
+      );
+    }
+    const w = new Watcher(this, target, opts.prevKv ?? false, start > 0 ? start - 1 : now);
+    this.#watchers.add(w);
+    if (start === 0 || start > now) {
+      w.replayed([], now);
+    } else {
+      this.#replay(w, engine, start, now).then(
+        (events) => w.replayed(events, now),
+        (e) => {
+          const compacted = isKVError(e, "Compacted") ? (e as CompactedError).compacted : undefined;
+          w.end({
+            reason: `history replay failed: ${(e as Error).message}`,
+            lastVersion: start - 1,
+            compactedVersion: compacted,
+          });
+        },
+      );
+    }
+    return w;
+  }
+
+  async #replay(w: Watcher, engine: Engine, start: number, upto: number): Promise<WatchEvent[]> {
+    const t = w.target;
+    const range = "key" in t
+      ? { start: t.key, end: keySuccessor(t.key) }
+      : { start: t.start, end: t.end };
+    const events: WatchEvent[] = [];
+    // history() yields each key's versions newest first; keep what is in [start, upto].
+    let perKey: WatchEvent[] = [];
+    let lastKey: Uint8Array | undefined;
+    const flushKey = () => {
+      perKey.reverse();
+      events.push(...perKey);
+      perKey = [];
+    };
+    for await (
+      const h of engine.history({ start: range.start, end: range.end, afterVersion: start - 1 })
+    ) {
+      if (h.version > upto || !matches(t, h.key)) continue;
+      if (lastKey === undefined || !equalBytes(lastKey, h.key)) {
+        flushKey();
+        lastKey = h.key;
+      }
+      perKey.push({
+        type: h.deleted ? "delete" : "put",
+        kv: {
+          key: h.key,
+          value: h.deleted ? new Uint8Array() : h.value,
+          version: h.version,
+          expiresAtMs: h.expiresAtMs ?? 0,
+        },
+      });
+      if (events.length + perKey.length > maxWatchReplayEvents) {
+        throw new InvalidArgumentError(
+          `more than ${maxWatchReplayEvents} events since version ${start}; start from a newer version`,
+        );
+      }
+    }
+    flushKey();
+    events.sort((a, b) => a.kv.version - b.kv.version);
+    if (w.prevKv) {
+      for (const e of events) {
+        try {
+          const prev = await engine.get(e.kv.key, { atVersion: e.kv.version - 1, nowMs: 0 });
+          if (prev) {
+            e.prev = {
+              key: e.kv.key,
+              value: prev.value,
+              version: prev.version,
+              expiresAtMs: prev.expiresAtMs ?? 0,
+            };
+          }
+        } catch (err) {
+          if (!isKVError(err, "Compacted")) throw err;
+        }
+      }
+    }
+    return events;
+  }
+
+  /** Called by the state machine after each applied batch. */
+  publish(changes: ChangeEvent[]): void {
+    if (this.#watchers.size === 0) return;
+    for (const w of this.#watchers) {
+      for (const c of changes) {
+        if (!matches(w.target, c.kv.key)) continue;
+        w.offer({ type: c.type, kv: c.kv, prev: w.prevKv ? c.prev : undefined });
+      }
+    }
+  }
+
+  /** Called by a watcher that ended. */
+  remove(w: Watcher): void {
+    this.#watchers.delete(w);
+  }
+
+  /** Ends every watch (node shutdown or snapshot install). */
+  closeAll(reason: string): void {
+    for (const w of [...this.#watchers]) w.end({ reason, lastVersion: w.lastVersion });
+  }
+}
+
+/** The smallest key after `key` (for a one-key range). */
+function keySuccessor(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
