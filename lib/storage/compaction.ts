@@ -1,0 +1,150 @@
+/**
+ * The compaction runner (the I/O part): streams a merged iterator through
+ * the CompactionFilter into new SSTables, cutting a new output file once one
+ * reaches the target size, but only between two user keys so a key's
+ * versions never straddle files. Memtable flushes use the same writer.
+ *
+ * @module
+ */
+
+import { assert } from "../common/assert.ts";
+import { equalBytes } from "../common/bytes.ts";
+import type { Compaction } from "./compaction_picker.ts";
+import { CompactionFilter } from "./compaction_iterator.ts";
+import { type FileSystem, joinPath } from "./fs.ts";
+import {
+  type InternalIterator,
+  LazyTableIterator,
+  LevelIterator,
+  MergingIterator,
+} from "./iterator.ts";
+import type { TableCache } from "./table_cache.ts";
+import { tableFileName } from "./table_cache.ts";
+import { TableWriter } from "./table_writer.ts";
+import { type FileMeta, makeFileMeta, type VersionEdit } from "./version_edit.ts";
+
+/** What the runner needs from the engine. */
+export interface TableBuildContext {
+  fs: FileSystem;
+  dir: string;
+  blockSizeBytes: number;
+  /** Allocates a fresh file number. */
+  newFileNumber(): number;
+}
+
+/** Tables written by one flush or compaction. */
+export interface BuildResult {
+  files: FileMeta[];
+  bytesWritten: number;
+  entriesDropped: number;
+}
+
+/**
+ * Writes the entries of `it` (already positioned) that `filter` keeps into
+ * tables of about `targetFileBytes`. Syncs the files and the directory, so the
+ * caller may reference them in a manifest edit at once. On failure the
+ * partial outputs are removed.
+ */
+export async function writeTables(
+  ctx: TableBuildContext,
+  it: InternalIterator,
+  filter: CompactionFilter | undefined,
+  targetFileBytes: number,
+): Promise<BuildResult> {
+  const files: FileMeta[] = [];
+  const created: string[] = [];
+  let writer: TableWriter | undefined;
+  let writerNumber = 0;
+  let lastKey: Uint8Array | undefined;
+  let bytesWritten = 0;
+  const finishWriter = async () => {
+    if (writer === undefined) return;
+    const w = writer;
+    writer = undefined;
+    const props = await w.finish();
+    bytesWritten += props.sizeBytes;
+    files.push(makeFileMeta({ number: writerNumber, ...props }));
+  };
+  try {
+    while (it.valid()) {
+      const e = it.entry();
+      if (filter === undefined || filter.keep(e)) {
+        const newKey = lastKey === undefined || !equalBytes(lastKey, e.key);
+        if (writer !== undefined && newKey && writer.estimatedBytes >= targetFileBytes) {
+          await finishWriter();
+        }
+        if (writer === undefined) {
+          writerNumber = ctx.newFileNumber();
+          const path = joinPath(ctx.dir, tableFileName(writerNumber));
+          created.push(path);
+          writer = new TableWriter(await ctx.fs.create(path), ctx.blockSizeBytes);
+        }
+        await writer.add(e);
+        lastKey = e.key;
+      }
+      const p = it.next();
+      if (p !== undefined) await p;
+    }
+    await finishWriter();
+    if (created.length > 0) await ctx.fs.syncDir(ctx.dir);
+  } catch (e) {
+    if (writer !== undefined) await writer.abandon().catch(() => {});
+    for (const path of created) await ctx.fs.remove(path).catch(() => {});
+    throw e;
+  }
+  return { files, bytesWritten, entriesDropped: filter?.dropped ?? 0 };
+}
+
+/** Result of running one compaction: the edit to log and the I/O it cost. */
+export interface CompactionResult {
+  edit: VersionEdit;
+  bytesRead: number;
+  bytesWritten: number;
+  entriesDropped: number;
+}
+
+/** Runs `c`: merges its inputs through the filter into new tables at the output level. */
+export async function runCompaction(
+  ctx: TableBuildContext,
+  c: Compaction,
+  tableCache: TableCache,
+  horizonVersion: number,
+  targetFileBytes: number,
+): Promise<CompactionResult> {
+  const deletedFiles = [
+    ...c.inputs.map((f) => ({ level: c.level, number: f.number })),
+    ...c.outputInputs.map((f) => ({ level: c.outputLevel, number: f.number })),
+  ];
+  if (c.trivialMove) {
+    assert(c.inputs.length === 1 && c.outputInputs.length === 0, "trivial move of one file");
+    return {
+      edit: { deletedFiles, newFiles: [{ level: c.outputLevel, meta: c.inputs[0] }] },
+      bytesRead: 0,
+      bytesWritten: 0,
+      entriesDropped: 0,
+    };
+  }
+  const children: InternalIterator[] = c.level === 0
+    ? c.inputs.map((f) => new LazyTableIterator(f, tableCache))
+    : [new LevelIterator(c.inputs, tableCache)];
+  children.push(new LevelIterator(c.outputInputs, tableCache));
+  const merged = new MergingIterator(children);
+  let bytesRead = 0;
+  for (const f of [...c.inputs, ...c.outputInputs]) bytesRead += f.sizeBytes;
+  try {
+    await merged.seek(undefined);
+    const filter = new CompactionFilter({ horizonVersion, bottommost: c.bottommost });
+    const r = await writeTables(ctx, merged, filter, targetFileBytes);
+    return {
+      edit: {
+        deletedFiles,
+        newFiles: r.files.map((meta) => ({ level: c.outputLevel, meta })),
+      },
+      bytesRead,
+      bytesWritten: r.bytesWritten,
+      entriesDropped: r.entriesDropped,
+    };
+  } finally {
+    merged.close();
+  }
+}

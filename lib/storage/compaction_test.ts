@@ -1,0 +1,104 @@
+import { utf8 } from "../common/bytes.ts";
+import { assertEquals } from "../common/test_helpers.ts";
+import { pickCompaction } from "./compaction_picker.ts";
+import { collapse } from "./compaction_iterator.ts";
+import { encodeInternalKey, type Entry, EntryKind, type EntryKindValue } from "./internal_key.ts";
+import { Version } from "./version.ts";
+import { makeFileMeta } from "./version_edit.ts";
+
+const e = (k: string, version: number, kind: EntryKindValue = EntryKind.put): Entry => ({
+  key: utf8(k),
+  version,
+  kind,
+  value: utf8(`${k}${version}`),
+  expiresAtMs: 0,
+});
+const show = (es: Entry[]) =>
+  es.map((x) =>
+    `${new TextDecoder().decode(x.key)}@${x.version}${x.kind === EntryKind.delete ? "x" : ""}`
+  );
+
+Deno.test("compaction iterator: keeps history above the horizon, newest at or below it", () => {
+  const input = [
+    e("a", 9),
+    e("a", 7),
+    e("a", 5),
+    e("a", 3),
+    e("b", 4, EntryKind.delete),
+    e("b", 2),
+    e("c", 1),
+  ];
+  assertEquals(show(collapse(input, { horizonVersion: 0, bottommost: true })), show(input));
+  assertEquals(show(collapse(input, { horizonVersion: 6, bottommost: false })), [
+    "a@9",
+    "a@7",
+    "a@5",
+    "b@4x",
+    "c@1",
+  ]);
+  // At the bottom a tombstone at or below the horizon hides nothing: it goes too.
+  assertEquals(show(collapse(input, { horizonVersion: 6, bottommost: true })), [
+    "a@9",
+    "a@7",
+    "a@5",
+    "c@1",
+  ]);
+  // Duplicate (key, version) copies from older sources are dropped.
+  assertEquals(
+    show(collapse([e("a", 3), e("a", 3), e("a", 2)], { horizonVersion: 0, bottommost: false })),
+    ["a@3", "a@2"],
+  );
+});
+
+function file(n: number, lo: string, hi: string, sizeBytes = 1000) {
+  return makeFileMeta({
+    number: n,
+    sizeBytes,
+    entryCount: 1,
+    maxVersion: 1,
+    smallest: encodeInternalKey(utf8(lo), 9),
+    largest: encodeInternalKey(utf8(hi), 1),
+  });
+}
+
+Deno.test("compaction picker: L0 at the trigger, then levels by size score", () => {
+  const o = { l0CompactionTrigger: 4, l1TargetBytes: 10_000 };
+  let v = Version.empty().apply({
+    newFiles: [1, 2, 3].map((n) => ({ level: 0, meta: file(n, "a", "m") })).concat([
+      { level: 1, meta: file(10, "a", "c") },
+      { level: 1, meta: file(11, "n", "z") },
+    ]),
+  });
+  assertEquals(pickCompaction(v, o, new Map()), undefined);
+  v = v.apply({ newFiles: [{ level: 0, meta: file(4, "b", "d") }] });
+  const c = pickCompaction(v, o, new Map())!;
+  assertEquals([
+    c.level,
+    c.outputLevel,
+    c.inputs.map((f) => f.number),
+    c.outputInputs.map((f) => f.number),
+  ], [0, 1, [4, 3, 2, 1], [10]]);
+  assertEquals(c.bottommost, true);
+  // L1 over its target: one file plus its overlap in L2.
+  const big = Version.empty().apply({
+    newFiles: [
+      { level: 1, meta: file(20, "a", "f", 8_000) },
+      { level: 1, meta: file(21, "g", "p", 8_000) },
+      { level: 2, meta: file(30, "h", "k") },
+      { level: 3, meta: file(40, "a", "b") },
+    ],
+  });
+  const c2 = pickCompaction(big, o, new Map([[1, encodeInternalKey(utf8("f"), 1)]]))!;
+  assertEquals([
+    c2.level,
+    c2.inputs.map((f) => f.number),
+    c2.outputInputs.map((f) => f.number),
+    c2.bottommost,
+  ], [1, [21], [30], true]);
+  const c3 = pickCompaction(big, o, new Map())!;
+  assertEquals([c3.inputs.map((f) => f.number), c3.bottommost, c3.trivialMove], [
+    [20],
+    false,
+    true,
+  ]);
+});

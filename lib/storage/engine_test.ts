@@ -1,0 +1,184 @@
+import { utf8 } from "../common/bytes.ts";
+import { CompactedError, InvalidArgumentError } from "../common/errors.ts";
+import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
+import { Engine } from "./engine.ts";
+import { MemFileSystem } from "./mem_fs.ts";
+import { WriteBatch } from "./write_batch.ts";
+
+const dec = new TextDecoder();
+const str = (b: Uint8Array | undefined) => (b === undefined ? undefined : dec.decode(b));
+
+async function put(e: Engine, k: string, v: string, version?: number) {
+  return (await e.write(new WriteBatch().put(utf8(k), utf8(v), { version }))).version;
+}
+
+async function keys(e: Engine, opts: Parameters<Engine["scan"]>[0] = {}) {
+  const out: string[] = [];
+  for await (const kv of e.scan(opts)) out.push(`${dec.decode(kv.key)}=${dec.decode(kv.value)}`);
+  return out;
+}
+
+Deno.test("engine: put, get, delete, versions assigned one per batch", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs });
+  assertEquals(await put(e, "a", "1"), 1);
+  const b = new WriteBatch().put(utf8("b"), utf8("2")).put(utf8("c"), utf8("3"));
+  assertEquals((await e.write(b)).version, 2);
+  assertEquals(str((await e.get(utf8("b")))?.value), "2");
+  assertEquals((await e.get(utf8("c")))?.version, 2);
+  await e.write(new WriteBatch().delete(utf8("a")));
+  assertEquals(await e.get(utf8("a")), undefined);
+  assertEquals(e.currentVersion, 3);
+  assertEquals(await keys(e), ["b=2", "c=3"]);
+});
+
+Deno.test("engine: MVCC read at v1 after a write at v2 (seed)", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs });
+  await put(e, "k", "one", 1);
+  await put(e, "k", "two", 2);
+  assertEquals(str((await e.get(utf8("k"), { atVersion: 1 }))?.value), "one");
+  assertEquals(str((await e.get(utf8("k")))?.value), "two");
+  await e.flush();
+  assertEquals(str((await e.get(utf8("k"), { atVersion: 1 }))?.value), "one");
+  assertEquals(str((await e.get(utf8("k"), { atVersion: 2 }))?.value), "two");
+  assertEquals(await e.get(utf8("k"), { atVersion: 0 }), undefined);
+});
+
+Deno.test("engine: scan prefix, range, limit, reverse, keysOnly, atVersion", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs, memtableBytes: 4096 });
+  for (let i = 0; i < 50; i++) await put(e, `p/${String(i).padStart(2, "0")}`, `v${i}`);
+  await put(e, "q", "x");
+  await put(e, "p/00", "new");
+  assertEquals((await keys(e, { prefix: utf8("p/") })).length, 50);
+  assertEquals(await keys(e, { prefix: utf8("p/"), limit: 2 }), ["p/00=new", "p/01=v1"]);
+  assertEquals(await keys(e, { prefix: utf8("p/"), limit: 2, reverse: true }), [
+    "p/49=v49",
+    "p/48=v48",
+  ]);
+  assertEquals(await keys(e, { start: utf8("p/10"), end: utf8("p/12") }), ["p/10=v10", "p/11=v11"]);
+  assertEquals(await keys(e, { prefix: utf8("p/0"), atVersion: 1 }), ["p/00=v0"]);
+  assertEquals(await keys(e, { prefix: utf8("q"), keysOnly: true }), ["q="]);
+});
+
+Deno.test("engine: TTL is an absolute expiry", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs });
+  await e.write(new WriteBatch().put(utf8("t"), utf8("v"), { expiresAtMs: 1000 }));
+  assertEquals((await e.get(utf8("t"), { nowMs: 999 }))?.expiresAtMs, 1000);
+  assertEquals(await e.get(utf8("t"), { nowMs: 1000 }), undefined);
+  await e.flush();
+  assertEquals(str((await e.get(utf8("t"), { nowMs: 10 }))?.value), "v");
+  assertEquals(await e.get(utf8("t"), { nowMs: 5000 }), undefined);
+});
+
+Deno.test("engine: compactHistory, snapshots pin, CompactedError below", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs });
+  for (let v = 1; v <= 5; v++) await put(e, "k", `v${v}`);
+  const snap = e.snapshot();
+  assertEquals(snap.version, 5);
+  await put(e, "k", "v6");
+  await e.compactHistory(6);
+  assertEquals(e.compactedVersion, 6);
+  // The snapshot at 5 still reads.
+  assertEquals(str((await e.get(utf8("k"), { atVersion: 5 }))?.value), "v5");
+  await assertRejects(() => e.get(utf8("k"), { atVersion: 4 }), CompactedError);
+  snap.release();
+  await assertRejects(() => e.get(utf8("k"), { atVersion: 5 }), CompactedError);
+  await e.compactAll();
+  assertEquals(str((await e.get(utf8("k"), { atVersion: 6 }))?.value), "v6");
+  const h = [];
+  for await (const x of e.history()) h.push(x.version);
+  assertEquals(h, [6]);
+  await assertRejects(() => e.compactHistory(100), InvalidArgumentError);
+});
+
+Deno.test("engine: appliedIndex is persisted with the batch", async () => {
+  const fs = new MemFileSystem();
+  const e = await Engine.open("/db", { fs });
+  await e.write(new WriteBatch().put(utf8("a"), utf8("1")), { appliedIndex: 7 });
+  assertEquals(e.appliedIndex, 7);
+  const fs2 = fs.crashClone();
+  const e2 = await Engine.open("/db", { fs: fs2 });
+  assertEquals(e2.appliedIndex, 7);
+  await e2.write(new WriteBatch().put(utf8("b"), utf8("1")), { appliedIndex: 9 });
+  await e2.flush();
+  await e2.close();
+  await e.close();
+  const e3 = await Engine.open("/db", { fs: fs2 });
+  assertEquals(e3.appliedIndex, 9);
+  assertEquals(e3.currentVersion, 2);
+  await e3.close();
+});
+
+Deno.test("engine: history yields every version including tombstones", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs });
+  await put(e, "a", "1");
+  await e.write(new WriteBatch().delete(utf8("a")));
+  await put(e, "a", "3");
+  await e.flush();
+  await put(e, "b", "4");
+  const h: string[] = [];
+  for await (const x of e.history({ afterVersion: 1 })) {
+    h.push(`${dec.decode(x.key)}@${x.version}${x.deleted ? "(del)" : ""}`);
+  }
+  assertEquals(h, ["a@3", "a@2(del)", "b@4"]);
+});
+
+Deno.test("engine: rotation and background flush keep every key readable", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", {
+    fs,
+    memtableBytes: 8 * 1024,
+    l1TargetBytes: 32 * 1024,
+    targetFileBytes: 16 * 1024,
+  });
+  const writes: Promise<unknown>[] = [];
+  for (let i = 0; i < 3000; i++) {
+    writes.push(put(e, `key${i % 1000}`, `value${i}`));
+    if (writes.length >= 64) await Promise.all(writes.splice(0));
+  }
+  await Promise.all(writes);
+  await e.waitForBackground();
+  for (let i = 0; i < 1000; i++) {
+    const kv = await e.get(utf8(`key${i}`));
+    assertEquals(str(kv?.value), `value${2000 + i}`);
+  }
+  const s = e.stats();
+  assertTrue(s.flushes > 0, "flushed");
+  assertTrue(s.compactions > 0, "compacted");
+  assertEquals((await keys(e)).length, 1000);
+});
+
+Deno.test("engine: a scan is one consistent view while writes and flushes continue", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs, memtableBytes: 2048 });
+  for (let i = 0; i < 300; i++) await put(e, `k${String(i).padStart(3, "0")}`, "old");
+  const seen: string[] = [];
+  let i = 0;
+  for await (const kv of e.scan({ prefix: utf8("k") })) {
+    seen.push(`${dec.decode(kv.key)}=${dec.decode(kv.value)}`);
+    await put(e, `k${String(299 - (i % 300)).padStart(3, "0")}`, "new");
+    await put(e, `k${String(i).padStart(3, "0")}x`, "inserted");
+    if (i++ % 50 === 0) await e.flush();
+  }
+  assertEquals(seen.length, 300);
+  assertTrue(seen.every((x) => x.endsWith("=old")), "no later write leaks into the view");
+});
+
+Deno.test("engine: destroy removes every engine file", async () => {
+  const fs = new MemFileSystem();
+  const e = await Engine.open("/db", { fs });
+  await put(e, "a", "1");
+  await e.flush();
+  await e.close();
+  await Engine.destroy("/db", { fs });
+  assertEquals(fs.paths(), []);
+  const e2 = await Engine.open("/db", { fs });
+  assertEquals(await e2.get(utf8("a")), undefined);
+  await e2.close();
+  await Engine.destroy("/nothing-here", { fs });
+});

@@ -1,0 +1,81 @@
+import { utf8 } from "../common/bytes.ts";
+import { DiskFullError, IoError } from "../common/errors.ts";
+import { SeededRandom } from "../common/random.ts";
+import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
+import { DenoFileSystem } from "./deno_fs.ts";
+import type { FileSystem } from "./fs.ts";
+import { MemFileSystem } from "./mem_fs.ts";
+
+async function roundTrip(fs: FileSystem, dir: string): Promise<void> {
+  await fs.mkdir(dir);
+  const f = await fs.create(`${dir}/a`);
+  await f.append(utf8("hello "));
+  await f.append(utf8("world"));
+  await f.syncData();
+  assertEquals(new TextDecoder().decode(await f.read(6, 100)), "world");
+  assertEquals(await f.size(), 11);
+  await f.truncate(5);
+  assertEquals(new TextDecoder().decode(await f.read(0, 100)), "hello");
+  await f.close();
+  await fs.syncDir(dir);
+  await fs.rename(`${dir}/a`, `${dir}/b`);
+  assertEquals(await fs.list(dir), ["b"]);
+  assertEquals((await fs.stat(`${dir}/b`))?.sizeBytes, 5);
+  await fs.remove(`${dir}/b`);
+  await fs.remove(`${dir}/b`); // Missing is fine.
+  assertEquals(await fs.stat(`${dir}/b`), undefined);
+}
+
+Deno.test("fs: DenoFileSystem and MemFileSystem behave alike", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
+  try {
+    await roundTrip(new DenoFileSystem(), `${dir}/x`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  await roundTrip(new MemFileSystem(), "/x");
+});
+
+Deno.test("mem fs: crash keeps synced bytes and synced directory entries only", async () => {
+  const fs = new MemFileSystem();
+  await fs.mkdir("/d");
+  const a = await fs.create("/d/a");
+  await a.append(utf8("durable"));
+  await a.syncData();
+  await fs.syncDir("/d");
+  await a.append(utf8("-lost"));
+  const b = await fs.create("/d/b"); // Never dir-synced: forgotten by a crash.
+  await b.append(utf8("x"));
+  await b.syncData();
+  const c = fs.crashClone();
+  assertEquals(c.paths(), ["/d/a"]);
+  assertEquals(new TextDecoder().decode(c.fileBytes("/d/a")), "durable");
+  // A rename that was not dir-synced is undone.
+  await fs.rename("/d/a", "/d/renamed");
+  assertEquals(fs.crashClone().paths(), ["/d/a"]);
+  // A torn crash keeps a prefix of the unsynced bytes.
+  const f = await fs.create("/d/t");
+  await fs.syncDir("/d");
+  await f.append(utf8("0123456789"));
+  const lens = new Set<number>();
+  const r = new SeededRandom(1);
+  for (let i = 0; i < 50; i++) lens.add(fs.crashClone({ tearRandom: r }).fileBytes("/d/t").length);
+  assertTrue(lens.size > 3, "various torn lengths");
+  // In-place crash invalidates old handles.
+  fs.crash();
+  await assertRejects(() => f.append(utf8("x")), IoError, "after a simulated crash");
+});
+
+Deno.test("mem fs: injected errors fire once or always", async () => {
+  const fs = new MemFileSystem();
+  await fs.mkdir("/d");
+  fs.injectError({ path: "/d/a", op: "append", code: "ENOSPC" });
+  const a = await fs.create("/d/a");
+  await assertRejects(() => a.append(utf8("x")), DiskFullError);
+  await a.append(utf8("y"));
+  fs.injectError({ op: "syncDir", code: "EIO", times: Infinity });
+  await assertRejects(() => fs.syncDir("/d"), IoError);
+  await assertRejects(() => fs.syncDir("/d"), IoError);
+  fs.clearErrors();
+  await fs.syncDir("/d");
+});

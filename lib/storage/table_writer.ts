@@ -1,0 +1,169 @@
+/**
+ * Writes one SSTable (docs/FORMATS.md, "SSTable"): data blocks of about
+ * `blockSizeBytes`, each with a type + CRC trailer, then the bloom block, the
+ * index block and the fixed 48-byte footer. Output is buffered and appended
+ * in large chunks; `finish` syncs the file before anyone may reference it.
+ *
+ * @module
+ */
+
+import { assert } from "../common/assert.ts";
+import { compareBytes } from "../common/bytes.ts";
+import { crc32 } from "../common/crc.ts";
+import { bloomBitsPerKey } from "../common/limits.ts";
+import { BlockBuilder } from "./block.ts";
+import { bloomHash, buildBloom } from "./bloom.ts";
+import type { FileHandle } from "./fs.ts";
+import {
+  encodeInternalKey,
+  type Entry,
+  entryValueLength,
+  writeEntryValue,
+  writeU32,
+  writeU64,
+} from "./internal_key.ts";
+
+/** Block types in trailers. On disk: never renumber. */
+export const BlockType = { plain: 0 } as const;
+/** Bytes after each block: type u8 + crc u32. */
+export const blockTrailerBytes = 5;
+/** Fixed footer size. */
+export const footerBytes = 48;
+/** Format version in the footer. */
+export const tableFormatVersion = 1;
+/** Footer magic, "rkvdSST1". */
+export const tableMagic = new TextEncoder().encode("rkvdSST1");
+
+const flushChunkBytes = 256 * 1024;
+
+/** What a finished table holds (becomes a manifest FileMeta). */
+export interface TableProperties {
+  sizeBytes: number;
+  entryCount: number;
+  smallest: Uint8Array;
+  largest: Uint8Array;
+  maxVersion: number;
+}
+
+/** Streams sorted entries into an SSTable file. */
+export class TableWriter {
+  #file: FileHandle;
+  #blockSizeBytes: number;
+  #data = new BlockBuilder();
+  #index = new BlockBuilder(4096);
+  #hashes: number[] = [];
+  #lastUserKey: Uint8Array | undefined;
+  #lastIkey: Uint8Array | undefined;
+  #smallest: Uint8Array | undefined;
+  #offset = 0;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #entryCount = 0;
+  #maxVersion = 0;
+
+  constructor(file: FileHandle, blockSizeBytes: number) {
+    this.#file = file;
+    this.#blockSizeBytes = blockSizeBytes;
+  }
+
+  /** Bytes written or buffered so far (the table's size if finished now, minus metadata). */
+  get estimatedBytes(): number {
+    return this.#offset + this.#data.estimatedBytes;
+  }
+
+  /** Entries added. */
+  get entryCount(): number {
+    return this.#entryCount;
+  }
+
+  /** Adds the next entry. Requires: strictly ascending internal-key order. */
+  async add(e: Entry): Promise<void> {
+    const ikey = encodeInternalKey(e.key, e.version);
+    if (this.#lastIkey !== undefined) {
+      assert(compareBytes(this.#lastIkey, ikey) < 0, "table entries must be strictly ascending");
+    } else {
+      this.#smallest = ikey;
+    }
+    if (this.#lastUserKey === undefined || compareBytes(this.#lastUserKey, e.key) !== 0) {
+      this.#hashes.push(bloomHash(e.key));
+      this.#lastUserKey = e.key;
+    }
+    const at = this.#data.addReserve(ikey, entryValueLength(e));
+    writeEntryValue(this.#data.buffer, at, e);
+    this.#lastIkey = ikey;
+    this.#entryCount++;
+    if (e.version > this.#maxVersion) this.#maxVersion = e.version;
+    if (this.#data.estimatedBytes >= this.#blockSizeBytes) {
+      this.#finishDataBlock();
+      if (this.#pendingBytes >= flushChunkBytes) await this.#flushPending();
+    }
+  }
+
+  #writeBlock(block: Uint8Array): { offset: number; size: number } {
+    const trailer = new Uint8Array(blockTrailerBytes);
+    trailer[0] = BlockType.plain;
+    writeU32(trailer, 1, crc32(trailer.subarray(0, 1), crc32(block)));
+    const handle = { offset: this.#offset, size: block.length };
+    this.#pending.push(block, trailer);
+    this.#pendingBytes += block.length + blockTrailerBytes;
+    this.#offset += block.length + blockTrailerBytes;
+    return handle;
+  }
+
+  #finishDataBlock(): void {
+    if (this.#data.count === 0) return;
+    const h = this.#writeBlock(this.#data.finish());
+    const v = new Uint8Array(12);
+    writeU64(v, 0, h.offset);
+    writeU32(v, 8, h.size);
+    this.#index.add(this.#lastIkey!, v);
+  }
+
+  async #flushPending(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const out = new Uint8Array(this.#pendingBytes);
+    let at = 0;
+    for (const p of this.#pending) {
+      out.set(p, at);
+      at += p.length;
+    }
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await this.#file.append(out);
+  }
+
+  /** Writes bloom, index and footer, syncs, closes. Requires: at least one entry. */
+  async finish(): Promise<TableProperties> {
+    assert(this.#entryCount > 0, "a table holds at least one entry");
+    this.#finishDataBlock();
+    const bloom = this.#writeBlock(buildBloom(this.#hashes, bloomBitsPerKey));
+    const index = this.#writeBlock(this.#index.finish());
+    const footer = new Uint8Array(footerBytes);
+    writeU64(footer, 0, bloom.offset);
+    writeU32(footer, 8, bloom.size);
+    writeU64(footer, 12, index.offset);
+    writeU32(footer, 20, index.size);
+    writeU64(footer, 24, this.#entryCount);
+    writeU32(footer, 32, tableFormatVersion);
+    writeU32(footer, 36, crc32(footer.subarray(0, 36)));
+    footer.set(tableMagic, 40);
+    this.#pending.push(footer);
+    this.#pendingBytes += footerBytes;
+    this.#offset += footerBytes;
+    await this.#flushPending();
+    await this.#file.syncData();
+    await this.#file.close();
+    return {
+      sizeBytes: this.#offset,
+      entryCount: this.#entryCount,
+      smallest: this.#smallest!,
+      largest: this.#lastIkey!,
+      maxVersion: this.#maxVersion,
+    };
+  }
+
+  /** Gives up on the table (the caller deletes the file). */
+  async abandon(): Promise<void> {
+    await this.#file.close();
+  }
+}
