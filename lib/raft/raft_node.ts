@@ -1,0 +1,269 @@
+/**
+ * The public face of the Raft core (etcd's RawNode): inputs are tick(), step(),
+ * propose(), readIndex(), transferLeader(), proposeMembershipChange(); the output
+ * is a Ready batch the driver persists, sends and applies before advance(). The
+ * exact contract is in lib/raft/README.md.
+ *
+ * @module
+ */
+
+import { assert } from "../common/assert.ts";
+import type { RaftConfig } from "./config.ts";
+import { Raft, type RejectReason } from "./raft.ts";
+import type { ProgressState } from "./progress.ts";
+import {
+  cloneConfState,
+  type ConfChange,
+  type ConfState,
+  type HardState,
+  hardStateEqual,
+  type Message,
+  type RaftRole,
+  type Ready,
+  type SoftState,
+} from "./types.ts";
+
+/** A refusal: why, and who the leader is as far as we know ("" when unknown). */
+export interface Rejection {
+  /** Always false: nothing happened. */
+  ok: false;
+  /** Why; see RejectReason. */
+  reason: RejectReason;
+  /** Where to retry ("" when unknown). */
+  leaderId: string;
+  /** Extra explanation (e.g. why a membership change is invalid). */
+  detail?: string;
+}
+
+/** Snapshot of a node's state for status pages, tests and the simulator. */
+export interface RaftStatus {
+  /** This node's id. */
+  id: string;
+  /** The group. */
+  groupId: number;
+  /** Current role. */
+  role: RaftRole;
+  /** currentTerm. */
+  term: number;
+  /** votedFor in `term` ("" = none). */
+  vote: string;
+  /** Known leader ("" = unknown). */
+  leaderId: string;
+  /** commitIndex. */
+  commit: number;
+  /** Highest index handed to the driver to apply and acknowledged by advance(). */
+  applied: number;
+  /** First index still in the log (after the snapshot). */
+  firstIndex: number;
+  /** Last index in the log, persisted or not. */
+  lastIndex: number;
+  /** Per member; meaningful on the leader only (empty elsewhere). */
+  progress: Record<
+    string,
+    { match: number; next: number; state: ProgressState; recentActive: boolean }
+  >;
+  /** Current membership (as of the applied index). */
+  conf: ConfState;
+  /** Target of an ongoing leadership transfer ("" = none). */
+  leadTransferee: string;
+}
+
+/** One Raft replica behind the Ready contract. */
+export class RaftNode {
+  readonly #raft: Raft;
+  #prevSoft: SoftState;
+  #prevHard: HardState;
+  /** The Ready handed out and not yet advanced, with the self-addressed messages it held. */
+  #outstanding: { rd: Ready; local: Message[] } | undefined;
+
+  /** Loads the persisted state from `config.storage` and starts as a follower. */
+  constructor(config: RaftConfig) {
+    this.#raft = new Raft(config);
+    this.#prevSoft = this.#softState();
+    this.#prevHard = this.#hardState();
+  }
+
+  /** This node's id. */
+  get id(): string {
+    return this.#raft.id;
+  }
+
+  /** The group this node replicates. */
+  get groupId(): number {
+    return this.#raft.groupId;
+  }
+
+  #softState(): SoftState {
+    return { role: this.#raft.role, leaderId: this.#raft.lead };
+  }
+
+  #hardState(): HardState {
+    return { term: this.#raft.term, vote: this.#raft.vote, commit: this.#raft.log.committed };
+  }
+
+  /** Advances logical time by one tick (the driver calls it every tick interval). */
+  tick(): void {
+    this.#raft.tick();
+  }
+
+  /** Feeds a message received from a peer. Messages for another group are ignored. */
+  step(m: Message): void {
+    this.#raft.step(m);
+  }
+
+  /** Starts an election now (bootstrapping and tests; normally the election timer does it). */
+  campaign(): void {
+    this.#raft.hup(false);
+  }
+
+  /** Proposes client data; on success it will be committed at `index` if `term` survives. */
+  propose(data: Uint8Array): { ok: true; index: number; term: number } | Rejection {
+    return this.#raft.propose(data);
+  }
+
+  /** Requests a linearizable read; the result arrives as a ReadState in a later Ready. */
+  readIndex(context: Uint8Array): { ok: true } | Rejection {
+    return this.#raft.readIndex(context);
+  }
+
+  /** Asks the leader to hand leadership to `to` (forwarded when we are a follower). */
+  transferLeader(to: string): void {
+    this.#raft.transferLeader(to);
+  }
+
+  /** Proposes one membership change (a ConfChange entry); one may be pending at a time. */
+  proposeMembershipChange(
+    change: ConfChange,
+  ): { ok: true; index: number; term: number } | Rejection {
+    return this.#raft.proposeMembershipChange(change);
+  }
+
+  /**
+   * Switches membership. The driver calls it when it applies a committed
+   * ConfChange entry (decodeConfChange(entry.data)), in log order, before advance().
+   */
+  applyConfChange(change: ConfChange): ConfState {
+    return this.#raft.applyConfChange(change);
+  }
+
+  /** The transport failed to deliver to `to`. */
+  reportUnreachable(to: string): void {
+    this.#raft.reportUnreachable(to);
+  }
+
+  /** The driver finished (or gave up) streaming a snapshot to `to`. */
+  reportSnapshot(to: string, success: boolean): void {
+    this.#raft.reportSnapshot(to, success);
+  }
+
+  /** True when ready() would return something to do. */
+  hasReady(): boolean {
+    if (this.#outstanding) return false;
+    const r = this.#raft;
+    if (r.needsFlush()) return true;
+    const soft = this.#softState();
+    if (soft.role !== this.#prevSoft.role || soft.leaderId !== this.#prevSoft.leaderId) return true;
+    if (!hardStateEqual(this.#hardState(), this.#prevHard)) return true;
+    if (r.log.unstable.snapshot || r.log.unstable.entries.length > 0) return true;
+    if (r.msgs.length > 0 || r.msgsAfterAppend.length > 0 || r.readStates.length > 0) return true;
+    return r.log.hasNextCommittedEntries();
+  }
+
+  /**
+   * The next batch of work. Call advance(rd) once it is done before calling ready()
+   * again; steps and ticks in between are allowed.
+   */
+  ready(): Ready {
+    assert(this.#outstanding === undefined, "ready() called again before advance()");
+    const r = this.#raft;
+    r.flush();
+    const soft = this.#softState();
+    const hard = this.#hardState();
+    const persisted: Message[] = [];
+    const local: Message[] = [];
+    for (const m of r.msgsAfterAppend) (m.to === r.id ? local : persisted).push(m);
+    const rd: Ready = {
+      entries: r.log.unstable.entries.slice(),
+      committedEntries: r.log.hasNextCommittedEntries()
+        ? r.log.nextCommittedEntries(r.cfg.maxApplyBytesPerReady)
+        : [],
+      messages: r.msgs,
+      persistedMessages: persisted,
+      readStates: r.readStates,
+      mustSync: false,
+    };
+    if (soft.role !== this.#prevSoft.role || soft.leaderId !== this.#prevSoft.leaderId) {
+      rd.softState = soft;
+      this.#prevSoft = soft;
+    }
+    if (!hardStateEqual(hard, this.#prevHard)) {
+      rd.hardState = hard;
+      this.#prevHard = hard;
+    }
+    if (r.log.unstable.snapshot) rd.snapshot = r.log.unstable.snapshot;
+    // Commit is synced too, so the commit index never moves back across a restart.
+    rd.mustSync = rd.entries.length > 0 || rd.snapshot !== undefined || rd.hardState !== undefined;
+    r.msgs = [];
+    r.msgsAfterAppend = [];
+    r.readStates = [];
+    this.#outstanding = { rd, local };
+    return rd;
+  }
+
+  /** The driver persisted, sent and applied `rd`: marks it done. */
+  advance(rd: Ready): void {
+    const out = this.#outstanding;
+    assert(out !== undefined && out.rd === rd, "advance() without the matching ready()");
+    this.#outstanding = undefined;
+    const r = this.#raft;
+    if (rd.snapshot) r.log.stableSnapTo(rd.snapshot.meta.index);
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1];
+      r.log.stableTo(last.index, last.term);
+    }
+    let applied = rd.snapshot ? rd.snapshot.meta.index : 0;
+    if (rd.committedEntries.length > 0) {
+      applied = Math.max(applied, rd.committedEntries[rd.committedEntries.length - 1].index);
+      r.reduceUncommitted(rd.committedEntries);
+    }
+    if (applied > r.log.applied) r.log.appliedTo(applied);
+    if (!r.log.unstable.snapshot) r.selfAck(r.log.unstable.offset - 1);
+    for (const m of out.local) r.step(m);
+  }
+
+  /** A point-in-time view of this node. */
+  status(): RaftStatus {
+    const r = this.#raft;
+    const progress: RaftStatus["progress"] = {};
+    if (r.role === "leader") {
+      for (const [id, pr] of r.progress) {
+        progress[id] = {
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          recentActive: pr.recentActive,
+        };
+      }
+    }
+    return {
+      id: r.id,
+      groupId: r.groupId,
+      role: r.role,
+      term: r.term,
+      vote: r.vote,
+      leaderId: r.lead,
+      commit: r.log.committed,
+      applied: r.log.applied,
+      firstIndex: r.log.firstIndex(),
+      lastIndex: r.log.lastIndex(),
+      progress,
+      conf: cloneConfState(r.conf),
+      leadTransferee: r.leadTransferee,
+    };
+  }
+
+  /** The term of the entry at `index` in this node's log (stable or not); undefined if unknown. */
+  logTerm(index: number): number | undefined {
+    return this.#raft.log.term(index);
+  }
+}
