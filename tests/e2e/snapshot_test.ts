@@ -10,13 +10,13 @@ const dec = new TextDecoder();
 
 async function waitFor(
   what: string,
-  fn: () => Promise<boolean>,
+  fn: () => boolean | Promise<boolean>,
   timeoutMs = 15_000,
   cluster?: TestCluster,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await fn().catch(() => false)) return;
+    if (await Promise.resolve().then(fn).catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}\n${cluster ? cluster.dumpOutput(25) : ""}`);
@@ -37,7 +37,7 @@ Deno.test({
     await client.delete("key000");
     await waitFor(
       "the leader to compact its log",
-      async () => cluster.node(leader).output.includes("compacted the raft log"),
+      () => cluster.node(leader).output.includes("compacted the raft log"),
     );
 
     await lagging.start();
@@ -103,7 +103,7 @@ Deno.test({
     for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
     await waitFor(
       "the leader to compact its log",
-      async () => cluster.node(leader).output.includes("compacted the raft log"),
+      () => cluster.node(leader).output.includes("compacted the raft log"),
     );
     await lagging.start();
     const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
