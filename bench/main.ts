@@ -9,6 +9,7 @@
 const suites: Record<string, () => Promise<{ main(args: string[]): Promise<void> }>> = {
   storage: () => import("./storage.ts"),
   raft: () => import("./raft.ts"),
+  cluster: () => import("./cluster.ts"),
 };
 
 const [name, ...rest] = Deno.args;

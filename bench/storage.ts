@@ -29,7 +29,8 @@ function fmt(n: number): string {
   return Math.round(n).toLocaleString("en-US");
 }
 
-async function rawFsyncRate(dir: string, durationMs: number): Promise<number> {
+/** The disk's raw rate of 64-byte write + fdatasync pairs in `dir`: the baseline for durable rates. */
+export async function rawFsyncRate(dir: string, durationMs: number): Promise<number> {
   const path = `${dir}/fsync-probe`;
   const f = await Deno.open(path, { write: true, create: true, truncate: true });
   const buf = new Uint8Array(64);
