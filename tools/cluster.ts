@@ -1,8 +1,10 @@
 /**
- * `deno task cluster`: a local three-node cluster in one terminal. Until
- * joining through --peers exists, the three nodes start as one static
- * cluster (--initial-cluster). Output lines are prefixed with the node id;
- * Ctrl-C stops all three and waits for them to exit.
+ * `deno task cluster`: a local three-node cluster in one terminal, started
+ * the way the seed's README starts it in three terminals: node1 bootstraps,
+ * node2 joins through node1, node3 through node1 and node2 (a joiner retries
+ * until its peers answer, so all three start at once). Output lines are
+ * prefixed with the node id; Ctrl-C stops all three and waits for them to
+ * exit. A second run reuses ./data and restarts the same cluster.
  *
  * Extra flags are passed to every node (for example `--log-level debug`).
  *
@@ -14,7 +16,6 @@ const nodes = [
   { id: "node2", port: 7002 },
   { id: "node3", port: 7003 },
 ];
-const initialCluster = nodes.map((n) => `${n.id}=127.0.0.1:${n.port}`).join(",");
 const serverEntry = new URL("../server.ts", import.meta.url).pathname;
 const colors = ["\x1b[36m", "\x1b[35m", "\x1b[33m"];
 const reset = "\x1b[0m";
@@ -54,8 +55,7 @@ for (const [i, node] of nodes.entries()) {
     `127.0.0.1:${node.port}`,
     "--data-dir",
     `./data/${node.id}`,
-    "--initial-cluster",
-    initialCluster,
+    ...(i === 0 ? [] : ["--peers", nodes.slice(0, i).map((n) => `localhost:${n.port}`).join(",")]),
     ...Deno.args,
   ];
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "piped" })

@@ -15,6 +15,8 @@ import { isKVError, type KVError } from "../common/errors.ts";
 import { type CliCommand, ExitCode, type GlobalOptions } from "./cli_args.ts";
 import { type KeyValue, KVClient, UnreachableClusterError } from "./kv_client.ts";
 import { formatBench, runBench } from "./bench.ts";
+import { HashRing } from "../cluster/hash_ring.ts";
+import { Router } from "../cluster/router.ts";
 
 /** Where output goes (tests capture it). */
 export interface CliOutput {
@@ -199,10 +201,30 @@ export async function runCli(
         return ExitCode.ok;
       }
       case "member-add":
-      case "member-remove":
-      case "locate":
-        io.err(`rustkvd-cli: '${command.name}' is not built yet in this version`);
-        return ExitCode.unavailable;
+      case "member-remove": {
+        const r = command.name === "member-add"
+          ? await client.memberAdd(command.nodeId, command.addr, { learner: command.learner })
+          : await client.memberRemove(command.nodeId);
+        if (global.json) io.out(JSON.stringify(r));
+        else {
+          io.out(`OK (members: ${r.members.map((m) => `${m.id}:${m.role}`).join(", ")})`);
+        }
+        return ExitCode.ok;
+      }
+      case "locate": {
+        // Placement follows the ring over the current voters, as the cluster computes it.
+        const members = (await client.memberList()).members;
+        const voters = members.filter((m) => m.role === "voter").map((m) => m.id);
+        const router = new Router(new HashRing(voters));
+        const p = router.locate(command.key);
+        print(
+          `Key: ${command.key} | Position: ${p.position} | Owner: ${p.owner} | Replicas: [${
+            p.replicas.join(", ")
+          }]`,
+          { key: command.key, position: p.position, owner: p.owner, replicas: p.replicas },
+        );
+        return ExitCode.ok;
+      }
     }
   } catch (e) {
     if (isKVError(e)) {

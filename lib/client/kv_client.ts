@@ -578,17 +578,60 @@ export class KVClient implements AsyncDisposable {
     opts: CallOptions = {},
   ): Promise<{ leaderId: string; members: NodeStatus["members"] }> {
     const res = await this.#invoke("admin", "MemberList", {}, true, opts);
+    return memberListFrom(res);
+  }
+
+  /**
+   * Asks the cluster to take `id` at `addr` as a new member (what a node
+   * started with --peers does); safe to retry: a member with the same
+   * address is answered without a second change.
+   */
+  async join(
+    id: string,
+    addr: string,
+    clusterId = "",
+    opts: CallOptions = {},
+  ): Promise<{ clusterId: string; members: { id: string; addr: string; learner: boolean }[] }> {
+    const res = await this.#invoke(
+      "admin",
+      "Join",
+      { id, addr, cluster_id: clusterId },
+      true,
+      opts,
+    );
     return {
-      leaderId: res.leader_id,
+      clusterId: res.cluster_id,
       members: (res.members ?? []).map((m: Msg) => ({
         id: m.id,
         addr: m.addr,
-        role: m.role,
-        health: m.health,
-        lastHeardMsAgo: Number(m.last_heard_ms_ago),
-        matchIndex: Number(m.match_index),
+        learner: m.role === "learner",
       })),
     };
+  }
+
+  /** Adds a member (a learner until it catches up, then a voter); returns the new member list. */
+  async memberAdd(
+    id: string,
+    addr: string,
+    opts: CallOptions & { learner?: boolean } = {},
+  ): Promise<{ leaderId: string; members: NodeStatus["members"] }> {
+    const res = await this.#invoke(
+      "admin",
+      "MemberAdd",
+      { id, addr, learner: opts.learner ?? false },
+      true,
+      opts,
+    );
+    return memberListFrom(res);
+  }
+
+  /** Removes a member (leadership moves first when the leader is removed); returns the new list. */
+  async memberRemove(
+    id: string,
+    opts: CallOptions = {},
+  ): Promise<{ leaderId: string; members: NodeStatus["members"] }> {
+    const res = await this.#invoke("admin", "MemberRemove", { id }, true, opts);
+    return memberListFrom(res);
   }
 
   /** Drops MVCC history older than `version` on every node; returns the compacted version. */
@@ -614,4 +657,19 @@ export class KVClient implements AsyncDisposable {
     this.close();
     return Promise.resolve();
   }
+}
+
+/** A MemberListResponse in client form. */
+function memberListFrom(res: Msg): { leaderId: string; members: NodeStatus["members"] } {
+  return {
+    leaderId: res.leader_id,
+    members: (res.members ?? []).map((m: Msg) => ({
+      id: m.id,
+      addr: m.addr,
+      role: m.role,
+      health: m.health,
+      lastHeardMsAgo: Number(m.last_heard_ms_ago),
+      matchIndex: Number(m.match_index),
+    })),
+  };
 }

@@ -57,6 +57,7 @@ import {
 import type { Snapshot } from "../raft/types.ts";
 import { type Watcher, WatchHub, watchTarget } from "./watch_hub.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
+import { type JoinResult, MembershipManager } from "./membership.ts";
 import type { TimerHandle } from "../common/clock.ts";
 import { validateWatchTarget } from "../server/validation.ts";
 
@@ -68,6 +69,11 @@ interface Identity {
   format: 1;
   nodeId: string;
   clusterId: string;
+  /**
+   * For a node that joined through --peers: the members it was told about,
+   * so it can answer the leader before its log names anyone.
+   */
+  seeds?: MemberRecord[];
 }
 
 /** The first byte a user key may have; everything below is the system key space. */
@@ -85,6 +91,11 @@ export interface KVNodeOptions {
   log?: Logger;
   /** Called when the node hits an unrecoverable error (defaults to logging). */
   onFatal?: (e: Error) => void;
+  /**
+   * Joins an existing cluster through `config.peers` (asked only when the data
+   * dir is new and --peers is given); the server layer supplies it.
+   */
+  join?: (config: NodeConfig) => Promise<JoinResult>;
 }
 
 /** Status as NodeStatus reports it. */
@@ -116,6 +127,11 @@ export class KVNode {
   readonly expiries = new ExpiryQueue();
   #expiryTimer: TimerHandle | undefined;
   #expiring = false;
+  /** Join, add, remove and learner promotion (decided on the leader). */
+  readonly membership: MembershipManager;
+  #promotionTimer: TimerHandle | undefined;
+  /** Addresses learned when joining, used until the log names the members. */
+  readonly #seeds: Map<string, string>;
 
   private constructor(
     readonly config: NodeConfig,
@@ -126,7 +142,16 @@ export class KVNode {
     readonly clock: Clock,
     readonly log: Logger,
     readonly fs: FileSystem,
+    seeds: MemberRecord[],
   ) {
+    this.#seeds = new Map(seeds.map((m) => [m.id, m.addr]));
+    this.membership = new MembershipManager(
+      config.nodeId,
+      () => this.clusterId,
+      replica,
+      clock,
+      log,
+    );
     this.snapshotSender = new SnapshotSender(config.nodeId, () => this.clusterId, log);
     this.snapshotReceiver = new SnapshotReceiver({
       openStaging: () => Engine.open(stagingDir(config), { fs }),
@@ -136,7 +161,7 @@ export class KVNode {
     this.transport = new PeerTransport({
       selfId: config.nodeId,
       clusterId: () => this.clusterId,
-      addressOf: (id) => replica.members.get(id)?.addr,
+      addressOf: (id) => replica.members.get(id)?.addr ?? this.#seeds.get(id),
       deliver: (messages) => replica.step(messages),
       unreachable: (id) => replica.reportUnreachable(id),
       sendSnapshot: (m) => this.#sendSnapshot(m),
@@ -300,11 +325,21 @@ export class KVNode {
     }
     if (!identity) {
       if (config.peers.length > 0) {
-        throw new StartupError(
-          "joining an existing cluster with --peers is not supported yet; use --initial-cluster",
-        );
+        if (!opts.join) throw new StartupError("this build cannot join a cluster through --peers");
+        const joined = await opts.join(config);
+        identity = {
+          format: 1,
+          nodeId: config.nodeId,
+          clusterId: joined.clusterId,
+          seeds: joined.members,
+        };
+        log.info("joined a cluster", {
+          cluster: joined.clusterId,
+          members: joined.members.map((m) => m.id).join(","),
+        });
+      } else {
+        identity = { format: 1, nodeId: config.nodeId, clusterId: newClusterId(config) };
       }
-      identity = { format: 1, nodeId: config.nodeId, clusterId: newClusterId(config) };
       await writeIdentity(fs, config.dataDir, identity);
     }
     await recoverDirs(config);
@@ -330,7 +365,7 @@ export class KVNode {
       await store.save({ snapshot, entries: [] }, true);
       log.info("logged the snapshot installed before the last stop", { index: meta.index });
     }
-    if (fresh && store.lastIndex() === 0) {
+    if (fresh && store.lastIndex() === 0 && !identity.seeds) {
       const boot = bootstrapEntries(config);
       await store.save(
         { entries: boot, hardState: { term: 1, vote: "", commit: boot.length } },
@@ -376,10 +411,15 @@ export class KVNode {
       clock,
       log,
       fs,
+      identity.seeds ?? [],
     );
     await node.#loadExpiries();
     replica.start();
     node.#expiryTimer = clock.setInterval(() => void node.#expireRound(), expiryCheckIntervalMs);
+    node.#promotionTimer = clock.setInterval(
+      () => void node.membership.promoteCaughtUpLearners(node.#deadline(undefined)),
+      promotionCheckIntervalMs,
+    );
     return node;
   }
 
@@ -569,6 +609,21 @@ export class KVNode {
     throw new KVError("Timeout", `leadership did not move to ${nodeId} before the deadline`);
   }
 
+  /** Adds a node that asked to join (see MembershipManager.join); leader only. */
+  join(id: string, addr: string, clusterId: string, timeoutMs?: number): Promise<JoinResult> {
+    return this.membership.join(id, addr, clusterId, this.#deadline(timeoutMs));
+  }
+
+  /** Adds a member by hand: a learner, promoted to voter once it catches up. */
+  addMember(id: string, addr: string, timeoutMs?: number): Promise<JoinResult> {
+    return this.membership.join(id, addr, undefined, this.#deadline(timeoutMs));
+  }
+
+  /** Removes a member (the leader hands over leadership first when it is the one removed). */
+  removeMember(id: string, timeoutMs?: number): Promise<JoinResult> {
+    return this.membership.remove(id, this.#deadline(timeoutMs));
+  }
+
   /** This node's view of the cluster. */
   status(): NodeStatusInfo {
     const s = this.replica.node.status();
@@ -598,6 +653,7 @@ export class KVNode {
     if (this.#closed) return;
     this.#closed = true;
     this.#expiryTimer?.cancel();
+    this.#promotionTimer?.cancel();
     this.watches.closeAll("the node is shutting down; reconnect to resume");
     await this.replica.stop();
     for (const c of this.#retryCaptures.values()) c.release();
@@ -612,6 +668,9 @@ export class KVNode {
 
 /** How often the leader looks for expired keys. */
 const expiryCheckIntervalMs = 100;
+
+/** How often the leader looks for learners that have caught up. */
+const promotionCheckIntervalMs = 200;
 
 /** How long a failed snapshot transfer may be resumed from the same capture. */
 const snapshotRetryWindowMs = 60_000;

@@ -73,7 +73,8 @@ EXAMPLE (the three-node start sequence):
   rustkvd-server --node-id node3 --addr 0.0.0.0:7003 --peers localhost:7001,localhost:7002 --data-dir ./data/node3
 `;
 
-const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+/** What a node id may look like: it appears in logs, file names and the ring's hashes. */
+export const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** Checks `host:port` (IPv6 in brackets) and returns it normalized, or an error message. */
 export function parseHostPort(value: string, flag: string): string | { error: string } {

@@ -10,7 +10,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { maxGrpcMessageBytes } from "../common/limits.ts";
 import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
-import type { KeyValue } from "../node/state_machine.ts";
+import type { KeyValue, MemberRecord } from "../node/state_machine.ts";
+import type { JoinResult } from "../node/membership.ts";
 import type { Watcher } from "../node/watch_hub.ts";
 import { loadRustkvdPackage } from "./proto.ts";
 import { toGrpcError } from "./status.ts";
@@ -233,10 +234,17 @@ function memberList(node: KVNode) {
   };
 }
 
-/** Cluster administration (membership changes arrive with the join protocol). */
+/** The wire form of a member list (JoinResponse and MemberListResponse share it). */
+function membersWire(members: MemberRecord[]) {
+  return members.map((m) => ({ id: m.id, addr: m.addr, role: m.learner ? "learner" : "voter" }));
+}
+
+/** Cluster administration: member list, join, add, remove, leadership transfer, compaction. */
 function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
-  const notYet = (what: string) =>
-    unary(() => Promise.reject(new KVError("InvalidArgument", `${what} is not supported yet`)));
+  const listAfter = async (change: Promise<JoinResult>) => {
+    await change;
+    return memberList(node);
+  };
   return {
     MemberList: unary(() => Promise.resolve(memberList(node))),
     Compact: unary(async (call) => ({
@@ -245,9 +253,23 @@ function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
     TransferLeader: unary(async (call) => ({
       leader_id: await node.transferLeader(call.request.id, remainingMs(call)),
     })),
-    MemberAdd: notYet("member add"),
-    MemberRemove: notYet("member remove"),
-    Join: notYet("joining through --peers"),
+    MemberAdd: unary((call) => {
+      if (call.request.learner) {
+        return Promise.reject(
+          new KVError(
+            "InvalidArgument",
+            "permanent learners are not offered: a new member is a learner until it catches up, then a voter",
+          ),
+        );
+      }
+      return listAfter(node.addMember(call.request.id, call.request.addr, remainingMs(call)));
+    }),
+    MemberRemove: unary((call) => listAfter(node.removeMember(call.request.id, remainingMs(call)))),
+    Join: unary(async (call) => {
+      const r = call.request;
+      const joined = await node.join(r.id, r.addr, r.cluster_id, remainingMs(call));
+      return { cluster_id: joined.clusterId, members: membersWire(joined.members) };
+    }),
   };
 }
 

@@ -10,6 +10,7 @@ import type { NodeConfig } from "./config.ts";
 import { KVNode, StartupError } from "../node/kv_node.ts";
 import { Logger } from "../node/logger.ts";
 import { startGrpcServer } from "./grpc_server.ts";
+import { joinThroughPeers } from "./join.ts";
 import { isKVError } from "../common/errors.ts";
 
 /** Exit code when the node cannot start (bad data dir, port taken). */
@@ -28,6 +29,8 @@ export async function runServer(config: NodeConfig): Promise<number> {
   try {
     node = await KVNode.start(config, {
       log,
+      join: (c) =>
+        joinThroughPeers(c, (reason) => log.info("waiting for --peers to accept us", { reason })),
       onFatal: (e) => {
         fatal = e;
         wake();

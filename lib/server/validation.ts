@@ -19,6 +19,7 @@ import {
   minTtlSeconds,
 } from "../common/limits.ts";
 import { compareBytes } from "../common/bytes.ts";
+import { nodeIdPattern, parseHostPort } from "./config.ts";
 
 /** Requires a non-empty key within maxKeyBytes. */
 export function validateKey(key: Uint8Array | undefined, what = "key"): Uint8Array {
@@ -140,4 +141,19 @@ export function validateRequestId(id: string | undefined): string {
     throw new InvalidArgumentError(`request_id is ${s.length} characters, over the limit of 128`);
   }
   return s;
+}
+
+/** Requires a well-formed member id and HOST:PORT address (join and member add). */
+export function validateMember(id: string | undefined, addr: string | undefined): {
+  id: string;
+  addr: string;
+} {
+  if (!id || !nodeIdPattern.test(id)) {
+    throw new InvalidArgumentError(
+      `member id: use 1-63 letters, digits, '.', '_' or '-', got ${JSON.stringify(id ?? "")}`,
+    );
+  }
+  const hp = parseHostPort(addr ?? "", "member address");
+  if (typeof hp !== "string") throw new InvalidArgumentError(hp.error);
+  return { id, addr: hp };
 }

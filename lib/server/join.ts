@@ -1,0 +1,58 @@
+/**
+ * The joining side of membership: a node started with `--peers` and an
+ * empty data dir asks the listed peers to add it. Any peer will do — a
+ * follower answers NotLeader with the leader's address and the client
+ * follows it. Peers that are not up yet are retried until a bounded
+ * deadline, so the seed's three terminals may be started in quick
+ * succession; a refusal (the id is taken under another address, the address
+ * belongs to another member) ends the attempt at once with its reason.
+ *
+ * @module
+ */
+
+import { KVClient } from "../client/kv_client.ts";
+import { isKVError, type KVError } from "../common/errors.ts";
+import { StartupError } from "../node/kv_node.ts";
+import type { JoinResult } from "../node/membership.ts";
+import type { NodeConfig } from "./config.ts";
+
+/** How long a starting node keeps trying to reach its --peers. */
+export const joinTimeoutMs = 60_000;
+/** Pause between rounds of join attempts. */
+const joinRetryMs = 500;
+/** Deadline of one join call (it waits for the membership change to commit). */
+const joinCallTimeoutMs = 5_000;
+
+/** Joins the cluster reachable through `config.peers`; throws StartupError when refused or unreachable. */
+export async function joinThroughPeers(
+  config: NodeConfig,
+  onRetry: (reason: string) => void = () => {},
+): Promise<JoinResult> {
+  const client = new KVClient({ endpoints: config.peers, timeoutMs: joinCallTimeoutMs });
+  const deadline = Date.now() + joinTimeoutMs;
+  let lastReason = "no attempt made";
+  try {
+    while (Date.now() < deadline) {
+      try {
+        const r = await client.join(config.nodeId, config.advertiseAddr);
+        return { clusterId: r.clusterId, members: r.members };
+      } catch (e) {
+        if (isKVError(e) && (e as KVError).code === "InvalidArgument") {
+          throw new StartupError(
+            `the cluster refused to add ${config.nodeId}: ${(e as Error).message}`,
+          );
+        }
+        lastReason = (e as Error).message;
+        onRetry(lastReason);
+      }
+      await new Promise((r) => setTimeout(r, joinRetryMs));
+    }
+  } finally {
+    client.close();
+  }
+  throw new StartupError(
+    `could not join through --peers ${config.peers.join(",")} within ${
+      joinTimeoutMs / 1000
+    } s: ${lastReason}`,
+  );
+}

@@ -1,0 +1,248 @@
+/**
+ * The seed's three-terminal start sequence with real processes: node1
+ * bootstraps alone, node2 joins through node1, node3 through node1 and
+ * node2; each joins as a learner and is promoted once caught up. Then:
+ * writes through any node read back from all, a restarted member rejoins
+ * without a new membership change, and a second node claiming a member's id
+ * under another address is refused with a clear message.
+ */
+import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
+import { KVClient } from "../../lib/client/kv_client.ts";
+import { freePort, TestNode } from "./cluster.ts";
+
+const dec = new TextDecoder();
+
+async function waitFor(
+  what: string,
+  fn: () => boolean | Promise<boolean>,
+  nodes: TestNode[],
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await Promise.resolve().then(fn).catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const dump = nodes.map((n) => `--- ${n.id} ---\n${n.output.split("\n").slice(-20).join("\n")}`);
+  throw new Error(`timed out waiting for ${what}\n${dump.join("\n")}`);
+}
+
+/** A key's value as `addr` itself has applied it (serializable: no forwarding, no leader). */
+async function localValue(addr: string, key: string): Promise<string | undefined> {
+  const c = new KVClient({ endpoints: [addr], timeoutMs: 2_000 });
+  try {
+    const kv = await c.get(key, { consistency: "serializable" });
+    return kv ? dec.decode(kv.value) : undefined;
+  } finally {
+    c.close();
+  }
+}
+
+function serverArgs(id: string, port: number, root: string, peers: number[]): string[] {
+  return [
+    "--node-id",
+    id,
+    "--addr",
+    `127.0.0.1:${port}`,
+    "--data-dir",
+    `${root}/${id}`,
+    ...(peers.length > 0 ? ["--peers", peers.map((p) => `localhost:${p}`).join(",")] : []),
+  ];
+}
+
+Deno.test({
+  name:
+    "join: the seed's start sequence forms a 3-voter cluster; restart rejoins; id clash refused",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "rustkvd-join-" });
+    const [p1, p2, p3] = [freePort(), freePort(), freePort()];
+    const nodes = [
+      new TestNode("node1", p1, `${root}/node1`, serverArgs("node1", p1, root, [])),
+      new TestNode("node2", p2, `${root}/node2`, serverArgs("node2", p2, root, [p1])),
+      new TestNode("node3", p3, `${root}/node3`, serverArgs("node3", p3, root, [p1, p2])),
+    ];
+    const endpoints = nodes.map((n) => n.addr);
+    const client = new KVClient({ endpoints, timeoutMs: 5_000 });
+    try {
+      for (const n of nodes) await n.start(30_000);
+
+      // Both joiners end up voters, and everyone agrees on the member list.
+      await waitFor("three voters", async () => {
+        const list = await client.memberList();
+        return list.members.length === 3 && list.members.every((m) => m.role === "voter");
+      }, nodes);
+      const list = await client.memberList();
+      assertEquals(
+        list.members.map((m) => `${m.id}@${m.addr}`).sort(),
+        [`node1@127.0.0.1:${p1}`, `node2@127.0.0.1:${p2}`, `node3@127.0.0.1:${p3}`],
+      );
+      assertTrue(nodes[1].output.includes("joined a cluster"), nodes[1].output);
+      assertTrue(nodes[0].output.includes("promoted a learner to voter"), nodes[0].output);
+
+      // Writes through any node; linearizable reads from every node see all of them.
+      for (const [i, n] of nodes.entries()) {
+        const via = new KVClient({ endpoints: [n.addr], timeoutMs: 5_000 });
+        try {
+          await via.put(`user:${i}`, `written via ${n.id}`);
+        } finally {
+          via.close();
+        }
+      }
+      for (let i = 0; i < 3; i++) {
+        const kv = await client.get(`user:${i}`);
+        assertEquals(kv && dec.decode(kv.value), `written via ${nodes[i].id}`);
+      }
+      await waitFor("every node to hold every write", async () => {
+        for (const n of nodes) {
+          for (let i = 0; i < 3; i++) {
+            if ((await localValue(n.addr, `user:${i}`)) !== `written via ${nodes[i].id}`) {
+              return false;
+            }
+          }
+        }
+        return true;
+      }, nodes);
+
+      // A restart with the same data dir rejoins without a membership change.
+      const changesBefore = nodes[0].output.split("membership changed").length;
+      await nodes[1].kill();
+      await nodes[1].start(30_000);
+      await client.put("after-restart", "yes");
+      await waitFor("node2 to serve the write after its restart", async () => {
+        return (await localValue(nodes[1].addr, "after-restart")) === "yes";
+      }, nodes);
+      assertEquals(nodes[0].output.split("membership changed").length, changesBefore);
+      assertEquals((await client.memberList()).members.length, 3);
+
+      // Another process claiming node2's id under another address is refused.
+      const clashPort = freePort();
+      const clash = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-net",
+          "--allow-env",
+          "--allow-sys",
+          new URL("../../server.ts", import.meta.url).pathname,
+          ...serverArgs("node2", clashPort, `${root}/clash`, [p1]),
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        // Bounded: a refused join exits at once; a wrongly accepted one is killed here.
+        signal: AbortSignal.timeout(20_000),
+      }).output();
+      const err = dec.decode(clash.stderr);
+      assertEquals(clash.code, 1, err);
+      assertTrue(err.includes("node2 is already a member at 127.0.0.1:" + p2), err);
+      assertEquals((await client.memberList()).members.length, 3);
+    } finally {
+      client.close();
+      await Promise.all(nodes.map((n) => n.kill()));
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "membership: grow to 5 under a writer, remove a follower, then the leader: no acknowledged write lost",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "rustkvd-members-" });
+    const ports = [freePort(), freePort(), freePort(), freePort(), freePort()];
+    const nodes = ports.map((p, i) =>
+      new TestNode(
+        `node${i + 1}`,
+        p,
+        `${root}/node${i + 1}`,
+        serverArgs(`node${i + 1}`, p, root, i === 0 ? [] : [ports[0]]),
+      )
+    );
+    const client = new KVClient({
+      endpoints: nodes.slice(0, 3).map((n) => n.addr),
+      timeoutMs: 5_000,
+    });
+    const writer = new KVClient({ endpoints: nodes.map((n) => n.addr), timeoutMs: 5_000 });
+    const acked = new Map<string, string>();
+    let stop = false;
+    let longestPauseMs = 0;
+    let writerError: unknown;
+    try {
+      for (const n of nodes.slice(0, 3)) await n.start(30_000);
+      await waitFor("three voters", async () => {
+        const list = await client.memberList();
+        return list.members.filter((m) => m.role === "voter").length === 3;
+      }, nodes);
+
+      // One writer, one request in flight, unique values; idempotent retries inside the client.
+      const writing = (async () => {
+        let last = performance.now();
+        const deadline = Date.now() + 60_000;
+        for (let i = 0; !stop && Date.now() < deadline; i++) {
+          try {
+            await writer.put(`w:${i}`, `v${i}`);
+            acked.set(`w:${i}`, `v${i}`);
+            const now = performance.now();
+            longestPauseMs = Math.max(longestPauseMs, now - last);
+            last = now;
+          } catch (e) {
+            writerError = e;
+          }
+        }
+      })();
+
+      for (const n of nodes.slice(3)) await n.start(30_000);
+      await waitFor("five voters", async () => {
+        const list = await client.memberList();
+        return list.members.filter((m) => m.role === "voter").length === 5;
+      }, nodes);
+
+      const leader = (await client.memberList()).leaderId;
+      const follower = nodes.find((n) => n.id !== leader && n.id !== "node1")!;
+      const afterFollower = await client.memberRemove(follower.id);
+      assertEquals(afterFollower.members.some((m) => m.id === follower.id), false);
+      await follower.kill();
+
+      // Removing the leader moves leadership first; the client follows it.
+      const afterLeader = await client.memberRemove(leader);
+      assertEquals(afterLeader.members.map((m) => m.id).includes(leader), false);
+      assertEquals(afterLeader.members.length, 3);
+      assertTrue(afterLeader.leaderId !== leader, `leader still ${afterLeader.leaderId}`);
+      await nodes.find((n) => n.id === leader)!.kill();
+      await new Promise((r) => setTimeout(r, 500));
+      stop = true;
+      await writing;
+
+      assertTrue(acked.size > 20, `only ${acked.size} writes acknowledged`);
+      assertTrue(longestPauseMs < 3_000, `the writer paused for ${longestPauseMs.toFixed(0)} ms`);
+      const reader = new KVClient({
+        endpoints: nodes.filter((n) => n.running).map((n) => n.addr),
+        timeoutMs: 5_000,
+      });
+      try {
+        for (const [key, value] of acked) {
+          const kv = await reader.get(key);
+          assertEquals(kv && dec.decode(kv.value), value, key);
+        }
+      } finally {
+        reader.close();
+      }
+      console.log(
+        `membership: ${acked.size} writes acknowledged and read back, longest pause ` +
+          `${longestPauseMs.toFixed(0)} ms, last writer error: ${
+            (writerError as Error)?.message ?? "none"
+          }`,
+      );
+    } finally {
+      stop = true;
+      client.close();
+      writer.close();
+      await Promise.all(nodes.map((n) => n.kill()));
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
