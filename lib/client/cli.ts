@@ -112,13 +112,20 @@ export async function runCli(
       case "status": {
         const s = await client.status();
         const peers = s.members.filter((m) => m.id !== s.nodeId).map((m) => m.id);
+        const health = s.members.filter((m) => m.id !== s.nodeId).map((m) =>
+          `${m.id} ${m.health} (${
+            m.health === "down" && m.lastHeardMsAgo === 0
+              ? "never heard"
+              : `heard ${formatAge(m.lastHeardMsAgo)} ago`
+          }${m.rttMs > 0 ? `, rtt ${m.rttMs.toFixed(1)} ms` : ""})`
+        );
         print(
           `Node: ${s.nodeId} | Role: ${s.role} | Term: ${s.term} | Leader: ${
             s.leaderId || "none"
           }\n` +
             `Committed: ${s.commitIndex} | Applied: ${s.appliedIndex} | Peers: [${
               peers.join(", ")
-            }]`,
+            }]` + (health.length > 0 ? `\nHealth: ${health.join(" | ")}` : ""),
           s,
         );
         return ExitCode.ok;
@@ -237,4 +244,11 @@ export async function runCli(
     }
     throw e;
   }
+}
+
+/** "850 ms", "4.2 s", "3 min": an age a person reads at a glance. */
+function formatAge(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)} s`;
+  return `${Math.round(ms / 60_000)} min`;
 }

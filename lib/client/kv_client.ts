@@ -106,6 +106,10 @@ export interface NodeStatus {
       health: string;
       lastHeardMsAgo: number;
       matchIndex: number;
+      /** Last heartbeat round trip in ms (reported by the leader; 0 = unknown). */
+      rttMs: number;
+      /** Expected fraction of keys the member owns on the ring. */
+      ringShare: number;
     }
   >;
 }
@@ -562,14 +566,7 @@ export class KVClient implements AsyncDisposable {
       clusterId: res.cluster_id,
       version: res.version,
       fsyncMode: res.fsync_mode,
-      members: (res.members ?? []).map((m: Msg) => ({
-        id: m.id,
-        addr: m.addr,
-        role: m.role,
-        health: m.health,
-        lastHeardMsAgo: Number(m.last_heard_ms_ago),
-        matchIndex: Number(m.match_index),
-      })),
+      members: (res.members ?? []).map(memberFrom),
     };
   }
 
@@ -663,13 +660,20 @@ export class KVClient implements AsyncDisposable {
 function memberListFrom(res: Msg): { leaderId: string; members: NodeStatus["members"] } {
   return {
     leaderId: res.leader_id,
-    members: (res.members ?? []).map((m: Msg) => ({
-      id: m.id,
-      addr: m.addr,
-      role: m.role,
-      health: m.health,
-      lastHeardMsAgo: Number(m.last_heard_ms_ago),
-      matchIndex: Number(m.match_index),
-    })),
+    members: (res.members ?? []).map(memberFrom),
+  };
+}
+
+/** A MemberStatus in client form. */
+function memberFrom(m: Msg): NodeStatus["members"][number] {
+  return {
+    id: m.id,
+    addr: m.addr,
+    role: m.role,
+    health: m.health,
+    lastHeardMsAgo: Number(m.last_heard_ms_ago),
+    matchIndex: Number(m.match_index),
+    rttMs: Number(m.rtt_ms ?? 0),
+    ringShare: Number(m.ring_share ?? 0),
   };
 }

@@ -58,6 +58,8 @@ import type { Snapshot } from "../raft/types.ts";
 import { type Watcher, WatchHub, watchTarget } from "./watch_hub.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
 import { type JoinResult, MembershipManager } from "./membership.ts";
+import { classifyPeer, keepAliveIntervalMs, type PeerHealth } from "../cluster/failure_detector.ts";
+import { HashRing } from "../cluster/hash_ring.ts";
 import type { TimerHandle } from "../common/clock.ts";
 import { validateWatchTarget } from "../server/validation.ts";
 
@@ -110,7 +112,20 @@ export interface NodeStatusInfo {
   appliedIndex: number;
   revision: number;
   compactedRevision: number;
-  members: Array<{ id: string; addr: string; role: "voter" | "learner"; matchIndex: number }>;
+  members: Array<{
+    id: string;
+    addr: string;
+    role: "voter" | "learner";
+    matchIndex: number;
+    /** "self" for this node, else what the failure detector says. */
+    health: PeerHealth | "self";
+    /** Milliseconds since this node last heard from the member (0 for itself). */
+    lastHeardMsAgo: number;
+    /** Last heartbeat round trip in ms (known on the leader), else 0. */
+    rttMs: number;
+    /** The member's expected share of keys on the ring over the voters. */
+    ringShare: number;
+  }>;
 }
 
 /** A running node. */
@@ -130,6 +145,7 @@ export class KVNode {
   /** Join, add, remove and learner promotion (decided on the leader). */
   readonly membership: MembershipManager;
   #promotionTimer: TimerHandle | undefined;
+  #keepAliveTimer: TimerHandle | undefined;
   /** Addresses learned when joining, used until the log names the members. */
   readonly #seeds: Map<string, string>;
 
@@ -416,6 +432,9 @@ export class KVNode {
     await node.#loadExpiries();
     replica.start();
     node.#expiryTimer = clock.setInterval(() => void node.#expireRound(), expiryCheckIntervalMs);
+    node.#keepAliveTimer = clock.setInterval(() => {
+      for (const id of node.replica.members.keys()) node.transport.ping(id);
+    }, keepAliveIntervalMs);
     node.#promotionTimer = clock.setInterval(
       () => void node.membership.promoteCaughtUpLearners(node.#deadline(undefined)),
       promotionCheckIntervalMs,
@@ -627,6 +646,10 @@ export class KVNode {
   /** This node's view of the cluster. */
   status(): NodeStatusInfo {
     const s = this.replica.node.status();
+    const voters = [...this.replica.members.values()].filter((m) => !m.learner).map((m) => m.id);
+    const shares = new Map(
+      new HashRing(voters).describeOwnership().map((o) => [o.nodeId, o.share]),
+    );
     const soft = this.replica.softState;
     return {
       nodeId: this.config.nodeId,
@@ -639,12 +662,20 @@ export class KVNode {
       appliedIndex: this.stateMachine.appliedIndex,
       revision: this.stateMachine.revision,
       compactedRevision: this.engine.compactedVersion,
-      members: [...this.replica.members.values()].map((m) => ({
-        id: m.id,
-        addr: m.addr,
-        role: m.learner ? "learner" : "voter",
-        matchIndex: s.progress[m.id]?.match ?? 0,
-      })),
+      members: [...this.replica.members.values()].map((m) => {
+        const self = m.id === this.config.nodeId;
+        const heard = this.transport.peerHealth(m.id);
+        return {
+          id: m.id,
+          addr: m.addr,
+          role: m.learner ? "learner" : "voter",
+          matchIndex: s.progress[m.id]?.match ?? 0,
+          health: self ? "self" : classifyPeer(heard.silentMs),
+          lastHeardMsAgo: self ? 0 : heard.silentMs ?? 0,
+          rttMs: heard.rttMs ?? 0,
+          ringShare: shares.get(m.id) ?? 0,
+        };
+      }),
     };
   }
 
@@ -654,6 +685,7 @@ export class KVNode {
     this.#closed = true;
     this.#expiryTimer?.cancel();
     this.#promotionTimer?.cancel();
+    this.#keepAliveTimer?.cancel();
     this.watches.closeAll("the node is shutting down; reconnect to resume");
     await this.replica.stop();
     for (const c of this.#retryCaptures.values()) c.release();

@@ -104,6 +104,10 @@ class PeerLink {
   flushScheduled = false;
   backoffMs = initialBackoffMs;
   nextAttemptMs = 0;
+  /** An empty batch is owed to the peer so that it hears from us (keep-alive). */
+  pingPending = false;
+  /** When the oldest unanswered heartbeat went out (0: none), for the round-trip time. */
+  heartbeatSentMs = 0;
   constructor(readonly id: string) {}
 }
 
@@ -122,6 +126,10 @@ export class PeerTransport {
     messagesReceived: 0,
   };
   #links = new Map<string, PeerLink>();
+  /** When each peer was last heard from (any accepted batch, keep-alives included). */
+  #heardAtMs = new Map<string, number>();
+  /** The last heartbeat round trip to each peer (measured on the leader). */
+  #rttMs = new Map<string, number>();
   #incoming = new Set<net.Socket>();
   #closed = false;
 
@@ -137,6 +145,9 @@ export class PeerTransport {
         continue;
       }
       const link = this.#link(m.to);
+      if (m.type === MessageType.Heartbeat && link.heartbeatSentMs === 0) {
+        link.heartbeatSentMs = Date.now();
+      }
       if (link.queue.length >= maxPeerQueueMessages) {
         this.stats.messagesDropped++;
         continue;
@@ -149,6 +160,26 @@ export class PeerTransport {
         queueMicrotask(() => this.#flush(link));
       }
     }
+  }
+
+  /** Sends `id` an empty batch so it hears from us even when Raft has nothing to say to it. */
+  ping(id: string): void {
+    if (this.#closed || id === this.host.selfId) return;
+    const link = this.#link(id);
+    link.pingPending = true;
+    if (!link.flushScheduled) {
+      link.flushScheduled = true;
+      queueMicrotask(() => this.#flush(link));
+    }
+  }
+
+  /** What this node has heard of `id`: how long ago, and the last heartbeat round trip. */
+  peerHealth(id: string): { silentMs: number | undefined; rttMs: number | undefined } {
+    const heard = this.#heardAtMs.get(id);
+    return {
+      silentMs: heard === undefined ? undefined : Math.max(0, Date.now() - heard),
+      rttMs: this.#rttMs.get(id),
+    };
   }
 
   #link(id: string): PeerLink {
@@ -170,7 +201,9 @@ export class PeerTransport {
 
   #flush(link: PeerLink): void {
     link.flushScheduled = false;
-    if (this.#closed || link.queue.length === 0) return;
+    const ping = link.pingPending;
+    link.pingPending = false;
+    if (this.#closed || (link.queue.length === 0 && !ping)) return;
     const address = this.host.addressOf(link.id);
     if (!address) {
       this.#drop(link);
@@ -203,7 +236,9 @@ export class PeerTransport {
       batch.push(m);
       bytes += m.length;
     }
-    if (batch.length > 0) frames.push(encodeFrame({ kind: PeerFrameKind.Batch, messages: batch }));
+    if (batch.length > 0 || frames.length === 0) {
+      frames.push(encodeFrame({ kind: PeerFrameKind.Batch, messages: batch }));
+    }
     this.stats.messagesSent += link.queue.length;
     this.stats.framesSent += frames.length;
     link.queue = [];
@@ -351,6 +386,16 @@ export class PeerTransport {
       }
       if (m.to !== this.host.selfId) return `message for ${m.to} delivered to ${this.host.selfId}`;
       messages.push(m);
+    }
+    const now = Date.now();
+    this.#heardAtMs.set(from, now);
+    for (const m of messages) {
+      if (m.type !== MessageType.HeartbeatResponse) continue;
+      const link = this.#links.get(from);
+      if (link && link.heartbeatSentMs !== 0) {
+        this.#rttMs.set(from, now - link.heartbeatSentMs);
+        link.heartbeatSentMs = 0;
+      }
     }
     this.stats.messagesReceived += messages.length;
     if (messages.length > 0) this.host.deliver(messages);

@@ -9,7 +9,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { maxGrpcMessageBytes } from "../common/limits.ts";
-import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
+import type { KVNode, NodeStatusInfo, ReadConsistency } from "../node/kv_node.ts";
 import type { KeyValue, MemberRecord } from "../node/state_machine.ts";
 import type { JoinResult } from "../node/membership.ts";
 import type { Watcher } from "../node/watch_hub.ts";
@@ -128,13 +128,7 @@ export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation
         applied_index: s.appliedIndex,
         revision: s.revision,
         compacted_revision: s.compactedRevision,
-        members: s.members.map((m) => ({
-          id: m.id,
-          addr: m.addr,
-          role: m.role,
-          health: m.id === s.nodeId ? "self" : "unknown",
-          match_index: m.matchIndex,
-        })),
+        members: s.members.map(memberStatusWire),
         cluster_id: s.clusterId,
         version: rustkvdVersion,
         fsync_mode: "fsync",
@@ -220,17 +214,25 @@ export async function startGrpcServer(node: KVNode, addr: string): Promise<Runni
   };
 }
 
+/** One member as NodeStatus and MemberList report it. */
+function memberStatusWire(m: NodeStatusInfo["members"][number]) {
+  return {
+    id: m.id,
+    addr: m.addr,
+    role: m.role,
+    health: m.health,
+    last_heard_ms_ago: m.lastHeardMsAgo,
+    match_index: m.matchIndex,
+    ring_share: m.ringShare,
+    rtt_ms: m.rttMs,
+  };
+}
+
 function memberList(node: KVNode) {
   const s = node.status();
   return {
     leader_id: s.leaderId,
-    members: s.members.map((m) => ({
-      id: m.id,
-      addr: m.addr,
-      role: m.role,
-      health: m.id === s.nodeId ? "self" : "unknown",
-      match_index: m.matchIndex,
-    })),
+    members: s.members.map(memberStatusWire),
   };
 }
 

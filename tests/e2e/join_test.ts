@@ -9,6 +9,7 @@
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
 import { freePort, TestNode } from "./cluster.ts";
+import { downAfterMs } from "../../lib/cluster/failure_detector.ts";
 
 const dec = new TextDecoder();
 
@@ -115,6 +116,35 @@ Deno.test({
       }, nodes);
       assertEquals(nodes[0].output.split("membership changed").length, changesBefore);
       assertEquals((await client.memberList()).members.length, 3);
+
+      // Failure detection: node2 down longer than the threshold shows as down on the
+      // leader and on the other follower, then healthy again once restarted.
+      const healthOf = async (viewer: TestNode, id: string) => {
+        const c = new KVClient({ endpoints: [viewer.addr], timeoutMs: 2_000 });
+        try {
+          return (await c.status()).members.find((m) => m.id === id)?.health;
+        } finally {
+          c.close();
+        }
+      };
+      assertEquals(await healthOf(nodes[2], "node2"), "healthy");
+      await nodes[1].kill();
+      await waitFor(
+        "node2 to show as down on node1 and node3",
+        async () =>
+          (await healthOf(nodes[0], "node2")) === "down" &&
+          (await healthOf(nodes[2], "node2")) === "down",
+        nodes,
+        downAfterMs + 5_000,
+      );
+      await nodes[1].start(30_000);
+      await waitFor(
+        "node2 to show as healthy again",
+        async () =>
+          (await healthOf(nodes[0], "node2")) === "healthy" &&
+          (await healthOf(nodes[2], "node2")) === "healthy",
+        nodes,
+      );
 
       // Another process claiming node2's id under another address is refused.
       const clashPort = freePort();
