@@ -9,6 +9,7 @@
 const suites: Record<string, () => Promise<{ main(args: string[]): Promise<void> }>> = {
   storage: () => import("./storage.ts"),
   raft: () => import("./raft.ts"),
+  resp: () => import("./resp.ts"),
   cluster: () => import("./cluster.ts"),
 };
 

@@ -44,7 +44,18 @@ export interface KVClientOptions {
   timeoutMs?: number;
   /** Stops every call (each call may also take its own signal). */
   signal?: AbortSignal;
+  /**
+   * Never let grpc-js close an idle connection (its default is after 30
+   * minutes). For clients inside a server process that are kept for its
+   * lifetime and never closed: a closing HTTP/2 client can abort a Deno
+   * grpc-js server (denoland/deno#36788), so they let process exit close
+   * their sockets instead.
+   */
+  neverIdle?: boolean;
 }
+
+/** grpc-js's largest idle timeout (a 32-bit timer): about 24.8 days. */
+const maxIdleTimeoutMs = 2 ** 31 - 1;
 
 /** A key-value pair with its MVCC version. */
 export interface KeyValue {
@@ -188,8 +199,10 @@ export class KVClient implements AsyncDisposable {
   #next = 0;
   #closed = false;
   #signal: AbortSignal | undefined;
+  readonly #neverIdle: boolean;
 
   constructor(options: KVClientOptions) {
+    this.#neverIdle = options.neverIdle ?? false;
     if (options.endpoints.length === 0) {
       throw new InvalidArgumentError("KVClient needs at least one endpoint");
     }
@@ -214,6 +227,7 @@ export class KVClient implements AsyncDisposable {
         "grpc.max_send_message_length": maxGrpcMessageBytes,
         "grpc.initial_reconnect_backoff_ms": 50,
         "grpc.max_reconnect_backoff_ms": 1_000,
+        ...(this.#neverIdle ? { "grpc.client_idle_timeout_ms": maxIdleTimeoutMs } : {}),
       };
       const KV = pkg.KVStore as grpc.ServiceClientConstructor;
       const Admin = pkg.Admin as grpc.ServiceClientConstructor;

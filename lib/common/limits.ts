@@ -106,3 +106,29 @@ assert(defaultHeartbeatMs % defaultTickMs === 0, "heartbeat is a whole number of
 assert(defaultElectionMs % defaultTickMs === 0, "election timeout is a whole number of ticks");
 assert(defaultElectionMs >= 3 * defaultHeartbeatMs, "an election timeout spans several heartbeats");
 assert(defaultRequestTimeoutMs <= maxRequestTimeoutMs, "default deadline within the cap");
+
+/** RESP: largest bulk string a client may send (a max key or value plus slack, like a request). */
+export const maxRespBulkBytes = maxRequestBytes;
+/** RESP: most arguments in one multibulk command (an MSET of 10,000 pairs fits). */
+export const maxRespMultibulkArgs = 65_536;
+/** RESP: longest inline command or multibulk/bulk header line (Redis uses 64 KiB too). */
+export const maxRespInlineBytes = 64 * KiB;
+/** RESP: reply bytes buffered for one connection before they are flushed mid-batch. */
+export const maxRespPendingReplyBytes = 1 * MiB;
+/** RESP: open client connections per node; more are answered with an error and closed. */
+export const maxRespConnections = 10_000;
+/** RESP: compare-and-set attempts of one read-modify-write command before it gives up. */
+export const maxRespCasAttempts = 32;
+/** RESP: most keys KEYS returns; larger key spaces must be walked with SCAN. */
+export const maxRespKeysReply = 10_000;
+/** RESP: most keys DBSIZE and INFO keyspace count before reporting a lower bound. */
+export const maxRespCountedKeys = 1_000_000;
+
+assert(maxValueBytes < maxRespBulkBytes, "a max value fits one RESP bulk string");
+assert(maxRespKeysReply <= maxScanLimit * 10, "KEYS stays a few scan pages large");
+/**
+ * RESP: commands of one connection's pipeline run concurrently at most (reads, or blind writes).
+ * Their replies are held until the run ends, so this times maxValueBytes bounds a connection's
+ * buffered replies.
+ */
+export const maxRespConcurrentCommands = 128;

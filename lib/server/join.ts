@@ -28,27 +28,28 @@ export async function joinThroughPeers(
   config: NodeConfig,
   onRetry: (reason: string) => void = () => {},
 ): Promise<JoinResult> {
-  const client = new KVClient({ endpoints: config.peers, timeoutMs: joinCallTimeoutMs });
+  // Held open for the life of the process, never closed: see KVClientOptions.neverIdle.
+  const client = new KVClient({
+    endpoints: config.peers,
+    timeoutMs: joinCallTimeoutMs,
+    neverIdle: true,
+  });
   const deadline = Date.now() + joinTimeoutMs;
   let lastReason = "no attempt made";
-  try {
-    while (Date.now() < deadline) {
-      try {
-        const r = await client.join(config.nodeId, config.advertiseAddr);
-        return { clusterId: r.clusterId, members: r.members };
-      } catch (e) {
-        if (isKVError(e) && (e as KVError).code === "InvalidArgument") {
-          throw new StartupError(
-            `the cluster refused to add ${config.nodeId}: ${(e as Error).message}`,
-          );
-        }
-        lastReason = (e as Error).message;
-        onRetry(lastReason);
+  while (Date.now() < deadline) {
+    try {
+      const r = await client.join(config.nodeId, config.advertiseAddr);
+      return { clusterId: r.clusterId, members: r.members };
+    } catch (e) {
+      if (isKVError(e) && (e as KVError).code === "InvalidArgument") {
+        throw new StartupError(
+          `the cluster refused to add ${config.nodeId}: ${(e as Error).message}`,
+        );
       }
-      await new Promise((r) => setTimeout(r, joinRetryMs));
+      lastReason = (e as Error).message;
+      onRetry(lastReason);
     }
-  } finally {
-    client.close();
+    await new Promise((r) => setTimeout(r, joinRetryMs));
   }
   throw new StartupError(
     `could not join through --peers ${config.peers.join(",")} within ${

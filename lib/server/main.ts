@@ -12,6 +12,7 @@ import { Logger } from "../node/logger.ts";
 import { startGrpcServer } from "./grpc_server.ts";
 import { joinThroughPeers } from "./join.ts";
 import { isKVError } from "../common/errors.ts";
+import { type RespServer, startRespServer } from "../resp/listener.ts";
 
 /** Exit code when the node cannot start (bad data dir, port taken). */
 export const exitStartupFailed = 1;
@@ -55,6 +56,22 @@ export async function runServer(config: NodeConfig): Promise<number> {
     await node.close();
     return exitStartupFailed;
   }
+  let respServer: RespServer | undefined;
+  if (config.respAddr) {
+    try {
+      respServer = startRespServer(node, config.respAddr);
+    } catch (e) {
+      console.error(
+        `rustkvd-server: cannot listen on ${config.respAddr} (--resp-addr): ${
+          (e as Error).message
+        }`,
+      );
+      await grpcServer.close();
+      await node.close();
+      return exitStartupFailed;
+    }
+    log.info("serving RESP", { addr: config.respAddr, port: respServer.port });
+  }
   log.info("listening", {
     addr: config.listenAddr,
     port: grpcServer.port,
@@ -74,6 +91,7 @@ export async function runServer(config: NodeConfig): Promise<number> {
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   log.info(fatal ? "stopping after a fatal error" : "shutting down");
+  await respServer?.close();
   await grpcServer.close();
   await node.close().catch((e) =>
     log.error("error while closing", { error: (e as Error).message })

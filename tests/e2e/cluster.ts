@@ -135,6 +135,8 @@ export interface TestClusterOptions {
   extraArgs?: string[];
   /** Extra environment for every node (e.g. RUSTKVD_FAILPOINTS). */
   env?: Record<string, string>;
+  /** Extra flags for one node (e.g. its own --resp-addr), by node id. */
+  nodeArgs?: (id: string) => string[];
 }
 
 /** A static cluster (--initial-cluster) of real processes. */
@@ -165,6 +167,7 @@ export class TestCluster implements AsyncDisposable {
           "--log-level",
           "info",
           ...(options.extraArgs ?? []),
+          ...(options.nodeArgs?.(id) ?? []),
         ], options.env),
       );
     }

@@ -39,6 +39,25 @@ async function localValue(addr: string, key: string): Promise<string | undefined
   }
 }
 
+/** Runs rustkvd-cli (bounded by a timeout) and returns its exit code and output. */
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-net",
+      "--allow-env",
+      "--allow-sys",
+      new URL("../../cli.ts", import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
+
 function serverArgs(id: string, port: number, root: string, peers: number[]): string[] {
   return [
     "--node-id",
@@ -271,6 +290,92 @@ Deno.test({
       stop = true;
       client.close();
       writer.close();
+      await Promise.all(nodes.map((n) => n.kill()));
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "join: a node joining after the log was compacted catches up by snapshot; CLI member, locate, status",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "rustkvd-join-snap-" });
+    const [p1, p2, p3] = [freePort(), freePort(), freePort()];
+    const small = ["--snapshot-entries", "50"];
+    const nodes = [
+      new TestNode("node1", p1, `${root}/node1`, [...serverArgs("node1", p1, root, []), ...small]),
+      new TestNode("node2", p2, `${root}/node2`, [
+        ...serverArgs("node2", p2, root, [p1]),
+        ...small,
+      ]),
+      new TestNode("node3", p3, `${root}/node3`, [
+        ...serverArgs("node3", p3, root, [p1]),
+        ...small,
+      ]),
+    ];
+    const client = new KVClient({ endpoints: [nodes[0].addr], timeoutMs: 5_000 });
+    try {
+      await nodes[0].start(30_000);
+      for (let i = 0; i < 200; i++) await client.put(`k${i}`, `v${i}`);
+      await waitFor(
+        "node1 to compact its log",
+        () => nodes[0].output.includes("compacted the raft log"),
+        nodes,
+      );
+      await nodes[1].start(30_000);
+      await nodes[2].start(30_000);
+      await waitFor("three voters", async () => {
+        const list = await client.memberList();
+        return list.members.filter((m) => m.role === "voter").length === 3;
+      }, nodes);
+      assertTrue(nodes[1].output.includes("installed a snapshot"), nodes[1].output);
+      await waitFor("node2 to hold every key", async () => {
+        for (let i = 0; i < 200; i += 37) {
+          if ((await localValue(nodes[1].addr, `k${i}`)) !== `v${i}`) return false;
+        }
+        return (await localValue(nodes[1].addr, "k199")) === "v199";
+      }, nodes);
+
+      const peers = ["--peers", nodes.map((n) => n.addr).join(",")];
+      const members = await cli([...peers, "member", "list"]);
+      assertEquals(members.code, 0, members.err);
+      assertEquals(
+        members.out.trim().split("\n").map((l) => l.split("\t").slice(0, 3).join(" ")).sort(),
+        [
+          `node1 127.0.0.1:${p1} voter`,
+          `node2 127.0.0.1:${p2} voter`,
+          `node3 127.0.0.1:${p3} voter`,
+        ],
+      );
+      const locate = await cli([...peers, "--json", "locate", "user:1001"]);
+      assertEquals(locate.code, 0, locate.err);
+      const placement = JSON.parse(locate.out);
+      assertEquals(
+        [placement.owner, ...placement.replicas].sort(),
+        ["node1", "node2", "node3"],
+      );
+      const status = await cli(["--peers", nodes[2].addr, "status"]);
+      assertEquals(status.code, 0, status.err);
+      const lines = status.out.trim().split("\n");
+      assertTrue(
+        /^Node: node3 \| Role: follower \| Term: \d+ \| Leader: node1$/.test(lines[0]),
+        lines[0],
+      );
+      assertTrue(/^Health: node1 healthy .* \| node2 healthy /.test(lines[2]), lines[2]);
+
+      // Removing a member through the CLI, then adding it back under the same id is refused
+      // while it is a member, and accepted after removal.
+      const added = await cli([...peers, "member", "add", "node2", "127.0.0.1:1"]);
+      assertEquals(added.code, 1);
+      assertTrue(added.err.includes("node2 is already a member at"), added.err);
+      const removed = await cli([...peers, "member", "remove", "node3"]);
+      assertEquals(removed.code, 0, removed.err);
+      assertTrue(!removed.out.includes("node3"), removed.out);
+    } finally {
+      client.close();
       await Promise.all(nodes.map((n) => n.kill()));
       await Deno.remove(root, { recursive: true }).catch(() => {});
     }

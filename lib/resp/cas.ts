@@ -1,0 +1,53 @@
+/**
+ * Read-modify-write for RESP commands (INCR, APPEND, SET NX/XX/GET, GETSET,
+ * EXPIRE, ...) by optimistic compare-and-set: read the key with a
+ * linearizable read, decide, write with `ifVersion` = the version read (0 =
+ * absent). The state machine checks the version at apply time, so two
+ * racing writers cannot both win; the loser re-reads and decides again, a
+ * bounded number of times (maxRespCasAttempts).
+ *
+ * @module
+ */
+
+import { isKVError } from "../common/errors.ts";
+import { maxRespCasAttempts } from "../common/limits.ts";
+import { ReplyError } from "./command_table.ts";
+import type { Current, RespStore } from "./store.ts";
+
+/** What a decision does to the key: nothing, a put (keeping or setting expiry), or a delete. */
+export type CasAction =
+  | { kind: "none" }
+  | { kind: "put"; value: Uint8Array; expiresAtMs: number }
+  | { kind: "delete" };
+
+/** A decision: the action and the reply value to hand back once it is applied. */
+export interface CasDecision<T> {
+  action: CasAction;
+  result: T;
+}
+
+/** Runs `decide` against the key's current state until its action is applied. */
+export async function readModifyWrite<T>(
+  store: RespStore,
+  key: Uint8Array,
+  decide: (current: Current) => CasDecision<T>,
+): Promise<T> {
+  for (let attempt = 0; attempt < maxRespCasAttempts; attempt++) {
+    const current = await store.get(key, "linearizable");
+    const d = decide(current);
+    const ifVersion = current?.version ?? 0;
+    try {
+      if (d.action.kind === "put") {
+        await store.put(key, d.action.value, d.action.expiresAtMs, ifVersion);
+      } else if (d.action.kind === "delete") {
+        await store.delete(key, ifVersion);
+      }
+      return d.result;
+    } catch (e) {
+      if (!isKVError(e, "Conflict")) throw e;
+    }
+  }
+  throw new ReplyError(
+    `ERR the key changed concurrently ${maxRespCasAttempts} times in a row; retry`,
+  );
+}

@@ -1,0 +1,137 @@
+/**
+ * The RESP command table and the dispatcher: looks a command up by name,
+ * checks its arity the way Redis does (n = exactly n arguments including the
+ * name, -n = at least n), runs it and turns every error into one RESP error
+ * reply, so nothing a client sends can escape as an exception.
+ *
+ * @module
+ */
+
+import { isKVError, NotLeaderError } from "../common/errors.ts";
+import type { Logger } from "../node/logger.ts";
+import type { ReplyWriter } from "./reply_writer.ts";
+import type { Session } from "./session.ts";
+import type { RespStore } from "./store.ts";
+
+const decoder = new TextDecoder();
+
+/** What a command handler gets: the store, the connection's session, where to reply. */
+export interface CommandContext {
+  store: RespStore;
+  session: Session;
+  out: ReplyWriter;
+  log: Logger;
+  /** Every registered command (COMMAND COUNT/DOCS). */
+  table: Map<string, CommandSpec>;
+  /** The RESP listener's address, for INFO. */
+  respAddr: string;
+}
+
+/** Kinds of commands that may run concurrently with their neighbours (see CommandSpec). */
+export type Overlap = "read" | "write";
+
+/** A handler may ask the connection to close after its reply (QUIT). */
+export type CommandOutcome = void | "close";
+
+/** One command's definition. */
+export interface CommandSpec {
+  /** Lower-case name, as COMMAND reports it. */
+  name: string;
+  /** Redis arity: n = exactly n words including the name; -n = at least n. */
+  arity: number;
+  /** Writes go through Raft (and are forwarded from followers). */
+  write: boolean;
+  /**
+   * How a run of consecutive commands of this kind in one pipeline may
+   * overlap (see connection.ts): "read" = reads that change nothing; "write"
+   * = writes decided entirely at apply time (no read first), so proposing
+   * them back to back keeps their order in the Raft log. Absent = run alone.
+   */
+  overlap?: Overlap | ((args: Uint8Array[]) => Overlap | undefined);
+  handler: (ctx: CommandContext, args: Uint8Array[]) => Promise<CommandOutcome> | CommandOutcome;
+}
+
+/** An argument as text (keys and values stay bytes; options and numbers are text). */
+export function argText(arg: Uint8Array): string {
+  return decoder.decode(arg);
+}
+
+/** An argument as an upper-case option word. */
+export function argWord(arg: Uint8Array): string {
+  return decoder.decode(arg).toUpperCase();
+}
+
+/** A user error: replied as `-<message>` (the message starts with its code word). */
+export class ReplyError extends Error {
+  override name = "ReplyError";
+}
+
+/** Parses a strict integer argument or raises the Redis "not an integer" error. */
+export function argInteger(arg: Uint8Array): number {
+  const s = decoder.decode(arg);
+  if (!/^-?\d{1,16}$/.test(s) || !Number.isSafeInteger(Number(s))) {
+    throw new ReplyError("ERR value is not an integer or out of range");
+  }
+  return Number(s);
+}
+
+/** Builds the lookup table from specs. */
+export function buildTable(specs: CommandSpec[]): Map<string, CommandSpec> {
+  const table = new Map<string, CommandSpec>();
+  for (const s of specs) table.set(s.name, s);
+  return table;
+}
+
+function preview(args: Uint8Array[]): string {
+  return args.slice(1, 8).map((a) => `'${argText(a.subarray(0, 64))}'`).join(" ");
+}
+
+/** The overlap kind of one command, or undefined when it must run alone. */
+export function overlapOf(
+  table: Map<string, CommandSpec>,
+  args: Uint8Array[],
+): Overlap | undefined {
+  const spec = table.get(argText(args[0]).toLowerCase());
+  if (!spec || spec.overlap === undefined) return undefined;
+  if (typeof spec.overlap === "string") return spec.overlap;
+  return spec.overlap(args);
+}
+
+/** Runs one command and writes exactly one reply for it. */
+export async function dispatch(ctx: CommandContext, args: Uint8Array[]): Promise<CommandOutcome> {
+  const name = argText(args[0]).toLowerCase();
+  const spec = ctx.table.get(name);
+  if (!spec) {
+    ctx.out.error(
+      `ERR unknown command '${argText(args[0].subarray(0, 128))}', with args beginning with: ${
+        preview(args)
+      }`,
+    );
+    return;
+  }
+  if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
+    ctx.out.error(`ERR wrong number of arguments for '${spec.name}' command`);
+    return;
+  }
+  try {
+    return await spec.handler(ctx, args);
+  } catch (e) {
+    ctx.out.error(errorReply(e, ctx.log));
+  }
+}
+
+/** The RESP error line for an error a command raised. */
+export function errorReply(e: unknown, log: Logger): string {
+  if (e instanceof ReplyError) return e.message;
+  if (e instanceof NotLeaderError) {
+    return e.leaderId
+      ? `READONLY You can't write against a follower; leader is ${e.leaderId} at ${
+        e.leaderAddr ?? "an unknown address"
+      }`
+      : "CLUSTERDOWN no leader is known yet; retry shortly";
+  }
+  if (isKVError(e, "InvalidArgument")) return `ERR ${e.message}`;
+  if (isKVError(e)) return `ERR ${e.code}: ${e.message}`;
+  log.error("RESP command failed", { error: String((e as Error)?.stack ?? e) });
+  return `ERR internal error: ${(e as Error)?.message ?? String(e)}`;
+}

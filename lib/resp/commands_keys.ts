@@ -1,0 +1,221 @@
+/**
+ * Key-space commands: DEL, UNLINK, EXISTS, EXPIRE/PEXPIRE (NX/XX/GT/LT),
+ * PERSIST, TTL, PTTL, SCAN (MATCH, COUNT), KEYS (capped) and DBSIZE. Expiry
+ * changes rewrite the value with the new deadline by compare-and-set, so a
+ * concurrent write is never overwritten with a stale value.
+ *
+ * @module
+ */
+
+import { compareBytes, concatBytes, prefixEnd } from "../common/bytes.ts";
+import { maxRespCountedKeys, maxRespKeysReply, maxScanLimit } from "../common/limits.ts";
+import type { ReadConsistency } from "../node/kv_node.ts";
+import type { KeyValue } from "../node/state_machine.ts";
+import { readModifyWrite } from "./cas.ts";
+import {
+  argInteger,
+  argText,
+  argWord,
+  type CommandContext,
+  type CommandSpec,
+  type Overlap,
+  ReplyError,
+} from "./command_table.ts";
+import { globMatch, literalPrefix } from "./glob.ts";
+import { decodeCursor, encodeCursor } from "./scan_cursor.ts";
+import type { RespStore } from "./store.ts";
+
+async function del(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  let n = 0;
+  for (const key of args.slice(1)) if (await ctx.store.delete(key)) n++;
+  ctx.out.integer(n);
+}
+
+async function exists(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const kvs = await Promise.all(
+    args.slice(1).map((k) => ctx.store.get(k, ctx.session.consistency)),
+  );
+  ctx.out.integer(kvs.filter((kv) => kv !== undefined).length);
+}
+
+async function expire(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
+  const amount = argInteger(args[2]);
+  const flags = args.slice(3).map(argWord);
+  for (const f of flags) {
+    if (!["NX", "XX", "GT", "LT"].includes(f)) throw new ReplyError(`ERR Unsupported option ${f}`);
+  }
+  if (flags.length > 1) {
+    throw new ReplyError("ERR NX and XX, GT or LT options at the same time are not compatible");
+  }
+  const flag = flags[0] ?? "";
+  const set = await readModifyWrite(ctx.store, args[1], (cur) => {
+    if (!cur) return { action: { kind: "none" }, result: 0 };
+    const at = ctx.store.node.clock.wallMs() + amount * unitMs;
+    const has = cur.expiresAtMs > 0;
+    const allowed = flag === "" || (flag === "NX" && !has) || (flag === "XX" && has) ||
+      (flag === "GT" && has && at > cur.expiresAtMs) ||
+      (flag === "LT" && (!has || at < cur.expiresAtMs));
+    if (!allowed) return { action: { kind: "none" }, result: 0 };
+    if (amount <= 0) return { action: { kind: "delete" }, result: 1 };
+    return { action: { kind: "put", value: cur.value, expiresAtMs: at }, result: 1 };
+  });
+  ctx.out.integer(set);
+}
+
+async function persist(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const n = await readModifyWrite(
+    ctx.store,
+    args[1],
+    (cur) =>
+      cur && cur.expiresAtMs > 0
+        ? { action: { kind: "put", value: cur.value, expiresAtMs: 0 }, result: 1 }
+        : { action: { kind: "none" }, result: 0 },
+  );
+  ctx.out.integer(n);
+}
+
+async function ttl(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
+  const kv = await ctx.store.get(args[1], ctx.session.consistency);
+  if (!kv) ctx.out.integer(-2);
+  else if (kv.expiresAtMs === 0) ctx.out.integer(-1);
+  else {
+    const left = Math.max(0, kv.expiresAtMs - ctx.store.node.clock.wallMs());
+    ctx.out.integer(unitMs === 1 ? left : Math.round(left / 1000));
+  }
+}
+
+/**
+ * One page of keys after `after` (exclusive) under `prefix`, at most
+ * `limit`; `next` is the last key visited when more may follow.
+ */
+export async function scanKeys(
+  store: RespStore,
+  opts: {
+    prefix: Uint8Array;
+    after: Uint8Array | undefined;
+    limit: number;
+    consistency: ReadConsistency;
+    version?: number;
+  },
+): Promise<{ kvs: KeyValue[]; next: Uint8Array | undefined; version: number }> {
+  const { prefix, after } = opts;
+  let start = prefix;
+  if (after) {
+    const successor = concatBytes(after, new Uint8Array([0]));
+    if (compareBytes(successor, start) > 0) start = successor;
+  }
+  const end = prefix.length > 0 ? prefixEnd(prefix) : undefined;
+  if (end && compareBytes(start, end) >= 0) return { kvs: [], next: undefined, version: 0 };
+  const r = await store.node.scan({
+    start,
+    end,
+    limit: opts.limit,
+    keysOnly: true,
+    consistency: opts.consistency,
+    version: opts.version,
+  });
+  const last = r.kvs[r.kvs.length - 1];
+  return { kvs: r.kvs, next: r.more && last ? last.key : undefined, version: r.version };
+}
+
+async function scan(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const after = decodeCursor(argText(args[1]));
+  let pattern: Uint8Array | undefined;
+  let count = 10;
+  for (let i = 2; i < args.length; i++) {
+    const w = argWord(args[i]);
+    if (w === "MATCH" && i + 1 < args.length) pattern = args[++i];
+    else if (w === "COUNT" && i + 1 < args.length) {
+      count = argInteger(args[++i]);
+      if (count < 1) throw new ReplyError("ERR syntax error");
+    } else if (w === "TYPE" && i + 1 < args.length) {
+      if (argWord(args[++i]) !== "STRING") count = 0;
+    } else throw new ReplyError("ERR syntax error");
+  }
+  if (count === 0) {
+    ctx.out.arrayHeader(2).bulk("0").arrayHeader(0);
+    return;
+  }
+  const page = await scanKeys(ctx.store, {
+    prefix: pattern ? literalPrefix(pattern) : new Uint8Array(),
+    after,
+    limit: Math.min(count, maxScanLimit),
+    consistency: ctx.session.consistency,
+  });
+  const keys = page.kvs.map((kv) => kv.key).filter((k) => !pattern || globMatch(pattern, k));
+  ctx.out.arrayHeader(2).bulk(page.next ? encodeCursor(page.next) : "0").bulkArray(keys);
+}
+
+async function keys(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const pattern = args[1];
+  const prefix = literalPrefix(pattern);
+  const found: Uint8Array[] = [];
+  let after: Uint8Array | undefined;
+  let version: number | undefined;
+  do {
+    const page = await scanKeys(ctx.store, {
+      prefix,
+      after,
+      limit: maxScanLimit,
+      consistency: version === undefined ? ctx.session.consistency : "serializable",
+      version,
+    });
+    version = page.version || version;
+    for (const kv of page.kvs) {
+      if (!globMatch(pattern, kv.key)) continue;
+      if (found.length === maxRespKeysReply) {
+        throw new ReplyError(
+          `ERR KEYS matched more than ${maxRespKeysReply} keys; iterate with SCAN instead`,
+        );
+      }
+      found.push(kv.key);
+    }
+    after = page.next;
+  } while (after);
+  ctx.out.bulkArray(found);
+}
+
+/** Counts user keys (up to maxRespCountedKeys), all at one revision. */
+export async function countKeys(store: RespStore, consistency: ReadConsistency): Promise<number> {
+  let n = 0;
+  let after: Uint8Array | undefined;
+  let version: number | undefined;
+  do {
+    const page = await scanKeys(store, {
+      prefix: new Uint8Array(),
+      after,
+      limit: maxScanLimit,
+      consistency: version === undefined ? consistency : "serializable",
+      version,
+    });
+    version = page.version || version;
+    n += page.kvs.length;
+    after = page.next;
+  } while (after && n < maxRespCountedKeys);
+  return n;
+}
+
+/** A one-key DEL is decided at apply time; a multi-key DEL runs alone (it deletes in turn). */
+function delOverlap(args: Uint8Array[]): Overlap | undefined {
+  return args.length === 2 ? "write" : undefined;
+}
+
+/** The key-space commands of the table. */
+export const keyCommands: CommandSpec[] = [
+  { name: "del", arity: -2, write: true, handler: del, overlap: delOverlap },
+  { name: "unlink", arity: -2, write: true, handler: del, overlap: delOverlap },
+  { name: "exists", arity: -2, write: false, handler: exists, overlap: "read" },
+  { name: "expire", arity: -3, write: true, handler: (c, a) => expire(c, a, 1000) },
+  { name: "pexpire", arity: -3, write: true, handler: (c, a) => expire(c, a, 1) },
+  { name: "persist", arity: 2, write: true, handler: persist },
+  { name: "ttl", arity: 2, write: false, handler: (c, a) => ttl(c, a, 1000), overlap: "read" },
+  { name: "pttl", arity: 2, write: false, handler: (c, a) => ttl(c, a, 1), overlap: "read" },
+  { name: "scan", arity: -2, write: false, handler: scan },
+  { name: "keys", arity: 2, write: false, handler: keys },
+  {
+    name: "dbsize",
+    arity: 1,
+    write: false,
+    handler: async (c) => void c.out.integer(await countKeys(c.store, c.session.consistency)),
+  },
+];

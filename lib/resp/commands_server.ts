@@ -1,0 +1,270 @@
+/**
+ * Connection and server commands: PING, ECHO, QUIT, SELECT 0, HELLO 2,
+ * CLIENT (SETNAME/GETNAME/ID/INFO/SETINFO), COMMAND (COUNT/DOCS/INFO/list),
+ * INFO (server, replication, keyspace), CONFIG GET (always empty), ROLE,
+ * READONLY and READWRITE. These
+ * are answered by this node alone and never touch Raft (INFO keyspace and
+ * DBSIZE count this replica's applied keys).
+ *
+ * @module
+ */
+
+import { rustkvdVersion } from "../common/version.ts";
+import {
+  argText,
+  argWord,
+  type CommandContext,
+  type CommandSpec,
+  ReplyError,
+} from "./command_table.ts";
+import { countKeys } from "./commands_keys.ts";
+
+/** The Redis version we tell clients, so feature probes pick RESP2 paths they support. */
+const compatibleRedisVersion = "7.0.0";
+
+/** Commands whose key arguments are not at position 1 only: [first, last, step]. */
+const keyPositions: Record<string, [number, number, number]> = {
+  mget: [1, -1, 1],
+  mset: [1, -1, 2],
+  del: [1, -1, 1],
+  unlink: [1, -1, 1],
+  exists: [1, -1, 1],
+};
+
+function hello(ctx: CommandContext, args: Uint8Array[]): void {
+  let i = 1;
+  if (args.length > 1) {
+    const proto = argText(args[1]);
+    if (proto !== "2") {
+      throw new ReplyError(
+        /^\d+$/.test(proto)
+          ? "NOPROTO unsupported protocol version"
+          : "ERR Protocol version is not an integer or out of range",
+      );
+    }
+    i = 2;
+  }
+  for (; i < args.length; i++) {
+    const w = argWord(args[i]);
+    if (w === "SETNAME" && i + 1 < args.length) ctx.session.name = checkName(argText(args[++i]));
+    else if (w === "AUTH" && i + 2 < args.length) i += 2;
+    else throw new ReplyError(`ERR Syntax error in HELLO option '${argText(args[i])}'`);
+  }
+  const leader = ctx.store.node.replica.isLeader;
+  ctx.out.arrayHeader(14)
+    .bulk("server").bulk("redis")
+    .bulk("version").bulk(compatibleRedisVersion)
+    .bulk("proto").integer(2)
+    .bulk("id").integer(ctx.session.id)
+    .bulk("mode").bulk("standalone")
+    .bulk("role").bulk(leader ? "master" : "replica")
+    .bulk("modules").arrayHeader(0);
+}
+
+function checkName(name: string): string {
+  if (!/^[\x21-\x7e]*$/.test(name)) {
+    throw new ReplyError(
+      "ERR Client names cannot contain spaces, newlines or special characters.",
+    );
+  }
+  return name;
+}
+
+function client(ctx: CommandContext, args: Uint8Array[]): void {
+  const sub = argWord(args[1]);
+  const s = ctx.session;
+  if (sub === "SETNAME" && args.length === 3) {
+    s.name = checkName(argText(args[2]));
+    ctx.out.simple("OK");
+  } else if (sub === "GETNAME" && args.length === 2) {
+    if (s.name === "") ctx.out.nil();
+    else ctx.out.bulk(s.name);
+  } else if (sub === "ID" && args.length === 2) {
+    ctx.out.integer(s.id);
+  } else if (sub === "INFO" && args.length === 2) {
+    ctx.out.bulk(`id=${s.id} addr=${s.remoteAddr} name=${s.name} db=0 resp=2\n`);
+  } else if (sub === "SETINFO" && args.length === 4) {
+    ctx.out.simple("OK");
+  } else {
+    throw new ReplyError(`ERR unknown subcommand '${argText(args[1])}'. Try CLIENT HELP.`);
+  }
+}
+
+function commandInfo(ctx: CommandContext, spec: CommandSpec): void {
+  const keyless = serverNames.has(spec.name) ||
+    ["scan", "keys", "dbsize"].includes(spec.name);
+  const [first, last, step] = keyless ? [0, 0, 0] : keyPositions[spec.name] ?? [1, 1, 1];
+  ctx.out.arrayHeader(6).bulk(spec.name).integer(spec.arity);
+  ctx.out.arrayHeader(1).simple(spec.write ? "write" : "readonly");
+  ctx.out.integer(first).integer(last).integer(step);
+}
+
+function command(ctx: CommandContext, args: Uint8Array[]): void {
+  const sub = args.length > 1 ? argWord(args[1]) : "";
+  if (sub === "") {
+    ctx.out.arrayHeader(ctx.table.size);
+    for (const spec of ctx.table.values()) commandInfo(ctx, spec);
+  } else if (sub === "COUNT") {
+    ctx.out.integer(ctx.table.size);
+  } else if (sub === "DOCS") {
+    // No documentation yet: an empty map (a flat array in RESP2) is a valid answer.
+    ctx.out.arrayHeader(0);
+  } else if (sub === "INFO") {
+    const names = args.length > 2 ? args.slice(2).map((a) => argText(a).toLowerCase()) : [
+      ...ctx.table.keys(),
+    ];
+    ctx.out.arrayHeader(names.length);
+    for (const n of names) {
+      const spec = ctx.table.get(n);
+      if (spec) commandInfo(ctx, spec);
+      else ctx.out.nilArray();
+    }
+  } else {
+    throw new ReplyError(`ERR unknown subcommand '${argText(args[1])}'. Try COMMAND HELP.`);
+  }
+}
+
+async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const wanted = new Set(args.slice(1).map((a) => argText(a).toLowerCase()));
+  const all = wanted.size === 0 || wanted.has("all") || wanted.has("everything") ||
+    wanted.has("default");
+  const st = ctx.store.node.status();
+  const sections: string[] = [];
+  if (all || wanted.has("server")) {
+    sections.push([
+      "# Server",
+      `redis_version:${compatibleRedisVersion}`,
+      `rustkvd_version:${rustkvdVersion}`,
+      "redis_mode:standalone",
+      `process_id:${Deno.pid}`,
+      `tcp_port:${ctx.respAddr.replace(/^.*:/, "")}`,
+      `node_id:${st.nodeId}`,
+      `cluster_id:${st.clusterId}`,
+    ].join("\r\n"));
+  }
+  if (all || wanted.has("replication")) {
+    const leader = st.role === "leader";
+    const lines = [
+      "# Replication",
+      `role:${leader ? "master" : "slave"}`,
+      `raft_role:${st.role}`,
+      `raft_term:${st.term}`,
+      `leader_id:${st.leaderId}`,
+      `leader_addr:${st.leaderAddr}`,
+      `commit_index:${st.commitIndex}`,
+      `applied_index:${st.appliedIndex}`,
+      `revision:${st.revision}`,
+    ];
+    if (leader) {
+      const others = st.members.filter((m) => m.id !== st.nodeId);
+      lines.push(`connected_slaves:${others.length}`);
+      others.forEach((m, i) =>
+        lines.push(`slave${i}:id=${m.id},addr=${m.addr},offset=${m.matchIndex}`)
+      );
+    } else {
+      lines.push(`master_link_status:${st.leaderId ? "up" : "down"}`);
+    }
+    sections.push(lines.join("\r\n"));
+  }
+  if (all || wanted.has("keyspace")) {
+    const n = await countKeys(ctx.store, "serializable");
+    sections.push(["# Keyspace", ...(n > 0 ? [`db0:keys=${n},expires=0,avg_ttl=0`] : [])].join(
+      "\r\n",
+    ));
+  }
+  ctx.out.bulk(sections.join("\r\n\r\n") + "\r\n");
+}
+
+function role(ctx: CommandContext): void {
+  const st = ctx.store.node.status();
+  if (st.role === "leader") {
+    const others = st.members.filter((m) => m.id !== st.nodeId);
+    ctx.out.arrayHeader(3).bulk("master").integer(st.appliedIndex).arrayHeader(others.length);
+    for (const m of others) {
+      const [host, port] = [m.addr.replace(/:\d+$/, ""), m.addr.replace(/^.*:/, "")];
+      ctx.out.bulkArray([host, port, String(m.matchIndex)]);
+    }
+    return;
+  }
+  const addr = st.leaderAddr;
+  ctx.out.arrayHeader(5).bulk("slave").bulk(addr.replace(/:\d+$/, ""))
+    .integer(Number(addr.replace(/^.*:/, "")) || 0)
+    .bulk(st.leaderId ? "connected" : "connect").integer(st.appliedIndex);
+}
+
+/** The connection and server commands of the table. */
+export const serverCommands: CommandSpec[] = [
+  {
+    name: "ping",
+    arity: -1,
+    write: false,
+    overlap: "read",
+    handler: (c, a) => {
+      if (a.length > 2) throw new ReplyError("ERR wrong number of arguments for 'ping' command");
+      if (a.length === 2) c.out.bulk(a[1]);
+      else c.out.simple("PONG");
+    },
+  },
+  {
+    name: "echo",
+    arity: 2,
+    write: false,
+    handler: (c, a) => void c.out.bulk(a[1]),
+    overlap: "read",
+  },
+  {
+    name: "quit",
+    arity: -1,
+    write: false,
+    handler: (c) => {
+      c.out.simple("OK");
+      return "close";
+    },
+  },
+  {
+    name: "select",
+    arity: 2,
+    write: false,
+    handler: (c, a) => {
+      if (argText(a[1]) !== "0") throw new ReplyError("ERR DB index is out of range");
+      c.out.simple("OK");
+    },
+  },
+  { name: "hello", arity: -1, write: false, handler: hello },
+  { name: "client", arity: -2, write: false, handler: client },
+  { name: "command", arity: -1, write: false, handler: command },
+  { name: "info", arity: -1, write: false, handler: info },
+  {
+    name: "config",
+    arity: -2,
+    write: false,
+    handler: (c, a) => {
+      // Nothing is configurable over RESP; clients (redis-benchmark) probe CONFIG GET at start.
+      if (argWord(a[1]) !== "GET") {
+        throw new ReplyError("ERR CONFIG supports only GET here, and reports no parameters");
+      }
+      c.out.arrayHeader(0);
+    },
+  },
+  { name: "role", arity: 1, write: false, handler: role },
+  {
+    name: "readonly",
+    arity: 1,
+    write: false,
+    handler: (c) => {
+      c.session.consistency = "serializable";
+      c.out.simple("OK");
+    },
+  },
+  {
+    name: "readwrite",
+    arity: 1,
+    write: false,
+    handler: (c) => {
+      c.session.consistency = "linearizable";
+      c.out.simple("OK");
+    },
+  },
+];
+
+const serverNames = new Set(serverCommands.map((s) => s.name));

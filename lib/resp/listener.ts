@@ -1,0 +1,85 @@
+/**
+ * The RESP listener of a node (`--resp-addr`): accepts connections on
+ * Deno.listen, bounds how many are open (maxRespConnections), serves each
+ * with `serveConnection`, and closes them all on shutdown.
+ *
+ * @module
+ */
+
+import { maxRespConnections } from "../common/limits.ts";
+import type { KVNode } from "../node/kv_node.ts";
+import { buildTable } from "./command_table.ts";
+import { keyCommands } from "./commands_keys.ts";
+import { serverCommands } from "./commands_server.ts";
+import { stringCommands } from "./commands_strings.ts";
+import { serveConnection } from "./connection.ts";
+import { Session } from "./session.ts";
+import { RespStore } from "./store.ts";
+
+/** Every RESP command this node serves. */
+export const respCommandTable = buildTable([...serverCommands, ...stringCommands, ...keyCommands]);
+
+/** A running RESP listener. */
+export interface RespServer extends AsyncDisposable {
+  /** The bound port (useful when the address asked for port 0). */
+  port: number;
+  /** Stops accepting, closes every connection and waits for their handlers. */
+  close(): Promise<void>;
+}
+
+/** Starts serving RESP on `addr` (host:port) for `node`. */
+export function startRespServer(node: KVNode, addr: string): RespServer {
+  const colon = addr.lastIndexOf(":");
+  const hostname = addr.slice(0, colon).replace(/^\[|\]$/g, "");
+  const listener = Deno.listen({ hostname, port: Number(addr.slice(colon + 1)) });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const store = new RespStore(node);
+  const conns = new Set<Deno.TcpConn>();
+  const handlers = new Set<Promise<void>>();
+  const base = { store, log: node.log, table: respCommandTable, respAddr: `${hostname}:${port}` };
+  const refused = new TextEncoder().encode("-ERR max number of clients reached\r\n");
+
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      if (conns.size >= maxRespConnections) {
+        conn.write(refused).catch(() => {}).finally(() => {
+          try {
+            conn.close();
+          } catch { /* closed */ }
+        });
+        continue;
+      }
+      const remote = conn.remoteAddr as Deno.NetAddr;
+      conns.add(conn);
+      const session = new Session(`${remote.hostname}:${remote.port}`);
+      const h = serveConnection(conn, { ...base, session }).finally(() => {
+        conns.delete(conn);
+        handlers.delete(h);
+      });
+      handlers.add(h);
+    }
+  })().catch((e) => {
+    if (!(e instanceof Deno.errors.BadResource)) {
+      node.log.error("RESP listener stopped", { error: (e as Error).message });
+    }
+  });
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      try {
+        listener.close();
+      } catch { /* closed */ }
+      await accepting;
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await Promise.allSettled([...handlers]);
+      store.close();
+    })();
+    return closing;
+  };
+  return { port, close, [Symbol.asyncDispose]: close };
+}

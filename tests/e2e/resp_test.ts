@@ -1,0 +1,403 @@
+/**
+ * The RESP listener against a real 3-node cluster (issue "RESP fast path"):
+ * every implemented command's reply, a pipeline of 1,000 commands answered
+ * in order, NX and INCR races decided once, TTL expiry, SCAN visiting every
+ * key exactly once while keys are added, writes on the leader readable on
+ * followers with linearizable reads, writes sent to a follower forwarded
+ * and applied once, protocol errors that close only the offending
+ * connection. Uses the minimal client in tests/resp/resp_client.ts.
+ */
+import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
+import { freePort, TestCluster } from "./cluster.ts";
+import { type Reply, RespTestClient } from "../resp/resp_client.ts";
+
+function isError(r: Reply, pattern: RegExp): boolean {
+  return typeof r === "object" && r !== null && "error" in r && pattern.test(r.error);
+}
+
+Deno.test("RESP listener on a 3-node cluster", async (t) => {
+  const respPorts = new Map<string, number>();
+  await using cluster = await TestCluster.start(3, {
+    nodeArgs: (id) => {
+      const port = freePort();
+      respPorts.set(id, port);
+      return ["--resp-addr", `127.0.0.1:${port}`];
+    },
+  });
+  let leaderId = await cluster.waitForLeader();
+  let followerIds = cluster.nodes.map((n) => n.id).filter((id) => id !== leaderId);
+  const clients: RespTestClient[] = [];
+  const connect = async (id: string) => {
+    const c = await RespTestClient.connect(`127.0.0.1:${respPorts.get(id)}`);
+    clients.push(c);
+    return c;
+  };
+  try {
+    let leader = await connect(leaderId);
+    let follower = await connect(followerIds[0]);
+    /**
+     * Re-resolves the roles before a step: on 2 busy cores an event-loop stall can move
+     * leadership, and steps that assert leader-only behaviour must talk to the current one.
+     */
+    const refresh = async () => {
+      const id = await cluster.waitForLeader(15_000);
+      if (id === leaderId) return;
+      leaderId = id;
+      followerIds = cluster.nodes.map((n) => n.id).filter((x) => x !== id);
+      leader = await connect(leaderId);
+      follower = await connect(followerIds[0]);
+    };
+
+    await t.step("connection and server commands", async () => {
+      await refresh();
+      assertEquals(await leader.call("PING"), "PONG");
+      assertEquals(await leader.call("PING", "hi"), "hi");
+      assertEquals(await leader.call("ECHO", "a\r\nb"), "a\r\nb");
+      assertEquals(await leader.call("SELECT", "0"), "OK");
+      assertTrue(isError(await leader.call("SELECT", "1"), /^ERR DB index/), "SELECT 1");
+      const hello = await leader.call("HELLO", "2") as Reply[];
+      assertEquals(hello.slice(0, 6), ["server", "redis", "version", "7.0.0", "proto", 2]);
+      assertEquals(hello[11], "master");
+      assertTrue(isError(await leader.call("HELLO", "3"), /^NOPROTO/), "HELLO 3");
+      assertEquals(await leader.call("CLIENT", "GETNAME"), null);
+      assertEquals(await leader.call("CLIENT", "SETNAME", "tester"), "OK");
+      assertEquals(await leader.call("CLIENT", "GETNAME"), "tester");
+      assertEquals(typeof await leader.call("CLIENT", "ID"), "number");
+      const count = await leader.call("COMMAND", "COUNT") as number;
+      assertTrue(count >= 35, `COMMAND COUNT ${count}`);
+      assertEquals(await leader.call("COMMAND", "DOCS"), []);
+      const infoGet = await leader.call("COMMAND", "INFO", "get") as Reply[][];
+      assertEquals(infoGet[0].slice(0, 2), ["get", 2]);
+      assertEquals((await leader.call("COMMAND") as Reply[]).length, count);
+      const info = await leader.call("INFO") as string;
+      assertTrue(info.includes("# Server") && info.includes("role:master"), info);
+      assertTrue(info.includes(`leader_id:${leaderId}`), info);
+      const finfo = await follower.call("INFO", "replication") as string;
+      assertTrue(finfo.includes("role:slave") && !finfo.includes("# Server"), finfo);
+      assertEquals((await leader.call("ROLE") as Reply[])[0], "master");
+      assertEquals((await follower.call("ROLE") as Reply[])[0], "slave");
+      assertTrue(
+        isError(
+          await leader.call("NOPE", "a", "b"),
+          /^ERR unknown command 'NOPE', with args beginning with: 'a' 'b'$/,
+        ),
+        "unknown",
+      );
+      assertTrue(
+        isError(await leader.call("GET"), /^ERR wrong number of arguments for 'get' command$/),
+        "arity",
+      );
+      assertEquals(await leader.call("READONLY"), "OK");
+      assertEquals(await leader.call("READWRITE"), "OK");
+    });
+
+    await t.step("string commands", async () => {
+      await refresh();
+      assertEquals(await leader.call("SET", "s:a", "1"), "OK");
+      assertEquals(await leader.call("GET", "s:a"), "1");
+      assertEquals(await leader.call("GET", "s:missing"), null);
+      assertEquals(await leader.call("SET", "s:a", "2", "NX"), null);
+      assertEquals(await leader.call("SET", "s:b", "2", "XX"), null);
+      assertEquals(await leader.call("SET", "s:a", "3", "XX"), "OK");
+      assertEquals(await leader.call("SET", "s:a", "4", "GET"), "3");
+      assertEquals(await leader.call("SET", "s:new", "x", "NX", "GET"), null);
+      assertEquals(await leader.call("GET", "s:new"), "x");
+      assertTrue(
+        isError(await leader.call("SET", "s:a", "1", "NX", "XX"), /syntax error/),
+        "NX XX",
+      );
+      assertTrue(
+        isError(await leader.call("SET", "s:a", "1", "EX", "0"), /invalid expire/),
+        "EX 0",
+      );
+      assertEquals(await leader.call("SETNX", "s:a", "9"), 0);
+      assertEquals(await leader.call("SETNX", "s:c", "9"), 1);
+      assertEquals(await leader.call("GETSET", "s:c", "10"), "9");
+      assertEquals(await leader.call("GETSET", "s:d", "1"), null);
+      assertEquals(await leader.call("MSET", "m:1", "a", "m:2", "b"), "OK");
+      assertEquals(await leader.call("MGET", "m:1", "m:x", "m:2"), ["a", null, "b"]);
+      assertTrue(isError(await leader.call("MSET", "m:1"), /wrong number/), "MSET arity");
+      assertEquals(await leader.call("INCR", "n"), 1);
+      assertEquals(await leader.call("INCRBY", "n", "41"), 42);
+      assertEquals(await leader.call("DECR", "n"), 41);
+      assertEquals(await leader.call("DECRBY", "n", "50"), -9);
+      assertTrue(isError(await leader.call("INCR", "s:new"), /not an integer/), "INCR text");
+      assertEquals(await leader.call("SET", "big", "9223372036854775807"), "OK");
+      assertTrue(isError(await leader.call("INCR", "big"), /overflow/), "overflow");
+      assertEquals(await leader.call("APPEND", "ap", "foo"), 3);
+      assertEquals(await leader.call("APPEND", "ap", "bar"), 6);
+      assertEquals(await leader.call("GET", "ap"), "foobar");
+      assertEquals(await leader.call("STRLEN", "ap"), 6);
+      assertEquals(await leader.call("STRLEN", "nokey"), 0);
+      assertTrue(isError(await leader.call("SET", "\0sys", "x"), /^ERR .*reserved/), "reserved");
+    });
+
+    await t.step("VGET reads a key as of a past version", async () => {
+      await refresh();
+      assertEquals(await leader.call("SET", "v:k", "old"), "OK");
+      const info = await leader.call("INFO", "replication") as string;
+      const revision = Number(/revision:(\d+)/.exec(info)![1]);
+      assertEquals(await leader.call("SET", "v:k", "new"), "OK");
+      assertEquals(await leader.call("VGET", "v:k", String(revision)), "old");
+      assertEquals(await leader.call("GET", "v:k"), "new");
+      assertTrue(isError(await leader.call("VGET", "v:k", "999999999"), /newer/), "future");
+    });
+
+    await t.step("key commands and TTL expiry", async () => {
+      await refresh();
+      assertEquals(await leader.call("EXISTS", "s:a", "s:a", "nokey"), 2);
+      assertEquals(await leader.call("DEL", "s:a", "nokey"), 1);
+      assertEquals(await leader.call("UNLINK", "s:c"), 1);
+      assertEquals(await leader.call("EXISTS", "s:a"), 0);
+      assertEquals(await leader.call("TTL", "nokey"), -2);
+      assertEquals(await leader.call("TTL", "ap"), -1);
+      assertEquals(await leader.call("EXPIRE", "ap", "100"), 1);
+      const ttl = await leader.call("TTL", "ap") as number;
+      assertTrue(ttl > 95 && ttl <= 100, `TTL ${ttl}`);
+      assertEquals(await leader.call("EXPIRE", "ap", "50", "GT"), 0);
+      assertEquals(await leader.call("GET", "ap"), "foobar");
+      assertEquals(await leader.call("PERSIST", "ap"), 1);
+      assertEquals(await leader.call("PERSIST", "ap"), 0);
+      assertEquals(await leader.call("TTL", "ap"), -1);
+      assertEquals(await leader.call("EXPIRE", "nokey", "10"), 0);
+      assertEquals(await leader.call("SET", "t:1", "v", "PX", "400"), "OK");
+      assertEquals(await leader.call("SET", "t:2", "v", "EX", "100"), "OK");
+      assertEquals(await leader.call("PEXPIRE", "t:2", "300"), 1);
+      const pttl = await leader.call("PTTL", "t:1") as number;
+      assertTrue(pttl > 0 && pttl <= 400, `PTTL ${pttl}`);
+      assertEquals(await leader.call("SET", "t:3", "v", "PXAT", String(Date.now() + 300)), "OK");
+      assertEquals(await leader.call("SET", "t:3", "w", "KEEPTTL"), "OK");
+      assertTrue((await leader.call("PTTL", "t:3") as number) > 0, "KEEPTTL kept the TTL");
+      const deadline = Date.now() + 5_000;
+      let left: Reply[] = [];
+      while (Date.now() < deadline) {
+        left = await leader.call("MGET", "t:1", "t:2", "t:3") as Reply[];
+        if (left.every((v) => v === null)) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assertEquals(left, [null, null, null]);
+      assertEquals(await leader.call("TTL", "t:1"), -2);
+      assertEquals(await leader.call("EXISTS", "t:1", "t:2", "t:3"), 0);
+    });
+
+    await t.step("a pipeline of 1,000 commands is answered in order", async () => {
+      await refresh();
+      const commands = Array.from(
+        { length: 1000 },
+        (_, i) => i % 2 === 0 ? ["INCR", "pipe:n"] : ["ECHO", `e${i}`],
+      );
+      const replies = await leader.pipeline(commands);
+      assertEquals(replies.length, 1000);
+      for (let i = 0; i < 1000; i++) {
+        assertEquals(replies[i], i % 2 === 0 ? i / 2 + 1 : `e${i}`, `reply ${i}`);
+      }
+    });
+
+    await t.step("pipelined writes and reads keep their order", async () => {
+      await refresh();
+      const commands: string[][] = [];
+      for (let i = 0; i < 500; i++) commands.push(["SET", "order:k", `v${i}`]);
+      commands.push(["GET", "order:k"]);
+      for (let i = 0; i < 200; i++) {
+        commands.push(["SET", `order:${i}`, `a${i}`], ["GET", `order:${i}`]);
+      }
+      commands.push(["SET", "order:nx", "1", "NX"], ["SET", "order:nx", "2", "NX"], [
+        "DEL",
+        "order:nx",
+      ]);
+      const replies = await leader.pipeline(commands);
+      for (let i = 0; i < 500; i++) assertEquals(replies[i], "OK");
+      assertEquals(replies[500], "v499");
+      for (let i = 0; i < 200; i++) {
+        assertEquals(replies[501 + 2 * i], "OK");
+        assertEquals(replies[502 + 2 * i], `a${i}`);
+      }
+      assertEquals(replies.slice(901), ["OK", null, 1]);
+      assertEquals(await follower.call("GET", "order:k"), "v499");
+    });
+
+    await t.step("large pipelined replies are flushed in parts and arrive whole", async () => {
+      await refresh();
+      const value = "v".repeat(64 * 1024);
+      assertEquals(await leader.call("SET", "large:k", value), "OK");
+      const replies = await leader.pipeline(
+        Array.from(
+          { length: 100 },
+          (_, i) => i % 10 === 9 ? ["STRLEN", "large:k"] : ["GET", "large:k"],
+        ),
+      );
+      for (let i = 0; i < 50; i++) {
+        if (i % 10 === 9) assertEquals(replies[i], value.length);
+        else assertTrue(replies[i] === value, `reply ${i}`);
+      }
+    });
+
+    await t.step("SET NX races between two connections are decided once", async () => {
+      await refresh();
+      const a = await connect(leaderId);
+      const b = await connect(followerIds[1]);
+      const keys = Array.from({ length: 20 }, (_, i) => `race:${i}`);
+      const [ra, rb] = await Promise.all([
+        a.pipeline(keys.map((k) => ["SET", k, "a", "NX"])),
+        b.pipeline(keys.map((k) => ["SET", k, "b", "NX"])),
+      ]);
+      for (let i = 0; i < keys.length; i++) {
+        const winners = [ra[i], rb[i]].filter((r) => r === "OK").length;
+        assertEquals(winners, 1, `${keys[i]}: ${JSON.stringify([ra[i], rb[i]])}`);
+        assertEquals(await leader.call("GET", keys[i]), ra[i] === "OK" ? "a" : "b");
+      }
+      // INCR from two nodes at once: no lost update.
+      await Promise.all([a, b].map(async (c) => {
+        for (let i = 0; i < 25; i++) await c.call("INCR", "race:counter");
+      }));
+      assertEquals(await leader.call("GET", "race:counter"), "50");
+    });
+
+    await t.step("SCAN visits every key exactly once while keys are added", async () => {
+      await refresh();
+      const pairs: string[] = [];
+      for (let i = 0; i < 250; i++) pairs.push(`scan:${String(i).padStart(3, "0")}`, "v");
+      assertEquals(await leader.call("MSET", ...pairs), "OK");
+      const writer = await connect(leaderId);
+      let adding = true;
+      const added = (async () => {
+        for (let i = 0; adding && i < 200; i++) await writer.call("SET", `scan:new:${i}`, "v");
+      })();
+      const seen = new Map<string, number>();
+      let cursor = "0";
+      let rounds = 0;
+      do {
+        const [next, keys] = await follower.call(
+          "SCAN",
+          cursor,
+          "MATCH",
+          "scan:[0-9]*",
+          "COUNT",
+          "17",
+        ) as [string, string[]];
+        for (const k of keys) seen.set(k, (seen.get(k) ?? 0) + 1);
+        cursor = next;
+      } while (cursor !== "0" && ++rounds < 1_000);
+      adding = false;
+      await added;
+      assertEquals(seen.size, 250);
+      assertTrue([...seen.values()].every((n) => n === 1), "every key once");
+      const all = await leader.call("KEYS", "scan:0*") as string[];
+      assertEquals(all.length, 100);
+      assertEquals(all[0], "scan:000");
+      const dbsize = await leader.call("DBSIZE") as number;
+      assertTrue(dbsize >= 250, `DBSIZE ${dbsize}`);
+    });
+
+    await t.step("writes on the leader are read linearizably on followers", async () => {
+      await refresh();
+      const f2 = await connect(followerIds[1]);
+      for (let i = 0; i < 20; i++) {
+        assertEquals(await leader.call("SET", "lin:k", `v${i}`), "OK");
+        assertEquals(await f2.call("GET", "lin:k"), `v${i}`);
+        assertEquals(await follower.call("GET", "lin:k"), `v${i}`);
+      }
+    });
+
+    await t.step("a write sent to a follower is forwarded and lands once", async () => {
+      await refresh();
+      assertEquals(await follower.call("SET", "fw:k", "1"), "OK");
+      assertEquals(await leader.call("GET", "fw:k"), "1");
+      assertEquals(await follower.call("INCR", "fw:n"), 1);
+      assertEquals(await follower.call("INCR", "fw:n"), 2);
+      assertEquals(await leader.call("GET", "fw:n"), "2");
+      assertEquals(await follower.call("SET", "fw:k", "2", "NX"), null);
+      assertEquals(await follower.call("DEL", "fw:k"), 1);
+      assertEquals(await leader.call("EXISTS", "fw:k"), 0);
+      const mset = await follower.call("MSET", "fw:a", "1");
+      assertTrue(
+        isError(mset, new RegExp(`^READONLY .*leader is ${leaderId}`)),
+        JSON.stringify(mset),
+      );
+    });
+
+    await t.step("READONLY serves serializable reads", async () => {
+      await refresh();
+      const r = await connect(followerIds[0]);
+      assertEquals(await r.call("READONLY"), "OK");
+      assertEquals(await leader.call("SET", "ro:k", "x"), "OK");
+      const deadline = Date.now() + 5_000;
+      let v: Reply = null;
+      while (Date.now() < deadline && (v = await r.call("GET", "ro:k")) !== "x") {
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      assertEquals(v, "x");
+    });
+
+    await t.step("a protocol error is answered and closes only that connection", async () => {
+      await refresh();
+      const bad = await connect(leaderId);
+      await bad.writeRaw("PING\r\n*1\r\n$-5\r\n");
+      assertEquals(await bad.read(), "PONG");
+      assertTrue(isError(await bad.read(), /^ERR Protocol error: invalid bulk length/), "error");
+      assertTrue(await bad.closedByServer(), "closed");
+      const garbage = await connect(leaderId);
+      await garbage.writeRaw("*2\r\n$3\r\nGET\r\n+nope\r\n");
+      assertTrue(isError(await garbage.read(), /^ERR Protocol error: expected '\$'/), "garbage");
+      assertTrue(await garbage.closedByServer(), "closed");
+      const big = "x".repeat(1024 * 1024 + 1);
+      assertTrue(
+        isError(await leader.call("SET", "big:v", big), /^ERR value is .* over the limit/),
+        "value",
+      );
+      assertTrue(
+        isError(await leader.call("SET", "k".repeat(4097), "v"), /^ERR key is .* over/),
+        "key",
+      );
+      const huge = await connect(leaderId);
+      await huge.writeRaw(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${2 * 1024 * 1024}\r\n`);
+      assertTrue(isError(await huge.read(), /^ERR Protocol error: invalid bulk length/), "bulk");
+      assertTrue(await huge.closedByServer(), "closed");
+      const inline = await connect(leaderId);
+      await inline.writeRaw('SET inline:k "a b"\r\nGET inline:k\r\n\r\nQUIT\r\n');
+      assertEquals(await inline.read(), "OK");
+      assertEquals(await inline.read(), "a b");
+      assertEquals(await inline.read(), "OK");
+      assertTrue(await inline.closedByServer(), "QUIT closes");
+      assertEquals(await leader.call("PING"), "PONG");
+    });
+
+    await t.step("a linearizable GET on a paused old leader never returns stale data", async () => {
+      await refresh();
+      const old = await connect(leaderId);
+      assertEquals(await old.call("SET", "pause:k", "before"), "OK");
+      await cluster.node(leaderId).signal("SIGSTOP");
+      try {
+        const newLeader = await cluster.waitForLeader(15_000, followerIds);
+        const fresh = await connect(newLeader);
+        assertEquals(await fresh.call("SET", "pause:k", "after"), "OK");
+        // Sent while the old leader is stopped: it is read when the process wakes up.
+        await old.writeRaw("*2\r\n$3\r\nGET\r\n$7\r\npause:k\r\n");
+      } finally {
+        await cluster.node(leaderId).signal("SIGCONT");
+      }
+      const r = await old.read();
+      assertTrue(
+        r === "after" || isError(r, /^(ERR|CLUSTERDOWN)/),
+        `stale read: ${JSON.stringify(r)}`,
+      );
+    });
+
+    await t.step("a write acknowledged over RESP survives kill -9 of the leader", async () => {
+      const current = await cluster.waitForLeader(15_000);
+      const c = await connect(current);
+      assertEquals(await c.call("SET", "durable:k", "kept"), "OK");
+      assertEquals(await c.call("INCR", "durable:n"), 1);
+      await cluster.node(current).kill();
+      const survivors = cluster.nodes.map((n) => n.id).filter((id) => id !== current);
+      const next = await cluster.waitForLeader(15_000, survivors);
+      const d = await connect(next);
+      assertEquals(await d.call("GET", "durable:k"), "kept");
+      assertEquals(await d.call("GET", "durable:n"), "1");
+      const other = await connect(survivors.find((id) => id !== next)!);
+      assertEquals(await other.call("GET", "durable:k"), "kept");
+    });
+  } finally {
+    for (const c of clients) c.close();
+  }
+});
