@@ -4,7 +4,8 @@
  * node2 joins through node1, node3 through node1 and node2 (a joiner retries
  * until its peers answer, so all three start at once). Output lines are
  * prefixed with the node id; Ctrl-C stops all three and waits for them to
- * exit. A second run reuses ./data and restarts the same cluster.
+ * exit. A second run reuses ./data and restarts the same cluster. Each node
+ * also serves the Redis protocol (RESP2) on 127.0.0.1:6381-6383.
  *
  * Extra flags are passed to every node (for example `--log-level debug`).
  *
@@ -12,9 +13,9 @@
  */
 
 const nodes = [
-  { id: "node1", port: 7001 },
-  { id: "node2", port: 7002 },
-  { id: "node3", port: 7003 },
+  { id: "node1", port: 7001, respPort: 6381 },
+  { id: "node2", port: 7002, respPort: 6382 },
+  { id: "node3", port: 7003, respPort: 6383 },
 ];
 const serverEntry = new URL("../server.ts", import.meta.url).pathname;
 const colors = ["\x1b[36m", "\x1b[35m", "\x1b[33m"];
@@ -56,6 +57,8 @@ for (const [i, node] of nodes.entries()) {
     "--data-dir",
     `./data/${node.id}`,
     ...(i === 0 ? [] : ["--peers", nodes.slice(0, i).map((n) => `localhost:${n.port}`).join(",")]),
+    "--resp-addr",
+    `127.0.0.1:${node.respPort}`,
     ...Deno.args,
   ];
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "piped" })
@@ -67,6 +70,11 @@ for (const [i, node] of nodes.entries()) {
 }
 console.log(
   `cluster: ${nodes.map((n) => `${n.id}=127.0.0.1:${n.port}`).join(" ")} (Ctrl-C stops all)`,
+);
+console.log(
+  `cluster: Redis protocol (RESP2) on ${
+    nodes.map((n) => `${n.id}=127.0.0.1:${n.respPort}`).join(" ")
+  } (try: redis-cli -p ${nodes[0].respPort})`,
 );
 
 let stopping = false;
