@@ -98,6 +98,11 @@ export interface KVNodeOptions {
    * dir is new and --peers is given); the server layer supplies it.
    */
   join?: (config: NodeConfig) => Promise<JoinResult>;
+  /**
+   * The cluster id of the nodes at `config.peers` (undefined: none answered),
+   * asked when a node with existing data is started with --peers.
+   */
+  clusterIdOfPeers?: (config: NodeConfig) => Promise<string | undefined>;
 }
 
 /** Status as NodeStatus reports it. */
@@ -338,6 +343,16 @@ export class KVNode {
       throw new StartupError(
         `data dir ${config.dataDir} belongs to node ${identity.nodeId}, not ${config.nodeId}; use that --node-id or another --data-dir`,
       );
+    }
+    if (identity && config.peers.length > 0 && opts.clusterIdOfPeers) {
+      const theirs = await opts.clusterIdOfPeers(config);
+      if (theirs !== undefined && theirs !== identity.clusterId) {
+        throw new StartupError(
+          `data dir ${config.dataDir} belongs to cluster ${identity.clusterId}, but --peers ${
+            config.peers.join(",")
+          } are cluster ${theirs}; start with an empty --data-dir to join that cluster`,
+        );
+      }
     }
     if (!identity) {
       if (config.peers.length > 0) {

@@ -57,3 +57,25 @@ export async function joinThroughPeers(
     } s: ${lastReason}`,
   );
 }
+
+/** How long a restarting node waits for a --peers answer before starting anyway. */
+const peerCheckTimeoutMs = 3_000;
+
+/**
+ * The cluster id the nodes at `config.peers` report, or undefined when none
+ * answers in time (a whole cluster restarting must not wait on itself).
+ * Lets a node whose data dir belongs to another cluster refuse to start.
+ */
+export async function clusterIdOfPeers(config: NodeConfig): Promise<string | undefined> {
+  // Never closed, like the join client (KVClientOptions.neverIdle).
+  const client = new KVClient({
+    endpoints: config.peers,
+    timeoutMs: peerCheckTimeoutMs,
+    neverIdle: true,
+  });
+  try {
+    return (await client.status()).clusterId || undefined;
+  } catch {
+    return undefined;
+  }
+}

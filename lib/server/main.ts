@@ -10,7 +10,7 @@ import type { NodeConfig } from "./config.ts";
 import { KVNode, StartupError } from "../node/kv_node.ts";
 import { Logger } from "../node/logger.ts";
 import { startGrpcServer } from "./grpc_server.ts";
-import { joinThroughPeers } from "./join.ts";
+import { clusterIdOfPeers, joinThroughPeers } from "./join.ts";
 import { isKVError } from "../common/errors.ts";
 import { type RespServer, startRespServer } from "../resp/listener.ts";
 
@@ -30,6 +30,7 @@ export async function runServer(config: NodeConfig): Promise<number> {
   try {
     node = await KVNode.start(config, {
       log,
+      clusterIdOfPeers,
       join: (c) =>
         joinThroughPeers(c, (reason) => log.info("waiting for --peers to accept us", { reason })),
       onFatal: (e) => {

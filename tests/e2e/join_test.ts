@@ -146,7 +146,12 @@ Deno.test({
           c.close();
         }
       };
-      assertEquals(await healthOf(nodes[2], "node2"), "healthy");
+      // node2 was just restarted: node3 calls it healthy once its keep-alives arrive.
+      await waitFor(
+        "node3 to hear from the restarted node2",
+        async () => (await healthOf(nodes[2], "node2")) === "healthy",
+        nodes,
+      );
       await nodes[1].kill();
       await waitFor(
         "node2 to show as down on node1 and node3",
@@ -187,6 +192,38 @@ Deno.test({
       assertEquals(clash.code, 1, err);
       assertTrue(err.includes("node2 is already a member at 127.0.0.1:" + p2), err);
       assertEquals((await client.memberList()).members.length, 3);
+
+      // A data dir from another cluster, started with --peers of this one, is refused.
+      const otherPort = freePort();
+      const other = new TestNode(
+        "lone",
+        otherPort,
+        `${root}/lone`,
+        serverArgs("lone", otherPort, root, []),
+      );
+      await other.start(30_000);
+      await other.stop();
+      const foreign = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-net",
+          "--allow-env",
+          "--allow-sys",
+          new URL("../../server.ts", import.meta.url).pathname,
+          ...serverArgs("lone", otherPort, root, [p1]),
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(20_000),
+      }).output();
+      const foreignErr = dec.decode(foreign.stderr);
+      assertEquals(foreign.code, 1, foreignErr);
+      assertTrue(
+        /belongs to cluster \w+, but --peers .* are cluster \w+/.test(foreignErr),
+        foreignErr,
+      );
     } finally {
       client.close();
       await Promise.all(nodes.map((n) => n.kill()));
