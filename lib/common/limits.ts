@@ -72,6 +72,11 @@ export const maxPendingReads = 65_536;
 export const snapshotChunkBytes = 1 * MiB;
 /** Raft: default number of log entries kept before a snapshot compacts the log. */
 export const defaultSnapshotEntries = 10_000;
+/**
+ * MVCC history kept by default: the leader compacts away versions older than
+ * the newest this many revisions (etcd's revision-mode auto-compaction); 0 keeps all.
+ */
+export const defaultHistoryRevisions = 100_000;
 
 /** Node: messages queued to one peer before new ones are dropped (Raft retries them). */
 export const maxPeerQueueMessages = 8_192;

@@ -18,7 +18,7 @@ import { type Clock, SystemClock } from "../common/clock.ts";
 import { compareBytes, prefixEnd } from "../common/bytes.ts";
 import { FutureVersionError, InvalidArgumentError, KVError } from "../common/errors.ts";
 import { systemRandom } from "../common/random.ts";
-import { defaultRequestTimeoutMs } from "../common/limits.ts";
+import { defaultHistoryRevisions, defaultRequestTimeoutMs } from "../common/limits.ts";
 import { encodeConfChange } from "../raft/codec.ts";
 import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
@@ -147,6 +147,8 @@ export class KVNode {
   readonly expiries = new ExpiryQueue();
   #expiryTimer: TimerHandle | undefined;
   #expiring = false;
+  #retentionTimer: TimerHandle | undefined;
+  #compacting = false;
   /** Join, add, remove and learner promotion (decided on the leader). */
   readonly membership: MembershipManager;
   #promotionTimer: TimerHandle | undefined;
@@ -447,6 +449,10 @@ export class KVNode {
     await node.#loadExpiries();
     replica.start();
     node.#expiryTimer = clock.setInterval(() => void node.#expireRound(), expiryCheckIntervalMs);
+    node.#retentionTimer = clock.setInterval(
+      () => void node.#retentionRound(),
+      retentionCheckIntervalMs,
+    );
     node.#keepAliveTimer = clock.setInterval(() => {
       for (const id of node.replica.members.keys()) node.transport.ping(id);
     }, keepAliveIntervalMs);
@@ -608,6 +614,31 @@ export class KVNode {
     return { kvs, more, version: at };
   }
 
+  /**
+   * On the leader: once history is longer than the retention window by a
+   * tenth of it, compacts it back to the window (one Raft entry, so every
+   * replica drops the same versions). Batching by a tenth keeps this to one
+   * compaction per window/10 writes.
+   */
+  async #retentionRound(): Promise<void> {
+    const keep = this.config.historyRevisions ?? defaultHistoryRevisions;
+    if (keep === 0 || this.#compacting || !this.replica.isLeader) return;
+    const revision = this.stateMachine.revision;
+    const target = revision - keep;
+    if (target < 1 || target - this.engine.compactedVersion < Math.max(1, Math.floor(keep / 10))) {
+      return;
+    }
+    this.#compacting = true;
+    try {
+      await this.compact(target);
+      this.log.info("compacted MVCC history", { revision: target, keep });
+    } catch (e) {
+      this.log.debug("history compaction deferred", { error: (e as Error).message });
+    } finally {
+      this.#compacting = false;
+    }
+  }
+
   /** Drops MVCC history older than `revision` on every replica (through Raft). */
   async compact(revision: number, timeoutMs?: number): Promise<number> {
     validateVersion(revision, "revision");
@@ -701,6 +732,7 @@ export class KVNode {
     this.#expiryTimer?.cancel();
     this.#promotionTimer?.cancel();
     this.#keepAliveTimer?.cancel();
+    this.#retentionTimer?.cancel();
     this.watches.closeAll("the node is shutting down; reconnect to resume");
     await this.replica.stop();
     for (const c of this.#retryCaptures.values()) c.release();
@@ -712,6 +744,9 @@ export class KVNode {
     this.log.info("stopped");
   }
 }
+
+/** How often the leader checks the MVCC history against its retention window. */
+const retentionCheckIntervalMs = 1_000;
 
 /** How often the leader looks for expired keys. */
 const expiryCheckIntervalMs = 100;

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import {
   defaultElectionMs,
   defaultHeartbeatMs,
+  defaultHistoryRevisions,
   defaultSnapshotEntries,
   defaultTickMs,
 } from "../common/limits.ts";
@@ -31,6 +32,8 @@ export interface NodeConfig {
   heartbeatMs: number;
   electionMs: number;
   snapshotEntries: number;
+  /** MVCC revisions kept for version reads (0 = all); older history is compacted by the leader. */
+  historyRevisions?: number;
   logLevel: LogLevel;
   /** Optional Redis-protocol listener (host:port). */
   respAddr: string | undefined;
@@ -61,6 +64,7 @@ OPTIONS:
   --election-ms <MS>        base election timeout (randomized to 2x)   [default: ${defaultElectionMs}]
   --tick-ms <MS>            Raft clock tick                             [default: ${defaultTickMs}]
   --snapshot-entries <N>    log entries kept before a snapshot          [default: ${defaultSnapshotEntries}]
+  --history-revisions <N>   MVCC revisions kept for version reads; 0 = all [default: ${defaultHistoryRevisions}]
   --resp-addr <HOST:PORT>   also serve the Redis protocol (RESP2) here  [default: off]
   --initial-cluster <ID=H:P,...>  start a static cluster (tests)
   --log-level <LEVEL>       debug | info | warn | error                 [default: info]
@@ -112,6 +116,7 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
         "node-id": { type: "string" },
         addr: { type: "string" },
         "advertise-addr": { type: "string" },
+        "history-revisions": { type: "string" },
         peers: { type: "string" },
         "data-dir": { type: "string" },
         "heartbeat-ms": { type: "string" },
@@ -191,6 +196,16 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
     100_000_000,
   );
   if (typeof snapshotEntries !== "number") return { kind: "error", message: snapshotEntries.error };
+  const historyRevisionsText = values["history-revisions"];
+  const historyRevisions = historyRevisionsText === "0" ? 0 : parsePositiveInt(
+    historyRevisionsText,
+    "--history-revisions",
+    defaultHistoryRevisions,
+    1_000_000_000_000,
+  );
+  if (typeof historyRevisions !== "number") {
+    return { kind: "error", message: historyRevisions.error };
+  }
 
   const logLevel = values["log-level"] ?? "info";
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
@@ -248,6 +263,7 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
       heartbeatMs,
       electionMs,
       snapshotEntries,
+      historyRevisions,
       logLevel: logLevel as LogLevel,
       respAddr,
       initialCluster,
