@@ -78,8 +78,6 @@ export const ExitCode = {
   notFound: 1,
   /** Bad flags or arguments. */
   usage: 2,
-  /** The feature is not built yet. */
-  unavailable: 3,
 } as const;
 
 const globalHelp = `GLOBAL OPTIONS:

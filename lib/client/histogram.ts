@@ -2,8 +2,9 @@
  * A latency histogram in the HDR style: log-linear buckets with a bounded
  * relative error (under 0.2 %), constant memory, O(1) record, and exact
  * merging, so percentiles stay correct whatever the spread of latencies.
- * Values are microseconds. (No well-kept HDR library is reachable without
- * JSR; this one is small enough to own and is tested against sorted data.)
+ * Values are microseconds. (npm's hdr-histogram-js would fit, but it is a
+ * runtime dependency for about a hundred lines we can own: the bench is part
+ * of the CLI binary, and this one is tested against sorted data.)
  *
  * @module
  */
