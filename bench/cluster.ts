@@ -341,6 +341,8 @@ export async function main(args: string[]): Promise<void> {
         "",
       ].join("\n"),
     );
+    // Formatted as the repository's `deno fmt --check` expects, so a fresh run can be committed.
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", path.pathname] }).output();
     console.log(`\nwrote ${path.pathname}`);
   }
 }
