@@ -14,6 +14,20 @@ import { KVClient } from "../../lib/client/kv_client.ts";
 
 const serverEntry = new URL("../../server.ts", import.meta.url).pathname;
 
+/** `deno` arguments that run server.ts with exactly the permissions the server needs. */
+export function serverDenoArgs(args: string[]): string[] {
+  return [
+    "run",
+    "--allow-read",
+    "--allow-write",
+    "--allow-net",
+    "--allow-env",
+    "--allow-sys",
+    serverEntry,
+    ...args,
+  ];
+}
+
 /** A free TCP port on 127.0.0.1 (bind port 0, read it, release it). */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -51,16 +65,7 @@ export class TestNode {
   async start(timeoutMs = 15_000): Promise<void> {
     if (this.process) throw new Error(`${this.id} already running`);
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        "--allow-write",
-        "--allow-net",
-        "--allow-env",
-        "--allow-sys",
-        serverEntry,
-        ...this.args,
-      ],
+      args: serverDenoArgs(this.args),
       env: this.env,
       stdout: "piped",
       stderr: "piped",

@@ -8,7 +8,7 @@
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
-import { freePort, TestNode } from "./cluster.ts";
+import { freePort, serverDenoArgs, TestNode } from "./cluster.ts";
 import { downAfterMs } from "../../lib/cluster/failure_detector.ts";
 
 const dec = new TextDecoder();
@@ -173,16 +173,7 @@ Deno.test({
       // Another process claiming node2's id under another address is refused.
       const clashPort = freePort();
       const clash = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-write",
-          "--allow-net",
-          "--allow-env",
-          "--allow-sys",
-          new URL("../../server.ts", import.meta.url).pathname,
-          ...serverArgs("node2", clashPort, `${root}/clash`, [p1]),
-        ],
+        args: serverDenoArgs(serverArgs("node2", clashPort, `${root}/clash`, [p1])),
         stdout: "piped",
         stderr: "piped",
         // Bounded: a refused join exits at once; a wrongly accepted one is killed here.
@@ -204,16 +195,7 @@ Deno.test({
       await other.start(30_000);
       await other.stop();
       const foreign = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-write",
-          "--allow-net",
-          "--allow-env",
-          "--allow-sys",
-          new URL("../../server.ts", import.meta.url).pathname,
-          ...serverArgs("lone", otherPort, root, [p1]),
-        ],
+        args: serverDenoArgs(serverArgs("lone", otherPort, root, [p1])),
         stdout: "piped",
         stderr: "piped",
         signal: AbortSignal.timeout(20_000),
