@@ -432,13 +432,15 @@ export class KVClient implements AsyncDisposable {
       pageSize?: number;
       keysOnly?: boolean;
       consistency?: Consistency;
+      /** Read as of this revision (MVCC time travel); 0 or unset = the first page's revision. */
+      version?: number;
     } = {},
   ): AsyncIterableIterator<KeyValue> {
     const prefix = opts.prefix === undefined ? undefined : toBytes(opts.prefix);
     let start = opts.start === undefined ? (prefix ?? new Uint8Array()) : toBytes(opts.start);
     let end = opts.end === undefined ? undefined : toBytes(opts.end);
     if (prefix) end = prefixEnd(prefix);
-    let version = 0;
+    let version = opts.version ?? 0;
     for (let page = 0; page < 1_000_000; page++) {
       const res = await this.scanPage({
         ...opts,

@@ -92,6 +92,80 @@ Deno.test({
   },
 });
 
+/** The error a promise rejects with (fails the test when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error("expected the call to fail");
+}
+
+Deno.test({
+  name:
+    "KV API: CAS, prev_kv, request ids, version reads, keys-only scans, NotLeader with its hint",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using cluster = await TestCluster.start(3);
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client();
+
+    // Compare-and-set: 0 means "must not exist"; a mismatch reports the current version.
+    const v1 = (await client.put("cas", "one", { ifVersion: 0 })).version;
+    const v2 = await client.put("cas", "two", { ifVersion: v1, prevKv: true });
+    assertEquals(v2.prev && dec.decode(v2.prev.value), "one");
+    const lost = await rejection(client.put("cas", "three", { ifVersion: v1 }));
+    assertEquals([lost.name, (lost as Msg).currentVersion], ["ConflictError", v2.version]);
+    assertEquals((await rejection(client.put("cas", "x", { ifVersion: 0 }))).name, "ConflictError");
+    const delLost = await rejection(client.delete("cas", { ifVersion: v1 }));
+    assertEquals(delLost.name, "ConflictError");
+
+    // Version reads see the value as of that revision, after later writes.
+    assertEquals(dec.decode((await client.get("cas", { version: v1 }))!.value), "one");
+    assertEquals(dec.decode((await client.get("cas"))!.value), "two");
+
+    // A retried write with the same request id is applied once.
+    const first = await client.put("once", "a", { requestId: "req-1" });
+    const again = await client.put("once", "a", { requestId: "req-1" });
+    assertEquals(again.version, first.version);
+    assertEquals((await client.status()).revision, first.version);
+
+    // Delete with prev_kv, then a delete of a missing key.
+    const del = await client.delete("once", { prevKv: true });
+    assertEquals([del.deleted, del.prev && dec.decode(del.prev.value)], [true, "a"]);
+    assertEquals((await client.delete("once")).deleted, false);
+
+    // Keys-only and version scans.
+    for (const k of ["s:1", "s:2", "s:3"]) await client.put(k, `value of ${k}`);
+    const at = (await client.status()).revision;
+    await client.put("s:4", "later");
+    const keys: string[] = [];
+    for await (const kv of client.scan({ prefix: "s:", keysOnly: true, version: at })) {
+      keys.push(`${dec.decode(kv.key)}=${dec.decode(kv.value)}`);
+    }
+    assertEquals(keys, ["s:1=", "s:2=", "s:3="]);
+
+    // A follower answers a write with FAILED_PRECONDITION and the leader in metadata.
+    const follower = cluster.nodes.find((n) => n.id !== leader)!;
+    const KV = loadRustkvdPackage().KVStore as grpc.ServiceClientConstructor;
+    const raw = new KV(follower.addr, grpc.credentials.createInsecure());
+    const answer = await new Promise<grpc.ServiceError | null>((resolve) =>
+      // deno-lint-ignore no-explicit-any
+      (raw as any).Put(
+        { key: enc.encode("via-follower"), value: enc.encode("x") },
+        { deadline: Date.now() + 5_000 },
+        (err: grpc.ServiceError | null) => resolve(err),
+      )
+    );
+    assertEquals(answer?.code, grpc.status.FAILED_PRECONDITION);
+    const hint = String(answer?.metadata.get("leader-hint")[0] ?? "");
+    assertTrue(hint.startsWith(`${leader}@${cluster.node(leader).addr}`), hint);
+    assertEquals(await client.get("via-follower"), undefined);
+  },
+});
+
 Deno.test({
   name: "KV API: history beyond --history-revisions is compacted; older version reads are refused",
   sanitizeOps: false,
