@@ -38,3 +38,22 @@ export function failpoint(name: string): string | undefined {
 export function setFailpointsForTest(spec: Record<string, string>): void {
   parsed = new Map(Object.entries(spec));
 }
+
+/**
+ * Crash counters: `crashAt("name")` ends the process abruptly (no shutdown,
+ * no fsync) on the N-th call when the environment sets `name=N`, modelling a
+ * kill -9 at that point of the durable path.
+ */
+const crashCalls = new Map<string, number>();
+
+/** Ends the process on the N-th call when failpoint `name=N` is set; otherwise does nothing. */
+export function crashAt(name: string): void {
+  const spec = failpoint(name);
+  if (spec === undefined) return;
+  const n = (crashCalls.get(name) ?? 0) + 1;
+  crashCalls.set(name, n);
+  if (n === Number(spec)) {
+    console.error(`failpoint ${name}: crashing on call ${n}`);
+    Deno.exit(137);
+  }
+}

@@ -18,6 +18,7 @@
  * @module
  */
 
+import { crashAt } from "../common/failpoints.ts";
 import { assert } from "../common/assert.ts";
 import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
 import { CorruptionError } from "../common/errors.ts";
@@ -211,6 +212,7 @@ export class RaftLogStore implements RaftStorage {
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concat(records);
       await this.#writer.append(buf, records.length);
+      if (rd.entries.length > 0) crashAt("crash-after-log-write");
       this.writeCount++;
     }
     if (sync && records.length > 0) {

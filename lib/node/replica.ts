@@ -17,6 +17,7 @@
  * @module
  */
 
+import { crashAt } from "../common/failpoints.ts";
 import { assert } from "../common/assert.ts";
 import type { Clock, TimerHandle } from "../common/clock.ts";
 import {
@@ -399,7 +400,10 @@ export class Replica {
       this.#syncedVote = hs.vote;
     }
     this.transport?.send(rd.persistedMessages);
-    if (rd.committedEntries.length > 0) await this.#apply(rd.committedEntries);
+    if (rd.committedEntries.length > 0) {
+      crashAt("crash-before-apply");
+      await this.#apply(rd.committedEntries);
+    }
     for (const rs of rd.readStates) {
       const key = fromUtf8(rs.context);
       const reads = this.#readsByContext.get(key);
