@@ -47,8 +47,15 @@ Deno.test({
       "the follower to catch up",
       async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
     );
-    assertTrue(lagging.output.includes("installed a snapshot"), lagging.output);
-    assertTrue(cluster.node(leader).output.includes("snapshot sent"));
+    // The log lines arrive through a pipe and may trail the state they report.
+    await waitFor(
+      "the follower to log the snapshot install",
+      () => lagging.output.includes("installed a snapshot"),
+    );
+    await waitFor(
+      "the leader to log the snapshot it sent",
+      () => cluster.node(leader).output.includes("snapshot sent"),
+    );
 
     // The follower's own state (serializable reads) has every key, and the deleted one is gone.
     assertEquals(
