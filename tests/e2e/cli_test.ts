@@ -4,22 +4,7 @@
  * kill.
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
-import { TestCluster } from "./cluster.ts";
-
-const cliEntry = new URL("../../cli.ts", import.meta.url).pathname;
-
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-net", "--allow-env", "--allow-sys", cliEntry, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: r.code,
-    out: new TextDecoder().decode(r.stdout),
-    err: new TextDecoder().decode(r.stderr),
-  };
-}
+import { cliDenoArgs, runCli as cli, TestCluster } from "./cluster.ts";
 
 Deno.test({
   name:
@@ -118,18 +103,7 @@ Deno.test({
 
     // watch streams events until Ctrl-C.
     const watcher = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        "--allow-net",
-        "--allow-env",
-        "--allow-sys",
-        cliEntry,
-        ...one,
-        "watch",
-        "--prefix",
-        "config:",
-      ],
+      args: cliDenoArgs([...one, "watch", "--prefix", "config:"]),
       stdout: "piped",
       stderr: "piped",
     }).spawn();

@@ -13,6 +13,8 @@
 import { KVClient } from "../../lib/client/kv_client.ts";
 
 const serverEntry = new URL("../../server.ts", import.meta.url).pathname;
+const cliEntry = new URL("../../cli.ts", import.meta.url).pathname;
+const dec = new TextDecoder();
 
 /** `deno` arguments that run server.ts with exactly the permissions the server needs. */
 export function serverDenoArgs(args: string[]): string[] {
@@ -26,6 +28,60 @@ export function serverDenoArgs(args: string[]): string[] {
     serverEntry,
     ...args,
   ];
+}
+
+/** `deno` arguments that run cli.ts with exactly the permissions the CLI needs. */
+export function cliDenoArgs(args: string[]): string[] {
+  return ["run", "--allow-read", "--allow-net", "--allow-env", "--allow-sys", cliEntry, ...args];
+}
+
+/** Runs rustkvd-cli once (killed after `timeoutMs`) and returns its exit code and output. */
+export async function runCli(
+  args: string[],
+  timeoutMs = 20_000,
+): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: cliDenoArgs(args),
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(timeoutMs),
+  }).output();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
+
+/** The last `lines` lines each node printed, for failure messages. */
+export function describeOutput(nodes: TestNode[], lines = 15): string {
+  return nodes.map((n) => `--- ${n.id} ---\n${n.output.split("\n").slice(-lines).join("\n")}`)
+    .join("\n");
+}
+
+/**
+ * Polls `fn` every 100 ms until it holds (a throw counts as not yet). On
+ * timeout it fails naming `what`, with the last lines of `nodes` when given.
+ */
+export async function waitFor(
+  what: string,
+  fn: () => boolean | Promise<boolean>,
+  opts: { timeoutMs?: number; nodes?: TestNode[] } = {},
+): Promise<void> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  while (Date.now() < deadline) {
+    if (await Promise.resolve().then(fn).catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const dump = opts.nodes ? `\n${describeOutput(opts.nodes, 20)}` : "";
+  throw new Error(`timed out waiting for ${what}${dump}`);
+}
+
+/** A key's value as the node at `addr` has applied it (serializable: no leader involved). */
+export async function localValue(addr: string, key: string): Promise<string | undefined> {
+  const c = new KVClient({ endpoints: [addr], timeoutMs: 2_000 });
+  try {
+    const kv = await c.get(key, { consistency: "serializable" });
+    return kv ? dec.decode(kv.value) : undefined;
+  } finally {
+    c.close();
+  }
 }
 
 /** A free TCP port on 127.0.0.1 (bind port 0, read it, release it). */
@@ -229,9 +285,7 @@ export class TestCluster implements AsyncDisposable {
 
   /** The last lines each node printed (for failure messages). */
   dumpOutput(lines = 15): string {
-    return this.nodes.map((n) =>
-      `--- ${n.id} ---\n${n.output.split("\n").slice(-lines).join("\n")}`
-    ).join("\n");
+    return describeOutput(this.nodes, lines);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -6,29 +6,7 @@
  * saw acknowledged must be on every node once the crashed node is back.
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
-import { KVClient } from "../../lib/client/kv_client.ts";
-import { TestCluster, TestNode } from "./cluster.ts";
-
-const dec = new TextDecoder();
-
-async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await fn().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function localValue(addr: string, key: string): Promise<string | undefined> {
-  const c = new KVClient({ endpoints: [addr], timeoutMs: 2_000 });
-  try {
-    const kv = await c.get(key, { consistency: "serializable" });
-    return kv ? dec.decode(kv.value) : undefined;
-  } finally {
-    c.close();
-  }
-}
+import { localValue, TestCluster, TestNode, waitFor } from "./cluster.ts";
 
 for (const point of ["crash-after-log-write", "crash-before-apply"]) {
   Deno.test({

@@ -8,55 +8,17 @@
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
-import { freePort, serverDenoArgs, TestNode } from "./cluster.ts";
+import {
+  freePort,
+  localValue,
+  runCli as cli,
+  serverDenoArgs,
+  TestNode,
+  waitFor,
+} from "./cluster.ts";
 import { downAfterMs } from "../../lib/cluster/failure_detector.ts";
 
 const dec = new TextDecoder();
-
-async function waitFor(
-  what: string,
-  fn: () => boolean | Promise<boolean>,
-  nodes: TestNode[],
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await Promise.resolve().then(fn).catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const dump = nodes.map((n) => `--- ${n.id} ---\n${n.output.split("\n").slice(-20).join("\n")}`);
-  throw new Error(`timed out waiting for ${what}\n${dump.join("\n")}`);
-}
-
-/** A key's value as `addr` itself has applied it (serializable: no forwarding, no leader). */
-async function localValue(addr: string, key: string): Promise<string | undefined> {
-  const c = new KVClient({ endpoints: [addr], timeoutMs: 2_000 });
-  try {
-    const kv = await c.get(key, { consistency: "serializable" });
-    return kv ? dec.decode(kv.value) : undefined;
-  } finally {
-    c.close();
-  }
-}
-
-/** Runs rustkvd-cli (bounded by a timeout) and returns its exit code and output. */
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-net",
-      "--allow-env",
-      "--allow-sys",
-      new URL("../../cli.ts", import.meta.url).pathname,
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(20_000),
-  }).output();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
 
 function serverArgs(id: string, port: number, root: string, peers: number[]): string[] {
   return [
@@ -92,7 +54,7 @@ Deno.test({
       await waitFor("three voters", async () => {
         const list = await client.memberList();
         return list.members.length === 3 && list.members.every((m) => m.role === "voter");
-      }, nodes);
+      }, { nodes });
       const list = await client.memberList();
       assertEquals(
         list.members.map((m) => `${m.id}@${m.addr}`).sort(),
@@ -123,7 +85,7 @@ Deno.test({
           }
         }
         return true;
-      }, nodes);
+      }, { nodes });
 
       // A restart with the same data dir rejoins without a membership change.
       const changesBefore = nodes[0].output.split("membership changed").length;
@@ -132,7 +94,7 @@ Deno.test({
       await client.put("after-restart", "yes");
       await waitFor("node2 to serve the write after its restart", async () => {
         return (await localValue(nodes[1].addr, "after-restart")) === "yes";
-      }, nodes);
+      }, { nodes });
       assertEquals(nodes[0].output.split("membership changed").length, changesBefore);
       assertEquals((await client.memberList()).members.length, 3);
 
@@ -150,7 +112,7 @@ Deno.test({
       await waitFor(
         "node3 to hear from the restarted node2",
         async () => (await healthOf(nodes[2], "node2")) === "healthy",
-        nodes,
+        { nodes },
       );
       await nodes[1].kill();
       await waitFor(
@@ -158,8 +120,7 @@ Deno.test({
         async () =>
           (await healthOf(nodes[0], "node2")) === "down" &&
           (await healthOf(nodes[2], "node2")) === "down",
-        nodes,
-        downAfterMs + 5_000,
+        { nodes, timeoutMs: downAfterMs + 5_000 },
       );
       await nodes[1].start(30_000);
       await waitFor(
@@ -167,7 +128,7 @@ Deno.test({
         async () =>
           (await healthOf(nodes[0], "node2")) === "healthy" &&
           (await healthOf(nodes[2], "node2")) === "healthy",
-        nodes,
+        { nodes },
       );
 
       // Another process claiming node2's id under another address is refused.
@@ -244,7 +205,7 @@ Deno.test({
       await waitFor("three voters", async () => {
         const list = await client.memberList();
         return list.members.filter((m) => m.role === "voter").length === 3;
-      }, nodes);
+      }, { nodes });
 
       // One writer, one request in flight, unique values; idempotent retries inside the client.
       const writing = (async () => {
@@ -267,7 +228,7 @@ Deno.test({
       await waitFor("five voters", async () => {
         const list = await client.memberList();
         return list.members.filter((m) => m.role === "voter").length === 5;
-      }, nodes);
+      }, { nodes });
 
       const leader = (await client.memberList()).leaderId;
       const follower = nodes.find((n) => n.id !== leader && n.id !== "node1")!;
@@ -342,21 +303,21 @@ Deno.test({
       await waitFor(
         "node1 to compact its log",
         () => nodes[0].output.includes("compacted the raft log"),
-        nodes,
+        { nodes },
       );
       await nodes[1].start(30_000);
       await nodes[2].start(30_000);
       await waitFor("three voters", async () => {
         const list = await client.memberList();
         return list.members.filter((m) => m.role === "voter").length === 3;
-      }, nodes);
+      }, { nodes });
       assertTrue(nodes[1].output.includes("installed a snapshot"), nodes[1].output);
       await waitFor("node2 to hold every key", async () => {
         for (let i = 0; i < 200; i += 37) {
           if ((await localValue(nodes[1].addr, `k${i}`)) !== `v${i}`) return false;
         }
         return (await localValue(nodes[1].addr, "k199")) === "v199";
-      }, nodes);
+      }, { nodes });
 
       const peers = ["--peers", nodes.map((n) => n.addr).join(",")];
       const members = await cli([...peers, "member", "list"]);

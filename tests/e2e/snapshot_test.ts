@@ -4,23 +4,9 @@
  * over the peer channel.
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
-import { TestCluster } from "./cluster.ts";
+import { TestCluster, waitFor } from "./cluster.ts";
 
 const dec = new TextDecoder();
-
-async function waitFor(
-  what: string,
-  fn: () => boolean | Promise<boolean>,
-  timeoutMs = 15_000,
-  cluster?: TestCluster,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await Promise.resolve().then(fn).catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}\n${cluster ? cluster.dumpOutput(25) : ""}`);
-}
 
 Deno.test({
   name: "a follower behind a compacted log catches up through a snapshot and keeps serving",
@@ -38,6 +24,7 @@ Deno.test({
     await waitFor(
       "the leader to compact its log",
       () => cluster.node(leader).output.includes("compacted the raft log"),
+      { timeoutMs: 15_000 },
     );
 
     await lagging.start();
@@ -46,15 +33,18 @@ Deno.test({
     await waitFor(
       "the follower to catch up",
       async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
+      { timeoutMs: 15_000 },
     );
     // The log lines arrive through a pipe and may trail the state they report.
     await waitFor(
       "the follower to log the snapshot install",
       () => lagging.output.includes("installed a snapshot"),
+      { timeoutMs: 15_000 },
     );
     await waitFor(
       "the leader to log the snapshot it sent",
       () => cluster.node(leader).output.includes("snapshot sent"),
+      { timeoutMs: 15_000 },
     );
 
     // The follower's own state (serializable reads) has every key, and the deleted one is gone.
@@ -77,8 +67,7 @@ Deno.test({
     await waitFor(
       "the follower to apply a write after the snapshot",
       async () => (await local.status({ endpoint: lagging.addr })).revision >= version,
-      15_000,
-      cluster,
+      { timeoutMs: 15_000, nodes: cluster.nodes },
     );
     await lagging.kill();
     await lagging.start();
@@ -111,6 +100,7 @@ Deno.test({
     await waitFor(
       "the leader to compact its log",
       () => cluster.node(leader).output.includes("compacted the raft log"),
+      { timeoutMs: 15_000 },
     );
     await lagging.start();
     const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
@@ -118,8 +108,7 @@ Deno.test({
     await waitFor(
       "the follower to catch up",
       async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
-      15_000,
-      cluster,
+      { timeoutMs: 15_000, nodes: cluster.nodes },
     );
     const out = cluster.node(leader).output;
     assertTrue(out.includes("breaking the transfer after 100 records"), out);
