@@ -12,6 +12,8 @@
  * @module
  */
 
+import { serverPermissions } from "./permissions.ts";
+
 const nodes = [
   { id: "node1", port: 7001, respPort: 6381 },
   { id: "node2", port: 7002, respPort: 6382 },
@@ -44,11 +46,7 @@ const pipes: Promise<void>[] = [];
 for (const [i, node] of nodes.entries()) {
   const args = [
     "run",
-    "--allow-read",
-    "--allow-write",
-    "--allow-net",
-    "--allow-env",
-    "--allow-sys",
+    ...serverPermissions,
     serverEntry,
     "--node-id",
     node.id,

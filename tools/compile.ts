@@ -11,16 +11,18 @@
  * @module
  */
 
+import { cliPermissions, serverPermissions } from "./permissions.ts";
+
 const targets = [
   {
     name: "rustkvd-server",
     entry: "server.ts",
-    permissions: ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"],
+    permissions: serverPermissions,
   },
   {
     name: "rustkvd-cli",
     entry: "cli.ts",
-    permissions: ["--allow-read", "--allow-net", "--allow-env", "--allow-sys"],
+    permissions: cliPermissions,
   },
 ];
 

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { cliPermissions, serverPermissions } from "../../tools/permissions.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
 
 const serverEntry = new URL("../../server.ts", import.meta.url).pathname;
@@ -20,11 +21,7 @@ const dec = new TextDecoder();
 export function serverDenoArgs(args: string[]): string[] {
   return [
     "run",
-    "--allow-read",
-    "--allow-write",
-    "--allow-net",
-    "--allow-env",
-    "--allow-sys",
+    ...serverPermissions,
     serverEntry,
     ...args,
   ];
@@ -32,7 +29,7 @@ export function serverDenoArgs(args: string[]): string[] {
 
 /** `deno` arguments that run cli.ts with exactly the permissions the CLI needs. */
 export function cliDenoArgs(args: string[]): string[] {
-  return ["run", "--allow-read", "--allow-net", "--allow-env", "--allow-sys", cliEntry, ...args];
+  return ["run", ...cliPermissions, cliEntry, ...args];
 }
 
 /** Runs rustkvd-cli once (killed after `timeoutMs`) and returns its exit code and output. */
