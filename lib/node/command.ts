@@ -2,8 +2,9 @@
  * Commands the replicated state machine applies, and their byte encoding
  * inside a Raft entry (docs/FORMATS.md, "State machine command"). Every
  * decision that depends on time (TTL expiry, request-id retention) uses the
- * leader's `timestampMs` stamped into the command, never the applying
- * replica's clock, so every replica reaches the same state.
+ * proposer's `timestampMs` stamped into the command (the leader, or the
+ * follower that relayed the write), never the applying replica's clock, so
+ * every replica reaches the same state.
  *
  * @module
  */
@@ -104,6 +105,23 @@ export function encodeCommand(c: Command, w = new ByteWriter(64)): Uint8Array {
       break;
   }
   return w.finish();
+}
+
+/**
+ * The request id of an encoded Put, Delete or Txn ("" for other commands or
+ * bytes that do not parse), read without decoding the rest: a replica that
+ * relayed a write to the leader spots its entry by it when applying.
+ */
+export function requestIdOf(data: Uint8Array): string {
+  if (data.length < 11 || data[0] !== commandFormatVersion) return "";
+  const op = data[1];
+  if (op !== CommandOp.Put && op !== CommandOp.Delete && op !== CommandOp.Txn) return "";
+  try {
+    const r = new ByteReader(data.subarray(10));
+    return r.string(256);
+  } catch {
+    return "";
+  }
 }
 
 /** Decodes a command; raises DecodeError on anything malformed. */

@@ -1,6 +1,6 @@
 import { assertEquals, assertThrows } from "../common/test_helpers.ts";
 import { DecodeError, utf8 } from "../common/bytes.ts";
-import { type Command, CommandOp, decodeCommand, encodeCommand } from "./command.ts";
+import { type Command, CommandOp, decodeCommand, encodeCommand, requestIdOf } from "./command.ts";
 
 const samples: Command[] = [
   {
@@ -55,4 +55,11 @@ Deno.test("truncated, trailing and unknown command bytes are rejected, never mis
     DecodeError,
     "unknown command op",
   );
+});
+
+Deno.test("requestIdOf reads a write's request id without decoding it, and '' otherwise", () => {
+  const ids = samples.map((c) => requestIdOf(encodeCommand(c)));
+  assertEquals(ids, ["c1-42", "", "r", "m", "", ""]);
+  assertEquals(requestIdOf(new Uint8Array()), "");
+  assertEquals(requestIdOf(encodeCommand(samples[0]).subarray(0, 12)), "", "truncated");
 });

@@ -42,6 +42,7 @@ import {
   type SoftState,
 } from "../raft/types.ts";
 import type { RaftLogStore } from "./raft_log_store.ts";
+import { requestIdOf } from "./command.ts";
 import type { ApplyEntry, ApplyResult, MemberRecord, StateMachine } from "./state_machine.ts";
 import type { Logger } from "./logger.ts";
 
@@ -74,6 +75,8 @@ export interface ReplicaOptions {
 
 interface PendingProposal {
   term: number;
+  /** The command of a relayed write, sent again when the leader changes. */
+  data?: Uint8Array;
   deadlineMs: number;
   resolve: (r: ApplyResult) => void;
   reject: (e: Error) => void;
@@ -104,6 +107,8 @@ export class Replica {
   #opts: ReplicaOptions;
   #soft: SoftState = { role: "follower", leaderId: "" };
   #proposals = new Map<number, PendingProposal>();
+  /** Writes relayed to the leader, by request id, until their entry is applied here. */
+  #relayed = new Map<string, PendingProposal>();
   #readQueue: PendingRead[] = [];
   #readsByContext = new Map<string, PendingRead[]>();
   #readsAtIndex: ReadAtIndex[] = [];
@@ -236,6 +241,39 @@ export class Replica {
     const r = this.node.propose(data);
     if (!r.ok) return Promise.reject(this.#rejection(r));
     return this.#track(r.index, r.term, deadlineMs);
+  }
+
+  /**
+   * Proposes an encoded Put, Delete or Txn from any replica. On the leader it
+   * is `propose`; on a follower the core relays it to the leader, and the
+   * write resolves when this replica applies the entry carrying `requestId`
+   * (so the answer is this replica's own, identical apply result). A relayed
+   * write may be lost on the way (leader change, dropped message): it then
+   * times out at `deadlineMs` with an unknown outcome, and the caller retries
+   * with the same request id, which the state machine applies at most once.
+   */
+  proposeAnywhere(data: Uint8Array, requestId: string, deadlineMs: number): Promise<ApplyResult> {
+    if (this.#stopped) return Promise.reject(new ClosedError("node"));
+    assert(requestId !== "" && requestIdOf(data) === requestId, "relayed writes carry their id");
+    if (this.#proposals.size + this.#relayed.size >= maxPendingProposals) {
+      return Promise.reject(
+        new KVError(
+          "NoQuorum",
+          `too many writes in flight (limit ${maxPendingProposals}); retry later`,
+        ),
+      );
+    }
+    if (this.#relayed.has(requestId)) {
+      return Promise.reject(new KVError("Internal", `request id ${requestId} is already pending`));
+    }
+    const r = this.node.proposeAnywhere(data);
+    if (!r.ok) return Promise.reject(this.#rejection(r));
+    if ("index" in r) return this.#track(r.index, r.term, deadlineMs);
+    const p = new Promise<ApplyResult>((resolve, reject) => {
+      this.#relayed.set(requestId, { term: 0, data, deadlineMs, resolve, reject });
+    });
+    this.#kick();
+    return p;
   }
 
   /** Proposes a membership change; resolves once it is applied. */
@@ -430,7 +468,30 @@ export class Replica {
       for (const reads of this.#readsByContext.values()) for (const r of reads) r.reject(err);
       this.#readsByContext.clear();
     }
+    if (prev.leaderId !== soft.leaderId && soft.leaderId !== "" && this.#relayed.size > 0) {
+      // The old leader may have dropped them: relay again to the new one (after this Ready).
+      queueMicrotask(() => this.#relayAgain());
+    }
     this.onSoftState?.(soft);
+  }
+
+  /** Sends every pending relayed write again; the state machine applies each id at most once. */
+  #relayAgain(): void {
+    if (this.#stopped) return;
+    for (const [id, p] of this.#relayed) {
+      const r = this.node.proposeAnywhere(p.data!);
+      if (r.ok && "index" in r) {
+        // We are the leader now: track it by index like a local proposal.
+        this.#relayed.delete(id);
+        this.#proposals.set(r.index, {
+          term: r.term,
+          deadlineMs: p.deadlineMs,
+          resolve: p.resolve,
+          reject: p.reject,
+        });
+      }
+    }
+    this.#kick();
   }
 
   async #apply(entries: Entry[]): Promise<void> {
@@ -452,6 +513,7 @@ export class Replica {
       }
     }
     const results = await this.#opts.stateMachine.apply(list);
+    if (this.#relayed.size > 0) this.#answerRelayed(entries, results);
     for (const e of entries) {
       const p = this.#proposals.get(e.index);
       if (!p) continue;
@@ -481,6 +543,20 @@ export class Replica {
     }
     this.onApplied?.(this.#opts.stateMachine.appliedIndex);
     this.#maybeCompactLog();
+  }
+
+  #answerRelayed(entries: Entry[], results: Map<number, ApplyResult>): void {
+    for (const e of entries) {
+      if (e.type !== EntryType.Normal || e.data.length === 0) continue;
+      const id = requestIdOf(e.data);
+      const p = id === "" ? undefined : this.#relayed.get(id);
+      if (!p) continue;
+      this.#relayed.delete(id);
+      const result = results.get(e.index);
+      if (!result) p.reject(new KVError("Internal", `no apply result for index ${e.index}`));
+      else if (result.error) p.reject(result.error);
+      else p.resolve(result);
+    }
   }
 
   #applyMemberChange(change: ConfChange): void {
@@ -523,6 +599,17 @@ export class Replica {
         );
       }
     }
+    for (const [id, p] of this.#relayed) {
+      if (p.deadlineMs <= now) {
+        this.#relayed.delete(id);
+        p.reject(
+          new TimeoutError(
+            "the write relayed to the leader was not applied before its deadline; " +
+              "its outcome is unknown",
+          ),
+        );
+      }
+    }
     const timeout = (reads: PendingRead[]) =>
       reads.filter((r) => {
         if (r.deadlineMs > now) return true;
@@ -545,6 +632,8 @@ export class Replica {
   #failAll(e: Error): void {
     for (const p of this.#proposals.values()) p.reject(e);
     this.#proposals.clear();
+    for (const p of this.#relayed.values()) p.reject(e);
+    this.#relayed.clear();
     for (const r of this.#readQueue) r.reject(e);
     this.#readQueue = [];
     for (const reads of this.#readsByContext.values()) for (const r of reads) r.reject(e);

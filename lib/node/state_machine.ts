@@ -6,7 +6,7 @@
  * - the version of each write is the cluster revision, counted here at apply
  *   time (one per successful write command, one per membership change);
  * - every time-dependent decision (TTL, request-id retention) uses the
- *   leader's timestamp carried in the command, never this replica's clock;
+ *   proposer's timestamp carried in the command, never this replica's clock;
  * - request ids are remembered in the engine itself (system keys), so a
  *   retried write is deduplicated after restarts and snapshot installs too.
  *

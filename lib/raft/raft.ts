@@ -660,6 +660,9 @@ export class Raft {
       case MessageType.ReadIndex:
         this.#leaderReadIndex(m.context ?? new Uint8Array(), m.from);
         return;
+      case MessageType.Propose:
+        this.#handleForwardedProposal(m);
+        return;
       case MessageType.TransferLeader: {
         const to = m.context ? fromUtf8(m.context) : "";
         this.transferLeader(to);
@@ -862,6 +865,40 @@ export class Raft {
       data,
     }]);
     return { ok: true, index, term: this.term };
+  }
+
+  /**
+   * Proposes client data from any replica: the leader appends it at once, a
+   * follower relays it to the leader in a Propose message (etcd's proposal
+   * forwarding). A relayed proposal has no index yet and may be dropped on
+   * the way (lost message, leader change, overload), so the proposer must
+   * recognise its entry when it is applied and retry on a deadline with data
+   * that applies at most once (a request id).
+   */
+  proposeAnywhere(data: Uint8Array): ProposeResult | { ok: true; forwardedTo: string } {
+    if (this.role === "leader") return this.propose(data);
+    if (this.lead === "" || this.role !== "follower") {
+      return { ok: false, reason: "notLeader", leaderId: this.lead };
+    }
+    this.#send(
+      newMessage({
+        type: MessageType.Propose,
+        groupId: this.groupId,
+        from: this.id,
+        to: this.lead,
+        entries: [{ index: 0, term: 0, type: EntryType.Normal, groupId: this.groupId, data }],
+      }),
+    );
+    return { ok: true, forwardedTo: this.lead };
+  }
+
+  /** A follower's relayed proposals: appended when we can accept them, else dropped. */
+  #handleForwardedProposal(m: Message): void {
+    if (!this.progress.has(m.from)) return; // only members relay proposals
+    for (const e of m.entries) {
+      if (e.type !== EntryType.Normal) continue; // membership changes are never relayed
+      this.propose(e.data); // a rejection drops it; the proposer retries on its deadline
+    }
   }
 
   /** Proposes one membership change; at most one may be pending (thesis §4.1). */

@@ -121,6 +121,16 @@ export class RaftNode {
     return this.#raft.propose(data);
   }
 
+  /**
+   * Proposes client data on any replica: appended here when we lead, relayed
+   * to the leader otherwise (the result then names it; no index is known).
+   */
+  proposeAnywhere(
+    data: Uint8Array,
+  ): { ok: true; index: number; term: number } | { ok: true; forwardedTo: string } | Rejection {
+    return this.#raft.proposeAnywhere(data);
+  }
+
   /** Requests a linearizable read; the result arrives as a ReadState in a later Ready. */
   readIndex(context: Uint8Array): { ok: true } | Rejection {
     return this.#raft.readIndex(context);
