@@ -50,6 +50,7 @@ import {
   type CapturedState,
   decodeSnapshotMeta,
   encodeSnapshotDescriptor,
+  type SnapshotChannelFactory,
   snapshotMetaKey,
   SnapshotReceiver,
   SnapshotSender,
@@ -103,6 +104,8 @@ export interface KVNodeOptions {
    * asked when a node with existing data is started with --peers.
    */
   clusterIdOfPeers?: (config: NodeConfig) => Promise<string | undefined>;
+  /** How snapshots reach lagging followers (default: the native peer channel). */
+  snapshotChannel?: SnapshotChannelFactory;
 }
 
 /** Status as NodeStatus reports it. */
@@ -166,6 +169,7 @@ export class KVNode {
     readonly log: Logger,
     readonly fs: FileSystem,
     seeds: MemberRecord[],
+    snapshotChannel: SnapshotChannelFactory | undefined,
   ) {
     this.#seeds = new Map(seeds.map((m) => [m.id, m.addr]));
     this.membership = new MembershipManager(
@@ -175,7 +179,12 @@ export class KVNode {
       clock,
       log,
     );
-    this.snapshotSender = new SnapshotSender(config.nodeId, () => this.clusterId, log);
+    this.snapshotSender = new SnapshotSender(
+      config.nodeId,
+      () => this.clusterId,
+      log,
+      snapshotChannel,
+    );
     this.snapshotReceiver = new SnapshotReceiver({
       openStaging: () => Engine.open(stagingDir(config), { fs }),
       discardStaging: () => removeDir(stagingDir(config)),
@@ -445,6 +454,7 @@ export class KVNode {
       log,
       fs,
       identity.seeds ?? [],
+      opts.snapshotChannel,
     );
     await node.#loadExpiries();
     replica.start();

@@ -119,6 +119,106 @@ function splitAddr(addr: string): { host: string; port: number } {
   return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
 }
 
+/** The acknowledgement frame a snapshot receiver answers with. */
+export type SnapshotAckFrame = PeerFrame & { kind: PeerFrameKind.SnapshotAck };
+
+/**
+ * One snapshot transfer's connection as the sender sees it: frames out,
+ * acknowledgements in. The receiver acknowledges the begin frame with the
+ * records it already holds (where the transfer resumes) and the end frame
+ * with the outcome. Implementations: the native peer channel (below) and
+ * gRPC's InstallSnapshot (lib/server/grpc_snapshot_channel.ts).
+ */
+export interface SnapshotChannel {
+  /** Connects and introduces the sender (cluster id, node id). */
+  open(): Promise<void>;
+  /** Sends one frame, waiting while the connection is backed up. */
+  write(frame: PeerFrame): Promise<void>;
+  /** The next acknowledgement; rejects when the connection fails. */
+  nextAck(): Promise<SnapshotAckFrame>;
+  /** Drops the connection (idempotent). */
+  close(): void;
+}
+
+/** Opens a channel to the peer listening at `addr`. */
+export type SnapshotChannelFactory = (
+  addr: string,
+  clusterId: string,
+  selfId: string,
+) => SnapshotChannel;
+
+/** A snapshot connection of its own on the peer's native port. */
+export class NativeSnapshotChannel implements SnapshotChannel {
+  #socket: net.Socket | undefined;
+  #acks: PeerFrame[] = [];
+  #wake: (() => void) | undefined;
+  #failure: Error | undefined;
+
+  constructor(readonly addr: string, readonly clusterId: string, readonly selfId: string) {}
+
+  async open(): Promise<void> {
+    const { host, port } = splitAddr(this.addr);
+    const socket = net.connect({ host, port });
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    const decoder = new PeerFrameDecoder(false);
+    const wake = () => this.#wake?.();
+    socket.on("data", (chunk: Uint8Array) => {
+      try {
+        this.#acks.push(...decoder.push(chunk));
+      } catch (e) {
+        this.#failure = e as Error;
+      }
+      wake();
+    });
+    socket.on("error", (e: Error) => {
+      this.#failure = e;
+      wake();
+    });
+    socket.on("close", () => {
+      this.#failure ??= new Error("connection closed");
+      wake();
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    socket.write(encodeConnectionPreamble(this.clusterId, this.selfId));
+  }
+
+  async write(frame: PeerFrame): Promise<void> {
+    const socket = this.#socket!;
+    if (this.#failure) throw this.#failure;
+    if (!socket.write(encodeFrame(frame))) {
+      await new Promise<void>((r) => {
+        const done = () => {
+          socket.off("drain", done);
+          socket.off("close", done);
+          r();
+        };
+        socket.on("drain", done);
+        socket.on("close", done);
+      });
+    }
+  }
+
+  async nextAck(): Promise<SnapshotAckFrame> {
+    for (let i = 0; i < 100_000; i++) {
+      const f = this.#acks.shift();
+      if (f?.kind === PeerFrameKind.SnapshotAck) return f;
+      if (f?.kind === PeerFrameKind.Refuse) throw new Error(`refused: ${f.reason}`);
+      if (this.#failure) throw this.#failure;
+      await new Promise<void>((r) => (this.#wake = r));
+      this.#wake = undefined;
+    }
+    throw new Error("no acknowledgement");
+  }
+
+  close(): void {
+    this.#socket?.destroy();
+  }
+}
+
 /** Streams snapshots to peers. */
 export class SnapshotSender {
   #active = new Set<string>();
@@ -131,6 +231,8 @@ export class SnapshotSender {
     readonly selfId: string,
     readonly clusterId: () => string,
     readonly log: Logger,
+    readonly openChannel: SnapshotChannelFactory = (addr, clusterId, selfId) =>
+      new NativeSnapshotChannel(addr, clusterId, selfId),
   ) {}
 
   /** True while a transfer to `to` runs. */
@@ -154,68 +256,17 @@ export class SnapshotSender {
         data: encodeSnapshotDescriptor(state.revision),
       },
     };
-    const { host, port } = splitAddr(addr);
-    const socket = net.connect({ host, port });
-    socket.setNoDelay(true);
-    const decoder = new PeerFrameDecoder(false);
-    const acks: PeerFrame[] = [];
-    let wake: (() => void) | undefined;
-    let failure: Error | undefined;
-    socket.on("data", (chunk: Uint8Array) => {
-      try {
-        acks.push(...decoder.push(chunk));
-      } catch (e) {
-        failure = e as Error;
-      }
-      wake?.();
-    });
-    socket.on("error", (e: Error) => {
-      failure = e;
-      wake?.();
-    });
-    socket.on("close", () => {
-      failure ??= new Error("connection closed");
-      wake?.();
-    });
-    const nextAck = async (): Promise<PeerFrame & { kind: PeerFrameKind.SnapshotAck }> => {
-      for (let i = 0; i < 100_000; i++) {
-        const f = acks.shift();
-        if (f?.kind === PeerFrameKind.SnapshotAck) return f;
-        if (f?.kind === PeerFrameKind.Refuse) throw new Error(`refused: ${f.reason}`);
-        if (failure) throw failure;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
-      throw new Error("no acknowledgement");
-    };
-    const write = async (frame: Uint8Array) => {
-      if (failure) throw failure;
-      if (!socket.write(frame)) {
-        await new Promise<void>((r) => {
-          const done = () => {
-            socket.off("drain", done);
-            socket.off("close", done);
-            r();
-          };
-          socket.on("drain", done);
-          socket.on("close", done);
-        });
-      }
-    };
+    const channel = this.openChannel(addr, this.clusterId(), this.selfId);
+    const write = (frame: PeerFrame) => channel.write(frame);
+    const nextAck = () => channel.nextAck();
     const started = Date.now();
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once("connect", resolve);
-        socket.once("error", reject);
+      await channel.open();
+      await write({
+        kind: PeerFrameKind.SnapshotBegin,
+        message: encodeMessage(message),
+        revision: state.revision,
       });
-      socket.write(encodeConnectionPreamble(this.clusterId(), this.selfId));
-      await write(
-        encodeFrame({
-          kind: PeerFrameKind.SnapshotBegin,
-          message: encodeMessage(message),
-          revision: state.revision,
-        }),
-      );
       const first = await nextAck();
       if (!first.ok) throw new Error(first.reason);
       const resumeFrom = first.recordsHeld;
@@ -226,15 +277,13 @@ export class SnapshotSender {
       const flushFrame = async () => {
         if (count === 0) return;
         const records = w.finish();
-        await write(
-          encodeFrame({
-            kind: PeerFrameKind.SnapshotData,
-            firstRecord: frameFirst,
-            count,
-            crc32: crc32(records),
-            records,
-          }),
-        );
+        await write({
+          kind: PeerFrameKind.SnapshotData,
+          firstRecord: frameFirst,
+          count,
+          crc32: crc32(records),
+          records,
+        });
         w.reset();
         count = 0;
       };
@@ -264,7 +313,7 @@ export class SnapshotSender {
       }
       await add(snapshotRevisionKey, encodeSnapshotDescriptor(state.revision), state.revision, 0);
       await flushFrame();
-      await write(encodeFrame({ kind: PeerFrameKind.SnapshotEnd, totalRecords: seq }));
+      await write({ kind: PeerFrameKind.SnapshotEnd, totalRecords: seq });
       const last = await nextAck();
       if (!last.ok) throw new Error(last.reason);
       this.sent++;
@@ -285,7 +334,7 @@ export class SnapshotSender {
       });
       return false;
     } finally {
-      socket.destroy();
+      channel.close();
       this.#active.delete(to);
     }
   }
@@ -322,6 +371,15 @@ export class SnapshotReceiver {
   complete(index: number, term: number): Engine | undefined {
     const s = this.#staged;
     return s && s.complete && s.index === index && s.term === term ? s.engine : undefined;
+  }
+
+  /**
+   * Records already held of the snapshot at `index`/`term` (0 when another or
+   * none is staged): where a resumed transfer starts. Answers gRPC's probe.
+   */
+  recordsHeld(index: number, term: number): number {
+    const s = this.#staged;
+    return s && s.index === index && s.term === term ? s.recordsHeld : 0;
   }
 
   /** Forgets the staged engine (it was installed and is now the node's engine). */

@@ -51,8 +51,8 @@ export interface TransportHost {
   ): Promise<void>;
 }
 
-/** Frames pushed by a socket and pulled by an async consumer. */
-class FrameQueue implements AsyncIterableIterator<PeerFrame> {
+/** Frames pushed by a connection and pulled by an async consumer. */
+export class FrameQueue implements AsyncIterableIterator<PeerFrame> {
   #items: PeerFrame[] = [];
   #ended = false;
   #wake: (() => void) | undefined;
@@ -362,6 +362,32 @@ export class PeerTransport {
       return `cluster id mismatch: ${this.host.selfId} belongs to cluster ${ours}, not ${clusterId}`;
     }
     return undefined;
+  }
+
+  /**
+   * Serves a snapshot stream that arrived another way (gRPC InstallSnapshot):
+   * the same cluster-id check as a native connection, then the receiver.
+   * Returns the refusal reason, or undefined once the stream was served.
+   */
+  async receiveSnapshotStream(
+    clusterId: string,
+    from: string,
+    frames: AsyncIterableIterator<PeerFrame>,
+    reply: (f: PeerFrame) => void,
+  ): Promise<string | undefined> {
+    const problem = this.#checkCluster(clusterId);
+    if (problem) {
+      this.stats.connectionsRefused++;
+      this.log.warn("refused a snapshot from another cluster", { from, theirCluster: clusterId });
+      return problem;
+    }
+    await this.host.receiveSnapshot(from, frames, reply);
+    return undefined;
+  }
+
+  /** Why a peer of cluster `clusterId` must be refused, or undefined. */
+  checkClusterOf(clusterId: string): string | undefined {
+    return this.#checkCluster(clusterId);
   }
 
   /**

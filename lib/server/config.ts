@@ -39,6 +39,8 @@ export interface NodeConfig {
   respAddr: string | undefined;
   /** Optional static cluster for tests: id -> address. */
   initialCluster: Map<string, string> | undefined;
+  /** How this node streams snapshots to lagging followers. */
+  snapshotTransport?: "native" | "grpc";
 }
 
 /** The outcome of parsing argv: run with a config, print help/version, or fail with usage. */
@@ -66,6 +68,7 @@ OPTIONS:
   --snapshot-entries <N>    log entries kept before a snapshot          [default: ${defaultSnapshotEntries}]
   --history-revisions <N>   MVCC revisions kept for version reads; 0 = all [default: ${defaultHistoryRevisions}]
   --resp-addr <HOST:PORT>   also serve the Redis protocol (RESP2) here  [default: off]
+  --snapshot-transport <T>  native | grpc (InstallSnapshot) for snapshots [default: native]
   --initial-cluster <ID=H:P,...>  start a static cluster (tests)
   --log-level <LEVEL>       debug | info | warn | error                 [default: info]
   -h, --help                print this help
@@ -117,6 +120,7 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
         addr: { type: "string" },
         "advertise-addr": { type: "string" },
         "history-revisions": { type: "string" },
+        "snapshot-transport": { type: "string" },
         peers: { type: "string" },
         "data-dir": { type: "string" },
         "heartbeat-ms": { type: "string" },
@@ -214,6 +218,15 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
       message: `--log-level: expected debug, info, warn or error, got ${JSON.stringify(logLevel)}`,
     };
   }
+  const snapshotTransport = values["snapshot-transport"] ?? "native";
+  if (snapshotTransport !== "native" && snapshotTransport !== "grpc") {
+    return {
+      kind: "error",
+      message: `--snapshot-transport: expected native or grpc, got ${
+        JSON.stringify(snapshotTransport)
+      }`,
+    };
+  }
   let respAddr: string | undefined;
   if (values["resp-addr"] !== undefined) {
     const hp = parseHostPort(values["resp-addr"], "--resp-addr");
@@ -267,6 +280,7 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
       logLevel: logLevel as LogLevel,
       respAddr,
       initialCluster,
+      snapshotTransport,
     },
   };
 }

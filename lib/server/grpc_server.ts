@@ -15,6 +15,9 @@ import type { JoinResult } from "../node/membership.ts";
 import type { Watcher } from "../node/watch_hub.ts";
 import { loadRustkvdPackage } from "./proto.ts";
 import { toGrpcError } from "./status.ts";
+import { FrameQueue } from "../node/transport.ts";
+import { PeerFrameKind } from "../node/peer_frame.ts";
+import { decodeMessage } from "../raft/codec.ts";
 import { listen } from "./listener.ts";
 import { KVError } from "../common/errors.ts";
 import { rustkvdVersion } from "../common/version.ts";
@@ -276,6 +279,95 @@ function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
 }
 
 /**
+ * InstallSnapshot: the chunks become the native channel's snapshot frames
+ * and go to the same receiver. A probe is answered from what is staged; a
+ * stream is answered with the receiver's last acknowledgement.
+ */
+async function installSnapshot(
+  node: KVNode,
+  call: grpc.ServerReadableStream<Req, Req>,
+): Promise<Req> {
+  const frames = new FrameQueue();
+  let first: Req | undefined;
+  let failure: Error | undefined;
+  call.on("data", (c: Req) => {
+    if (failure) return;
+    try {
+      if (first === undefined) {
+        first = c;
+        frames.push({
+          kind: PeerFrameKind.SnapshotBegin,
+          message: c.message ?? emptyBytes,
+          revision: Number(c.revision ?? 0),
+        });
+      }
+      if (c.data && c.data.length > 0) {
+        frames.push({
+          kind: PeerFrameKind.SnapshotData,
+          firstRecord: Number(c.first_record ?? 0),
+          count: c.record_count ?? 0,
+          crc32: c.crc32 ?? 0,
+          records: c.data,
+        });
+      }
+      if (c.last) {
+        frames.push({
+          kind: PeerFrameKind.SnapshotEnd,
+          totalRecords: Number(c.total_records ?? 0),
+        });
+      }
+    } catch (e) {
+      failure = e as Error;
+    }
+  });
+  call.on("end", () => frames.end());
+  call.on("error", () => frames.end());
+  call.on("cancelled", () => frames.end());
+  const begin = await frames.next();
+  if (begin.done || first === undefined) {
+    throw new KVError("InvalidArgument", "an InstallSnapshot call needs a first chunk");
+  }
+  if (first.probe) {
+    const problem = node.transport.checkClusterOf(first.cluster_id ?? "");
+    if (problem) return { ok: false, records_held: 0, reason: problem };
+    let m;
+    try {
+      m = decodeMessage(first.message ?? emptyBytes);
+    } catch (e) {
+      throw new KVError("InvalidArgument", `bad snapshot message: ${(e as Error).message}`);
+    }
+    const meta = m.snapshot?.meta;
+    if (!meta) throw new KVError("InvalidArgument", "the first chunk holds no snapshot message");
+    return {
+      ok: true,
+      records_held: node.snapshotReceiver.recordsHeld(meta.index, meta.term),
+      reason: "",
+    };
+  }
+  // Hand the receiver the stream from its begin frame again.
+  const replay = new FrameQueue();
+  replay.push(begin.value);
+  (async () => {
+    for await (const f of frames) replay.push(f);
+    replay.end();
+  })();
+  let last: Req = { ok: false, records_held: 0, reason: "no acknowledgement" };
+  const problem = await node.transport.receiveSnapshotStream(
+    first.cluster_id ?? "",
+    first.from ?? "",
+    replay,
+    (f) => {
+      if (f.kind === PeerFrameKind.SnapshotAck) {
+        last = { ok: f.ok, records_held: f.recordsHeld, reason: f.reason };
+      }
+    },
+  );
+  if (problem) return { ok: false, records_held: 0, reason: problem };
+  if (failure) return { ok: false, records_held: 0, reason: failure.message };
+  return last;
+}
+
+/**
  * RaftInternal over gRPC, for tools and other implementations: batches go
  * through the same cluster-id check and decoding as the native channel.
  */
@@ -292,15 +384,9 @@ function raftInternalHandlers(node: KVNode): grpc.UntypedServiceImplementation {
       call: grpc.ServerReadableStream<Req, Req>,
       callback: grpc.sendUnaryData<Req>,
     ) => {
-      call.on("data", () => {});
-      call.on(
-        "end",
-        () =>
-          callback(null, {
-            ok: false,
-            received_bytes: 0,
-            reason: "snapshots are not supported yet",
-          }),
+      installSnapshot(node, call).then(
+        (ack) => callback(null, ack),
+        (e) => callback(toGrpcError(e)),
       );
     },
   };

@@ -10,6 +10,7 @@ import type { NodeConfig } from "./config.ts";
 import { KVNode, StartupError } from "../node/kv_node.ts";
 import { Logger } from "../node/logger.ts";
 import { startGrpcServer } from "./grpc_server.ts";
+import { GrpcSnapshotChannel } from "./grpc_snapshot_channel.ts";
 import { clusterIdOfPeers, joinThroughPeers } from "./join.ts";
 import { isKVError } from "../common/errors.ts";
 import { type RespServer, startRespServer } from "../resp/listener.ts";
@@ -31,6 +32,12 @@ export async function runServer(config: NodeConfig): Promise<number> {
     node = await KVNode.start(config, {
       log,
       clusterIdOfPeers,
+      ...(config.snapshotTransport === "grpc"
+        ? {
+          snapshotChannel: (addr: string, clusterId: string, selfId: string) =>
+            new GrpcSnapshotChannel(addr, clusterId, selfId),
+        }
+        : {}),
       join: (c) =>
         joinThroughPeers(c, (reason) => log.info("waiting for --peers to accept us", { reason })),
       onFatal: (e) => {

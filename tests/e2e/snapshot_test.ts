@@ -83,39 +83,53 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "a snapshot transfer broken halfway resumes where it stopped",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await using cluster = await TestCluster.start(3, {
-      extraArgs: ["--snapshot-entries", "50"],
-      env: { RUSTKVD_FAILPOINTS: "snapshot-send-break-after=100" },
-    });
-    const leader = await cluster.waitForLeader();
-    const client = cluster.client();
-    const lagging = cluster.nodes.find((n) => n.id !== leader)!;
-    await lagging.kill();
-    for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
-    await waitFor(
-      "the leader to compact its log",
-      () => cluster.node(leader).output.includes("compacted the raft log"),
-      { timeoutMs: 15_000 },
-    );
-    await lagging.start();
-    const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
-    const local = cluster.client([lagging.id]);
-    await waitFor(
-      "the follower to catch up",
-      async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
-      { timeoutMs: 15_000, nodes: cluster.nodes },
-    );
-    const out = cluster.node(leader).output;
-    assertTrue(out.includes("breaking the transfer after 100 records"), out);
-    assertTrue(/snapshot sent .*resumedFrom=100/.test(out), out);
-    assertEquals(
-      (await local.scanPage({ prefix: "k", limit: 1000, consistency: "serializable" })).kvs.length,
-      250,
-    );
-  },
-});
+for (const transport of ["native", "grpc"]) {
+  Deno.test({
+    name: `a snapshot transfer broken halfway resumes where it stopped (${transport})`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      await using cluster = await TestCluster.start(3, {
+        extraArgs: ["--snapshot-entries", "50", "--snapshot-transport", transport],
+        env: { RUSTKVD_FAILPOINTS: "snapshot-send-break-after=100" },
+      });
+      const leader = await cluster.waitForLeader();
+      const client = cluster.client();
+      const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+      await lagging.kill();
+      for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
+      await waitFor(
+        "the leader to compact its log",
+        () => cluster.node(leader).output.includes("compacted the raft log"),
+        { timeoutMs: 15_000 },
+      );
+      await lagging.start();
+      const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
+      const local = cluster.client([lagging.id]);
+      await waitFor(
+        "the follower to catch up",
+        async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
+        { timeoutMs: 15_000, nodes: cluster.nodes },
+      );
+      await waitFor(
+        "the leader to log the resumed transfer",
+        () => /snapshot sent .*resumedFrom=100/.test(cluster.node(leader).output),
+        { timeoutMs: 15_000, nodes: cluster.nodes },
+      );
+      const out = cluster.node(leader).output;
+      assertTrue(out.includes("breaking the transfer after 100 records"), out);
+      assertEquals(
+        (await local.scanPage({ prefix: "k", limit: 1000, consistency: "serializable" })).kvs
+          .length,
+        250,
+      );
+      // The follower serves new writes after installing it.
+      const { version } = await client.put("after", "x");
+      await waitFor(
+        "the follower to apply a write after the snapshot",
+        async () => (await local.status({ endpoint: lagging.addr })).revision >= version,
+        { timeoutMs: 15_000, nodes: cluster.nodes },
+      );
+    },
+  });
+}
