@@ -1,5 +1,5 @@
 /**
- * `deno task bench [storage|raft|cluster ...]`: runs the named benchmark
+ * `deno task bench [storage|raft|raft-log|resp|cluster ...]`: runs the named benchmark
  * suites (all of them when none is named). Each suite prints its setup and a
  * table of results; suites are not timed tests and never run in `deno task test`.
  *
@@ -9,6 +9,7 @@
 const suites: Record<string, () => Promise<{ main(args: string[]): Promise<void> }>> = {
   storage: () => import("./storage.ts"),
   raft: () => import("./raft.ts"),
+  "raft-log": () => import("./raft_log.ts"),
   resp: () => import("./resp.ts"),
   cluster: () => import("./cluster.ts"),
 };

@@ -46,6 +46,17 @@ import { requestIdOf } from "./command.ts";
 import type { ApplyEntry, ApplyResult, MemberRecord, StateMachine } from "./state_machine.ts";
 import type { Logger } from "./logger.ts";
 
+/**
+ * Observes when entries pass each stage of the write path (benchmarks: the
+ * time split of a commit). `upTo` is the highest index that reached it.
+ */
+export interface EntryTimingObserver {
+  proposed(index: number): void;
+  persisted(upTo: number): void;
+  committed(upTo: number): void;
+  applied(upTo: number): void;
+}
+
 /** How the replica reaches its peers. */
 export interface ReplicaTransport {
   send(messages: Message[]): void;
@@ -103,6 +114,8 @@ export class Replica {
   onApplied: ((appliedIndex: number) => void) | undefined;
   /** Called on every role or leader change. */
   onSoftState: ((soft: SoftState) => void) | undefined;
+  /** Set by benchmarks to time each stage of the write path. */
+  timing: EntryTimingObserver | undefined;
 
   #opts: ReplicaOptions;
   #soft: SoftState = { role: "follower", leaderId: "" };
@@ -288,6 +301,7 @@ export class Replica {
     const p = new Promise<ApplyResult>((resolve, reject) => {
       this.#proposals.set(index, { term, deadlineMs, resolve, reject });
     });
+    this.timing?.proposed(index);
     this.#kick();
     return p;
   }
@@ -437,10 +451,16 @@ export class Replica {
       this.#syncedTerm = hs.term;
       this.#syncedVote = hs.vote;
     }
+    if (this.timing && rd.entries.length > 0) {
+      this.timing.persisted(rd.entries[rd.entries.length - 1].index);
+    }
     this.transport?.send(rd.persistedMessages);
     if (rd.committedEntries.length > 0) {
+      const last = rd.committedEntries[rd.committedEntries.length - 1].index;
+      this.timing?.committed(last);
       crashAt("crash-before-apply");
       await this.#apply(rd.committedEntries);
+      this.timing?.applied(last);
     }
     for (const rs of rd.readStates) {
       const key = fromUtf8(rs.context);
