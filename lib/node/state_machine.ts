@@ -230,13 +230,43 @@ export class StateMachine {
     return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
   }
 
-  async #dedupe(requestId: string, timestampMs: number): Promise<ApplyResult | undefined> {
+  /**
+   * The earlier result of a request id, if it was applied within the
+   * retention window. It must see ids applied earlier in the same batch too:
+   * how entries group into apply batches differs between replicas, so a
+   * lookup that only read the engine would let a retry that committed in the
+   * same batch as its original apply twice on one replica and once on
+   * another.
+   */
+  async #dedupe(
+    requestId: string,
+    timestampMs: number,
+    pending: Map<string, Pending>,
+  ): Promise<ApplyResult | undefined> {
     if (requestId === "") return undefined;
-    const kv = await this.engine.get(systemKey("r", requestId));
-    if (!kv) return undefined;
-    const d = decodeDedupe(kv.value);
+    const key = systemKey("r", requestId);
+    const p = pending.get(keyString(key));
+    const bytes = p ? p.value : (await this.engine.get(key))?.value;
+    if (!bytes) return undefined;
+    const d = decodeDedupe(bytes);
     if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
-    return { revision: d.revision, changed: false, deduplicated: true };
+    // A dedupe record exists only for a write that took effect.
+    return { revision: d.revision, changed: true, deduplicated: true };
+  }
+
+  /** Records that `requestId` was applied at `revision` (in the batch and for this batch's lookups). */
+  #remember(
+    requestId: string,
+    revision: number,
+    timestampMs: number,
+    batch: WriteBatch,
+    pending: Map<string, Pending>,
+  ): void {
+    if (requestId === "") return;
+    const key = systemKey("r", requestId);
+    const value = encodeDedupe(revision, timestampMs);
+    batch.put(key, value, { version: revision });
+    pending.set(keyString(key), { value, version: revision, expiresAtMs: 0 });
   }
 
   async #applyCommand(
@@ -248,7 +278,7 @@ export class StateMachine {
     const now = c.timestampMs;
     switch (c.op) {
       case CommandOp.Put: {
-        const seen = await this.#dedupe(c.requestId, now);
+        const seen = await this.#dedupe(c.requestId, now, pending);
         if (seen) return seen;
         const prev = await this.#current(c.key, pending, now);
         if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
@@ -266,18 +296,14 @@ export class StateMachine {
           version: revision,
           expiresAtMs: c.expiresAtMs,
         });
-        if (c.requestId !== "") {
-          batch.put(systemKey("r", c.requestId), encodeDedupe(revision, now), {
-            version: revision,
-          });
-        }
+        this.#remember(c.requestId, revision, now, batch, pending);
         const kv = { key: c.key, value: c.value, version: revision, expiresAtMs: c.expiresAtMs };
         events.push({ type: "put", kv, prev });
         if (c.expiresAtMs > 0) this.onExpiry?.(c.key, revision, c.expiresAtMs);
         return { revision, changed: true, prev };
       }
       case CommandOp.Delete: {
-        const seen = await this.#dedupe(c.requestId, now);
+        const seen = await this.#dedupe(c.requestId, now, pending);
         if (seen) return seen;
         const prev = await this.#current(c.key, pending, now);
         if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
@@ -291,11 +317,7 @@ export class StateMachine {
         if (!prev) return { revision: this.#revision, changed: false };
         const revision = ++this.#revision;
         this.#deleteKey(c.key, revision, batch, pending);
-        if (c.requestId !== "") {
-          batch.put(systemKey("r", c.requestId), encodeDedupe(revision, now), {
-            version: revision,
-          });
-        }
+        this.#remember(c.requestId, revision, now, batch, pending);
         events.push({
           type: "delete",
           kv: { key: c.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
@@ -304,7 +326,7 @@ export class StateMachine {
         return { revision, changed: true, prev };
       }
       case CommandOp.Txn: {
-        const seen = await this.#dedupe(c.requestId, now);
+        const seen = await this.#dedupe(c.requestId, now, pending);
         if (seen) return seen;
         const revision = ++this.#revision;
         for (const w of c.writes) {
@@ -332,11 +354,7 @@ export class StateMachine {
             if (w.expiresAtMs > 0) this.onExpiry?.(w.key, revision, w.expiresAtMs);
           }
         }
-        if (c.requestId !== "") {
-          batch.put(systemKey("r", c.requestId), encodeDedupe(revision, now), {
-            version: revision,
-          });
-        }
+        this.#remember(c.requestId, revision, now, batch, pending);
         return { revision, changed: true };
       }
       case CommandOp.ExpireKey: {
