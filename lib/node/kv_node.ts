@@ -13,6 +13,7 @@
  * @module
  */
 
+import { failpoint } from "../common/failpoints.ts";
 import { createHash } from "node:crypto";
 import { type Clock, SystemClock } from "../common/clock.ts";
 import { compareBytes, prefixEnd } from "../common/bytes.ts";
@@ -193,7 +194,7 @@ export class KVNode {
     this.transport = new PeerTransport({
       selfId: config.nodeId,
       clusterId: () => this.clusterId,
-      addressOf: (id) => replica.members.get(id)?.addr ?? this.#seeds.get(id),
+      addressOf: (id) => this.#peerAddr(id),
       deliver: (messages) => replica.step(messages),
       unreachable: (id) => replica.reportUnreachable(id),
       sendSnapshot: (m) => this.#sendSnapshot(m),
@@ -204,6 +205,16 @@ export class KVNode {
     stateMachine.onChange = (events) => this.watches.publish(events);
     stateMachine.onExpiry = (key, version, expiresAtMs) =>
       this.expiries.push({ key, version, expiresAtMs });
+  }
+
+  /**
+   * Where Raft traffic to `id` goes: its member address, unless the fault
+   * tests route this node's link to `id` through a proxy (failpoint
+   * `peer-route:<id>=host:port`).
+   */
+  #peerAddr(id: string): string | undefined {
+    return failpoint(`peer-route:${id}`) ?? this.replica.members.get(id)?.addr ??
+      this.#seeds.get(id);
   }
 
   /** The engine holding the applied state (replaced by snapshot installs). */
@@ -217,7 +228,7 @@ export class KVNode {
    * and revision are one consistent point.
    */
   #sendSnapshot(m: Message): void {
-    const addr = this.replica.members.get(m.to)?.addr;
+    const addr = this.replica.members.get(m.to) ? this.#peerAddr(m.to) : undefined;
     if (!addr || this.snapshotSender.busy(m.to)) return;
     let state = this.#retryCaptures.get(m.to);
     this.#retryCaptures.delete(m.to);

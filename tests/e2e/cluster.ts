@@ -11,6 +11,7 @@
  */
 
 import { cliPermissions, serverPermissions } from "../../tools/permissions.ts";
+import { ProxyMesh } from "./proxy.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
 
 const serverEntry = new URL("../../server.ts", import.meta.url).pathname;
@@ -94,7 +95,10 @@ export class TestNode {
   process: Deno.ChildProcess | undefined;
   /** Everything the node wrote to stdout and stderr, for failure reports. */
   output = "";
+  /** Exits the test did not ask for (a crash): exit code and when. */
+  readonly crashes: Array<{ code: number; signal: string | null }> = [];
   #exited: Promise<Deno.CommandStatus> | undefined;
+  #stopping = false;
 
   constructor(
     readonly id: string,
@@ -124,7 +128,14 @@ export class TestNode {
       stderr: "piped",
     }).spawn();
     this.process = child;
+    this.#stopping = false;
     this.#exited = child.status;
+    this.#exited.then((st) => {
+      if (!this.#stopping && this.process === child) {
+        this.crashes.push({ code: st.code, signal: st.signal });
+        this.process = undefined;
+      }
+    });
     let listening: () => void = () => {};
     const ready = new Promise<void>((r) => (listening = r));
     const collect = async (stream: ReadableStream<Uint8Array>) => {
@@ -157,6 +168,7 @@ export class TestNode {
   async signal(sig: Deno.Signal): Promise<void> {
     const p = this.process;
     if (!p) return;
+    if (sig === "SIGKILL" || sig === "SIGTERM" || sig === "SIGINT") this.#stopping = true;
     try {
       p.kill(sig);
     } catch { /* already gone */ }
@@ -195,12 +207,18 @@ export interface TestClusterOptions {
   env?: Record<string, string>;
   /** Extra flags for one node (e.g. its own --resp-addr), by node id. */
   nodeArgs?: (id: string) => string[];
+  /** Route every directed peer link through a proxy (`cluster.mesh`) for network faults. */
+  proxies?: boolean;
+  /** Seeded randomness for the proxies' delay jitter. */
+  random?: () => number;
 }
 
 /** A static cluster (--initial-cluster) of real processes. */
 export class TestCluster implements AsyncDisposable {
   readonly nodes: TestNode[] = [];
   #clients: KVClient[] = [];
+  /** The link proxies, when started with `proxies: true`. */
+  mesh: ProxyMesh | undefined;
 
   private constructor(readonly root: string) {}
 
@@ -210,6 +228,18 @@ export class TestCluster implements AsyncDisposable {
     const cluster = new TestCluster(root);
     const ports = Array.from({ length: size }, () => freePort());
     const initial = ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
+    if (options.proxies) {
+      cluster.mesh = new ProxyMesh(
+        new Map(ports.map((p, i) => [`n${i + 1}`, p])),
+        options.random,
+      );
+    }
+    const envOf = (id: string): Record<string, string> | undefined => {
+      if (!cluster.mesh) return options.env;
+      const failpoints = [options.env?.RUSTKVD_FAILPOINTS, cluster.mesh.routesOf(id)]
+        .filter((x) => x).join(",");
+      return { ...options.env, RUSTKVD_FAILPOINTS: failpoints };
+    };
     for (let i = 0; i < size; i++) {
       const id = `n${i + 1}`;
       cluster.nodes.push(
@@ -226,7 +256,7 @@ export class TestCluster implements AsyncDisposable {
           "info",
           ...(options.extraArgs ?? []),
           ...(options.nodeArgs?.(id) ?? []),
-        ], options.env),
+        ], envOf(id)),
       );
     }
     try {
@@ -288,6 +318,7 @@ export class TestCluster implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     for (const c of this.#clients) c.close();
     await Promise.all(this.nodes.map((n) => n.signal("SIGCONT").then(() => n.kill())));
+    this.mesh?.close();
     await Deno.remove(this.root, { recursive: true }).catch(() => {});
   }
 }

@@ -188,10 +188,14 @@ export function settleFromLog(
       out.push(op);
       continue;
     }
+    // Match by request id when the log carries them, else a put or CAS by its unique value;
+    // a delete can only be matched by request id.
     let entry: CommittedWrite | undefined;
     if (op.requestId !== undefined && op.requestId !== "") entry = byRequest.get(op.requestId);
-    else if (op.kind !== "delete") entry = byValue.get(`${op.key}\u0000${op.value}`);
-    else {
+    if (entry === undefined && op.kind !== "delete") {
+      entry = byValue.get(`${op.key}\u0000${op.value}`);
+    }
+    if (entry === undefined && op.kind === "delete" && (!op.requestId || byRequest.size === 0)) {
       unresolved++;
       out.push(op);
       continue;
