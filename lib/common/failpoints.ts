@@ -5,6 +5,11 @@
  *
  *   RUSTKVD_FAILPOINTS="snapshot-send-break-after=100,other"
  *
+ * In use: `snapshot-send-break-after=N` (break the first snapshot transfer
+ * after N records), `crash-after-log-write` / `crash-before-apply` (see
+ * crashAt), and `peer-route:<id>=host:port` (send this node's Raft traffic
+ * for `<id>` to a proxy: the fault tests' link proxies).
+ *
  * Unset, every failpoint is off and costs one map lookup.
  *
  * @module

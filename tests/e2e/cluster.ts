@@ -104,7 +104,7 @@ export class TestNode {
     readonly id: string,
     readonly port: number,
     readonly dataDir: string,
-    readonly args: string[],
+    public args: string[],
     readonly env: Record<string, string> = {},
   ) {}
 

@@ -15,6 +15,7 @@ const shortSet: Array<{ seed: number; faults: FaultKind[] }> = [
   { seed: 105, faults: ["kill-majority", "kill-all"] },
   { seed: 106, faults: ["flapping-links", "reset-links"] },
   { seed: 107, faults: ["snapshot-follower", "slow-links"] },
+  { seed: 108, faults: ["replace-follower", "kill-leader"] },
 ];
 
 for (const s of shortSet) {
