@@ -9,6 +9,7 @@
 
 import { DiskFullError, IoError, KVError } from "../common/errors.ts";
 import type { FileHandle, FileSystem } from "./fs.ts";
+import { type FileHandle as NodeFileHandle, open as openForReading } from "node:fs/promises";
 
 /** Turns a Deno error into the KVError family, naming the file. */
 export function mapIoError(path: string, e: unknown): Error {
@@ -24,9 +25,14 @@ export function mapIoError(path: string, e: unknown): Error {
 class DenoFileHandle implements FileHandle {
   #file: Deno.FsFile;
   #sizeBytes: number;
-  // Reads use seek + read, so they are serialized per handle.
-  #readChain: Promise<unknown> = Promise.resolve();
-  // The file position sits at the end except while a read runs; appends wait for reads.
+  /** Appends and truncates run one after another (the file position stays at the end). */
+  #writeChain: Promise<unknown> = Promise.resolve();
+  /**
+   * A second, read-only handle for positional reads (pread): one call per
+   * read instead of seek + read + seek, and reads need not wait for each
+   * other or for appends (they only read bytes already written).
+   */
+  #reader: Promise<NodeFileHandle> | undefined;
   #closed = false;
 
   constructor(readonly path: string, file: Deno.FsFile, sizeBytes: number) {
@@ -34,26 +40,23 @@ class DenoFileHandle implements FileHandle {
     this.#sizeBytes = sizeBytes;
   }
 
-  read(offset: number, length: number): Promise<Uint8Array> {
-    const run = async (): Promise<Uint8Array> => {
-      const want = Math.max(0, Math.min(length, this.#sizeBytes - offset));
-      const out = new Uint8Array(want);
-      if (want === 0) return out;
-      await this.#file.seek(offset, Deno.SeekMode.Start);
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const want = Math.max(0, Math.min(length, this.#sizeBytes - offset));
+    const out = new Uint8Array(want);
+    if (want === 0) return out;
+    try {
+      this.#reader ??= openForReading(this.path, "r");
+      const reader = await this.#reader;
       let got = 0;
-      while (got < want) {
-        const n = await this.#file.read(out.subarray(got));
-        if (n === null || n === 0) break;
-        got += n;
+      for (let i = 0; got < want && i < 1_000_000; i++) {
+        const { bytesRead } = await reader.read(out, got, want - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
       }
-      await this.#file.seek(0, Deno.SeekMode.End);
       return got === want ? out : out.subarray(0, got);
-    };
-    const p = this.#readChain.then(run, run);
-    this.#readChain = p.catch(() => {});
-    return p.catch((e) => {
+    } catch (e) {
       throw mapIoError(this.path, e);
-    });
+    }
   }
 
   append(data: Uint8Array): Promise<void> {
@@ -62,8 +65,8 @@ class DenoFileHandle implements FileHandle {
       while (done < data.length) done += await this.#file.write(data.subarray(done));
       this.#sizeBytes += data.length;
     };
-    const p = this.#readChain.then(run, run);
-    this.#readChain = p.catch(() => {});
+    const p = this.#writeChain.then(run, run);
+    this.#writeChain = p.catch(() => {});
     return p.catch((e) => {
       throw mapIoError(this.path, e);
     });
@@ -79,7 +82,7 @@ class DenoFileHandle implements FileHandle {
 
   async truncate(sizeBytes: number): Promise<void> {
     try {
-      await this.#readChain;
+      await this.#writeChain;
       await this.#file.truncate(sizeBytes);
       this.#sizeBytes = sizeBytes;
       await this.#file.seek(0, Deno.SeekMode.End);
@@ -95,8 +98,9 @@ class DenoFileHandle implements FileHandle {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#readChain;
+    await this.#writeChain;
     this.#file.close();
+    if (this.#reader) await (await this.#reader.catch(() => undefined))?.close();
   }
 }
 
