@@ -42,7 +42,18 @@ const started = performance.now();
 for (let i = 0; i < schedules; i++) {
   const s = seed + i;
   const faults = randomSchedule(s);
-  const r = await runSchedule({ seed: s, faults });
+  const r = await runSchedule({ seed: s, faults }).catch((e) => ({
+    seed: s,
+    faults,
+    ops: 0,
+    checkedOps: 0,
+    acknowledgedWrites: 0,
+    openWrites: 0,
+    lostWrites: 0,
+    crashes: 0,
+    recoveryMs: 0,
+    violations: [`harness: the schedule could not run: ${(e as Error).message}`],
+  }));
   ops += r.ops;
   checked += r.checkedOps;
   acked += r.acknowledgedWrites;

@@ -226,7 +226,12 @@ export class TestCluster implements AsyncDisposable {
   static async start(size: number, options: TestClusterOptions = {}): Promise<TestCluster> {
     const root = await Deno.makeTempDir({ prefix: "rustkvd-e2e-" });
     const cluster = new TestCluster(root);
-    const ports = Array.from({ length: size }, () => freePort());
+    // Hold the nodes' ports while the proxies bind theirs, so no proxy gets a node's port.
+    const held = Array.from(
+      { length: size },
+      () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+    );
+    const ports = held.map((l) => (l.addr as Deno.NetAddr).port);
     const initial = ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
     if (options.proxies) {
       cluster.mesh = new ProxyMesh(
@@ -234,6 +239,7 @@ export class TestCluster implements AsyncDisposable {
         options.random,
       );
     }
+    for (const l of held) l.close();
     const envOf = (id: string): Record<string, string> | undefined => {
       if (!cluster.mesh) return options.env;
       const failpoints = [options.env?.RUSTKVD_FAILPOINTS, cluster.mesh.routesOf(id)]
