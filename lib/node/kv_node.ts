@@ -681,7 +681,7 @@ export class KVNode {
   async transferLeader(nodeId: string, timeoutMs?: number): Promise<string> {
     const member = this.replica.members.get(nodeId);
     if (!member || member.learner) {
-      throw new InvalidArgumentError(`${nodeId} is not a voting member`);
+      throw new InvalidArgumentError(`${JSON.stringify(nodeId)} is not a voting member`);
     }
     this.#requireLeader();
     if (nodeId === this.config.nodeId) return nodeId;

@@ -94,7 +94,7 @@ export class MembershipManager {
   async remove(id: string, deadlineMs: number): Promise<JoinResult> {
     this.#requireLeader();
     const member = this.replica.members.get(id);
-    if (!member) throw new InvalidArgumentError(`${id} is not a member`);
+    if (!member) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a member`);
     const voters = this.members().filter((x) => !x.learner);
     if (!member.learner && voters.length === 1) {
       throw new InvalidArgumentError(

@@ -7,14 +7,22 @@
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
+import type { ServiceDefinition } from "@grpc/proto-loader";
 import { maxGrpcMessageBytes } from "../common/limits.ts";
 import type { KVNode, NodeStatusInfo, ReadConsistency } from "../node/kv_node.ts";
 import type { KeyValue, MemberRecord } from "../node/state_machine.ts";
 import type { JoinResult } from "../node/membership.ts";
 import type { Watcher } from "../node/watch_hub.ts";
-import { loadRustkvdPackage } from "./proto.ts";
+import { loadRustkvdDefinition } from "./proto.ts";
 import { toGrpcError } from "./status.ts";
+import {
+  type GrpcCall,
+  type GrpcMethod,
+  type GrpcOutcome,
+  GrpcRouter,
+  type ServerStream,
+} from "./h2/grpc.ts";
+import { H2ServerConnection } from "./h2/connection.ts";
 import { FrameQueue } from "../node/transport.ts";
 import { PeerFrameKind } from "../node/peer_frame.ts";
 import { decodeMessage } from "../raft/codec.ts";
@@ -41,31 +49,32 @@ function consistencyOf(c: string | undefined): ReadConsistency {
   return c === "SERIALIZABLE" ? "serializable" : "linearizable";
 }
 
-/** Milliseconds left before the call's deadline (undefined when it has none). */
-function remainingMs(call: grpc.ServerUnaryCall<Req, Req>): number | undefined {
-  const deadline = call.getDeadline();
-  const ms = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-  if (!Number.isFinite(ms) || ms <= 0) return undefined;
-  return Math.max(1, ms - Date.now());
+/** A unary call as the handlers below see it. */
+interface UnaryCall {
+  request: Req;
+  remainingMs(): number | undefined;
 }
 
-function unary(
-  fn: (call: grpc.ServerUnaryCall<Req, Req>) => Promise<Req>,
-): grpc.handleUnaryCall<Req, Req> {
-  return (call, callback) => {
-    fn(call).then((res) => callback(null, res), (e) => callback(toGrpcError(e)));
+/** The handlers of one service, by method name. */
+type ServiceHandlers = Record<string, GrpcMethod>;
+
+function unary(fn: (call: UnaryCall) => Promise<Req>): GrpcMethod {
+  return {
+    kind: "unary",
+    handle: (request: Req, call: GrpcCall) =>
+      fn({ request, remainingMs: () => call.remainingMs() }),
   };
 }
 
 /** Builds the service implementations bound to `node`. */
-export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation {
+export function kvStoreHandlers(node: KVNode): ServiceHandlers {
   return {
     Get: unary(async (call) => {
       const r = call.request;
       const res = await node.get(r.key, {
         version: r.version,
         consistency: consistencyOf(r.consistency),
-        timeoutMs: remainingMs(call),
+        timeoutMs: call.remainingMs(),
       });
       return {
         found: res.kv !== undefined,
@@ -82,7 +91,7 @@ export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation
         ifVersion: r.if_version ?? undefined,
         prevKv: r.prev_kv,
         requestId: r.request_id,
-        timeoutMs: remainingMs(call),
+        timeoutMs: call.remainingMs(),
       });
       return { version: res.version, prev: kvMessage(res.prev), has_prev: res.prev !== undefined };
     }),
@@ -92,7 +101,7 @@ export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation
         ifVersion: r.if_version ?? undefined,
         prevKv: r.prev_kv,
         requestId: r.request_id,
-        timeoutMs: remainingMs(call),
+        timeoutMs: call.remainingMs(),
       });
       return {
         version: res.version,
@@ -111,7 +120,7 @@ export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation
         version: r.version,
         keysOnly: r.keys_only,
         consistency: consistencyOf(r.consistency),
-        timeoutMs: remainingMs(call),
+        timeoutMs: call.remainingMs(),
       });
       return {
         kvs: res.kvs.map((kv) => kvMessage(kv, r.keys_only)),
@@ -137,82 +146,119 @@ export function kvStoreHandlers(node: KVNode): grpc.UntypedServiceImplementation
         fsync_mode: "fsync",
       });
     }),
-    Watch: (call: grpc.ServerWritableStream<Req, Req>) => {
-      const r = call.request;
-      let watcher: Watcher;
-      try {
-        watcher = node.watch({
-          key: r.key,
-          prefix: r.prefix,
-          startVersion: r.start_version,
-          prevKv: r.prev_kv,
-        });
-      } catch (e) {
-        call.emit("error", toGrpcError(e));
-        return;
-      }
-      call.on("cancelled", () => watcher.return());
-      call.on("close", () => watcher.return());
-      // CREATED carries the last version before the first event this watch delivers.
-      call.write({ type: "CREATED", version: watcher.lastVersion });
-      (async () => {
-        for await (const e of watcher) {
-          const more = call.write({
-            type: e.type === "put" ? "PUT" : "DELETE",
-            kv: kvMessage(e.kv),
-            prev_kv: kvMessage(e.prev),
-            has_prev: e.prev !== undefined,
-            version: e.kv.version,
-          });
-          if (!more) await new Promise<void>((resolve) => call.once("drain", resolve));
-          if (call.cancelled) return;
-        }
-        const c = watcher.cancel;
-        if (c && !call.cancelled && c.reason !== "closed by the client") {
-          call.write({
-            type: "CANCELED",
-            cancel_reason: c.reason,
-            version: c.lastVersion,
-            compacted_version: c.compactedVersion ?? 0,
-          });
-        }
-        call.end();
-      })().catch((e) => call.emit("error", toGrpcError(e)));
+    Watch: {
+      kind: "serverStream",
+      handle: (r: Req, stream: ServerStream) => watch(node, r, stream),
     },
   };
 }
 
+/** Watch: CREATED, then the events, then CANCELED if the server ended the watch. */
+function watch(node: KVNode, r: Req, stream: ServerStream): void {
+  let watcher: Watcher;
+  try {
+    watcher = node.watch({
+      key: r.key,
+      prefix: r.prefix,
+      startVersion: r.start_version,
+      prevKv: r.prev_kv,
+    });
+  } catch (e) {
+    stream.fail(e);
+    return;
+  }
+  stream.call.onCancel(() => watcher.return());
+  // CREATED carries the last version before the first event this watch delivers.
+  stream.write({ type: "CREATED", version: watcher.lastVersion });
+  (async () => {
+    for await (const e of watcher) {
+      const more = stream.write({
+        type: e.type === "put" ? "PUT" : "DELETE",
+        kv: kvMessage(e.kv),
+        prev_kv: kvMessage(e.prev),
+        has_prev: e.prev !== undefined,
+        version: e.kv.version,
+      });
+      if (!more) await stream.drained();
+      if (stream.call.cancelled) return;
+    }
+    const c = watcher.cancel;
+    if (c && !stream.call.cancelled && c.reason !== "closed by the client") {
+      stream.write({
+        type: "CANCELED",
+        cancel_reason: c.reason,
+        version: c.lastVersion,
+        compacted_version: c.compactedVersion ?? 0,
+      });
+    }
+    stream.end();
+  })().catch((e) => stream.fail(e));
+}
+
 /** A running front end: the listening port and how to stop it. */
 export interface RunningGrpcServer {
-  server: grpc.Server;
   port: number;
   close(): Promise<void>;
 }
 
+/** How long a closing server lets calls in flight finish before it drops their connections. */
+const shutdownGraceMs = 500;
+
+/** A thrown value as the status, message and metadata a call ends with. */
+function outcomeOf(e: unknown): GrpcOutcome {
+  const wire = toGrpcError(e);
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(wire.metadata?.getMap() ?? {})) metadata[k] = String(v);
+  return { code: wire.code ?? 13, details: wire.details ?? wire.message, metadata };
+}
+
+/** Registers every method of `service` (a proto-loader service definition) with `router`. */
+function addService(
+  router: GrpcRouter,
+  service: ServiceDefinition,
+  handlers: ServiceHandlers,
+): void {
+  for (const [name, def] of Object.entries(service)) {
+    const method = handlers[name];
+    if (!method) continue; // answered UNIMPLEMENTED by the router
+    router.add(def.path, {
+      decode: (bytes) => def.requestDeserialize(bytes as Buffer),
+      encode: (message) => def.responseSerialize(message),
+    }, method);
+  }
+}
+
 /**
  * Starts the node's front end on `addr` (host:port; port 0 picks one): one
- * TCP listener whose gRPC connections go to the KVStore and RaftInternal
- * services and whose peer connections go to the Raft transport.
+ * TCP listener whose HTTP/2 connections carry the KVStore, Admin and
+ * RaftInternal services (served by lib/server/h2, not node:http2) and whose
+ * peer connections go to the Raft transport.
  */
 export async function startGrpcServer(node: KVNode, addr: string): Promise<RunningGrpcServer> {
-  const pkg = loadRustkvdPackage();
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": maxGrpcMessageBytes,
-    "grpc.max_send_message_length": maxGrpcMessageBytes,
+  const definition = loadRustkvdDefinition();
+  const service = (name: string) => definition[`rustkvd.${name}`] as ServiceDefinition;
+  const router = new GrpcRouter(maxGrpcMessageBytes, outcomeOf);
+  addService(router, service("KVStore"), kvStoreHandlers(node));
+  addService(router, service("RaftInternal"), raftInternalHandlers(node));
+  addService(router, service("Admin"), adminHandlers(node));
+  const connections = new Set<H2ServerConnection>();
+  const listener = await listen(addr, node.transport, (socket, head) => {
+    const connection = new H2ServerConnection(socket, (stream) => router.serve(stream), head);
+    connections.add(connection);
+    socket.on("close", () => connections.delete(connection));
   });
-  const service = (name: string) => (pkg[name] as grpc.ServiceClientConstructor).service;
-  server.addService(service("KVStore"), kvStoreHandlers(node));
-  server.addService(service("RaftInternal"), raftInternalHandlers(node));
-  server.addService(service("Admin"), adminHandlers(node));
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const listener = await listen(addr, node.transport, injector);
   return {
-    server,
     port: listener.port,
     close: async () => {
+      // GOAWAY first, so calls in flight can finish (bounded), then drop everything.
+      for (const c of connections) c.close();
+      const deadline = Date.now() + shutdownGraceMs;
+      while ([...connections].some((c) => c.activeStreams > 0) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       await listener.close();
-      injector.destroy();
-      server.forceShutdown();
+      for (const c of connections) c.destroy();
+      connections.clear();
     },
   };
 }
@@ -245,7 +291,7 @@ function membersWire(members: MemberRecord[]) {
 }
 
 /** Cluster administration: member list, join, add, remove, leadership transfer, compaction. */
-function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
+function adminHandlers(node: KVNode): ServiceHandlers {
   const listAfter = async (change: Promise<JoinResult>) => {
     await change;
     return memberList(node);
@@ -253,10 +299,10 @@ function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
   return {
     MemberList: unary(() => Promise.resolve(memberList(node))),
     Compact: unary(async (call) => ({
-      compacted_version: await node.compact(call.request.version, remainingMs(call)),
+      compacted_version: await node.compact(call.request.version, call.remainingMs()),
     })),
     TransferLeader: unary(async (call) => ({
-      leader_id: await node.transferLeader(call.request.id, remainingMs(call)),
+      leader_id: await node.transferLeader(call.request.id, call.remainingMs()),
     })),
     MemberAdd: unary((call) => {
       if (call.request.learner) {
@@ -267,12 +313,14 @@ function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
           ),
         );
       }
-      return listAfter(node.addMember(call.request.id, call.request.addr, remainingMs(call)));
+      return listAfter(node.addMember(call.request.id, call.request.addr, call.remainingMs()));
     }),
-    MemberRemove: unary((call) => listAfter(node.removeMember(call.request.id, remainingMs(call)))),
+    MemberRemove: unary((call) =>
+      listAfter(node.removeMember(call.request.id, call.remainingMs()))
+    ),
     Join: unary(async (call) => {
       const r = call.request;
-      const joined = await node.join(r.id, r.addr, r.cluster_id, remainingMs(call));
+      const joined = await node.join(r.id, r.addr, r.cluster_id, call.remainingMs());
       return { cluster_id: joined.clusterId, members: membersWire(joined.members) };
     }),
   };
@@ -285,12 +333,12 @@ function adminHandlers(node: KVNode): grpc.UntypedServiceImplementation {
  */
 async function installSnapshot(
   node: KVNode,
-  call: grpc.ServerReadableStream<Req, Req>,
+  chunks: AsyncIterable<Req>,
 ): Promise<Req> {
   const frames = new FrameQueue();
   let first: Req | undefined;
   let failure: Error | undefined;
-  call.on("data", (c: Req) => {
+  const onChunk = (c: Req) => {
     if (failure) return;
     try {
       if (first === undefined) {
@@ -319,10 +367,10 @@ async function installSnapshot(
     } catch (e) {
       failure = e as Error;
     }
-  });
-  call.on("end", () => frames.end());
-  call.on("error", () => frames.end());
-  call.on("cancelled", () => frames.end());
+  };
+  (async () => {
+    for await (const c of chunks) onChunk(c);
+  })().finally(() => frames.end());
   const begin = await frames.next();
   if (begin.done || first === undefined) {
     throw new KVError("InvalidArgument", "an InstallSnapshot call needs a first chunk");
@@ -371,23 +419,17 @@ async function installSnapshot(
  * RaftInternal over gRPC, for tools and other implementations: batches go
  * through the same cluster-id check and decoding as the native channel.
  */
-function raftInternalHandlers(node: KVNode): grpc.UntypedServiceImplementation {
-  const batch: grpc.handleUnaryCall<Req, Req> = (call, callback) => {
-    const r = call.request;
+function raftInternalHandlers(node: KVNode): ServiceHandlers {
+  const batch = unary(({ request: r }) => {
     const problem = node.transport.receiveBatch(r.cluster_id, r.from, r.messages ?? []);
-    callback(null, { ok: problem === undefined, reason: problem ?? "" });
-  };
+    return Promise.resolve({ ok: problem === undefined, reason: problem ?? "" });
+  });
   return {
     AppendEntries: batch,
     RequestVote: batch,
-    InstallSnapshot: (
-      call: grpc.ServerReadableStream<Req, Req>,
-      callback: grpc.sendUnaryData<Req>,
-    ) => {
-      installSnapshot(node, call).then(
-        (ack) => callback(null, ack),
-        (e) => callback(toGrpcError(e)),
-      );
+    InstallSnapshot: {
+      kind: "clientStream",
+      handle: (chunks: AsyncIterable<Req>) => installSnapshot(node, chunks),
     },
   };
 }

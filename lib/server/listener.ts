@@ -1,15 +1,14 @@
 /**
  * The one listening port of a node. Each accepted connection is told apart
  * by its first bytes: the peer magic `RKVR` goes to the Raft peer channel,
- * anything else (the HTTP/2 preface of a gRPC client) is handed to grpc-js
- * through its connection injector. One port keeps the seed's start sequence
+ * anything else (the HTTP/2 preface of a gRPC client) goes to the HTTP/2
+ * server. One port keeps the seed's start sequence
  * (`--addr` only) and lets a firewall rule cover everything.
  *
  * @module
  */
 
 import net from "node:net";
-import type * as grpc from "@grpc/grpc-js";
 import { peerMagic } from "../node/peer_frame.ts";
 import type { PeerTransport } from "../node/transport.ts";
 
@@ -33,7 +32,7 @@ function isPeerMagic(b: Uint8Array): boolean {
 export function listen(
   addr: string,
   transport: PeerTransport,
-  grpcInjector: grpc.ConnectionInjector,
+  acceptHttp2: (socket: net.Socket, head: Uint8Array) => void,
 ): Promise<RunningListener> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -53,10 +52,7 @@ export function listen(
       if (isPeerMagic(head)) {
         transport.acceptPeer(socket, head);
       } else {
-        socket.pause();
-        socket.unshift(head);
-        grpcInjector.injectConnection(socket);
-        socket.resume();
+        acceptHttp2(socket, head);
       }
     };
     socket.on("data", onData);

@@ -26,12 +26,18 @@ export const protoLoaderOptions: protoLoader.Options = {
 };
 
 let cached: grpc.GrpcObject | undefined;
+let cachedDefinition: protoLoader.PackageDefinition | undefined;
+
+/** The parsed definition: per service, each method's path and serializers (the server uses it). */
+export function loadRustkvdDefinition(): protoLoader.PackageDefinition {
+  cachedDefinition ??= protoLoader.loadSync(protoPath, protoLoaderOptions);
+  return cachedDefinition;
+}
 
 /** The `rustkvd` package: service constructors and message types. */
 export function loadRustkvdPackage(): grpc.GrpcObject {
   if (!cached) {
-    const definition = protoLoader.loadSync(protoPath, protoLoaderOptions);
-    cached = grpc.loadPackageDefinition(definition).rustkvd as grpc.GrpcObject;
+    cached = grpc.loadPackageDefinition(loadRustkvdDefinition()).rustkvd as grpc.GrpcObject;
   }
   return cached;
 }

@@ -1,0 +1,300 @@
+import { EventEmitter } from "node:events";
+import type net from "node:net";
+import { assertEquals, assertTrue } from "../../common/test_helpers.ts";
+import { H2ServerConnection } from "./connection.ts";
+import {
+  clientPreface,
+  encodeFrame,
+  Flag,
+  type Frame,
+  FrameReader,
+  FrameType,
+  H2Error,
+  Setting,
+  settingsFrame,
+  u32Frame,
+} from "./frames.ts";
+import { encodeHeaders, type HeaderField, HpackDecoder } from "./hpack.ts";
+import { encodeGrpcMessage, type GrpcCall, GrpcRouter, parseGrpcTimeout } from "./grpc.ts";
+
+/** The parts of a net.Socket the connection uses, recording what it writes. */
+class FakeSocket extends EventEmitter {
+  written: Uint8Array[] = [];
+  ended = false;
+  destroyed = false;
+  writableLength = 0;
+  write(bytes: Uint8Array): boolean {
+    this.written.push(bytes.slice());
+    return true;
+  }
+  end(): void {
+    this.ended = true;
+  }
+  destroy(): void {
+    this.destroyed = true;
+  }
+}
+
+/** A test client speaking raw HTTP/2 frames to one server connection. */
+class RawClient {
+  readonly socket = new FakeSocket();
+  readonly #reader = new FrameReader(1 << 24);
+  readonly #decoder = new HpackDecoder();
+  #read = 0;
+
+  constructor(router: GrpcRouter, settings: [number, number][] = []) {
+    new H2ServerConnection(
+      this.socket as unknown as net.Socket,
+      (stream) => router.serve(stream),
+      clientPreface,
+    );
+    this.send(settingsFrame(settings));
+  }
+
+  send(bytes: Uint8Array): void {
+    this.socket.emit("data", bytes);
+  }
+
+  /** Opens stream `id` with gRPC request headers. */
+  headers(id: number, path: string, extra: HeaderField[] = [], endStream = false): void {
+    const block = encodeHeaders([
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", path],
+      [":authority", "localhost"],
+      ["content-type", "application/grpc"],
+      ...extra,
+    ]);
+    const flags = Flag.EndHeaders | (endStream ? Flag.EndStream : 0);
+    this.send(encodeFrame(FrameType.Headers, flags, id, block));
+  }
+
+  /** Sends one length-prefixed gRPC message on `id`, ending the request. */
+  message(id: number, body: Uint8Array, endStream = true): void {
+    const framed = new Uint8Array(5 + body.length);
+    new DataView(framed.buffer).setUint32(1, body.length);
+    framed.set(body, 5);
+    this.send(encodeFrame(FrameType.Data, endStream ? Flag.EndStream : 0, id, framed));
+  }
+
+  /** Frames the server wrote since the last call, after its writes were flushed. */
+  async frames(): Promise<(Frame & { fields?: HeaderField[] })[]> {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const out: (Frame & { fields?: HeaderField[] })[] = [];
+    for (const chunk of this.socket.written.slice(this.#read)) {
+      for (const f of this.#reader.feed(chunk)) {
+        const copy = { ...f, payload: f.payload.slice() };
+        out.push(
+          f.type === FrameType.Headers
+            ? { ...copy, fields: this.#decoder.decode(copy.payload) }
+            : copy,
+        );
+      }
+    }
+    this.#read = this.socket.written.length;
+    return out;
+  }
+}
+
+const json = {
+  encode: (m: unknown) => new TextEncoder().encode(JSON.stringify(m)),
+  decode: (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b)),
+};
+
+function testRouter(maxMessageBytes = 1024): { router: GrpcRouter; cancelled: string[] } {
+  const cancelled: string[] = [];
+  const router = new GrpcRouter(maxMessageBytes, (e) => ({
+    code: 3,
+    details: (e as Error).message,
+    metadata: { "rustkvd-error": "InvalidArgument" },
+  }));
+  router.add("/t.S/Echo", json, {
+    kind: "unary",
+    handle: (req) => Promise.resolve({ echo: req.text }),
+  });
+  router.add("/t.S/Fail", json, {
+    kind: "unary",
+    handle: () => Promise.reject(new Error(" bad key ")),
+  });
+  router.add("/t.S/Big", json, {
+    kind: "unary",
+    handle: (req) => Promise.resolve({ blob: "x".repeat(req.size) }),
+  });
+  router.add("/t.S/Hang", json, {
+    kind: "unary",
+    handle: (_req, call: GrpcCall) =>
+      new Promise(() => call.onCancel(() => cancelled.push("Hang"))),
+  });
+  return { router, cancelled };
+}
+
+function field(fields: HeaderField[] | undefined, name: string): string | undefined {
+  return fields?.find(([n]) => n === name)?.[1];
+}
+
+function body(frames: Frame[], id: number): unknown {
+  const data = frames.filter((f) => f.type === FrameType.Data && f.streamId === id);
+  const bytes = new Uint8Array(data.reduce((n, f) => n + f.payload.length, 0));
+  let at = 0;
+  for (const f of data) {
+    bytes.set(f.payload, at);
+    at += f.payload.length;
+  }
+  return json.decode(bytes.subarray(5));
+}
+
+Deno.test("h2: a unary call gets headers, one message and OK trailers on its stream", async () => {
+  const client = new RawClient(testRouter().router);
+  client.headers(1, "/t.S/Echo");
+  client.message(1, json.encode({ text: "hi" }));
+  const frames = await client.frames();
+  assertTrue(frames.some((f) => f.type === FrameType.Settings && f.flags === 0));
+  const headers = frames.filter((f) => f.type === FrameType.Headers && f.streamId === 1);
+  assertEquals(headers.length, 2);
+  assertEquals(field(headers[0].fields, ":status"), "200");
+  assertEquals(body(frames, 1), { echo: "hi" });
+  assertEquals(field(headers[1].fields, "grpc-status"), "0");
+  assertTrue((headers[1].flags & Flag.EndStream) !== 0, "trailers end the stream");
+});
+
+Deno.test("h2: interleaved streams each get their own answer", async () => {
+  const client = new RawClient(testRouter().router);
+  client.headers(1, "/t.S/Echo");
+  client.headers(3, "/t.S/Echo");
+  client.message(3, json.encode({ text: "three" }));
+  client.message(1, json.encode({ text: "one" }));
+  const frames = await client.frames();
+  assertEquals(body(frames, 1), { echo: "one" });
+  assertEquals(body(frames, 3), { echo: "three" });
+});
+
+Deno.test("h2: a failing handler ends with its status, message (edge spaces encoded) and metadata", async () => {
+  const client = new RawClient(testRouter().router);
+  client.headers(1, "/t.S/Fail");
+  client.message(1, json.encode({}));
+  const [trailers] = (await client.frames()).filter((f) => f.type === FrameType.Headers);
+  assertEquals(field(trailers.fields, "grpc-status"), "3");
+  assertEquals(field(trailers.fields, "grpc-message"), "%20bad key%20");
+  assertEquals(field(trailers.fields, "rustkvd-error"), "InvalidArgument");
+});
+
+Deno.test("h2: unknown methods, oversized and compressed messages get gRPC statuses", async () => {
+  const client = new RawClient(testRouter(64).router);
+  client.headers(1, "/t.S/Nope");
+  client.message(1, json.encode({}));
+  client.headers(3, "/t.S/Echo");
+  client.message(3, json.encode({ text: "y".repeat(100) }));
+  client.headers(5, "/t.S/Echo");
+  const compressed = json.encode({ text: "z" });
+  const framed = new Uint8Array(5 + compressed.length);
+  framed[0] = 1;
+  new DataView(framed.buffer).setUint32(1, compressed.length);
+  framed.set(compressed, 5);
+  client.send(encodeFrame(FrameType.Data, Flag.EndStream, 5, framed));
+  const byStream = new Map<number, HeaderField[] | undefined>();
+  for (const f of await client.frames()) {
+    if (f.type === FrameType.Headers) byStream.set(f.streamId, f.fields);
+  }
+  assertEquals(field(byStream.get(1), "grpc-status"), "12");
+  assertEquals(field(byStream.get(3), "grpc-status"), "8");
+  assertTrue(field(byStream.get(3), "grpc-message")!.includes("64"), "names the limit");
+  assertEquals(field(byStream.get(5), "grpc-status"), "12");
+});
+
+Deno.test("h2: a deadline ends a hanging call with DEADLINE_EXCEEDED and cancels it", async () => {
+  const { router, cancelled } = testRouter();
+  const client = new RawClient(router);
+  client.headers(1, "/t.S/Hang", [["grpc-timeout", "20m"]]);
+  client.message(1, json.encode({}));
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  const [trailers] = (await client.frames()).filter((f) => f.type === FrameType.Headers);
+  assertEquals(field(trailers.fields, "grpc-status"), "4");
+  assertEquals(cancelled, ["Hang"]);
+});
+
+Deno.test("h2: a client RST_STREAM cancels the call; the connection serves on", async () => {
+  const { router, cancelled } = testRouter();
+  const client = new RawClient(router);
+  client.headers(1, "/t.S/Hang");
+  client.message(1, json.encode({}));
+  await client.frames(); // the handler is running
+  client.send(u32Frame(FrameType.RstStream, 1, H2Error.Cancel));
+  client.headers(3, "/t.S/Echo");
+  client.message(3, json.encode({ text: "after" }));
+  const frames = await client.frames();
+  assertEquals(cancelled, ["Hang"]);
+  assertEquals(body(frames, 3), { echo: "after" });
+});
+
+Deno.test("h2: a response larger than the client's window waits for WINDOW_UPDATE", async () => {
+  const client = new RawClient(testRouter().router, [[Setting.InitialWindowSize, 100]]);
+  client.headers(1, "/t.S/Big");
+  client.message(1, json.encode({ size: 500 }));
+  let frames = await client.frames();
+  const sent = (fs: Frame[]) =>
+    fs.filter((f) => f.type === FrameType.Data).reduce((n, f) => n + f.payload.length, 0);
+  assertEquals(sent(frames), 100, "only the window's worth is sent");
+  assertTrue(!frames.some((f) => f.type === FrameType.Headers && f.flags & Flag.EndStream));
+  client.send(u32Frame(FrameType.WindowUpdate, 1, 10_000));
+  frames = await client.frames();
+  assertEquals(sent(frames), 5 + JSON.stringify({ blob: "x".repeat(500) }).length - 100);
+  const trailers = frames.find((f) => f.type === FrameType.Headers);
+  assertEquals(field(trailers?.fields, "grpc-status"), "0");
+});
+
+Deno.test("h2: protocol violations end the connection with GOAWAY and its code, no throw", async () => {
+  const cases: [string, (c: RawClient) => void, number][] = [
+    [
+      "a frame above the size limit",
+      (c) => c.send(Uint8Array.of(0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1)),
+      H2Error.FrameSizeError,
+    ],
+    [
+      "DATA on stream 0",
+      (c) => c.send(encodeFrame(FrameType.Data, 0, 0, Uint8Array.of(1))),
+      H2Error.ProtocolError,
+    ],
+    ["an even stream id", (c) => c.headers(2, "/t.S/Echo"), H2Error.ProtocolError],
+    [
+      "a corrupt header block",
+      (c) => c.send(encodeFrame(FrameType.Headers, Flag.EndHeaders, 1, Uint8Array.of(0x80))),
+      H2Error.CompressionError,
+    ],
+    [
+      "SETTINGS of a bad length",
+      (c) => c.send(encodeFrame(FrameType.Settings, 0, 0, Uint8Array.of(1, 2, 3))),
+      H2Error.FrameSizeError,
+    ],
+    [
+      "a zero connection WINDOW_UPDATE",
+      (c) => c.send(u32Frame(FrameType.WindowUpdate, 0, 0)),
+      H2Error.ProtocolError,
+    ],
+  ];
+  for (const [what, act, code] of cases) {
+    const client = new RawClient(testRouter().router);
+    act(client);
+    const goAway = (await client.frames()).find((f) => f.type === FrameType.GoAway);
+    assertTrue(goAway !== undefined, `${what}: GOAWAY`);
+    assertEquals(new DataView(goAway.payload.buffer).getUint32(4), code, what);
+    assertTrue(client.socket.ended, `${what}: socket closed`);
+  }
+});
+
+Deno.test("h2: bytes that are not the HTTP/2 preface close the connection", async () => {
+  const socket = new FakeSocket();
+  new H2ServerConnection(socket as unknown as net.Socket, () => {
+    throw new Error("no stream expected");
+  }, new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assertTrue(socket.ended);
+});
+
+Deno.test("grpc-timeout parsing and grpc-message encoding follow the gRPC spec", () => {
+  assertEquals(parseGrpcTimeout("100m"), 100);
+  assertEquals(parseGrpcTimeout("5S"), 5000);
+  assertEquals(parseGrpcTimeout("2M"), 120_000);
+  assertEquals(parseGrpcTimeout("123456789m"), undefined);
+  assertEquals(parseGrpcTimeout("1x"), undefined);
+  assertEquals(encodeGrpcMessage("50% of é"), "50%25 of %C3%A9");
+});

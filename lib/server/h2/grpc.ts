@@ -1,0 +1,388 @@
+/**
+ * gRPC over our HTTP/2 server connection (the gRPC-over-HTTP/2 protocol):
+ * routes `:path` to a method, frames messages (u8 compressed · u32 length ·
+ * bytes), honours `grpc-timeout`, and ends every call with `grpc-status`,
+ * `grpc-message` and our error metadata in the trailers. Handlers get
+ * decoded requests and return plain objects; encoding uses the same
+ * proto-loader definitions as the clients, so both sides see one shape.
+ *
+ * @module
+ */
+
+import type { H2Stream, StreamAbort } from "./connection.ts";
+import type { HeaderField } from "./hpack.ts";
+
+// deno-lint-ignore no-explicit-any
+type Msg = any;
+
+/** gRPC status codes used here (the full list is in the gRPC spec). */
+export const GrpcStatus = {
+  Ok: 0,
+  Cancelled: 1,
+  Unknown: 2,
+  InvalidArgument: 3,
+  DeadlineExceeded: 4,
+  ResourceExhausted: 8,
+  Unimplemented: 12,
+  Internal: 13,
+  Unavailable: 14,
+} as const;
+
+/** A call's end: status, message and trailing metadata. */
+export interface GrpcOutcome {
+  code: number;
+  details: string;
+  metadata?: Record<string, string>;
+}
+
+/** Maps a thrown value to the call's status (lib/server/status.ts provides it). */
+export type ErrorMapper = (e: unknown) => GrpcOutcome;
+
+/** What every handler sees of its call. */
+export class GrpcCall {
+  #cancelHooks: (() => void)[] = [];
+  /** True once the client went away, reset the call, or its deadline passed. */
+  cancelled = false;
+
+  constructor(
+    /** Request metadata (lowercase names). */
+    readonly metadata: Map<string, string>,
+    /** Absolute deadline (Date.now() milliseconds), if the client set one. */
+    readonly deadline: number | undefined,
+  ) {}
+
+  /** Milliseconds left before the deadline (undefined when there is none). */
+  remainingMs(): number | undefined {
+    return this.deadline === undefined ? undefined : Math.max(1, this.deadline - Date.now());
+  }
+
+  /** Runs `hook` once when the call is cancelled. */
+  onCancel(hook: () => void): void {
+    if (this.cancelled) hook();
+    else this.#cancelHooks.push(hook);
+  }
+
+  /** @internal */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    for (const hook of this.#cancelHooks.splice(0)) hook();
+  }
+}
+
+/** The response side of a server-streaming call. */
+export interface ServerStream {
+  readonly call: GrpcCall;
+  /** Sends one message; false when the client is not keeping up (wait for `drained`). */
+  write(message: Msg): boolean;
+  /** Resolves when queued bytes fall below the high-water mark, or the call ends. */
+  drained(): Promise<void>;
+  /** Ends the call with OK. */
+  end(): void;
+  /** Ends the call with the status of `error`. */
+  fail(error: unknown): void;
+}
+
+/** How one method is served. */
+export type GrpcMethod =
+  | { kind: "unary"; handle: (request: Msg, call: GrpcCall) => Promise<Msg> }
+  | { kind: "serverStream"; handle: (request: Msg, stream: ServerStream) => void }
+  | {
+    kind: "clientStream";
+    handle: (requests: AsyncIterable<Msg>, call: GrpcCall) => Promise<Msg>;
+  };
+
+/** Encoding of one method's messages (proto-loader's serializers). */
+export interface MethodCodec {
+  decode(bytes: Uint8Array): Msg;
+  encode(message: Msg): Uint8Array;
+}
+
+/** Bytes queued on a stream beyond which a streaming write reports backpressure. */
+const highWaterBytes = 1 << 20;
+
+/** Routes HTTP/2 streams to gRPC methods by path ("/package.Service/Method"). */
+export class GrpcRouter {
+  readonly #routes = new Map<string, { method: GrpcMethod; codec: MethodCodec }>();
+
+  constructor(
+    private readonly maxMessageBytes: number,
+    private readonly toOutcome: ErrorMapper,
+  ) {}
+
+  /** Registers `method` at `path`. */
+  add(path: string, codec: MethodCodec, method: GrpcMethod): void {
+    this.#routes.set(path, { method, codec });
+  }
+
+  /** Serves one stream. */
+  serve(stream: H2Stream): void {
+    new GrpcExchange(stream, this.#routes.get(stream.headers.get(":path") ?? ""), this).start();
+  }
+
+  /** @internal */
+  get limits(): { maxMessageBytes: number; toOutcome: ErrorMapper } {
+    return { maxMessageBytes: this.maxMessageBytes, toOutcome: this.toOutcome };
+  }
+}
+
+const timeoutUnits: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1_000,
+  m: 1,
+  u: 0.001,
+  n: 0.000001,
+};
+
+/** Parses `grpc-timeout` ("100m", "5S"; at most 8 digits and a unit). */
+export function parseGrpcTimeout(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!m) return undefined;
+  return Number(m[1]) * timeoutUnits[m[2]];
+}
+
+/**
+ * Percent-encodes a grpc-message value: bytes outside 0x20..0x7e, '%', and a
+ * space at either end (HTTP/2 field values may not start or end with
+ * whitespace; a client's HTTP/2 stack drops such a header).
+ */
+export function encodeGrpcMessage(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    const edgeSpace = b === 0x20 && (i === 0 || i === bytes.length - 1);
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25 && !edgeSpace
+      ? String.fromCharCode(b)
+      : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** One call on one stream: request framing in, response framing out. */
+class GrpcExchange {
+  readonly #call: GrpcCall;
+  #buffer = new Uint8Array(0);
+  #messages: Msg[] = [];
+  #wake: (() => void) | undefined;
+  #requestEnded = false;
+  #headersSent = false;
+  #done = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #drainWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly stream: H2Stream,
+    private readonly route: { method: GrpcMethod; codec: MethodCodec } | undefined,
+    private readonly router: GrpcRouter,
+  ) {
+    const metadata = new Map<string, string>();
+    for (const [name, value] of stream.headers) {
+      if (!name.startsWith(":")) metadata.set(name, value);
+    }
+    const timeout = parseGrpcTimeout(metadata.get("grpc-timeout"));
+    this.#call = new GrpcCall(metadata, timeout === undefined ? undefined : Date.now() + timeout);
+  }
+
+  start(): void {
+    const s = this.stream;
+    s.onAbort = (_why: StreamAbort) => {
+      this.#done = true;
+      this.#cleanup();
+      this.#call.cancel();
+      this.#wakeReader();
+    };
+    s.onDrain = () => {
+      if (s.queuedBytes < highWaterBytes) this.#releaseDrainWaiters();
+    };
+    if (s.headers.get(":method") !== "POST") {
+      return this.#finish({ code: GrpcStatus.Unimplemented, details: "gRPC calls use POST" });
+    }
+    const type = s.headers.get("content-type") ?? "";
+    if (!type.startsWith("application/grpc")) {
+      return this.#finish({
+        code: GrpcStatus.Unknown,
+        details: `content-type ${JSON.stringify(type)} is not application/grpc`,
+      });
+    }
+    if (!this.route) {
+      return this.#finish({
+        code: GrpcStatus.Unimplemented,
+        details: `unknown method ${s.headers.get(":path")}`,
+      });
+    }
+    const timeout = this.#call.remainingMs();
+    if (timeout !== undefined) {
+      this.#timer = setTimeout(() => {
+        this.#finish({ code: GrpcStatus.DeadlineExceeded, details: "deadline exceeded" });
+        this.#call.cancel();
+      }, timeout);
+    }
+    s.onData = (chunk) => this.#receive(chunk);
+    s.onEnd = () => {
+      this.#requestEnded = true;
+      this.#wakeReader();
+    };
+    this.#run(this.route.method).catch((e) => this.#finish(this.router.limits.toOutcome(e)));
+  }
+
+  async #run(method: GrpcMethod): Promise<void> {
+    if (method.kind === "clientStream") {
+      const response = await method.handle(this.#requests(), this.#call);
+      this.#reply(response);
+      return;
+    }
+    const request = await this.#single();
+    if (request === undefined) return;
+    if (method.kind === "unary") {
+      const response = await method.handle(request, this.#call);
+      this.#reply(response);
+      return;
+    }
+    method.handle(request, this.#serverStream());
+  }
+
+  #serverStream(): ServerStream {
+    return {
+      call: this.#call,
+      write: (message) => {
+        if (this.#done) return false;
+        this.#sendMessage(message);
+        return this.stream.queuedBytes < highWaterBytes;
+      },
+      drained: () =>
+        this.#done || this.stream.queuedBytes < highWaterBytes
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => this.#drainWaiters.push(resolve)),
+      end: () => this.#finish({ code: GrpcStatus.Ok, details: "" }),
+      fail: (e) => this.#finish(this.router.limits.toOutcome(e)),
+    };
+  }
+
+  #reply(response: Msg): void {
+    if (this.#done) return;
+    this.#sendMessage(response);
+    this.#finish({ code: GrpcStatus.Ok, details: "" });
+  }
+
+  #sendMessage(message: Msg): void {
+    const body = this.route!.codec.encode(message);
+    const framed = new Uint8Array(5 + body.length);
+    new DataView(framed.buffer).setUint32(1, body.length);
+    framed.set(body, 5);
+    if (!this.#headersSent) {
+      this.#headersSent = true;
+      this.stream.respond([[":status", "200"], ["content-type", "application/grpc"]]);
+    }
+    this.stream.write(framed);
+  }
+
+  /** Waits for exactly one request message and the end of the request. */
+  async #single(): Promise<Msg | undefined> {
+    while (!this.#requestEnded && !this.#done) await this.#waitForInput();
+    if (this.#done) return undefined;
+    if (this.#messages.length !== 1) {
+      this.#finish({
+        code: GrpcStatus.Unimplemented,
+        details: `expected one request message, got ${this.#messages.length}`,
+      });
+      return undefined;
+    }
+    return this.#messages[0];
+  }
+
+  async *#requests(): AsyncIterable<Msg> {
+    for (;;) {
+      if (this.#messages.length > 0) {
+        yield this.#messages.shift();
+        continue;
+      }
+      if (this.#requestEnded || this.#done) return;
+      await this.#waitForInput();
+    }
+  }
+
+  #waitForInput(): Promise<void> {
+    return new Promise<void>((resolve) => (this.#wake = resolve));
+  }
+
+  #wakeReader(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #receive(chunk: Uint8Array): void {
+    if (this.#done) return;
+    let buf: Uint8Array;
+    if (this.#buffer.length === 0) {
+      buf = chunk;
+    } else {
+      buf = new Uint8Array(this.#buffer.length + chunk.length);
+      buf.set(this.#buffer);
+      buf.set(chunk, this.#buffer.length);
+    }
+    let pos = 0;
+    const max = this.router.limits.maxMessageBytes;
+    while (buf.length - pos >= 5) {
+      const compressed = buf[pos];
+      const length = new DataView(buf.buffer, buf.byteOffset + pos + 1, 4).getUint32(0);
+      if (compressed !== 0) {
+        return this.#finish({
+          code: GrpcStatus.Unimplemented,
+          details: "compressed messages are not supported (use identity encoding)",
+        });
+      }
+      if (length > max) {
+        return this.#finish({
+          code: GrpcStatus.ResourceExhausted,
+          details: `received message larger than max (${length} vs. ${max})`,
+        });
+      }
+      if (buf.length - pos - 5 < length) break;
+      const body = buf.subarray(pos + 5, pos + 5 + length);
+      pos += 5 + length;
+      let message: Msg;
+      try {
+        message = this.route!.codec.decode(body);
+      } catch (e) {
+        return this.#finish({
+          code: GrpcStatus.Internal,
+          details: `request message does not parse: ${(e as Error).message}`,
+        });
+      }
+      this.#messages.push(message);
+    }
+    // Keep a copy: the chunk's bytes are not ours after this callback.
+    this.#buffer = pos === buf.length ? new Uint8Array(0) : buf.slice(pos);
+    this.#wakeReader();
+  }
+
+  #finish(outcome: GrpcOutcome): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#cleanup();
+    const trailers: HeaderField[] = [];
+    if (!this.#headersSent) {
+      trailers.push([":status", "200"], ["content-type", "application/grpc"]);
+    }
+    trailers.push(["grpc-status", String(outcome.code)]);
+    if (outcome.details) trailers.push(["grpc-message", encodeGrpcMessage(outcome.details)]);
+    for (const [k, v] of Object.entries(outcome.metadata ?? {})) trailers.push([k, v]);
+    if (outcome.code !== GrpcStatus.Ok) this.#call.cancel();
+    this.stream.finish(trailers);
+    this.#wakeReader();
+  }
+
+  #cleanup(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#releaseDrainWaiters();
+  }
+
+  #releaseDrainWaiters(): void {
+    for (const w of this.#drainWaiters.splice(0)) w();
+  }
+}

@@ -1,0 +1,368 @@
+/**
+ * HPACK (RFC 7541), the header compression of HTTP/2: a decoder with the
+ * static and dynamic tables and Huffman strings, as gRPC clients send them,
+ * and a stateless encoder (literals that never touch the peer's dynamic
+ * table, so nothing has to be kept in step on our side). Pure: no I/O.
+ *
+ * @module
+ */
+
+/** A header block could not be decoded: a connection error (COMPRESSION_ERROR). */
+export class HpackError extends Error {
+  override name = "HpackError";
+}
+
+/** One header field, name lowercase as HTTP/2 requires. */
+export type HeaderField = [name: string, value: string];
+
+/** RFC 7541 Appendix A: the static table (index 1 is the first entry). */
+const staticTable: readonly HeaderField[] = [
+  [":authority", ""],
+  [":method", "GET"],
+  [":method", "POST"],
+  [":path", "/"],
+  [":path", "/index.html"],
+  [":scheme", "http"],
+  [":scheme", "https"],
+  [":status", "200"],
+  [":status", "204"],
+  [":status", "206"],
+  [":status", "304"],
+  [":status", "400"],
+  [":status", "404"],
+  [":status", "500"],
+  ["accept-charset", ""],
+  ["accept-encoding", "gzip, deflate"],
+  ["accept-language", ""],
+  ["accept-ranges", ""],
+  ["accept", ""],
+  ["access-control-allow-origin", ""],
+  ["age", ""],
+  ["allow", ""],
+  ["authorization", ""],
+  ["cache-control", ""],
+  ["content-disposition", ""],
+  ["content-encoding", ""],
+  ["content-language", ""],
+  ["content-length", ""],
+  ["content-location", ""],
+  ["content-range", ""],
+  ["content-type", ""],
+  ["cookie", ""],
+  ["date", ""],
+  ["etag", ""],
+  ["expect", ""],
+  ["expires", ""],
+  ["from", ""],
+  ["host", ""],
+  ["if-match", ""],
+  ["if-modified-since", ""],
+  ["if-none-match", ""],
+  ["if-range", ""],
+  ["if-unmodified-since", ""],
+  ["last-modified", ""],
+  ["link", ""],
+  ["location", ""],
+  ["max-forwards", ""],
+  ["proxy-authenticate", ""],
+  ["proxy-authorization", ""],
+  ["range", ""],
+  ["referer", ""],
+  ["refresh", ""],
+  ["retry-after", ""],
+  ["server", ""],
+  ["set-cookie", ""],
+  ["strict-transport-security", ""],
+  ["transfer-encoding", ""],
+  ["user-agent", ""],
+  ["vary", ""],
+  ["via", ""],
+  ["www-authenticate", ""],
+];
+
+/**
+ * RFC 7541 Appendix B, as code lengths in bits for symbols 0..256 (256 is
+ * EOS). The code is canonical — sorted by length, then symbol, each code
+ * the previous one plus one, shifted left when the length grows — so the
+ * lengths alone rebuild every code.
+ */
+// deno-fmt-ignore
+const huffmanLengths: readonly number[] = [
+  13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28,
+  28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28,
+  6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6,
+  5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10,
+  13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+  7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6,
+  15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5,
+  6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28,
+  20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23,
+  24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24,
+  22, 21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23,
+  21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23,
+  26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25,
+  19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27,
+  20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23,
+  26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26,
+  30,
+];
+
+/** Decoding tree: node i has children at tree[2i] and tree[2i+1]; a leaf is ~symbol. */
+const huffmanTree: Int32Array = buildHuffmanTree();
+/** Per symbol: its code (right-aligned) for the encoder. */
+const huffmanCodes: Uint32Array = canonicalCodes();
+
+function canonicalCodes(): Uint32Array {
+  const symbols = huffmanLengths.map((_, s) => s).sort((a, b) =>
+    huffmanLengths[a] - huffmanLengths[b] || a - b
+  );
+  const codes = new Uint32Array(huffmanLengths.length);
+  let code = 0;
+  let previous = huffmanLengths[symbols[0]];
+  symbols.forEach((s, i) => {
+    const length = huffmanLengths[s];
+    if (i > 0) code = (code + 1) * 2 ** (length - previous);
+    previous = length;
+    codes[s] = code;
+  });
+  return codes;
+}
+
+function buildHuffmanTree(): Int32Array {
+  const codes = canonicalCodes();
+  // 256 leaves need 255 inner nodes; index 0 is the root.
+  const tree = new Int32Array(2 * 512).fill(0);
+  let nodes = 1;
+  for (let s = 0; s < huffmanLengths.length; s++) {
+    let node = 0;
+    for (let bit = huffmanLengths[s] - 1; bit >= 0; bit--) {
+      const slot = 2 * node + ((codes[s] >>> bit) & 1);
+      if (bit === 0) {
+        tree[slot] = ~s;
+      } else {
+        if (tree[slot] === 0) tree[slot] = nodes++;
+        node = tree[slot];
+      }
+    }
+  }
+  return tree;
+}
+
+const latin1 = new TextDecoder("latin1");
+const utf8Encoder = new TextEncoder();
+
+/** Decodes a Huffman-coded string; padding must be under 8 bits, all ones (RFC 7541 5.2). */
+export function huffmanDecode(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil((bytes.length * 8) / 5));
+  let n = 0;
+  let node = 0;
+  let depth = 0;
+  let allOnes = true;
+  for (const byte of bytes) {
+    for (let bit = 7; bit >= 0; bit--) {
+      const b = (byte >>> bit) & 1;
+      const next = huffmanTree[2 * node + b];
+      depth++;
+      allOnes &&= b === 1;
+      if (next < 0) {
+        const symbol = ~next;
+        if (symbol === 256) throw new HpackError("Huffman string contains EOS");
+        out[n++] = symbol;
+        node = 0;
+        depth = 0;
+        allOnes = true;
+      } else if (next === 0) {
+        throw new HpackError("invalid Huffman code");
+      } else {
+        node = next;
+      }
+    }
+  }
+  if (depth > 7 || !allOnes) throw new HpackError("invalid Huffman padding");
+  return out.subarray(0, n);
+}
+
+/** Huffman-codes `bytes` (the encoder does not use it; tests and tools do). */
+export function huffmanEncode(bytes: Uint8Array): Uint8Array {
+  const out: number[] = [];
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    const length = huffmanLengths[b];
+    const code = huffmanCodes[b];
+    for (let i = length - 1; i >= 0; i--) {
+      acc = (acc << 1) | ((code >>> i) & 1);
+      if (++bits === 8) {
+        out.push(acc);
+        acc = 0;
+        bits = 0;
+      }
+    }
+  }
+  if (bits > 0) out.push(((acc << (8 - bits)) | ((1 << (8 - bits)) - 1)) & 0xff);
+  return Uint8Array.from(out);
+}
+
+/** Per RFC 7541 4.1: an entry costs its name and value lengths plus 32. */
+function entrySize(name: string, value: string): number {
+  return name.length + value.length + 32;
+}
+
+/**
+ * Decodes header blocks of one connection. The dynamic table persists
+ * across blocks, so every block of the connection must go through the same
+ * decoder, in order, even blocks whose stream is then refused.
+ */
+export class HpackDecoder {
+  #dynamic: HeaderField[] = []; // newest first
+  #size = 0;
+  #maxSize: number;
+  readonly #limit: number;
+
+  /** `maxTableSize` is what we announced as SETTINGS_HEADER_TABLE_SIZE. */
+  constructor(maxTableSize = 4096) {
+    this.#maxSize = maxTableSize;
+    this.#limit = maxTableSize;
+  }
+
+  /** Decodes one complete header block (HEADERS plus CONTINUATION payloads). */
+  decode(block: Uint8Array): HeaderField[] {
+    const fields: HeaderField[] = [];
+    let pos = 0;
+    const integer = (prefixBits: number): number => {
+      const mask = (1 << prefixBits) - 1;
+      let value = block[pos++] & mask;
+      if (value < mask) return value;
+      let shift = 0;
+      for (;;) {
+        if (pos >= block.length) throw new HpackError("truncated integer");
+        const b = block[pos++];
+        value += (b & 0x7f) * 2 ** shift;
+        shift += 7;
+        if ((b & 0x80) === 0) break;
+        if (shift > 28) throw new HpackError("integer too large");
+      }
+      return value;
+    };
+    const string = (): string => {
+      if (pos >= block.length) throw new HpackError("truncated string");
+      const huffman = (block[pos] & 0x80) !== 0;
+      const length = integer(7);
+      if (pos + length > block.length) throw new HpackError("truncated string");
+      const raw = block.subarray(pos, pos + length);
+      pos += length;
+      return latin1.decode(huffman ? huffmanDecode(raw) : raw);
+    };
+    let sawField = false;
+    while (pos < block.length) {
+      const b = block[pos];
+      if (b & 0x80) {
+        const index = integer(7);
+        fields.push(this.#lookup(index));
+        sawField = true;
+      } else if (b & 0x40) {
+        const index = integer(6);
+        const name = index === 0 ? string() : this.#lookup(index)[0];
+        const value = string();
+        fields.push([name, value]);
+        this.#insert(name, value);
+        sawField = true;
+      } else if (b & 0x20) {
+        if (sawField) throw new HpackError("table size update after a header field");
+        const size = integer(5);
+        if (size > this.#limit) {
+          throw new HpackError(`table size update ${size} above the limit ${this.#limit}`);
+        }
+        this.#maxSize = size;
+        this.#evict();
+      } else {
+        // Literal without indexing (0000) or never indexed (0001).
+        const index = integer(4);
+        const name = index === 0 ? string() : this.#lookup(index)[0];
+        fields.push([name, string()]);
+        sawField = true;
+      }
+    }
+    return fields;
+  }
+
+  #lookup(index: number): HeaderField {
+    if (index === 0) throw new HpackError("header index 0");
+    if (index <= staticTable.length) return staticTable[index - 1];
+    const entry = this.#dynamic[index - staticTable.length - 1];
+    if (!entry) throw new HpackError(`header index ${index} beyond the tables`);
+    return entry;
+  }
+
+  #insert(name: string, value: string): void {
+    const size = entrySize(name, value);
+    if (size > this.#maxSize) {
+      this.#dynamic = [];
+      this.#size = 0;
+      return;
+    }
+    this.#dynamic.unshift([name, value]);
+    this.#size += size;
+    this.#evict();
+  }
+
+  #evict(): void {
+    while (this.#size > this.#maxSize) {
+      const [name, value] = this.#dynamic.pop()!;
+      this.#size -= entrySize(name, value);
+    }
+  }
+}
+
+const staticNameIndex = new Map<string, number>();
+staticTable.forEach(([name], i) => {
+  if (!staticNameIndex.has(name)) staticNameIndex.set(name, i + 1);
+});
+const staticFieldIndex = new Map<string, number>();
+staticTable.forEach(([name, value], i) => staticFieldIndex.set(`${name}\0${value}`, i + 1));
+
+function pushInteger(out: number[], value: number, prefixBits: number, flags: number): void {
+  const mask = (1 << prefixBits) - 1;
+  if (value < mask) {
+    out.push(flags | value);
+    return;
+  }
+  out.push(flags | mask);
+  value -= mask;
+  while (value >= 0x80) {
+    out.push((value % 0x80) | 0x80);
+    value = Math.floor(value / 0x80);
+  }
+  out.push(value);
+}
+
+function pushString(out: number[], s: string): void {
+  const bytes = utf8Encoder.encode(s);
+  pushInteger(out, bytes.length, 7, 0);
+  for (const b of bytes) out.push(b);
+}
+
+/**
+ * Encodes header fields without touching the dynamic table: a field in the
+ * static table by index, any other as a literal without indexing (with the
+ * static name index when there is one).
+ */
+export function encodeHeaders(fields: readonly HeaderField[]): Uint8Array {
+  const out: number[] = [];
+  for (const [name, value] of fields) {
+    const full = staticFieldIndex.get(`${name}\0${value}`);
+    if (full !== undefined) {
+      pushInteger(out, full, 7, 0x80);
+      continue;
+    }
+    const nameIndex = staticNameIndex.get(name);
+    if (nameIndex !== undefined) {
+      pushInteger(out, nameIndex, 4, 0);
+    } else {
+      out.push(0);
+      pushString(out, name);
+    }
+    pushString(out, value);
+  }
+  return Uint8Array.from(out);
+}

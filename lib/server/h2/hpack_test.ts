@@ -1,0 +1,120 @@
+import { assertEquals, assertThrows, assertTrue } from "../../common/test_helpers.ts";
+import { SeededRandom, testSeed } from "../../common/random.ts";
+import {
+  encodeHeaders,
+  type HeaderField,
+  HpackDecoder,
+  HpackError,
+  huffmanDecode,
+  huffmanEncode,
+} from "./hpack.ts";
+
+function hex(s: string): Uint8Array {
+  const clean = s.replace(/\s+/g, "");
+  return Uint8Array.from(clean.match(/../g)!.map((b) => parseInt(b, 16)));
+}
+
+Deno.test("RFC 7541 C.4: three requests with Huffman strings share one dynamic table", () => {
+  const decoder = new HpackDecoder();
+  const first: HeaderField[] = [
+    [":method", "GET"],
+    [":scheme", "http"],
+    [":path", "/"],
+    [":authority", "www.example.com"],
+  ];
+  assertEquals(decoder.decode(hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff")), first);
+  // 0xbe is dynamic index 62: the :authority inserted by the first block.
+  assertEquals(decoder.decode(hex("8286 84be 5886 a8eb 1064 9cbf")), [
+    ...first,
+    ["cache-control", "no-cache"],
+  ]);
+  assertEquals(
+    decoder.decode(hex("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf")),
+    [
+      [":method", "GET"],
+      [":scheme", "https"],
+      [":path", "/index.html"],
+      [":authority", "www.example.com"],
+      ["custom-key", "custom-value"],
+    ],
+  );
+});
+
+Deno.test("RFC 7541 C.2: literal fields with and without indexing, plain strings", () => {
+  const decoder = new HpackDecoder();
+  // C.2.1: literal with incremental indexing, new name.
+  assertEquals(
+    decoder.decode(hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572")),
+    [["custom-key", "custom-header"]],
+  );
+  // The entry is now dynamic index 62.
+  assertEquals(decoder.decode(hex("be")), [["custom-key", "custom-header"]]);
+  // C.2.2: literal without indexing, indexed name (:path).
+  assertEquals(decoder.decode(hex("040c 2f73 616d 706c 652f 7061 7468")), [
+    [":path", "/sample/path"],
+  ]);
+});
+
+Deno.test("the encoder's blocks decode to the same fields, repeatedly, without table state", () => {
+  const fields: HeaderField[] = [
+    [":status", "200"],
+    ["content-type", "application/grpc"],
+    ["grpc-status", "3"],
+    ["grpc-message", "key is 5000 bytes, above the limit of 4096"],
+    ["leader-hint", "node2@127.0.0.1:7002"],
+    ["x-long", "v".repeat(300)],
+  ];
+  const decoder = new HpackDecoder();
+  for (let i = 0; i < 3; i++) assertEquals(decoder.decode(encodeHeaders(fields)), fields);
+});
+
+Deno.test("Huffman coding round-trips every byte value (seeded)", () => {
+  const seed = testSeed();
+  const random = new SeededRandom(seed);
+  for (let round = 0; round < 200; round++) {
+    const bytes = new Uint8Array(random.nextInt(64));
+    for (let i = 0; i < bytes.length; i++) bytes[i] = random.nextInt(256);
+    assertEquals(huffmanDecode(huffmanEncode(bytes)), bytes, `SEED=${seed} round ${round}`);
+  }
+  // RFC 7541 C.4.1's string.
+  assertEquals(
+    new TextDecoder().decode(huffmanDecode(hex("f1e3 c2e5 f23a 6ba0 ab90 f4ff"))),
+    "www.example.com",
+  );
+});
+
+Deno.test("malformed header blocks are COMPRESSION errors, never a crash or a wrong field", () => {
+  const cases: [string, Uint8Array, string][] = [
+    ["index 0", hex("80"), "index 0"],
+    ["index beyond both tables", hex("ff00"), "beyond the tables"],
+    ["truncated integer", hex("ff"), "truncated integer"],
+    ["string longer than the block", hex("4005 6162"), "truncated string"],
+    ["Huffman padding of zeros", hex("4081 00 00"), "Huffman"],
+    ["table size above the limit", hex("3fe2 1f"), "above the limit"],
+    ["table size update after a field", hex("82 20"), "after a header field"],
+    ["integer over 28 bits", hex("ff ffff ffff ff01"), "too large"],
+  ];
+  for (const [what, block, message] of cases) {
+    const e = assertThrows(() => new HpackDecoder().decode(block), HpackError, message);
+    assertTrue(e.message.length > 0, what);
+  }
+});
+
+Deno.test("the dynamic table evicts oldest entries past its size and shrinks on update", () => {
+  const decoder = new HpackDecoder(100);
+  const literal = (name: string, value: string) =>
+    Uint8Array.from([
+      0x40,
+      name.length,
+      ...new TextEncoder().encode(name),
+      value.length,
+      ...new TextEncoder().encode(value),
+    ]);
+  decoder.decode(literal("aa", "1")); // 35 bytes
+  decoder.decode(literal("bb", "2")); // 70 bytes
+  decoder.decode(literal("cc", "3")); // 105 > 100: "aa" goes
+  assertEquals(decoder.decode(hex("be bf")), [["cc", "3"], ["bb", "2"]]);
+  assertThrows(() => decoder.decode(hex("c0")), HpackError, "beyond the tables");
+  decoder.decode(hex("20")); // size 0 empties the table
+  assertThrows(() => decoder.decode(hex("be")), HpackError, "beyond the tables");
+});
