@@ -212,8 +212,10 @@ export class Replica {
 
   /**
    * Compacts the Raft log once it holds more than `snapshotEntries` entries:
-   * the engine is flushed so its applied index is durable, then the log is
-   * cut there. Runs beside the loop (a flush must not stall heartbeats).
+   * the engine's WAL is fsynced so its applied index is durable, then the
+   * log is cut there. Only a sync, not a memtable flush: flushing every
+   * `snapshotEntries` entries made small tables and most of a follower's
+   * CPU went into compacting them. Runs beside the loop.
    */
   #maybeCompactLog(): void {
     const store = this.#opts.store;
@@ -223,7 +225,7 @@ export class Replica {
     this.#compacting = true;
     const sm = this.#opts.stateMachine;
     (async () => {
-      await sm.engine.flush();
+      await sm.engine.sync();
       const index = Math.min(sm.engine.appliedIndex, store.lastIndex());
       if (index < store.firstIndex() || this.#stopped) return;
       const snap = await store.compact(index, this.node.status().conf, new Uint8Array());

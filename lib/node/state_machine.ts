@@ -31,8 +31,12 @@ export const requestIdRetentionMs = 10 * 60 * 1000;
 /** First byte of every system key; user keys may not start with it. */
 export const systemKeyByte = 0x00;
 
-/** A system key: 0x00, a kind letter, then the name. */
-export function systemKey(kind: "m" | "r", name: string): Uint8Array {
+/**
+ * A system key: 0x00, a kind letter, then the name. Kinds: "m" node metadata,
+ * "r" a remembered request id, "t" the same id under its apply time (see
+ * `requestIdTimeKey`).
+ */
+export function systemKey(kind: "m" | "r" | "t", name: string): Uint8Array {
   const n = utf8(name);
   const out = new Uint8Array(2 + n.length);
   out[0] = systemKeyByte;
@@ -49,6 +53,21 @@ export function checkUserKey(key: Uint8Array): void {
 }
 
 const membershipKey = systemKey("m", "members");
+
+/**
+ * The time index of remembered request ids: 0x00 't', the leader timestamp
+ * as u64 big-endian, then the id. Byte order is time order, so forgetting
+ * expired ids scans only the expired ones instead of every remembered id.
+ */
+export function requestIdTimeKey(timestampMs: number, requestId: string): Uint8Array {
+  const id = utf8(requestId);
+  const out = new Uint8Array(10 + id.length);
+  out[0] = systemKeyByte;
+  out[1] = 0x74; // 't'
+  new DataView(out.buffer).setBigUint64(2, BigInt(Math.max(0, timestampMs)));
+  out.set(id, 10);
+  return out;
+}
 
 /** A stored key-value as the API returns it. */
 export interface KeyValue {
@@ -90,6 +109,8 @@ interface Pending {
   version: number;
   expiresAtMs: number;
 }
+
+const empty = new Uint8Array(0);
 
 function keyString(key: Uint8Array): string {
   let s = "";
@@ -266,6 +287,7 @@ export class StateMachine {
     const key = systemKey("r", requestId);
     const value = encodeDedupe(revision, timestampMs);
     batch.put(key, value, { version: revision });
+    batch.put(requestIdTimeKey(timestampMs, requestId), empty, { version: revision });
     pending.set(keyString(key), { value, version: revision, expiresAtMs: 0 });
   }
 
@@ -416,14 +438,22 @@ export class StateMachine {
     pending.set(keyString(key), { value: undefined, version: revision, expiresAtMs: 0 });
   }
 
-  /** Drops request ids older than the retention window (deterministic: leader time). */
+  /**
+   * Drops request ids older than the retention window (deterministic: leader
+   * time), walking the time index up to the cutoff only.
+   */
   async #forgetOldRequestIds(nowMs: number, batch: WriteBatch): Promise<void> {
-    const prefix = systemKey("r", "");
+    const cutoff = nowMs - requestIdRetentionMs;
+    if (cutoff <= 0) return;
     const stale: Uint8Array[] = [];
-    for await (const kv of this.engine.scan({ prefix })) {
-      if (nowMs - decodeDedupe(kv.value).timestampMs > requestIdRetentionMs) {
-        stale.push(kv.key.slice());
-      }
+    for await (
+      const kv of this.engine.scan({
+        start: requestIdTimeKey(0, ""),
+        end: requestIdTimeKey(cutoff, ""),
+        keysOnly: true,
+      })
+    ) {
+      stale.push(kv.key.slice(), systemKey("r", fromUtf8(kv.key.subarray(10))));
     }
     if (stale.length === 0) return;
     const revision = ++this.#revision;

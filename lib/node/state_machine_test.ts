@@ -3,7 +3,7 @@ import { utf8 } from "../common/bytes.ts";
 import { Engine } from "../storage/engine.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { CommandOp, encodeCommand } from "./command.ts";
-import { type ApplyEntry, StateMachine } from "./state_machine.ts";
+import { type ApplyEntry, requestIdRetentionMs, StateMachine, systemKey } from "./state_machine.ts";
 
 function put(key: string, value: string, requestId: string): Uint8Array {
   return encodeCommand({
@@ -40,4 +40,48 @@ Deno.test("a retried request id applies once however the entries group into appl
   assertEquals(together, { revision: 2, versions: [1, 1, 2] });
   assertEquals(apart, together);
   assertEquals(split, together);
+});
+
+Deno.test("ids past the retention window are forgotten at history compaction, newer ones kept", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const at = (timestampMs: number, key: string, requestId: string) =>
+    encodeCommand({
+      op: CommandOp.Put,
+      timestampMs,
+      requestId,
+      key: utf8(key),
+      value: utf8("v"),
+      expiresAtMs: 0,
+      ifVersion: undefined,
+    });
+  const t0 = 1_000_000;
+  const late = t0 + requestIdRetentionMs / 2;
+  const compactAt = t0 + requestIdRetentionMs + 2; // both old ids are past the window
+  await sm.apply([
+    { index: 1, data: at(t0, "a", "old-1") },
+    { index: 2, data: at(t0 + 1, "b", "old-2") },
+    { index: 3, data: at(late, "c", "new-1") },
+  ]);
+  const compact = encodeCommand({
+    op: CommandOp.CompactHistory,
+    timestampMs: compactAt,
+    revision: 1,
+  });
+  await sm.apply([{ index: 4, data: compact }]);
+  const remembered: string[] = [];
+  for await (const kv of engine.scan({ prefix: systemKey("r", "") })) {
+    remembered.push(StateMachine.requestIdOf(kv.key)!);
+  }
+  assertEquals(remembered, ["new-1"]);
+  let timeIndex = 0;
+  for await (const _ of engine.scan({ prefix: systemKey("t", "") })) timeIndex++;
+  assertEquals(timeIndex, 1);
+  // A retry of a forgotten id applies again; a retry of a remembered one does not.
+  const results = await sm.apply([
+    { index: 5, data: at(compactAt, "c", "new-1") },
+    { index: 6, data: at(compactAt, "a", "old-1") },
+  ]);
+  assertEquals(results.get(5)!.deduplicated, true);
+  assertEquals(results.get(6)!.deduplicated, undefined);
 });

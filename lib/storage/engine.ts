@@ -175,7 +175,9 @@ export interface EngineStats {
 }
 
 interface PendingWrite {
-  batch: WriteBatch | undefined; // undefined = a barrier (rotate request)
+  /** undefined = a barrier: rotate the memtable (flush) or only fsync the WAL (sync). */
+  batch: WriteBatch | undefined;
+  barrier?: "rotate" | "sync";
   sync: boolean;
   appliedIndex: number;
   resolve: (v: { version: number }) => void;
@@ -438,7 +440,8 @@ export class Engine implements AsyncDisposable {
         if (head.batch === undefined) {
           this.#queue.shift();
           try {
-            if (this.#mem.count > 0) await this.#rotate();
+            if (head.barrier === "sync") await this.#syncWal();
+            else if (this.#mem.count > 0) await this.#rotate();
             head.resolve({ version: this.#currentVersion });
           } catch (e) {
             head.reject(e);
@@ -555,6 +558,13 @@ export class Engine implements AsyncDisposable {
       this.#scheduleBackground();
       await this.#waitBackground();
     }
+  }
+
+  /** Fsyncs the current WAL segment: every write before it, and its applied index, is durable. */
+  async #syncWal(): Promise<void> {
+    await this.#wal.sync();
+    this.#walSyncs++;
+    this.#appliedIndex = this.#pendingAppliedIndex;
   }
 
   /** Seals the memtable onto a new WAL segment and queues it for flushing. */
@@ -1011,13 +1021,34 @@ export class Engine implements AsyncDisposable {
     await this.#withLock(() => this.#logAndApply({ compactedVersion: version }));
   }
 
-  /** Flushes the memtable to an L0 table and waits for the flush. */
-  async flush(): Promise<void> {
-    if (this.#closed || this.#closing) throw new ClosedError("storage engine");
-    await new Promise<{ version: number }>((resolve, reject) => {
-      this.#queue.push({ batch: undefined, sync: true, appliedIndex: -1, resolve, reject });
+  /**
+   * Makes every write accepted so far durable, and with it the applied index
+   * they carry, by fsyncing the WAL; unlike `flush` it writes no table, so a
+   * caller that only needs durability (a node cutting its Raft log) does not
+   * multiply compaction work.
+   */
+  async sync(): Promise<void> {
+    await this.#barrier("sync");
+  }
+
+  #barrier(kind: "rotate" | "sync"): Promise<{ version: number }> {
+    if (this.#closed || this.#closing) return Promise.reject(new ClosedError("storage engine"));
+    return new Promise<{ version: number }>((resolve, reject) => {
+      this.#queue.push({
+        batch: undefined,
+        barrier: kind,
+        sync: true,
+        appliedIndex: -1,
+        resolve,
+        reject,
+      });
       if (this.#commitLoop === undefined) this.#commitLoop = this.#runCommitLoop();
     });
+  }
+
+  /** Flushes the memtable to an L0 table and waits for the flush. */
+  async flush(): Promise<void> {
+    await this.#barrier("rotate");
     while (this.#imm.length > 0) {
       if (this.#bgError) throw this.#bgError;
       this.#scheduleBackground();

@@ -113,6 +113,24 @@ Deno.test("engine: appliedIndex is persisted with the batch", async () => {
   await e3.close();
 });
 
+Deno.test("engine: sync makes unsynced writes and their applied index durable without a table", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs });
+  await e.write(new WriteBatch().put(utf8("a"), utf8("1")), { appliedIndex: 3, sync: false });
+  await e.write(new WriteBatch().put(utf8("b"), utf8("2")), { appliedIndex: 4, sync: false });
+  assertTrue(e.appliedIndex < 3, "not durable yet");
+  const lost = await Engine.open("/db", { fs: fs.crashClone() });
+  assertEquals(await lost.get(utf8("a")), undefined, "a crash before sync loses them");
+  await lost.close();
+  await e.sync();
+  assertEquals(e.appliedIndex, 4);
+  assertEquals(e.stats().levels.reduce((n, l) => n + l.files, 0), 0, "no table was written");
+  const recovered = await Engine.open("/db", { fs: fs.crashClone() });
+  assertEquals(recovered.appliedIndex, 4);
+  assertEquals(str((await recovered.get(utf8("b")))?.value), "2");
+  await recovered.close();
+});
+
 Deno.test("engine: history yields every version including tombstones", async () => {
   const fs = new MemFileSystem();
   await using e = await Engine.open("/db", { fs });
