@@ -5,16 +5,53 @@
  * It reports its setup (so a figure can be reproduced) and ops/s with
  * latency percentiles per operation kind and errors by kind.
  *
+ * The loop drives a `BenchTarget`, by default a rustkvd `KVClient`; `deno task
+ * bench cluster` passes an etcd client instead, so both stores are measured by
+ * the very same loop.
+ *
  * @module
  */
 
-import { KVClient } from "./kv_client.ts";
+import { type Consistency, KVClient } from "./kv_client.ts";
 import { Histogram } from "./histogram.ts";
 import { isKVError } from "../common/errors.ts";
+
+/**
+ * One client connection as the load generator sees it: the two operations it
+ * issues, what it reports about the cluster, and close — small enough that
+ * another store's client fits, so it is measured by the same loop as rustkvd.
+ */
+export interface BenchTarget {
+  put(key: string, value: Uint8Array): Promise<unknown>;
+  /** Resolves whether or not the key exists: a miss is a completed read. */
+  get(key: string, consistency: Consistency): Promise<unknown>;
+  /** Cluster facts for the report's setup line (asked of one connection, before the run). */
+  describe(): Promise<{ nodes: number; fsyncMode: string }>;
+  close(): void;
+}
+
+/** Opens one connection to `endpoints`; runBench calls it `connections` times. */
+export type BenchConnect = (endpoints: string[], timeoutMs: number) => BenchTarget;
+
+/** The default target: a rustkvd KVClient (leader routing and retries included). */
+export const connectKVClient: BenchConnect = (endpoints, timeoutMs) => {
+  const client = new KVClient({ endpoints, timeoutMs });
+  return {
+    put: (key, value) => client.put(key, value),
+    get: (key, consistency) => client.get(key, { consistency }),
+    describe: async () => {
+      const status = await client.status();
+      return { nodes: status.members.length, fsyncMode: status.fsyncMode };
+    },
+    close: () => client.close(),
+  };
+};
 
 /** What to run. */
 export interface BenchOptions {
   endpoints: string[];
+  /** How to open a connection; default connectKVClient (rustkvd). */
+  connect?: BenchConnect;
   /** Measured operations (after warm-up); or give durationSecs. */
   operations?: number;
   durationSecs?: number;
@@ -25,7 +62,7 @@ export interface BenchOptions {
   readRatio: number;
   keySpace: number;
   warmupSecs: number;
-  consistency: "linearizable" | "serializable";
+  consistency: Consistency;
   timeoutMs: number;
   /** Called about once a second while measuring. */
   onProgress?: (done: number, opsPerSec: number) => void;
@@ -81,11 +118,9 @@ function summarize(h: Histogram, seconds: number): LatencySummary {
 
 /** Runs the benchmark and returns its figures. */
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
-  const clients = Array.from(
-    { length: o.connections },
-    () => new KVClient({ endpoints: o.endpoints, timeoutMs: o.timeoutMs }),
-  );
-  const status = await clients[0].status();
+  const connect = o.connect ?? connectKVClient;
+  const clients = Array.from({ length: o.connections }, () => connect(o.endpoints, o.timeoutMs));
+  const store = await clients[0].describe();
   const value = new Uint8Array(o.valueSize);
   for (let i = 0; i < value.length; i++) value[i] = 97 + (i % 26);
   const keyWidth = String(Math.max(1, o.keySpace - 1)).length;
@@ -104,11 +139,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     () => (o.durationSecs !== undefined ? measureStart + o.durationSecs * 1000 : Infinity);
   let measureStart = 0;
 
-  const oneOp = async (client: KVClient) => {
+  const oneOp = async (client: BenchTarget) => {
     const isRead = Math.random() < o.readRatio;
     const t0 = performance.now();
     try {
-      if (isRead) await client.get(key(), { consistency: o.consistency });
+      if (isRead) await client.get(key(), o.consistency);
       else await client.put(key(), value);
       if (measuring) (isRead ? reads : writes).record((performance.now() - t0) * 1000);
     } catch (e) {
@@ -119,7 +154,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   };
 
-  const loop = async (client: KVClient) => {
+  const loop = async (client: BenchTarget) => {
     while (!stop) {
       if (measuring) {
         if (target !== undefined && started >= target) return;
@@ -160,7 +195,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   all.merge(writes);
   return {
     setup: {
-      nodes: status.members.length,
+      nodes: store.nodes,
       endpoints: o.endpoints,
       workers: o.concurrency,
       inflightPerWorker: o.inflight,
@@ -169,7 +204,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       valueSizeBytes: o.valueSize,
       readRatio: o.readRatio,
       keySpace: o.keySpace,
-      fsyncMode: status.fsyncMode,
+      fsyncMode: store.fsyncMode,
       consistency: o.consistency,
       warmupSecs: o.warmupSecs,
     },
