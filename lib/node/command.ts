@@ -10,7 +10,7 @@
  */
 
 import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
-import { maxKeyBytes, maxValueBytes } from "../common/limits.ts";
+import { maxKeyBytes, maxValueBytes, maxWalRecordBytes } from "../common/limits.ts";
 
 /** Command encoding version; bump only with a migration path. */
 export const commandFormatVersion = 1;
@@ -22,6 +22,7 @@ export const enum CommandOp {
   Txn = 3,
   ExpireKey = 4,
   CompactHistory = 5,
+  Batch = 6,
 }
 
 /** One write inside a transaction (MSET and friends). */
@@ -44,6 +45,8 @@ export type Command =
     expiresAtMs: number;
     /** Compare-and-set: the key's current version must equal this (0 = absent). */
     ifVersion: number | undefined;
+    /** The proposer wants the previous value back (otherwise apply may skip reading it). */
+    wantPrev?: boolean;
   }
   | {
     op: CommandOp.Delete;
@@ -60,20 +63,50 @@ export type Command =
     key: Uint8Array;
     version: number;
   }
-  | { op: CommandOp.CompactHistory; timestampMs: number; revision: number };
+  | { op: CommandOp.CompactHistory; timestampMs: number; revision: number }
+  | {
+    /**
+     * Writes proposed together, applied in order as one Raft entry, each with
+     * its own revision and result. Time decisions use the batch's timestamp.
+     * A batch with a request id holds only unconditional writes (see
+     * lib/node/proposal_batcher.ts) and is deduplicated as a whole.
+     */
+    op: CommandOp.Batch;
+    timestampMs: number;
+    requestId: string;
+    commands: BatchableCommand[];
+  };
+
+/** The commands a Batch may carry: the client writes. */
+export type BatchableCommand = Extract<
+  Command,
+  { op: CommandOp.Put | CommandOp.Delete | CommandOp.Txn }
+>;
+
+/** Most commands one Batch carries. */
+export const maxBatchCommands = 4_096;
+
+/** Largest encoded command inside a batch a decoder accepts (a transaction can be large). */
+const maxBatchEntryBytes = maxWalRecordBytes;
 
 const flagHasIfVersion = 1;
+/** Put only: return the previous value. */
+const flagWantPrev = 2;
 const maxTxnWrites = 10_000;
 
-function putOptionalVersion(w: ByteWriter, v: number | undefined): void {
-  w.putU8(v === undefined ? 0 : flagHasIfVersion);
+function putOptionalVersion(w: ByteWriter, v: number | undefined, extraFlags = 0): void {
+  w.putU8((v === undefined ? 0 : flagHasIfVersion) | extraFlags);
   if (v !== undefined) w.putU64(BigInt(v));
 }
 
-function readOptionalVersion(r: ByteReader): number | undefined {
+/** Reads the flags byte and optional version; `allowed` are the flags this op may carry. */
+function readOptionalVersion(
+  r: ByteReader,
+  allowed = flagHasIfVersion,
+): { ifVersion: number | undefined; flags: number } {
   const flags = r.u8();
-  if (flags & ~flagHasIfVersion) throw new DecodeError(`unknown flags ${flags}`, r.offset - 1);
-  return flags & flagHasIfVersion ? Number(r.u64()) : undefined;
+  if (flags & ~allowed) throw new DecodeError(`unknown flags ${flags}`, r.offset - 1);
+  return { ifVersion: flags & flagHasIfVersion ? Number(r.u64()) : undefined, flags };
 }
 
 /** Encodes a command for a Raft entry's data. */
@@ -84,7 +117,7 @@ export function encodeCommand(c: Command, w = new ByteWriter(64)): Uint8Array {
     case CommandOp.Put:
       w.putString(c.requestId).putLengthPrefixed(c.key).putLengthPrefixed(c.value);
       w.putU64(BigInt(c.expiresAtMs));
-      putOptionalVersion(w, c.ifVersion);
+      putOptionalVersion(w, c.ifVersion, c.wantPrev ? flagWantPrev : 0);
       break;
     case CommandOp.Delete:
       w.putString(c.requestId).putLengthPrefixed(c.key);
@@ -103,6 +136,12 @@ export function encodeCommand(c: Command, w = new ByteWriter(64)): Uint8Array {
     case CommandOp.CompactHistory:
       w.putU64(BigInt(c.revision));
       break;
+    case CommandOp.Batch: {
+      w.putString(c.requestId).putUvarint(c.commands.length);
+      const inner = new ByteWriter(64);
+      for (const sub of c.commands) w.putLengthPrefixed(encodeCommand(sub, inner));
+      break;
+    }
   }
   return w.finish();
 }
@@ -115,7 +154,10 @@ export function encodeCommand(c: Command, w = new ByteWriter(64)): Uint8Array {
 export function requestIdOf(data: Uint8Array): string {
   if (data.length < 11 || data[0] !== commandFormatVersion) return "";
   const op = data[1];
-  if (op !== CommandOp.Put && op !== CommandOp.Delete && op !== CommandOp.Txn) return "";
+  if (
+    op !== CommandOp.Put && op !== CommandOp.Delete && op !== CommandOp.Txn &&
+    op !== CommandOp.Batch
+  ) return "";
   try {
     const r = new ByteReader(data.subarray(10));
     return r.string(256);
@@ -140,21 +182,15 @@ export function decodeCommand(data: Uint8Array): Command {
       const key = r.lengthPrefixed(maxKeyBytes);
       const value = r.lengthPrefixed(maxValueBytes);
       const expiresAtMs = Number(r.u64());
-      c = {
-        op,
-        timestampMs,
-        requestId,
-        key,
-        value,
-        expiresAtMs,
-        ifVersion: readOptionalVersion(r),
-      };
+      const { ifVersion, flags } = readOptionalVersion(r, flagHasIfVersion | flagWantPrev);
+      c = { op, timestampMs, requestId, key, value, expiresAtMs, ifVersion };
+      if (flags & flagWantPrev) c.wantPrev = true;
       break;
     }
     case CommandOp.Delete: {
       const requestId = r.string(256);
       const key = r.lengthPrefixed(maxKeyBytes);
-      c = { op, timestampMs, requestId, key, ifVersion: readOptionalVersion(r) };
+      c = { op, timestampMs, requestId, key, ifVersion: readOptionalVersion(r).ifVersion };
       break;
     }
     case CommandOp.Txn: {
@@ -182,6 +218,24 @@ export function decodeCommand(data: Uint8Array): Command {
     case CommandOp.CompactHistory:
       c = { op, timestampMs, revision: Number(r.u64()) };
       break;
+    case CommandOp.Batch: {
+      const requestId = r.string(256);
+      const n = r.uvarint();
+      if (n > maxBatchCommands) {
+        throw new DecodeError(`batch of ${n} commands exceeds ${maxBatchCommands}`, r.offset);
+      }
+      const commands: BatchableCommand[] = [];
+      for (let i = 0; i < n; i++) {
+        const at = r.offset;
+        const sub = decodeCommand(r.lengthPrefixed(maxBatchEntryBytes));
+        if (sub.op !== CommandOp.Put && sub.op !== CommandOp.Delete && sub.op !== CommandOp.Txn) {
+          throw new DecodeError(`a batch may not carry command op ${sub.op}`, at);
+        }
+        commands.push(sub);
+      }
+      c = { op, timestampMs, requestId, commands };
+      break;
+    }
     default:
       throw new DecodeError(`unknown command op ${op}`, 1);
   }

@@ -11,6 +11,7 @@ const samples: Command[] = [
     value: utf8('{"name":"Alice"}'),
     expiresAtMs: 0,
     ifVersion: undefined,
+    wantPrev: true,
   },
   {
     op: CommandOp.Put,
@@ -33,6 +34,24 @@ const samples: Command[] = [
   },
   { op: CommandOp.ExpireKey, timestampMs: 9, key: utf8("ttl"), version: 77 },
   { op: CommandOp.CompactHistory, timestampMs: 10, revision: 1_000 },
+  {
+    op: CommandOp.Batch,
+    timestampMs: 11,
+    requestId: "b-1",
+    commands: [
+      {
+        op: CommandOp.Put,
+        timestampMs: 11,
+        requestId: "",
+        key: utf8("x"),
+        value: utf8("1"),
+        expiresAtMs: 0,
+        ifVersion: undefined,
+      },
+      { op: CommandOp.Delete, timestampMs: 11, requestId: "sub", key: utf8("y"), ifVersion: 3 },
+      { op: CommandOp.Txn, timestampMs: 11, requestId: "", writes: [] },
+    ],
+  },
 ];
 
 Deno.test("every command kind round-trips through its encoding", () => {
@@ -59,7 +78,18 @@ Deno.test("truncated, trailing and unknown command bytes are rejected, never mis
 
 Deno.test("requestIdOf reads a write's request id without decoding it, and '' otherwise", () => {
   const ids = samples.map((c) => requestIdOf(encodeCommand(c)));
-  assertEquals(ids, ["c1-42", "", "r", "m", "", ""]);
+  assertEquals(ids, ["c1-42", "", "r", "m", "", "", "b-1"]);
   assertEquals(requestIdOf(new Uint8Array()), "");
   assertEquals(requestIdOf(encodeCommand(samples[0]).subarray(0, 12)), "", "truncated");
+});
+
+Deno.test("a batch carries only client writes", () => {
+  const bytes = encodeCommand({
+    op: CommandOp.Batch,
+    timestampMs: 1,
+    requestId: "",
+    // deno-lint-ignore no-explicit-any
+    commands: [{ op: CommandOp.CompactHistory, timestampMs: 1, revision: 5 } as any],
+  });
+  assertThrows(() => decodeCommand(bytes), DecodeError, "may not carry command op 5");
 });

@@ -59,6 +59,7 @@ import {
 import type { Snapshot } from "../raft/types.ts";
 import { type Watcher, WatchHub, watchTarget } from "./watch_hub.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
+import { ProposalBatcher } from "./proposal_batcher.ts";
 import { type JoinResult, MembershipManager } from "./membership.ts";
 import { classifyPeer, keepAliveIntervalMs, type PeerHealth } from "../cluster/failure_detector.ts";
 import { HashRing } from "../cluster/hash_ring.ts";
@@ -155,6 +156,15 @@ export class KVNode {
   #compacting = false;
   /** Join, add, remove and learner promotion (decided on the leader). */
   readonly membership: MembershipManager;
+  /**
+   * Client writes that arrive together share one Raft entry. Each keeps its
+   * own request id (a client's retry is deduplicated per write), and the
+   * batch is proposed once: a failure goes back to the clients, who retry.
+   */
+  readonly #writes = new ProposalBatcher({
+    propose: (data, _requestId, deadlineMs) => this.replica.propose(data, deadlineMs),
+    wallMs: () => this.clock.wallMs(),
+  });
   #promotionTimer: TimerHandle | undefined;
   #keepAliveTimer: TimerHandle | undefined;
   /** Addresses learned when joining, used until the log names the members. */
@@ -203,6 +213,7 @@ export class KVNode {
     replica.transport = this.transport;
     this.watches = new WatchHub(() => stateMachine.engine, () => stateMachine.revision);
     stateMachine.onChange = (events) => this.watches.publish(events);
+    stateMachine.wantPrevForEvents = () => this.watches.wantsPrev;
     stateMachine.onExpiry = (key, version, expiresAtMs) =>
       this.expiries.push({ key, version, expiresAtMs });
   }
@@ -514,7 +525,7 @@ export class KVNode {
       : validateVersion(opts.ifVersion, "if_version");
     this.#requireLeader();
     const now = this.clock.wallMs();
-    const data = encodeCommand({
+    const r = await this.#writes.submit({
       op: CommandOp.Put,
       timestampMs: now,
       requestId,
@@ -522,8 +533,8 @@ export class KVNode {
       value,
       expiresAtMs: ttl > 0 ? now + ttl * 1000 : 0,
       ifVersion,
-    });
-    const r = await this.replica.propose(data, this.#deadline(opts.timeoutMs));
+      wantPrev: opts.prevKv,
+    }, this.#deadline(opts.timeoutMs));
     return { version: r.revision, prev: opts.prevKv ? r.prev : undefined };
   }
 
@@ -539,14 +550,13 @@ export class KVNode {
       ? undefined
       : validateVersion(opts.ifVersion, "if_version");
     this.#requireLeader();
-    const data = encodeCommand({
+    const r = await this.#writes.submit({
       op: CommandOp.Delete,
       timestampMs: this.clock.wallMs(),
       requestId,
       key,
       ifVersion,
-    });
-    const r = await this.replica.propose(data, this.#deadline(opts.timeoutMs));
+    }, this.#deadline(opts.timeoutMs));
     return { version: r.revision, deleted: r.changed, prev: opts.prevKv ? r.prev : undefined };
   }
 

@@ -568,6 +568,7 @@ export class Replica {
   }
 
   #answerRelayed(entries: Entry[], results: Map<number, ApplyResult>): void {
+    if (this.#relayed.size === 0) return;
     for (const e of entries) {
       if (e.type !== EntryType.Normal || e.data.length === 0) continue;
       const id = requestIdOf(e.data);

@@ -88,6 +88,8 @@ export interface ApplyResult {
   error?: Error;
   /** True when this was a retry whose request id had already been applied. */
   deduplicated?: boolean;
+  /** A Batch command: one result per command, in order. */
+  results?: ApplyResult[];
 }
 
 /** A change the watch hub fans out (one per key written). */
@@ -136,13 +138,34 @@ export function decodeMembers(bytes: Uint8Array): MemberRecord[] {
   return out;
 }
 
-function encodeDedupe(revision: number, timestampMs: number): Uint8Array {
-  return new ByteWriter(16).putU64(BigInt(revision)).putU64(BigInt(timestampMs)).finish();
+/** A dedupe record; a batch's also keeps which of its commands changed something. */
+interface Dedupe {
+  revision: number;
+  timestampMs: number;
+  changed?: boolean[];
 }
 
-function decodeDedupe(bytes: Uint8Array): { revision: number; timestampMs: number } {
+function encodeDedupe(d: Dedupe): Uint8Array {
+  const w = new ByteWriter(16).putU64(BigInt(d.revision)).putU64(BigInt(d.timestampMs));
+  if (d.changed) {
+    const bits = new Uint8Array(Math.ceil(d.changed.length / 8));
+    d.changed.forEach((c, i) => {
+      if (c) bits[i >> 3] |= 1 << (i & 7);
+    });
+    w.putUvarint(d.changed.length).putBytes(bits);
+  }
+  return w.finish();
+}
+
+function decodeDedupe(bytes: Uint8Array): Dedupe {
   const r = new ByteReader(bytes);
-  return { revision: Number(r.u64()), timestampMs: Number(r.u64()) };
+  const d: Dedupe = { revision: Number(r.u64()), timestampMs: Number(r.u64()) };
+  if (r.remaining > 0) {
+    const n = r.uvarint();
+    const bits = r.bytesView(Math.ceil(n / 8));
+    d.changed = Array.from({ length: n }, (_, i) => (bits[i >> 3] & (1 << (i & 7))) !== 0);
+  }
+  return d;
 }
 
 /** One committed entry as the state machine sees it. */
@@ -160,6 +183,12 @@ export class StateMachine {
   #appliedIndex: number;
   /** Called with every change, in revision order, after the batch is written. */
   onChange: ((events: ChangeEvent[], revision: number) => void) | undefined;
+  /**
+   * Whether change events must carry the previous value (a watcher asked for
+   * it); asked before each put, so a watcher opened during an apply batch
+   * gets prev on every event after its start revision.
+   */
+  wantPrevForEvents: () => boolean = () => true;
   /** Called for every key written with a TTL (the leader schedules its expiry). */
   onExpiry: ((key: Uint8Array, version: number, expiresAtMs: number) => void) | undefined;
 
@@ -272,7 +301,15 @@ export class StateMachine {
     const d = decodeDedupe(bytes);
     if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
     // A dedupe record exists only for a write that took effect.
-    return { revision: d.revision, changed: true, deduplicated: true };
+    const result: ApplyResult = { revision: d.revision, changed: true, deduplicated: true };
+    if (d.changed) {
+      result.results = d.changed.map((changed) => ({
+        revision: d.revision,
+        changed,
+        deduplicated: true,
+      }));
+    }
+    return result;
   }
 
   /** Records that `requestId` was applied at `revision` (in the batch and for this batch's lookups). */
@@ -282,10 +319,11 @@ export class StateMachine {
     timestampMs: number,
     batch: WriteBatch,
     pending: Map<string, Pending>,
+    changed?: boolean[],
   ): void {
     if (requestId === "") return;
     const key = systemKey("r", requestId);
-    const value = encodeDedupe(revision, timestampMs);
+    const value = encodeDedupe({ revision, timestampMs, changed });
     batch.put(key, value, { version: revision });
     batch.put(requestIdTimeKey(timestampMs, requestId), empty, { version: revision });
     pending.set(keyString(key), { value, version: revision, expiresAtMs: 0 });
@@ -302,7 +340,9 @@ export class StateMachine {
       case CommandOp.Put: {
         const seen = await this.#dedupe(c.requestId, now, pending);
         if (seen) return seen;
-        const prev = await this.#current(c.key, pending, now);
+        // The previous value is only reported, never stored: read it only when someone asks.
+        const needPrev = c.ifVersion !== undefined || c.wantPrev || this.wantPrevForEvents();
+        const prev = needPrev ? await this.#current(c.key, pending, now) : undefined;
         if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
           return {
             revision: this.#revision,
@@ -403,6 +443,19 @@ export class StateMachine {
           prev,
         });
         return { revision, changed: true };
+      }
+      case CommandOp.Batch: {
+        const seen = await this.#dedupe(c.requestId, now, pending);
+        if (seen) return seen;
+        const results: ApplyResult[] = [];
+        for (const sub of c.commands) {
+          results.push(
+            await this.#applyCommand({ ...sub, timestampMs: now }, batch, pending, events),
+          );
+        }
+        const changed = results.map((r) => r.changed && r.error === undefined);
+        this.#remember(c.requestId, this.#revision, now, batch, pending, changed);
+        return { revision: this.#revision, changed: changed.includes(true), results };
       }
       case CommandOp.CompactHistory: {
         if (c.revision > this.#revision) {

@@ -2,7 +2,7 @@ import { assertEquals } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
 import { Engine } from "../storage/engine.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
-import { CommandOp, encodeCommand } from "./command.ts";
+import { type BatchableCommand, CommandOp, decodeCommand, encodeCommand } from "./command.ts";
 import { type ApplyEntry, requestIdRetentionMs, StateMachine, systemKey } from "./state_machine.ts";
 
 function put(key: string, value: string, requestId: string): Uint8Array {
@@ -84,4 +84,77 @@ Deno.test("ids past the retention window are forgotten at history compaction, ne
   ]);
   assertEquals(results.get(5)!.deduplicated, true);
   assertEquals(results.get(6)!.deduplicated, undefined);
+});
+
+Deno.test("a batch applies each write with its own revision and result, and a retried batch once", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  await sm.apply([{ index: 1, data: put("k", "0", "") }]);
+  const batch = encodeCommand({
+    op: CommandOp.Batch,
+    timestampMs: 1_000,
+    requestId: "batch-1",
+    commands: [
+      { ...decodeCommand(put("a", "1", "")) as BatchableCommand },
+      {
+        op: CommandOp.Delete,
+        timestampMs: 0,
+        requestId: "",
+        key: utf8("missing"),
+        ifVersion: undefined,
+      },
+      { op: CommandOp.Delete, timestampMs: 0, requestId: "", key: utf8("k"), ifVersion: undefined },
+    ],
+  });
+  const first = (await sm.apply([{ index: 2, data: batch }])).get(2)!;
+  assertEquals(first.results!.map((r) => [r.revision, r.changed]), [[2, true], [2, false], [
+    3,
+    true,
+  ]]);
+  const retry = (await sm.apply([{ index: 3, data: batch }])).get(3)!;
+  assertEquals(retry.results!.map((r) => [r.changed, r.deduplicated]), [
+    [true, true],
+    [false, true],
+    [true, true],
+  ]);
+  assertEquals(sm.revision, 3, "the retry wrote nothing");
+  assertEquals((await engine.get(utf8("a")))?.version, 2);
+});
+
+Deno.test("a conditional write in a batch fails alone; its neighbours apply", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const cas = { ...decodeCommand(put("c", "1", "cas-1")), ifVersion: 5 } as BatchableCommand;
+  const batch = encodeCommand({
+    op: CommandOp.Batch,
+    timestampMs: 1_000,
+    requestId: "",
+    commands: [cas, decodeCommand(put("d", "1", "put-1")) as BatchableCommand],
+  });
+  const r = (await sm.apply([{ index: 1, data: batch }])).get(1)!;
+  assertEquals(r.results![0].error?.name, "ConflictError");
+  assertEquals(r.results![1].revision, 1);
+  // The second write's own id dedupes it when a client retries it alone.
+  const again = (await sm.apply([{ index: 2, data: put("d", "1", "put-1") }])).get(2)!;
+  assertEquals(again.deduplicated, true);
+});
+
+Deno.test("a put reads the previous value only when its proposer or a watcher wants it", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  let watcherWantsPrev = false;
+  sm.wantPrevForEvents = () => watcherWantsPrev;
+  const events: (string | undefined)[] = [];
+  sm.onChange = (changes) => {
+    for (const c of changes) events.push(c.prev && new TextDecoder().decode(c.prev.value));
+  };
+  const wanting = { ...decodeCommand(put("k", "2", "")), wantPrev: true };
+  await sm.apply([{ index: 1, data: put("k", "1", "") }]);
+  const blind = (await sm.apply([{ index: 2, data: put("k", "2", "") }])).get(2)!;
+  const asked = (await sm.apply([{ index: 3, data: encodeCommand(wanting) }])).get(3)!;
+  watcherWantsPrev = true;
+  await sm.apply([{ index: 4, data: put("k", "3", "") }]);
+  assertEquals(blind.prev, undefined);
+  assertEquals(asked.prev?.version, 2);
+  assertEquals(events, [undefined, undefined, "2", "2"]);
 });

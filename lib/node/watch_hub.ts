@@ -81,7 +81,8 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
 
   /** Live events from the hub; held back while history is replayed. */
   offer(e: WatchEvent): void {
-    if (this.cancel) return;
+    // A watch opened while a batch was being applied starts after that point.
+    if (this.cancel || e.kv.version <= this.startRevision) return;
     if (this.#replaying) this.#live.push(e);
     else this.#queue.push(e);
     if (this.#queue.length + this.#live.length > maxWatchBufferEvents) {
@@ -145,12 +146,19 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
 /** All open watches of a node. */
 export class WatchHub {
   #watchers = new Set<Watcher>();
+  /** Open watches with prevKv (the state machine reads previous values only for them). */
+  #prevWatchers = 0;
 
   constructor(readonly engine: () => Engine, readonly revision: () => number) {}
 
   /** Number of open watches. */
   get size(): number {
     return this.#watchers.size;
+  }
+
+  /** True while some watch wants previous values with its events. */
+  get wantsPrev(): boolean {
+    return this.#prevWatchers > 0;
   }
 
   /**
@@ -172,6 +180,7 @@ export class WatchHub {
     }
     const w = new Watcher(this, target, opts.prevKv ?? false, start > 0 ? start - 1 : now);
     this.#watchers.add(w);
+    if (w.prevKv) this.#prevWatchers++;
     if (start === 0 || start > now) {
       w.replayed([], now);
     } else {
@@ -262,7 +271,7 @@ export class WatchHub {
 
   /** Called by a watcher that ended. */
   remove(w: Watcher): void {
-    this.#watchers.delete(w);
+    if (this.#watchers.delete(w) && w.prevKv) this.#prevWatchers--;
   }
 
   /** Ends every watch (node shutdown or snapshot install). */

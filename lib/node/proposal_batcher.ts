@@ -1,0 +1,179 @@
+/**
+ * Group commit for Raft proposals: client writes that arrive while earlier
+ * proposals are still in flight wait, and leave together as one Batch
+ * command — one Raft entry, one log write, one AppendEntries round and one
+ * engine write for all of them, however many connections they came from.
+ * The batch size adapts to load: with nothing in flight a write leaves on
+ * the next microtask, alone; under load the queue fills while
+ * `maxInflightBatches` batches are being committed.
+ *
+ * A batcher with batch ids (`nextBatchId`) stamps every batch with a fresh
+ * request id, so its proposer may resend the same bytes after an unknown
+ * outcome and the state machine applies the batch at most once; such a
+ * batcher takes only unconditional writes, whose outcome a retry can report
+ * from the dedupe record (lib/node/state_machine.ts). Without batch ids,
+ * each command keeps its own request id and is deduplicated on its own.
+ *
+ * @module
+ */
+
+import { assert } from "../common/assert.ts";
+import { KVError } from "../common/errors.ts";
+import {
+  type BatchableCommand,
+  type Command,
+  CommandOp,
+  encodeCommand,
+  maxBatchCommands,
+} from "./command.ts";
+import type { ApplyResult } from "./state_machine.ts";
+
+/** Batches committing at once; more writes wait and join the next batch. */
+export const maxInflightBatches = 4;
+/** Encoded bytes of commands one batch carries at most (a larger command goes alone). */
+export const maxBatchBytes = 1 << 20;
+
+/** How the batcher hands an encoded entry to Raft and learns its apply result. */
+export interface BatcherOptions {
+  /**
+   * Proposes `data` (whose request id is `requestId`, "" for none) and
+   * resolves with its apply result; may retry internally with the same bytes.
+   */
+  propose(data: Uint8Array, requestId: string, deadlineMs: number): Promise<ApplyResult>;
+  /** A fresh request id per batch; absent = commands carry their own ids. */
+  nextBatchId?: () => string;
+  /** The proposer's clock (leader time is stamped into each batch). */
+  wallMs(): number;
+}
+
+interface Queued {
+  command: BatchableCommand;
+  bytes: number;
+  deadlineMs: number;
+  resolve: (r: ApplyResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Collects writes into Batch commands; see the module comment. */
+export class ProposalBatcher {
+  #queue: Queued[] = [];
+  #inflight = 0;
+  #scheduled = false;
+  readonly #opts: BatcherOptions;
+
+  constructor(opts: BatcherOptions) {
+    this.#opts = opts;
+  }
+
+  /** Writes waiting for a batch (for tests and stats). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Queues `command` and resolves with its own apply result (rejects with
+   * its error, or with the batch's failure). The command's timestamp is
+   * replaced by the batch's.
+   */
+  submit(command: BatchableCommand, deadlineMs: number): Promise<ApplyResult> {
+    if (this.#opts.nextBatchId) {
+      assert(isUnconditional(command), "a batch with an id takes only unconditional writes");
+    }
+    const bytes = approximateBytes(command);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ command, bytes, deadlineMs, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inflight >= maxInflightBatches || this.#queue.length === 0) {
+      return;
+    }
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    while (this.#inflight < maxInflightBatches && this.#queue.length > 0) {
+      let n = 1;
+      let bytes = this.#queue[0].bytes;
+      while (
+        n < this.#queue.length && n < maxBatchCommands &&
+        bytes + this.#queue[n].bytes <= maxBatchBytes
+      ) {
+        bytes += this.#queue[n].bytes;
+        n++;
+      }
+      this.#send(this.#queue.splice(0, n));
+    }
+  }
+
+  #send(items: Queued[]): void {
+    const timestampMs = this.#opts.wallMs();
+    const batchId = this.#opts.nextBatchId?.() ?? "";
+    let deadlineMs = Infinity;
+    for (const it of items) deadlineMs = Math.min(deadlineMs, it.deadlineMs);
+    let command: Command;
+    if (items.length === 1) {
+      const only = items[0].command;
+      command = { ...only, timestampMs, requestId: batchId || only.requestId };
+    } else {
+      command = {
+        op: CommandOp.Batch,
+        timestampMs,
+        requestId: batchId,
+        commands: items.map((it) => it.command),
+      };
+    }
+    const requestId = command.requestId;
+    this.#inflight++;
+    this.#opts.propose(encodeCommand(command), requestId, deadlineMs).then(
+      (result) => {
+        if (items.length === 1) {
+          items[0].resolve(result);
+          return;
+        }
+        const results = result.results;
+        if (!results || results.length !== items.length) {
+          const e = new KVError("Internal", "a batch came back without one result per write");
+          for (const it of items) it.reject(e);
+          return;
+        }
+        items.forEach((it, i) => {
+          const r = results[i];
+          if (r.error) it.reject(r.error);
+          else it.resolve(r);
+        });
+      },
+      (e) => {
+        for (const it of items) it.reject(e);
+      },
+    ).finally(() => {
+      this.#inflight--;
+      this.#schedule();
+    });
+  }
+}
+
+/** True for writes whose outcome does not depend on the current state. */
+export function isUnconditional(c: BatchableCommand): boolean {
+  return c.op === CommandOp.Txn || c.ifVersion === undefined;
+}
+
+function approximateBytes(c: BatchableCommand): number {
+  switch (c.op) {
+    case CommandOp.Put:
+      return 32 + c.key.length + c.value.length;
+    case CommandOp.Delete:
+      return 32 + c.key.length;
+    case CommandOp.Txn: {
+      let n = 32;
+      for (const w of c.writes) n += 16 + w.key.length + (w.value?.length ?? 0);
+      return n;
+    }
+  }
+}

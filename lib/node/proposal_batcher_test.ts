@@ -1,0 +1,115 @@
+import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
+import { utf8 } from "../common/bytes.ts";
+import { ConflictError, KVError } from "../common/errors.ts";
+import { type BatchableCommand, type Command, CommandOp, decodeCommand } from "./command.ts";
+import { maxInflightBatches, ProposalBatcher } from "./proposal_batcher.ts";
+import type { ApplyResult } from "./state_machine.ts";
+
+function put(key: string, requestId = "", ifVersion?: number): BatchableCommand {
+  return {
+    op: CommandOp.Put,
+    timestampMs: 0,
+    requestId,
+    key: utf8(key),
+    value: utf8("v"),
+    expiresAtMs: 0,
+    ifVersion,
+  };
+}
+
+/** A proposer whose proposals stay open until the test settles them. */
+function fakeRaft() {
+  const proposals: { command: Command; requestId: string; settle: (r: ApplyResult) => void }[] = [];
+  let revision = 0;
+  return {
+    proposals,
+    propose(data: Uint8Array, requestId: string): Promise<ApplyResult> {
+      return new Promise((resolve) =>
+        proposals.push({ command: decodeCommand(data), requestId, settle: resolve })
+      );
+    },
+    /** Applies proposal `i` like the state machine: one revision per write. */
+    apply(i: number, conflictKey?: string): void {
+      const p = proposals[i];
+      const one = (c: BatchableCommand): ApplyResult =>
+        c.op === CommandOp.Put && new TextDecoder().decode(c.key) === conflictKey
+          ? { revision, changed: false, error: new ConflictError(c.key, 0) }
+          : { revision: ++revision, changed: true };
+      if (p.command.op === CommandOp.Batch) {
+        p.settle({ revision, changed: true, results: p.command.commands.map(one) });
+      } else p.settle(one(p.command as BatchableCommand));
+    },
+  };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+Deno.test("batcher: a lone write leaves at once; writes arriving under load share one entry", async () => {
+  const raft = fakeRaft();
+  let ids = 0;
+  const batcher = new ProposalBatcher({
+    propose: (d, id) => raft.propose(d, id),
+    nextBatchId: () => `b${++ids}`,
+    wallMs: () => 42,
+  });
+  const first = batcher.submit(put("a"), Infinity);
+  await tick();
+  assertEquals(raft.proposals.length, 1);
+  assertEquals(raft.proposals[0].command.op, CommandOp.Put, "alone: the write itself");
+  assertEquals(raft.proposals[0].requestId, "b1", "with the batch's id");
+  assertEquals(raft.proposals[0].command.timestampMs, 42);
+  // Fill the in-flight window, then queue more: they wait and leave together.
+  const more = [];
+  for (let i = 1; i < maxInflightBatches; i++) {
+    more.push(batcher.submit(put(`w${i}`), Infinity));
+    await tick();
+  }
+  assertEquals(raft.proposals.length, maxInflightBatches);
+  const queued = ["x", "y", "z"].map((k) => batcher.submit(put(k), Infinity));
+  await tick();
+  assertEquals(batcher.queued, 3);
+  raft.apply(0);
+  assertEquals((await first).revision, 1);
+  await tick();
+  const batch = raft.proposals[maxInflightBatches].command;
+  assertTrue(batch.op === CommandOp.Batch);
+  assertEquals(batch.commands.length, 3);
+  assertEquals(raft.proposals[maxInflightBatches].requestId, `b${maxInflightBatches + 1}`);
+  for (let i = 1; i <= maxInflightBatches; i++) raft.apply(i);
+  const revisions = await Promise.all([...more, ...queued]);
+  // The first write took revision 1; the rest follow in submission order.
+  assertEquals(
+    revisions.map((r) => r.revision),
+    Array.from({ length: maxInflightBatches - 1 + 3 }, (_, i) => i + 2),
+  );
+});
+
+Deno.test("batcher: each write gets its own outcome; a failed proposal fails every write in it", async () => {
+  const raft = fakeRaft();
+  const batcher = new ProposalBatcher({
+    propose: (d, id) => raft.propose(d, id),
+    wallMs: () => 1,
+  });
+  // Occupy the window so the next three form one batch.
+  for (let i = 0; i < maxInflightBatches; i++) {
+    batcher.submit(put(`fill${i}`), Infinity);
+    await tick();
+  }
+  const ok = batcher.submit(put("ok", "id-ok"), Infinity);
+  const cas = batcher.submit(put("cas", "id-cas", 3), Infinity);
+  raft.apply(0);
+  await tick();
+  raft.apply(maxInflightBatches, "cas");
+  assertEquals((await ok).revision, 2);
+  await assertRejects(() => cas, ConflictError);
+  const batch = raft.proposals[maxInflightBatches].command;
+  assertTrue(batch.op === CommandOp.Batch && batch.requestId === "", "no batch id");
+  assertEquals(batch.commands.map((c) => c.requestId), ["id-ok", "id-cas"]);
+
+  const failing = new ProposalBatcher({
+    propose: () => Promise.reject(new KVError("NotLeader", "not the leader")),
+    wallMs: () => 1,
+  });
+  const writes = [failing.submit(put("p"), Infinity), failing.submit(put("q"), Infinity)];
+  for (const w of writes) await assertRejects(() => w, KVError, "not the leader");
+});
