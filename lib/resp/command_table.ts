@@ -9,6 +9,7 @@
 
 import { isKVError, NotLeaderError } from "../common/errors.ts";
 import type { Logger } from "../node/logger.ts";
+import type { ReadConsistency } from "../node/kv_node.ts";
 import type { ReplyWriter } from "./reply_writer.ts";
 import type { Session } from "./session.ts";
 import type { RespStore } from "./store.ts";
@@ -25,10 +26,16 @@ export interface CommandContext {
   table: Map<string, CommandSpec>;
   /** The RESP listener's address, for INFO. */
   respAddr: string;
+  /**
+   * How this command reads: the session's choice, or "serializable" when
+   * the connection already confirmed a read barrier for the run of reads this
+   * command belongs to (see connection.ts).
+   */
+  consistency: ReadConsistency;
 }
 
 /** Kinds of commands that may run concurrently with their neighbours (see CommandSpec). */
-export type Overlap = "read" | "write";
+export type Overlap = "read" | "write" | "local";
 
 /** A handler may ask the connection to close after its reply (QUIT). */
 export type CommandOutcome = void | "close";
@@ -43,7 +50,8 @@ export interface CommandSpec {
   write: boolean;
   /**
    * How a run of consecutive commands of this kind in one pipeline may
-   * overlap (see connection.ts): "read" = reads that change nothing; "write"
+   * overlap (see connection.ts): "local" = touches no data (PING, ECHO: never
+   * waits for Raft); "read" = reads that change nothing; "write"
    * = writes decided entirely at apply time (no read first), so proposing
    * them back to back keeps their order in the Raft log. Absent = run alone.
    */
@@ -86,21 +94,39 @@ function preview(args: Uint8Array[]): string {
   return args.slice(1, 8).map((a) => `'${argText(a.subarray(0, 64))}'`).join(" ");
 }
 
-/** The overlap kind of one command, or undefined when it must run alone. */
-export function overlapOf(
+/**
+ * The spec named by a command's first word (case-insensitive). Short ASCII
+ * names are lower-cased without a TextDecoder: this runs for every command.
+ */
+export function lookupCommand(
   table: Map<string, CommandSpec>,
-  args: Uint8Array[],
-): Overlap | undefined {
-  const spec = table.get(argText(args[0]).toLowerCase());
+  name: Uint8Array,
+): CommandSpec | undefined {
+  if (name.length > 32) return table.get(argText(name).toLowerCase());
+  let s = "";
+  for (let i = 0; i < name.length; i++) {
+    const b = name[i];
+    s += String.fromCharCode(b >= 65 && b <= 90 ? b + 32 : b);
+  }
+  return table.get(s);
+}
+
+/** The overlap kind of one command, or undefined when it must run alone. */
+export function overlapOf(spec: CommandSpec | undefined, args: Uint8Array[]): Overlap | undefined {
   if (!spec || spec.overlap === undefined) return undefined;
   if (typeof spec.overlap === "string") return spec.overlap;
   return spec.overlap(args);
 }
 
-/** Runs one command and writes exactly one reply for it. */
-export async function dispatch(ctx: CommandContext, args: Uint8Array[]): Promise<CommandOutcome> {
-  const name = argText(args[0]).toLowerCase();
-  const spec = ctx.table.get(name);
+/**
+ * Runs one command and writes exactly one reply for it. `spec` is the
+ * command's entry when the caller looked it up already.
+ */
+export async function dispatch(
+  ctx: CommandContext,
+  args: Uint8Array[],
+  spec: CommandSpec | undefined = lookupCommand(ctx.table, args[0]),
+): Promise<CommandOutcome> {
   if (!spec) {
     ctx.out.error(
       `ERR unknown command '${argText(args[0].subarray(0, 128))}', with args beginning with: ${

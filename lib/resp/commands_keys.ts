@@ -33,7 +33,7 @@ async function del(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 async function exists(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const kvs = await Promise.all(
-    args.slice(1).map((k) => ctx.store.get(k, ctx.session.consistency)),
+    args.slice(1).map((k) => ctx.store.get(k, ctx.consistency)),
   );
   ctx.out.integer(kvs.filter((kv) => kv !== undefined).length);
 }
@@ -75,7 +75,7 @@ async function persist(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 }
 
 async function ttl(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
-  const kv = await ctx.store.get(args[1], ctx.session.consistency);
+  const kv = await ctx.store.get(args[1], ctx.consistency);
   if (!kv) ctx.out.integer(-2);
   else if (kv.expiresAtMs === 0) ctx.out.integer(-1);
   else {
@@ -140,7 +140,7 @@ async function scan(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     prefix: pattern ? literalPrefix(pattern) : new Uint8Array(),
     after,
     limit: Math.min(count, maxScanLimit),
-    consistency: ctx.session.consistency,
+    consistency: ctx.consistency,
   });
   const keys = page.kvs.map((kv) => kv.key).filter((k) => !pattern || globMatch(pattern, k));
   ctx.out.arrayHeader(2).bulk(page.next ? encodeCursor(page.next) : "0").bulkArray(keys);
@@ -157,7 +157,7 @@ async function keys(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
       prefix,
       after,
       limit: maxScanLimit,
-      consistency: version === undefined ? ctx.session.consistency : "serializable",
+      consistency: version === undefined ? ctx.consistency : "serializable",
       version,
     });
     version = page.version || version;
@@ -216,6 +216,6 @@ export const keyCommands: CommandSpec[] = [
     name: "dbsize",
     arity: 1,
     write: false,
-    handler: async (c) => void c.out.integer(await countKeys(c.store, c.session.consistency)),
+    handler: async (c) => void c.out.integer(await countKeys(c.store, c.consistency)),
   },
 ];

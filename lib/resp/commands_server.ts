@@ -198,7 +198,7 @@ export const serverCommands: CommandSpec[] = [
     name: "ping",
     arity: -1,
     write: false,
-    overlap: "read",
+    overlap: "local",
     handler: (c, a) => {
       if (a.length > 2) throw new ReplyError("ERR wrong number of arguments for 'ping' command");
       if (a.length === 2) c.out.bulk(a[1]);
@@ -210,7 +210,7 @@ export const serverCommands: CommandSpec[] = [
     arity: 2,
     write: false,
     handler: (c, a) => void c.out.bulk(a[1]),
-    overlap: "read",
+    overlap: "local",
   },
   {
     name: "quit",

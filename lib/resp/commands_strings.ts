@@ -31,7 +31,7 @@ function now(ctx: CommandContext): number {
 }
 
 async function get(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const kv = await ctx.store.get(args[1], ctx.session.consistency);
+  const kv = await ctx.store.get(args[1], ctx.consistency);
   if (kv) ctx.out.bulk(kv.value);
   else ctx.out.nil();
 }
@@ -130,7 +130,7 @@ async function getset(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 async function mget(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const kvs = await Promise.all(
-    args.slice(1).map((k) => ctx.store.get(k, ctx.session.consistency)),
+    args.slice(1).map((k) => ctx.store.get(k, ctx.consistency)),
   );
   ctx.out.bulkArray(kvs.map((kv) => kv?.value));
 }
@@ -192,14 +192,14 @@ async function append(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 }
 
 async function strlen(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const kv = await ctx.store.get(args[1], ctx.session.consistency);
+  const kv = await ctx.store.get(args[1], ctx.consistency);
   ctx.out.integer(kv?.value.length ?? 0);
 }
 
 async function vget(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const version = argInteger(args[2]);
   if (version < 1) throw new ReplyError("ERR version must be a positive integer");
-  const kv = await ctx.store.get(args[1], ctx.session.consistency, version);
+  const kv = await ctx.store.get(args[1], ctx.consistency, version);
   if (kv) ctx.out.bulk(kv.value);
   else ctx.out.nil();
 }

@@ -11,7 +11,15 @@
  */
 
 import { maxRespConcurrentCommands, maxRespPendingReplyBytes } from "../common/limits.ts";
-import { type CommandContext, dispatch, overlapOf } from "./command_table.ts";
+import type { ReadConsistency } from "../node/kv_node.ts";
+import {
+  type CommandContext,
+  type CommandSpec,
+  dispatch,
+  errorReply,
+  lookupCommand,
+  overlapOf,
+} from "./command_table.ts";
 import { RespParser } from "./parser.ts";
 import { ReplyWriter } from "./reply_writer.ts";
 
@@ -28,20 +36,28 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
  * Serves one connection until the client leaves, sends QUIT, or breaks the protocol.
  *
  * Order: replies are written in command order. Commands run one after the
- * other, except that a run of consecutive "read" commands, or (on the
- * leader) of consecutive "write" commands decided at apply time, runs
- * concurrently (see CommandSpec.overlap): reads share one ReadIndex round,
- * and writes are proposed back to back in command order, so the Raft log
- * keeps their order, and a pipeline costs a few Raft rounds, not one per
- * command.
+ * other, except runs of consecutive commands of one overlap kind (see
+ * CommandSpec.overlap): a run of reads waits for one linearizable read
+ * barrier (ReadIndex) and then reads this replica's state in order, and on
+ * the leader a run of writes decided at apply time is submitted back to
+ * back, so the Raft log keeps their order and the proposal batcher packs
+ * them into a few entries.
  */
 export async function serveConnection(
   conn: Deno.TcpConn,
-  ctx: Omit<CommandContext, "out">,
+  ctx: Omit<CommandContext, "out" | "consistency">,
 ): Promise<void> {
   const parser = new RespParser();
   const out = new ReplyWriter();
-  const command: CommandContext = { ...ctx, out };
+  let confirmed = false;
+  const command: ConnectionContext = {
+    ...ctx,
+    out,
+    get consistency(): ReadConsistency {
+      return confirmed ? "serializable" : ctx.session.consistency;
+    },
+    confirmReads: (on: boolean) => (confirmed = on),
+  };
   const chunk = new Uint8Array(readChunkBytes);
   try {
     conn.setNoDelay(true);
@@ -68,7 +84,7 @@ export async function serveConnection(
         out.error(`ERR Protocol error: ${protocolError}`);
         open = false;
       }
-      if (out.length > 0) await writeAll(conn, out.take());
+      await flush(conn, out);
     }
   } catch (e) {
     if (
@@ -84,38 +100,91 @@ export async function serveConnection(
   }
 }
 
+/** A connection's context, plus the switch runBatch uses for confirmed read runs. */
+interface ConnectionContext extends CommandContext {
+  confirmReads(on: boolean): void;
+}
+
+/** Writes the pending replies, then reuses the writer's buffer. */
+async function flush(conn: Deno.Conn, out: ReplyWriter): Promise<void> {
+  if (out.length === 0) return;
+  await writeAll(conn, out.view());
+  out.reset();
+}
+
 /** Runs the commands of one read in order; false when the connection must close (QUIT). */
 async function runBatch(
   conn: Deno.TcpConn,
-  command: CommandContext,
+  command: ConnectionContext,
   batch: Uint8Array[][],
 ): Promise<boolean> {
   const out = command.out;
+  const specs = batch.map((args) => lookupCommand(command.table, args[0]));
   let i = 0;
   while (i < batch.length) {
-    const kind = overlapOf(command.table, batch[i]);
+    const kind = overlapOf(specs[i], batch[i]);
     let j = i + 1;
-    if (kind === "read" || (kind === "write" && command.store.node.replica.isLeader)) {
+    if (
+      kind === "read" || kind === "local" ||
+      (kind === "write" && command.store.node.replica.isLeader)
+    ) {
       while (
         j < batch.length && j - i < maxRespConcurrentCommands &&
-        overlapOf(command.table, batch[j]) === kind
+        overlapOf(specs[j], batch[j]) === kind
       ) j++;
     }
-    if (j - i === 1) {
-      if (await dispatch(command, batch[i]) === "close") return false;
+    if (kind === "read" && command.session.consistency === "linearizable") {
+      await runConfirmedReads(conn, command, batch, specs, i, j);
+    } else if (j - i === 1 || kind !== "write") {
+      for (let k = i; k < j; k++) {
+        if (await dispatch(command, batch[k], specs[k]) === "close") return false;
+        if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
+      }
     } else {
       const writers = batch.slice(i, j).map(() => new ReplyWriter(64));
       const running = batch.slice(i, j).map((args, k) =>
-        dispatch({ ...command, out: writers[k] }, args)
+        dispatch({ ...command, out: writers[k] }, args, specs[i + k])
       );
       for (let k = 0; k < running.length; k++) {
         await running[k];
-        out.append(writers[k].take());
-        if (out.length >= maxRespPendingReplyBytes) await writeAll(conn, out.take());
+        writers[k].moveTo(out);
+        if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
       }
     }
     i = j;
-    if (out.length >= maxRespPendingReplyBytes) await writeAll(conn, out.take());
+    if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
   }
   return true;
+}
+
+/**
+ * Reads [from, to) of a batch after one read barrier: every read arrived
+ * before the barrier was asked for, so reading the state the barrier
+ * guarantees is linearizable for each of them.
+ */
+async function runConfirmedReads(
+  conn: Deno.TcpConn,
+  command: ConnectionContext,
+  batch: Uint8Array[][],
+  specs: (CommandSpec | undefined)[],
+  from: number,
+  to: number,
+): Promise<void> {
+  const out = command.out;
+  try {
+    await command.store.readBarrier();
+  } catch (e) {
+    const reply = errorReply(e, command.log);
+    for (let k = from; k < to; k++) out.error(reply);
+    return;
+  }
+  command.confirmReads(true);
+  try {
+    for (let k = from; k < to; k++) {
+      await dispatch(command, batch[k], specs[k]);
+      if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
+    }
+  } finally {
+    command.confirmReads(false);
+  }
 }

@@ -119,6 +119,26 @@ export class ReplyWriter {
     return this;
   }
 
+  /**
+   * The encoded replies so far, as a view of the writer's buffer: valid
+   * until the next write or `reset` (write it out before encoding more).
+   */
+  view(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+
+  /** Forgets the encoded replies, keeping the buffer (after `view` was written out). */
+  reset(): void {
+    if (this.#buf.length > 256 * 1024) this.#buf = new Uint8Array(this.#initialBytes);
+    this.#len = 0;
+  }
+
+  /** Moves this writer's replies to the end of `to` and resets this one. */
+  moveTo(to: ReplyWriter): void {
+    to.append(this.view());
+    this.#len = 0;
+  }
+
   /** The encoded replies so far (a copy-free view); the writer is reset. */
   take(): Uint8Array {
     const out = this.#buf.subarray(0, this.#len);

@@ -13,7 +13,14 @@
 
 import { defaultRequestTimeoutMs, maxTtlSeconds } from "../common/limits.ts";
 import { InvalidArgumentError, isKVError } from "../common/errors.ts";
-import { type Command, CommandOp, encodeCommand, type TxnWrite } from "../node/command.ts";
+import {
+  type BatchableCommand,
+  type Command,
+  CommandOp,
+  encodeCommand,
+  type TxnWrite,
+} from "../node/command.ts";
+import { isUnconditional, ProposalBatcher } from "../node/proposal_batcher.ts";
 import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
 import { checkUserKey, type KeyValue } from "../node/state_machine.ts";
 import type { ApplyResult } from "../node/state_machine.ts";
@@ -31,8 +38,15 @@ export class RespStore {
   readonly #idPrefix: string;
   #nextId = 0;
 
+  readonly #batcher: ProposalBatcher;
+
   constructor(readonly node: KVNode) {
     this.#idPrefix = `resp-${node.config.nodeId}-${crypto.randomUUID().slice(0, 8)}-`;
+    this.#batcher = new ProposalBatcher({
+      propose: (data, requestId, deadline) => this.#propose(data, requestId, deadline),
+      nextBatchId: () => this.#newRequestId(),
+      wallMs: () => node.clock.wallMs(),
+    });
   }
 
   /**
@@ -45,6 +59,23 @@ export class RespStore {
     while (true) {
       try {
         return (await this.node.get(key, { consistency, version })).kv;
+      } catch (e) {
+        const retry = isKVError(e, "NoQuorum") || isKVError(e, "NotLeader");
+        if (!retry || this.node.clock.nowMs() >= deadline) throw e;
+      }
+      await this.node.clock.sleep(this.node.config.tickMs);
+    }
+  }
+
+  /**
+   * A linearizable read barrier (ReadIndex) for reads that then read this
+   * replica's state; retried like `get` until the deadline.
+   */
+  async readBarrier(): Promise<void> {
+    const deadline = this.#deadline();
+    while (true) {
+      try {
+        return await this.node.replica.readBarrier(deadline);
       } catch (e) {
         const retry = isKVError(e, "NoQuorum") || isKVError(e, "NotLeader");
         if (!retry || this.node.clock.nowMs() >= deadline) throw e;
@@ -68,15 +99,15 @@ export class RespStore {
     checkUserKey(key);
     validateValue(value);
     validateExpiry(expiresAtMs, this.node.clock.wallMs());
-    const r = await this.#write((requestId, timestampMs) => ({
+    const r = await this.#submit({
       op: CommandOp.Put,
-      timestampMs,
-      requestId,
+      timestampMs: 0,
+      requestId: "",
       key,
       value,
       expiresAtMs,
       ifVersion,
-    }));
+    });
     return r.revision;
   }
 
@@ -84,13 +115,13 @@ export class RespStore {
   async delete(key: Uint8Array, ifVersion?: number): Promise<boolean> {
     validateKey(key);
     checkUserKey(key);
-    const r = await this.#write((requestId, timestampMs) => ({
+    const r = await this.#submit({
       op: CommandOp.Delete,
-      timestampMs,
-      requestId,
+      timestampMs: 0,
+      requestId: "",
       key,
       ifVersion,
-    }));
+    });
     return r.changed;
   }
 
@@ -101,13 +132,17 @@ export class RespStore {
       checkUserKey(w.key);
       if (w.value !== undefined) validateValue(w.value);
     }
-    const r = await this.#write((requestId, timestampMs) => ({
-      op: CommandOp.Txn,
-      timestampMs,
-      requestId,
-      writes,
-    }));
+    const r = await this.#submit({ op: CommandOp.Txn, timestampMs: 0, requestId: "", writes });
     return r.revision;
+  }
+
+  /**
+   * Unconditional writes join the batcher (one Raft entry for all writes
+   * that arrive together); compare-and-set writes go alone, with their own id.
+   */
+  #submit(command: BatchableCommand): Promise<ApplyResult> {
+    if (isUnconditional(command)) return this.#batcher.submit(command, this.#deadline());
+    return this.#write((requestId, timestampMs) => ({ ...command, requestId, timestampMs }));
   }
 
   /**
@@ -119,11 +154,19 @@ export class RespStore {
    * synchronously, so writes started back to back keep their order in the
    * log when this node leads.
    */
-  async #write(build: (requestId: string, timestampMs: number) => Command): Promise<ApplyResult> {
-    const deadline = this.#deadline();
-    const requestId = this.#idPrefix + this.#nextId++;
+  #write(build: (requestId: string, timestampMs: number) => Command): Promise<ApplyResult> {
+    const requestId = this.#newRequestId();
     // Time decisions at apply use this stamp on every replica (lib/node/command.ts).
     const data = encodeCommand(build(requestId, this.node.clock.wallMs()));
+    return this.#propose(data, requestId, this.#deadline());
+  }
+
+  #newRequestId(): string {
+    return this.#idPrefix + this.#nextId++;
+  }
+
+  /** Proposes encoded bytes carrying `requestId`, retrying as `#write` describes. */
+  async #propose(data: Uint8Array, requestId: string, deadline: number): Promise<ApplyResult> {
     const replica = this.node.replica;
     while (true) {
       const attemptDeadline = Math.min(deadline, this.node.clock.nowMs() + relayAttemptMs);
