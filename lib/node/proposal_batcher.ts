@@ -19,6 +19,7 @@
 
 import { assert } from "../common/assert.ts";
 import { KVError } from "../common/errors.ts";
+import { maxPendingProposals } from "../common/limits.ts";
 import {
   type BatchableCommand,
   type Command,
@@ -78,6 +79,14 @@ export class ProposalBatcher {
   submit(command: BatchableCommand, deadlineMs: number): Promise<ApplyResult> {
     if (this.#opts.nextBatchId) {
       assert(isUnconditional(command), "a batch with an id takes only unconditional writes");
+    }
+    if (this.#queue.length >= maxPendingProposals) {
+      return Promise.reject(
+        new KVError(
+          "NoQuorum",
+          `too many writes waiting for a batch (limit ${maxPendingProposals}); retry later`,
+        ),
+      );
     }
     const bytes = approximateBytes(command);
     return new Promise((resolve, reject) => {

@@ -3,6 +3,7 @@ import { utf8 } from "../common/bytes.ts";
 import { ConflictError, KVError } from "../common/errors.ts";
 import { type BatchableCommand, type Command, CommandOp, decodeCommand } from "./command.ts";
 import { maxInflightBatches, ProposalBatcher } from "./proposal_batcher.ts";
+import { maxPendingProposals } from "../common/limits.ts";
 import type { ApplyResult } from "./state_machine.ts";
 
 function put(key: string, requestId = "", ifVersion?: number): BatchableCommand {
@@ -112,4 +113,18 @@ Deno.test("batcher: each write gets its own outcome; a failed proposal fails eve
   });
   const writes = [failing.submit(put("p"), Infinity), failing.submit(put("q"), Infinity)];
   for (const w of writes) await assertRejects(() => w, KVError, "not the leader");
+});
+
+Deno.test("batcher: the queue is bounded; beyond it writes are refused with a retryable error", async () => {
+  const never = new ProposalBatcher({ propose: () => new Promise(() => {}), wallMs: () => 1 });
+  for (let i = 0; i < maxInflightBatches; i++) {
+    never.submit(put(`fill${i}`), Infinity);
+    await tick();
+  }
+  for (let i = 0; i < maxPendingProposals; i++) never.submit(put(`q${i}`), Infinity);
+  await assertRejects(
+    () => never.submit(put("one-too-many"), Infinity),
+    KVError,
+    "too many writes",
+  );
 });
