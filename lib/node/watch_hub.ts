@@ -164,7 +164,10 @@ export class WatchHub {
   /**
    * Opens a watch. `startVersion` 0 = from now; otherwise events with
    * version >= startVersion are replayed first. Refused with CompactedError
-   * below the compacted version, InvalidArgument above the current revision.
+   * below the compacted version. A start beyond this replica's revision
+   * waits for it, as in etcd: a client that fails over to a replica still
+   * catching up (or freshly rejoined and empty) resumes there instead of
+   * being refused.
    */
   watch(target: WatchTarget, opts: { startVersion?: number; prevKv?: boolean } = {}): Watcher {
     const now = this.revision();
@@ -172,11 +175,6 @@ export class WatchHub {
     const engine = this.engine();
     if (start > 0 && start <= engine.compactedVersion) {
       throw new CompactedError(start, engine.compactedVersion);
-    }
-    if (start > now + 1) {
-      throw new InvalidArgumentError(
-        `start_version ${start} is after the next revision ${now + 1}`,
-      );
     }
     const w = new Watcher(this, target, opts.prevKv ?? false, start > 0 ? start - 1 : now);
     this.#watchers.add(w);

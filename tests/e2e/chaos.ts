@@ -536,7 +536,7 @@ export async function runSchedule(opts: ScheduleOptions): Promise<ScheduleResult
           `W: ${w.id}'s watch stopped at ${w.events.length} of ${dump.length} events ` +
             `(last version ${w.events.at(-1)?.version ?? 0}, snapshot installed: ${
               cluster.node(w.id).output.includes("installed a snapshot")
-            })`,
+            }${w.error ? `, error: ${w.error.message}` : ""})`,
         );
       }
     }
