@@ -23,7 +23,7 @@ import { defaultHistoryRevisions, defaultRequestTimeoutMs } from "../common/limi
 import { encodeConfChange } from "../raft/codec.ts";
 import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
-import { Engine } from "../storage/engine.ts";
+import { Engine, readNeedsIo } from "../storage/engine.ts";
 import { type FileSystem, joinPath } from "../storage/fs.ts";
 import type { NodeConfig } from "../server/config.ts";
 import {
@@ -568,6 +568,21 @@ export class KVNode {
   #checkVersion(version: number): void {
     const current = this.stateMachine.revision;
     if (version > current) throw new FutureVersionError(version, current);
+  }
+
+  /**
+   * A serializable read of the latest version answered without waiting when
+   * the engine needs no disk read; `readNeedsIo` otherwise (use `get`).
+   */
+  getLocalNow(key: Uint8Array): KeyValue | undefined | typeof readNeedsIo {
+    validateKey(key);
+    checkUserKey(key);
+    const kv = this.engine.getNow(key, {
+      atVersion: this.stateMachine.revision,
+      nowMs: this.clock.wallMs(),
+    });
+    if (kv === readNeedsIo || kv === undefined) return kv;
+    return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
   }
 
   /** Reads a key (latest, or as of `version`). */

@@ -122,11 +122,11 @@ export function overlapOf(spec: CommandSpec | undefined, args: Uint8Array[]): Ov
  * Runs one command and writes exactly one reply for it. `spec` is the
  * command's entry when the caller looked it up already.
  */
-export async function dispatch(
+export function dispatch(
   ctx: CommandContext,
   args: Uint8Array[],
   spec: CommandSpec | undefined = lookupCommand(ctx.table, args[0]),
-): Promise<CommandOutcome> {
+): CommandOutcome | Promise<CommandOutcome> {
   if (!spec) {
     ctx.out.error(
       `ERR unknown command '${argText(args[0].subarray(0, 128))}', with args beginning with: ${
@@ -139,8 +139,11 @@ export async function dispatch(
     ctx.out.error(`ERR wrong number of arguments for '${spec.name}' command`);
     return;
   }
+  // A handler that finished synchronously costs no promise (hot GETs do).
   try {
-    return await spec.handler(ctx, args);
+    const outcome = spec.handler(ctx, args);
+    if (!(outcome instanceof Promise)) return outcome;
+    return outcome.catch((e) => void ctx.out.error(errorReply(e, ctx.log)));
   } catch (e) {
     ctx.out.error(errorReply(e, ctx.log));
   }

@@ -10,6 +10,7 @@
 import { concatBytes } from "../common/bytes.ts";
 import { maxValueBytes } from "../common/limits.ts";
 import type { TxnWrite } from "../node/command.ts";
+import { readNeedsIo } from "../storage/engine.ts";
 import { readModifyWrite } from "./cas.ts";
 import {
   argInteger,
@@ -30,10 +31,20 @@ function now(ctx: CommandContext): number {
   return ctx.store.node.clock.wallMs();
 }
 
-async function get(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const kv = await ctx.store.get(args[1], ctx.consistency);
-  if (kv) ctx.out.bulk(kv.value);
-  else ctx.out.nil();
+/** GET: answered at once from memory when the read is local; else through the store. */
+function get(ctx: CommandContext, args: Uint8Array[]): Promise<void> | void {
+  if (ctx.consistency === "serializable") {
+    const kv = ctx.store.getNow(args[1]);
+    if (kv !== readNeedsIo) {
+      if (kv) ctx.out.bulk(kv.value);
+      else ctx.out.nil();
+      return;
+    }
+  }
+  return ctx.store.get(args[1], ctx.consistency).then((kv) => {
+    if (kv) ctx.out.bulk(kv.value);
+    else ctx.out.nil();
+  });
 }
 
 /** The parsed options of SET. */

@@ -137,7 +137,9 @@ async function runBatch(
       await runConfirmedReads(conn, command, batch, specs, i, j);
     } else if (j - i === 1 || kind !== "write") {
       for (let k = i; k < j; k++) {
-        if (await dispatch(command, batch[k], specs[k]) === "close") return false;
+        let outcome = dispatch(command, batch[k], specs[k]);
+        if (outcome instanceof Promise) outcome = await outcome;
+        if (outcome === "close") return false;
         if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
       }
     } else {
@@ -181,7 +183,8 @@ async function runConfirmedReads(
   command.confirmReads(true);
   try {
     for (let k = from; k < to; k++) {
-      await dispatch(command, batch[k], specs[k]);
+      const outcome = dispatch(command, batch[k], specs[k]);
+      if (outcome instanceof Promise) await outcome;
       if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
     }
   } finally {

@@ -22,6 +22,7 @@ import {
 } from "../node/command.ts";
 import { isUnconditional, ProposalBatcher } from "../node/proposal_batcher.ts";
 import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
+import type { readNeedsIo } from "../storage/engine.ts";
 import { checkUserKey, type KeyValue } from "../node/state_machine.ts";
 import type { ApplyResult } from "../node/state_machine.ts";
 import { validateKey, validateValue } from "../server/validation.ts";
@@ -65,6 +66,14 @@ export class RespStore {
       }
       await this.node.clock.sleep(this.node.config.tickMs);
     }
+  }
+
+  /**
+   * A serializable read of the latest version without a promise when no
+   * disk read is needed; `readNeedsIo` otherwise.
+   */
+  getNow(key: Uint8Array): Current | typeof readNeedsIo {
+    return this.node.getLocalNow(key);
   }
 
   /**

@@ -129,6 +129,9 @@ export interface ScanOptions {
   nowMs?: number;
 }
 
+/** What `Engine.getNow` returns when the answer needs a disk read. */
+export const readNeedsIo: unique symbol = Symbol("readNeedsIo");
+
 /** Options of `history`. */
 export interface HistoryOptions {
   prefix?: Uint8Array;
@@ -857,6 +860,20 @@ export class Engine implements AsyncDisposable {
    * The newest version of `key` at or below `atVersion`, or undefined when it
    * is absent, deleted or expired. Below the compacted version: CompactedError.
    */
+  /**
+   * `get` without waiting when no disk read is needed (memtables, open
+   * tables, cached blocks): the value, or `readNeedsIo` when only the async
+   * `get` can answer. Hot read paths use it to skip a promise per read.
+   */
+  getNow(key: Uint8Array, opts?: GetOptions): KV | undefined | typeof readNeedsIo {
+    const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
+    this.#checkReadable(at);
+    const e = this.#getEntryCached(key, at);
+    if (e === blockNotCached) return readNeedsIo;
+    if (e === undefined || e.kind === EntryKind.delete) return undefined;
+    return toKV(e, opts?.nowMs, this.#o.clock, false);
+  }
+
   async get(key: Uint8Array, opts?: GetOptions): Promise<KV | undefined> {
     const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
     this.#checkReadable(at);

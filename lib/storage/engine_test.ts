@@ -1,7 +1,7 @@
 import { utf8 } from "../common/bytes.ts";
 import { CompactedError, InvalidArgumentError } from "../common/errors.ts";
 import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
-import { Engine } from "./engine.ts";
+import { Engine, readNeedsIo } from "./engine.ts";
 import { MemFileSystem } from "./mem_fs.ts";
 import { WriteBatch } from "./write_batch.ts";
 
@@ -199,4 +199,21 @@ Deno.test("engine: destroy removes every engine file", async () => {
   assertEquals(await e2.get(utf8("a")), undefined);
   await e2.close();
   await Engine.destroy("/nothing-here", { fs });
+});
+
+Deno.test("engine: getNow answers from memory without a promise, or says a disk read is needed", async () => {
+  const fs = new MemFileSystem();
+  const e = await Engine.open("/db", { fs });
+  await put(e, "a", "1");
+  await e.write(new WriteBatch().delete(utf8("gone")));
+  const hit = e.getNow(utf8("a"));
+  assertTrue(hit !== readNeedsIo && str(hit?.value) === "1");
+  assertEquals(e.getNow(utf8("gone")), undefined);
+  await e.flush();
+  await e.close();
+  await using cold = await Engine.open("/db", { fs });
+  assertEquals(cold.getNow(utf8("a")), readNeedsIo, "a cold table block needs a read");
+  assertEquals(str((await cold.get(utf8("a")))?.value), "1");
+  const warm = cold.getNow(utf8("a"));
+  assertTrue(warm !== readNeedsIo && str(warm?.value) === "1", "cached after the read");
 });
