@@ -111,6 +111,8 @@ Deno.test({
     await using cluster = await TestCluster.start(3);
     const leader = await cluster.waitForLeader();
     const client = cluster.client();
+    // Status is per node and a follower's lags the leader's: ask the leader.
+    const leaderStatus = () => client.status({ endpoint: cluster.node(leader).addr });
 
     // Compare-and-set: 0 means "must not exist"; a mismatch reports the current version.
     const v1 = (await client.put("cas", "one", { ifVersion: 0 })).version;
@@ -130,7 +132,7 @@ Deno.test({
     const first = await client.put("once", "a", { requestId: "req-1" });
     const again = await client.put("once", "a", { requestId: "req-1" });
     assertEquals(again.version, first.version);
-    assertEquals((await client.status()).revision, first.version);
+    assertEquals((await leaderStatus()).revision, first.version);
 
     // Delete with prev_kv, then a delete of a missing key.
     const del = await client.delete("once", { prevKv: true });
@@ -139,7 +141,7 @@ Deno.test({
 
     // Keys-only and version scans.
     for (const k of ["s:1", "s:2", "s:3"]) await client.put(k, `value of ${k}`);
-    const at = (await client.status()).revision;
+    const at = (await leaderStatus()).revision;
     await client.put("s:4", "later");
     const keys: string[] = [];
     for await (const kv of client.scan({ prefix: "s:", keysOnly: true, version: at })) {
