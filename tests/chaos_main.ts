@@ -76,7 +76,13 @@ for (let i = 0; i < schedules; i++) {
   for (const v of r.violations) console.log(`    ${v.split("\n").join("\n    ")}`);
 }
 
-const fuzz = fuzzPerRpc > 0 ? await runFuzz({ perRpc: fuzzPerRpc, seed }) : undefined;
+const fuzz = fuzzPerRpc > 0
+  ? await runFuzz({
+    perRpc: fuzzPerRpc,
+    seed,
+    progress: (l) => console.log(`  ${l}`),
+  })
+  : undefined;
 
 console.log("");
 console.log("| fault type          | schedules | failed |");
@@ -99,7 +105,10 @@ line("acknowledged writes verified", acked);
 line("lost acknowledged writes", lost);
 line("server crashes", crashes + (fuzz?.crashes ?? 0));
 if (fuzz) {
-  for (const [rpc, n] of fuzz.perRpc) line(`fuzzed requests: ${rpc}`, n);
+  for (const [rpc, n] of fuzz.perRpc) {
+    const seconds = ((fuzz.elapsedMs.get(rpc) ?? 0) / 1000).toFixed(0);
+    line(`fuzzed requests: ${rpc} (${seconds} s)`, n);
+  }
   line("fuzz: wrong answers or state changes", fuzz.violations.length);
   for (const v of fuzz.violations.slice(0, 20)) console.log(`  fuzz: ${v}`);
 }

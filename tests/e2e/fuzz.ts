@@ -29,11 +29,15 @@ type Msg = any;
 export interface FuzzOptions {
   perRpc: number;
   seed: number;
+  /** Told after each RPC's requests (long runs show where they are). */
+  progress?: (line: string) => void;
 }
 
 /** What a fuzz run found. */
 export interface FuzzResult {
   perRpc: Map<string, number>;
+  /** Wall time spent on each RPC's requests, ms (they run one at a time). */
+  elapsedMs: Map<string, number>;
   violations: string[];
   crashes: number;
 }
@@ -361,6 +365,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
   const r = new SeededRandom(opts.seed);
   const violations: string[] = [];
   const perRpc = new Map<string, number>();
+  const elapsedMs = new Map<string, number>();
   await using cluster = await TestCluster.start(3, { extraArgs: ["--history-revisions", "0"] });
   const leaderId = await cluster.waitForLeader();
   const kv = cluster.client();
@@ -384,6 +389,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
   try {
     for (const rpc of fuzzedRpcs) {
       let n = 0;
+      const rpcStarted = performance.now();
       for (let i = 0; i < opts.perRpc; i++) {
         const nodeIndex = r.nextInt(cluster.nodes.length);
         if (rpc === "peer port") {
@@ -424,6 +430,10 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
         }
       }
       perRpc.set(rpc, n);
+      elapsedMs.set(rpc, performance.now() - rpcStarted);
+      opts.progress?.(
+        `fuzz ${rpc}: ${n} requests in ${((performance.now() - rpcStarted) / 1000).toFixed(1)} s`,
+      );
       for (const node of cluster.nodes) {
         if (!node.running) violations.push(`${node.id} is down after fuzzing ${rpc}`);
       }
@@ -447,7 +457,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
       violations.push(`crash: ${node.id} exited with ${c.code}\n${cluster.dumpOutput(20)}`);
     }
   }
-  return { perRpc, violations, crashes };
+  return { perRpc, elapsedMs, violations, crashes };
 }
 
 function describe(req: Msg): string {
