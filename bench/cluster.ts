@@ -5,8 +5,8 @@
  * read-only and 80 % read workloads with 64 workers at 1 and several requests
  * in flight each, single-client sequential latency, leader failover (kill -9
  * under a 100/s writer, median of 3) and each node's RSS, then prints one
- * table with the seed's claims beside the figures and writes
- * `bench/RESULTS.md`.
+ * table with the seed's claims beside the figures and writes it into its
+ * section of `bench/RESULTS.md` (bench/results_file.ts).
  *
  * When an `etcd` binary is on PATH it then starts a fresh 3-member etcd
  * cluster (its defaults: fsync on) and runs the same workloads against it
@@ -32,9 +32,10 @@ import { TestCluster } from "../tests/e2e/cluster.ts";
 import { type BenchSystem, load, type Measurements, measureSystem } from "./cluster_workloads.ts";
 import { connectEtcd } from "./etcd_client.ts";
 import { EtcdCluster, etcdVersion } from "./etcd_cluster.ts";
-import { compareTable, etcdNotes, rssLine, soloTable } from "./cluster_report.ts";
+import { clusterSection, compareTable, etcdNotes, rssLine, soloTable } from "./cluster_report.ts";
 import { fmtInt } from "./format.ts";
 import { cpuModel } from "./proc.ts";
+import { writeResultsSection } from "./results_file.ts";
 import { rawFsyncRate } from "./storage.ts";
 
 /** rustkvd's test cluster as the workloads see a cluster. */
@@ -156,22 +157,7 @@ export async function main(args: string[]): Promise<void> {
   console.log(`\n${report}`);
 
   if (!values["no-results"]) {
-    const path = new URL("./RESULTS.md", import.meta.url);
-    await Deno.writeTextFile(
-      path,
-      [
-        "# Cluster benchmark results",
-        "",
-        `Written by \`deno task bench cluster\` on ${new Date().toISOString().slice(0, 10)}.`,
-        "Rerun it to replace this file; compare ratios measured in one run, not absolutes across machines.",
-        "",
-        report,
-        "",
-      ].join("\n"),
-    );
-    // Formatted as the repository's `deno fmt --check` expects, so a fresh run can be committed.
-    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", path.pathname] }).output();
-    console.log(`\nwrote ${path.pathname}`);
+    console.log(`\nwrote ${await writeResultsSection("cluster", clusterSection(report))}`);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * The table and notes `deno task bench cluster` prints and writes to
- * bench/RESULTS.md: rustkvd's figures beside the seed's claims and, when etcd
+ * The table and notes `deno task bench cluster` prints and writes to its
+ * section of bench/RESULTS.md: rustkvd's figures beside the seed's claims and, when etcd
  * was measured in the same run, etcd's figure and the ratio rustkvd/etcd per
  * row — ratios from one run being the figures these shared machines can
  * reproduce.
@@ -90,4 +90,19 @@ export function rssLine(ours: Measurements, theirs?: Measurements): string {
   return `rustkvd ${rssOf(ours)}; etcd ${rssOf(theirs)}; ratio of means ${
     ratio(meanMiB(ours), meanMiB(theirs))
   }`;
+}
+
+/**
+ * The cluster section of bench/RESULTS.md: a heading and the run's date above
+ * `report`, so a reader of the shared file knows which bench wrote it and when.
+ */
+export function clusterSection(report: string): string {
+  return [
+    "## Cluster: `deno task bench cluster`",
+    "",
+    `Written by \`deno task bench cluster\` on ${new Date().toISOString().slice(0, 10)}; ` +
+    "rerun it to replace this section.",
+    "",
+    report,
+  ].join("\n");
 }
