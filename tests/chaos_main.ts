@@ -13,6 +13,15 @@
 import { parseArgs } from "node:util";
 import { faultKinds, randomSchedule, runSchedule } from "./e2e/chaos.ts";
 import { runFuzz } from "./e2e/fuzz.ts";
+import { killAllTestNodes } from "./e2e/cluster.ts";
+
+// Interrupted (Ctrl-C, kill): no server process outlives the harness.
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(sig, () => {
+    console.log(`${sig}: killed ${killAllTestNodes()} server processes`);
+    Deno.exit(130);
+  });
+}
 
 const { values } = parseArgs({
   args: Deno.args,

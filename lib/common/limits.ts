@@ -70,6 +70,21 @@ export const maxPendingProposals = 65_536;
 export const maxPendingReads = 65_536;
 /** Raft: bytes of one InstallSnapshot chunk. */
 export const snapshotChunkBytes = 1 * MiB;
+/**
+ * Raft: bytes appended to the log since it was last cut after which a
+ * snapshot compacts it, whatever the entry count: 10,000 entries of 1 MiB
+ * values would otherwise be 10 GiB of log, held in memory too.
+ */
+export const raftLogCompactBytes = 32 * MiB;
+/**
+ * Raft: bytes appended to a log segment (beyond what it restated when it
+ * was started) after which a new segment is started.
+ */
+export const raftSegmentBytes = 64 * MiB;
+/** Raft: entry bytes one Raft log record carries at most (a larger entry alone in one). */
+export const raftRecordBytes = 8 * MiB;
+/** Node: command bytes applied with one engine write at most (more entries: more writes). */
+export const maxApplyBatchBytes = 8 * MiB;
 /** Raft: default number of log entries kept before a snapshot compacts the log. */
 export const defaultSnapshotEntries = 10_000;
 /**
@@ -101,6 +116,15 @@ export const defaultElectionMs = 150;
 assert(maxKeyBytes + maxValueBytes < maxRequestBytes, "a max key + max value must fit a request");
 assert(maxRequestBytes < maxGrpcMessageBytes, "a request must fit a gRPC message");
 assert(maxRequestBytes <= maxAppendBytes, "one max-size entry must fit one AppendEntries");
+assert(raftLogCompactBytes < raftSegmentBytes, "the log is cut before a segment fills");
+assert(
+  raftRecordBytes + maxRequestBytes + KiB <= maxWalRecordBytes,
+  "a full raft log record plus one more entry fits a record",
+);
+assert(
+  maxApplyBatchBytes + maxRequestBytes * 2 <= maxWalRecordBytes,
+  "one apply write stays a readable WAL record",
+);
 assert(maxRequestBytes <= maxWalRecordBytes, "one max-size write must fit one WAL record");
 assert(maxGroupCommitBytes <= maxWalRecordBytes * 4, "group commit stays a few records large");
 assert(defaultScanLimit <= maxScanLimit, "default scan limit within the cap");

@@ -19,6 +19,7 @@
  */
 
 import { crashAt } from "../common/failpoints.ts";
+import { raftRecordBytes, raftSegmentBytes } from "../common/limits.ts";
 import { assert } from "../common/assert.ts";
 import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
 import { CorruptionError } from "../common/errors.ts";
@@ -43,9 +44,6 @@ export const enum RaftRecordKind {
   Snapshot = 3,
 }
 
-/** A segment is closed and a new one started past this size. */
-export const raftSegmentBytes = 64 * 1024 * 1024;
-
 const segmentSuffix = ".rlog";
 
 function segmentName(n: number): string {
@@ -68,6 +66,12 @@ export class RaftLogStore implements RaftStorage {
   /** Numbers of the segment files on disk, oldest first; the last is open for appends. */
   #segments: number[];
   #writer: WalWriter;
+  /**
+   * Size of the open segment when it was started or opened: what it
+   * restates. Growth beyond it is what rotation and compaction measure, so
+   * a live log larger than a segment is not rewritten on every save.
+   */
+  #segmentBaseBytes: number;
   #writeBuffer = new ByteWriter(4096);
   /** Serializes save and compact: both append to (and compact rotates) the open segment. */
   #lock: Promise<unknown> = Promise.resolve();
@@ -88,6 +92,7 @@ export class RaftLogStore implements RaftStorage {
     this.memory = memory;
     this.#segments = segments;
     this.#writer = writer;
+    this.#segmentBaseBytes = writer.sizeBytes;
   }
 
   /**
@@ -207,7 +212,7 @@ export class RaftLogStore implements RaftStorage {
     const w = this.#writeBuffer;
     const records: Uint8Array[] = [];
     if (rd.snapshot) records.push(frameRecord(snapshotPayload(rd.snapshot)));
-    if (rd.entries.length > 0) records.push(frameRecord(entriesPayload(rd.entries, w)));
+    if (rd.entries.length > 0) records.push(...entryRecords(rd.entries, w));
     if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concat(records);
@@ -222,7 +227,15 @@ export class RaftLogStore implements RaftStorage {
     if (rd.snapshot) this.memory.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.memory.append(rd.entries);
     if (rd.hardState) this.memory.setHardState(rd.hardState);
-    if (this.#writer.sizeBytes >= raftSegmentBytes) await this.#rotate();
+    if (this.bytesSinceRotation >= raftSegmentBytes) await this.#rotate();
+  }
+
+  /**
+   * Bytes appended since the open segment was started (or opened): the log
+   * growth since it was last cut, which log compaction also triggers on.
+   */
+  get bytesSinceRotation(): number {
+    return this.#writer.sizeBytes - this.#segmentBaseBytes;
   }
 
   /**
@@ -263,15 +276,14 @@ export class RaftLogStore implements RaftStorage {
     const first = this.memory.firstIndex();
     const last = this.memory.lastIndex();
     if (last >= first) {
-      head.push(
-        frameRecord(entriesPayload(this.memory.entries(first, last + 1), this.#writeBuffer)),
-      );
+      head.push(...entryRecords(this.memory.entries(first, last + 1), this.#writeBuffer));
     }
     await writer.append(concat(head), head.length);
     await writer.sync();
     await this.#fs.syncDir(this.#dir);
     await this.#writer.close();
     this.#writer = writer;
+    this.#segmentBaseBytes = writer.sizeBytes;
     for (const old of this.#segments) await this.#fs.remove(joinPath(this.#dir, segmentName(old)));
     await this.#fs.syncDir(this.#dir);
     this.#segments = [number];
@@ -297,6 +309,28 @@ function concat(parts: Uint8Array[]): Uint8Array {
     out.set(p, at);
     at += p.length;
   }
+  return out;
+}
+
+/**
+ * `entries` as framed Entries records of at most `raftRecordBytes` each (a
+ * larger entry alone in its record), so neither a big Ready nor the live log
+ * restated by a rotation can exceed the largest record a reader accepts.
+ */
+function entryRecords(entries: Entry[], w: ByteWriter): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let from = 0;
+  let bytes = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const size = entries[i].data.length + 32;
+    if (i > from && bytes + size > raftRecordBytes) {
+      out.push(frameRecord(entriesPayload(entries.slice(from, i), w)));
+      from = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  out.push(frameRecord(entriesPayload(from === 0 ? entries : entries.slice(from), w)));
   return out;
 }
 

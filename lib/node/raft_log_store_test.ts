@@ -134,3 +134,28 @@ Deno.test("a flipped bit before valid records is corruption with file and offset
   );
   assertTrue(e.offset === 0, `offset ${e.offset}`);
 });
+
+Deno.test("a live log larger than a segment is rewritten once per segment of growth, not on every save", async () => {
+  const fs = new MemFileSystem();
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  const mib = new Uint8Array(1024 * 1024);
+  // 70 MiB of uncompacted entries (the fuzz suite's maximum-size puts).
+  for (let i = 1; i <= 70; i++) {
+    await store.save(
+      { entries: [{ index: i, term: 1, type: EntryType.Normal, groupId: 0, data: mib }] },
+      true,
+    );
+  }
+  const segments = async () => (await fs.list("/d/raft")).filter((n) => n.endsWith(".rlog"));
+  assertEquals(await segments(), ["000002.rlog"]); // one rotation, at 64 MiB of growth
+  const grown = store.bytesSinceRotation;
+  assertTrue(grown > 5 * 1024 * 1024 && grown < 7 * 1024 * 1024, `grew ${grown} B since`);
+  // Hard-state changes (elections) append a few bytes each and rotate nothing.
+  for (let term = 2; term < 50; term++) {
+    await store.save({ entries: [], hardState: { term, vote: "", commit: 70 } }, true);
+  }
+  assertEquals(await segments(), ["000002.rlog"]);
+  await store.close();
+  const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals([back.firstIndex(), back.lastIndex(), back.recovered().hardState.term], [1, 70, 49]);
+});

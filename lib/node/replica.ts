@@ -27,7 +27,7 @@ import {
   NotLeaderError,
   TimeoutError,
 } from "../common/errors.ts";
-import { maxPendingProposals, maxPendingReads } from "../common/limits.ts";
+import { maxPendingProposals, maxPendingReads, raftLogCompactBytes } from "../common/limits.ts";
 import type { Random } from "../common/random.ts";
 import { fromUtf8, utf8 } from "../common/bytes.ts";
 import { decodeConfChange, encodeConfChange } from "../raft/codec.ts";
@@ -211,7 +211,8 @@ export class Replica {
   }
 
   /**
-   * Compacts the Raft log once it holds more than `snapshotEntries` entries:
+   * Compacts the Raft log once it holds more than `snapshotEntries` entries
+   * or grew by `raftLogCompactBytes` since it was last cut (large values):
    * the engine's WAL is fsynced so its applied index is durable, then the
    * log is cut there. Only a sync, not a memtable flush: flushing every
    * `snapshotEntries` entries made small tables and most of a follower's
@@ -220,10 +221,14 @@ export class Replica {
   #maybeCompactLog(): void {
     const store = this.#opts.store;
     if (
-      this.#compacting || store.lastIndex() - store.firstIndex() + 1 <= this.#opts.snapshotEntries
+      this.#compacting ||
+      (store.lastIndex() - store.firstIndex() + 1 <= this.#opts.snapshotEntries &&
+        store.bytesSinceRotation < raftLogCompactBytes)
     ) return;
-    this.#compacting = true;
     const sm = this.#opts.stateMachine;
+    // Nothing applied beyond the last cut (a follower still catching up): nothing to cut yet.
+    if (sm.engine.appliedIndex <= store.snapshot().meta.index) return;
+    this.#compacting = true;
     (async () => {
       await sm.engine.sync();
       const index = Math.min(sm.engine.appliedIndex, store.lastIndex());

@@ -21,6 +21,7 @@
 import { assert } from "../common/assert.ts";
 import { ByteReader, ByteWriter, equalBytes, fromUtf8, utf8 } from "../common/bytes.ts";
 import { CompactedError, ConflictError, InvalidArgumentError } from "../common/errors.ts";
+import { maxApplyBatchBytes } from "../common/limits.ts";
 import type { Engine } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
 import { type Command, CommandOp, decodeCommand } from "./command.ts";
@@ -230,13 +231,14 @@ export class StateMachine {
 
   /**
    * Applies committed entries in order with one engine write carrying the
-   * last applied index. Returns one result per entry index (no-ops and
-   * membership changes get a result too). Entries at or below the applied
-   * index are skipped (replay after restart).
+   * last applied index (more writes, each with its own last index, when the
+   * entries' changes exceed maxApplyBatchBytes). Returns one result per
+   * entry index (no-ops and membership changes get a result too). Entries at
+   * or below the applied index are skipped (replay after restart).
    */
   async apply(entries: ApplyEntry[]): Promise<Map<number, ApplyResult>> {
     const results = new Map<number, ApplyResult>();
-    const batch = new WriteBatch();
+    let batch = new WriteBatch();
     const events: ChangeEvent[] = [];
     const pending = new Map<string, Pending>();
     let last = this.#appliedIndex;
@@ -256,8 +258,17 @@ export class StateMachine {
       }
       const command = decodeCommand(entry.data);
       results.set(entry.index, await this.#applyCommand(command, batch, pending, events));
+      if (batch.byteSize >= maxApplyBatchBytes) {
+        // Large values: write what we have, so no WAL record outgrows what a reader accepts.
+        await this.engine.write(batch, { sync: false, appliedIndex: last });
+        this.#appliedIndex = last;
+        batch = new WriteBatch();
+      }
     }
-    if (last === this.#appliedIndex) return results;
+    if (last === this.#appliedIndex) {
+      if (events.length > 0) this.onChange?.(events, this.#revision);
+      return results;
+    }
     await this.engine.write(batch, { sync: false, appliedIndex: last });
     this.#appliedIndex = last;
     if (events.length > 0) this.onChange?.(events, this.#revision);

@@ -158,3 +158,37 @@ Deno.test("a put reads the previous value only when its proposer or a watcher wa
   assertEquals(asked.prev?.version, 2);
   assertEquals(events, [undefined, undefined, "2", "2"]);
 });
+
+Deno.test("entries whose changes outgrow one WAL record apply as several writes and all survive a reopen", async () => {
+  const fs = new MemFileSystem();
+  const engine = await Engine.open("/sm", { fs });
+  const sm = new StateMachine(engine);
+  const big = "v".repeat(1024 * 1024);
+  // 40 MiB of values in one apply call (a follower catching up on maximum-size puts).
+  const entries: ApplyEntry[] = [];
+  for (let i = 1; i <= 40; i++) {
+    entries.push({ index: i, data: encodeCommand(bigPut(`k${i}`, big)) });
+  }
+  const results = await sm.apply(entries);
+  assertEquals(results.get(40)!.revision, 40);
+  await engine.close();
+  const back = await Engine.open("/sm", { fs });
+  assertEquals(back.appliedIndex, 40);
+  for (const i of [1, 20, 40]) {
+    const kv = await back.get(utf8(`k${i}`));
+    assertEquals(kv?.value.length, big.length);
+  }
+  await back.close();
+});
+
+function bigPut(key: string, value: string): BatchableCommand {
+  return {
+    op: CommandOp.Put,
+    timestampMs: 1_000,
+    requestId: "",
+    key: utf8(key),
+    value: utf8(value),
+    expiresAtMs: 0,
+    ifVersion: undefined,
+  };
+}

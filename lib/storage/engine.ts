@@ -23,7 +23,12 @@ import {
   InvalidArgumentError,
   KVError,
 } from "../common/errors.ts";
-import { levelCount, maxGroupCommitBytes, maxGroupCommitRecords } from "../common/limits.ts";
+import {
+  levelCount,
+  maxGroupCommitBytes,
+  maxGroupCommitRecords,
+  maxWalRecordBytes,
+} from "../common/limits.ts";
 import { BlockCache } from "./block_cache.ts";
 import { bloomHash } from "./bloom.ts";
 import { runCompaction, type TableBuildContext, writeTables } from "./compaction.ts";
@@ -418,6 +423,15 @@ export class Engine implements AsyncDisposable {
       );
     }
     if (batch.count === 0) return Promise.resolve({ version: this.#currentVersion });
+    // byteSize counts 24 bytes of overhead per put; the record may need up to 31, plus a header.
+    if (batch.byteSize + 8 * batch.count + 32 > maxWalRecordBytes) {
+      return Promise.reject(
+        new InvalidArgumentError(
+          `a write batch of ${batch.byteSize} bytes exceeds the WAL record limit of ` +
+            `${maxWalRecordBytes} bytes; split it`,
+        ),
+      );
+    }
     return new Promise((resolve, reject) => {
       this.#queue.push({
         batch,

@@ -217,3 +217,18 @@ Deno.test("engine: getNow answers from memory without a promise, or says a disk 
   const warm = cold.getNow(utf8("a"));
   assertTrue(warm !== readNeedsIo && str(warm?.value) === "1", "cached after the read");
 });
+
+Deno.test("a write batch larger than a WAL record is refused with the limit; the engine keeps working", async () => {
+  const fs = new MemFileSystem();
+  const engine = await Engine.open("/big", { fs });
+  const batch = new WriteBatch();
+  const mib = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < 33; i++) batch.put(new TextEncoder().encode(`k${i}`), mib);
+  await assertRejects(() => engine.write(batch), InvalidArgumentError, "WAL record limit");
+  await engine.write(new WriteBatch().put(new TextEncoder().encode("small"), mib));
+  assertEquals((await engine.get(new TextEncoder().encode("small")))?.value.length, mib.length);
+  await engine.close();
+  const back = await Engine.open("/big", { fs });
+  assertEquals((await back.get(new TextEncoder().encode("small")))?.value.length, mib.length);
+  await back.close();
+});

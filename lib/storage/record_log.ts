@@ -8,6 +8,7 @@
  * @module
  */
 
+import { assert } from "../common/assert.ts";
 import { crc32 } from "../common/crc.ts";
 import { CorruptionError } from "../common/errors.ts";
 import { maxWalRecordBytes } from "../common/limits.ts";
@@ -22,6 +23,8 @@ export const recordHeaderBytes = 8;
  * header at `buf[at]`. Returns the end of the record.
  */
 export function frameRecordInPlace(buf: Uint8Array, at: number, len: number): number {
+  // A longer record would read back as corruption or a torn tail: refuse to write it.
+  assert(len <= maxWalRecordBytes, `a ${len}-byte record exceeds ${maxWalRecordBytes} bytes`);
   writeU32(buf, at + 4, len);
   writeU32(buf, at, crc32(buf.subarray(at + 4, at + recordHeaderBytes + len)));
   return at + recordHeaderBytes + len;

@@ -90,6 +90,25 @@ export function freePort(): number {
   return port;
 }
 
+/** Every server process a TestNode started that has not exited yet. */
+const liveChildren = new Set<Deno.ChildProcess>();
+
+/**
+ * SIGKILLs every server process still running: for a long-running harness
+ * (tests/chaos_main.ts) that is interrupted, so no node outlives it.
+ */
+export function killAllTestNodes(): number {
+  let n = 0;
+  for (const child of liveChildren) {
+    try {
+      child.kill("SIGKILL");
+      n++;
+    } catch { /* already gone */ }
+  }
+  liveChildren.clear();
+  return n;
+}
+
 /** One server process of a test cluster. */
 export class TestNode {
   process: Deno.ChildProcess | undefined;
@@ -128,9 +147,11 @@ export class TestNode {
       stderr: "piped",
     }).spawn();
     this.process = child;
+    liveChildren.add(child);
     this.#stopping = false;
     this.#exited = child.status;
     this.#exited.then((st) => {
+      liveChildren.delete(child);
       if (!this.#stopping && this.process === child) {
         this.crashes.push({ code: st.code, signal: st.signal });
         this.process = undefined;

@@ -44,6 +44,9 @@ export interface FuzzResult {
 
 const s = grpc.status;
 /** Statuses a refusal may carry (documented in lib/server/status.ts). */
+/** Violations after which a fuzz run stops: enough to diagnose, and a bounded run time. */
+const maxViolations = 50;
+
 const refusals = new Set([
   s.INVALID_ARGUMENT,
   s.OUT_OF_RANGE,
@@ -387,10 +390,15 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
   const startRevision = (await status()).revision;
   let acknowledgedWrites = 0;
   try {
-    for (const rpc of fuzzedRpcs) {
+    fuzzing: for (const rpc of fuzzedRpcs) {
       let n = 0;
       const rpcStarted = performance.now();
       for (let i = 0; i < opts.perRpc; i++) {
+        if (violations.length >= maxViolations) {
+          // A cluster that stopped answering would take the 8 s deadline per request for hours.
+          violations.push(`stopped after ${maxViolations} violations (during ${rpc})`);
+          break fuzzing;
+        }
         const nodeIndex = r.nextInt(cluster.nodes.length);
         if (rpc === "peer port") {
           await peerGarbage(cluster.nodes[nodeIndex].port, r);
