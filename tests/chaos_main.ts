@@ -102,10 +102,10 @@ for (const [f, row] of byFault) {
   );
 }
 console.log("");
-console.log("| total                                 |        |");
-console.log("|---------------------------------------|--------|");
+console.log("| total                                   |        |");
+console.log("|-----------------------------------------|--------|");
 const line = (k: string, v: number | string) =>
-  console.log(`| ${k.padEnd(37)} | ${String(v).padStart(6)} |`);
+  console.log(`| ${k.padEnd(39)} | ${String(v).padStart(6)} |`);
 line("schedules run", schedules);
 line("schedules with a violation", failedSchedules);
 line("operations recorded", ops);
