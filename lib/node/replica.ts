@@ -227,7 +227,9 @@ export class Replica {
     ) return;
     const sm = this.#opts.stateMachine;
     // Nothing applied beyond the last cut (a follower still catching up): nothing to cut yet.
-    if (sm.engine.appliedIndex <= store.snapshot().meta.index) return;
+    // The state machine's index, not the engine's: the engine's counts only what is synced,
+    // and the sync below is what makes it durable.
+    if (sm.appliedIndex <= store.snapshot().meta.index) return;
     this.#compacting = true;
     (async () => {
       await sm.engine.sync();
