@@ -161,3 +161,10 @@ assert(maxRespKeysReply <= maxScanLimit * 10, "KEYS stays a few scan pages large
  * buffered replies.
  */
 export const maxRespConcurrentCommands = 128;
+
+/**
+ * Bytes (command words) of one pipelined run of writes that is proposed as
+ * one group: half the proposal batcher's 1 MiB, so a group always fits one
+ * batch whole (lib/node/proposal_batcher.ts).
+ */
+export const maxRespWriteRunBytes = 512 * 1024;

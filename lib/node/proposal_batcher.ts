@@ -14,6 +14,11 @@
  * from the dedupe record (lib/node/state_machine.ts). Without batch ids,
  * each command keeps its own request id and is deduplicated on its own.
  *
+ * Groups keep a client's order: writes submitted inside one `group` call
+ * (a pipelined run of one connection) always leave in the same batch, so
+ * a batch that is dropped and retried can never let a later write of the
+ * same run commit before an earlier one.
+ *
  * @module
  */
 
@@ -49,6 +54,8 @@ export interface BatcherOptions {
 
 interface Queued {
   command: BatchableCommand;
+  /** The `group` call it was submitted in; 0 = none. */
+  group: number;
   bytes: number;
   deadlineMs: number;
   resolve: (r: ApplyResult) => void;
@@ -60,6 +67,9 @@ export class ProposalBatcher {
   #queue: Queued[] = [];
   #inflight = 0;
   #scheduled = false;
+  /** The open group's id while `group` runs its callback, else 0. */
+  #openGroup = 0;
+  #lastGroup = 0;
   readonly #opts: BatcherOptions;
 
   constructor(opts: BatcherOptions) {
@@ -69,6 +79,21 @@ export class ProposalBatcher {
   /** Writes waiting for a batch (for tests and stats). */
   get queued(): number {
     return this.#queue.length;
+  }
+
+  /**
+   * Runs `submitAll`, which submits writes synchronously; all of them leave
+   * in one batch, in order. The caller bounds the group (commands and
+   * bytes) well below `maxBatchCommands` and `maxBatchBytes`.
+   */
+  group<T>(submitAll: () => T): T {
+    assert(this.#openGroup === 0, "groups do not nest");
+    this.#openGroup = ++this.#lastGroup;
+    try {
+      return submitAll();
+    } finally {
+      this.#openGroup = 0;
+    }
   }
 
   /**
@@ -90,7 +115,7 @@ export class ProposalBatcher {
     }
     const bytes = approximateBytes(command);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ command, bytes, deadlineMs, resolve, reject });
+      this.#queue.push({ command, group: this.#openGroup, bytes, deadlineMs, resolve, reject });
       this.#schedule();
     });
   }
@@ -107,17 +132,20 @@ export class ProposalBatcher {
   }
 
   #flush(): void {
-    while (this.#inflight < maxInflightBatches && this.#queue.length > 0) {
+    const q = this.#queue;
+    while (this.#inflight < maxInflightBatches && q.length > 0) {
       let n = 1;
-      let bytes = this.#queue[0].bytes;
-      while (
-        n < this.#queue.length && n < maxBatchCommands &&
-        bytes + this.#queue[n].bytes <= maxBatchBytes
-      ) {
-        bytes += this.#queue[n].bytes;
-        n++;
+      let bytes = q[0].bytes;
+      // A group at the head leaves whole, whatever the limits (its submitter bounds it).
+      while (n < q.length && q[0].group !== 0 && q[n].group === q[0].group) bytes += q[n++].bytes;
+      while (n < q.length && n < maxBatchCommands && bytes + q[n].bytes <= maxBatchBytes) {
+        bytes += q[n++].bytes;
       }
-      this.#send(this.#queue.splice(0, n));
+      // Never end a batch inside a group: the group waits for the next batch, whole.
+      if (n < q.length && q[n].group !== 0) {
+        while (q[n - 1].group === q[n].group) n--;
+      }
+      this.#send(q.splice(0, n));
     }
   }
 

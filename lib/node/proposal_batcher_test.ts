@@ -1,7 +1,13 @@
 import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
 import { ConflictError, KVError } from "../common/errors.ts";
-import { type BatchableCommand, type Command, CommandOp, decodeCommand } from "./command.ts";
+import {
+  type BatchableCommand,
+  type Command,
+  CommandOp,
+  decodeCommand,
+  maxBatchCommands,
+} from "./command.ts";
 import { maxInflightBatches, ProposalBatcher } from "./proposal_batcher.ts";
 import { maxPendingProposals } from "../common/limits.ts";
 import type { ApplyResult } from "./state_machine.ts";
@@ -127,4 +133,42 @@ Deno.test("batcher: the queue is bounded; beyond it writes are refused with a re
     KVError,
     "too many writes",
   );
+});
+
+Deno.test("batcher: a group is never split across batches, even where a batch fills up", async () => {
+  const raft = fakeRaft();
+  let ids = 0;
+  const batcher = new ProposalBatcher({
+    propose: (d, id) => raft.propose(d, id),
+    nextBatchId: () => `b${++ids}`,
+    wallMs: () => 1,
+  });
+  for (let i = 0; i < maxInflightBatches; i++) {
+    batcher.submit(put(`fill${i}`), Infinity);
+    await tick();
+  }
+  // Queue ungrouped writes that leave room for 5 more commands in the next batch, then a
+  // group of 10 and one more ungrouped write: the group must not be cut after its 5th.
+  const before = maxBatchCommands - 5;
+  for (let i = 0; i < before; i++) batcher.submit(put(`u${i}`), Infinity);
+  const group = batcher.group(() =>
+    Array.from({ length: 10 }, (_, i) => batcher.submit(put(`g${i}`), Infinity))
+  );
+  batcher.submit(put("after"), Infinity);
+  raft.apply(0);
+  await tick();
+  const first = raft.proposals[maxInflightBatches].command;
+  assertTrue(first.op === CommandOp.Batch);
+  assertEquals(first.commands.length, before, "the batch ends before the group");
+  raft.apply(1);
+  await tick();
+  const second = raft.proposals[maxInflightBatches + 1].command;
+  assertTrue(second.op === CommandOp.Batch);
+  assertEquals(
+    second.commands.map((c) => c.op === CommandOp.Put ? new TextDecoder().decode(c.key) : ""),
+    [...Array.from({ length: 10 }, (_, i) => `g${i}`), "after"],
+    "the group leaves whole and in order",
+  );
+  for (let i = 2; i < raft.proposals.length; i++) raft.apply(i);
+  assertEquals((await Promise.all(group)).length, 10);
 });

@@ -455,7 +455,20 @@ export class Replica {
     const termOrVote = hs !== undefined &&
       (hs.term !== this.#syncedTerm || hs.vote !== this.#syncedVote);
     const sync = rd.mustSync && (rd.entries.length > 0 || rd.snapshot !== undefined || termOrVote);
-    await store.save({ hardState: hs, entries: rd.entries, snapshot: rd.snapshot }, sync);
+    // Committed entries already in our durable log (every earlier Ready was persisted) are
+    // applied while this Ready's entries are written and synced, as etcd does: the fsync
+    // and the apply overlap instead of adding up. Entries that arrive in this Ready (a
+    // follower's) are applied only once they are durable here too.
+    const committed = rd.committedEntries;
+    const applyEarly = committed.length > 0 && rd.snapshot === undefined &&
+      (rd.entries.length === 0 || committed[committed.length - 1].index < rd.entries[0].index);
+    const applying = applyEarly ? this.#applyCommitted(committed) : undefined;
+    try {
+      await store.save({ hardState: hs, entries: rd.entries, snapshot: rd.snapshot }, sync);
+    } catch (e) {
+      await applying?.catch(() => {}); // the save's error is the one reported
+      throw e;
+    }
     if (sync && hs) {
       this.#syncedTerm = hs.term;
       this.#syncedVote = hs.vote;
@@ -464,13 +477,8 @@ export class Replica {
       this.timing.persisted(rd.entries[rd.entries.length - 1].index);
     }
     this.transport?.send(rd.persistedMessages);
-    if (rd.committedEntries.length > 0) {
-      const last = rd.committedEntries[rd.committedEntries.length - 1].index;
-      this.timing?.committed(last);
-      crashAt("crash-before-apply");
-      await this.#apply(rd.committedEntries);
-      this.timing?.applied(last);
-    }
+    if (applying) await applying;
+    else if (committed.length > 0) await this.#applyCommitted(committed);
     for (const rs of rd.readStates) {
       const key = fromUtf8(rs.context);
       const reads = this.#readsByContext.get(key);
@@ -521,6 +529,15 @@ export class Replica {
       }
     }
     this.#kick();
+  }
+
+  /** Applies committed entries, with the failpoint and timing marks around them. */
+  async #applyCommitted(entries: Entry[]): Promise<void> {
+    const last = entries[entries.length - 1].index;
+    this.timing?.committed(last);
+    crashAt("crash-before-apply");
+    await this.#apply(entries);
+    this.timing?.applied(last);
   }
 
   async #apply(entries: Entry[]): Promise<void> {

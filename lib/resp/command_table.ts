@@ -51,9 +51,10 @@ export interface CommandSpec {
   /**
    * How a run of consecutive commands of this kind in one pipeline may
    * overlap (see connection.ts): "local" = touches no data (PING, ECHO: never
-   * waits for Raft); "read" = reads that change nothing; "write"
-   * = writes decided entirely at apply time (no read first), so proposing
-   * them back to back keeps their order in the Raft log. Absent = run alone.
+   * waits for Raft); "read" = reads that change nothing; "write" = blind
+   * writes (no read first, no compare-and-set) that go through the proposal
+   * batcher, so a run of them becomes one group: one Raft entry, in order.
+   * Absent = run alone.
    */
   overlap?: Overlap | ((args: Uint8Array[]) => Overlap | undefined);
   handler: (ctx: CommandContext, args: Uint8Array[]) => Promise<CommandOutcome> | CommandOutcome;

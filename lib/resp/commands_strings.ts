@@ -216,14 +216,15 @@ async function vget(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 }
 
 /**
- * SET without GET, XX or KEEPTTL reads nothing before it writes (NX is a
- * compare-and-set against "absent" decided at apply time), so it may be
- * proposed back to back with its neighbours.
+ * SET without GET, XX, NX or KEEPTTL is a blind write: it joins its
+ * neighbours' group in one Raft entry. NX is a compare-and-set proposed on
+ * its own (not through the batcher), so it runs alone, after the writes
+ * before it.
  */
 function setOverlap(args: Uint8Array[]): Overlap | undefined {
   for (let i = 3; i < args.length; i++) {
     const w = argWord(args[i]);
-    if (w === "GET" || w === "XX" || w === "KEEPTTL") return undefined;
+    if (w === "GET" || w === "XX" || w === "NX" || w === "KEEPTTL") return undefined;
   }
   return "write";
 }
@@ -236,7 +237,7 @@ function deltaArg(arg: Uint8Array): bigint {
 export const stringCommands: CommandSpec[] = [
   { name: "get", arity: 2, write: false, handler: get, overlap: "read" },
   { name: "set", arity: -3, write: true, handler: set, overlap: setOverlap },
-  { name: "setnx", arity: 3, write: true, handler: setnx, overlap: "write" },
+  { name: "setnx", arity: 3, write: true, handler: setnx },
   { name: "getset", arity: 3, write: true, handler: getset },
   { name: "mget", arity: -2, write: false, handler: mget, overlap: "read" },
   { name: "mset", arity: -3, write: true, handler: mset, overlap: "write" },

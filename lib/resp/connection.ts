@@ -10,7 +10,11 @@
  * @module
  */
 
-import { maxRespConcurrentCommands, maxRespPendingReplyBytes } from "../common/limits.ts";
+import {
+  maxRespConcurrentCommands,
+  maxRespPendingReplyBytes,
+  maxRespWriteRunBytes,
+} from "../common/limits.ts";
 import type { ReadConsistency } from "../node/kv_node.ts";
 import {
   type CommandContext,
@@ -38,10 +42,10 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
  * Order: replies are written in command order. Commands run one after the
  * other, except runs of consecutive commands of one overlap kind (see
  * CommandSpec.overlap): a run of reads waits for one linearizable read
- * barrier (ReadIndex) and then reads this replica's state in order, and on
- * the leader a run of writes decided at apply time is submitted back to
- * back, so the Raft log keeps their order and the proposal batcher packs
- * them into a few entries.
+ * barrier (ReadIndex) and then reads this replica's state in order, and a
+ * run of unconditional writes (at most maxRespConcurrentCommands commands
+ * and maxRespWriteRunBytes bytes) is submitted as one group of the
+ * proposal batcher: one Raft entry, in order, on followers too.
  */
 export async function serveConnection(
   conn: Deno.TcpConn,
@@ -112,6 +116,13 @@ async function flush(conn: Deno.Conn, out: ReplyWriter): Promise<void> {
   out.reset();
 }
 
+/** Bytes of a command's words: what bounds a write run's share of one Raft entry. */
+function argBytes(args: Uint8Array[]): number {
+  let n = 0;
+  for (const a of args) n += a.length;
+  return n;
+}
+
 /** Runs the commands of one read in order; false when the connection must close (QUIT). */
 async function runBatch(
   conn: Deno.TcpConn,
@@ -124,14 +135,18 @@ async function runBatch(
   while (i < batch.length) {
     const kind = overlapOf(specs[i], batch[i]);
     let j = i + 1;
-    if (
-      kind === "read" || kind === "local" ||
-      (kind === "write" && command.store.node.replica.isLeader)
-    ) {
+    if (kind === "read" || kind === "local") {
       while (
         j < batch.length && j - i < maxRespConcurrentCommands &&
         overlapOf(specs[j], batch[j]) === kind
       ) j++;
+    } else if (kind === "write") {
+      let bytes = argBytes(batch[i]);
+      while (
+        j < batch.length && j - i < maxRespConcurrentCommands &&
+        overlapOf(specs[j], batch[j]) === kind &&
+        bytes + argBytes(batch[j]) <= maxRespWriteRunBytes
+      ) bytes += argBytes(batch[j++]);
     }
     if (kind === "read" && command.session.consistency === "linearizable") {
       await runConfirmedReads(conn, command, batch, specs, i, j);
@@ -144,9 +159,12 @@ async function runBatch(
       }
     } else {
       const writers = batch.slice(i, j).map(() => new ReplyWriter(64));
-      const running = batch.slice(i, j).map((args, k) =>
-        dispatch({ ...command, out: writers[k] }, args, specs[i + k])
-      );
+      const start = (args: Uint8Array[], k: number) =>
+        dispatch({ ...command, out: writers[k] }, args, specs[i + k]);
+      const run = batch.slice(i, j);
+      const running = kind === "write"
+        ? command.store.writeGroup(() => run.map(start))
+        : run.map(start);
       for (let k = 0; k < running.length; k++) {
         await running[k];
         writers[k].moveTo(out);

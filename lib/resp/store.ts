@@ -51,6 +51,15 @@ export class RespStore {
   }
 
   /**
+   * Runs `dispatchAll`, which starts writes synchronously: the unconditional
+   * ones (the only ones pipelined runs contain) leave in one Raft entry, in
+   * the order they were started, on a leader and a follower alike.
+   */
+  writeGroup<T>(dispatchAll: () => T): T {
+    return this.#batcher.group(dispatchAll);
+  }
+
+  /**
    * Reads a key at the latest revision (or at `version` for VGET). A read
    * that could not be confirmed (no leader during an election) is retried
    * until the deadline: reads are idempotent.

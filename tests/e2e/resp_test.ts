@@ -193,28 +193,40 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       }
     });
 
-    await t.step("pipelined writes and reads keep their order", async () => {
-      await refresh();
-      const commands: string[][] = [];
-      for (let i = 0; i < 500; i++) commands.push(["SET", "order:k", `v${i}`]);
-      commands.push(["GET", "order:k"]);
-      for (let i = 0; i < 200; i++) {
-        commands.push(["SET", `order:${i}`, `a${i}`], ["GET", `order:${i}`]);
-      }
-      commands.push(["SET", "order:nx", "1", "NX"], ["SET", "order:nx", "2", "NX"], [
-        "DEL",
-        "order:nx",
-      ]);
-      const replies = await leader.pipeline(commands);
-      for (let i = 0; i < 500; i++) assertEquals(replies[i], "OK");
-      assertEquals(replies[500], "v499");
-      for (let i = 0; i < 200; i++) {
-        assertEquals(replies[501 + 2 * i], "OK");
-        assertEquals(replies[502 + 2 * i], `a${i}`);
-      }
-      assertEquals(replies.slice(901), ["OK", null, 1]);
-      assertEquals(await follower.call("GET", "order:k"), "v499");
-    });
+    await t.step(
+      "pipelined writes and reads keep their order, on the leader and a follower",
+      async () => {
+        await refresh();
+        for (const [name, client] of [["leader", leader], ["follower", follower]] as const) {
+          const p = `order:${name}:`;
+          const commands: string[][] = [];
+          for (let i = 0; i < 500; i++) commands.push(["SET", `${p}k`, `v${i}`]);
+          commands.push(["GET", `${p}k`]);
+          for (let i = 0; i < 200; i++) {
+            commands.push(["SET", `${p}${i}`, `a${i}`], ["GET", `${p}${i}`]);
+          }
+          // A blind SET, then compare-and-sets that must see it: NX fails, SETNX fails.
+          commands.push(
+            ["SET", `${p}nx`, "0"],
+            ["SET", `${p}nx`, "1", "NX"],
+            ["SETNX", `${p}nx`, "2"],
+            ["DEL", `${p}nx`],
+            ["SET", `${p}nx`, "3", "NX"],
+            ["SET", `${p}nx`, "4"],
+            ["GET", `${p}nx`],
+          );
+          const replies = await client.pipeline(commands);
+          for (let i = 0; i < 500; i++) assertEquals(replies[i], "OK", `${name}: reply ${i}`);
+          assertEquals(replies[500], "v499", name);
+          for (let i = 0; i < 200; i++) {
+            assertEquals(replies[501 + 2 * i], "OK");
+            assertEquals(replies[502 + 2 * i], `a${i}`, `${name}: read after its write`);
+          }
+          assertEquals(replies.slice(901), ["OK", null, 0, 1, "OK", "OK", "4"], name);
+          assertEquals(await leader.call("GET", `${p}k`), "v499");
+        }
+      },
+    );
 
     await t.step("large pipelined replies are flushed in parts and arrive whole", async () => {
       await refresh();
