@@ -1,8 +1,9 @@
 /**
  * A minimal etcd v3 client (KV.Put, KV.Range, Maintenance.Status,
- * Cluster.MemberList over grpc-js) for measuring etcd beside rustkvd in
- * `deno task bench cluster`. It routes and retries the way rustkvd's KVClient
- * does, so the two stores see the same client behaviour:
+ * Cluster.MemberList) for measuring etcd beside rustkvd in `deno task bench
+ * cluster`. Its calls travel over the same HTTP/2 channel as KVClient's
+ * (lib/client/h2_channel.ts) and it routes and retries the way KVClient
+ * does, so the two stores see the same client behaviour and cost:
  *
  * - writes and linearizable reads go to the leader, found with
  *   Maintenance.Status (the member whose own id is the leader id it reports);
@@ -24,27 +25,32 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { BenchConnect, BenchTarget } from "../lib/client/bench.ts";
 import type { Consistency } from "../lib/client/kv_client.ts";
-import { maxGrpcMessageBytes } from "../lib/common/limits.ts";
+import { H2Channel } from "../lib/client/h2_channel.ts";
 
 const protoPath = new URL("./etcd_rpc.proto", import.meta.url).pathname;
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
-type Unary = (
-  req: Msg,
-  opts: grpc.CallOptions,
-  cb: (e: grpc.ServiceError | null, res: Msg) => void,
-) => grpc.ClientUnaryCall;
 type Service = "kv" | "maintenance" | "cluster";
 
-let cachedPackage: grpc.GrpcObject | undefined;
+/** A unary method's path and codecs. */
+interface UnaryMethod {
+  path: string;
+  requestSerialize(req: Msg): Uint8Array;
+  responseDeserialize(bytes: Uint8Array): Msg;
+}
+
+let cachedDefinition: protoLoader.PackageDefinition | undefined;
 
 /** uint64 member ids do not fit a double, so longs load as decimal strings. */
-function etcdPackage(): grpc.GrpcObject {
-  cachedPackage ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync(protoPath, { keepCase: true, longs: String, defaults: true }),
-  ).etcdserverpb as grpc.GrpcObject;
-  return cachedPackage;
+function etcdMethod(service: Service, method: string): UnaryMethod {
+  cachedDefinition ??= protoLoader.loadSync(protoPath, {
+    keepCase: true,
+    longs: String,
+    defaults: true,
+  });
+  const name = { kv: "KV", maintenance: "Maintenance", cluster: "Cluster" }[service];
+  return (cachedDefinition[`etcdserverpb.${name}`] as Record<string, UnaryMethod>)[method];
 }
 
 /**
@@ -88,8 +94,7 @@ const encoder = new TextEncoder();
 export class EtcdClient implements BenchTarget {
   readonly endpoints: string[];
   readonly timeoutMs: number;
-  #stubs = new Map<string, Record<Service, Record<string, Unary>>>();
-  #channels: grpc.Client[] = [];
+  #channels = new Map<string, H2Channel>();
   #leader: string | undefined;
   #finding: Promise<string | undefined> | undefined;
   #next = 0;
@@ -101,37 +106,20 @@ export class EtcdClient implements BenchTarget {
     this.timeoutMs = options.timeoutMs;
   }
 
-  #stubsFor(endpoint: string): Record<Service, Record<string, Unary>> {
-    let s = this.#stubs.get(endpoint);
-    if (!s) {
-      const pkg = etcdPackage();
-      // The options KVClient gives its channels, so both stores get the same transport.
-      const opts = {
-        "grpc.max_receive_message_length": maxGrpcMessageBytes,
-        "grpc.max_send_message_length": maxGrpcMessageBytes,
-        "grpc.initial_reconnect_backoff_ms": 50,
-        "grpc.max_reconnect_backoff_ms": 1_000,
-      };
-      const make = (name: string) => {
-        const Ctor = pkg[name] as grpc.ServiceClientConstructor;
-        const c = new Ctor(endpoint, grpc.credentials.createInsecure(), opts);
-        this.#channels.push(c);
-        return c as unknown as Record<string, Unary>;
-      };
-      s = { kv: make("KV"), maintenance: make("Maintenance"), cluster: make("Cluster") };
-      this.#stubs.set(endpoint, s);
+  #channelFor(endpoint: string): H2Channel {
+    let c = this.#channels.get(endpoint);
+    if (!c) {
+      c = new H2Channel(endpoint);
+      this.#channels.set(endpoint, c);
     }
-    return s;
+    return c;
   }
 
-  #call(endpoint: string, service: Service, method: string, req: Msg, deadline: number) {
-    const stub = this.#stubsFor(endpoint)[service];
-    return new Promise<Msg>((resolve, reject) => {
-      stub[method].call(stub, req, { deadline: new Date(deadline) }, (e, res) => {
-        if (e) reject(new EtcdError(e.code, `${endpoint} ${method}: ${e.details || e.message}`));
-        else resolve(res);
-      });
-    });
+  async #call(endpoint: string, service: Service, method: string, req: Msg, deadline: number) {
+    const def = etcdMethod(service, method);
+    const r = await this.#channelFor(endpoint).unary(def.path, def.requestSerialize(req), deadline);
+    if (r.code === 0) return def.responseDeserialize(r.response!);
+    throw new EtcdError(r.code, `${endpoint} ${method}: ${r.details}`);
   }
 
   /** One member's status, no retries (dead members must fail fast when looking for the leader). */
@@ -167,7 +155,7 @@ export class EtcdClient implements BenchTarget {
   async #invoke(service: Service, method: string, req: Msg, toLeader: boolean): Promise<Msg> {
     if (this.#closed) throw new EtcdError(grpc.status.CANCELLED, "the client is closed");
     const deadline = Date.now() + this.timeoutMs;
-    let backoffMs = 20;
+    let backoffMs = 10; // the same pauses as KVClient (lib/client/kv_client.ts): a fair failover row
     for (;;) {
       let endpoint = toLeader ? this.#leader ?? await this.findLeader() : undefined;
       endpoint ??= this.endpoints[this.#next % this.endpoints.length];
@@ -181,7 +169,7 @@ export class EtcdClient implements BenchTarget {
         const remaining = deadline - Date.now();
         if (!retryable(err.code) || remaining <= 0 || this.#closed) throw err;
         const sleep = Math.min(remaining, backoffMs / 2 + Math.random() * backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 500);
+        backoffMs = Math.min(backoffMs * 2, 100);
         await new Promise((r) => setTimeout(r, sleep));
       }
     }
@@ -213,9 +201,8 @@ export class EtcdClient implements BenchTarget {
   /** Closes every channel. */
   close(): void {
     this.#closed = true;
-    for (const c of this.#channels) c.close();
-    this.#channels = [];
-    this.#stubs.clear();
+    for (const c of this.#channels.values()) c.close();
+    this.#channels.clear();
   }
 }
 

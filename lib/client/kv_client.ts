@@ -27,7 +27,8 @@ import {
   TimeoutError,
 } from "../common/errors.ts";
 import { defaultRequestTimeoutMs, maxGrpcMessageBytes } from "../common/limits.ts";
-import { loadRustkvdPackage } from "../server/proto.ts";
+import { loadRustkvdDefinition, loadRustkvdPackage } from "../server/proto.ts";
+import { H2Channel } from "./h2_channel.ts";
 import { fromGrpcError } from "../server/status.ts";
 
 /** A key or value: bytes, or a string taken as UTF-8. */
@@ -52,6 +53,12 @@ export interface KVClientOptions {
    * their sockets instead.
    */
   neverIdle?: boolean;
+  /**
+   * How unary calls travel: "h2" (default) over our own HTTP/2 client
+   * (lib/client/h2_channel.ts, a fraction of grpc-js's CPU per call under
+   * Deno), or "grpc-js". Watch always uses grpc-js.
+   */
+  transport?: "h2" | "grpc-js";
 }
 
 /** grpc-js's largest idle timeout (a 32-bit timer): about 24.8 days. */
@@ -185,6 +192,15 @@ export function newRequestId(): string {
   return `${clientTag}-${Date.now().toString(36)}-${(++requestCounter).toString(36)}`;
 }
 
+/**
+ * Retry pauses: doubling from 10 ms, at most 100 ms (with jitter, 50–150 %).
+ * An election takes 150–300 ms here, so a client polls a few times during
+ * one and finds the new leader within ~100 ms of its arrival; a longer cap
+ * made the first write after a leader crash wait up to 0.75 s more.
+ */
+const firstBackoffMs = 10;
+const maxBackoffMs = 100;
+
 function retryable(e: KVError): boolean {
   return e.code === "NotLeader" || e.code === "NoQuorum" || e.code === "Timeout" ||
     e.code === "Closed";
@@ -195,6 +211,8 @@ export class KVClient implements AsyncDisposable {
   readonly endpoints: string[];
   readonly timeoutMs: number;
   #stubs = new Map<string, StubSet>();
+  #channels = new Map<string, H2Channel>();
+  readonly #transport: "h2" | "grpc-js";
   #leader: string | undefined;
   #next = 0;
   #closed = false;
@@ -203,6 +221,7 @@ export class KVClient implements AsyncDisposable {
 
   constructor(options: KVClientOptions) {
     this.#neverIdle = options.neverIdle ?? false;
+    this.#transport = options.transport ?? "h2";
     if (options.endpoints.length === 0) {
       throw new InvalidArgumentError("KVClient needs at least one endpoint");
     }
@@ -251,6 +270,9 @@ export class KVClient implements AsyncDisposable {
     deadline: number,
     signal?: AbortSignal,
   ): Promise<Msg> {
+    if (this.#transport === "h2") {
+      return this.#callH2(endpoint, service, method, req, deadline, signal);
+    }
     const stub = this.#stubsFor(endpoint)[service];
     return new Promise((resolve, reject) => {
       const call = stub[method].call(stub, req, { deadline: new Date(deadline) }, (e, res) => {
@@ -261,6 +283,33 @@ export class KVClient implements AsyncDisposable {
       const onAbort = () => call.cancel();
       signal?.addEventListener("abort", onAbort, { once: true });
     });
+  }
+
+  async #callH2(
+    endpoint: string,
+    service: "kv" | "admin",
+    method: string,
+    req: Msg,
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<Msg> {
+    const def = unaryMethod(service, method);
+    const bytes = def.requestSerialize(req);
+    if (bytes.length > maxGrpcMessageBytes) {
+      throw new InvalidArgumentError(
+        `a ${method} request of ${bytes.length} bytes exceeds the message limit of ` +
+          `${maxGrpcMessageBytes} bytes`,
+      );
+    }
+    let channel = this.#channels.get(endpoint);
+    if (!channel) {
+      channel = new H2Channel(endpoint);
+      this.#channels.set(endpoint, channel);
+    }
+    const r = await channel.unary(def.path, bytes, deadline, signal);
+    if (r.code === 0) return def.responseDeserialize(r.response!);
+    const metadata = { get: (key: string) => r.metadata.has(key) ? [r.metadata.get(key)!] : [] };
+    throw fromGrpcError({ code: r.code, details: r.details, metadata });
   }
 
   /**
@@ -279,7 +328,7 @@ export class KVClient implements AsyncDisposable {
     const deadline = Date.now() + timeoutMs;
     const signal = opts.signal ?? this.#signal;
     const attempts: Array<{ endpoint: string; error: string }> = [];
-    let backoffMs = 20;
+    let backoffMs = firstBackoffMs;
     for (let attempt = 0; attempt < 1_000; attempt++) {
       signal?.throwIfAborted();
       const endpoint = toLeader && this.#leader
@@ -314,7 +363,7 @@ export class KVClient implements AsyncDisposable {
           throw new UnreachableClusterError(attempts, timeoutMs);
         }
         const sleep = Math.min(remaining, backoffMs / 2 + Math.random() * backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 500);
+        backoffMs = Math.min(backoffMs * 2, maxBackoffMs);
         await new Promise((r) => setTimeout(r, sleep));
       }
     }
@@ -664,12 +713,36 @@ export class KVClient implements AsyncDisposable {
     this.#closed = true;
     for (const s of this.#stubs.values()) for (const c of s.channels) c.close();
     this.#stubs.clear();
+    for (const c of this.#channels.values()) c.close();
+    this.#channels.clear();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     this.close();
     return Promise.resolve();
   }
+}
+
+/** A unary method's path and codecs, from the same proto-loader definition as grpc-js's stubs. */
+interface UnaryMethod {
+  path: string;
+  requestSerialize(req: Msg): Uint8Array;
+  responseDeserialize(bytes: Uint8Array): Msg;
+}
+
+const unaryMethods = new Map<string, UnaryMethod>();
+
+function unaryMethod(service: "kv" | "admin", method: string): UnaryMethod {
+  const name = `${service === "kv" ? "rustkvd.KVStore" : "rustkvd.Admin"}/${method}`;
+  let m = unaryMethods.get(name);
+  if (!m) {
+    const [serviceName] = name.split("/");
+    const def = (loadRustkvdDefinition()[serviceName] as Record<string, UnaryMethod>)[method];
+    if (!def) throw new KVError("Internal", `no method ${name} in proto/kvstore.proto`);
+    m = def;
+    unaryMethods.set(name, m);
+  }
+  return m;
 }
 
 /** A MemberListResponse in client form. */
