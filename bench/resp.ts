@@ -23,7 +23,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { freePort, TestCluster } from "../tests/e2e/cluster.ts";
+import { TestCluster } from "../tests/e2e/cluster.ts";
 import { fmtInt, fmtMs } from "./format.ts";
 import { cpuModel } from "./proc.ts";
 import { writeResultsSection } from "./results_file.ts";
@@ -442,17 +442,13 @@ export async function main(args: string[]): Promise<void> {
   console.log(`rustkvd RESP benchmark${quick ? " (--quick)" : ""}`);
   for (const [k, v] of setup) console.log(`  ${k}: ${v}`);
 
-  const respPorts = new Map<string, number>();
   const rows: Row[] = [];
   {
+    // Port 0: each node binds a free RESP port and prints it ("serving RESP on").
     await using cluster = await TestCluster.start(3, {
-      extraArgs: ["--log-level", "warn"],
-      nodeArgs: (id) => {
-        const port = freePort();
-        respPorts.set(id, port);
-        return ["--resp-addr", `127.0.0.1:${port}`];
-      },
+      extraArgs: ["--log-level", "warn", "--resp-addr", "127.0.0.1:0"],
     });
+    const respPorts = new Map(cluster.nodes.map((n) => [n.id, n.respPort!]));
     const first = await cluster.waitForLeader();
     const began = performance.now();
     const filled = await populate(respPorts.get(first)!, keys, size);

@@ -94,6 +94,8 @@ Deno.test("server flags: defaults, the seed's start sequence, and clear errors",
   const cases: Array<[string[], string]> = [
     [["--addr", "7001"], "expected HOST:PORT"],
     [["--addr", "h:70000"], "port must be 1..65535"],
+    [["--addr", "127.0.0.1:0"], "port must be 1..65535"],
+    [["--resp-addr", "127.0.0.1:70000"], "port must be 0..65535"],
     [["--node-id", "bad id"], "--node-id"],
     [["--election-ms", "50", "--heartbeat-ms", "50"], "at least twice"],
     [["--heartbeat-ms", "0"], "between 1 and"],
@@ -108,6 +110,11 @@ Deno.test("server flags: defaults, the seed's start sequence, and clear errors",
       `${argv.join(" ")} -> ${JSON.stringify(r)}`,
     );
   }
+  const anyResp = parseServerArgs(["--resp-addr", "127.0.0.1:0"]);
+  assertTrue(
+    anyResp.kind === "run" && anyResp.config.respAddr === "127.0.0.1:0",
+    "RESP on any port",
+  );
   const ic = parseServerArgs(["--initial-cluster", "node1=127.0.0.1:7001,node2=127.0.0.1:7002"]);
   assertTrue(ic.kind === "run" && ic.config.initialCluster?.get("node2") === "127.0.0.1:7002");
 });

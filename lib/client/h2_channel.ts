@@ -33,6 +33,7 @@ import {
   u32Frame,
 } from "../server/h2/frames.ts";
 import { encodeHeaders, HpackDecoder } from "../server/h2/hpack.ts";
+import { concatBytes } from "../common/bytes.ts";
 
 /** gRPC status codes this channel produces itself (the server sends any). */
 export const ChannelStatus = {
@@ -508,16 +509,7 @@ function cancelled(): UnaryResult {
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0] : concatBytes(...parts);
 }
 
 /** grpc-message is percent-encoded (gRPC over HTTP/2 spec); a malformed one is kept as is. */

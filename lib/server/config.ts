@@ -68,6 +68,7 @@ OPTIONS:
   --snapshot-entries <N>    log entries kept before a snapshot          [default: ${defaultSnapshotEntries}]
   --history-revisions <N>   MVCC revisions kept for version reads; 0 = all [default: ${defaultHistoryRevisions}]
   --resp-addr <HOST:PORT>   also serve the Redis protocol (RESP2) here  [default: off]
+                            (port 0: any free port, printed at start)
   --snapshot-transport <T>  native | grpc (InstallSnapshot) for snapshots [default: native]
   --initial-cluster <ID=H:P,...>  start a static cluster (tests)
   --log-level <LEVEL>       debug | info | warn | error                 [default: info]
@@ -84,11 +85,18 @@ EXAMPLE (the three-node start sequence):
 export const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** Checks `host:port` (IPv6 in brackets) and returns it normalized, or an error message. */
-export function parseHostPort(value: string, flag: string): string | { error: string } {
+export function parseHostPort(
+  value: string,
+  flag: string,
+  anyPort = false,
+): string | { error: string } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
   if (!m) return { error: `${flag}: expected HOST:PORT, got ${JSON.stringify(value)}` };
   const port = Number(m[2]);
-  if (port < 1 || port > 65535) return { error: `${flag}: port must be 1..65535, got ${port}` };
+  const lowest = anyPort ? 0 : 1;
+  if (port < lowest || port > 65535) {
+    return { error: `${flag}: port must be ${lowest}..65535, got ${port}` };
+  }
   return `${m[1]}:${port}`;
 }
 
@@ -229,7 +237,8 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
   }
   let respAddr: string | undefined;
   if (values["resp-addr"] !== undefined) {
-    const hp = parseHostPort(values["resp-addr"], "--resp-addr");
+    // Port 0: any free port, printed at start ("serving RESP on HOST:PORT").
+    const hp = parseHostPort(values["resp-addr"], "--resp-addr", true);
     if (typeof hp !== "string") return { kind: "error", message: hp.error };
     respAddr = hp;
   }

@@ -79,13 +79,19 @@ export async function runServer(config: NodeConfig): Promise<number> {
       return exitStartupFailed;
     }
     log.info("serving RESP", { addr: config.respAddr, port: respServer.port });
+    // Like the "listening on" line below: how tools learn the port when --resp-addr used port 0.
+    console.log(
+      `rustkvd-server ${config.nodeId} serving RESP on ${
+        config.respAddr.replace(/:\d+$/, "")
+      }:${respServer.port}`,
+    );
   }
   log.info("listening", {
     addr: config.listenAddr,
     port: grpcServer.port,
     advertise: config.advertiseAddr,
   });
-  // Tests and tools read this line to learn the port when --addr used port 0.
+  // Tests and tools read this line to know the node serves.
   console.log(
     `rustkvd-server ${config.nodeId} listening on ${
       config.listenAddr.replace(/:\d+$/, "")

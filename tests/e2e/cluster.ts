@@ -82,9 +82,46 @@ export async function localValue(addr: string, key: string): Promise<string | un
   }
 }
 
-/** A free TCP port on 127.0.0.1 (bind port 0, read it, release it). */
+/** The kernel's range for ephemeral ports (outgoing connections and binds to port 0). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim()
+      .split(/\s+/).map(Number);
+    if (lo > 0 && hi >= lo) return [lo, hi];
+  } catch { /* not Linux */ }
+  return [32768, 60999];
+}
+
+/** Lowest port `freePort` draws from (below it: well-known services). */
+const lowestTestPort = 10_000;
+
+/**
+ * Binds a free TCP port on 127.0.0.1 for a server that starts later, drawn
+ * at random from below the kernel's ephemeral range: a port from that range,
+ * released until the server binds it, could meanwhile become the source port
+ * of any outgoing connection on the machine (a parallel test's client took a
+ * node's RESP port this way). Returns the listener holding it; close it just
+ * before the server starts.
+ */
+export function holdFreePort(): Deno.Listener {
+  const [ephemeralLow] = ephemeralRange();
+  const span = ephemeralLow - lowestTestPort;
+  if (span > 1_000) {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const port = lowestTestPort + Math.floor(Math.random() * span);
+      try {
+        return Deno.listen({ hostname: "127.0.0.1", port });
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+      }
+    }
+  }
+  return Deno.listen({ hostname: "127.0.0.1", port: 0 });
+}
+
+/** A free TCP port on 127.0.0.1 for a server that starts soon (see holdFreePort). */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const listener = holdFreePort();
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
@@ -118,6 +155,8 @@ export class TestNode {
   readonly crashes: Array<{ code: number; signal: string | null }> = [];
   #exited: Promise<Deno.CommandStatus> | undefined;
   #stopping = false;
+  /** Where the current run's output starts in `output`. */
+  #runStart = 0;
 
   constructor(
     readonly id: string,
@@ -130,6 +169,17 @@ export class TestNode {
   /** host:port of the node. */
   get addr(): string {
     return `127.0.0.1:${this.port}`;
+  }
+
+  /**
+   * The RESP port the current run bound (started with `--resp-addr
+   * 127.0.0.1:0`), read from its "serving RESP on" line; undefined before.
+   */
+  get respPort(): number | undefined {
+    const lines = this.output.slice(this.#runStart).matchAll(/serving RESP on [^\s:]+:(\d+)/g);
+    let port: number | undefined;
+    for (const m of lines) port = Number(m[1]);
+    return port;
   }
 
   /** True while the process runs. */
@@ -159,10 +209,15 @@ export class TestNode {
     });
     let listening: () => void = () => {};
     const ready = new Promise<void>((r) => (listening = r));
+    // Only this run's output counts: after a restart the old run's line is still there.
+    const runStart = this.output.length;
+    this.#runStart = runStart;
     const collect = async (stream: ReadableStream<Uint8Array>) => {
       for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
         this.output += chunk;
-        if (this.output.includes(`listening on 127.0.0.1:${this.port}`)) listening();
+        if (this.output.indexOf(`listening on 127.0.0.1:${this.port}`, runStart) >= 0) {
+          listening();
+        }
       }
     };
     collect(child.stdout).catch(() => {});
@@ -248,10 +303,7 @@ export class TestCluster implements AsyncDisposable {
     const root = await Deno.makeTempDir({ prefix: "rustkvd-e2e-" });
     const cluster = new TestCluster(root);
     // Hold the nodes' ports while the proxies bind theirs, so no proxy gets a node's port.
-    const held = Array.from(
-      { length: size },
-      () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-    );
+    const held = Array.from({ length: size }, holdFreePort);
     const ports = held.map((l) => (l.addr as Deno.NetAddr).port);
     const initial = ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
     if (options.proxies) {

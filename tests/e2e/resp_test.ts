@@ -8,7 +8,7 @@
  * connection. Uses the minimal client in tests/resp/resp_client.ts.
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
-import { freePort, TestCluster } from "./cluster.ts";
+import { TestCluster } from "./cluster.ts";
 import { type Reply, RespTestClient } from "../resp/resp_client.ts";
 
 function isError(r: Reply, pattern: RegExp): boolean {
@@ -16,14 +16,9 @@ function isError(r: Reply, pattern: RegExp): boolean {
 }
 
 Deno.test("RESP listener on a 3-node cluster", async (t) => {
-  const respPorts = new Map<string, number>();
-  await using cluster = await TestCluster.start(3, {
-    nodeArgs: (id) => {
-      const port = freePort();
-      respPorts.set(id, port);
-      return ["--resp-addr", `127.0.0.1:${port}`];
-    },
-  });
+  // Port 0: each node binds a free port and logs it (no probe-then-bind race).
+  await using cluster = await TestCluster.start(3, { extraArgs: ["--resp-addr", "127.0.0.1:0"] });
+  const respPorts = new Map(cluster.nodes.map((n) => [n.id, n.respPort!]));
   let leaderId = await cluster.waitForLeader();
   let followerIds = cluster.nodes.map((n) => n.id).filter((id) => id !== leaderId);
   const clients: RespTestClient[] = [];
