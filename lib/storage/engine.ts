@@ -525,7 +525,11 @@ export class Engine implements AsyncDisposable {
     assert(at === total, "group buffer filled exactly");
     const wal = this.#wal;
     try {
-      await wal.append(buf, n);
+      if (sync || this.#o.walBufferBytes === 0) await wal.append(buf, n);
+      else {
+        wal.appendBuffered(buf, n);
+        if (wal.pendingBytes >= this.#o.walBufferBytes) await wal.writePending();
+      }
       if (sync) await wal.sync();
     } catch (e) {
       if (wal.broken) this.#writeError = wal.broken;

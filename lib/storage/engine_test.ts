@@ -131,6 +131,44 @@ Deno.test("engine: sync makes unsynced writes and their applied index durable wi
   await recovered.close();
 });
 
+Deno.test("engine: walBufferBytes holds unsynced writes in memory until the limit, a sync or close", async () => {
+  const fs = new MemFileSystem();
+  const walBytes = async () => {
+    let n = 0;
+    for (const name of await fs.list("/db")) {
+      if (name.endsWith(".log")) n += (await fs.stat(`/db/${name}`))?.sizeBytes ?? 0;
+    }
+    return n;
+  };
+  const e = await Engine.open("/db", { fs, walBufferBytes: 200 });
+  const empty = await walBytes();
+  await e.write(new WriteBatch().put(utf8("a"), utf8("1")), { sync: false, appliedIndex: 1 });
+  await e.write(new WriteBatch().put(utf8("b"), utf8("2")), { sync: false, appliedIndex: 2 });
+  assertEquals(str((await e.get(utf8("b")))?.value), "2", "readable at once");
+  assertEquals(await walBytes(), empty, "nothing written yet");
+  // Past the limit the buffered records are written (not synced).
+  for (let i = 0; i < 10; i++) {
+    await e.write(new WriteBatch().put(utf8(`k${i}`), utf8("v".repeat(20))), { sync: false });
+  }
+  assertTrue(await walBytes() > empty, "written once 200 bytes were held");
+  // A synced write makes every earlier one durable too, in order.
+  await e.write(new WriteBatch().put(utf8("c"), utf8("3")), { sync: true, appliedIndex: 3 });
+  await e.write(new WriteBatch().put(utf8("d"), utf8("4")), { sync: false, appliedIndex: 4 });
+  const crashed = await Engine.open("/db", { fs: fs.crashClone() });
+  assertEquals(
+    (await keys(crashed)).map((kv) => kv.split("=")[0]),
+    ["a", "b", "c", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"],
+    "a crash loses only the write after the last sync",
+  );
+  assertEquals(crashed.appliedIndex, 3);
+  await crashed.close();
+  await e.close(); // writes and syncs what is held
+  const reopened = await Engine.open("/db", { fs: fs.crashClone() });
+  assertEquals(str((await reopened.get(utf8("d")))?.value), "4");
+  assertEquals(reopened.appliedIndex, 4);
+  await reopened.close();
+});
+
 Deno.test("engine: history yields every version including tombstones", async () => {
   const fs = new MemFileSystem();
   await using e = await Engine.open("/db", { fs });

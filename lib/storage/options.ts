@@ -44,6 +44,16 @@ export interface EngineOptions {
   clock?: Clock;
   /** Default for `write(batch, { sync })`. */
   syncWrites?: boolean;
+  /**
+   * WAL bytes of `sync: false` writes held in memory before they are written
+   * (0, the default: written before the write resolves, so they survive a
+   * process crash, as in LevelDB). Above 0, unsynced writes reach the file
+   * only with the next synced write, `sync()`, a rotation, `close()` or once
+   * this many bytes are held, and a process crash may lose them: for an
+   * owner that keeps its own durable log (a Raft node replays it from the
+   * engine's applied index) and saves a file write per unsynced write.
+   */
+  walBufferBytes?: number;
   /** Run flushes and compactions in the background (tests may turn compaction off). */
   autoCompaction?: boolean;
   /** Size past which the manifest is rewritten as a snapshot (tests shrink it). */
@@ -63,6 +73,7 @@ export interface ResolvedOptions {
   maxOpenTables: number;
   clock: Clock;
   syncWrites: boolean;
+  walBufferBytes: number;
   autoCompaction: boolean;
   maxManifestBytes: number;
 }
@@ -82,6 +93,7 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
     maxOpenTables: o.maxOpenTables ?? limits.maxOpenTables,
     clock: o.clock ?? new SystemClock(),
     syncWrites: o.syncWrites ?? true,
+    walBufferBytes: o.walBufferBytes ?? 0,
     autoCompaction: o.autoCompaction ?? true,
     maxManifestBytes: o.maxManifestBytes ?? defaultMaxManifestBytes,
   };
@@ -92,5 +104,6 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
   assert(r.targetFileBytes > r.blockSizeBytes, "a table holds many blocks");
   assert(r.maxOpenTables >= 4, "maxOpenTables must be at least 4");
   assert(r.blockCacheBytes >= 0, "blockCacheBytes must be >= 0");
+  assert(r.walBufferBytes >= 0, "walBufferBytes must be >= 0");
   return r;
 }

@@ -5,18 +5,35 @@
  * must stay in step with. On a failed append it cuts the file back to the
  * last good record so later records never follow garbage.
  *
+ * Buffered appends (`appendBuffered`, for writes that need not be durable)
+ * stay in memory until the next write-through append, `writePending`, `sync`
+ * or `close`, which write them first, in order, in the same file write: a
+ * reader of the file never sees a later record without an earlier one. A
+ * failed write of buffered records breaks the writer (they were already
+ * acknowledged, so they cannot simply be cut off).
+ *
  * @module
  */
 
 import { assert } from "../common/assert.ts";
+import { concatBytes } from "../common/bytes.ts";
 import { IoError } from "../common/errors.ts";
 import type { FileHandle } from "./fs.ts";
 
 /** Appends group-commit buffers to one WAL segment. */
 export class WalWriter {
   #file: FileHandle;
+  /** Bytes appended, buffered ones included. */
   #sizeBytes: number;
+  /** Bytes in the file (the size minus what is buffered). */
+  #writtenBytes: number;
   #syncedBytes: number;
+  #pending: Uint8Array[] = [];
+  /** Serializes writes of buffered records, so two never overlap. */
+  #writeChain: Promise<void> = Promise.resolve();
+  #writing = false;
+  #pendingBytes = 0;
+  #pendingRecords = 0;
   /** Set when the segment can no longer be trusted (a failed truncate or fsync). */
   #broken: Error | undefined;
   /** Count of fsyncs issued (for stats and the benchmark). */
@@ -27,7 +44,13 @@ export class WalWriter {
   constructor(readonly number: number, file: FileHandle, sizeBytes: number) {
     this.#file = file;
     this.#sizeBytes = sizeBytes;
+    this.#writtenBytes = sizeBytes;
     this.#syncedBytes = sizeBytes;
+  }
+
+  /** Bytes appended with `appendBuffered` and not written to the file yet. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
   }
 
   /** Path of the segment. */
@@ -35,7 +58,7 @@ export class WalWriter {
     return this.#file.path;
   }
 
-  /** Bytes written so far. */
+  /** Bytes appended so far (buffered ones included). */
   get sizeBytes(): number {
     return this.#sizeBytes;
   }
@@ -49,9 +72,30 @@ export class WalWriter {
    * Appends `buf` (`records` framed records). On failure, truncates back to
    * the previous end; if even that fails the writer is marked broken.
    */
-  async append(buf: Uint8Array, records: number): Promise<void> {
+  append(buf: Uint8Array, records: number): Promise<void> {
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (this.#pendingBytes > 0 || this.#writing) {
+      // Buffered records go first, in the same write, after any write in progress.
+      this.appendBuffered(buf, records);
+      return this.writePending();
+    }
+    this.#writing = true;
+    const next = this.#writeChain.then(() => this.#appendNow(buf, records));
+    this.#writeChain = next.catch(() => {});
+    return next;
+  }
+
+  async #appendNow(buf: Uint8Array, records: number): Promise<void> {
+    try {
+      await this.#appendThrough(buf, records);
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #appendThrough(buf: Uint8Array, records: number): Promise<void> {
     if (this.#broken) throw this.#broken;
-    const before = this.#sizeBytes;
+    const before = this.#writtenBytes;
     try {
       await this.#file.append(buf);
     } catch (e) {
@@ -62,7 +106,57 @@ export class WalWriter {
       }
       throw e;
     }
-    this.#sizeBytes = before + buf.length;
+    this.#writtenBytes = before + buf.length;
+    this.#sizeBytes += buf.length; // records buffered meanwhile are counted already
+    this.recordCount += records;
+  }
+
+  /**
+   * Appends `buf` (`records` framed records) in memory only: nothing is
+   * written until the next `append`, `writePending`, `sync` or `close`.
+   */
+  appendBuffered(buf: Uint8Array, records: number): void {
+    if (this.#broken) throw this.#broken;
+    this.#pending.push(buf);
+    this.#pendingBytes += buf.length;
+    this.#pendingRecords += records;
+    this.#sizeBytes += buf.length;
+  }
+
+  /**
+   * Writes the buffered records to the file (not synced). Writes never
+   * overlap: a call made while one is in flight waits for it, then writes
+   * what is still buffered.
+   */
+  writePending(): Promise<void> {
+    const next = this.#writeChain.then(() => this.#writePendingNow());
+    this.#writeChain = next.catch(() => {});
+    return next;
+  }
+
+  async #writePendingNow(): Promise<void> {
+    if (this.#broken) throw this.#broken;
+    if (this.#pendingBytes === 0) return;
+    this.#writing = true;
+    const parts = this.#pending;
+    const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
+    const records = this.#pendingRecords;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#pendingRecords = 0;
+    try {
+      await this.#file.append(bytes);
+    } catch (e) {
+      // Acknowledged (if not durable) records cannot be dropped quietly: stop here.
+      this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
+      try {
+        await this.#file.truncate(this.#writtenBytes);
+      } catch { /* the writer is broken either way */ }
+      throw e;
+    } finally {
+      this.#writing = false;
+    }
+    this.#writtenBytes += bytes.length;
     this.recordCount += records;
   }
 
@@ -70,7 +164,8 @@ export class WalWriter {
   async sync(): Promise<void> {
     if (this.#broken) throw this.#broken;
     if (this.#syncedBytes === this.#sizeBytes) return;
-    const target = this.#sizeBytes;
+    await this.writePending();
+    const target = this.#writtenBytes;
     try {
       await this.#file.syncData();
     } catch (e) {

@@ -85,6 +85,8 @@ async function runSeed(seed: number, steps: number): Promise<void> {
     blockCacheBytes: rnd.nextInt(2) === 0 ? 0 : 64 * 1024,
     maxOpenTables: 4 + rnd.nextInt(8),
     maxManifestBytes: rnd.nextInt(2) === 0 ? 512 : 1 << 20,
+    // Half the runs hold unsynced WAL records in memory (as a node's state machine does).
+    walBufferBytes: rnd.nextInt(2) === 0 ? 0 : 64 + rnd.nextInt(2048),
   });
   let e = await Engine.open("/db", options());
   const model = new Model();
