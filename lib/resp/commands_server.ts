@@ -2,7 +2,7 @@
  * Connection and server commands: PING, ECHO, QUIT, SELECT 0, HELLO 2,
  * CLIENT (SETNAME/GETNAME/ID/INFO/SETINFO), COMMAND (COUNT/DOCS/INFO/list),
  * INFO (server, replication, keyspace), CONFIG GET (always empty), ROLE,
- * READONLY and READWRITE. These
+ * WAIT, READONLY and READWRITE. These
  * are answered by this node alone and never touch Raft (INFO keyspace and
  * DBSIZE count this replica's applied keys).
  *
@@ -10,7 +10,9 @@
  */
 
 import { rustkvdVersion } from "../common/version.ts";
+import { defaultRequestTimeoutMs } from "../common/limits.ts";
 import {
+  argInteger,
   argText,
   argWord,
   type CommandContext,
@@ -192,6 +194,39 @@ function role(ctx: CommandContext): void {
     .bulk(st.leaderId ? "connected" : "connect").integer(st.appliedIndex);
 }
 
+/**
+ * WAIT numreplicas timeout: how many replicas hold every write this
+ * connection was acknowledged. Commands of a connection run in order, so
+ * those writes are all at or below the leader's applied index when WAIT
+ * runs; it counts the other members whose log matches up to there, waiting
+ * (per tick) until `numreplicas` do or `timeout` ms passed — 0, "forever"
+ * in Redis, is bounded by the request deadline here. A follower answers
+ * with Redis' error for replicas: only the leader knows its followers.
+ */
+async function wait(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const wanted = argInteger(args[1]);
+  const timeoutMs = argInteger(args[2]);
+  if (timeoutMs < 0) throw new ReplyError("ERR timeout is negative");
+  const node = ctx.store.node;
+  const first = node.status();
+  if (first.role !== "leader") {
+    throw new ReplyError("ERR WAIT cannot be used with replica instances");
+  }
+  const target = first.appliedIndex;
+  const holding = () => {
+    const st = node.status();
+    if (st.role !== "leader") return 0;
+    return st.members.filter((m) => m.id !== st.nodeId && m.matchIndex >= target).length;
+  };
+  const deadline = node.clock.nowMs() + (timeoutMs === 0 ? defaultRequestTimeoutMs : timeoutMs);
+  let count = holding();
+  while (count < wanted && node.clock.nowMs() < deadline) {
+    await node.clock.sleep(node.config.tickMs);
+    count = holding();
+  }
+  ctx.out.integer(count);
+}
+
 /** The connection and server commands of the table. */
 export const serverCommands: CommandSpec[] = [
   {
@@ -247,6 +282,7 @@ export const serverCommands: CommandSpec[] = [
     },
   },
   { name: "role", arity: 1, write: false, handler: role },
+  { name: "wait", arity: 3, write: false, handler: wait },
   {
     name: "readonly",
     arity: 1,
