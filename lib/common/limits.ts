@@ -20,6 +20,13 @@ export const maxValueBytes = 1 * MiB;
 export const maxRequestBytes = 1.5 * MiB;
 /** Largest gRPC message we accept or send on the client API. */
 export const maxGrpcMessageBytes = 4 * MiB;
+/**
+ * Key and value bytes one Scan answer carries at most; past it the page ends
+ * early with `more` set. Without it a Scan of 1 MiB values with a large
+ * limit read and encoded gigabytes in one go, and the leader stalled long
+ * enough to lose its leadership (found by the fault suite's fuzzer).
+ */
+export const maxScanResponseBytes = 3 * MiB;
 /** Default number of keys a Scan returns when the caller gives no limit. */
 export const defaultScanLimit = 1_000;
 /** Largest scan page; callers page through bigger ranges. */

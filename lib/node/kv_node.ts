@@ -19,7 +19,11 @@ import { type Clock, SystemClock } from "../common/clock.ts";
 import { compareBytes, prefixEnd } from "../common/bytes.ts";
 import { FutureVersionError, InvalidArgumentError, KVError } from "../common/errors.ts";
 import { systemRandom } from "../common/random.ts";
-import { defaultHistoryRevisions, defaultRequestTimeoutMs } from "../common/limits.ts";
+import {
+  defaultHistoryRevisions,
+  defaultRequestTimeoutMs,
+  maxScanResponseBytes,
+} from "../common/limits.ts";
 import { encodeConfChange } from "../raft/codec.ts";
 import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
@@ -643,6 +647,7 @@ export class KVNode {
     }
     const kvs: KeyValue[] = [];
     let more = false;
+    let bytes = 0;
     for await (
       const kv of this.engine.scan({
         start,
@@ -653,7 +658,9 @@ export class KVNode {
         nowMs: this.clock.wallMs(),
       })
     ) {
-      if (kvs.length === limit) {
+      // A page ends at `limit` keys or at maxScanResponseBytes (one key always fits).
+      bytes += kv.key.length + kv.value.length;
+      if (kvs.length === limit || (kvs.length > 0 && bytes > maxScanResponseBytes)) {
         more = true;
         break;
       }

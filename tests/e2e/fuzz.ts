@@ -392,6 +392,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
   try {
     fuzzing: for (const rpc of fuzzedRpcs) {
       let n = 0;
+      const violationsBefore = violations.length;
       const rpcStarted = performance.now();
       for (let i = 0; i < opts.perRpc; i++) {
         if (violations.length >= maxViolations) {
@@ -436,6 +437,13 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
           const resp = (res as { response?: Msg }).response;
           if (c.method === "Put" || resp?.deleted) acknowledgedWrites++;
         }
+      }
+      if (violations.length > violationsBefore) {
+        // What the servers logged meanwhile (elections, stalls) explains an unexpected status;
+        // attached to the RPC's last violation, so the count stays a count of violations.
+        violations[violations.length - 1] += `\nserver logs after fuzzing ${rpc}:\n${
+          cluster.dumpOutput(25)
+        }`;
       }
       perRpc.set(rpc, n);
       elapsedMs.set(rpc, performance.now() - rpcStarted);

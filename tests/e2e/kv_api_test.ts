@@ -8,6 +8,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
+import { maxScanResponseBytes, maxValueBytes } from "../../lib/common/limits.ts";
 import { loadRustkvdPackage } from "../../lib/server/proto.ts";
 import { TestCluster } from "./cluster.ts";
 
@@ -277,5 +278,29 @@ Deno.test({
     }
     assertTrue(value !== "before", `a stale read on the old leader: ${value}`);
     assertEquals(dec.decode((await writer.get("fence"))!.value), "after");
+  },
+});
+
+Deno.test({
+  name: "KV API: a Scan page of large values stops at the answer budget and pages on with `more`",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using cluster = await TestCluster.start(1);
+    await cluster.waitForLeader();
+    const client = cluster.client();
+    const value = new Uint8Array(maxValueBytes).fill(7);
+    for (let i = 0; i < 8; i++) await client.put(`big/${i}`, value);
+    const page = await client.scanPage({ prefix: "big/", limit: 100 });
+    const bytes = page.kvs.reduce((n, kv) => n + kv.key.length + kv.value.length, 0);
+    assertTrue(page.kvs.length >= 1 && page.kvs.length < 8, `${page.kvs.length} keys in one page`);
+    assertTrue(bytes <= maxScanResponseBytes, `${bytes} bytes in one page`);
+    assertTrue(page.more, "more keys remain");
+    const all: string[] = [];
+    for await (const kv of client.scan({ prefix: "big/", pageSize: 100 })) {
+      assertEquals(kv.value.length, maxValueBytes);
+      all.push(dec.decode(kv.key));
+    }
+    assertEquals(all, Array.from({ length: 8 }, (_, i) => `big/${i}`), "paging returns every key");
   },
 });
