@@ -25,20 +25,13 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { BenchConnect, BenchTarget } from "../lib/client/bench.ts";
 import type { Consistency } from "../lib/client/kv_client.ts";
-import { H2Channel } from "../lib/client/h2_channel.ts";
+import { H2Channel, type UnaryMethod } from "../lib/client/h2_channel.ts";
 
 const protoPath = new URL("./etcd_rpc.proto", import.meta.url).pathname;
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
 type Service = "kv" | "maintenance" | "cluster";
-
-/** A unary method's path and codecs. */
-interface UnaryMethod {
-  path: string;
-  requestSerialize(req: Msg): Uint8Array;
-  responseDeserialize(bytes: Uint8Array): Msg;
-}
 
 let cachedDefinition: protoLoader.PackageDefinition | undefined;
 

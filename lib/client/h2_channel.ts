@@ -55,6 +55,15 @@ export interface UnaryResult {
   response?: Uint8Array;
 }
 
+/** A unary method as proto-loader defines it: its path and message codecs. */
+export interface UnaryMethod {
+  path: string;
+  // deno-lint-ignore no-explicit-any
+  requestSerialize(request: any): Uint8Array;
+  // deno-lint-ignore no-explicit-any
+  responseDeserialize(bytes: Uint8Array): any;
+}
+
 /** Our receive window per stream: a whole response never waits for a WINDOW_UPDATE. */
 const streamReceiveWindow = 64 << 20;
 /** Our receive window of the connection, replenished once half of it is used. */
@@ -80,10 +89,8 @@ interface OpenStream {
   metadata: Map<string, string>;
   headerBlock: Uint8Array[] | undefined;
   headerEndsStream: boolean;
-  sawHeaders: boolean;
   httpStatus: string;
   data: Uint8Array[];
-  dataBytes: number;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -123,11 +130,6 @@ class H2ClientConnection {
     this.#readLoop();
   }
 
-  /** Streams open or waiting for a slot. */
-  get load(): number {
-    return this.#streams.size + this.#waiting.length;
-  }
-
   call(c: PendingCall): void {
     if (this.#streams.size >= this.#peerMaxStreams) {
       this.#waiting.push(c);
@@ -148,10 +150,8 @@ class H2ClientConnection {
       metadata: new Map(),
       headerBlock: undefined,
       headerEndsStream: false,
-      sawHeaders: false,
       httpStatus: "",
       data: [],
-      dataBytes: 0,
       timer: undefined,
     };
     this.#streams.set(id, s);
@@ -185,11 +185,7 @@ class H2ClientConnection {
       ]);
       this.#headerCache.set(path, fixed);
     }
-    const timeout = encodeHeaders([["grpc-timeout", `${timeoutMs}m`]]);
-    const block = new Uint8Array(fixed.length + timeout.length);
-    block.set(fixed);
-    block.set(timeout, fixed.length);
-    return block;
+    return concatBytes(fixed, encodeHeaders([["grpc-timeout", `${timeoutMs}m`]]));
   }
 
   /** Sends as much of the stream's request as the windows allow; the last frame ends it. */
@@ -345,11 +341,7 @@ class H2ClientConnection {
         for (const s of this.#streams.values()) s.sendWindow += delta;
       }
     }
-    if (this.#peerMaxStreams > 0) {
-      while (this.#waiting.length > 0 && this.#streams.size < this.#peerMaxStreams) {
-        this.#start(this.#waiting.shift()!);
-      }
-    }
+    this.#startWaiting();
     for (const s of [...this.#blocked]) this.#sendData(s);
   }
 
@@ -363,10 +355,7 @@ class H2ClientConnection {
     if (!s) return; // a stream we already finished (deadline, reset)
     let body = payload;
     if (flags & Flag.Padded) body = payload.subarray(1, payload.length - payload[0]);
-    if (body.length > 0) {
-      s.data.push(body.slice());
-      s.dataBytes += body.length;
-    }
+    if (body.length > 0) s.data.push(body.slice());
     if (flags & Flag.EndStream) this.#complete(s);
   }
 
@@ -401,7 +390,6 @@ class H2ClientConnection {
       if (name === ":status") s.httpStatus = value;
       else s.metadata.set(name, value);
     }
-    s.sawHeaders = true;
     if (s.headerEndsStream) this.#complete(s);
   }
 
@@ -445,10 +433,15 @@ class H2ClientConnection {
     this.#blocked.delete(s);
     if (s.timer !== undefined) clearTimeout(s.timer);
     s.resolve({ code, details, metadata: s.metadata, response });
+    this.#startWaiting();
+    this.#closeIfIdle();
+  }
+
+  /** Starts waiting calls while the peer's concurrency limit allows. */
+  #startWaiting(): void {
     while (this.#waiting.length > 0 && this.#streams.size < this.#peerMaxStreams) {
       this.#start(this.#waiting.shift()!);
     }
-    this.#closeIfIdle();
   }
 
   /** Cancels a call from our side. */

@@ -28,7 +28,7 @@ import {
 } from "../common/errors.ts";
 import { defaultRequestTimeoutMs, maxGrpcMessageBytes } from "../common/limits.ts";
 import { loadRustkvdDefinition, loadRustkvdPackage } from "../server/proto.ts";
-import { H2Channel } from "./h2_channel.ts";
+import { H2Channel, type UnaryMethod } from "./h2_channel.ts";
 import { fromGrpcError } from "../server/status.ts";
 
 /** A key or value: bytes, or a string taken as UTF-8. */
@@ -53,12 +53,6 @@ export interface KVClientOptions {
    * their sockets instead.
    */
   neverIdle?: boolean;
-  /**
-   * How unary calls travel: "h2" (default) over our own HTTP/2 client
-   * (lib/client/h2_channel.ts, a fraction of grpc-js's CPU per call under
-   * Deno), or "grpc-js". Watch always uses grpc-js.
-   */
-  transport?: "h2" | "grpc-js";
 }
 
 /** grpc-js's largest idle timeout (a 32-bit timer): about 24.8 days. */
@@ -159,18 +153,6 @@ export function describeAttempts(attempts: Array<{ endpoint: string; error: stri
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
-type Unary = (
-  req: Msg,
-  opts: grpc.CallOptions,
-  cb: (e: grpc.ServiceError | null, res: Msg) => void,
-) => grpc.ClientUnaryCall;
-
-interface StubSet {
-  kv: Record<string, Unary>;
-  admin: Record<string, Unary>;
-  channels: grpc.Client[];
-}
-
 function toBytes(b: Bytes): Uint8Array {
   return typeof b === "string" ? utf8(b) : b;
 }
@@ -210,9 +192,13 @@ function retryable(e: KVError): boolean {
 export class KVClient implements AsyncDisposable {
   readonly endpoints: string[];
   readonly timeoutMs: number;
-  #stubs = new Map<string, StubSet>();
+  /** grpc-js clients, for Watch streams only. */
+  #watchStubs = new Map<string, grpc.Client>();
+  /**
+   * Unary calls go over our own HTTP/2 client (lib/client/h2_channel.ts):
+   * under Deno grpc-js cost the caller ~250 µs of CPU per call.
+   */
   #channels = new Map<string, H2Channel>();
-  readonly #transport: "h2" | "grpc-js";
   #leader: string | undefined;
   #next = 0;
   #closed = false;
@@ -221,7 +207,6 @@ export class KVClient implements AsyncDisposable {
 
   constructor(options: KVClientOptions) {
     this.#neverIdle = options.neverIdle ?? false;
-    this.#transport = options.transport ?? "h2";
     if (options.endpoints.length === 0) {
       throw new InvalidArgumentError("KVClient needs at least one endpoint");
     }
@@ -237,8 +222,8 @@ export class KVClient implements AsyncDisposable {
     return this.#leader;
   }
 
-  #stubsFor(endpoint: string): StubSet {
-    let s = this.#stubs.get(endpoint);
+  #watchStubFor(endpoint: string): grpc.Client {
+    let s = this.#watchStubs.get(endpoint);
     if (!s) {
       const pkg = loadRustkvdPackage();
       const opts = {
@@ -249,43 +234,14 @@ export class KVClient implements AsyncDisposable {
         ...(this.#neverIdle ? { "grpc.client_idle_timeout_ms": maxIdleTimeoutMs } : {}),
       };
       const KV = pkg.KVStore as grpc.ServiceClientConstructor;
-      const Admin = pkg.Admin as grpc.ServiceClientConstructor;
-      const kv = new KV(endpoint, grpc.credentials.createInsecure(), opts);
-      const admin = new Admin(endpoint, grpc.credentials.createInsecure(), opts);
-      s = {
-        kv: kv as unknown as Record<string, Unary>,
-        admin: admin as unknown as Record<string, Unary>,
-        channels: [kv, admin],
-      };
-      this.#stubs.set(endpoint, s);
+      s = new KV(endpoint, grpc.credentials.createInsecure(), opts);
+      this.#watchStubs.set(endpoint, s);
     }
     return s;
   }
 
-  #call(
-    endpoint: string,
-    service: "kv" | "admin",
-    method: string,
-    req: Msg,
-    deadline: number,
-    signal?: AbortSignal,
-  ): Promise<Msg> {
-    if (this.#transport === "h2") {
-      return this.#callH2(endpoint, service, method, req, deadline, signal);
-    }
-    const stub = this.#stubsFor(endpoint)[service];
-    return new Promise((resolve, reject) => {
-      const call = stub[method].call(stub, req, { deadline: new Date(deadline) }, (e, res) => {
-        signal?.removeEventListener("abort", onAbort);
-        if (e) reject(fromGrpcError(e));
-        else resolve(res);
-      });
-      const onAbort = () => call.cancel();
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
-  async #callH2(
+  /** One unary call to one endpoint (no retries). */
+  async #call(
     endpoint: string,
     service: "kv" | "admin",
     method: string,
@@ -534,7 +490,7 @@ export class KVClient implements AsyncDisposable {
     let backoffMs = 50;
     for (let attempt = 0; !this.#closed && !signal?.aborted; attempt++) {
       const endpoint = this.endpoints[(this.#next + attempt) % this.endpoints.length];
-      const stub = this.#stubsFor(endpoint).kv as unknown as Record<
+      const stub = this.#watchStubFor(endpoint) as unknown as Record<
         string,
         (req: Msg) => grpc.ClientReadableStream<Msg>
       >;
@@ -711,8 +667,8 @@ export class KVClient implements AsyncDisposable {
   /** Closes every channel. */
   close(): void {
     this.#closed = true;
-    for (const s of this.#stubs.values()) for (const c of s.channels) c.close();
-    this.#stubs.clear();
+    for (const c of this.#watchStubs.values()) c.close();
+    this.#watchStubs.clear();
     for (const c of this.#channels.values()) c.close();
     this.#channels.clear();
   }
@@ -723,25 +679,11 @@ export class KVClient implements AsyncDisposable {
   }
 }
 
-/** A unary method's path and codecs, from the same proto-loader definition as grpc-js's stubs. */
-interface UnaryMethod {
-  path: string;
-  requestSerialize(req: Msg): Uint8Array;
-  responseDeserialize(bytes: Uint8Array): Msg;
-}
-
-const unaryMethods = new Map<string, UnaryMethod>();
-
+/** A method of proto/kvstore.proto: path and codecs from the definition grpc-js also uses. */
 function unaryMethod(service: "kv" | "admin", method: string): UnaryMethod {
-  const name = `${service === "kv" ? "rustkvd.KVStore" : "rustkvd.Admin"}/${method}`;
-  let m = unaryMethods.get(name);
-  if (!m) {
-    const [serviceName] = name.split("/");
-    const def = (loadRustkvdDefinition()[serviceName] as Record<string, UnaryMethod>)[method];
-    if (!def) throw new KVError("Internal", `no method ${name} in proto/kvstore.proto`);
-    m = def;
-    unaryMethods.set(name, m);
-  }
+  const serviceName = service === "kv" ? "rustkvd.KVStore" : "rustkvd.Admin";
+  const m = (loadRustkvdDefinition()[serviceName] as Record<string, UnaryMethod>)[method];
+  if (!m) throw new KVError("Internal", `no method ${serviceName}/${method} in the proto`);
   return m;
 }
 

@@ -29,9 +29,8 @@ export class WalWriter {
   #writtenBytes: number;
   #syncedBytes: number;
   #pending: Uint8Array[] = [];
-  /** Serializes writes of buffered records, so two never overlap. */
+  /** Serializes file writes, so two never overlap and they land in call order. */
   #writeChain: Promise<void> = Promise.resolve();
-  #writing = false;
   #pendingBytes = 0;
   #pendingRecords = 0;
   /** Set when the segment can no longer be trusted (a failed truncate or fsync). */
@@ -74,23 +73,18 @@ export class WalWriter {
    */
   append(buf: Uint8Array, records: number): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
-    if (this.#pendingBytes > 0 || this.#writing) {
-      // Buffered records go first, in the same write, after any write in progress.
+    if (this.#pendingBytes > 0) {
+      // Buffered records go first, in the same write.
       this.appendBuffered(buf, records);
       return this.writePending();
     }
-    this.#writing = true;
-    const next = this.#writeChain.then(() => this.#appendNow(buf, records));
-    this.#writeChain = next.catch(() => {});
-    return next;
+    return this.#chained(() => this.#appendThrough(buf, records));
   }
 
-  async #appendNow(buf: Uint8Array, records: number): Promise<void> {
-    try {
-      await this.#appendThrough(buf, records);
-    } finally {
-      this.#writing = false;
-    }
+  #chained(write: () => Promise<void>): Promise<void> {
+    const next = this.#writeChain.then(write);
+    this.#writeChain = next.catch(() => {});
+    return next;
   }
 
   async #appendThrough(buf: Uint8Array, records: number): Promise<void> {
@@ -129,15 +123,12 @@ export class WalWriter {
    * what is still buffered.
    */
   writePending(): Promise<void> {
-    const next = this.#writeChain.then(() => this.#writePendingNow());
-    this.#writeChain = next.catch(() => {});
-    return next;
+    return this.#chained(() => this.#writePendingNow());
   }
 
   async #writePendingNow(): Promise<void> {
     if (this.#broken) throw this.#broken;
     if (this.#pendingBytes === 0) return;
-    this.#writing = true;
     const parts = this.#pending;
     const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
     const records = this.#pendingRecords;
@@ -153,8 +144,6 @@ export class WalWriter {
         await this.#file.truncate(this.#writtenBytes);
       } catch { /* the writer is broken either way */ }
       throw e;
-    } finally {
-      this.#writing = false;
     }
     this.#writtenBytes += bytes.length;
     this.recordCount += records;

@@ -82,14 +82,15 @@ export async function localValue(addr: string, key: string): Promise<string | un
   }
 }
 
-/** The kernel's range for ephemeral ports (outgoing connections and binds to port 0). */
-function ephemeralRange(): [number, number] {
+/** The lowest ephemeral port (outgoing connections and binds to port 0 use the range above). */
+function lowestEphemeralPort(): number {
   try {
-    const [lo, hi] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim()
-      .split(/\s+/).map(Number);
-    if (lo > 0 && hi >= lo) return [lo, hi];
+    const low = Number(
+      Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().split(/\s+/)[0],
+    );
+    if (low > 0) return low;
   } catch { /* not Linux */ }
-  return [32768, 60999];
+  return 32768;
 }
 
 /** Lowest port `freePort` draws from (below it: well-known services). */
@@ -104,8 +105,7 @@ const lowestTestPort = 10_000;
  * before the server starts.
  */
 export function holdFreePort(): Deno.Listener {
-  const [ephemeralLow] = ephemeralRange();
-  const span = ephemeralLow - lowestTestPort;
+  const span = lowestEphemeralPort() - lowestTestPort;
   if (span > 1_000) {
     for (let attempt = 0; attempt < 200; attempt++) {
       const port = lowestTestPort + Math.floor(Math.random() * span);
