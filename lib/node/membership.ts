@@ -14,15 +14,19 @@
  * @module
  */
 
-import { InvalidArgumentError, KVError, NotLeaderError } from "../common/errors.ts";
+import { InvalidArgumentError, isKVError, KVError, NotLeaderError } from "../common/errors.ts";
 import type { Clock } from "../common/clock.ts";
 import { validateMember } from "../server/validation.ts";
 import type { Logger } from "./logger.ts";
 import { memberChange, type Replica } from "./replica.ts";
+import type { ConfChange } from "../raft/types.ts";
 import type { MemberRecord } from "./state_machine.ts";
 
 /** A learner this close to the leader's last index is promoted to voter. */
 export const promoteLagEntries = 16;
+
+/** How often an operator's change is retried while another one is pending. */
+const pendingRetryMs = 10;
 
 /** What a joining node learns: whose cluster it joined and who is in it. */
 export interface JoinResult {
@@ -82,7 +86,7 @@ export class MembershipManager {
     if (clash) {
       throw new InvalidArgumentError(`address ${m.addr} is already used by member ${clash.id}`);
     }
-    await this.replica.proposeConfChange(memberChange("addLearner", m.id, m.addr), deadlineMs);
+    await this.#proposeWhenNoneIsPending(memberChange("addLearner", m.id, m.addr), deadlineMs);
     this.log.info("added a learner", { member: m.id, addr: m.addr });
     return this.#result();
   }
@@ -114,7 +118,7 @@ export class MembershipManager {
       }
       throw new KVError("Timeout", `leadership did not move to ${target} before the deadline`);
     }
-    await this.replica.proposeConfChange(memberChange("removeNode", id, member.addr), deadlineMs);
+    await this.#proposeWhenNoneIsPending(memberChange("removeNode", id, member.addr), deadlineMs);
     this.log.info("removed a member", { member: id });
     return this.#result();
   }
@@ -143,6 +147,25 @@ export class MembershipManager {
         this.#promoting = false;
       }
       return;
+    }
+  }
+
+  /**
+   * Proposes an operator's change, waiting (until the deadline) while an
+   * earlier change is still unapplied: the Raft core allows one at a time, and
+   * an automatic promotion or a change that a new leader inherited from its
+   * predecessor's log should delay an operator's request, not fail it.
+   */
+  async #proposeWhenNoneIsPending(change: ConfChange, deadlineMs: number): Promise<void> {
+    for (;;) {
+      try {
+        await this.replica.proposeConfChange(change, deadlineMs);
+        return;
+      } catch (e) {
+        if (!isKVError(e, "Conflict") || this.clock.nowMs() + pendingRetryMs >= deadlineMs) throw e;
+      }
+      await this.clock.sleep(pendingRetryMs);
+      this.#requireLeader();
     }
   }
 

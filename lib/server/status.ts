@@ -106,7 +106,9 @@ export function fromGrpcError(e: unknown): KVError {
       return new NotLeaderError(hint?.id, hint?.addr);
     }
     case "Conflict":
-      return new ConflictError(new Uint8Array(), version);
+      // Keep the server's words: a version mismatch and a pending membership
+      // change share this code.
+      return Object.assign(new ConflictError(new Uint8Array(), version), { message: details });
     case "Compacted":
       return Object.assign(new CompactedError(0, version), { message: details });
     case "FutureVersion":

@@ -5,6 +5,7 @@ import {
   ConflictError,
   CorruptionError,
   InvalidArgumentError,
+  KVError,
   NoQuorumError,
   NotLeaderError,
   TimeoutError,
@@ -65,4 +66,11 @@ Deno.test("unknown errors become INTERNAL; transport errors become retryable kin
     fromGrpcError({ code: grpc.status.INTERNAL, details: "RST_STREAM code 2" }).code,
     "NoQuorum",
   );
+});
+
+Deno.test("a Conflict that is not a version mismatch keeps the server's message", () => {
+  const wire = toGrpcError(new KVError("Conflict", "another membership change is in progress"));
+  const back = fromGrpcError(wire);
+  assertEquals(back.code, "Conflict");
+  assertEquals(back.message, "another membership change is in progress");
 });

@@ -87,6 +87,25 @@ Deno.test({
         return true;
       }, { nodes });
 
+      // Membership changes back to back, under writes: each one waits for the one
+      // before it to be applied everywhere it matters, none fails as "in progress".
+      const ghostAddr = `127.0.0.1:${freePort()}`;
+      let writing = true;
+      const writer = (async () => {
+        for (let i = 0; writing && i < 5_000; i++) await client.put(`churn:${i % 16}`, `${i}`);
+      })();
+      try {
+        for (let round = 0; round < 8; round++) {
+          const added = await client.memberAdd("ghost", ghostAddr);
+          assertEquals(added.members.find((m) => m.id === "ghost")?.role, "learner");
+          const removed = await client.memberRemove("ghost");
+          assertEquals(removed.members.some((m) => m.id === "ghost"), false);
+        }
+      } finally {
+        writing = false;
+        await writer;
+      }
+
       // A restart with the same data dir rejoins without a membership change.
       const changesBefore = nodes[0].output.split("membership changed").length;
       await nodes[1].kill();

@@ -1,0 +1,85 @@
+import { assertEquals, assertRejects } from "../common/test_helpers.ts";
+import { ManualClock } from "../common/clock.ts";
+import { KVError } from "../common/errors.ts";
+import type { ConfChange } from "../raft/types.ts";
+import { Logger } from "./logger.ts";
+import { MembershipManager } from "./membership.ts";
+import type { Replica } from "./replica.ts";
+import type { MemberRecord } from "./state_machine.ts";
+
+/**
+ * A leader whose Raft core still counts an earlier change as pending for the
+ * first `busyFor` proposals (the window between the state machine applying a
+ * change and the core being told it was applied, or a change a new leader
+ * inherited), then accepts.
+ */
+function leaderWithPendingChange(busyFor: number) {
+  const members = new Map<string, MemberRecord>([
+    ["n1", { id: "n1", addr: "127.0.0.1:1", learner: false }],
+    ["n2", { id: "n2", addr: "127.0.0.1:2", learner: false }],
+    ["n3", { id: "n3", addr: "127.0.0.1:3", learner: false }],
+  ]);
+  const proposed: ConfChange[] = [];
+  let refusals = 0;
+  const replica = {
+    members,
+    isLeader: true,
+    proposeConfChange(change: ConfChange) {
+      if (refusals < busyFor) {
+        refusals++;
+        return Promise.reject(
+          new KVError("Conflict", "another membership change is in progress"),
+        );
+      }
+      proposed.push(change);
+      if (change.type === "removeNode") members.delete(change.nodeId);
+      return Promise.resolve({});
+    },
+  };
+  return { replica: replica as unknown as Replica, proposed, refusals: () => refusals };
+}
+
+/** Advances the manual clock in small steps until `p` settles or `limitMs` passes. */
+async function settle<T>(clock: ManualClock, p: Promise<T>, limitMs: number): Promise<T> {
+  let done = false;
+  p.then(() => (done = true), () => (done = true));
+  for (let waited = 0; !done && waited <= limitMs; waited += 5) {
+    await new Promise((r) => setTimeout(r, 0));
+    clock.advance(5);
+  }
+  return p;
+}
+
+Deno.test("membership: an operator's removal waits for a pending change instead of failing", async () => {
+  const clock = new ManualClock();
+  const leader = leaderWithPendingChange(3);
+  const manager = new MembershipManager(
+    "n1",
+    () => "c1",
+    leader.replica,
+    clock,
+    new Logger("n1", "error", () => {}),
+  );
+  const result = await settle(clock, manager.remove("n3", clock.nowMs() + 1_000), 1_000);
+  assertEquals(leader.refusals(), 3);
+  assertEquals(leader.proposed.map((c) => `${c.type}:${c.nodeId}`), ["removeNode:n3"]);
+  assertEquals(result.members.map((m) => m.id), ["n1", "n2"]);
+});
+
+Deno.test("membership: a change still pending at the deadline fails with the reason", async () => {
+  const clock = new ManualClock();
+  const leader = leaderWithPendingChange(Number.MAX_SAFE_INTEGER);
+  const manager = new MembershipManager(
+    "n1",
+    () => "c1",
+    leader.replica,
+    clock,
+    new Logger("n1", "error", () => {}),
+  );
+  await assertRejects(
+    () => settle(clock, manager.remove("n3", clock.nowMs() + 200), 1_000),
+    KVError,
+    "another membership change is in progress",
+  );
+  assertEquals(leader.proposed.length, 0);
+});
