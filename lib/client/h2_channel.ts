@@ -32,8 +32,13 @@ import {
   settingsFrame,
   u32Frame,
 } from "../server/h2/frames.ts";
-import { encodeHeaders, HpackDecoder } from "../server/h2/hpack.ts";
+import { HpackDecoder, HpackEncoder } from "../server/h2/hpack.ts";
 import { concatBytes } from "../common/bytes.ts";
+import { type DeadlineEntry, DeadlineQueue } from "../common/deadline_queue.ts";
+import { SystemClock } from "../common/clock.ts";
+
+/** Deadlines of every call in flight on every channel of this process, behind one timer. */
+const callDeadlines = new DeadlineQueue(new SystemClock());
 
 /** gRPC status codes this channel produces itself (the server sends any). */
 export const ChannelStatus = {
@@ -91,7 +96,7 @@ interface OpenStream {
   headerEndsStream: boolean;
   httpStatus: string;
   data: Uint8Array[];
-  timer: ReturnType<typeof setTimeout> | undefined;
+  deadline: DeadlineEntry | undefined;
 }
 
 /** One HTTP/2 connection; replaced by the channel when it fails or drains. */
@@ -99,6 +104,8 @@ class H2ClientConnection {
   readonly #conn: Deno.TcpConn;
   readonly #reader = new FrameReader(maxReceiveFrame);
   readonly #decoder = new HpackDecoder();
+  /** Request header blocks, in wire order: the server's table of our fields. */
+  readonly #encoder = new HpackEncoder();
   readonly #streams = new Map<number, OpenStream>();
   readonly #blocked = new Set<OpenStream>();
   readonly #waiting: PendingCall[] = [];
@@ -111,7 +118,6 @@ class H2ClientConnection {
   #peerMaxStreams = 100; // until the peer's SETTINGS say otherwise
   #sendWindow = 65_535;
   #receivedSinceUpdate = 0;
-  #headerCache = new Map<string, Uint8Array>();
   /** Header block fragments of a stream we no longer track (decoded anyway, then dropped). */
   #orphanBlock: Uint8Array[] | undefined;
   /** Set once the connection may take no new calls (GOAWAY, failure, ids used up, close). */
@@ -152,15 +158,15 @@ class H2ClientConnection {
       headerEndsStream: false,
       httpStatus: "",
       data: [],
-      timer: undefined,
+      deadline: undefined,
     };
     this.#streams.set(id, s);
     const timeoutMs = Math.max(1, Math.ceil(c.deadlineMs - Date.now()));
-    s.timer = setTimeout(() => {
-      s.timer = undefined;
+    s.deadline = callDeadlines.add(callDeadlines.now() + timeoutMs, () => {
+      s.deadline = undefined;
       this.#reset(s, H2Error.Cancel);
       this.#finish(s, ChannelStatus.DeadlineExceeded, "Deadline exceeded");
-    }, timeoutMs);
+    });
     const block = this.#headerBlock(c.path, timeoutMs);
     for (const f of headerFrames(id, block, false, this.#peerMaxFrame)) this.#queue(f);
     const framed = new Uint8Array(5 + c.message.length);
@@ -170,22 +176,18 @@ class H2ClientConnection {
     this.#sendData(s);
   }
 
-  /** The request's header block: the per-path part is encoded once, the timeout per call. */
+  /** The request's header block; after a path's first call its fields are table indexes. */
   #headerBlock(path: string, timeoutMs: number): Uint8Array {
-    let fixed = this.#headerCache.get(path);
-    if (fixed === undefined) {
-      fixed = encodeHeaders([
-        [":method", "POST"],
-        [":scheme", "http"],
-        [":path", path],
-        [":authority", this.authority],
-        ["content-type", "application/grpc"],
-        ["te", "trailers"],
-        ["user-agent", "rustkvd-h2"],
-      ]);
-      this.#headerCache.set(path, fixed);
-    }
-    return concatBytes(fixed, encodeHeaders([["grpc-timeout", `${timeoutMs}m`]]));
+    return this.#encoder.encode([
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", path],
+      [":authority", this.authority],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+      ["user-agent", "rustkvd-h2"],
+      ["grpc-timeout", `${timeoutMs}m`],
+    ]);
   }
 
   /** Sends as much of the stream's request as the windows allow; the last frame ends it. */
@@ -334,6 +336,7 @@ class H2ClientConnection {
       const id = view.getUint16(at);
       const value = view.getUint32(at + 2);
       if (id === Setting.MaxFrameSize) this.#peerMaxFrame = value;
+      else if (id === Setting.HeaderTableSize) this.#encoder.setMaxTableSize(value);
       else if (id === Setting.MaxConcurrentStreams) this.#peerMaxStreams = value;
       else if (id === Setting.InitialWindowSize) {
         const delta = value - this.#peerInitialWindow;
@@ -431,7 +434,7 @@ class H2ClientConnection {
   #finish(s: OpenStream, code: number, details: string, response?: Uint8Array): void {
     if (!this.#streams.delete(s.id)) return;
     this.#blocked.delete(s);
-    if (s.timer !== undefined) clearTimeout(s.timer);
+    if (s.deadline !== undefined) callDeadlines.remove(s.deadline);
     s.resolve({ code, details, metadata: s.metadata, response });
     this.#startWaiting();
     this.#closeIfIdle();

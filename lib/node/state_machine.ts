@@ -65,7 +65,7 @@ export function requestIdTimeKey(timestampMs: number, requestId: string): Uint8A
   const out = new Uint8Array(10 + id.length);
   out[0] = systemKeyByte;
   out[1] = 0x74; // 't'
-  new DataView(out.buffer).setBigUint64(2, BigInt(Math.max(0, timestampMs)));
+  putU64At(out, 2, Math.max(0, timestampMs));
   out.set(id, 10);
   return out;
 }
@@ -115,10 +115,28 @@ interface Pending {
 
 const empty = new Uint8Array(0);
 
+/**
+ * The pending-map key of `key`: one char per byte, built in one call (a
+ * char-by-char concatenation made a string per byte of every key written).
+ */
 function keyString(key: Uint8Array): string {
+  if (key.length <= 8192) {
+    return String.fromCharCode.apply(null, key as unknown as number[]);
+  }
   let s = "";
-  for (let i = 0; i < key.length; i++) s += String.fromCharCode(key[i]);
+  for (let i = 0; i < key.length; i += 8192) {
+    s += String.fromCharCode.apply(null, key.subarray(i, i + 8192) as unknown as number[]);
+  }
   return s;
+}
+
+/**
+ * The pending-map key of a request id's dedupe record. User keys never
+ * start with 0x00, so it cannot meet a user key's entry; it is built from
+ * the id itself, without encoding the system key twice per write.
+ */
+function dedupePendingKey(requestId: string): string {
+  return "\u0000r" + requestId;
 }
 
 /** Encodes the member table (system key value). */
@@ -147,15 +165,34 @@ interface Dedupe {
 }
 
 function encodeDedupe(d: Dedupe): Uint8Array {
-  const w = new ByteWriter(16).putU64(BigInt(d.revision)).putU64(BigInt(d.timestampMs));
-  if (d.changed) {
-    const bits = new Uint8Array(Math.ceil(d.changed.length / 8));
-    d.changed.forEach((c, i) => {
-      if (c) bits[i >> 3] |= 1 << (i & 7);
-    });
-    w.putUvarint(d.changed.length).putBytes(bits);
+  if (!d.changed) {
+    // The common record (a single write): two u64s, written without BigInt or a growable buffer.
+    const out = new Uint8Array(16);
+    putU64At(out, 0, d.revision);
+    putU64At(out, 8, d.timestampMs);
+    return out;
   }
+  const w = new ByteWriter(32).putU64(BigInt(d.revision)).putU64(BigInt(d.timestampMs));
+  const bits = new Uint8Array(Math.ceil(d.changed.length / 8));
+  d.changed.forEach((c, i) => {
+    if (c) bits[i >> 3] |= 1 << (i & 7);
+  });
+  w.putUvarint(d.changed.length).putBytes(bits);
   return w.finish();
+}
+
+/** Writes a non-negative safe integer as a big-endian u64 at `at`. */
+function putU64At(out: Uint8Array, at: number, v: number): void {
+  const hi = Math.floor(v / 0x1_0000_0000);
+  const lo = v >>> 0;
+  out[at] = hi >>> 24;
+  out[at + 1] = (hi >>> 16) & 0xff;
+  out[at + 2] = (hi >>> 8) & 0xff;
+  out[at + 3] = hi & 0xff;
+  out[at + 4] = lo >>> 24;
+  out[at + 5] = (lo >>> 16) & 0xff;
+  out[at + 6] = (lo >>> 8) & 0xff;
+  out[at + 7] = lo & 0xff;
 }
 
 function decodeDedupe(bytes: Uint8Array): Dedupe {
@@ -305,9 +342,8 @@ export class StateMachine {
     pending: Map<string, Pending>,
   ): Promise<ApplyResult | undefined> {
     if (requestId === "") return undefined;
-    const key = systemKey("r", requestId);
-    const p = pending.get(keyString(key));
-    const bytes = p ? p.value : (await this.engine.get(key))?.value;
+    const p = pending.get(dedupePendingKey(requestId));
+    const bytes = p ? p.value : (await this.engine.get(systemKey("r", requestId)))?.value;
     if (!bytes) return undefined;
     const d = decodeDedupe(bytes);
     if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
@@ -337,7 +373,7 @@ export class StateMachine {
     const value = encodeDedupe({ revision, timestampMs, changed });
     batch.put(key, value, { version: revision });
     batch.put(requestIdTimeKey(timestampMs, requestId), empty, { version: revision });
-    pending.set(keyString(key), { value, version: revision, expiresAtMs: 0 });
+    pending.set(dedupePendingKey(requestId), { value, version: revision, expiresAtMs: 0 });
   }
 
   async #applyCommand(

@@ -32,7 +32,7 @@ import {
   settingsFrame,
   u32Frame,
 } from "./frames.ts";
-import { encodeHeaders, type HeaderField, HpackDecoder, HpackError } from "./hpack.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
 
 /** Limits this server announces and enforces. */
 export const h2Limits = {
@@ -123,6 +123,8 @@ export class H2ServerConnection {
   readonly #onStream: StreamHandler;
   readonly #reader = new FrameReader(h2Limits.maxFrameSize);
   readonly #decoder = new HpackDecoder();
+  /** Response header blocks, in wire order: the client's table of our fields. */
+  readonly #encoder = new HpackEncoder();
   readonly #streams = new Map<number, H2Stream>();
   #preface = new Uint8Array(0);
   #prefaceDone = false;
@@ -279,6 +281,8 @@ export class H2ServerConnection {
           throw new ConnectionError(H2Error.ProtocolError, "bad SETTINGS_MAX_FRAME_SIZE");
         }
         this.#peerMaxFrameSize = value;
+      } else if (id === Setting.HeaderTableSize) {
+        this.#encoder.setMaxTableSize(value);
       }
     }
     this.#queue(encodeFrame(FrameType.Settings, Flag.Ack, 0));
@@ -430,7 +434,12 @@ export class H2ServerConnection {
   /** Sends a header block for `s` (the response headers, or trailers with END_STREAM). */
   sendHeaders(s: H2Stream, fields: HeaderField[], endStream: boolean): void {
     for (
-      const frame of headerFrames(s.id, encodeHeaders(fields), endStream, this.#peerMaxFrameSize)
+      const frame of headerFrames(
+        s.id,
+        this.#encoder.encode(fields),
+        endStream,
+        this.#peerMaxFrameSize,
+      )
     ) {
       this.#queue(frame);
     }

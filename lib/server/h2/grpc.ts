@@ -10,6 +10,8 @@
  */
 
 import type { H2Stream, StreamAbort } from "./connection.ts";
+import { type DeadlineEntry, DeadlineQueue } from "../../common/deadline_queue.ts";
+import { SystemClock } from "../../common/clock.ts";
 import type { HeaderField } from "./hpack.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -104,6 +106,8 @@ const highWaterBytes = 1 << 20;
 /** Routes HTTP/2 streams to gRPC methods by path ("/package.Service/Method"). */
 export class GrpcRouter {
   readonly #routes = new Map<string, { method: GrpcMethod; codec: MethodCodec }>();
+  /** Deadlines of the calls in flight on every connection, behind one timer. */
+  readonly deadlines = new DeadlineQueue(new SystemClock());
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -170,7 +174,7 @@ class GrpcExchange {
   #requestEnded = false;
   #headersSent = false;
   #done = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #deadline: DeadlineEntry | undefined;
   #drainWaiters: (() => void)[] = [];
 
   constructor(
@@ -215,10 +219,11 @@ class GrpcExchange {
     }
     const timeout = this.#call.remainingMs();
     if (timeout !== undefined) {
-      this.#timer = setTimeout(() => {
+      this.#deadline = this.router.deadlines.add(this.router.deadlines.now() + timeout, () => {
+        this.#deadline = undefined;
         this.#finish({ code: GrpcStatus.DeadlineExceeded, details: "deadline exceeded" });
         this.#call.cancel();
-      }, timeout);
+      });
     }
     s.onData = (chunk) => this.#receive(chunk);
     s.onEnd = () => {
@@ -377,8 +382,8 @@ class GrpcExchange {
   }
 
   #cleanup(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#deadline !== undefined) this.router.deadlines.remove(this.#deadline);
+    this.#deadline = undefined;
     this.#releaseDrainWaiters();
   }
 

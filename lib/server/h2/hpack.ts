@@ -1,8 +1,11 @@
 /**
  * HPACK (RFC 7541), the header compression of HTTP/2: a decoder with the
- * static and dynamic tables and Huffman strings, as gRPC clients send them,
- * and a stateless encoder (literals that never touch the peer's dynamic
- * table, so nothing has to be kept in step on our side). Pure: no I/O.
+ * static and dynamic tables and Huffman strings, as gRPC clients send them;
+ * a stateless encoder (literals that never touch the peer's dynamic table);
+ * and a per-connection encoder that keeps the peer's dynamic table in step,
+ * so the fields every call repeats (path, content-type, status, trailers)
+ * cost one byte each after their first use and the peer decodes no string
+ * for them. Pure: no I/O.
  *
  * @module
  */
@@ -149,6 +152,25 @@ function buildHuffmanTree(): Int32Array {
 }
 
 const latin1 = new TextDecoder("latin1");
+
+/**
+ * Bytes as a string of one char per byte. Short strings (nearly every
+ * header) are built in JS: a TextDecoder call costs more than the copy.
+ */
+function latin1String(bytes: Uint8Array): string {
+  if (bytes.length > 64) return latin1.decode(bytes);
+  let ascii = true;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  // Outside ASCII, WHATWG "latin1" is windows-1252: keep the decoder's mapping.
+  return ascii
+    ? String.fromCharCode.apply(null, bytes as unknown as number[])
+    : latin1.decode(bytes);
+}
 const utf8Encoder = new TextEncoder();
 
 /** Decodes a Huffman-coded string; padding must be under 8 bits, all ones (RFC 7541 5.2). */
@@ -251,7 +273,7 @@ export class HpackDecoder {
       if (pos + length > block.length) throw new HpackError("truncated string");
       const raw = block.subarray(pos, pos + length);
       pos += length;
-      return latin1.decode(huffman ? huffmanDecode(raw) : raw);
+      return latin1String(huffman ? huffmanDecode(raw) : raw);
     };
     let sawField = false;
     while (pos < block.length) {
@@ -365,4 +387,141 @@ export function encodeHeaders(fields: readonly HeaderField[]): Uint8Array {
     pushString(out, value);
   }
   return Uint8Array.from(out);
+}
+
+/** Fields never put in the dynamic table: per-call values that would only churn it. */
+const neverIndexedNames = new Set(["grpc-timeout", "grpc-message", "authorization"]);
+
+/** The largest entry worth a table slot (a larger one would evict everything else). */
+const maxIndexedEntryBytes = 256;
+
+/**
+ * Encodes the header blocks of one connection, in the order they go on the
+ * wire, keeping a copy of the peer decoder's dynamic table: a field already
+ * in a table is sent as its index; a new field worth keeping is sent as a
+ * literal with incremental indexing (and remembered); per-call values
+ * (`grpc-timeout`, `grpc-message`, large values) stay plain literals.
+ * Every block this encoder makes must reach the peer, in order.
+ */
+export class HpackEncoder {
+  /** Entries, oldest first; entry i was the (#inserted - length + i)-th insert. */
+  #table: { key: string; size: number }[] = [];
+  /** Newest insert number of each `name\0value` still in the table. */
+  #byKey = new Map<string, number>();
+  #inserted = 0;
+  #size = 0;
+  #maxSize: number;
+  /** A table size update owed at the start of the next block. */
+  #pendingSizeUpdate: number | undefined;
+  #out = new Uint8Array(256);
+  #len = 0;
+
+  /** `maxTableSize`: what the peer's decoder allows (SETTINGS_HEADER_TABLE_SIZE, 4096 by default). */
+  constructor(maxTableSize = 4096) {
+    this.#maxSize = Math.min(maxTableSize, 4096);
+  }
+
+  /**
+   * Applies the peer's SETTINGS_HEADER_TABLE_SIZE. We never use more than
+   * 4096 bytes; a smaller limit evicts entries and is announced at the
+   * start of the next block, as RFC 7541 6.3 requires.
+   */
+  setMaxTableSize(peerLimit: number): void {
+    const size = Math.min(peerLimit, 4096);
+    if (size === this.#maxSize) return;
+    this.#maxSize = size;
+    this.#pendingSizeUpdate = size;
+    this.#evict();
+  }
+
+  /** Encodes one header block. */
+  encode(fields: readonly HeaderField[]): Uint8Array {
+    this.#len = 0;
+    if (this.#pendingSizeUpdate !== undefined) {
+      this.#integer(this.#pendingSizeUpdate, 5, 0x20);
+      this.#pendingSizeUpdate = undefined;
+    }
+    for (const [name, value] of fields) {
+      const key = `${name}\0${value}`;
+      const full = staticFieldIndex.get(key);
+      if (full !== undefined) {
+        this.#integer(full, 7, 0x80);
+        continue;
+      }
+      const seq = this.#byKey.get(key);
+      if (seq !== undefined) {
+        this.#integer(staticTable.length + 1 + this.#inserted - seq, 7, 0x80);
+        continue;
+      }
+      const nameIndex = staticNameIndex.get(name) ?? 0;
+      const size = entrySize(name, value);
+      if (!neverIndexedNames.has(name) && size <= maxIndexedEntryBytes && size <= this.#maxSize) {
+        this.#integer(nameIndex, 6, 0x40);
+        if (nameIndex === 0) this.#string(name);
+        this.#string(value);
+        this.#insert(key, size);
+      } else {
+        this.#integer(nameIndex, 4, 0);
+        if (nameIndex === 0) this.#string(name);
+        this.#string(value);
+      }
+    }
+    return this.#out.slice(0, this.#len);
+  }
+
+  #insert(key: string, size: number): void {
+    this.#table.push({ key, size });
+    this.#byKey.set(key, ++this.#inserted);
+    this.#size += size;
+    this.#evict();
+  }
+
+  #evict(): void {
+    while (this.#size > this.#maxSize) {
+      const oldest = this.#table.shift()!;
+      this.#size -= oldest.size;
+      const seq = this.#inserted - this.#table.length;
+      if (this.#byKey.get(oldest.key) === seq) this.#byKey.delete(oldest.key);
+    }
+  }
+
+  #reserve(n: number): void {
+    if (this.#len + n <= this.#out.length) return;
+    const next = new Uint8Array(Math.max(this.#out.length * 2, this.#len + n));
+    next.set(this.#out.subarray(0, this.#len));
+    this.#out = next;
+  }
+
+  #integer(value: number, prefixBits: number, flags: number): void {
+    this.#reserve(6);
+    const mask = (1 << prefixBits) - 1;
+    if (value < mask) {
+      this.#out[this.#len++] = flags | value;
+      return;
+    }
+    this.#out[this.#len++] = flags | mask;
+    value -= mask;
+    while (value >= 0x80) {
+      this.#out[this.#len++] = (value % 0x80) | 0x80;
+      value = Math.floor(value / 0x80);
+    }
+    this.#out[this.#len++] = value;
+  }
+
+  #string(s: string): void {
+    let ascii = true;
+    for (let i = 0; i < s.length; i++) {
+      if (s.charCodeAt(i) >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    const bytes = ascii ? undefined : utf8Encoder.encode(s);
+    const length = bytes ? bytes.length : s.length;
+    this.#integer(length, 7, 0);
+    this.#reserve(length);
+    if (bytes) this.#out.set(bytes, this.#len);
+    else for (let i = 0; i < length; i++) this.#out[this.#len + i] = s.charCodeAt(i);
+    this.#len += length;
+  }
 }

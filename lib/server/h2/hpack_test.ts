@@ -4,6 +4,7 @@ import {
   encodeHeaders,
   type HeaderField,
   HpackDecoder,
+  HpackEncoder,
   HpackError,
   huffmanDecode,
   huffmanEncode,
@@ -117,4 +118,57 @@ Deno.test("the dynamic table evicts oldest entries past its size and shrinks on 
   assertThrows(() => decoder.decode(hex("c0")), HpackError, "beyond the tables");
   decoder.decode(hex("20")); // size 0 empties the table
   assertThrows(() => decoder.decode(hex("be")), HpackError, "beyond the tables");
+});
+
+Deno.test("the connection encoder indexes repeated fields: one byte each after first use", () => {
+  const encoder = new HpackEncoder();
+  const decoder = new HpackDecoder();
+  const request: HeaderField[] = [
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":path", "/rustkvd.KV/Put"],
+    [":authority", "127.0.0.1:7001"],
+    ["content-type", "application/grpc"],
+    ["te", "trailers"],
+    ["grpc-timeout", "5000m"],
+  ];
+  const first = encoder.encode(request);
+  assertEquals(decoder.decode(first), request);
+  const second = encoder.encode(request);
+  assertEquals(decoder.decode(second), request);
+  // Six indexed fields (one byte each) and the timeout, a literal never indexed:
+  // its type byte, then the name and the value, each after a length byte.
+  assertEquals(second.length, 6 + 1 + (1 + "grpc-timeout".length) + (1 + "5000m".length));
+  assertTrue(first.length > second.length * 2, `${first.length} vs ${second.length}`);
+});
+
+Deno.test("the connection encoder stays in step with a decoder through eviction and size updates (seeded)", () => {
+  const seed = testSeed();
+  const random = new SeededRandom(seed);
+  const encoder = new HpackEncoder();
+  const decoder = new HpackDecoder();
+  const names = ["content-type", "x-a", "x-b", "grpc-status", "grpc-message", ":path", "x-big"];
+  for (let block = 0; block < 2_000; block++) {
+    if (block === 700) encoder.setMaxTableSize(300); // the peer shrinks its table
+    if (block === 1_400) encoder.setMaxTableSize(0); // and then disables it
+    const fields: HeaderField[] = [];
+    for (let i = random.nextInt(6); i >= 0; i--) {
+      const name = names[random.nextInt(names.length)];
+      const value = name === "x-big"
+        ? "z".repeat(100 + random.nextInt(300))
+        : `v${random.nextInt(40)}`;
+      fields.push([name, value]);
+    }
+    assertEquals(decoder.decode(encoder.encode(fields)), fields, `SEED=${seed} block ${block}`);
+  }
+});
+
+Deno.test("short header strings decode like the latin1 decoder, non-ASCII bytes included", () => {
+  const decoder = new HpackDecoder();
+  const bytes = [0x41, 0xe9, 0x80, 0x7e];
+  const block = Uint8Array.from([0x00, 1, 0x61, bytes.length, ...bytes]);
+  assertEquals(decoder.decode(block), [[
+    "a",
+    new TextDecoder("latin1").decode(Uint8Array.from(bytes)),
+  ]]);
 });

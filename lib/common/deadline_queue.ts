@@ -1,0 +1,80 @@
+/**
+ * Deadlines of many in-flight calls behind one timer. Nearly every call ends
+ * long before its deadline, so arming and clearing a runtime timer per call
+ * (a few microseconds and an object each) is work thrown away; here a call
+ * costs a Set insert and delete, and the one timer is armed for the earliest
+ * deadline and re-armed only when it fires or an earlier deadline arrives.
+ *
+ * @module
+ */
+
+import type { Clock, TimerHandle } from "./clock.ts";
+
+/** One registered deadline; pass it back to `remove` when the call ends first. */
+export interface DeadlineEntry {
+  readonly deadlineMs: number;
+  readonly onExpire: () => void;
+}
+
+/** Fires each entry's callback once its deadline (on `clock.nowMs()`) has passed. */
+export class DeadlineQueue {
+  readonly #entries = new Set<DeadlineEntry>();
+  #timer: TimerHandle | undefined;
+  #armedForMs = Infinity;
+
+  constructor(private readonly clock: Clock) {}
+
+  /** The time deadlines are measured in (the clock's `nowMs()`). */
+  now(): number {
+    return this.clock.nowMs();
+  }
+
+  /** Calls waiting for their deadline. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Registers `onExpire` to run once `deadlineMs` (clock.nowMs() time) has passed. */
+  add(deadlineMs: number, onExpire: () => void): DeadlineEntry {
+    const entry = { deadlineMs, onExpire };
+    this.#entries.add(entry);
+    if (deadlineMs < this.#armedForMs) this.#arm(deadlineMs);
+    return entry;
+  }
+
+  /** Forgets `entry` (its call ended); its callback will not run. */
+  remove(entry: DeadlineEntry): void {
+    this.#entries.delete(entry);
+    if (this.#entries.size === 0) this.#disarm();
+  }
+
+  #arm(atMs: number): void {
+    this.#timer?.cancel();
+    this.#armedForMs = atMs;
+    this.#timer = this.clock.setTimeout(
+      () => this.#fire(),
+      Math.max(0, atMs - this.clock.nowMs()),
+    );
+  }
+
+  #disarm(): void {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#armedForMs = Infinity;
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#armedForMs = Infinity;
+    const now = this.clock.nowMs();
+    const expired: DeadlineEntry[] = [];
+    let next = Infinity;
+    for (const e of this.#entries) {
+      if (e.deadlineMs <= now) expired.push(e);
+      else if (e.deadlineMs < next) next = e.deadlineMs;
+    }
+    for (const e of expired) this.#entries.delete(e);
+    if (next !== Infinity) this.#arm(next);
+    for (const e of expired) e.onExpire();
+  }
+}
