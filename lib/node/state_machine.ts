@@ -34,8 +34,8 @@ export const systemKeyByte = 0x00;
 
 /**
  * A system key: 0x00, a kind letter, then the name. Kinds: "m" node metadata,
- * "r" a remembered request id, "t" the same id under its apply time (see
- * `requestIdTimeKey`).
+ * "r" a remembered request id, "t" the ids one entry remembered, under its
+ * apply time (see `requestIdTimeKey`).
  */
 export function systemKey(kind: "m" | "r" | "t", name: string): Uint8Array {
   const n = utf8(name);
@@ -57,8 +57,9 @@ const membershipKey = systemKey("m", "members");
 
 /**
  * The time index of remembered request ids: 0x00 't', the leader timestamp
- * as u64 big-endian, then the id. Byte order is time order, so forgetting
- * expired ids scans only the expired ones instead of every remembered id.
+ * as u64 big-endian, then the first id an entry remembered (the value lists
+ * the entry's other ids). Byte order is time order, so forgetting expired
+ * ids scans only the expired ones instead of every remembered id.
  */
 export function requestIdTimeKey(timestampMs: number, requestId: string): Uint8Array {
   const id = utf8(requestId);
@@ -206,6 +207,27 @@ function decodeDedupe(bytes: Uint8Array): Dedupe {
   return d;
 }
 
+/**
+ * The value of a time-index record: the entry's ids after the first (which
+ * is in the key), as uvarint n then n strings; empty when there are none.
+ */
+function encodeIdList(ids: string[], from: number): Uint8Array {
+  if (ids.length <= from) return empty;
+  const w = new ByteWriter(16 + 32 * (ids.length - from));
+  w.putUvarint(ids.length - from);
+  for (let i = from; i < ids.length; i++) w.putString(ids[i]);
+  return w.finish();
+}
+
+function decodeIdList(bytes: Uint8Array): string[] {
+  if (bytes.length === 0) return [];
+  const r = new ByteReader(bytes);
+  const n = r.uvarint();
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push(r.string());
+  return ids;
+}
+
 /** One committed entry as the state machine sees it. */
 export interface ApplyEntry {
   index: number;
@@ -231,6 +253,8 @@ export class StateMachine {
   onExpiry: ((key: Uint8Array, version: number, expiresAtMs: number) => void) | undefined;
 
   #engine: Engine;
+  /** Request ids the entry being applied remembered (see #indexEntryIds). */
+  #entryIds: string[] = [];
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -279,6 +303,7 @@ export class StateMachine {
     const events: ChangeEvent[] = [];
     const pending = new Map<string, Pending>();
     let last = this.#appliedIndex;
+    this.#entryIds = [];
     for (const entry of entries) {
       if (entry.index <= this.#appliedIndex) continue;
       assert(entry.index === last + 1, `apply: expected index ${last + 1}, got ${entry.index}`);
@@ -295,6 +320,7 @@ export class StateMachine {
       }
       const command = decodeCommand(entry.data);
       results.set(entry.index, await this.#applyCommand(command, batch, pending, events));
+      this.#indexEntryIds(command.timestampMs, batch);
       if (batch.byteSize >= maxApplyBatchBytes) {
         // Large values: write what we have, so no WAL record outgrows what a reader accepts.
         await this.engine.write(batch, { sync: false, appliedIndex: last });
@@ -359,6 +385,21 @@ export class StateMachine {
     return result;
   }
 
+  /**
+   * Writes the time-index record of the ids the entry just applied
+   * remembered: one record per entry, not per write (a Batch entry carries
+   * many writes). Its key names the first id, its value the others; the
+   * entry is the same on every replica, so the records are too.
+   */
+  #indexEntryIds(timestampMs: number, batch: WriteBatch): void {
+    const ids = this.#entryIds;
+    if (ids.length === 0) return;
+    this.#entryIds = [];
+    batch.put(requestIdTimeKey(timestampMs, ids[0]), encodeIdList(ids, 1), {
+      version: this.#revision,
+    });
+  }
+
   /** Records that `requestId` was applied at `revision` (in the batch and for this batch's lookups). */
   #remember(
     requestId: string,
@@ -372,7 +413,7 @@ export class StateMachine {
     const key = systemKey("r", requestId);
     const value = encodeDedupe({ revision, timestampMs, changed });
     batch.put(key, value, { version: revision });
-    batch.put(requestIdTimeKey(timestampMs, requestId), empty, { version: revision });
+    this.#entryIds.push(requestId);
     pending.set(dedupePendingKey(requestId), { value, version: revision, expiresAtMs: 0 });
   }
 
@@ -550,10 +591,10 @@ export class StateMachine {
       const kv of this.engine.scan({
         start: requestIdTimeKey(0, ""),
         end: requestIdTimeKey(cutoff, ""),
-        keysOnly: true,
       })
     ) {
       stale.push(kv.key.slice(), systemKey("r", fromUtf8(kv.key.subarray(10))));
+      for (const id of decodeIdList(kv.value)) stale.push(systemKey("r", id));
     }
     if (stale.length === 0) return;
     const revision = ++this.#revision;

@@ -86,6 +86,35 @@ Deno.test("ids past the retention window are forgotten at history compaction, ne
   assertEquals(results.get(6)!.deduplicated, undefined);
 });
 
+Deno.test("a batch of writes with their own ids keeps one time-index record, and forgets every id", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const t0 = 1_000_000;
+  const writes = ["w-1", "w-2", "w-3"].map((id, i) => ({
+    ...decodeCommand(put(`k${i}`, "v", id)) as BatchableCommand,
+  }));
+  const batch = (timestampMs: number) =>
+    encodeCommand({ op: CommandOp.Batch, timestampMs, requestId: "", commands: writes });
+  await sm.apply([{ index: 1, data: batch(t0) }]);
+  const count = async (kind: "r" | "t") => {
+    let n = 0;
+    for await (const _ of engine.scan({ prefix: systemKey(kind, "") })) n++;
+    return n;
+  };
+  assertEquals([await count("r"), await count("t")], [3, 1]);
+  // Every write of the batch is remembered: a retry of the whole batch changes nothing.
+  const retry = await sm.apply([{ index: 2, data: batch(t0 + 5) }]);
+  assertEquals(retry.get(2)!.results!.map((r) => r.deduplicated), [true, true, true]);
+  assertEquals(sm.revision, 3);
+  const compact = encodeCommand({
+    op: CommandOp.CompactHistory,
+    timestampMs: t0 + requestIdRetentionMs + 10,
+    revision: 1,
+  });
+  await sm.apply([{ index: 3, data: compact }]);
+  assertEquals([await count("r"), await count("t")], [0, 0]);
+});
+
 Deno.test("a batch applies each write with its own revision and result, and a retried batch once", async () => {
   await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
   const sm = new StateMachine(engine);
