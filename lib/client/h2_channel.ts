@@ -35,6 +35,7 @@ import {
 import { HpackDecoder, HpackEncoder } from "../server/h2/hpack.ts";
 import { concatBytes } from "../common/bytes.ts";
 import { type DeadlineEntry, DeadlineQueue } from "../common/deadline_queue.ts";
+import { allocBytes, copyBytes } from "../common/byte_pool.ts";
 import { SystemClock } from "../common/clock.ts";
 
 /** Deadlines of every call in flight on every channel of this process, behind one timer. */
@@ -169,8 +170,12 @@ class H2ClientConnection {
     });
     const block = this.#headerBlock(c.path, timeoutMs);
     for (const f of headerFrames(id, block, false, this.#peerMaxFrame)) this.#queue(f);
-    const framed = new Uint8Array(5 + c.message.length);
-    new DataView(framed.buffer).setUint32(1, c.message.length);
+    const framed = allocBytes(5 + c.message.length);
+    const n = c.message.length;
+    framed[1] = n >>> 24;
+    framed[2] = (n >>> 16) & 0xff;
+    framed[3] = (n >>> 8) & 0xff;
+    framed[4] = n & 0xff;
     framed.set(c.message, 5);
     s.unsent = framed;
     this.#sendData(s);
@@ -258,7 +263,8 @@ class H2ClientConnection {
         const n = await this.#conn.read(buf);
         if (n === null) break;
         // A copy: the reader may hold a partial frame across reads, and `buf` is reused.
-        for (const f of this.#reader.feed(buf.slice(0, n))) this.#onFrame(f);
+        // Frames are views of this private copy; header blocks are decoded at once.
+        for (const f of this.#reader.feed(copyBytes(buf.subarray(0, n)))) this.#onFrame(f);
         if (this.closed) return;
       }
     } catch (e) {
@@ -358,6 +364,7 @@ class H2ClientConnection {
     if (!s) return; // a stream we already finished (deadline, reset)
     let body = payload;
     if (flags & Flag.Padded) body = payload.subarray(1, payload.length - payload[0]);
+    // Its own copy: decoded byte fields are views of it, and a caller may keep them long after.
     if (body.length > 0) s.data.push(body.slice());
     if (flags & Flag.EndStream) this.#complete(s);
   }
@@ -380,7 +387,7 @@ class H2ClientConnection {
       } else this.#orphanBlock = [];
     }
     const parts = s ? s.headerBlock : this.#orphanBlock;
-    parts?.push(block.slice());
+    parts?.push(block);
     if (!(flags & Flag.EndHeaders)) return;
     // Every block goes through the decoder, also for streams we dropped: the table is shared.
     const fields = this.#decoder.decode(concat(parts ?? []));

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { allocBytes } from "./byte_pool.ts";
+
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder("utf-8", { fatal: false });
 
@@ -101,18 +103,25 @@ export function uvarintLength(value: number): number {
   return n;
 }
 
+/** Writes a big-endian u32 (0 <= v < 2^32) at `at`. */
+function writeU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
+}
+
 /**
  * An append-only byte buffer that grows geometrically. Big-endian for fixed
  * widths (so encoded integers sort bytewise), LEB128 for varints.
  */
 export class ByteWriter {
   #buf: Uint8Array;
-  #view: DataView;
   #len = 0;
 
+  /** Small buffers come from the shared slabs (lib/common/byte_pool.ts): no allocation each. */
   constructor(initialCapacity = 256) {
-    this.#buf = new Uint8Array(Math.max(16, initialCapacity));
-    this.#view = new DataView(this.#buf.buffer);
+    this.#buf = allocBytes(Math.max(16, initialCapacity));
   }
 
   /** Bytes written so far. */
@@ -125,10 +134,9 @@ export class ByteWriter {
     if (need <= this.#buf.length) return;
     let cap = this.#buf.length * 2;
     while (cap < need) cap *= 2;
-    const next = new Uint8Array(cap);
+    const next = allocBytes(cap);
     next.set(this.#buf.subarray(0, this.#len));
     this.#buf = next;
-    this.#view = new DataView(next.buffer);
   }
 
   /** Appends one byte. */
@@ -141,15 +149,15 @@ export class ByteWriter {
   /** Appends a big-endian u16. */
   putU16(v: number): this {
     this.#reserve(2);
-    this.#view.setUint16(this.#len, v);
-    this.#len += 2;
+    this.#buf[this.#len++] = (v >>> 8) & 0xff;
+    this.#buf[this.#len++] = v & 0xff;
     return this;
   }
 
   /** Appends a big-endian u32. */
   putU32(v: number): this {
     this.#reserve(4);
-    this.#view.setUint32(this.#len, v >>> 0);
+    writeU32(this.#buf, this.#len, v >>> 0);
     this.#len += 4;
     return this;
   }
@@ -158,7 +166,8 @@ export class ByteWriter {
   putU64(v: bigint): this {
     if (v < 0n || v > maxU64) throw new RangeError(`u64 out of range: ${v}`);
     this.#reserve(8);
-    this.#view.setBigUint64(this.#len, v);
+    writeU32(this.#buf, this.#len, Number(v >> 32n));
+    writeU32(this.#buf, this.#len + 4, Number(v & 0xffff_ffffn));
     this.#len += 8;
     return this;
   }
@@ -196,7 +205,7 @@ export class ByteWriter {
   /** Overwrites a big-endian u32 at `offset` (for back-patched lengths and checksums). */
   setU32At(offset: number, v: number): void {
     if (offset + 4 > this.#len) throw new RangeError("setU32At past the end");
-    this.#view.setUint32(offset, v >>> 0);
+    writeU32(this.#buf, offset, v >>> 0);
   }
 
   /** A view of the bytes written (shares memory until the next write). */
@@ -204,7 +213,10 @@ export class ByteWriter {
     return this.#buf.subarray(0, this.#len);
   }
 
-  /** A copy of the bytes written. */
+  /**
+   * A copy of the bytes written, in its own allocation: safe to keep for
+   * long. (An encoding used once and dropped can take `view()` instead.)
+   */
   finish(): Uint8Array {
     return this.#buf.slice(0, this.#len);
   }

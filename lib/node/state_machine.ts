@@ -24,6 +24,7 @@ import { CompactedError, ConflictError, InvalidArgumentError } from "../common/e
 import { maxApplyBatchBytes } from "../common/limits.ts";
 import type { Engine } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
+import { allocBytes } from "../common/byte_pool.ts";
 import { type Command, CommandOp, decodeCommand } from "./command.ts";
 
 /** How long a request id is remembered for deduplication (by leader timestamps). */
@@ -38,12 +39,25 @@ export const systemKeyByte = 0x00;
  * apply time (see `requestIdTimeKey`).
  */
 export function systemKey(kind: "m" | "r" | "t", name: string): Uint8Array {
+  // Pooled: system keys are looked up or copied into a write batch, then dropped.
+  if (isAscii(name)) {
+    const out = allocBytes(2 + name.length);
+    out[0] = systemKeyByte;
+    out[1] = kind.charCodeAt(0);
+    for (let i = 0; i < name.length; i++) out[2 + i] = name.charCodeAt(i);
+    return out;
+  }
   const n = utf8(name);
-  const out = new Uint8Array(2 + n.length);
+  const out = allocBytes(2 + n.length);
   out[0] = systemKeyByte;
   out[1] = kind.charCodeAt(0);
   out.set(n, 2);
   return out;
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
 }
 
 /** Rejects user keys in the reserved system range. */
@@ -63,7 +77,7 @@ const membershipKey = systemKey("m", "members");
  */
 export function requestIdTimeKey(timestampMs: number, requestId: string): Uint8Array {
   const id = utf8(requestId);
-  const out = new Uint8Array(10 + id.length);
+  const out = allocBytes(10 + id.length);
   out[0] = systemKeyByte;
   out[1] = 0x74; // 't'
   putU64At(out, 2, Math.max(0, timestampMs));
@@ -168,7 +182,7 @@ interface Dedupe {
 function encodeDedupe(d: Dedupe): Uint8Array {
   if (!d.changed) {
     // The common record (a single write): two u64s, written without BigInt or a growable buffer.
-    const out = new Uint8Array(16);
+    const out = allocBytes(16);
     putU64At(out, 0, d.revision);
     putU64At(out, 8, d.timestampMs);
     return out;
@@ -255,6 +269,8 @@ export class StateMachine {
   #engine: Engine;
   /** Request ids the entry being applied remembered (see #indexEntryIds). */
   #entryIds: string[] = [];
+  #lastRequestId = "";
+  #lastRequestKey: Uint8Array = new Uint8Array(0);
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -369,7 +385,7 @@ export class StateMachine {
   ): Promise<ApplyResult | undefined> {
     if (requestId === "") return undefined;
     const p = pending.get(dedupePendingKey(requestId));
-    const bytes = p ? p.value : (await this.engine.get(systemKey("r", requestId)))?.value;
+    const bytes = p ? p.value : (await this.engine.get(this.#requestKey(requestId)))?.value;
     if (!bytes) return undefined;
     const d = decodeDedupe(bytes);
     if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
@@ -400,6 +416,15 @@ export class StateMachine {
     });
   }
 
+  /** The dedupe key of `requestId`; a write's lookup and its record share one encoding. */
+  #requestKey(requestId: string): Uint8Array {
+    if (this.#lastRequestId !== requestId) {
+      this.#lastRequestId = requestId;
+      this.#lastRequestKey = systemKey("r", requestId);
+    }
+    return this.#lastRequestKey;
+  }
+
   /** Records that `requestId` was applied at `revision` (in the batch and for this batch's lookups). */
   #remember(
     requestId: string,
@@ -410,7 +435,7 @@ export class StateMachine {
     changed?: boolean[],
   ): void {
     if (requestId === "") return;
-    const key = systemKey("r", requestId);
+    const key = this.#requestKey(requestId);
     const value = encodeDedupe({ revision, timestampMs, changed });
     batch.put(key, value, { version: revision });
     this.#entryIds.push(requestId);

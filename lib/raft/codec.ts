@@ -141,7 +141,8 @@ export function encodeMessage(m: Message): Uint8Array {
   }
   if (m.snapshot) putSnapshot(w, m.snapshot);
   if (m.context) w.putLengthPrefixed(m.context);
-  return w.finish();
+  // The writer is not reused: its bytes are the result, no copy (a message is sent, then dropped).
+  return w.view();
 }
 
 /** Decodes a message; entries inherit the message's group id. Raises DecodeError. */
@@ -200,7 +201,7 @@ export function encodeEntry(e: Entry): Uint8Array {
   header(w, RecordKind.Entry);
   w.putUvarint(e.groupId).putUvarint(e.index).putUvarint(e.term).putU8(e.type);
   w.putLengthPrefixed(e.data);
-  return w.finish();
+  return w.view(); // copied into the log's write at once
 }
 
 /** Decodes one log entry. Raises DecodeError. */

@@ -33,6 +33,7 @@ import {
   u32Frame,
 } from "./frames.ts";
 import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { copyBytes } from "../../common/byte_pool.ts";
 
 /** Limits this server announces and enforces. */
 export const h2Limits = {
@@ -306,8 +307,16 @@ export class H2ServerConnection {
     if (pad > payload.length) throw new ConnectionError(H2Error.ProtocolError, "padding too long");
     payload = payload.subarray(0, payload.length - pad);
     const endStream = (f.flags & Flag.EndStream) !== 0;
-    this.#continuing = { streamId: id, endStream, parts: [payload.slice()], bytes: payload.length };
-    if (f.flags & Flag.EndHeaders) this.#headerBlockDone();
+    // A block that ends here is decoded before the next read; only a block
+    // continued in later frames must outlive the reader's buffer.
+    const endHeaders = (f.flags & Flag.EndHeaders) !== 0;
+    this.#continuing = {
+      streamId: id,
+      endStream,
+      parts: [endHeaders ? payload : copyBytes(payload)],
+      bytes: payload.length,
+    };
+    if (endHeaders) this.#headerBlockDone();
   }
 
   #continuation(f: Frame): void {
@@ -315,7 +324,7 @@ export class H2ServerConnection {
     if (!c || f.streamId !== c.streamId) {
       throw new ConnectionError(H2Error.ProtocolError, "unexpected CONTINUATION");
     }
-    c.parts.push(f.payload.slice());
+    c.parts.push(copyBytes(f.payload));
     c.bytes += f.payload.length;
     if (c.bytes > h2Limits.maxHeaderBlockBytes) {
       throw new ConnectionError(

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { allocBytes } from "../../common/byte_pool.ts";
+
 /** Frame types (RFC 9113 6). */
 export const FrameType = {
   Data: 0,
@@ -145,18 +147,29 @@ export function encodeFrame(
   type: number,
   flags: number,
   streamId: number,
-  payload: Uint8Array = new Uint8Array(0),
+  payload: Uint8Array = noPayload,
 ): Uint8Array {
-  const out = new Uint8Array(9 + payload.length);
+  // Frames are copied into the connection's next socket write: pooled bytes suit them.
+  const out = allocBytes(9 + payload.length);
   const n = payload.length;
   out[0] = n >>> 16;
   out[1] = (n >>> 8) & 0xff;
   out[2] = n & 0xff;
   out[3] = type;
   out[4] = flags;
-  new DataView(out.buffer).setUint32(5, streamId & 0x7fff_ffff);
+  putU32(out, 5, streamId & 0x7fff_ffff);
   out.set(payload, 9);
   return out;
+}
+
+const noPayload = new Uint8Array(0);
+
+/** Writes a big-endian u32 at `at` (no DataView: one less object per frame). */
+function putU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
 }
 
 /** A SETTINGS frame with the given (id, value) pairs. */
@@ -173,7 +186,7 @@ export function settingsFrame(settings: [number, number][]): Uint8Array {
 /** A u32 payload frame (WINDOW_UPDATE, RST_STREAM). */
 export function u32Frame(type: number, streamId: number, value: number): Uint8Array {
   const payload = new Uint8Array(4);
-  new DataView(payload.buffer).setUint32(0, value);
+  putU32(payload, 0, value);
   return encodeFrame(type, 0, streamId, payload);
 }
 

@@ -13,6 +13,7 @@ import type { H2Stream, StreamAbort } from "./connection.ts";
 import { type DeadlineEntry, DeadlineQueue } from "../../common/deadline_queue.ts";
 import { SystemClock } from "../../common/clock.ts";
 import type { HeaderField } from "./hpack.ts";
+import { allocBytes } from "../../common/byte_pool.ts";
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
@@ -274,8 +275,12 @@ class GrpcExchange {
 
   #sendMessage(message: Msg): void {
     const body = this.route!.codec.encode(message);
-    const framed = new Uint8Array(5 + body.length);
-    new DataView(framed.buffer).setUint32(1, body.length);
+    const framed = allocBytes(5 + body.length);
+    const n = body.length;
+    framed[1] = n >>> 24;
+    framed[2] = (n >>> 16) & 0xff;
+    framed[3] = (n >>> 8) & 0xff;
+    framed[4] = n & 0xff;
     framed.set(body, 5);
     if (!this.#headersSent) {
       this.#headersSent = true;
@@ -333,7 +338,8 @@ class GrpcExchange {
     const max = this.router.limits.maxMessageBytes;
     while (buf.length - pos >= 5) {
       const compressed = buf[pos];
-      const length = new DataView(buf.buffer, buf.byteOffset + pos + 1, 4).getUint32(0);
+      const length =
+        ((buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4]) >>> 0;
       if (compressed !== 0) {
         return this.#finish({
           code: GrpcStatus.Unimplemented,

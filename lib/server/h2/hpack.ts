@@ -10,6 +10,8 @@
  * @module
  */
 
+import { copyBytes } from "../../common/byte_pool.ts";
+
 /** A header block could not be decoded: a connection error (COMPRESSION_ERROR). */
 export class HpackError extends Error {
   override name = "HpackError";
@@ -466,7 +468,7 @@ export class HpackEncoder {
         this.#string(value);
       }
     }
-    return this.#out.slice(0, this.#len);
+    return copyBytes(this.#out.subarray(0, this.#len));
   }
 
   #insert(key: string, size: number): void {
