@@ -46,9 +46,6 @@ export const enum RaftRecordKind {
 
 const segmentSuffix = ".rlog";
 
-/** Buffered commit-only hard states are written (not synced) once they reach this size. */
-const maxBufferedHardStateBytes = 64 * 1024;
-
 function segmentName(n: number): string {
   return `${String(n).padStart(6, "0")}${segmentSuffix}`;
 }
@@ -219,21 +216,9 @@ export class RaftLogStore implements RaftStorage {
     if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concat(records);
-      if (sync || rd.entries.length > 0 || rd.snapshot) {
-        await this.#writer.append(buf, records.length);
-        if (rd.entries.length > 0) crashAt("crash-after-log-write");
-        this.writeCount++;
-      } else {
-        // A commit-only hard state (nothing depends on its durability: the
-        // commit index is re-learned after a crash) waits in memory for the
-        // next write, as etcd's buffered WAL encoder does, instead of costing
-        // a file operation (0.4 ms through Deno's blocking pool) per advance.
-        this.#writer.appendBuffered(buf, records.length);
-        if (this.#writer.pendingBytes >= maxBufferedHardStateBytes) {
-          await this.#writer.writePending();
-          this.writeCount++;
-        }
-      }
+      await this.#writer.append(buf, records.length);
+      if (rd.entries.length > 0) crashAt("crash-after-log-write");
+      this.writeCount++;
     }
     if (sync && records.length > 0) {
       await this.#writer.sync();

@@ -42,35 +42,6 @@ Deno.test("synced entries and hard state survive a crash; one save is one write 
   assertEquals(back.initialState().confState, conf);
 });
 
-Deno.test("a commit-only hard state waits for the next write; order and close keep it", async () => {
-  const fs = new MemFileSystem();
-  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
-  await store.save(
-    { entries: entries(1, 10, 1), hardState: { term: 1, vote: "n1", commit: 0 } },
-    true,
-  );
-  const writes = store.writeCount;
-  await store.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 10 } }, false);
-  assertEquals(store.writeCount, writes, "no file write for a commit advance");
-  assertEquals(store.initialState().hardState.commit, 10, "the store answers with it at once");
-  // Lost in a crash before the next write: the commit index is re-learned, entries are intact.
-  fs.crash();
-  const crashed = await RaftLogStore.open(fs, "/d/raft", 0, conf);
-  assertEquals(crashed.recovered().hardState, { term: 1, vote: "n1", commit: 0 });
-  assertEquals(crashed.lastIndex(), 10);
-  // Written ahead of the next synced save, so a later hard state is never overwritten by it.
-  await crashed.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 10 } }, false);
-  await crashed.save({
-    entries: entries(11, 12, 1),
-    hardState: { term: 1, vote: "n1", commit: 10 },
-  }, true);
-  await crashed.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 12 } }, false);
-  await crashed.close();
-  const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
-  assertEquals(back.recovered().hardState, { term: 1, vote: "n1", commit: 12 });
-  assertEquals(back.lastIndex(), 12);
-});
-
 Deno.test("a truncated conflicting suffix stays truncated after restart", async () => {
   const fs = new MemFileSystem();
   const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
