@@ -35,7 +35,7 @@ import {
 import { HpackDecoder, HpackEncoder } from "../server/h2/hpack.ts";
 import { concatBytes } from "../common/bytes.ts";
 import { type DeadlineEntry, DeadlineQueue } from "../common/deadline_queue.ts";
-import { allocBytes, copyBytes } from "../common/byte_pool.ts";
+import { allocBytes, copyBytes, joinForWrite } from "../common/byte_pool.ts";
 import { SystemClock } from "../common/clock.ts";
 
 /** Deadlines of every call in flight on every channel of this process, behind one timer. */
@@ -235,16 +235,7 @@ class H2ClientConnection {
         const size = this.#outBytes;
         this.#out = [];
         this.#outBytes = 0;
-        let bytes: Uint8Array;
-        if (parts.length === 1) bytes = parts[0];
-        else {
-          bytes = new Uint8Array(size);
-          let at = 0;
-          for (const p of parts) {
-            bytes.set(p, at);
-            at += p.length;
-          }
-        }
+        const bytes = joinForWrite(parts, size);
         let off = 0;
         while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
       }

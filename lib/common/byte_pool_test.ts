@@ -1,5 +1,5 @@
 import { assertEquals, assertTrue } from "./test_helpers.ts";
-import { allocBytes, copyBytes, maxPooledBytes } from "./byte_pool.ts";
+import { allocBytes, copyBytes, joinForWrite, maxPooledBytes } from "./byte_pool.ts";
 
 Deno.test("pooled arrays are zeroed, never overlap, and large ones stand alone", () => {
   const arrays: Uint8Array[] = [];
@@ -22,4 +22,13 @@ Deno.test("copyBytes copies: changing the source leaves the copy alone", () => {
   const copy = copyBytes(source);
   source[0] = 9;
   assertEquals([...copy], [1, 2, 3]);
+});
+
+Deno.test("joinForWrite gives a socket bytes that own their buffer, in order", () => {
+  const own = Uint8Array.from([1, 2]);
+  assertEquals(joinForWrite([own]) === own, true);
+  const pooled = copyBytes(Uint8Array.from([3, 4]));
+  const lone = joinForWrite([pooled]);
+  assertEquals([lone.byteOffset, lone.buffer.byteLength, ...lone], [0, 2, 3, 4]);
+  assertEquals([...joinForWrite([own, pooled, Uint8Array.from([5])])], [1, 2, 3, 4, 5]);
 });

@@ -100,7 +100,7 @@ export function encodeFrame(frame: PeerFrame): Uint8Array {
       break;
   }
   w.setU32At(0, w.length - 4);
-  return w.view(); // the writer is not reused; a frame is written to a socket, then dropped
+  return w.finish();
 }
 
 function decodeBody(kind: number, body: Uint8Array, at: number): PeerFrame {

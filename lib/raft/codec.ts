@@ -141,7 +141,7 @@ export function encodeMessage(m: Message): Uint8Array {
   }
   if (m.snapshot) putSnapshot(w, m.snapshot);
   if (m.context) w.putLengthPrefixed(m.context);
-  // The writer is not reused: its bytes are the result, no copy (a message is sent, then dropped).
+  // The writer is not reused: its bytes are the result, no copy (a message is framed, then dropped).
   return w.view();
 }
 

@@ -33,7 +33,7 @@ import {
   u32Frame,
 } from "./frames.ts";
 import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
-import { copyBytes } from "../../common/byte_pool.ts";
+import { copyBytes, joinForWrite } from "../../common/byte_pool.ts";
 
 /** Limits this server announces and enforces. */
 export const h2Limits = {
@@ -556,14 +556,8 @@ export class H2ServerConnection {
     }
     const chunks = this.#out;
     this.#out = [];
-    this.#socket.write(chunks.length === 1 ? chunks[0] : concat(chunks, sum(chunks)));
+    this.#socket.write(joinForWrite(chunks));
   }
-}
-
-function sum(chunks: Uint8Array[]): number {
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  return n;
 }
 
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
