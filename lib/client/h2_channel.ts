@@ -33,9 +33,9 @@ import {
   u32Frame,
 } from "../server/h2/frames.ts";
 import { HpackDecoder, HpackEncoder } from "../server/h2/hpack.ts";
-import { concatBytes } from "../common/bytes.ts";
+import { concatBytes, joinForWrite } from "../common/bytes.ts";
 import { type DeadlineEntry, DeadlineQueue } from "../common/deadline_queue.ts";
-import { allocBytes, copyBytes, joinForWrite } from "../common/byte_pool.ts";
+import { allocBytes, copyBytes } from "../common/byte_pool.ts";
 import { SystemClock } from "../common/clock.ts";
 
 /** Deadlines of every call in flight on every channel of this process, behind one timer. */
@@ -232,10 +232,9 @@ class H2ClientConnection {
     try {
       while (this.#out.length > 0 && !this.closed) {
         const parts = this.#out;
-        const size = this.#outBytes;
         this.#out = [];
         this.#outBytes = 0;
-        const bytes = joinForWrite(parts, size);
+        const bytes = joinForWrite(parts);
         let off = 0;
         while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
       }

@@ -1,5 +1,6 @@
 import { assertEquals, assertTrue } from "./test_helpers.ts";
-import { allocBytes, copyBytes, joinForWrite, maxPooledBytes } from "./byte_pool.ts";
+import { allocBytes, copyBytes, maxPooledBytes } from "./byte_pool.ts";
+import { joinForWrite } from "./bytes.ts";
 
 Deno.test("pooled arrays are zeroed, never overlap, and large ones stand alone", () => {
   const arrays: Uint8Array[] = [];

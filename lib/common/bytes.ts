@@ -76,6 +76,21 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/**
+ * The bytes of `parts` in one array with a backing store of its own, for a
+ * socket write. Handing a socket a view into a shared slab measured slower
+ * (pipelined linearizable GETs over RESP: ~200,000/s against ~240,000/s when
+ * Raft messages went out as slab views), so pooled bytes are joined into a
+ * fresh array; a lone part that already owns its buffer goes as is.
+ */
+export function joinForWrite(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) {
+    const p = parts[0];
+    if (p.byteOffset === 0 && p.byteLength === p.buffer.byteLength) return p;
+  }
+  return concatBytes(...parts);
+}
+
 /** Lowercase hex rendering, for logs and test output. */
 export function toHex(bytes: Uint8Array): string {
   let s = "";

@@ -39,6 +39,17 @@ function leaderWithPendingChange(busyFor: number) {
   return { replica: replica as unknown as Replica, proposed, refusals: () => refusals };
 }
 
+/** The membership manager of node n1 of cluster c1, on `replica`, with logs discarded. */
+function managerOn(replica: Replica, clock: ManualClock): MembershipManager {
+  return new MembershipManager(
+    "n1",
+    () => "c1",
+    replica,
+    clock,
+    new Logger("n1", "error", () => {}),
+  );
+}
+
 /** Advances the manual clock in small steps until `p` settles or `limitMs` passes. */
 async function settle<T>(clock: ManualClock, p: Promise<T>, limitMs: number): Promise<T> {
   let done = false;
@@ -53,13 +64,7 @@ async function settle<T>(clock: ManualClock, p: Promise<T>, limitMs: number): Pr
 Deno.test("membership: an operator's removal waits for a pending change instead of failing", async () => {
   const clock = new ManualClock();
   const leader = leaderWithPendingChange(3);
-  const manager = new MembershipManager(
-    "n1",
-    () => "c1",
-    leader.replica,
-    clock,
-    new Logger("n1", "error", () => {}),
-  );
+  const manager = managerOn(leader.replica, clock);
   const result = await settle(clock, manager.remove("n3", clock.nowMs() + 1_000), 1_000);
   assertEquals(leader.refusals(), 3);
   assertEquals(leader.proposed.map((c) => `${c.type}:${c.nodeId}`), ["removeNode:n3"]);
@@ -69,13 +74,7 @@ Deno.test("membership: an operator's removal waits for a pending change instead 
 Deno.test("membership: a change still pending at the deadline fails with the reason", async () => {
   const clock = new ManualClock();
   const leader = leaderWithPendingChange(Number.MAX_SAFE_INTEGER);
-  const manager = new MembershipManager(
-    "n1",
-    () => "c1",
-    leader.replica,
-    clock,
-    new Logger("n1", "error", () => {}),
-  );
+  const manager = managerOn(leader.replica, clock);
   await assertRejects(
     () => settle(clock, manager.remove("n3", clock.nowMs() + 200), 1_000),
     KVError,

@@ -21,7 +21,7 @@
 import { crashAt } from "../common/failpoints.ts";
 import { raftRecordBytes, raftSegmentBytes } from "../common/limits.ts";
 import { assert } from "../common/assert.ts";
-import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
+import { ByteReader, ByteWriter, concatBytes, DecodeError } from "../common/bytes.ts";
 import { CorruptionError } from "../common/errors.ts";
 import {
   decodeEntry,
@@ -215,7 +215,7 @@ export class RaftLogStore implements RaftStorage {
     if (rd.entries.length > 0) records.push(...entryRecords(rd.entries, w));
     if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
     if (records.length > 0) {
-      const buf = records.length === 1 ? records[0] : concat(records);
+      const buf = records.length === 1 ? records[0] : concatBytes(...records);
       await this.#writer.append(buf, records.length);
       if (rd.entries.length > 0) crashAt("crash-after-log-write");
       this.writeCount++;
@@ -278,7 +278,7 @@ export class RaftLogStore implements RaftStorage {
     if (last >= first) {
       head.push(...entryRecords(this.memory.entries(first, last + 1), this.#writeBuffer));
     }
-    await writer.append(concat(head), head.length);
+    await writer.append(concatBytes(...head), head.length);
     await writer.sync();
     await this.#fs.syncDir(this.#dir);
     await this.#writer.close();
@@ -298,18 +298,6 @@ export class RaftLogStore implements RaftStorage {
   close(): Promise<void> {
     return this.#exclusive(() => this.#writer.close());
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**

@@ -25,6 +25,7 @@ import { maxApplyBatchBytes } from "../common/limits.ts";
 import type { Engine } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
 import { allocBytes } from "../common/byte_pool.ts";
+import { writeU64 } from "../storage/internal_key.ts";
 import { type Command, CommandOp, decodeCommand } from "./command.ts";
 
 /** How long a request id is remembered for deduplication (by leader timestamps). */
@@ -80,7 +81,7 @@ export function requestIdTimeKey(timestampMs: number, requestId: string): Uint8A
   const out = allocBytes(10 + id.length);
   out[0] = systemKeyByte;
   out[1] = 0x74; // 't'
-  putU64At(out, 2, Math.max(0, timestampMs));
+  writeU64(out, 2, Math.max(0, timestampMs));
   out.set(id, 10);
   return out;
 }
@@ -183,8 +184,8 @@ function encodeDedupe(d: Dedupe): Uint8Array {
   if (!d.changed) {
     // The common record (a single write): two u64s, written without BigInt or a growable buffer.
     const out = allocBytes(16);
-    putU64At(out, 0, d.revision);
-    putU64At(out, 8, d.timestampMs);
+    writeU64(out, 0, d.revision);
+    writeU64(out, 8, d.timestampMs);
     return out;
   }
   const w = new ByteWriter(32).putU64(BigInt(d.revision)).putU64(BigInt(d.timestampMs));
@@ -194,20 +195,6 @@ function encodeDedupe(d: Dedupe): Uint8Array {
   });
   w.putUvarint(d.changed.length).putBytes(bits);
   return w.finish();
-}
-
-/** Writes a non-negative safe integer as a big-endian u64 at `at`. */
-function putU64At(out: Uint8Array, at: number, v: number): void {
-  const hi = Math.floor(v / 0x1_0000_0000);
-  const lo = v >>> 0;
-  out[at] = hi >>> 24;
-  out[at + 1] = (hi >>> 16) & 0xff;
-  out[at + 2] = (hi >>> 8) & 0xff;
-  out[at + 3] = hi & 0xff;
-  out[at + 4] = lo >>> 24;
-  out[at + 5] = (lo >>> 16) & 0xff;
-  out[at + 6] = (lo >>> 8) & 0xff;
-  out[at + 7] = lo & 0xff;
 }
 
 function decodeDedupe(bytes: Uint8Array): Dedupe {

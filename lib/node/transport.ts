@@ -18,6 +18,7 @@
 
 import net from "node:net";
 import { maxAppendBytes, maxPeerQueueMessages } from "../common/limits.ts";
+import { concatBytes } from "../common/bytes.ts";
 import { decodeMessage, encodeMessage } from "../raft/codec.ts";
 import { type Message, MessageType } from "../raft/types.ts";
 import type { Logger } from "./logger.ts";
@@ -243,7 +244,7 @@ export class PeerTransport {
     this.stats.framesSent += frames.length;
     link.queue = [];
     link.queuedBytes = 0;
-    socket.write(frames.length === 1 ? frames[0] : concat(frames));
+    socket.write(frames.length === 1 ? frames[0] : concatBytes(...frames));
   }
 
   #connect(link: PeerLink, address: string): void {
@@ -443,16 +444,4 @@ export class PeerTransport {
     for (const s of this.#incoming) s.destroy();
     this.#incoming.clear();
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

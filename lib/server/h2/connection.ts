@@ -33,7 +33,8 @@ import {
   u32Frame,
 } from "./frames.ts";
 import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
-import { copyBytes, joinForWrite } from "../../common/byte_pool.ts";
+import { copyBytes } from "../../common/byte_pool.ts";
+import { concatBytes, joinForWrite } from "../../common/bytes.ts";
 
 /** Limits this server announces and enforces. */
 export const h2Limits = {
@@ -338,7 +339,7 @@ export class H2ServerConnection {
   #headerBlockDone(): void {
     const c = this.#continuing!;
     this.#continuing = undefined;
-    const block = c.parts.length === 1 ? c.parts[0] : concat(c.parts, c.bytes);
+    const block = c.parts.length === 1 ? c.parts[0] : concatBytes(...c.parts);
     // Decode even for a stream we refuse: the HPACK table must stay in step.
     const fields = this.#decoder.decode(block);
     const existing = this.#streams.get(c.streamId);
@@ -558,16 +559,6 @@ export class H2ServerConnection {
     this.#out = [];
     this.#socket.write(joinForWrite(chunks));
   }
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 function startsWith(a: Uint8Array, prefix: Uint8Array): boolean {
