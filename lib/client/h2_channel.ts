@@ -35,7 +35,8 @@ import {
 import { HpackDecoder, HpackEncoder } from "../server/h2/hpack.ts";
 import { concatBytes, joinForWrite } from "../common/bytes.ts";
 import { type DeadlineEntry, DeadlineQueue } from "../common/deadline_queue.ts";
-import { allocBytes, copyBytes } from "../common/byte_pool.ts";
+import { copyBytes } from "../common/byte_pool.ts";
+import { frameGrpcMessage } from "../server/h2/grpc.ts";
 import { SystemClock } from "../common/clock.ts";
 
 /** Deadlines of every call in flight on every channel of this process, behind one timer. */
@@ -170,14 +171,7 @@ class H2ClientConnection {
     });
     const block = this.#headerBlock(c.path, timeoutMs);
     for (const f of headerFrames(id, block, false, this.#peerMaxFrame)) this.#queue(f);
-    const framed = allocBytes(5 + c.message.length);
-    const n = c.message.length;
-    framed[1] = n >>> 24;
-    framed[2] = (n >>> 16) & 0xff;
-    framed[3] = (n >>> 8) & 0xff;
-    framed[4] = n & 0xff;
-    framed.set(c.message, 5);
-    s.unsent = framed;
+    s.unsent = frameGrpcMessage(c.message);
     this.#sendData(s);
   }
 

@@ -91,6 +91,12 @@ export function joinForWrite(parts: readonly Uint8Array[]): Uint8Array {
   return concatBytes(...parts);
 }
 
+/** True when every char of `s` is ASCII (its UTF-8 bytes are its char codes). */
+export function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
 /** Lowercase hex rendering, for logs and test output. */
 export function toHex(bytes: Uint8Array): string {
   let s = "";
@@ -118,8 +124,8 @@ export function uvarintLength(value: number): number {
   return n;
 }
 
-/** Writes a big-endian u32 (0 <= v < 2^32) at `at`. */
-function writeU32(out: Uint8Array, at: number, v: number): void {
+/** Writes a big-endian u32 (0 <= v < 2^32) at `at` (no DataView: no object per write). */
+export function writeU32(out: Uint8Array, at: number, v: number): void {
   out[at] = v >>> 24;
   out[at + 1] = (v >>> 16) & 0xff;
   out[at + 2] = (v >>> 8) & 0xff;

@@ -19,7 +19,7 @@
  */
 
 import { assert } from "../common/assert.ts";
-import { ByteReader, ByteWriter, equalBytes, fromUtf8, utf8 } from "../common/bytes.ts";
+import { ByteReader, ByteWriter, equalBytes, fromUtf8, isAscii, utf8 } from "../common/bytes.ts";
 import { CompactedError, ConflictError, InvalidArgumentError } from "../common/errors.ts";
 import { maxApplyBatchBytes } from "../common/limits.ts";
 import type { Engine } from "../storage/engine.ts";
@@ -41,24 +41,14 @@ export const systemKeyByte = 0x00;
  */
 export function systemKey(kind: "m" | "r" | "t", name: string): Uint8Array {
   // Pooled: system keys are looked up or copied into a write batch, then dropped.
-  if (isAscii(name)) {
-    const out = allocBytes(2 + name.length);
-    out[0] = systemKeyByte;
-    out[1] = kind.charCodeAt(0);
-    for (let i = 0; i < name.length; i++) out[2 + i] = name.charCodeAt(i);
-    return out;
-  }
-  const n = utf8(name);
-  const out = allocBytes(2 + n.length);
+  // An ASCII name (every request id) is copied char by char, without an encoder call.
+  const n = isAscii(name) ? undefined : utf8(name);
+  const out = allocBytes(2 + (n ? n.length : name.length));
   out[0] = systemKeyByte;
   out[1] = kind.charCodeAt(0);
-  out.set(n, 2);
+  if (n) out.set(n, 2);
+  else for (let i = 0; i < name.length; i++) out[2 + i] = name.charCodeAt(i);
   return out;
-}
-
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
-  return true;
 }
 
 /** Rejects user keys in the reserved system range. */

@@ -9,6 +9,7 @@
  */
 
 import { allocBytes } from "../../common/byte_pool.ts";
+import { writeU32 } from "../../common/bytes.ts";
 
 /** Frame types (RFC 9113 6). */
 export const FrameType = {
@@ -157,20 +158,12 @@ export function encodeFrame(
   out[2] = n & 0xff;
   out[3] = type;
   out[4] = flags;
-  putU32(out, 5, streamId & 0x7fff_ffff);
+  writeU32(out, 5, streamId & 0x7fff_ffff);
   out.set(payload, 9);
   return out;
 }
 
 const noPayload = new Uint8Array(0);
-
-/** Writes a big-endian u32 at `at` (no DataView: one less object per frame). */
-function putU32(out: Uint8Array, at: number, v: number): void {
-  out[at] = v >>> 24;
-  out[at + 1] = (v >>> 16) & 0xff;
-  out[at + 2] = (v >>> 8) & 0xff;
-  out[at + 3] = v & 0xff;
-}
 
 /** A SETTINGS frame with the given (id, value) pairs. */
 export function settingsFrame(settings: [number, number][]): Uint8Array {
@@ -186,7 +179,7 @@ export function settingsFrame(settings: [number, number][]): Uint8Array {
 /** A u32 payload frame (WINDOW_UPDATE, RST_STREAM). */
 export function u32Frame(type: number, streamId: number, value: number): Uint8Array {
   const payload = new Uint8Array(4);
-  putU32(payload, 0, value);
+  writeU32(payload, 0, value);
   return encodeFrame(type, 0, streamId, payload);
 }
 

@@ -14,6 +14,7 @@ import { type DeadlineEntry, DeadlineQueue } from "../../common/deadline_queue.t
 import { SystemClock } from "../../common/clock.ts";
 import type { HeaderField } from "./hpack.ts";
 import { allocBytes } from "../../common/byte_pool.ts";
+import { writeU32 } from "../../common/bytes.ts";
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
@@ -103,6 +104,17 @@ export interface MethodCodec {
 
 /** Bytes queued on a stream beyond which a streaming write reports backpressure. */
 const highWaterBytes = 1 << 20;
+
+/**
+ * A message with gRPC's 5-byte prefix (u8 0 = not compressed, u32 length),
+ * as both sides put it in DATA frames; pooled, since it is framed and sent.
+ */
+export function frameGrpcMessage(body: Uint8Array): Uint8Array {
+  const framed = allocBytes(5 + body.length);
+  writeU32(framed, 1, body.length);
+  framed.set(body, 5);
+  return framed;
+}
 
 /** Routes HTTP/2 streams to gRPC methods by path ("/package.Service/Method"). */
 export class GrpcRouter {
@@ -275,13 +287,7 @@ class GrpcExchange {
 
   #sendMessage(message: Msg): void {
     const body = this.route!.codec.encode(message);
-    const framed = allocBytes(5 + body.length);
-    const n = body.length;
-    framed[1] = n >>> 24;
-    framed[2] = (n >>> 16) & 0xff;
-    framed[3] = (n >>> 8) & 0xff;
-    framed[4] = n & 0xff;
-    framed.set(body, 5);
+    const framed = frameGrpcMessage(body);
     if (!this.#headersSent) {
       this.#headersSent = true;
       this.stream.respond([[":status", "200"], ["content-type", "application/grpc"]]);

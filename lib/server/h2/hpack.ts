@@ -11,6 +11,7 @@
  */
 
 import { copyBytes } from "../../common/byte_pool.ts";
+import { isAscii } from "../../common/bytes.ts";
 
 /** A header block could not be decoded: a connection error (COMPRESSION_ERROR). */
 export class HpackError extends Error {
@@ -511,14 +512,7 @@ export class HpackEncoder {
   }
 
   #string(s: string): void {
-    let ascii = true;
-    for (let i = 0; i < s.length; i++) {
-      if (s.charCodeAt(i) >= 0x80) {
-        ascii = false;
-        break;
-      }
-    }
-    const bytes = ascii ? undefined : utf8Encoder.encode(s);
+    const bytes = isAscii(s) ? undefined : utf8Encoder.encode(s);
     const length = bytes ? bytes.length : s.length;
     this.#integer(length, 7, 0);
     this.#reserve(length);
