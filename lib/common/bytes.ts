@@ -193,6 +193,16 @@ export class ByteWriter {
     return this;
   }
 
+  /** Appends a non-negative safe integer as a big-endian u64, without a BigInt. */
+  putU64Number(v: number): this {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 out of range: ${v}`);
+    this.#reserve(8);
+    writeU32(this.#buf, this.#len, Math.floor(v / 0x1_0000_0000));
+    writeU32(this.#buf, this.#len + 4, v >>> 0);
+    this.#len += 8;
+    return this;
+  }
+
   /** Appends a non-negative safe integer as LEB128. */
   putUvarint(v: number): this {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`uvarint out of range: ${v}`);
@@ -303,6 +313,19 @@ export class ByteReader {
   u64(): bigint {
     this.#need(8, "u64");
     const v = this.#view.getBigUint64(this.#pos);
+    this.#pos += 8;
+    return v;
+  }
+
+  /** Reads a big-endian u64 that must fit a safe integer, without a BigInt. */
+  u64Number(): number {
+    const at = this.#pos;
+    this.#need(8, "u64");
+    const high = this.#view.getUint32(at);
+    if (high > 0x1f_ffff) {
+      throw new DecodeError(`u64 ${high} * 2^32 + ... is not a safe integer`, at);
+    }
+    const v = high * 0x1_0000_0000 + this.#view.getUint32(at + 4);
     this.#pos += 8;
     return v;
   }

@@ -95,3 +95,20 @@ Deno.test("concatBytes and setU32At", () => {
   w.setU32At(0, 0xabcdef01);
   assertEquals(new ByteReader(w.view()).u32(), 0xabcdef01);
 });
+
+Deno.test("u64 as a number: round trips safe integers, refuses larger ones on both sides", () => {
+  const values = [0, 1, 0xffff_ffff, 0x1_0000_0000, 1_733_470_000_000, Number.MAX_SAFE_INTEGER];
+  const w = new ByteWriter(8);
+  for (const v of values) w.putU64Number(v);
+  const bytes = w.finish();
+  const r = new ByteReader(bytes);
+  for (const v of values) assertEquals(r.u64Number(), v);
+  // The same bytes as the BigInt writer: the formats on disk do not change.
+  const big = new ByteWriter(8);
+  for (const v of values) big.putU64(BigInt(v));
+  assertEquals([...big.finish()], [...bytes]);
+  assertThrows(() => new ByteWriter(8).putU64Number(-1), RangeError);
+  assertThrows(() => new ByteWriter(8).putU64Number(2 ** 53), RangeError);
+  const tooBig = new ByteWriter(8).putU64(2n ** 53n).finish();
+  assertThrows(() => new ByteReader(tooBig).u64Number(), DecodeError);
+});

@@ -96,7 +96,7 @@ const maxTxnWrites = 10_000;
 
 function putOptionalVersion(w: ByteWriter, v: number | undefined, extraFlags = 0): void {
   w.putU8((v === undefined ? 0 : flagHasIfVersion) | extraFlags);
-  if (v !== undefined) w.putU64(BigInt(v));
+  if (v !== undefined) w.putU64Number(v);
 }
 
 /** Reads the flags byte and optional version; `allowed` are the flags this op may carry. */
@@ -106,17 +106,23 @@ function readOptionalVersion(
 ): { ifVersion: number | undefined; flags: number } {
   const flags = r.u8();
   if (flags & ~allowed) throw new DecodeError(`unknown flags ${flags}`, r.offset - 1);
-  return { ifVersion: flags & flagHasIfVersion ? Number(r.u64()) : undefined, flags };
+  return { ifVersion: flags & flagHasIfVersion ? r.u64Number() : undefined, flags };
 }
 
-/** Encodes a command for a Raft entry's data. */
+/** Encodes a command for a Raft entry's data (its own allocation: the entry keeps it). */
 export function encodeCommand(c: Command, w = new ByteWriter(64)): Uint8Array {
+  writeCommand(c, w);
+  return w.finish();
+}
+
+/** Writes `c` into `w` from its start. */
+function writeCommand(c: Command, w: ByteWriter): void {
   w.reset();
-  w.putU8(commandFormatVersion).putU8(c.op).putU64(BigInt(c.timestampMs));
+  w.putU8(commandFormatVersion).putU8(c.op).putU64Number(c.timestampMs);
   switch (c.op) {
     case CommandOp.Put:
       w.putString(c.requestId).putLengthPrefixed(c.key).putLengthPrefixed(c.value);
-      w.putU64(BigInt(c.expiresAtMs));
+      w.putU64Number(c.expiresAtMs);
       putOptionalVersion(w, c.ifVersion, c.wantPrev ? flagWantPrev : 0);
       break;
     case CommandOp.Delete:
@@ -127,23 +133,25 @@ export function encodeCommand(c: Command, w = new ByteWriter(64)): Uint8Array {
       w.putString(c.requestId).putUvarint(c.writes.length);
       for (const op of c.writes) {
         w.putU8(op.value === undefined ? 0 : 1).putLengthPrefixed(op.key);
-        if (op.value !== undefined) w.putLengthPrefixed(op.value).putU64(BigInt(op.expiresAtMs));
+        if (op.value !== undefined) w.putLengthPrefixed(op.value).putU64Number(op.expiresAtMs);
       }
       break;
     case CommandOp.ExpireKey:
-      w.putLengthPrefixed(c.key).putU64(BigInt(c.version));
+      w.putLengthPrefixed(c.key).putU64Number(c.version);
       break;
     case CommandOp.CompactHistory:
-      w.putU64(BigInt(c.revision));
+      w.putU64Number(c.revision);
       break;
     case CommandOp.Batch: {
       w.putString(c.requestId).putUvarint(c.commands.length);
       const inner = new ByteWriter(64);
-      for (const sub of c.commands) w.putLengthPrefixed(encodeCommand(sub, inner));
+      for (const sub of c.commands) {
+        writeCommand(sub, inner);
+        w.putLengthPrefixed(inner.view()); // copied here, so a view will do
+      }
       break;
     }
   }
-  return w.finish();
 }
 
 /**
@@ -174,14 +182,14 @@ export function decodeCommand(data: Uint8Array): Command {
     throw new DecodeError(`unknown command format ${version}`, 0);
   }
   const op = r.u8();
-  const timestampMs = Number(r.u64());
+  const timestampMs = r.u64Number();
   let c: Command;
   switch (op) {
     case CommandOp.Put: {
       const requestId = r.string(256);
       const key = r.lengthPrefixed(maxKeyBytes);
       const value = r.lengthPrefixed(maxValueBytes);
-      const expiresAtMs = Number(r.u64());
+      const expiresAtMs = r.u64Number();
       const { ifVersion, flags } = readOptionalVersion(r, flagHasIfVersion | flagWantPrev);
       c = { op, timestampMs, requestId, key, value, expiresAtMs, ifVersion };
       if (flags & flagWantPrev) c.wantPrev = true;
@@ -206,17 +214,17 @@ export function decodeCommand(data: Uint8Array): Command {
         if (kind === 0) writes.push({ key, value: undefined, expiresAtMs: 0 });
         else if (kind === 1) {
           const value = r.lengthPrefixed(maxValueBytes);
-          writes.push({ key, value, expiresAtMs: Number(r.u64()) });
+          writes.push({ key, value, expiresAtMs: r.u64Number() });
         } else throw new DecodeError(`unknown transaction write kind ${kind}`, r.offset - 1);
       }
       c = { op, timestampMs, requestId, writes };
       break;
     }
     case CommandOp.ExpireKey:
-      c = { op, timestampMs, key: r.lengthPrefixed(maxKeyBytes), version: Number(r.u64()) };
+      c = { op, timestampMs, key: r.lengthPrefixed(maxKeyBytes), version: r.u64Number() };
       break;
     case CommandOp.CompactHistory:
-      c = { op, timestampMs, revision: Number(r.u64()) };
+      c = { op, timestampMs, revision: r.u64Number() };
       break;
     case CommandOp.Batch: {
       const requestId = r.string(256);

@@ -22,11 +22,11 @@ import { assert } from "../common/assert.ts";
 import { ByteReader, ByteWriter, equalBytes, fromUtf8, isAscii, utf8 } from "../common/bytes.ts";
 import { CompactedError, ConflictError, InvalidArgumentError } from "../common/errors.ts";
 import { maxApplyBatchBytes } from "../common/limits.ts";
-import type { Engine } from "../storage/engine.ts";
+import { type Engine, type KV, readNeedsIo } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
 import { allocBytes } from "../common/byte_pool.ts";
 import { writeU64 } from "../storage/internal_key.ts";
-import { type Command, CommandOp, decodeCommand } from "./command.ts";
+import { type BatchableCommand, type Command, CommandOp, decodeCommand } from "./command.ts";
 
 /** How long a request id is remembered for deduplication (by leader timestamps). */
 export const requestIdRetentionMs = 10 * 60 * 1000;
@@ -113,11 +113,34 @@ export interface MemberRecord {
   learner: boolean;
 }
 
+/** A write of the apply batch, as later reads in the same batch see it. */
 interface Pending {
   value: Uint8Array | undefined;
   version: number;
   expiresAtMs: number;
 }
+
+/** What one `apply` call accumulates and the reads it answers from memory. */
+interface ApplyScope {
+  batch: WriteBatch;
+  /** The batch's writes by `keyString(key)`. */
+  pending: Map<string, Pending>;
+  /** Dedupe records the batch wrote, by request id. */
+  pendingIds: Map<string, Uint8Array>;
+  events: ChangeEvent[];
+  /** Engine reads done ahead of a command whose reads needed the disk, by `keyString(key)`. */
+  fetched: Map<string, KV | undefined>;
+  /** The same for request ids: the dedupe record's bytes. */
+  fetchedIds: Map<string, Uint8Array | undefined>;
+}
+
+/** An engine read without a TTL filter: the apply path filters by the command's time. */
+const rawRead = { nowMs: 0 };
+
+/** The Batch command (client writes proposed together). */
+type BatchCommand = Extract<Command, { op: CommandOp.Batch }>;
+/** Commands the cluster proposes itself; their reads may wait for the disk. */
+type MaintenanceCommand = Extract<Command, { op: CommandOp.ExpireKey | CommandOp.CompactHistory }>;
 
 const empty = new Uint8Array(0);
 
@@ -134,15 +157,6 @@ function keyString(key: Uint8Array): string {
     s += String.fromCharCode.apply(null, key.subarray(i, i + 8192) as unknown as number[]);
   }
   return s;
-}
-
-/**
- * The pending-map key of a request id's dedupe record. User keys never
- * start with 0x00, so it cannot meet a user key's entry; it is built from
- * the id itself, without encoding the system key twice per write.
- */
-function dedupePendingKey(requestId: string): string {
-  return "\u0000r" + requestId;
 }
 
 /** Encodes the member table (system key value). */
@@ -178,7 +192,7 @@ function encodeDedupe(d: Dedupe): Uint8Array {
     writeU64(out, 8, d.timestampMs);
     return out;
   }
-  const w = new ByteWriter(32).putU64(BigInt(d.revision)).putU64(BigInt(d.timestampMs));
+  const w = new ByteWriter(32).putU64Number(d.revision).putU64Number(d.timestampMs);
   const bits = new Uint8Array(Math.ceil(d.changed.length / 8));
   d.changed.forEach((c, i) => {
     if (c) bits[i >> 3] |= 1 << (i & 7);
@@ -189,7 +203,7 @@ function encodeDedupe(d: Dedupe): Uint8Array {
 
 function decodeDedupe(bytes: Uint8Array): Dedupe {
   const r = new ByteReader(bytes);
-  const d: Dedupe = { revision: Number(r.u64()), timestampMs: Number(r.u64()) };
+  const d: Dedupe = { revision: r.u64Number(), timestampMs: r.u64Number() };
   if (r.remaining > 0) {
     const n = r.uvarint();
     const bits = r.bytesView(Math.ceil(n / 8));
@@ -292,9 +306,14 @@ export class StateMachine {
    */
   async apply(entries: ApplyEntry[]): Promise<Map<number, ApplyResult>> {
     const results = new Map<number, ApplyResult>();
-    let batch = new WriteBatch();
-    const events: ChangeEvent[] = [];
-    const pending = new Map<string, Pending>();
+    const s: ApplyScope = {
+      batch: new WriteBatch(),
+      pending: new Map(),
+      pendingIds: new Map(),
+      events: [],
+      fetched: new Map(),
+      fetchedIds: new Map(),
+    };
     let last = this.#appliedIndex;
     this.#entryIds = [];
     for (const entry of entries) {
@@ -303,7 +322,7 @@ export class StateMachine {
       last = entry.index;
       if (entry.members) {
         this.#revision++;
-        batch.put(membershipKey, encodeMembers(entry.members), { version: this.#revision });
+        s.batch.put(membershipKey, encodeMembers(entry.members), { version: this.#revision });
         results.set(entry.index, { revision: this.#revision, changed: true });
         continue;
       }
@@ -312,39 +331,115 @@ export class StateMachine {
         continue;
       }
       const command = decodeCommand(entry.data);
-      results.set(entry.index, await this.#applyCommand(command, batch, pending, events));
-      this.#indexEntryIds(command.timestampMs, batch);
-      if (batch.byteSize >= maxApplyBatchBytes) {
+      if (command.op === CommandOp.ExpireKey || command.op === CommandOp.CompactHistory) {
+        results.set(entry.index, await this.#applyMaintenance(command, s));
+      } else {
+        // Client writes apply without waiting: their reads come from memory, and the rare
+        // read that needs the disk is done first, before anything of the command is applied.
+        if (!this.#readsInMemory(command, s)) await this.#fetchReads(command, s);
+        results.set(entry.index, this.#applyWrite(command, command.timestampMs, s));
+        if (s.fetched.size > 0 || s.fetchedIds.size > 0) {
+          s.fetched.clear();
+          s.fetchedIds.clear();
+        }
+      }
+      this.#indexEntryIds(command.timestampMs, s.batch);
+      if (s.batch.byteSize >= maxApplyBatchBytes) {
         // Large values: write what we have, so no WAL record outgrows what a reader accepts.
-        await this.engine.write(batch, { sync: false, appliedIndex: last });
+        await this.engine.write(s.batch, { sync: false, appliedIndex: last });
         this.#appliedIndex = last;
-        batch = new WriteBatch();
+        s.batch = new WriteBatch();
       }
     }
     if (last === this.#appliedIndex) {
-      if (events.length > 0) this.onChange?.(events, this.#revision);
+      if (s.events.length > 0) this.onChange?.(s.events, this.#revision);
       return results;
     }
-    await this.engine.write(batch, { sync: false, appliedIndex: last });
+    await this.engine.write(s.batch, { sync: false, appliedIndex: last });
     this.#appliedIndex = last;
-    if (events.length > 0) this.onChange?.(events, this.#revision);
+    if (s.events.length > 0) this.onChange?.(s.events, this.#revision);
     return results;
   }
 
+  /** Whether a put must read the key's current state (a condition, or someone wants prev). */
+  #putReadsKey(c: { ifVersion: number | undefined; wantPrev?: boolean }): boolean {
+    return c.ifVersion !== undefined || c.wantPrev === true || this.wantPrevForEvents();
+  }
+
+  /**
+   * True when every engine read `c` can make is answered from memory now
+   * (memtables, cached blocks). Called in the same turn as the apply, so
+   * the answer still holds when the command runs.
+   */
+  #readsInMemory(c: Command, s: ApplyScope): boolean {
+    const e = this.engine;
+    if (
+      "requestId" in c && c.requestId !== "" && !s.pendingIds.has(c.requestId) &&
+      e.getNow(this.#requestKey(c.requestId), rawRead) === readNeedsIo
+    ) {
+      return false;
+    }
+    switch (c.op) {
+      case CommandOp.Put:
+        return !this.#putReadsKey(c) || e.getNow(c.key, rawRead) !== readNeedsIo;
+      case CommandOp.Delete:
+        return e.getNow(c.key, rawRead) !== readNeedsIo;
+      case CommandOp.Txn:
+        return c.writes.every((w) => e.getNow(w.key, rawRead) !== readNeedsIo);
+      case CommandOp.Batch:
+        return c.commands.every((sub) => this.#readsInMemory(sub, s));
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * Reads from the engine everything `c` could read (request ids and every
+   * key it names), into `s.fetched`, for a command whose reads need the disk.
+   */
+  async #fetchReads(c: Command, s: ApplyScope): Promise<void> {
+    if ("requestId" in c && c.requestId !== "") {
+      const kv = await this.engine.get(this.#requestKey(c.requestId), rawRead);
+      s.fetchedIds.set(c.requestId, kv?.value);
+    }
+    const fetchKey = async (key: Uint8Array) => {
+      s.fetched.set(keyString(key), await this.engine.get(key, rawRead));
+    };
+    switch (c.op) {
+      case CommandOp.Put:
+      case CommandOp.Delete:
+        await fetchKey(c.key);
+        break;
+      case CommandOp.Txn:
+        for (const w of c.writes) await fetchKey(w.key);
+        break;
+      case CommandOp.Batch:
+        for (const sub of c.commands) await this.#fetchReads(sub, s);
+        break;
+    }
+  }
+
+  /** An engine read the apply path was promised was in memory or fetched. */
+  #engineRead(key: Uint8Array, ks: string, s: ApplyScope): KV | undefined {
+    if (s.fetched.size > 0 && s.fetched.has(ks)) return s.fetched.get(ks);
+    const kv = this.engine.getNow(key, rawRead);
+    assert(kv !== readNeedsIo, "apply: a read needed the disk after #readsInMemory said no");
+    return kv;
+  }
+
   /** Current state of `key` as of the leader time `nowMs`, seeing writes pending in this batch. */
-  async #current(
-    key: Uint8Array,
-    pending: Map<string, Pending>,
-    nowMs: number,
-  ): Promise<KeyValue | undefined> {
-    const p = pending.get(keyString(key));
+  #current(key: Uint8Array, nowMs: number, s: ApplyScope): KeyValue | undefined {
+    const ks = keyString(key);
+    const p = s.pending.get(ks);
     if (p) {
       if (p.value === undefined || (p.expiresAtMs > 0 && p.expiresAtMs <= nowMs)) return undefined;
       return { key, value: p.value, version: p.version, expiresAtMs: p.expiresAtMs };
     }
-    const kv = await this.engine.get(key, { nowMs });
+    const kv = this.#engineRead(key, ks, s);
     if (!kv) return undefined;
-    return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
+    const expiresAtMs = kv.expiresAtMs ?? 0;
+    if (expiresAtMs > 0 && expiresAtMs <= nowMs) return undefined;
+    return { key, value: kv.value, version: kv.version, expiresAtMs };
   }
 
   /**
@@ -355,14 +450,18 @@ export class StateMachine {
    * same batch as its original apply twice on one replica and once on
    * another.
    */
-  async #dedupe(
-    requestId: string,
-    timestampMs: number,
-    pending: Map<string, Pending>,
-  ): Promise<ApplyResult | undefined> {
+  #dedupe(requestId: string, timestampMs: number, s: ApplyScope): ApplyResult | undefined {
     if (requestId === "") return undefined;
-    const p = pending.get(dedupePendingKey(requestId));
-    const bytes = p ? p.value : (await this.engine.get(this.#requestKey(requestId)))?.value;
+    let bytes = s.pendingIds.get(requestId);
+    if (bytes === undefined) {
+      if (s.fetchedIds.size > 0 && s.fetchedIds.has(requestId)) {
+        bytes = s.fetchedIds.get(requestId);
+      } else {
+        const kv = this.engine.getNow(this.#requestKey(requestId), rawRead);
+        assert(kv !== readNeedsIo, "apply: a dedupe read needed the disk after the check");
+        bytes = kv?.value;
+      }
+    }
     if (!bytes) return undefined;
     const d = decodeDedupe(bytes);
     if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
@@ -407,32 +506,25 @@ export class StateMachine {
     requestId: string,
     revision: number,
     timestampMs: number,
-    batch: WriteBatch,
-    pending: Map<string, Pending>,
+    s: ApplyScope,
     changed?: boolean[],
   ): void {
     if (requestId === "") return;
     const key = this.#requestKey(requestId);
     const value = encodeDedupe({ revision, timestampMs, changed });
-    batch.put(key, value, { version: revision });
+    s.batch.put(key, value, { version: revision });
     this.#entryIds.push(requestId);
-    pending.set(dedupePendingKey(requestId), { value, version: revision, expiresAtMs: 0 });
+    s.pendingIds.set(requestId, value);
   }
 
-  async #applyCommand(
-    c: Command,
-    batch: WriteBatch,
-    pending: Map<string, Pending>,
-    events: ChangeEvent[],
-  ): Promise<ApplyResult> {
-    const now = c.timestampMs;
+  /** Applies a client write (its reads are in memory: see #readsInMemory). `now` is the leader's time. */
+  #applyWrite(c: BatchableCommand | BatchCommand, now: number, s: ApplyScope): ApplyResult {
     switch (c.op) {
       case CommandOp.Put: {
-        const seen = await this.#dedupe(c.requestId, now, pending);
+        const seen = this.#dedupe(c.requestId, now, s);
         if (seen) return seen;
         // The previous value is only reported, never stored: read it only when someone asks.
-        const needPrev = c.ifVersion !== undefined || c.wantPrev || this.wantPrevForEvents();
-        const prev = needPrev ? await this.#current(c.key, pending, now) : undefined;
+        const prev = this.#putReadsKey(c) ? this.#current(c.key, now, s) : undefined;
         if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
           return {
             revision: this.#revision,
@@ -442,22 +534,22 @@ export class StateMachine {
           };
         }
         const revision = ++this.#revision;
-        batch.put(c.key, c.value, { version: revision, expiresAtMs: c.expiresAtMs });
-        pending.set(keyString(c.key), {
+        s.batch.put(c.key, c.value, { version: revision, expiresAtMs: c.expiresAtMs });
+        s.pending.set(keyString(c.key), {
           value: c.value,
           version: revision,
           expiresAtMs: c.expiresAtMs,
         });
-        this.#remember(c.requestId, revision, now, batch, pending);
+        this.#remember(c.requestId, revision, now, s);
         const kv = { key: c.key, value: c.value, version: revision, expiresAtMs: c.expiresAtMs };
-        events.push({ type: "put", kv, prev });
+        s.events.push({ type: "put", kv, prev });
         if (c.expiresAtMs > 0) this.onExpiry?.(c.key, revision, c.expiresAtMs);
         return { revision, changed: true, prev };
       }
       case CommandOp.Delete: {
-        const seen = await this.#dedupe(c.requestId, now, pending);
+        const seen = this.#dedupe(c.requestId, now, s);
         if (seen) return seen;
-        const prev = await this.#current(c.key, pending, now);
+        const prev = this.#current(c.key, now, s);
         if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
           return {
             revision: this.#revision,
@@ -468,9 +560,9 @@ export class StateMachine {
         }
         if (!prev) return { revision: this.#revision, changed: false };
         const revision = ++this.#revision;
-        this.#deleteKey(c.key, revision, batch, pending);
-        this.#remember(c.requestId, revision, now, batch, pending);
-        events.push({
+        this.#deleteKey(c.key, revision, s);
+        this.#remember(c.requestId, revision, now, s);
+        s.events.push({
           type: "delete",
           kv: { key: c.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
           prev,
@@ -478,27 +570,27 @@ export class StateMachine {
         return { revision, changed: true, prev };
       }
       case CommandOp.Txn: {
-        const seen = await this.#dedupe(c.requestId, now, pending);
+        const seen = this.#dedupe(c.requestId, now, s);
         if (seen) return seen;
         const revision = ++this.#revision;
         for (const w of c.writes) {
-          const prev = await this.#current(w.key, pending, now);
+          const prev = this.#current(w.key, now, s);
           if (w.value === undefined) {
             if (!prev) continue;
-            this.#deleteKey(w.key, revision, batch, pending);
-            events.push({
+            this.#deleteKey(w.key, revision, s);
+            s.events.push({
               type: "delete",
               kv: { key: w.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
               prev,
             });
           } else {
-            batch.put(w.key, w.value, { version: revision, expiresAtMs: w.expiresAtMs });
-            pending.set(keyString(w.key), {
+            s.batch.put(w.key, w.value, { version: revision, expiresAtMs: w.expiresAtMs });
+            s.pending.set(keyString(w.key), {
               value: w.value,
               version: revision,
               expiresAtMs: w.expiresAtMs,
             });
-            events.push({
+            s.events.push({
               type: "put",
               kv: { key: w.key, value: w.value, version: revision, expiresAtMs: w.expiresAtMs },
               prev,
@@ -506,19 +598,36 @@ export class StateMachine {
             if (w.expiresAtMs > 0) this.onExpiry?.(w.key, revision, w.expiresAtMs);
           }
         }
-        this.#remember(c.requestId, revision, now, batch, pending);
+        this.#remember(c.requestId, revision, now, s);
         return { revision, changed: true };
       }
+      case CommandOp.Batch: {
+        const seen = this.#dedupe(c.requestId, now, s);
+        if (seen) return seen;
+        // Every write of the batch runs at the batch's time.
+        const results: ApplyResult[] = [];
+        for (const sub of c.commands) results.push(this.#applyWrite(sub, now, s));
+        const changed = results.map((r) => r.changed && r.error === undefined);
+        this.#remember(c.requestId, this.#revision, now, s, changed);
+        return { revision: this.#revision, changed: changed.includes(true), results };
+      }
+    }
+  }
+
+  /** Applies the commands the cluster itself proposes: TTL expiry and history compaction. */
+  async #applyMaintenance(c: MaintenanceCommand, s: ApplyScope): Promise<ApplyResult> {
+    const now = c.timestampMs;
+    switch (c.op) {
       case CommandOp.ExpireKey: {
         // Delete only if the key still holds the version that expired (it may have been rewritten).
-        const p = pending.get(keyString(c.key));
+        const p = s.pending.get(keyString(c.key));
         const current = p
           ? (p.value === undefined ? undefined : p.version)
-          : (await this.engine.get(c.key, { nowMs: 0 }))?.version;
+          : (await this.engine.get(c.key, rawRead))?.version;
         if (current !== c.version) return { revision: this.#revision, changed: false };
-        const prevKv = await this.engine.get(c.key, { nowMs: 0 });
+        const prevKv = await this.engine.get(c.key, rawRead);
         const revision = ++this.#revision;
-        this.#deleteKey(c.key, revision, batch, pending);
+        this.#deleteKey(c.key, revision, s);
         const prev = prevKv
           ? {
             key: c.key,
@@ -527,25 +636,12 @@ export class StateMachine {
             expiresAtMs: prevKv.expiresAtMs ?? 0,
           }
           : undefined;
-        events.push({
+        s.events.push({
           type: "delete",
           kv: { key: c.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
           prev,
         });
         return { revision, changed: true };
-      }
-      case CommandOp.Batch: {
-        const seen = await this.#dedupe(c.requestId, now, pending);
-        if (seen) return seen;
-        const results: ApplyResult[] = [];
-        for (const sub of c.commands) {
-          results.push(
-            await this.#applyCommand({ ...sub, timestampMs: now }, batch, pending, events),
-          );
-        }
-        const changed = results.map((r) => r.changed && r.error === undefined);
-        this.#remember(c.requestId, this.#revision, now, batch, pending, changed);
-        return { revision: this.#revision, changed: changed.includes(true), results };
       }
       case CommandOp.CompactHistory: {
         if (c.revision > this.#revision) {
@@ -564,21 +660,16 @@ export class StateMachine {
             error: new CompactedError(c.revision, this.engine.compactedVersion),
           };
         }
-        await this.#forgetOldRequestIds(now, batch);
+        await this.#forgetOldRequestIds(now, s.batch);
         await this.engine.compactHistory(c.revision);
         return { revision: this.#revision, changed: true };
       }
     }
   }
 
-  #deleteKey(
-    key: Uint8Array,
-    revision: number,
-    batch: WriteBatch,
-    pending: Map<string, Pending>,
-  ): void {
-    batch.delete(key, { version: revision });
-    pending.set(keyString(key), { value: undefined, version: revision, expiresAtMs: 0 });
+  #deleteKey(key: Uint8Array, revision: number, s: ApplyScope): void {
+    s.batch.delete(key, { version: revision });
+    s.pending.set(keyString(key), { value: undefined, version: revision, expiresAtMs: 0 });
   }
 
   /**

@@ -1,6 +1,6 @@
 import { assertEquals } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
-import { Engine } from "../storage/engine.ts";
+import { Engine, readNeedsIo } from "../storage/engine.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { type BatchableCommand, CommandOp, decodeCommand, encodeCommand } from "./command.ts";
 import { type ApplyEntry, requestIdRetentionMs, StateMachine, systemKey } from "./state_machine.ts";
@@ -221,3 +221,43 @@ function bigPut(key: string, value: string): BatchableCommand {
     ifVersion: undefined,
   };
 }
+
+Deno.test("writes whose reads need the disk (cold table blocks) apply like writes read from memory", async () => {
+  const fs = new MemFileSystem();
+  const first = await Engine.open("/cold", { fs });
+  await new StateMachine(first).apply([
+    { index: 1, data: put("a", "1", "req-1") },
+    { index: 2, data: put("b", "2", "req-2") },
+  ]);
+  await first.flush();
+  await first.close();
+  // Reopened: the keys and request ids live in a table whose blocks are not cached.
+  await using engine = await Engine.open("/cold", { fs });
+  assertEquals(engine.getNow(utf8("a")), readNeedsIo, "the test needs a cold block");
+  const sm = new StateMachine(engine);
+  const del = (key: string, requestId: string): BatchableCommand => ({
+    op: CommandOp.Delete,
+    timestampMs: 1_000,
+    requestId,
+    key: utf8(key),
+    ifVersion: undefined,
+  });
+  const results = await sm.apply([
+    { index: 3, data: put("a", "1", "req-1") }, // a retry of index 1
+    {
+      index: 4,
+      data: encodeCommand({
+        op: CommandOp.Batch,
+        timestampMs: 1_000,
+        requestId: "",
+        commands: [del("b", "req-3"), del("b", "req-4"), del("missing", "req-5")],
+      }),
+    },
+  ]);
+  assertEquals(results.get(3), { revision: 1, changed: true, deduplicated: true });
+  const batch = results.get(4)!.results!;
+  assertEquals(batch.map((r) => [r.revision, r.changed]), [[3, true], [3, false], [3, false]]);
+  assertEquals(new TextDecoder().decode(batch[0].prev!.value), "2", "the delete saw b's value");
+  assertEquals(await engine.get(utf8("b")), undefined);
+  assertEquals(sm.revision, 3);
+});

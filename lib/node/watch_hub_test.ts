@@ -46,11 +46,12 @@ Deno.test("watch: a start beyond this replica's revision waits for it instead of
 Deno.test("watch: opened while a batch is being applied, it starts after the writes already counted", async () => {
   const { engine, sm, hub } = await setup();
   let w: Watcher | undefined;
-  // Open the watch from inside the apply, between the batch's first and second write.
+  // Open the watch from inside the apply, between the batch's first and second write (the
+  // apply asks once before a put, to see what it will read, and once while applying it).
   const inner = sm.wantPrevForEvents;
   let calls = 0;
   sm.wantPrevForEvents = () => {
-    if (++calls === 2) w = hub.watch(watchTarget(undefined, utf8("")));
+    if (++calls === 3) w = hub.watch(watchTarget(undefined, utf8("")));
     return inner();
   };
   await sm.apply([{ index: 1, data: put("a", "1") }, { index: 2, data: put("b", "2") }]);
