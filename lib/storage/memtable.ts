@@ -128,6 +128,27 @@ function lowerBound(px: number[], items: Item[], t: Target): number {
   return lo;
 }
 
+/**
+ * Inserts `v` at `i`, shifting the tail by one. `splice` would do the same
+ * but also allocates the (empty) array of removed elements on every call.
+ */
+function insertAt<T>(a: T[], i: number, v: T): void {
+  let j = a.length;
+  a.push(v);
+  for (; j > i; j--) a[j] = a[j - 1];
+  a[i] = v;
+}
+
+/** Inserts one item's three prefix words at `at` (see insertAt). */
+function insertWordsAt(px: number[], at: number, w0: number, w1: number, w2: number): void {
+  let j = px.length + 2;
+  px.push(w0, w1, w2);
+  for (; j >= at + prefixWords; j--) px[j] = px[j - prefixWords];
+  px[at] = w0;
+  px[at + 1] = w1;
+  px[at + 2] = w2;
+}
+
 /** Index of the child of `n` that may hold the target. */
 function childIndex(n: Inner, t: Target): number {
   const i = lowerBound(n.px, n.firsts, t);
@@ -229,8 +250,8 @@ export class Memtable {
       }
       const item = new Item(t.key, t.version, kind, value, expiresAtMs);
       this.#index(item);
-      n.items.splice(i, 0, item);
-      n.px.splice(i * prefixWords, 0, t.w0, t.w1, t.w2);
+      insertAt(n.items, i, item);
+      insertWordsAt(n.px, i * prefixWords, t.w0, t.w1, t.w2);
       this.#count++;
       this.#bytes += t.key.length + value.length + entryOverheadBytes;
       this.modCount++;
