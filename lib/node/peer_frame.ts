@@ -22,7 +22,7 @@
  * @module
  */
 
-import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
+import { ByteReader, ByteWriter, DecodeError, emptyBytes } from "../common/bytes.ts";
 import { maxAppendBytes } from "../common/limits.ts";
 
 /** First bytes of a peer connection. */
@@ -151,7 +151,7 @@ function decodeBody(kind: number, body: Uint8Array, at: number): PeerFrame {
  * magic, version, length or body — the caller closes the connection.
  */
 export class PeerFrameDecoder {
-  #buf: Uint8Array = new Uint8Array(0);
+  #buf: Uint8Array = emptyBytes;
   #offset = 0;
   #expectPreamble: boolean;
   /** Bytes consumed so far (for error offsets). */
@@ -210,7 +210,7 @@ export class PeerFrameDecoder {
       this.#advance(4 + length);
     }
     if (this.#offset === this.#buf.length) {
-      this.#buf = new Uint8Array(0);
+      this.#buf = emptyBytes;
       this.#offset = 0;
     }
     return frames;

@@ -19,7 +19,15 @@
  */
 
 import { assert } from "../common/assert.ts";
-import { ByteReader, ByteWriter, equalBytes, fromUtf8, isAscii, utf8 } from "../common/bytes.ts";
+import {
+  ByteReader,
+  ByteWriter,
+  emptyBytes,
+  equalBytes,
+  fromUtf8,
+  isAscii,
+  utf8,
+} from "../common/bytes.ts";
 import { CompactedError, ConflictError, InvalidArgumentError } from "../common/errors.ts";
 import { maxApplyBatchBytes } from "../common/limits.ts";
 import { type Engine, type KV, readNeedsIo } from "../storage/engine.ts";
@@ -564,7 +572,7 @@ export class StateMachine {
         this.#remember(c.requestId, revision, now, s);
         s.events.push({
           type: "delete",
-          kv: { key: c.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
+          kv: { key: c.key, value: emptyBytes, version: revision, expiresAtMs: 0 },
           prev,
         });
         return { revision, changed: true, prev };
@@ -580,7 +588,7 @@ export class StateMachine {
             this.#deleteKey(w.key, revision, s);
             s.events.push({
               type: "delete",
-              kv: { key: w.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
+              kv: { key: w.key, value: emptyBytes, version: revision, expiresAtMs: 0 },
               prev,
             });
           } else {
@@ -638,7 +646,7 @@ export class StateMachine {
           : undefined;
         s.events.push({
           type: "delete",
-          kv: { key: c.key, value: new Uint8Array(), version: revision, expiresAtMs: 0 },
+          kv: { key: c.key, value: emptyBytes, version: revision, expiresAtMs: 0 },
           prev,
         });
         return { revision, changed: true };

@@ -8,7 +8,7 @@
  */
 
 import { assert } from "../common/assert.ts";
-import { equalBytes, fromUtf8, utf8 } from "../common/bytes.ts";
+import { emptyBytes, equalBytes, fromUtf8, utf8 } from "../common/bytes.ts";
 import { maxEntriesPerAppend, maxPendingProposals, maxPendingReads } from "../common/limits.ts";
 import type { Random } from "../common/random.ts";
 import { type RaftConfig, resolveConfig, type ResolvedRaftConfig } from "./config.ts";
@@ -638,7 +638,7 @@ export class Raft {
         this.hup(true); // leadership transfer: campaign at once, skipping PreVote
         return;
       case MessageType.ReadIndexResponse:
-        this.readStates.push({ index: m.index, context: m.context ?? new Uint8Array() });
+        this.readStates.push({ index: m.index, context: m.context ?? emptyBytes });
         return;
       case MessageType.TransferLeader:
         if (this.lead !== "") this.#send({ ...m, to: this.lead, term: 0 });
@@ -658,7 +658,7 @@ export class Raft {
         if (pr) this.#handleHeartbeatResponse(m, pr);
         return;
       case MessageType.ReadIndex:
-        this.#leaderReadIndex(m.context ?? new Uint8Array(), m.from);
+        this.#leaderReadIndex(m.context ?? emptyBytes, m.from);
         return;
       case MessageType.Propose:
         this.#handleForwardedProposal(m);

@@ -18,7 +18,7 @@ import {
   maxValueBytes,
   minTtlSeconds,
 } from "../common/limits.ts";
-import { compareBytes } from "../common/bytes.ts";
+import { compareBytes, emptyBytes } from "../common/bytes.ts";
 import { nodeIdPattern, parseHostPort } from "./config.ts";
 
 /** Requires a non-empty key within maxKeyBytes. */
@@ -34,7 +34,7 @@ export function validateKey(key: Uint8Array | undefined, what = "key"): Uint8Arr
 
 /** Requires a value within maxValueBytes (empty values are allowed). */
 export function validateValue(value: Uint8Array | undefined): Uint8Array {
-  const v = value ?? new Uint8Array();
+  const v = value ?? emptyBytes;
   if (v.length > maxValueBytes) {
     throw new InvalidArgumentError(
       `value is ${v.length} bytes, over the limit of ${maxValueBytes} bytes`,

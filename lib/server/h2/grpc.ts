@@ -14,7 +14,7 @@ import { type DeadlineEntry, DeadlineQueue } from "../../common/deadline_queue.t
 import { SystemClock } from "../../common/clock.ts";
 import type { HeaderField } from "./hpack.ts";
 import { allocBytes } from "../../common/byte_pool.ts";
-import { writeU32 } from "../../common/bytes.ts";
+import { emptyBytes, writeU32 } from "../../common/bytes.ts";
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
@@ -181,7 +181,7 @@ export function encodeGrpcMessage(text: string): string {
 /** One call on one stream: request framing in, response framing out. */
 class GrpcExchange {
   readonly #call: GrpcCall;
-  #buffer = new Uint8Array(0);
+  #buffer = emptyBytes;
   #messages: Msg[] = [];
   #wake: (() => void) | undefined;
   #requestEnded = false;
@@ -373,7 +373,7 @@ class GrpcExchange {
       this.#messages.push(message);
     }
     // Keep a copy: the chunk's bytes are not ours after this callback.
-    this.#buffer = pos === buf.length ? new Uint8Array(0) : buf.slice(pos);
+    this.#buffer = pos === buf.length ? emptyBytes : buf.slice(pos);
     this.#wakeReader();
   }
 
