@@ -112,3 +112,14 @@ Deno.test("u64 as a number: round trips safe integers, refuses larger ones on bo
   const tooBig = new ByteWriter(8).putU64(2n ** 53n).finish();
   assertThrows(() => new ByteReader(tooBig).u64Number(), DecodeError);
 });
+
+Deno.test("putString: ASCII written char by char and other text as UTF-8, both length-prefixed", () => {
+  const texts = ["", "req-7f3a-1", "x".repeat(200), "héllo", "日本", "a\u0000b"];
+  const w = new ByteWriter(4);
+  for (const t of texts) w.putString(t);
+  const expected = new ByteWriter(4);
+  for (const t of texts) expected.putLengthPrefixed(utf8(t));
+  assertEquals([...w.finish()], [...expected.finish()]);
+  const r = new ByteReader(w.finish());
+  for (const t of texts) assertEquals(r.string(), t);
+});

@@ -75,12 +75,13 @@ const membershipKey = systemKey("m", "members");
  * ids scans only the expired ones instead of every remembered id.
  */
 export function requestIdTimeKey(timestampMs: number, requestId: string): Uint8Array {
-  const id = utf8(requestId);
-  const out = allocBytes(10 + id.length);
+  const id = isAscii(requestId) ? undefined : utf8(requestId);
+  const out = allocBytes(10 + (id ? id.length : requestId.length));
   out[0] = systemKeyByte;
   out[1] = 0x74; // 't'
   writeU64(out, 2, Math.max(0, timestampMs));
-  out.set(id, 10);
+  if (id) out.set(id, 10);
+  else for (let i = 0; i < requestId.length; i++) out[10 + i] = requestId.charCodeAt(i);
   return out;
 }
 
