@@ -525,12 +525,12 @@ export class Engine implements AsyncDisposable {
     assert(at === total, "group buffer filled exactly");
     const wal = this.#wal;
     try {
-      if (sync || this.#o.walBufferBytes === 0) await wal.append(buf, n);
+      if (sync) await wal.appendAndSync(buf, n);
+      else if (this.#o.walBufferBytes === 0) await wal.append(buf, n);
       else {
         wal.appendBuffered(buf, n);
         if (wal.pendingBytes >= this.#o.walBufferBytes) await wal.writePending();
       }
-      if (sync) await wal.sync();
     } catch (e) {
       if (wal.broken) this.#writeError = wal.broken;
       for (const w of group) w.reject(e);

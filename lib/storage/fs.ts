@@ -23,6 +23,12 @@ export interface FileHandle {
   append(data: Uint8Array): Promise<void>;
   /** Makes every appended byte (and the file size) durable. */
   syncData(): Promise<void>;
+  /**
+   * `append(data)` then `syncData()`, as one disk operation where the
+   * platform allows (the Deno file system writes through O_DSYNC): a
+   * synced append is the hot path of every durable write.
+   */
+  appendAndSync(data: Uint8Array): Promise<void>;
   /** Cuts the file to `sizeBytes` (durable after the next `syncData`). */
   truncate(sizeBytes: number): Promise<void>;
   /** Current size in bytes, including unsynced appends. */
