@@ -222,7 +222,7 @@ export class KVNode {
       receiveSnapshot: (from, frames, reply) => this.snapshotReceiver.serve(from, frames, reply),
     }, log);
     replica.transport = this.transport;
-    this.watches = new WatchHub(() => stateMachine.engine, () => stateMachine.revision);
+    this.watches = new WatchHub(() => stateMachine.engine, () => stateMachine.publishedRevision);
     stateMachine.onChange = (events) => this.watches.publish(events);
     stateMachine.wantPrevForEvents = () => this.watches.wantsPrev;
     stateMachine.onExpiry = (key, version, expiresAtMs) =>

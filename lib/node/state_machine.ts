@@ -254,6 +254,7 @@ export interface ApplyEntry {
 /** Applies entries to the engine and tracks the revision. */
 export class StateMachine {
   #revision: number;
+  #publishedRevision: number;
   #appliedIndex: number;
   /** Called with every change, in revision order, after the batch is written. */
   onChange: ((events: ChangeEvent[], revision: number) => void) | undefined;
@@ -275,6 +276,7 @@ export class StateMachine {
   constructor(engine: Engine) {
     this.#engine = engine;
     this.#revision = engine.currentVersion;
+    this.#publishedRevision = this.#revision;
     this.#appliedIndex = Math.max(0, engine.appliedIndex);
   }
 
@@ -287,12 +289,23 @@ export class StateMachine {
   reset(engine: Engine): void {
     this.#engine = engine;
     this.#revision = engine.currentVersion;
+    this.#publishedRevision = this.#revision;
     this.#appliedIndex = Math.max(0, engine.appliedIndex);
   }
 
   /** The current cluster revision (version of the newest write applied). */
   get revision(): number {
     return this.#revision;
+  }
+
+  /**
+   * The revision up to which writes are in the engine and their change
+   * events have gone out. It trails `revision` while a batch is being
+   * written: a watch that opens then replays history up to here and takes
+   * the batch's events live, so it misses none of them.
+   */
+  get publishedRevision(): number {
+    return this.#publishedRevision;
   }
 
   /** The Raft index of the last applied entry. */
@@ -360,12 +373,11 @@ export class StateMachine {
         s.batch = new WriteBatch();
       }
     }
-    if (last === this.#appliedIndex) {
-      if (s.events.length > 0) this.onChange?.(s.events, this.#revision);
-      return results;
+    if (last !== this.#appliedIndex) {
+      await this.engine.write(s.batch, { sync: false, appliedIndex: last });
+      this.#appliedIndex = last;
     }
-    await this.engine.write(s.batch, { sync: false, appliedIndex: last });
-    this.#appliedIndex = last;
+    this.#publishedRevision = this.#revision;
     if (s.events.length > 0) this.onChange?.(s.events, this.#revision);
     return results;
   }
