@@ -119,6 +119,14 @@ export async function main(args: string[]): Promise<void> {
         value: `${fmt(rate)} ops/s`,
         note: `${s.recordsPerSync.toFixed(1)} records/fsync, ${fmt(s.walSyncs)} fsyncs`,
       });
+      // Each writer waits for its fsync, so one fsync carries at most `writers` puts.
+      rows.push({
+        name: "ceiling: writers x raw fsync rate",
+        value: `${fmt(writers * fsyncRate)} ops/s`,
+        note: `the most ${writers} waiting writers can get from this disk; durable put reached ${
+          Math.round((100 * rate) / (writers * fsyncRate))
+        } %`,
+      });
       await e.close();
     }
     // 2. Non-durable puts.
