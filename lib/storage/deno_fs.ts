@@ -9,10 +9,7 @@
 
 import { DiskFullError, IoError, KVError } from "../common/errors.ts";
 import type { FileHandle, FileSystem } from "./fs.ts";
-import nodeFs from "node:fs";
 import { type FileHandle as NodeFileHandle, open as openForReading } from "node:fs/promises";
-import { promisify } from "node:util";
-import { concatBytes } from "../common/bytes.ts";
 
 /** Turns a Deno error into the KVError family, naming the file. */
 export function mapIoError(path: string, e: unknown): Error {
@@ -25,67 +22,22 @@ export function mapIoError(path: string, e: unknown): Error {
   return new IoError(path, msg, { cause: e });
 }
 
-/** Unsynced bytes a handle keeps to rewrite with the next durable append (see appendAndSync). */
-const maxUnsyncedTailBytes = 1 << 20;
-
-function fsWrite(
-  fd: number,
-  data: Uint8Array,
-  offset: number,
-  length: number,
-  position: number,
-): Promise<number> {
-  return new Promise((resolve, reject) =>
-    nodeFs.write(fd, data, offset, length, position, (e, n) => e ? reject(e) : resolve(n))
-  );
-}
-const fsFdatasync = promisify(nodeFs.fdatasync);
-const fsFtruncate = promisify(nodeFs.ftruncate);
-const fsClose = promisify(nodeFs.close);
-const fsOpen = promisify(nodeFs.open);
-const fsFstat = promisify(nodeFs.fstat);
-
-/** Writes all of `data` at `position` (positional: no shared file offset to keep in step). */
-async function writeAt(fd: number, data: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  for (let i = 0; done < data.length && i < 1_000_000; i++) {
-    done += await fsWrite(fd, data, done, data.length - done, position + done);
-  }
-}
-
 class DenoFileHandle implements FileHandle {
-  /** Read-write descriptor for appends, truncation and fdatasync. */
-  readonly #fd: number;
-  /**
-   * A second descriptor with O_DSYNC, opened on first use: a write through it
-   * returns once durable, one disk operation instead of a write and an
-   * fdatasync, each a trip through the runtime's blocking thread pool.
-   */
-  #syncFd: Promise<number> | undefined;
+  #file: Deno.FsFile;
   #sizeBytes: number;
-  /** Bytes known durable (everything below was written and then synced). */
-  #syncedBytes: number;
-  /**
-   * The bytes appended since the last sync, in order from #syncedBytes, or
-   * undefined when they outgrew maxUnsyncedTailBytes (or a truncate cut them).
-   * An O_DSYNC write syncs only its own range, so a durable append rewrites
-   * these bytes (unchanged) ahead of its own.
-   */
-  #unsynced: Uint8Array[] | undefined = [];
-  #unsyncedBytes = 0;
-  /** Appends and truncates run one after another. */
+  /** Appends and truncates run one after another (the file position stays at the end). */
   #writeChain: Promise<unknown> = Promise.resolve();
   /**
-   * A read-only handle for positional reads (pread): reads need not wait for
-   * each other or for appends (they only read bytes already written).
+   * A second, read-only handle for positional reads (pread): one call per
+   * read instead of seek + read + seek, and reads need not wait for each
+   * other or for appends (they only read bytes already written).
    */
   #reader: Promise<NodeFileHandle> | undefined;
   #closed = false;
 
-  constructor(readonly path: string, fd: number, sizeBytes: number) {
-    this.#fd = fd;
+  constructor(readonly path: string, file: Deno.FsFile, sizeBytes: number) {
+    this.#file = file;
     this.#sizeBytes = sizeBytes;
-    this.#syncedBytes = sizeBytes;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -107,83 +59,47 @@ class DenoFileHandle implements FileHandle {
     }
   }
 
-  #chained<T>(op: () => Promise<T>): Promise<T> {
-    const p = this.#writeChain.then(op, op);
+  append(data: Uint8Array): Promise<void> {
+    const run = async () => {
+      let done = 0;
+      while (done < data.length) done += await this.#file.write(data.subarray(done));
+      this.#sizeBytes += data.length;
+    };
+    const p = this.#writeChain.then(run, run);
     this.#writeChain = p.catch(() => {});
     return p.catch((e) => {
       throw mapIoError(this.path, e);
     });
   }
 
-  #rememberUnsynced(data: Uint8Array): void {
-    if (this.#unsynced === undefined) return;
-    if (this.#unsyncedBytes + data.length > maxUnsyncedTailBytes) {
-      this.#unsynced = undefined;
-      this.#unsyncedBytes = 0;
-      return;
-    }
-    this.#unsynced.push(data);
-    this.#unsyncedBytes += data.length;
-  }
-
-  append(data: Uint8Array): Promise<void> {
-    return this.#chained(async () => {
-      await writeAt(this.#fd, data, this.#sizeBytes);
-      this.#sizeBytes += data.length;
-      this.#rememberUnsynced(data);
-    });
-  }
-
   async syncData(): Promise<void> {
-    // Appends started before this call are complete first, so the sync covers them.
-    await this.#writeChain;
-    const target = this.#sizeBytes;
-    const pieces = this.#unsynced?.length ?? 0;
     try {
-      await fsFdatasync(this.#fd);
+      await this.#file.syncData();
     } catch (e) {
       throw mapIoError(this.path, e);
     }
-    if (target > this.#syncedBytes) this.#syncedBytes = target;
-    if (this.#syncedBytes === this.#sizeBytes) {
-      this.#unsynced = [];
-      this.#unsyncedBytes = 0;
-    } else if (this.#unsynced !== undefined) {
-      // Appends made while syncing stay unsynced.
-      for (const b of this.#unsynced.splice(0, pieces)) this.#unsyncedBytes -= b.length;
-    }
   }
 
-  appendAndSync(data: Uint8Array): Promise<void> {
-    return this.#chained(async () => {
-      const tail = this.#unsynced;
-      if (tail === undefined || this.#syncedBytes + this.#unsyncedBytes !== this.#sizeBytes) {
-        // The unsynced bytes are not all at hand: write, then sync the whole file.
-        await writeAt(this.#fd, data, this.#sizeBytes);
-        this.#sizeBytes += data.length;
-        await fsFdatasync(this.#fd);
-      } else {
-        this.#syncFd ??= fsOpen(this.path, nodeFs.constants.O_WRONLY | nodeFs.constants.O_DSYNC);
-        const fd = await this.#syncFd;
-        const bytes = tail.length === 0 ? data : concatBytes(...tail, data);
-        await writeAt(fd, bytes, this.#syncedBytes);
-        this.#sizeBytes += data.length;
-      }
-      this.#syncedBytes = this.#sizeBytes;
-      this.#unsynced = [];
-      this.#unsyncedBytes = 0;
-    });
+  /**
+   * A write, then an fdatasync, both on the runtime's blocking pool. (A
+   * single O_DSYNC write would save a pool trip, but Deno's node:fs, the only
+   * way to open a file with O_DSYNC, runs writes on the main thread: the
+   * event loop would stall for every disk flush.)
+   */
+  async appendAndSync(data: Uint8Array): Promise<void> {
+    await this.append(data);
+    await this.syncData();
   }
 
-  truncate(sizeBytes: number): Promise<void> {
-    return this.#chained(async () => {
-      await fsFtruncate(this.#fd, sizeBytes);
+  async truncate(sizeBytes: number): Promise<void> {
+    try {
+      await this.#writeChain;
+      await this.#file.truncate(sizeBytes);
       this.#sizeBytes = sizeBytes;
-      if (this.#syncedBytes > sizeBytes) this.#syncedBytes = sizeBytes;
-      // Durable only after the next sync; until then durable appends take the two-step path.
-      this.#unsynced = undefined;
-      this.#unsyncedBytes = 0;
-    });
+      await this.#file.seek(0, Deno.SeekMode.End);
+    } catch (e) {
+      throw mapIoError(this.path, e);
+    }
   }
 
   size(): Promise<number> {
@@ -194,8 +110,7 @@ class DenoFileHandle implements FileHandle {
     if (this.#closed) return;
     this.#closed = true;
     await this.#writeChain;
-    await fsClose(this.#fd).catch(() => {});
-    if (this.#syncFd) await fsClose(await this.#syncFd).catch(() => {});
+    this.#file.close();
     if (this.#reader) await (await this.#reader.catch(() => undefined))?.close();
   }
 }
@@ -204,7 +119,8 @@ class DenoFileHandle implements FileHandle {
 export class DenoFileSystem implements FileSystem {
   async create(path: string): Promise<FileHandle> {
     try {
-      return new DenoFileHandle(path, await fsOpen(path, "w+", 0o644), 0);
+      const f = await Deno.open(path, { read: true, write: true, create: true, truncate: true });
+      return new DenoFileHandle(path, f, 0);
     } catch (e) {
       throw mapIoError(path, e);
     }
@@ -212,8 +128,10 @@ export class DenoFileSystem implements FileSystem {
 
   async open(path: string): Promise<FileHandle> {
     try {
-      const fd = await fsOpen(path, "r+");
-      return new DenoFileHandle(path, fd, (await fsFstat(fd)).size);
+      const f = await Deno.open(path, { read: true, write: true });
+      const size = (await f.stat()).size;
+      await f.seek(0, Deno.SeekMode.End);
+      return new DenoFileHandle(path, f, size);
     } catch (e) {
       throw mapIoError(path, e);
     }

@@ -24,9 +24,8 @@ export interface FileHandle {
   /** Makes every appended byte (and the file size) durable. */
   syncData(): Promise<void>;
   /**
-   * `append(data)` then `syncData()`, as one disk operation where the
-   * platform allows (the Deno file system writes through O_DSYNC): a
-   * synced append is the hot path of every durable write.
+   * `append(data)` then `syncData()`: the hot path of every durable write,
+   * one call so a file system that can do both in one operation may.
    */
   appendAndSync(data: Uint8Array): Promise<void>;
   /** Cuts the file to `sizeBytes` (durable after the next `syncData`). */

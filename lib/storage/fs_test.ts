@@ -96,14 +96,14 @@ async function durableAppends(fs: FileSystem, dir: string): Promise<void> {
   await step("durable", "first;"); // nothing unsynced before it
   await step("append", "a1;");
   await step("append", "a2;");
-  await step("durable", "second;"); // rewrites the unsynced a1;a2; with it
+  await step("durable", "second;"); // after unsynced appends
   await step("sync");
   await step("durable", "third;");
   await step("truncate", "10");
-  await step("durable", "fourth;"); // after a truncate: write, then sync the file
+  await step("durable", "fourth;"); // after a truncate
   await step("append", "x".repeat(5000));
   await step("durable", "fifth;");
-  const big = "y".repeat((1 << 20) + 10); // more unsynced bytes than a handle keeps
+  const big = "y".repeat((1 << 20) + 10);
   await step("append", big);
   await step("durable", "sixth;");
   await Promise.all([f.append(utf8("p1;")), f.appendAndSync(utf8("p2;")), f.append(utf8("p3;"))]);
@@ -117,7 +117,7 @@ async function durableAppends(fs: FileSystem, dir: string): Promise<void> {
   assertEquals(new TextDecoder().decode(await fs.readFile(`${dir}/log`)), model + "reopened;");
 }
 
-Deno.test("fs: durable appends (one O_DSYNC write on disk) keep the bytes and order of append + sync", async () => {
+Deno.test("fs: durable appends keep the bytes and order of append + sync", async () => {
   const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
   try {
     await durableAppends(new DenoFileSystem(), `${dir}/x`);
