@@ -139,8 +139,14 @@ interface ApplyScope {
   events: ChangeEvent[];
   /** Engine reads done ahead of a command whose reads needed the disk, by `keyString(key)`. */
   fetched: Map<string, KV | undefined>;
-  /** The same for request ids: the dedupe record's bytes. */
-  fetchedIds: Map<string, Uint8Array | undefined>;
+  /** Dedupe records the command's check found (or fetched), by request id, with their keys. */
+  fetchedIds: Map<string, DedupeRead>;
+}
+
+/** A request id's dedupe key and what the engine holds under it (undefined: never applied). */
+interface DedupeRead {
+  key: Uint8Array;
+  value: Uint8Array | undefined;
 }
 
 /** An engine read without a TTL filter: the apply path filters by the command's time. */
@@ -394,11 +400,12 @@ export class StateMachine {
    */
   #readsInMemory(c: Command, s: ApplyScope): boolean {
     const e = this.engine;
-    if (
-      "requestId" in c && c.requestId !== "" && !s.pendingIds.has(c.requestId) &&
-      e.getNow(this.#requestKey(c.requestId), rawRead) === readNeedsIo
-    ) {
-      return false;
+    if ("requestId" in c && c.requestId !== "" && !s.pendingIds.has(c.requestId)) {
+      // The dedupe lookup is done here, once: #dedupe and #remember take its result and key.
+      const key = systemKey("r", c.requestId);
+      const kv = e.getNow(key, rawRead);
+      if (kv === readNeedsIo) return false;
+      s.fetchedIds.set(c.requestId, { key, value: kv?.value });
     }
     switch (c.op) {
       case CommandOp.Put:
@@ -420,8 +427,8 @@ export class StateMachine {
    */
   async #fetchReads(c: Command, s: ApplyScope): Promise<void> {
     if ("requestId" in c && c.requestId !== "") {
-      const kv = await this.engine.get(this.#requestKey(c.requestId), rawRead);
-      s.fetchedIds.set(c.requestId, kv?.value);
+      const key = systemKey("r", c.requestId);
+      s.fetchedIds.set(c.requestId, { key, value: (await this.engine.get(key, rawRead))?.value });
     }
     const fetchKey = async (key: Uint8Array) => {
       s.fetched.set(keyString(key), await this.engine.get(key, rawRead));
@@ -475,8 +482,9 @@ export class StateMachine {
     if (requestId === "") return undefined;
     let bytes = s.pendingIds.get(requestId);
     if (bytes === undefined) {
-      if (s.fetchedIds.size > 0 && s.fetchedIds.has(requestId)) {
-        bytes = s.fetchedIds.get(requestId);
+      const read = s.fetchedIds.get(requestId);
+      if (read !== undefined) {
+        bytes = read.value;
       } else {
         const kv = this.engine.getNow(this.#requestKey(requestId), rawRead);
         assert(kv !== readNeedsIo, "apply: a dedupe read needed the disk after the check");
@@ -531,7 +539,7 @@ export class StateMachine {
     changed?: boolean[],
   ): void {
     if (requestId === "") return;
-    const key = this.#requestKey(requestId);
+    const key = s.fetchedIds.get(requestId)?.key ?? this.#requestKey(requestId);
     const value = encodeDedupe({ revision, timestampMs, changed });
     s.batch.put(key, value, { version: revision });
     this.#entryIds.push(requestId);
