@@ -20,8 +20,15 @@ import {
   type GrpcMethod,
   type GrpcOutcome,
   GrpcRouter,
+  type MethodCodec,
   type ServerStream,
 } from "./h2/grpc.ts";
+import {
+  decodeGetRequest,
+  decodePutRequest,
+  encodeGetResponse,
+  encodePutResponse,
+} from "./kv_codec.ts";
 import { H2ServerConnection } from "./h2/connection.ts";
 import { FrameQueue } from "../node/transport.ts";
 import { PeerFrameKind } from "../node/peer_frame.ts";
@@ -212,6 +219,12 @@ function outcomeOf(e: unknown): GrpcOutcome {
   return { code: wire.code ?? 13, details: wire.details ?? wire.message, metadata };
 }
 
+/** Hand-written codecs of the hottest calls (lib/server/kv_codec.ts), by method path. */
+const fastCodecs: Record<string, MethodCodec> = {
+  "/rustkvd.KVStore/Put": { decode: decodePutRequest, encode: encodePutResponse },
+  "/rustkvd.KVStore/Get": { decode: decodeGetRequest, encode: encodeGetResponse },
+};
+
 /** Registers every method of `service` (a proto-loader service definition) with `router`. */
 function addService(
   router: GrpcRouter,
@@ -221,10 +234,14 @@ function addService(
   for (const [name, def] of Object.entries(service)) {
     const method = handlers[name];
     if (!method) continue; // answered UNIMPLEMENTED by the router
-    router.add(def.path, {
-      decode: (bytes) => def.requestDeserialize(bytes as Buffer),
-      encode: (message) => def.responseSerialize(message),
-    }, method);
+    router.add(
+      def.path,
+      fastCodecs[def.path] ?? {
+        decode: (bytes) => def.requestDeserialize(bytes as Buffer),
+        encode: (message) => def.responseSerialize(message),
+      },
+      method,
+    );
   }
 }
 

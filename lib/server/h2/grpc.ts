@@ -96,9 +96,10 @@ export type GrpcMethod =
     handle: (requests: AsyncIterable<Msg>, call: GrpcCall) => Promise<Msg>;
   };
 
-/** Encoding of one method's messages (proto-loader's serializers). */
+/** Encoding of one method's messages (proto-loader's serializers, or lib/server/kv_codec.ts). */
 export interface MethodCodec {
   decode(bytes: Uint8Array): Msg;
+  /** The result is copied into a frame at once, so it may be a view of a reused buffer. */
   encode(message: Msg): Uint8Array;
 }
 
