@@ -53,18 +53,21 @@ export const h2Limits = {
 /** Why a stream ended before the server finished it. */
 export type StreamAbort = "reset by the client" | "connection closed";
 
+/** The callbacks a stream starts with (one function for all, not four closures per stream). */
+function ignore(): void {}
+
 /** One request stream. The gRPC layer sets the callbacks right after `onStream`. */
 export class H2Stream {
   /** Request headers; a repeated name keeps its values joined with ", ". */
   readonly headers: Map<string, string>;
   /** Called with each piece of request body. */
-  onData: (chunk: Uint8Array) => void = () => {};
+  onData: (chunk: Uint8Array) => void = ignore;
   /** Called when the client half-closes (END_STREAM). */
-  onEnd: () => void = () => {};
+  onEnd: () => void = ignore;
   /** Called when the stream dies before `finish` (client reset or connection loss). */
-  onAbort: (why: StreamAbort) => void = () => {};
+  onAbort: (why: StreamAbort) => void = ignore;
   /** Called whenever queued response bytes drop (flow control or the socket drained). */
-  onDrain: () => void = () => {};
+  onDrain: () => void = ignore;
 
   /** Bytes of response body waiting for flow-control window. */
   queuedBytes = 0;
@@ -73,7 +76,7 @@ export class H2Stream {
   remoteEnded = false;
   closed = false;
   pending: Uint8Array[] = [];
-  trailers: HeaderField[] | undefined;
+  trailers: readonly HeaderField[] | undefined;
 
   constructor(
     readonly id: number,
@@ -90,7 +93,7 @@ export class H2Stream {
   }
 
   /** Sends the response headers (no END_STREAM). */
-  respond(fields: HeaderField[]): void {
+  respond(fields: readonly HeaderField[]): void {
     if (this.closed) return;
     this.connection.sendHeaders(this, fields, false);
   }
@@ -104,7 +107,7 @@ export class H2Stream {
   }
 
   /** Ends the response with `trailers` once every queued byte is out. */
-  finish(trailers: HeaderField[]): void {
+  finish(trailers: readonly HeaderField[]): void {
     if (this.closed || this.trailers) return;
     this.trailers = trailers;
     this.connection.pump(this);
@@ -442,7 +445,7 @@ export class H2ServerConnection {
   }
 
   /** Sends a header block for `s` (the response headers, or trailers with END_STREAM). */
-  sendHeaders(s: H2Stream, fields: HeaderField[], endStream: boolean): void {
+  sendHeaders(s: H2Stream, fields: readonly HeaderField[], endStream: boolean): void {
     for (
       const frame of headerFrames(
         s.id,

@@ -49,7 +49,7 @@ export class GrpcCall {
   cancelled = false;
 
   constructor(
-    /** Request metadata (lowercase names). */
+    /** Request headers (lowercase names; the HTTP/2 pseudo-headers are there too). */
     readonly metadata: Map<string, string>,
     /** Absolute deadline (Date.now() milliseconds), if the client set one. */
     readonly deadline: number | undefined,
@@ -102,6 +102,19 @@ export interface MethodCodec {
   /** The result is copied into a frame at once, so it may be a view of a reused buffer. */
   encode(message: Msg): Uint8Array;
 }
+
+/**
+ * The response headers and the trailers of a successful call: the same
+ * frozen arrays every time, so the connection's HPACK encoder can reuse
+ * their encoding (see HpackEncoder.encode).
+ */
+const okResponseHeaders: readonly HeaderField[] = Object.freeze([
+  Object.freeze([":status", "200"]) as HeaderField,
+  Object.freeze(["content-type", "application/grpc"]) as HeaderField,
+]);
+const okTrailers: readonly HeaderField[] = Object.freeze([
+  Object.freeze(["grpc-status", "0"]) as HeaderField,
+]);
 
 /** Bytes queued on a stream beyond which a streaming write reports backpressure. */
 const highWaterBytes = 1 << 20;
@@ -196,12 +209,12 @@ class GrpcExchange {
     private readonly route: { method: GrpcMethod; codec: MethodCodec } | undefined,
     private readonly router: GrpcRouter,
   ) {
-    const metadata = new Map<string, string>();
-    for (const [name, value] of stream.headers) {
-      if (!name.startsWith(":")) metadata.set(name, value);
-    }
-    const timeout = parseGrpcTimeout(metadata.get("grpc-timeout"));
-    this.#call = new GrpcCall(metadata, timeout === undefined ? undefined : Date.now() + timeout);
+    // The request headers serve as the call's metadata as they are: no copy per call.
+    const timeout = parseGrpcTimeout(stream.headers.get("grpc-timeout"));
+    this.#call = new GrpcCall(
+      stream.headers,
+      timeout === undefined ? undefined : Date.now() + timeout,
+    );
   }
 
   start(): void {
@@ -291,7 +304,7 @@ class GrpcExchange {
     const framed = frameGrpcMessage(body);
     if (!this.#headersSent) {
       this.#headersSent = true;
-      this.stream.respond([[":status", "200"], ["content-type", "application/grpc"]]);
+      this.stream.respond(okResponseHeaders);
     }
     this.stream.write(framed);
   }
@@ -382,6 +395,14 @@ class GrpcExchange {
     if (this.#done) return;
     this.#done = true;
     this.#cleanup();
+    if (
+      this.#headersSent && outcome.code === GrpcStatus.Ok && !outcome.details &&
+      outcome.metadata === undefined
+    ) {
+      this.stream.finish(okTrailers);
+      this.#wakeReader();
+      return;
+    }
     const trailers: HeaderField[] = [];
     if (!this.#headersSent) {
       trailers.push([":status", "200"], ["content-type", "application/grpc"]);

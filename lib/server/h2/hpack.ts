@@ -418,6 +418,12 @@ export class HpackEncoder {
   #pendingSizeUpdate: number | undefined;
   #out = new Uint8Array(256);
   #len = 0;
+  /**
+   * Encodings of frozen field lists (a server's constant response headers
+   * and trailers), valid while no entry was inserted since: then every field
+   * refers to the same table index, so the bytes are the same.
+   */
+  #frozen = new Map<readonly HeaderField[], { bytes: Uint8Array; inserted: number }>();
 
   /** `maxTableSize`: what the peer's decoder allows (SETTINGS_HEADER_TABLE_SIZE, 4096 by default). */
   constructor(maxTableSize = 4096) {
@@ -435,10 +441,18 @@ export class HpackEncoder {
     this.#maxSize = size;
     this.#pendingSizeUpdate = size;
     this.#evict();
+    this.#frozen.clear(); // they may name evicted entries
   }
 
   /** Encodes one header block. */
   encode(fields: readonly HeaderField[]): Uint8Array {
+    const frozen = Object.isFrozen(fields);
+    if (frozen && this.#pendingSizeUpdate === undefined) {
+      const hit = this.#frozen.get(fields);
+      if (hit !== undefined && hit.inserted === this.#inserted) return copyBytes(hit.bytes);
+    }
+    const insertedBefore = this.#inserted;
+    const sizeUpdate = this.#pendingSizeUpdate !== undefined;
     this.#len = 0;
     if (this.#pendingSizeUpdate !== undefined) {
       this.#integer(this.#pendingSizeUpdate, 5, 0x20);
@@ -467,6 +481,18 @@ export class HpackEncoder {
         this.#integer(nameIndex, 4, 0);
         if (nameIndex === 0) this.#string(name);
         this.#string(value);
+      }
+    }
+    // Only an encoding that inserted nothing can be sent again: replayed, an insert would
+    // grow the peer's table a second time and its indexes would drift from ours.
+    if (frozen && !sizeUpdate && this.#inserted === insertedBefore && this.#len > 0) {
+      const bytes = this.#out.slice(0, this.#len);
+      const hit = this.#frozen.get(fields);
+      if (hit !== undefined) {
+        hit.bytes = bytes;
+        hit.inserted = this.#inserted;
+      } else if (this.#frozen.size < 16) {
+        this.#frozen.set(fields, { bytes, inserted: this.#inserted });
       }
     }
     return copyBytes(this.#out.subarray(0, this.#len));

@@ -163,6 +163,42 @@ Deno.test("the connection encoder stays in step with a decoder through eviction 
   }
 });
 
+Deno.test("frozen field lists reuse their encoding only while it stays valid (seeded)", () => {
+  const seed = testSeed();
+  const random = new SeededRandom(seed);
+  const encoder = new HpackEncoder();
+  const decoder = new HpackDecoder();
+  const constants: readonly HeaderField[][] = [
+    [[":status", "200"], ["content-type", "application/grpc"]],
+    [["grpc-status", "0"]],
+    [["grpc-status", "14"], ["x-leader", "n2"]],
+  ];
+  const frozen = constants.map((c) => Object.freeze(c.map((f) => Object.freeze(f) as HeaderField)));
+  for (let block = 0; block < 3_000; block++) {
+    if (block === 1_000) encoder.setMaxTableSize(120); // evicts entries the cache may name
+    if (block === 2_000) encoder.setMaxTableSize(4096);
+    let fields: readonly HeaderField[];
+    if (random.nextInt(3) > 0) fields = frozen[random.nextInt(frozen.length)];
+    else {
+      const fresh: HeaderField[] = [];
+      for (let i = random.nextInt(4); i >= 0; i--) {
+        fresh.push([`x-${random.nextInt(30)}`, "v".repeat(1 + random.nextInt(60))]);
+      }
+      fields = fresh;
+    }
+    assertEquals(
+      decoder.decode(encoder.encode(fields)),
+      [...fields],
+      `SEED=${seed} block ${block}`,
+    );
+  }
+  // Steady state: the same frozen list, nothing inserted in between, is one byte per field.
+  encoder.encode(frozen[0]);
+  const again = encoder.encode(frozen[0]);
+  assertEquals(again.length, 2);
+  assertEquals(decoder.decode(encoder.encode(frozen[0])), [...frozen[0]]);
+});
+
 Deno.test("short header strings decode like the latin1 decoder, non-ASCII bytes included", () => {
   const decoder = new HpackDecoder();
   const bytes = [0x41, 0xe9, 0x80, 0x7e];
