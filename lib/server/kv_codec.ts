@@ -65,25 +65,44 @@ class WireReader {
   }
 }
 
-/** Reads each field of a message: `onField(field, wireType, reader)` returns false to skip it. */
-function readFields(
-  body: Uint8Array,
-  onField: (field: number, wireType: number, r: WireReader) => boolean,
-): void {
+/** How a field's value is read: its wire type follows (length-delimited or varint). */
+type FieldKind = "bytes" | "string" | "uint" | "bool" | { enumNames: string[] };
+
+/** A message's known fields by number: the property each fills and how it is read. */
+type FieldTable = Record<number, [property: string, kind: FieldKind]>;
+
+function readValue(kind: FieldKind, r: WireReader): unknown {
+  if (kind === "bytes") return r.bytes();
+  if (kind === "string") return fromUtf8(r.bytes());
+  const v = r.varint();
+  if (kind === "uint") return v;
+  if (kind === "bool") return v !== 0;
+  return kind.enumNames[v] ?? v;
+}
+
+/**
+ * Reads `body` into `m` by `fields`: unknown fields are skipped by wire type,
+ * a known one with the wrong wire type is an error.
+ */
+function readFields<T extends object>(body: Uint8Array, fields: FieldTable, m: T): T {
   const r = new WireReader(body);
   while (!r.done) {
     const tag = r.varint();
     const field = Math.floor(tag / 8);
     const wireType = tag & 7;
     if (field === 0) throw new Error("field number 0");
-    if (!onField(field, wireType, r)) r.skip(wireType);
+    const spec = fields[field];
+    if (spec === undefined) {
+      r.skip(wireType);
+      continue;
+    }
+    const want = spec[1] === "bytes" || spec[1] === "string" ? lengthType : varintType;
+    if (wireType !== want) {
+      throw new Error(`field ${field} has wire type ${wireType}, expected ${want}`);
+    }
+    (m as Record<string, unknown>)[spec[0]] = readValue(spec[1], r);
   }
-}
-
-function expect(field: number, wireType: number, want: number): void {
-  if (wireType !== want) {
-    throw new Error(`field ${field} has wire type ${wireType}, expected ${want}`);
-  }
+  return m;
 }
 
 /** A PutRequest as the Put handler reads it. */
@@ -96,47 +115,25 @@ export interface PutRequestMessage {
   request_id: string;
 }
 
-/** Decodes a PutRequest (fields 1 key, 2 value, 3 ttl_secs, 4 prev_kv, 5 if_version, 6 request_id). */
+const putRequestFields: FieldTable = {
+  1: ["key", "bytes"],
+  2: ["value", "bytes"],
+  3: ["ttl_secs", "uint"],
+  4: ["prev_kv", "bool"],
+  5: ["if_version", "uint"],
+  6: ["request_id", "string"],
+};
+
+/** Decodes a PutRequest. */
 export function decodePutRequest(body: Uint8Array): PutRequestMessage {
-  const m: PutRequestMessage = {
+  return readFields(body, putRequestFields, {
     key: emptyBytes,
     value: emptyBytes,
     ttl_secs: 0,
     prev_kv: false,
     if_version: undefined,
     request_id: "",
-  };
-  readFields(body, (field, wireType, r) => {
-    switch (field) {
-      case 1:
-        expect(field, wireType, lengthType);
-        m.key = r.bytes();
-        return true;
-      case 2:
-        expect(field, wireType, lengthType);
-        m.value = r.bytes();
-        return true;
-      case 3:
-        expect(field, wireType, varintType);
-        m.ttl_secs = r.varint();
-        return true;
-      case 4:
-        expect(field, wireType, varintType);
-        m.prev_kv = r.varint() !== 0;
-        return true;
-      case 5:
-        expect(field, wireType, varintType);
-        m.if_version = r.varint();
-        return true;
-      case 6:
-        expect(field, wireType, lengthType);
-        m.request_id = fromUtf8(r.bytes());
-        return true;
-      default:
-        return false;
-    }
   });
-  return m;
 }
 
 /** A GetRequest as the Get handler reads it (consistency by enum name). */
@@ -146,32 +143,19 @@ export interface GetRequestMessage {
   consistency: string | number;
 }
 
-const consistencyNames = ["LINEARIZABLE", "SERIALIZABLE"];
+const getRequestFields: FieldTable = {
+  1: ["key", "bytes"],
+  2: ["version", "uint"],
+  3: ["consistency", { enumNames: ["LINEARIZABLE", "SERIALIZABLE"] }],
+};
 
-/** Decodes a GetRequest (fields 1 key, 2 version, 3 consistency). */
+/** Decodes a GetRequest. */
 export function decodeGetRequest(body: Uint8Array): GetRequestMessage {
-  const m: GetRequestMessage = { key: emptyBytes, version: 0, consistency: "LINEARIZABLE" };
-  readFields(body, (field, wireType, r) => {
-    switch (field) {
-      case 1:
-        expect(field, wireType, lengthType);
-        m.key = r.bytes();
-        return true;
-      case 2:
-        expect(field, wireType, varintType);
-        m.version = r.varint();
-        return true;
-      case 3: {
-        expect(field, wireType, varintType);
-        const v = r.varint();
-        m.consistency = consistencyNames[v] ?? v;
-        return true;
-      }
-      default:
-        return false;
-    }
+  return readFields(body, getRequestFields, {
+    key: emptyBytes,
+    version: 0,
+    consistency: "LINEARIZABLE",
   });
-  return m;
 }
 
 /** One encoder's buffer: encodings are copied into a gRPC frame at once (see GrpcRouter). */

@@ -26,15 +26,18 @@ async function roundTrip(fs: FileSystem, dir: string): Promise<void> {
   assertEquals(await fs.stat(`${dir}/b`), undefined);
 }
 
-Deno.test("fs: DenoFileSystem and MemFileSystem behave alike", async () => {
+/** Runs `check` on the real disk (in a temporary directory) and on the in-memory file system. */
+async function onBothFileSystems(check: (fs: FileSystem, dir: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
   try {
-    await roundTrip(new DenoFileSystem(), `${dir}/x`);
+    await check(new DenoFileSystem(), `${dir}/x`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-  await roundTrip(new MemFileSystem(), "/x");
-});
+  await check(new MemFileSystem(), "/x");
+}
+
+Deno.test("fs: DenoFileSystem and MemFileSystem behave alike", () => onBothFileSystems(roundTrip));
 
 Deno.test("mem fs: crash keeps synced bytes and synced directory entries only", async () => {
   const fs = new MemFileSystem();
@@ -117,15 +120,10 @@ async function durableAppends(fs: FileSystem, dir: string): Promise<void> {
   assertEquals(new TextDecoder().decode(await fs.readFile(`${dir}/log`)), model + "reopened;");
 }
 
-Deno.test("fs: durable appends keep the bytes and order of append + sync", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
-  try {
-    await durableAppends(new DenoFileSystem(), `${dir}/x`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-  await durableAppends(new MemFileSystem(), "/x");
-});
+Deno.test(
+  "fs: durable appends keep the bytes and order of append + sync",
+  () => onBothFileSystems(durableAppends),
+);
 
 Deno.test("mem fs: a durable append survives a crash like append + sync", async () => {
   const fs = new MemFileSystem();

@@ -129,12 +129,7 @@ export class WalWriter {
   async #writePendingNow(): Promise<void> {
     if (this.#broken) throw this.#broken;
     if (this.#pendingBytes === 0) return;
-    const parts = this.#pending;
-    const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
-    const records = this.#pendingRecords;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.#pendingRecords = 0;
+    const { bytes, records } = this.#takePending();
     try {
       await this.#file.append(bytes);
     } catch (e) {
@@ -149,22 +144,29 @@ export class WalWriter {
     this.recordCount += records;
   }
 
+  /** The buffered records as one buffer, and their count; the buffer starts empty again. */
+  #takePending(): { bytes: Uint8Array; records: number } {
+    const parts = this.#pending;
+    const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
+    const records = this.#pendingRecords;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#pendingRecords = 0;
+    return { bytes, records };
+  }
+
   /**
-   * `append(buf, records)` then `sync()` in one file operation where the file
-   * system allows (FileHandle.appendAndSync): buffered records go first, in
-   * the same write. A failure breaks the writer, as a failed fsync does.
+   * `append(buf, records)` then `sync()` as one file-system call
+   * (FileHandle.appendAndSync): buffered records go first, in the same
+   * write. A full disk cuts the bytes off again, as a failed append does;
+   * any other failure breaks the writer, as a failed fsync does.
    */
   appendAndSync(buf: Uint8Array, records: number): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
     this.appendBuffered(buf, records);
     return this.#chained(async () => {
       if (this.#broken) throw this.#broken;
-      const parts = this.#pending;
-      const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
-      const n = this.#pendingRecords;
-      this.#pending = [];
-      this.#pendingBytes = 0;
-      this.#pendingRecords = 0;
+      const { bytes, records: n } = this.#takePending();
       try {
         await this.#file.appendAndSync(bytes);
       } catch (e) {
