@@ -551,11 +551,9 @@ export class Engine implements AsyncDisposable {
         const keyAt = positions[p++];
         const valueAt = positions[p++];
         const key = buf.subarray(keyAt, keyAt + b.keys[j].length);
-        const value = b.values[j].length === 0
-          ? empty
-          : buf.subarray(valueAt, valueAt + b.values[j].length);
-        mem.put(key, b.versions[j] || v, b.kinds[j], value, b.expiries[j]);
-        this.#userBytes += key.length + value.length;
+        const valueLength = b.values[j].length;
+        mem.putFrom(key, b.versions[j] || v, b.kinds[j], buf, valueAt, valueLength, b.expiries[j]);
+        this.#userBytes += key.length + valueLength;
       }
       const batchVersion = Math.max(v, b.maxExplicitVersion);
       if (batchVersion > this.#currentVersion) this.#currentVersion = batchVersion;

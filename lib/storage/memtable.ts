@@ -51,19 +51,56 @@ function keyHash(key: Uint8Array): number {
   return h & 0x3fff_ffff;
 }
 
-/** A stored entry (handed to readers as is: no copy per read). */
+/**
+ * A stored entry (handed to readers as is: no copy per read). Its value is
+ * `length` bytes at `at` of `source`, made a view only when first read: most
+ * values (request-id records above all) are never read before a flush, and
+ * a view object per entry was a large share of what each scavenge copied.
+ */
 class Item implements Entry {
+  #value: Uint8Array | undefined;
   constructor(
     public key: Uint8Array,
     public version: number,
     public kind: EntryKindValue,
-    public value: Uint8Array,
+    public source: Uint8Array,
+    public at: number,
+    public length: number,
     public expiresAtMs: number,
   ) {}
+
+  get value(): Uint8Array {
+    let v = this.#value;
+    if (v === undefined) {
+      if (this.length === 0) v = emptyValue;
+      else if (this.at === 0 && this.length === this.source.length) v = this.source;
+      else v = this.source.subarray(this.at, this.at + this.length);
+      this.#value = v;
+    }
+    return v;
+  }
+
+  /** Gives the entry another value (the same key and version written again: a replay). */
+  reset(
+    kind: EntryKindValue,
+    source: Uint8Array,
+    at: number,
+    length: number,
+    expiresAtMs: number,
+  ): void {
+    this.kind = kind;
+    this.source = source;
+    this.at = at;
+    this.length = length;
+    this.expiresAtMs = expiresAtMs;
+    this.#value = undefined;
+  }
 }
 
+const emptyValue = new Uint8Array(0);
+
 /** Marks a hash shared by two keys in the newest-entry index. */
-const ambiguous = new Item(new Uint8Array(0), -1, 1, new Uint8Array(0), 0);
+const ambiguous = new Item(new Uint8Array(0), -1, 1, new Uint8Array(0), 0, 0, 0);
 
 /**
  * A leaf: sorted items, their key prefixes (`prefixWords` numbers per item,
@@ -215,8 +252,24 @@ export class Memtable {
     value: Uint8Array,
     expiresAtMs: number,
   ): void {
+    this.putFrom(key, version, kind, value, 0, value.length, expiresAtMs);
+  }
+
+  /**
+   * `put` with the value given as `length` bytes at `at` of `source`, which
+   * must never change: the entry keeps `source` and makes the view on first read.
+   */
+  putFrom(
+    key: Uint8Array,
+    version: number,
+    kind: EntryKindValue,
+    source: Uint8Array,
+    at: number,
+    length: number,
+    expiresAtMs: number,
+  ): void {
     const t = target(key, version);
-    const split = this.#insert(this.#root, t, kind, value, expiresAtMs);
+    const split = this.#insert(this.#root, t, kind, source, at, length, expiresAtMs);
     if (split !== undefined) {
       const root = new Inner();
       for (const child of [this.#root, split]) {
@@ -235,25 +288,25 @@ export class Memtable {
     n: Leaf | Inner,
     t: Target,
     kind: EntryKindValue,
-    value: Uint8Array,
+    source: Uint8Array,
+    at: number,
+    length: number,
     expiresAtMs: number,
   ): Leaf | Inner | undefined {
     if (n instanceof Leaf) {
       const i = lowerBound(n.px, n.items, t);
       if (i < n.items.length && cmpAt(n.px, n.items, i, t) === 0) {
         const it = n.items[i];
-        this.#bytes += value.length - it.value.length;
-        it.kind = kind;
-        it.value = value;
-        it.expiresAtMs = expiresAtMs;
+        this.#bytes += length - it.length;
+        it.reset(kind, source, at, length, expiresAtMs);
         return undefined;
       }
-      const item = new Item(t.key, t.version, kind, value, expiresAtMs);
+      const item = new Item(t.key, t.version, kind, source, at, length, expiresAtMs);
       this.#index(item);
       insertAt(n.items, i, item);
       insertWordsAt(n.px, i * prefixWords, t.w0, t.w1, t.w2);
       this.#count++;
-      this.#bytes += t.key.length + value.length + entryOverheadBytes;
+      this.#bytes += t.key.length + length + entryOverheadBytes;
       this.modCount++;
       if (n.items.length <= maxNodeEntries) return undefined;
       const right = new Leaf();
@@ -266,7 +319,7 @@ export class Memtable {
     }
     const ci = childIndex(n, t);
     const child = n.children[ci];
-    const split = this.#insert(child, t, kind, value, expiresAtMs);
+    const split = this.#insert(child, t, kind, source, at, length, expiresAtMs);
     // The child's first item may have changed (an insert before everything).
     n.firsts[ci] = child instanceof Leaf ? child.items[0] : child.firsts[0];
     for (let w = 0; w < prefixWords; w++) n.px[ci * prefixWords + w] = child.px[w];

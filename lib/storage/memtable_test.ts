@@ -87,3 +87,25 @@ Deno.test("memtable: an iterator stays correct while inserts split leaves under 
   const seenSet = new Set(seen);
   for (const k of before) if (!seenSet.has(k)) throw new Error(`lost ${k}`);
 });
+
+Deno.test("memtable: values given as ranges of a shared buffer read back, also after a replay", () => {
+  const m = new Memtable(1);
+  const source = new TextEncoder().encode("..alpha..beta..");
+  const key = (s: string) => new TextEncoder().encode(s);
+  const text = (b: Uint8Array | undefined) => (b ? new TextDecoder().decode(b) : undefined);
+  m.putFrom(key("a"), 1, EntryKind.put, source, 2, 5, 0);
+  m.putFrom(key("b"), 2, EntryKind.put, source, 9, 4, 0);
+  m.putFrom(key("e"), 3, EntryKind.put, source, 7, 0, 0);
+  assertEquals(text(m.get(key("a"), 10)?.value), "alpha");
+  assertEquals(text(m.get(key("b"), 10)?.value), "beta");
+  assertEquals(m.get(key("e"), 10)?.value.length, 0);
+  // The same key and version again (a Raft replay): the entry takes the new value.
+  m.putFrom(key("a"), 1, EntryKind.put, source, 9, 4, 0);
+  assertEquals(text(m.get(key("a"), 10)?.value), "beta");
+  assertEquals(m.count, 3);
+  const it = m.iterator();
+  it.seek(undefined);
+  const seen: string[] = [];
+  for (; it.valid(); it.next()) seen.push(`${text(it.entry().key)}=${text(it.entry().value)}`);
+  assertEquals(seen, ["a=beta", "b=beta", "e="]);
+});
