@@ -80,19 +80,13 @@ class Item implements Entry {
     return v;
   }
 
-  /** Gives the entry another value (the same key and version written again: a replay). */
-  reset(
-    kind: EntryKindValue,
-    source: Uint8Array,
-    at: number,
-    length: number,
-    expiresAtMs: number,
-  ): void {
-    this.kind = kind;
-    this.source = source;
-    this.at = at;
-    this.length = length;
-    this.expiresAtMs = expiresAtMs;
+  /** Takes the value of `newer`, the same key and version written again (a replay). */
+  replaceWith(newer: Item): void {
+    this.kind = newer.kind;
+    this.source = newer.source;
+    this.at = newer.at;
+    this.length = newer.length;
+    this.expiresAtMs = newer.expiresAtMs;
     this.#value = undefined;
   }
 }
@@ -298,7 +292,8 @@ export class Memtable {
       if (i < n.items.length && cmpAt(n.px, n.items, i, t) === 0) {
         const it = n.items[i];
         this.#bytes += length - it.length;
-        it.reset(kind, source, at, length, expiresAtMs);
+        // In place: inner nodes and the newest-entry index refer to this object.
+        it.replaceWith(new Item(t.key, t.version, kind, source, at, length, expiresAtMs));
         return undefined;
       }
       const item = new Item(t.key, t.version, kind, source, at, length, expiresAtMs);
