@@ -18,7 +18,7 @@
  * @module
  */
 
-import { crashAt, failpoint } from "../common/failpoints.ts";
+import { crashAt } from "../common/failpoints.ts";
 import { raftRecordBytes, raftSegmentBytes } from "../common/limits.ts";
 import { assert } from "../common/assert.ts";
 import { ByteReader, ByteWriter, concatBytes, DecodeError } from "../common/bytes.ts";
@@ -216,19 +216,13 @@ export class RaftLogStore implements RaftStorage {
     if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concatBytes(...records);
-      if (sync && failpoint("crash-after-log-write") === undefined) {
-        // One durable write (O_DSYNC on the Deno file system) instead of a write and an fsync.
-        await this.#writer.appendAndSync(buf, records.length);
-        this.syncCount++;
-      } else {
-        await this.#writer.append(buf, records.length);
-        if (rd.entries.length > 0) crashAt("crash-after-log-write");
-        if (sync) {
-          await this.#writer.sync();
-          this.syncCount++;
-        }
-      }
+      await this.#writer.append(buf, records.length);
+      if (rd.entries.length > 0) crashAt("crash-after-log-write");
       this.writeCount++;
+    }
+    if (sync && records.length > 0) {
+      await this.#writer.sync();
+      this.syncCount++;
     }
     if (rd.snapshot) this.memory.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.memory.append(rd.entries);

@@ -157,8 +157,6 @@ type BatchCommand = Extract<Command, { op: CommandOp.Batch }>;
 /** Commands the cluster proposes itself; their reads may wait for the disk. */
 type MaintenanceCommand = Extract<Command, { op: CommandOp.ExpireKey | CommandOp.CompactHistory }>;
 
-const empty = new Uint8Array(0);
-
 /**
  * The pending-map key of `key`: one char per byte, built in one call (a
  * char-by-char concatenation made a string per byte of every key written).
@@ -232,7 +230,7 @@ function decodeDedupe(bytes: Uint8Array): Dedupe {
  * is in the key), as uvarint n then n strings; empty when there are none.
  */
 function encodeIdList(ids: string[], from: number): Uint8Array {
-  if (ids.length <= from) return empty;
+  if (ids.length <= from) return emptyBytes;
   const w = new ByteWriter(16 + 32 * (ids.length - from));
   w.putUvarint(ids.length - from);
   for (let i = from; i < ids.length; i++) w.putString(ids[i]);
@@ -276,8 +274,6 @@ export class StateMachine {
   #engine: Engine;
   /** Request ids the entry being applied remembered (see #indexEntryIds). */
   #entryIds: string[] = [];
-  #lastRequestId = "";
-  #lastRequestKey: Uint8Array = new Uint8Array(0);
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -366,10 +362,8 @@ export class StateMachine {
         // read that needs the disk is done first, before anything of the command is applied.
         if (!this.#readsInMemory(command, s)) await this.#fetchReads(command, s);
         results.set(entry.index, this.#applyWrite(command, command.timestampMs, s));
-        if (s.fetched.size > 0 || s.fetchedIds.size > 0) {
-          s.fetched.clear();
-          s.fetchedIds.clear();
-        }
+        s.fetched.clear();
+        s.fetchedIds.clear();
       }
       this.#indexEntryIds(command.timestampMs, s.batch);
       if (s.batch.byteSize >= maxApplyBatchBytes) {
@@ -486,7 +480,7 @@ export class StateMachine {
       if (read !== undefined) {
         bytes = read.value;
       } else {
-        const kv = this.engine.getNow(this.#requestKey(requestId), rawRead);
+        const kv = this.engine.getNow(systemKey("r", requestId), rawRead);
         assert(kv !== readNeedsIo, "apply: a dedupe read needed the disk after the check");
         bytes = kv?.value;
       }
@@ -521,15 +515,6 @@ export class StateMachine {
     });
   }
 
-  /** The dedupe key of `requestId`; a write's lookup and its record share one encoding. */
-  #requestKey(requestId: string): Uint8Array {
-    if (this.#lastRequestId !== requestId) {
-      this.#lastRequestId = requestId;
-      this.#lastRequestKey = systemKey("r", requestId);
-    }
-    return this.#lastRequestKey;
-  }
-
   /** Records that `requestId` was applied at `revision` (in the batch and for this batch's lookups). */
   #remember(
     requestId: string,
@@ -539,7 +524,7 @@ export class StateMachine {
     changed?: boolean[],
   ): void {
     if (requestId === "") return;
-    const key = s.fetchedIds.get(requestId)?.key ?? this.#requestKey(requestId);
+    const key = s.fetchedIds.get(requestId)?.key ?? systemKey("r", requestId);
     const value = encodeDedupe({ revision, timestampMs, changed });
     s.batch.put(key, value, { version: revision });
     this.#entryIds.push(requestId);
@@ -650,11 +635,9 @@ export class StateMachine {
       case CommandOp.ExpireKey: {
         // Delete only if the key still holds the version that expired (it may have been rewritten).
         const p = s.pending.get(keyString(c.key));
-        const current = p
-          ? (p.value === undefined ? undefined : p.version)
-          : (await this.engine.get(c.key, rawRead))?.version;
-        if (current !== c.version) return { revision: this.#revision, changed: false };
         const prevKv = await this.engine.get(c.key, rawRead);
+        const current = p ? (p.value === undefined ? undefined : p.version) : prevKv?.version;
+        if (current !== c.version) return { revision: this.#revision, changed: false };
         const revision = ++this.#revision;
         this.#deleteKey(c.key, revision, s);
         const prev = prevKv

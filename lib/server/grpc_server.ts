@@ -35,12 +35,11 @@ import { PeerFrameKind } from "../node/peer_frame.ts";
 import { decodeMessage } from "../raft/codec.ts";
 import { listen } from "./listener.ts";
 import { KVError } from "../common/errors.ts";
+import { emptyBytes } from "../common/bytes.ts";
 import { rustkvdVersion } from "../common/version.ts";
 
 // deno-lint-ignore no-explicit-any
 type Req = any;
-
-const emptyBytes = new Uint8Array();
 
 function kvMessage(kv: KeyValue | undefined, keysOnly = false) {
   if (!kv) return undefined;

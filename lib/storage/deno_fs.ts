@@ -80,17 +80,6 @@ class DenoFileHandle implements FileHandle {
     }
   }
 
-  /**
-   * A write, then an fdatasync, both on the runtime's blocking pool. (A
-   * single O_DSYNC write would save a pool trip, but Deno's node:fs, the only
-   * way to open a file with O_DSYNC, runs writes on the main thread: the
-   * event loop would stall for every disk flush.)
-   */
-  async appendAndSync(data: Uint8Array): Promise<void> {
-    await this.append(data);
-    await this.syncData();
-  }
-
   async truncate(sizeBytes: number): Promise<void> {
     try {
       await this.#writeChain;

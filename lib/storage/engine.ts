@@ -15,7 +15,7 @@
  */
 
 import { assert } from "../common/assert.ts";
-import { equalBytes, prefixEnd } from "../common/bytes.ts";
+import { emptyBytes, equalBytes, prefixEnd } from "../common/bytes.ts";
 import {
   ClosedError,
   CompactedError,
@@ -203,8 +203,6 @@ function parseFileNumber(name: string): { kind: string; number: number } | undef
   if (m) return { kind: "manifest", number: Number(m[1]) };
   return undefined;
 }
-
-const empty = new Uint8Array(0);
 
 /** An embedded LSM key-value store with MVCC. Open with `Engine.open`. */
 export class Engine implements AsyncDisposable {
@@ -525,12 +523,12 @@ export class Engine implements AsyncDisposable {
     assert(at === total, "group buffer filled exactly");
     const wal = this.#wal;
     try {
-      if (sync) await wal.appendAndSync(buf, n);
-      else if (this.#o.walBufferBytes === 0) await wal.append(buf, n);
+      if (sync || this.#o.walBufferBytes === 0) await wal.append(buf, n);
       else {
         wal.appendBuffered(buf, n);
         if (wal.pendingBytes >= this.#o.walBufferBytes) await wal.writePending();
       }
+      if (sync) await wal.sync();
     } catch (e) {
       if (wal.broken) this.#writeError = wal.broken;
       for (const w of group) w.reject(e);
@@ -1218,7 +1216,7 @@ function toKV(
 ): KV | undefined {
   if (e.kind === EntryKind.delete) return undefined;
   if (e.expiresAtMs > 0 && e.expiresAtMs <= (nowMs ?? clock.wallMs())) return undefined;
-  const kv: KV = { key: e.key, value: keysOnly ? empty : e.value, version: e.version };
+  const kv: KV = { key: e.key, value: keysOnly ? emptyBytes : e.value, version: e.version };
   if (e.expiresAtMs > 0) kv.expiresAtMs = e.expiresAtMs;
   return kv;
 }

@@ -23,11 +23,6 @@ export interface FileHandle {
   append(data: Uint8Array): Promise<void>;
   /** Makes every appended byte (and the file size) durable. */
   syncData(): Promise<void>;
-  /**
-   * `append(data)` then `syncData()`: the hot path of every durable write,
-   * one call so a file system that can do both in one operation may.
-   */
-  appendAndSync(data: Uint8Array): Promise<void>;
   /** Cuts the file to `sizeBytes` (durable after the next `syncData`). */
   truncate(sizeBytes: number): Promise<void>;
   /** Current size in bytes, including unsynced appends. */

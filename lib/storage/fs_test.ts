@@ -26,18 +26,15 @@ async function roundTrip(fs: FileSystem, dir: string): Promise<void> {
   assertEquals(await fs.stat(`${dir}/b`), undefined);
 }
 
-/** Runs `check` on the real disk (in a temporary directory) and on the in-memory file system. */
-async function onBothFileSystems(check: (fs: FileSystem, dir: string) => Promise<void>) {
+Deno.test("fs: DenoFileSystem and MemFileSystem behave alike", async () => {
   const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
   try {
-    await check(new DenoFileSystem(), `${dir}/x`);
+    await roundTrip(new DenoFileSystem(), `${dir}/x`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-  await check(new MemFileSystem(), "/x");
-}
-
-Deno.test("fs: DenoFileSystem and MemFileSystem behave alike", () => onBothFileSystems(roundTrip));
+  await roundTrip(new MemFileSystem(), "/x");
+});
 
 Deno.test("mem fs: crash keeps synced bytes and synced directory entries only", async () => {
   const fs = new MemFileSystem();
@@ -81,58 +78,4 @@ Deno.test("mem fs: injected errors fire once or always", async () => {
   await assertRejects(() => fs.syncDir("/d"), IoError);
   fs.clearErrors();
   await fs.syncDir("/d");
-});
-
-/** Appends, durable appends, syncs and truncates in a mix; the file must hold exactly what a model says. */
-async function durableAppends(fs: FileSystem, dir: string): Promise<void> {
-  await fs.mkdir(dir);
-  const f = await fs.create(`${dir}/log`);
-  let model = "";
-  const step = async (op: string, text = "") => {
-    if (op === "append") await f.append(utf8(text));
-    else if (op === "durable") await f.appendAndSync(utf8(text));
-    else if (op === "sync") await f.syncData();
-    else await f.truncate(Number(text));
-    model = op === "truncate" ? model.slice(0, Number(text)) : model + text;
-    assertEquals(await f.size(), model.length, `size after ${op} ${text}`);
-  };
-  await step("durable", "first;"); // nothing unsynced before it
-  await step("append", "a1;");
-  await step("append", "a2;");
-  await step("durable", "second;"); // after unsynced appends
-  await step("sync");
-  await step("durable", "third;");
-  await step("truncate", "10");
-  await step("durable", "fourth;"); // after a truncate
-  await step("append", "x".repeat(5000));
-  await step("durable", "fifth;");
-  const big = "y".repeat((1 << 20) + 10);
-  await step("append", big);
-  await step("durable", "sixth;");
-  await Promise.all([f.append(utf8("p1;")), f.appendAndSync(utf8("p2;")), f.append(utf8("p3;"))]);
-  model += "p1;p2;p3;";
-  assertEquals(new TextDecoder().decode(await f.read(0, model.length + 10)), model);
-  await f.close();
-  assertEquals(new TextDecoder().decode(await fs.readFile(`${dir}/log`)), model);
-  const again = await fs.open(`${dir}/log`);
-  await again.appendAndSync(utf8("reopened;"));
-  await again.close();
-  assertEquals(new TextDecoder().decode(await fs.readFile(`${dir}/log`)), model + "reopened;");
-}
-
-Deno.test(
-  "fs: durable appends keep the bytes and order of append + sync",
-  () => onBothFileSystems(durableAppends),
-);
-
-Deno.test("mem fs: a durable append survives a crash like append + sync", async () => {
-  const fs = new MemFileSystem();
-  await fs.mkdir("/d");
-  const f = await fs.create("/d/f");
-  await fs.syncDir("/d");
-  await f.append(utf8("unsynced;"));
-  await f.appendAndSync(utf8("durable;"));
-  await f.append(utf8("lost;"));
-  fs.crash();
-  assertEquals(new TextDecoder().decode(await fs.readFile("/d/f")), "unsynced;durable;");
 });

@@ -8,6 +8,7 @@
  */
 
 import { assert } from "../common/assert.ts";
+import { emptyBytes } from "../common/bytes.ts";
 import { CorruptionError } from "../common/errors.ts";
 
 /** Kind of an entry, stored in SSTable entry values. On disk: never renumber. */
@@ -237,7 +238,7 @@ export function readEntryValue(buf: Uint8Array, start: number, len: number, e: E
     if (len !== 1) return false;
     e.kind = kind;
     e.expiresAtMs = 0;
-    e.value = empty;
+    e.value = emptyBytes;
     return true;
   }
   if (kind === EntryKind.putWithExpiry) {
@@ -251,8 +252,6 @@ export function readEntryValue(buf: Uint8Array, start: number, len: number, e: E
   }
   return false;
 }
-
-const empty = new Uint8Array(0);
 
 /** Compares `buf[start, start+len)` with `b` bytewise (no allocation). */
 export function compareRange(buf: Uint8Array, start: number, len: number, b: Uint8Array): number {

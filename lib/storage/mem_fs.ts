@@ -197,7 +197,7 @@ export class MemFileSystem implements FileSystem {
       this.#maybeFail(op, path);
     };
     let closed = false;
-    const handle: FileHandle = {
+    return {
       path,
       read: (offset: number, length: number) => {
         assert(offset >= 0 && length >= 0, "read range must be non-negative");
@@ -237,18 +237,12 @@ export class MemFileSystem implements FileSystem {
         file.syncedLength = Math.min(file.syncedLength, file.length);
         return Promise.resolve();
       },
-      // The same steps as a caller's append + syncData, so crashes and injected faults behave alike.
-      appendAndSync: async (data: Uint8Array) => {
-        await handle.append(data);
-        await handle.syncData();
-      },
       size: () => Promise.resolve(file.length),
       close: () => {
         closed = true;
         return Promise.resolve();
       },
     };
-    return handle;
   }
 
   create(path: string): Promise<FileHandle> {

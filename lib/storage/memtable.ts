@@ -20,6 +20,7 @@
  */
 
 import { assert } from "../common/assert.ts";
+import { emptyBytes } from "../common/bytes.ts";
 import { compareKeys, type Entry, type EntryKindValue } from "./internal_key.ts";
 
 const maxNodeEntries = 64;
@@ -72,7 +73,7 @@ class Item implements Entry {
   get value(): Uint8Array {
     let v = this.#value;
     if (v === undefined) {
-      if (this.length === 0) v = emptyValue;
+      if (this.length === 0) v = emptyBytes;
       else if (this.at === 0 && this.length === this.source.length) v = this.source;
       else v = this.source.subarray(this.at, this.at + this.length);
       this.#value = v;
@@ -91,10 +92,8 @@ class Item implements Entry {
   }
 }
 
-const emptyValue = new Uint8Array(0);
-
 /** Marks a hash shared by two keys in the newest-entry index. */
-const ambiguous = new Item(new Uint8Array(0), -1, 1, new Uint8Array(0), 0, 0, 0);
+const ambiguous = new Item(emptyBytes, -1, 1, emptyBytes, 0, 0, 0);
 
 /**
  * A leaf: sorted items, their key prefixes (`prefixWords` numbers per item,

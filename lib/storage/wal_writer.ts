@@ -17,7 +17,7 @@
 
 import { assert } from "../common/assert.ts";
 import { concatBytes } from "../common/bytes.ts";
-import { DiskFullError, IoError } from "../common/errors.ts";
+import { IoError } from "../common/errors.ts";
 import type { FileHandle } from "./fs.ts";
 
 /** Appends group-commit buffers to one WAL segment. */
@@ -129,7 +129,12 @@ export class WalWriter {
   async #writePendingNow(): Promise<void> {
     if (this.#broken) throw this.#broken;
     if (this.#pendingBytes === 0) return;
-    const { bytes, records } = this.#takePending();
+    const parts = this.#pending;
+    const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
+    const records = this.#pendingRecords;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#pendingRecords = 0;
     try {
       await this.#file.append(bytes);
     } catch (e) {
@@ -142,53 +147,6 @@ export class WalWriter {
     }
     this.#writtenBytes += bytes.length;
     this.recordCount += records;
-  }
-
-  /** The buffered records as one buffer, and their count; the buffer starts empty again. */
-  #takePending(): { bytes: Uint8Array; records: number } {
-    const parts = this.#pending;
-    const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
-    const records = this.#pendingRecords;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.#pendingRecords = 0;
-    return { bytes, records };
-  }
-
-  /**
-   * `append(buf, records)` then `sync()` as one file-system call
-   * (FileHandle.appendAndSync): buffered records go first, in the same
-   * write. A full disk cuts the bytes off again, as a failed append does;
-   * any other failure breaks the writer, as a failed fsync does.
-   */
-  appendAndSync(buf: Uint8Array, records: number): Promise<void> {
-    if (this.#broken) return Promise.reject(this.#broken);
-    this.appendBuffered(buf, records);
-    return this.#chained(async () => {
-      if (this.#broken) throw this.#broken;
-      const { bytes, records: n } = this.#takePending();
-      try {
-        await this.#file.appendAndSync(bytes);
-      } catch (e) {
-        // A full disk refused the bytes: cut them off and carry on, as after a failed append.
-        // Any other failure may have been the sync's, and then the page cache state is
-        // unknown (fsyncgate): stop writing here.
-        if (!(e instanceof DiskFullError)) {
-          this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
-        }
-        try {
-          await this.#file.truncate(this.#writtenBytes);
-        } catch (t) {
-          this.#broken ??= t instanceof Error ? t : new IoError(this.path, String(t));
-        }
-        throw e;
-      }
-      this.#writtenBytes += bytes.length;
-      this.recordCount += n;
-      this.syncCount++;
-      assert(this.#writtenBytes >= this.#syncedBytes, "synced size only grows");
-      this.#syncedBytes = this.#writtenBytes;
-    });
   }
 
   /** Makes everything appended so far durable. A failed fsync breaks the writer for good. */

@@ -8,6 +8,7 @@
  */
 
 import { assert } from "../common/assert.ts";
+import { emptyBytes } from "../common/bytes.ts";
 import { CorruptionError, InvalidArgumentError } from "../common/errors.ts";
 import { maxKeyBytes, maxValueBytes } from "../common/limits.ts";
 import { EntryKind, type EntryKindValue } from "./internal_key.ts";
@@ -31,8 +32,6 @@ export interface DeleteOptions {
   /** Explicit version; else the batch's version. */
   version?: number;
 }
-
-const empty = new Uint8Array(0);
 
 function checkVersion(v: number | undefined): number {
   if (v === undefined) return 0;
@@ -93,7 +92,7 @@ export class WriteBatch {
     const version = checkVersion(opts?.version);
     this.kinds.push(EntryKind.delete);
     this.keys.push(key);
-    this.values.push(empty);
+    this.values.push(emptyBytes);
     this.versions.push(version);
     this.expiries.push(0);
     this.#byteSize += key.length + 16;
@@ -260,7 +259,7 @@ export function decodeBatchPayload(
     const version = uvarint();
     const key = bytes(uvarint());
     const expiresAtMs = kind === EntryKind.putWithExpiry ? uvarint() : 0;
-    const value = kind === EntryKind.delete ? empty : bytes(uvarint());
+    const value = kind === EntryKind.delete ? emptyBytes : bytes(uvarint());
     ops.push({ kind, key, version, value, expiresAtMs });
   }
   if (at !== payload.length) fail("trailing bytes");
