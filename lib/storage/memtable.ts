@@ -28,6 +28,15 @@ const entryOverheadBytes = 64;
 
 /** Key bytes summarized per entry: three 48-bit words. */
 const prefixWords = 3;
+/** Key bytes the prefix words cover. */
+const prefixBytes = 6 * prefixWords;
+/**
+ * Numbers kept per entry in a node's summary array: the prefix words, the
+ * key's length and the version. With them a comparison dereferences the
+ * entry only when both keys are longer than `prefixBytes` and share those
+ * bytes (measured: one pointer chase per comparison was most of an insert).
+ */
+const stride = prefixWords + 2;
 
 /**
  * Key bytes [6w, 6w + 6) as a 48-bit number, zero-padded. If the prefixes of
@@ -44,9 +53,9 @@ function prefixWord(k: Uint8Array, w: number): number {
 /**
  * FNV-1a over the key's bytes: the newest-entry index's hash, cut to 30 bits
  * so it stays a small integer in V8 (a larger one is a heap number: an
- * allocation per lookup and a slower Map).
+ * allocation per lookup and a slower Map). Exported for tests.
  */
-function keyHash(key: Uint8Array): number {
+export function keyHash(key: Uint8Array): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
   return h & 0x3fff_ffff;
@@ -96,8 +105,8 @@ class Item implements Entry {
 const ambiguous = new Item(emptyBytes, -1, 1, emptyBytes, 0, 0, 0);
 
 /**
- * A leaf: sorted items, their key prefixes (`prefixWords` numbers per item,
- * flat, so a search rarely dereferences an item), and the next leaf.
+ * A leaf: sorted items, their summaries (`stride` numbers per item, flat, so
+ * a search rarely dereferences an item), and the next leaf.
  */
 class Leaf {
   items: Item[] = [];
@@ -105,14 +114,14 @@ class Leaf {
   next: Leaf | null = null;
 }
 
-/** An inner node: children and the first item of each child, with its prefix words. */
+/** An inner node: children and the first item of each child, with its summary. */
 class Inner {
   children: (Leaf | Inner)[] = [];
   firsts: Item[] = [];
   px: number[] = [];
 }
 
-/** A search target with its prefix words computed once. */
+/** A search target with its summary computed once. */
 interface Target {
   key: Uint8Array;
   version: number;
@@ -133,17 +142,23 @@ function target(key: Uint8Array, version: number): Target {
 
 /** Compares item `i` of a node with the target: <0 when the item sorts first. */
 function cmpAt(px: number[], items: Item[], i: number, t: Target): number {
-  const at = i * prefixWords;
+  const at = i * stride;
   let c = px[at] - t.w0;
   if (c !== 0) return c;
   c = px[at + 1] - t.w1;
   if (c !== 0) return c;
   c = px[at + 2] - t.w2;
   if (c !== 0) return c;
-  const it = items[i];
-  c = compareKeys(it.key, t.key);
-  if (c !== 0) return c;
-  return t.version - it.version;
+  const length = px[at + 3];
+  const targetLength = t.key.length;
+  if (length > prefixBytes && targetLength > prefixBytes) {
+    c = compareKeys(items[i].key, t.key);
+    if (c !== 0) return c;
+  } else if (length !== targetLength) {
+    // Equal padded prefixes and one key within them: the shorter is a prefix of the longer.
+    return length - targetLength;
+  }
+  return t.version - px[at + 4];
 }
 
 /** First index whose item is >= target (length when none). */
@@ -169,14 +184,36 @@ function insertAt<T>(a: T[], i: number, v: T): void {
   a[i] = v;
 }
 
-/** Inserts one item's three prefix words at `at` (see insertAt). */
-function insertWordsAt(px: number[], at: number, w0: number, w1: number, w2: number): void {
-  let j = px.length + 2;
-  px.push(w0, w1, w2);
-  for (; j >= at + prefixWords; j--) px[j] = px[j - prefixWords];
-  px[at] = w0;
-  px[at + 1] = w1;
-  px[at + 2] = w2;
+/** Inserts the target's summary as item `i` of `px` (see insertAt). */
+function insertSummaryAt(px: number[], i: number, t: Target): void {
+  const at = i * stride;
+  let j = px.length + stride - 1;
+  px.push(t.w0, t.w1, t.w2, t.key.length, t.version);
+  for (; j >= at + stride; j--) px[j] = px[j - stride];
+  px[at] = t.w0;
+  px[at + 1] = t.w1;
+  px[at + 2] = t.w2;
+  px[at + 3] = t.key.length;
+  px[at + 4] = t.version;
+}
+
+/** Whether item `i` of a node has the target's key (any version). */
+function sameKeyAt(px: number[], items: Item[], i: number, t: Target): boolean {
+  const at = i * stride;
+  if (px[at] !== t.w0 || px[at + 1] !== t.w1 || px[at + 2] !== t.w2) return false;
+  if (px[at + 3] !== t.key.length) return false;
+  return t.key.length <= prefixBytes || compareKeys(items[i].key, t.key) === 0;
+}
+
+/**
+ * Whether the leaf already holds the target's key, which would be right
+ * before or at `i`, its insert position: 1 yes, 0 no, -1 when that
+ * neighbour lies in another leaf.
+ */
+function keyKnownAt(px: number[], items: Item[], i: number, t: Target): number {
+  if (i < items.length && sameKeyAt(px, items, i, t)) return 1;
+  if (i > 0 && sameKeyAt(px, items, i - 1, t)) return 1;
+  return i > 0 && i < items.length ? 0 : -1;
 }
 
 /** Index of the child of `n` that may hold the target. */
@@ -186,9 +223,9 @@ function childIndex(n: Inner, t: Target): number {
   return i === 0 ? 0 : i - 1;
 }
 
-/** The prefix words of item 0 of `n`. */
-function firstWords(n: Leaf | Inner): number[] {
-  return n.px.slice(0, prefixWords);
+/** The summary of item 0 of `n`. */
+function firstSummary(n: Leaf | Inner): number[] {
+  return n.px.slice(0, stride);
 }
 
 /** Sorted in-memory table of recent writes. */
@@ -202,13 +239,20 @@ export class Memtable {
    */
   #latest = new Map<number, Item>();
 
-  #index(item: Item): void {
+  /**
+   * Indexes a new item. `keyKnown` says whether the tree already held its
+   * key (1), did not (0) or could not tell cheaply (-1): when it can tell,
+   * no stored key is dereferenced (a cache miss on most inserts otherwise).
+   */
+  #index(item: Item, keyKnown: number): void {
     const h = keyHash(item.key);
     const seen = this.#latest.get(h);
     if (seen === undefined) this.#latest.set(h, item);
     else if (seen === ambiguous) return;
-    else if (compareKeys(seen.key, item.key) !== 0) this.#latest.set(h, ambiguous);
-    else if (seen.version < item.version) this.#latest.set(h, item);
+    else if (keyKnown === 0) this.#latest.set(h, ambiguous);
+    else if (keyKnown === -1 && compareKeys(seen.key, item.key) !== 0) {
+      this.#latest.set(h, ambiguous);
+    } else if (seen.version < item.version) this.#latest.set(h, item);
   }
   #bytes = 0;
   #maxVersion = 0;
@@ -269,7 +313,7 @@ export class Memtable {
         const first = child instanceof Leaf ? child.items[0] : child.firsts[0];
         root.children.push(child);
         root.firsts.push(first);
-        root.px.push(...firstWords(child));
+        root.px.push(...firstSummary(child));
       }
       this.#root = root;
     }
@@ -296,9 +340,9 @@ export class Memtable {
         return undefined;
       }
       const item = new Item(t.key, t.version, kind, source, at, length, expiresAtMs);
-      this.#index(item);
+      this.#index(item, keyKnownAt(n.px, n.items, i, t));
       insertAt(n.items, i, item);
-      insertWordsAt(n.px, i * prefixWords, t.w0, t.w1, t.w2);
+      insertSummaryAt(n.px, i, t);
       this.#count++;
       this.#bytes += t.key.length + length + entryOverheadBytes;
       this.modCount++;
@@ -306,7 +350,7 @@ export class Memtable {
       const right = new Leaf();
       const half = n.items.length >>> 1;
       right.items = n.items.splice(half);
-      right.px = n.px.splice(half * prefixWords);
+      right.px = n.px.splice(half * stride);
       right.next = n.next;
       n.next = right;
       return right;
@@ -316,17 +360,17 @@ export class Memtable {
     const split = this.#insert(child, t, kind, source, at, length, expiresAtMs);
     // The child's first item may have changed (an insert before everything).
     n.firsts[ci] = child instanceof Leaf ? child.items[0] : child.firsts[0];
-    for (let w = 0; w < prefixWords; w++) n.px[ci * prefixWords + w] = child.px[w];
+    for (let w = 0; w < stride; w++) n.px[ci * stride + w] = child.px[w];
     if (split === undefined) return undefined;
     n.children.splice(ci + 1, 0, split);
     n.firsts.splice(ci + 1, 0, split instanceof Leaf ? split.items[0] : split.firsts[0]);
-    n.px.splice((ci + 1) * prefixWords, 0, ...firstWords(split));
+    n.px.splice((ci + 1) * stride, 0, ...firstSummary(split));
     if (n.children.length <= maxNodeEntries) return undefined;
     const right = new Inner();
     const half = n.children.length >>> 1;
     right.children = n.children.splice(half);
     right.firsts = n.firsts.splice(half);
-    right.px = n.px.splice(half * prefixWords);
+    right.px = n.px.splice(half * stride);
     return right;
   }
 

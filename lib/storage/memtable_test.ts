@@ -2,40 +2,70 @@ import { compareBytes, utf8 } from "../common/bytes.ts";
 import { SeededRandom } from "../common/random.ts";
 import { assertEquals } from "../common/test_helpers.ts";
 import { EntryKind } from "./internal_key.ts";
-import { Memtable } from "./memtable.ts";
+import { keyHash, Memtable } from "./memtable.ts";
 
-Deno.test("memtable: random inserts iterate in internal-key order; gets see the right version", () => {
-  const r = new SeededRandom(5);
+/**
+ * Inserts 5,000 random (key, version) pairs from `keys`, then checks the
+ * iteration order and point reads at many versions against a model.
+ */
+function checkAgainstModel(seed: number, keys: Uint8Array[]): void {
+  const r = new SeededRandom(seed);
   const m = new Memtable(1);
-  const model = new Map<string, Map<number, string>>();
+  const model = new Map<string, { key: Uint8Array; versions: Map<number, string> }>();
   for (let i = 0; i < 5_000; i++) {
-    const k = `k${r.nextInt(300)}`;
+    const k = keys[r.nextInt(keys.length)];
     const v = 1 + r.nextInt(50);
     const val = `v${i}`;
-    m.put(utf8(k), v, EntryKind.put, utf8(val), 0);
-    if (!model.has(k)) model.set(k, new Map());
-    model.get(k)!.set(v, val);
+    m.put(k, v, EntryKind.put, utf8(val), 0);
+    const ks = k.join(",");
+    if (!model.has(ks)) model.set(ks, { key: k, versions: new Map() });
+    model.get(ks)!.versions.set(v, val);
   }
   const it = m.iterator();
   it.seek(undefined);
   const seen: [string, number][] = [];
   while (it.valid()) {
-    seen.push([new TextDecoder().decode(it.entry().key), it.entry().version]);
+    seen.push([it.entry().key.join(","), it.entry().version]);
     it.next();
   }
-  const want: [string, number][] = [];
-  for (const [k, vs] of model) for (const v of vs.keys()) want.push([k, v]);
-  want.sort((a, b) => compareBytes(utf8(a[0]), utf8(b[0])) || b[1] - a[1]);
-  assertEquals(seen, want);
+  const want: [Uint8Array, number][] = [];
+  for (const { key, versions } of model.values()) {
+    for (const v of versions.keys()) want.push([key, v]);
+  }
+  want.sort((a, b) => compareBytes(a[0], b[0]) || b[1] - a[1]);
+  assertEquals(seen, want.map(([k, v]) => [k.join(","), v]), `seed ${seed}`);
   assertEquals(m.count, want.length);
-  for (const [k, vs] of model) {
+  for (const { key, versions } of model.values()) {
     for (let at = 0; at <= 51; at += 7) {
       let best = -1;
-      for (const v of vs.keys()) if (v <= at && v > best) best = v;
-      const got = m.get(utf8(k), at);
-      assertEquals(got?.version, best < 0 ? undefined : best, `${k} at ${at}`);
-      if (got) assertEquals(new TextDecoder().decode(got.value), vs.get(best));
+      for (const v of versions.keys()) if (v <= at && v > best) best = v;
+      const got = m.get(key, at);
+      assertEquals(got?.version, best < 0 ? undefined : best, `seed ${seed}: ${key} at ${at}`);
+      if (got) assertEquals(new TextDecoder().decode(got.value), versions.get(best));
     }
+  }
+}
+
+Deno.test("memtable: random inserts iterate in internal-key order; gets see the right version", () => {
+  const keys: Uint8Array[] = [];
+  for (let i = 0; i < 300; i++) keys.push(utf8(`k${i}`));
+  checkAgainstModel(5, keys);
+});
+
+Deno.test("memtable: keys around the summarized prefix length order bytewise", () => {
+  // Lengths 0..40 over the bytes 0x00, 0x01 and 0xff: many keys are
+  // prefixes of others, differ only past byte 18, or only by trailing zeros
+  // (which the zero-padded prefix words cannot tell apart).
+  for (const seed of [1, 2, 3, 4]) {
+    const r = new SeededRandom(seed);
+    const keys: Uint8Array[] = [];
+    const alphabet = [0x00, 0x01, 0xff];
+    for (let i = 0; i < 400; i++) {
+      const k = new Uint8Array(r.nextInt(41));
+      for (let j = 0; j < k.length; j++) k[j] = alphabet[r.nextInt(j < 16 ? 1 : 3)];
+      keys.push(k);
+    }
+    checkAgainstModel(seed, keys);
   }
 });
 
@@ -108,4 +138,28 @@ Deno.test("memtable: values given as ranges of a shared buffer read back, also a
   const seen: string[] = [];
   for (; it.valid(); it.next()) seen.push(`${text(it.entry().key)}=${text(it.entry().value)}`);
   assertEquals(seen, ["a=beta", "b=beta", "e="]);
+});
+
+Deno.test("memtable: keys sharing a hash and a long prefix both read back", () => {
+  // Two keys of one length that differ only past the summarized prefix and
+  // share a hash: the newest-entry index must not take one for the other.
+  const prefix = "p".repeat(20);
+  const byHash = new Map<number, Uint8Array>();
+  let pair: [Uint8Array, Uint8Array] | undefined;
+  for (let i = 0; i < 1_000_000 && pair === undefined; i++) {
+    const k = utf8(prefix + i.toString(36).padStart(5, "0"));
+    const other = byHash.get(keyHash(k));
+    if (other !== undefined) pair = [other, k];
+    else byHash.set(keyHash(k), k);
+  }
+  if (pair === undefined) throw new Error("no hash collision found");
+  for (const order of [[0, 1], [1, 0]]) {
+    const m = new Memtable(1);
+    m.put(pair[order[0]], 1, EntryKind.put, utf8("first"), 0);
+    m.put(pair[order[1]], 2, EntryKind.put, utf8("second"), 0);
+    m.put(pair[order[0]], 3, EntryKind.put, utf8("third"), 0);
+    assertEquals(new TextDecoder().decode(m.get(pair[order[0]], 10)?.value), "third");
+    assertEquals(new TextDecoder().decode(m.get(pair[order[1]], 10)?.value), "second");
+    assertEquals(new TextDecoder().decode(m.get(pair[order[0]], 2)?.value), "first");
+  }
 });
