@@ -537,8 +537,8 @@ export class Engine implements AsyncDisposable {
     this.#walBytes += total;
     this.#walRecords += n;
     if (sync) this.#walSyncs++;
-    // Apply to the memtable, oldest first, then acknowledge. Keys and values are
-    // views of the logged buffer: already a private copy, and never modified.
+    // Apply to the memtable, oldest first, then acknowledge. The memtable copies
+    // keys and values from the logged buffer.
     const mem = this.#mem;
     let p = 0;
     for (let i = 0; i < n; i++) {
@@ -548,10 +548,21 @@ export class Engine implements AsyncDisposable {
       for (let j = 0; j < b.count; j++) {
         const keyAt = positions[p++];
         const valueAt = positions[p++];
-        const key = buf.subarray(keyAt, keyAt + b.keys[j].length);
+        const keyLength = b.keys[j].length;
         const valueLength = b.values[j].length;
-        mem.putFrom(key, b.versions[j] || v, b.kinds[j], buf, valueAt, valueLength, b.expiries[j]);
-        this.#userBytes += key.length + valueLength;
+        const version = b.versions[j] || v;
+        mem.putFrom(
+          buf,
+          keyAt,
+          keyLength,
+          buf,
+          valueAt,
+          valueLength,
+          version,
+          b.kinds[j],
+          b.expiries[j],
+        );
+        this.#userBytes += keyLength + valueLength;
       }
       const batchVersion = Math.max(v, b.maxExplicitVersion);
       if (batchVersion > this.#currentVersion) this.#currentVersion = batchVersion;

@@ -118,26 +118,33 @@ Deno.test("memtable: an iterator stays correct while inserts split leaves under 
   for (const k of before) if (!seenSet.has(k)) throw new Error(`lost ${k}`);
 });
 
-Deno.test("memtable: values given as ranges of a shared buffer read back, also after a replay", () => {
+Deno.test("memtable: keys and values given as ranges of a buffer are copied, also on a replay", () => {
   const m = new Memtable(1);
-  const source = new TextEncoder().encode("..alpha..beta..");
+  //                                       0123456789012345678
+  const source = new TextEncoder().encode("abe..alpha..beta..");
   const key = (s: string) => new TextEncoder().encode(s);
   const text = (b: Uint8Array | undefined) => (b ? new TextDecoder().decode(b) : undefined);
-  m.putFrom(key("a"), 1, EntryKind.put, source, 2, 5, 0);
-  m.putFrom(key("b"), 2, EntryKind.put, source, 9, 4, 0);
-  m.putFrom(key("e"), 3, EntryKind.put, source, 7, 0, 0);
+  m.putFrom(source, 0, 1, source, 5, 5, 1, EntryKind.put, 0);
+  m.putFrom(source, 1, 1, source, 12, 4, 2, EntryKind.put, 0);
+  m.putFrom(source, 2, 1, source, 10, 0, 3, EntryKind.put, 0);
   assertEquals(text(m.get(key("a"), 10)?.value), "alpha");
   assertEquals(text(m.get(key("b"), 10)?.value), "beta");
   assertEquals(m.get(key("e"), 10)?.value.length, 0);
-  // The same key and version again (a Raft replay): the entry takes the new value.
-  m.putFrom(key("a"), 1, EntryKind.put, source, 9, 4, 0);
-  assertEquals(text(m.get(key("a"), 10)?.value), "beta");
+  // The caller may reuse its buffer: what was stored does not change.
+  const before = m.get(key("a"), 10)!;
+  source.fill(0x2e);
+  assertEquals(text(m.get(key("a"), 10)?.value), "alpha");
+  // The same key and version again (a Raft replay): the entry takes the new
+  // value; an entry read before keeps what it showed.
+  m.put(key("a"), 1, EntryKind.put, key("omega"), 0);
+  assertEquals(text(m.get(key("a"), 10)?.value), "omega");
+  assertEquals(text(before.value), "alpha");
   assertEquals(m.count, 3);
   const it = m.iterator();
   it.seek(undefined);
   const seen: string[] = [];
   for (; it.valid(); it.next()) seen.push(`${text(it.entry().key)}=${text(it.entry().value)}`);
-  assertEquals(seen, ["a=beta", "b=beta", "e="]);
+  assertEquals(seen, ["a=omega", "b=beta", "e="]);
 });
 
 Deno.test("memtable: keys sharing a hash and a long prefix both read back", () => {

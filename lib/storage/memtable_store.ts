@@ -1,0 +1,201 @@
+/**
+ * Where a memtable keeps its entries: key and value bytes copied into large
+ * byte slabs, the other fields in typed-array columns, an entry named by its
+ * index. Why not an object per entry: a memtable holds hundreds of
+ * thousands of entries that all outlive a young-generation collection, and
+ * every object among them (the entry, a view of its key, a view of its
+ * value) was copied by a scavenge and then traced by every full collection.
+ * A slab is one object per up to a MiB of entries, a column one per table.
+ *
+ * Bytes are never overwritten or freed before the whole memtable is dropped,
+ * so a view handed to a reader stays valid.
+ *
+ * @module
+ */
+
+import { emptyBytes } from "../common/bytes.ts";
+import type { Entry, EntryKindValue } from "./internal_key.ts";
+
+const firstSlabBytes = 4096;
+const maxSlabBytes = 1 << 20;
+const firstCapacity = 256;
+/** Below this many bytes a copy is a loop: a `subarray` + `set` costs more here. */
+const loopCopyBytes = 48;
+
+function grownFloat64(a: Float64Array, capacity: number): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(capacity);
+  b.set(a);
+  return b;
+}
+
+function grownInt32(a: Int32Array, capacity: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(capacity);
+  b.set(a);
+  return b;
+}
+
+function copyInto(dst: Uint8Array, at: number, src: Uint8Array, from: number, length: number) {
+  if (length <= loopCopyBytes) {
+    for (let i = 0; i < length; i++) dst[at + i] = src[from + i];
+  } else {
+    dst.set(src.subarray(from, from + length), at);
+  }
+}
+
+/** The entries of one memtable, by index (see the module comment). */
+export class EntryStore {
+  /** Byte slabs; an entry's key starts at `keyAt` of slab `slabOf`, its value follows the key. */
+  readonly slabs: Uint8Array[] = [];
+  slabOf = new Int32Array(firstCapacity);
+  keyAt = new Int32Array(firstCapacity);
+  keyLength = new Int32Array(firstCapacity);
+  valueLength = new Int32Array(firstCapacity);
+  version = new Float64Array(firstCapacity);
+  expiresAtMs = new Float64Array(firstCapacity);
+  kind = new Uint8Array(firstCapacity);
+  /** Entries stored (the next index). */
+  count = 0;
+  /** Slab bytes handed out. */
+  bytesUsed = 0;
+  #slab: Uint8Array = emptyBytes;
+  #slabUsed = 0;
+  #nextSlabBytes = firstSlabBytes;
+
+  /** Copies an entry in; returns its index. */
+  append(
+    keySource: Uint8Array,
+    keyFrom: number,
+    keyLength: number,
+    valueSource: Uint8Array,
+    valueFrom: number,
+    valueLength: number,
+    version: number,
+    kind: EntryKindValue,
+    expiresAtMs: number,
+  ): number {
+    const id = this.count;
+    if (id === this.kind.length) this.#grow();
+    const need = keyLength + valueLength;
+    if (this.#slabUsed + need > this.#slab.length) this.#newSlab(need);
+    const slab = this.#slab;
+    const at = this.#slabUsed;
+    copyInto(slab, at, keySource, keyFrom, keyLength);
+    copyInto(slab, at + keyLength, valueSource, valueFrom, valueLength);
+    this.#slabUsed = at + need;
+    this.bytesUsed += need;
+    this.slabOf[id] = this.slabs.length - 1;
+    this.keyAt[id] = at;
+    this.keyLength[id] = keyLength;
+    this.valueLength[id] = valueLength;
+    this.version[id] = version;
+    this.expiresAtMs[id] = expiresAtMs;
+    this.kind[id] = kind;
+    this.count = id + 1;
+    return id;
+  }
+
+  /**
+   * Makes entry `to` read the bytes, kind and expiry of `from` (the same key
+   * and version written again), then forgets `from`, which must be the last.
+   */
+  replaceWithLast(to: number, from: number): void {
+    this.slabOf[to] = this.slabOf[from];
+    this.keyAt[to] = this.keyAt[from];
+    this.valueLength[to] = this.valueLength[from];
+    this.expiresAtMs[to] = this.expiresAtMs[from];
+    this.kind[to] = this.kind[from];
+    this.count = from; // its bytes stay in the slab, unused
+  }
+
+  /** The slab holding entry `id`. */
+  slabFor(id: number): Uint8Array {
+    return this.slabs[this.slabOf[id]];
+  }
+
+  /**
+   * Compares entry `id`'s key with `key[from, from + length)` from byte
+   * `skip` on (the caller knows the bytes before it are equal).
+   */
+  compareKey(id: number, key: Uint8Array, from: number, length: number, skip: number): number {
+    const slab = this.slabs[this.slabOf[id]];
+    const at = this.keyAt[id];
+    const own = this.keyLength[id];
+    const n = own < length ? own : length;
+    for (let i = skip; i < n; i++) {
+      const x = slab[at + i];
+      const y = key[from + i];
+      if (x !== y) return x - y;
+    }
+    return own - length;
+  }
+
+  /** A reader's snapshot of entry `id`. */
+  entry(id: number): StoredEntry {
+    return new StoredEntry(
+      this.slabs[this.slabOf[id]],
+      this.keyAt[id],
+      this.keyLength[id],
+      this.valueLength[id],
+      this.version[id],
+      this.kind[id] as EntryKindValue,
+      this.expiresAtMs[id],
+    );
+  }
+
+  #grow(): void {
+    const capacity = this.kind.length * 2;
+    this.slabOf = grownInt32(this.slabOf, capacity);
+    this.keyAt = grownInt32(this.keyAt, capacity);
+    this.keyLength = grownInt32(this.keyLength, capacity);
+    this.valueLength = grownInt32(this.valueLength, capacity);
+    this.version = grownFloat64(this.version, capacity);
+    this.expiresAtMs = grownFloat64(this.expiresAtMs, capacity);
+    const kind = new Uint8Array(capacity);
+    kind.set(this.kind);
+    this.kind = kind;
+  }
+
+  #newSlab(need: number): void {
+    const size = Math.max(need, this.#nextSlabBytes);
+    if (this.#nextSlabBytes < maxSlabBytes) this.#nextSlabBytes *= 2;
+    this.#slab = new Uint8Array(size);
+    this.#slabUsed = 0;
+    this.slabs.push(this.#slab);
+  }
+}
+
+/**
+ * One entry as readers see it: its fields copied, its key and value views of
+ * the slab made on first use (a point read often needs only one of them).
+ * It does not change when the same key and version are written again.
+ */
+export class StoredEntry implements Entry {
+  #key: Uint8Array | undefined;
+  #value: Uint8Array | undefined;
+  constructor(
+    readonly slab: Uint8Array,
+    readonly at: number,
+    readonly keyLength: number,
+    readonly valueLength: number,
+    readonly version: number,
+    readonly kind: EntryKindValue,
+    readonly expiresAtMs: number,
+  ) {}
+
+  get key(): Uint8Array {
+    let k = this.#key;
+    if (k === undefined) k = this.#key = this.slab.subarray(this.at, this.at + this.keyLength);
+    return k;
+  }
+
+  get value(): Uint8Array {
+    let v = this.#value;
+    if (v === undefined) {
+      const from = this.at + this.keyLength;
+      v = this.#value = this.valueLength === 0
+        ? emptyBytes
+        : this.slab.subarray(from, from + this.valueLength);
+    }
+    return v;
+  }
+}
