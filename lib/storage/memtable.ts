@@ -23,6 +23,7 @@
 import { assert } from "../common/assert.ts";
 import type { Entry, EntryKindValue } from "./internal_key.ts";
 import { EntryStore, type StoredEntry } from "./memtable_store.ts";
+import { ambiguousEntry, NewestIndex } from "./newest_index.ts";
 
 const maxNodeEntries = 64;
 const entryOverheadBytes = 64;
@@ -56,9 +57,6 @@ export function keyHash(key: Uint8Array, from = 0, length = key.length): number 
   for (let i = 0; i < length; i++) h = Math.imul(h ^ key[from + i], 0x01000193);
   return h & 0x3fff_ffff;
 }
-
-/** Marks a hash shared by two keys in the newest-entry index. */
-const ambiguous = -1;
 
 /** A leaf: sorted entry indexes, their summaries (`stride` numbers each), the next leaf. */
 class Leaf {
@@ -192,10 +190,10 @@ export class Memtable {
   #first: Leaf;
   #count = 0;
   /**
-   * The newest entry of each key by a 30-bit hash of its bytes; `ambiguous`
+   * The newest entry of each key by a 30-bit hash of its bytes; `ambiguousEntry`
    * when two keys share the hash (those reads search the tree).
    */
-  #latest = new Map<number, number>();
+  #latest = new NewestIndex();
   #bytes = 0;
   #maxVersion = 0;
   /** Bumped by every insert, which may shift entries (iterators re-seek when it changes). */
@@ -329,12 +327,12 @@ export class Memtable {
     const h = keyHash(t.key, t.from, t.length);
     const seen = this.#latest.get(h);
     if (seen === undefined) this.#latest.set(h, id);
-    else if (seen === ambiguous) return;
-    else if (keyKnown === 0) this.#latest.set(h, ambiguous);
+    else if (seen === ambiguousEntry) return;
+    else if (keyKnown === 0) this.#latest.set(h, ambiguousEntry);
     else if (
       keyKnown === -1 && this.#store.compareKey(seen, t.key, t.from, t.length, 0) !== 0
     ) {
-      this.#latest.set(h, ambiguous);
+      this.#latest.set(h, ambiguousEntry);
     } else if (this.#store.version[seen] < t.version) this.#latest.set(h, id);
   }
 
@@ -372,7 +370,7 @@ export class Memtable {
     // The common read, the newest version of a key, is one hash lookup.
     const latest = this.#latest.get(keyHash(key));
     if (latest === undefined) return undefined;
-    if (latest !== ambiguous) {
+    if (latest !== ambiguousEntry) {
       // The only key with this hash may be another one.
       if (store.compareKey(latest, key, 0, key.length, 0) !== 0) return undefined;
       if (store.version[latest] <= atVersion) return store.entry(latest);
