@@ -58,18 +58,29 @@ export function keyHash(key: Uint8Array, from = 0, length = key.length): number 
   return h & 0x3fff_ffff;
 }
 
-/** A leaf: sorted entry indexes, their summaries (`stride` numbers each), the next leaf. */
+/** Entries a node holds at most: one more than `maxNodeEntries`, just before it splits. */
+const nodeCapacity = maxNodeEntries + 1;
+
+/**
+ * A leaf: sorted entry indexes, their summaries (`stride` numbers each), the
+ * next leaf. Fixed-size typed arrays: a JavaScript array grown by pushes was
+ * copied on every growth, and each copy was promoted by the next scavenge.
+ */
 class Leaf {
-  ids: number[] = [];
-  px: number[] = [];
+  /** Entries in use. */
+  n = 0;
+  ids = new Int32Array(nodeCapacity);
+  px = new Float64Array(nodeCapacity * stride);
   next: Leaf | null = null;
 }
 
 /** An inner node: children and the first entry of each child, with its summary. */
 class Inner {
+  /** Children in use. */
+  n = 0;
   children: (Leaf | Inner)[] = [];
-  firsts: number[] = [];
-  px: number[] = [];
+  firsts = new Int32Array(nodeCapacity);
+  px = new Float64Array(nodeCapacity * stride);
 }
 
 /** A search target: a key as `length` bytes at `from` of `key`, a version, the summary words. */
@@ -96,7 +107,7 @@ function target(key: Uint8Array, from: number, length: number, version: number):
 }
 
 /** Compares entry `i` of a node with the target: <0 when the entry sorts first. */
-function cmpAt(store: EntryStore, px: number[], ids: number[], i: number, t: Target): number {
+function cmpAt(store: EntryStore, px: Float64Array, ids: Int32Array, i: number, t: Target): number {
   const at = i * stride;
   let c = px[at] - t.w0;
   if (c !== 0) return c;
@@ -116,7 +127,13 @@ function cmpAt(store: EntryStore, px: number[], ids: number[], i: number, t: Tar
 }
 
 /** Whether entry `i` of a node has the target's key (any version). */
-function sameKeyAt(store: EntryStore, px: number[], ids: number[], i: number, t: Target): boolean {
+function sameKeyAt(
+  store: EntryStore,
+  px: Float64Array,
+  ids: Int32Array,
+  i: number,
+  t: Target,
+): boolean {
   const at = i * stride;
   if (px[at] !== t.w0 || px[at + 1] !== t.w1 || px[at + 2] !== t.w2) return false;
   if (px[at + 3] !== t.length) return false;
@@ -129,16 +146,22 @@ function sameKeyAt(store: EntryStore, px: number[], ids: number[], i: number, t:
  * before or at `i`, its insert position: 1 yes, 0 no, -1 when that
  * neighbour lies in another leaf.
  */
-function keyKnownAt(store: EntryStore, px: number[], ids: number[], i: number, t: Target): number {
-  if (i < ids.length && sameKeyAt(store, px, ids, i, t)) return 1;
-  if (i > 0 && sameKeyAt(store, px, ids, i - 1, t)) return 1;
-  return i > 0 && i < ids.length ? 0 : -1;
+function keyKnownAt(store: EntryStore, leaf: Leaf, i: number, t: Target): number {
+  if (i < leaf.n && sameKeyAt(store, leaf.px, leaf.ids, i, t)) return 1;
+  if (i > 0 && sameKeyAt(store, leaf.px, leaf.ids, i - 1, t)) return 1;
+  return i > 0 && i < leaf.n ? 0 : -1;
 }
 
-/** First index whose entry is >= target (length when none). */
-function lowerBound(store: EntryStore, px: number[], ids: number[], t: Target): number {
+/** First index in [0, n) whose entry is >= target (n when none). */
+function lowerBound(
+  store: EntryStore,
+  px: Float64Array,
+  ids: Int32Array,
+  n: number,
+  t: Target,
+): number {
   let lo = 0;
-  let hi = ids.length;
+  let hi = n;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (cmpAt(store, px, ids, mid, t) < 0) lo = mid + 1;
@@ -149,28 +172,22 @@ function lowerBound(store: EntryStore, px: number[], ids: number[], t: Target): 
 
 /** Index of the child of `n` that may hold the target. */
 function childIndex(store: EntryStore, n: Inner, t: Target): number {
-  const i = lowerBound(store, n.px, n.firsts, t);
-  if (i < n.firsts.length && cmpAt(store, n.px, n.firsts, i, t) === 0) return i;
+  const i = lowerBound(store, n.px, n.firsts, n.n, t);
+  if (i < n.n && cmpAt(store, n.px, n.firsts, i, t) === 0) return i;
   return i === 0 ? 0 : i - 1;
 }
 
-/**
- * Inserts `v` at `i`, shifting the tail by one. `splice` would do the same
- * but also allocates the (empty) array of removed elements on every call.
- */
-function insertAt(a: number[], i: number, v: number): void {
-  let j = a.length;
-  a.push(v);
-  for (; j > i; j--) a[j] = a[j - 1];
-  a[i] = v;
+/** Opens a gap at `i` in a node's first `n` entries (ids and summaries). */
+function openGap(ids: Int32Array, px: Float64Array, n: number, i: number): void {
+  if (i === n) return;
+  ids.copyWithin(i + 1, i, n);
+  px.copyWithin((i + 1) * stride, i * stride, n * stride);
 }
 
-/** Inserts the target's summary as entry `i` of `px` (see insertAt). */
-function insertSummaryAt(px: number[], i: number, t: Target): void {
+/** Writes entry `id` with the target's summary at `i`. */
+function writeAt(ids: Int32Array, px: Float64Array, i: number, id: number, t: Target): void {
+  ids[i] = id;
   const at = i * stride;
-  let j = px.length + stride - 1;
-  px.push(t.w0, t.w1, t.w2, t.length, t.version);
-  for (; j >= at + stride; j--) px[j] = px[j - stride];
   px[at] = t.w0;
   px[at + 1] = t.w1;
   px[at + 2] = t.w2;
@@ -178,7 +195,12 @@ function insertSummaryAt(px: number[], i: number, t: Target): void {
   px[at + 4] = t.version;
 }
 
-/** The first entry of `n` and its summary. */
+/** Copies the summary of entry `from` of `src` to entry `to` of `dst`. */
+function copySummary(dst: Float64Array, to: number, src: Float64Array, from: number): void {
+  for (let w = 0; w < stride; w++) dst[to * stride + w] = src[from * stride + w];
+}
+
+/** The first entry of `n`. */
 function firstOf(n: Leaf | Inner): number {
   return n instanceof Leaf ? n.ids[0] : n.firsts[0];
 }
@@ -266,8 +288,9 @@ export class Memtable {
       const root = new Inner();
       for (const child of [this.#root, split]) {
         root.children.push(child);
-        root.firsts.push(firstOf(child));
-        for (let w = 0; w < stride; w++) root.px.push(child.px[w]);
+        root.firsts[root.n] = firstOf(child);
+        copySummary(root.px, root.n, child.px, 0);
+        root.n++;
       }
       this.#root = root;
     }
@@ -278,23 +301,26 @@ export class Memtable {
   #insert(n: Leaf | Inner, t: Target, id: number): Leaf | Inner | undefined {
     const store = this.#store;
     if (n instanceof Leaf) {
-      const i = lowerBound(store, n.px, n.ids, t);
-      if (i < n.ids.length && cmpAt(store, n.px, n.ids, i, t) === 0) {
+      const i = lowerBound(store, n.px, n.ids, n.n, t);
+      if (i < n.n && cmpAt(store, n.px, n.ids, i, t) === 0) {
         // In place: inner nodes and the newest-entry index name the existing entry.
         store.replaceWithLast(n.ids[i], id);
         return undefined;
       }
-      this.#index(id, t, keyKnownAt(store, n.px, n.ids, i, t));
-      insertAt(n.ids, i, id);
-      insertSummaryAt(n.px, i, t);
+      this.#index(id, t, keyKnownAt(store, n, i, t));
+      openGap(n.ids, n.px, n.n, i);
+      writeAt(n.ids, n.px, i, id, t);
+      n.n++;
       this.#count++;
       this.#bytes += entryOverheadBytes;
       this.modCount++;
-      if (n.ids.length <= maxNodeEntries) return undefined;
+      if (n.n <= maxNodeEntries) return undefined;
       const right = new Leaf();
-      const half = n.ids.length >>> 1;
-      right.ids = n.ids.splice(half);
-      right.px = n.px.splice(half * stride);
+      const half = n.n >>> 1;
+      right.ids.set(n.ids.subarray(half, n.n));
+      right.px.set(n.px.subarray(half * stride, n.n * stride));
+      right.n = n.n - half;
+      n.n = half;
       right.next = n.next;
       n.next = right;
       return right;
@@ -304,17 +330,21 @@ export class Memtable {
     const split = this.#insert(child, t, id);
     // The child's first entry may have changed (an insert before everything).
     n.firsts[ci] = firstOf(child);
-    for (let w = 0; w < stride; w++) n.px[ci * stride + w] = child.px[w];
+    copySummary(n.px, ci, child.px, 0);
     if (split === undefined) return undefined;
     n.children.splice(ci + 1, 0, split);
-    n.firsts.splice(ci + 1, 0, firstOf(split));
-    n.px.splice((ci + 1) * stride, 0, ...split.px.slice(0, stride));
-    if (n.children.length <= maxNodeEntries) return undefined;
+    openGap(n.firsts, n.px, n.n, ci + 1);
+    n.firsts[ci + 1] = firstOf(split);
+    copySummary(n.px, ci + 1, split.px, 0);
+    n.n++;
+    if (n.n <= maxNodeEntries) return undefined;
     const right = new Inner();
-    const half = n.children.length >>> 1;
+    const half = n.n >>> 1;
     right.children = n.children.splice(half);
-    right.firsts = n.firsts.splice(half);
-    right.px = n.px.splice(half * stride);
+    right.firsts.set(n.firsts.subarray(half, n.n));
+    right.px.set(n.px.subarray(half * stride, n.n * stride));
+    right.n = n.n - half;
+    n.n = half;
     return right;
   }
 
@@ -340,7 +370,7 @@ export class Memtable {
     const store = this.#store;
     let n = this.#root;
     while (n instanceof Inner) n = n.children[childIndex(store, n, t)];
-    return { leaf: n, index: lowerBound(store, n.px, n.ids, t) };
+    return { leaf: n, index: lowerBound(store, n.px, n.ids, n.n, t) };
   }
 
   /** @internal The leaf and index of the first entry >= (key, version). */
@@ -376,7 +406,7 @@ export class Memtable {
       if (store.version[latest] <= atVersion) return store.entry(latest);
     }
     let { leaf, index } = this.seekPosition(key, atVersion);
-    if (index >= leaf.ids.length) {
+    if (index >= leaf.n) {
       if (leaf.next === null) return undefined;
       leaf = leaf.next;
       index = 0;
@@ -408,7 +438,7 @@ export class MemtableIterator {
   constructor(readonly table: Memtable) {}
 
   #normalize(): void {
-    while (this.#leaf !== null && this.#index >= this.#leaf.ids.length) {
+    while (this.#leaf !== null && this.#index >= this.#leaf.n) {
       this.#leaf = this.#leaf.next;
       this.#index = 0;
     }
