@@ -781,6 +781,9 @@ export class Engine implements AsyncDisposable {
     if (!Number.isSafeInteger(atVersion) || atVersion < 0) {
       throw new InvalidArgumentError(`atVersion must be a safe integer >= 0, got ${atVersion}`);
     }
+    // The horizon is at most the compacted version: reads at or above it (nearly
+    // all) skip the walk over pinned snapshots.
+    if (atVersion >= this.#state.compactedVersion) return;
     const floor = this.#horizonVersion();
     if (atVersion < floor) throw new CompactedError(atVersion, this.#state.compactedVersion);
   }
