@@ -270,17 +270,9 @@ export class Memtable {
     expiresAtMs: number,
   ): void {
     const store = this.#store;
-    const id = store.append(
-      keySource,
-      keyFrom,
-      keyLength,
-      valueSource,
-      valueFrom,
-      valueLength,
-      version,
-      kind,
-      expiresAtMs,
-    );
+    const id = store.add(keyLength, valueLength, version, kind, expiresAtMs);
+    store.copyKey(id, keySource, keyFrom);
+    store.copyValue(id, valueSource, valueFrom);
     this.#bytes += keyLength + valueLength;
     const t = target(store.slabFor(id), store.keyAt[id], keyLength, version);
     const split = this.#insert(this.#root, t, id);

@@ -61,13 +61,12 @@ export class EntryStore {
   #slabUsed = 0;
   #nextSlabBytes = firstSlabBytes;
 
-  /** Copies an entry in; returns its index. */
-  append(
-    keySource: Uint8Array,
-    keyFrom: number,
+  /**
+   * Adds an entry with room for its key and value (filled by `copyKey` and
+   * `copyValue`); returns its index.
+   */
+  add(
     keyLength: number,
-    valueSource: Uint8Array,
-    valueFrom: number,
     valueLength: number,
     version: number,
     kind: EntryKindValue,
@@ -77,14 +76,10 @@ export class EntryStore {
     if (id === this.kind.length) this.#grow();
     const need = keyLength + valueLength;
     if (this.#slabUsed + need > this.#slab.length) this.#newSlab(need);
-    const slab = this.#slab;
-    const at = this.#slabUsed;
-    copyInto(slab, at, keySource, keyFrom, keyLength);
-    copyInto(slab, at + keyLength, valueSource, valueFrom, valueLength);
-    this.#slabUsed = at + need;
-    this.bytesUsed += need;
     this.slabOf[id] = this.slabs.length - 1;
-    this.keyAt[id] = at;
+    this.keyAt[id] = this.#slabUsed;
+    this.#slabUsed += need;
+    this.bytesUsed += need;
     this.keyLength[id] = keyLength;
     this.valueLength[id] = valueLength;
     this.version[id] = version;
@@ -92,6 +87,17 @@ export class EntryStore {
     this.kind[id] = kind;
     this.count = id + 1;
     return id;
+  }
+
+  /** Copies entry `id`'s key from `source` at `from`. */
+  copyKey(id: number, source: Uint8Array, from: number): void {
+    copyInto(this.slabFor(id), this.keyAt[id], source, from, this.keyLength[id]);
+  }
+
+  /** Copies entry `id`'s value from `source` at `from`. */
+  copyValue(id: number, source: Uint8Array, from: number): void {
+    const at = this.keyAt[id] + this.keyLength[id];
+    copyInto(this.slabFor(id), at, source, from, this.valueLength[id]);
   }
 
   /**
