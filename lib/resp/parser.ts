@@ -10,11 +10,26 @@
  * @module
  */
 
+import { allocBytes } from "../common/byte_pool.ts";
 import { InvalidArgumentError } from "../common/errors.ts";
 import { maxRespBulkBytes, maxRespInlineBytes, maxRespMultibulkArgs } from "../common/limits.ts";
 
 const CR = 13;
 const LF = 10;
+
+/**
+ * A command argument copied out of the read buffer (which the next read
+ * reuses), from the shared byte pool: a `slice` per argument was a backing
+ * store from the system allocator, about a microsecond each in Deno.
+ * Arguments are short-lived: a write copies them into its Raft entry.
+ */
+function copyArg(buf: Uint8Array, from: number, to: number): Uint8Array {
+  const n = to - from;
+  const out = allocBytes(n);
+  if (n <= 64) { for (let i = 0; i < n; i++) out[i] = buf[from + i]; }
+  else out.set(buf.subarray(from, to));
+  return out;
+}
 
 /**
  * A malformed request. The connection answers `-ERR Protocol error: <message>`
@@ -101,7 +116,7 @@ export class RespParser {
       if (this.#buf[at] !== CR || this.#buf[at + 1] !== LF) {
         throw new RespProtocolError("bulk string not terminated by CRLF");
       }
-      this.#args.push(this.#buf.slice(this.#start, at));
+      this.#args.push(copyArg(this.#buf, this.#start, at));
       this.#start = at + 2;
       this.#bulkLen = -1;
     }
