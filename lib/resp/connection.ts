@@ -158,7 +158,7 @@ async function runBatch(
         if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
       }
     } else {
-      const writers = batch.slice(i, j).map(() => new ReplyWriter(64));
+      const writers = batch.slice(i, j).map(() => new ReplyWriter(64, true));
       const start = (args: Uint8Array[], k: number) =>
         dispatch({ ...command, out: writers[k] }, args, specs[i + k]);
       const run = batch.slice(i, j);
