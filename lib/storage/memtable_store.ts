@@ -75,7 +75,8 @@ export class EntryStore {
     const id = this.count;
     if (id === this.kind.length) this.#grow();
     const need = keyLength + valueLength;
-    if (this.#slabUsed + need > this.#slab.length) this.#newSlab(need);
+    // The first entry always gets a slab, even an empty one: its key view needs one.
+    if (this.slabs.length === 0 || this.#slabUsed + need > this.#slab.length) this.#newSlab(need);
     this.slabOf[id] = this.slabs.length - 1;
     this.keyAt[id] = this.#slabUsed;
     this.#slabUsed += need;

@@ -32,3 +32,11 @@ Deno.test("entry store: entries of every size read back across slabs and column 
     assertEquals(store.compareKey(id, want[id].key, 0, want[id].key.length, 0), 0);
   }
 });
+
+Deno.test("entry store: an empty key and value as the very first entry", () => {
+  const store = new EntryStore();
+  const id = store.add(0, 0, 1, EntryKind.put, 0);
+  assertEquals(store.entry(id).key, new Uint8Array(0));
+  assertEquals(store.entry(id).value, new Uint8Array(0));
+  assertEquals(store.compareKey(id, new Uint8Array(0), 0, 0, 0), 0);
+});
