@@ -151,8 +151,15 @@ function decodeBody(kind: number, body: Uint8Array, at: number): PeerFrame {
  * magic, version, length or body — the caller closes the connection.
  */
 export class PeerFrameDecoder {
-  #buf: Uint8Array = emptyBytes;
-  #offset = 0;
+  /**
+   * The start of a unit (the preamble or a frame) that the last chunk ended
+   * in the middle of, copied out of it: its 5-byte head until that is whole,
+   * then a buffer of the frame's exact size. A new chunk gives it only the
+   * bytes it lacks; joining the held bytes with every new chunk copied each
+   * chunk once more, and a large frame spread over many chunks many times.
+   */
+  #held: Uint8Array = emptyBytes;
+  #heldFill = 0;
   #expectPreamble: boolean;
   /** Bytes consumed so far (for error offsets). */
   consumed = 0;
@@ -164,60 +171,91 @@ export class PeerFrameDecoder {
 
   /** Appends bytes and returns every frame now complete. */
   push(chunk: Uint8Array): PeerFrame[] {
-    const pending = this.#buf.length - this.#offset;
-    if (pending === 0) {
-      this.#buf = chunk;
-    } else {
-      const next = new Uint8Array(pending + chunk.length);
-      next.set(this.#buf.subarray(this.#offset));
-      next.set(chunk, pending);
-      this.#buf = next;
-    }
-    this.#offset = 0;
     const frames: PeerFrame[] = [];
-    for (;;) {
-      const avail = this.#buf.length - this.#offset;
-      if (this.#expectPreamble) {
-        if (avail < 5) break;
-        for (let i = 0; i < 4; i++) {
-          if (this.#buf[this.#offset + i] !== peerMagic[i]) {
-            throw new DecodeError("not a rustkvd peer connection", this.consumed);
-          }
-        }
-        const version = this.#buf[this.#offset + 4];
-        if (version !== peerChannelVersion) {
-          throw new DecodeError(`unsupported peer channel version ${version}`, this.consumed + 4);
-        }
-        this.#advance(5);
-        this.#expectPreamble = false;
+    let pos = 0;
+    while (this.#heldFill > 0 && pos < chunk.length) {
+      const take = Math.min(this.#held.length - this.#heldFill, chunk.length - pos);
+      this.#held.set(chunk.subarray(pos, pos + take), this.#heldFill);
+      this.#heldFill += take;
+      pos += take;
+      if (this.#heldFill < this.#held.length) break;
+      const held = this.#held;
+      const size = this.#unitSize(held, 0);
+      if (size > held.length) {
+        // The head is whole: hold the frame in a buffer of its size.
+        this.#held = new Uint8Array(size);
+        this.#held.set(held);
         continue;
       }
-      if (avail < 5) break;
-      const b = this.#buf;
-      const o = this.#offset;
-      const length = ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
-      if (length < 1 || length > maxPeerFrameBytes) {
-        throw new DecodeError(
-          `peer frame length ${length} outside 1..${maxPeerFrameBytes}`,
-          this.consumed,
-        );
-      }
-      if (avail < 4 + length) break;
-      const kind = b[o + 4];
-      // Copy the body: the socket may reuse its buffers after this callback.
-      const body = b.slice(o + 5, o + 4 + length);
-      frames.push(decodeBody(kind, body, this.consumed + 4));
-      this.#advance(4 + length);
+      this.#held = emptyBytes;
+      this.#heldFill = 0;
+      // The assembled buffer is ours: a frame body can be a view of it.
+      const frame = this.#take(held, 0, size, false);
+      if (frame) frames.push(frame);
     }
-    if (this.#offset === this.#buf.length) {
-      this.#buf = emptyBytes;
-      this.#offset = 0;
+    if (this.#heldFill > 0) return frames;
+    for (;;) {
+      const avail = chunk.length - pos;
+      if (avail < 5) {
+        if (avail > 0) this.#hold(chunk, pos, 5);
+        break;
+      }
+      const size = this.#unitSize(chunk, pos);
+      if (avail < size) {
+        this.#hold(chunk, pos, size);
+        break;
+      }
+      // Copy the body: the socket may reuse its buffers after this callback.
+      const frame = this.#take(chunk, pos, size, true);
+      if (frame) frames.push(frame);
+      pos += size;
     }
     return frames;
   }
 
+  /** Bytes of the unit whose 5-byte head is at `at` of `b` (validated). */
+  #unitSize(b: Uint8Array, at: number): number {
+    if (this.#expectPreamble) return 5;
+    const length = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+    if (length < 1 || length > maxPeerFrameBytes) {
+      throw new DecodeError(
+        `peer frame length ${length} outside 1..${maxPeerFrameBytes}`,
+        this.consumed,
+      );
+    }
+    return 4 + length;
+  }
+
+  /** Copies the start of a unit of `size` bytes (or of its head) to be completed by later chunks. */
+  #hold(chunk: Uint8Array, at: number, size: number): void {
+    this.#held = new Uint8Array(size);
+    this.#held.set(chunk.subarray(at));
+    this.#heldFill = chunk.length - at;
+  }
+
+  /** Consumes the whole unit at `at` of `b`: checks the preamble, or decodes the frame. */
+  #take(b: Uint8Array, at: number, size: number, copyBody: boolean): PeerFrame | undefined {
+    if (this.#expectPreamble) {
+      for (let i = 0; i < 4; i++) {
+        if (b[at + i] !== peerMagic[i]) {
+          throw new DecodeError("not a rustkvd peer connection", this.consumed);
+        }
+      }
+      const version = b[at + 4];
+      if (version !== peerChannelVersion) {
+        throw new DecodeError(`unsupported peer channel version ${version}`, this.consumed + 4);
+      }
+      this.#advance(5);
+      this.#expectPreamble = false;
+      return undefined;
+    }
+    const body = copyBody ? b.slice(at + 5, at + size) : b.subarray(at + 5, at + size);
+    const frame = decodeBody(b[at + 4], body, this.consumed + 4);
+    this.#advance(size);
+    return frame;
+  }
+
   #advance(n: number): void {
-    this.#offset += n;
     this.consumed += n;
   }
 }

@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "../common/test_helpers.ts";
 import { DecodeError, utf8 } from "../common/bytes.ts";
+import { SeededRandom } from "../common/random.ts";
 import {
   encodeConnectionPreamble,
   encodeFrame,
@@ -72,4 +73,55 @@ Deno.test("garbage, a wrong version and oversized lengths are rejected", () => {
   );
   const truncatedBody = new Uint8Array([0, 0, 0, 3, PeerFrameKind.Batch, 5, 1]);
   assertThrows(() => new PeerFrameDecoder(false).push(truncatedBody), DecodeError);
+});
+
+Deno.test("peer frames decode across many chunks, a large frame spread over dozens", () => {
+  const big: PeerFrame = {
+    kind: PeerFrameKind.Batch,
+    messages: [new Uint8Array(200_000).map((_, i) => i & 0xff), utf8("tail")],
+  };
+  const parts = [
+    encodeConnectionPreamble("c1", "n1"),
+    ...frames.map(encodeFrame),
+    encodeFrame(big),
+  ];
+  parts.push(...frames.map(encodeFrame));
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  const expected = [
+    { kind: PeerFrameKind.Hello, clusterId: "c1", from: "n1" },
+    ...frames,
+    big,
+    ...frames,
+  ];
+  for (let seed = 1; seed <= 30; seed++) {
+    const r = new SeededRandom(seed);
+    const d = new PeerFrameDecoder(true);
+    const got: PeerFrame[] = [];
+    for (let from = 0; from < bytes.length;) {
+      // Mostly small chunks, sometimes a large one: heads and bodies split anywhere.
+      const n = 1 + (r.nextInt(4) === 0 ? r.nextInt(70_000) : r.nextInt(12));
+      // A fresh copy per chunk, reused afterwards like a socket buffer might be.
+      const chunk = bytes.slice(from, Math.min(bytes.length, from + n));
+      got.push(...d.push(chunk));
+      chunk.fill(0);
+      from += n;
+    }
+    assertEquals(got, expected, `seed ${seed}`);
+    assertEquals(d.consumed, bytes.length);
+  }
+});
+
+Deno.test("an oversized length split across chunks is reported at the frame's offset", () => {
+  const d = new PeerFrameDecoder(false);
+  const ok = encodeFrame({ kind: PeerFrameKind.Batch, messages: [] });
+  assertEquals(d.push(ok.subarray(0, ok.length - 1)).length, 0);
+  assertEquals(d.push(ok.subarray(ok.length - 1)).length, 1);
+  d.push(new Uint8Array([0xff, 0xff]));
+  const e = assertThrows(() => d.push(new Uint8Array([0xff, 0xff, 2])), DecodeError, "length");
+  assertEquals((e as DecodeError).offset, ok.length);
 });
