@@ -157,6 +157,51 @@ Deno.test("h2: a unary call gets headers, one message and OK trailers on its str
   assertTrue((headers[1].flags & Flag.EndStream) !== 0, "trailers end the stream");
 });
 
+Deno.test("h2: a request message split over DATA frames anywhere, also inside its prefix", async () => {
+  // A ~60 KB message, cut inside the 5-byte prefix, right after it, mid-body and in 40 pieces;
+  // the handler answers with a digest of what it received.
+  const router = new GrpcRouter(64 * 1024, () => ({ code: 13, details: "unexpected" }));
+  router.add("/t.S/Digest", json, {
+    kind: "unary",
+    handle: (req) => {
+      let sum = 0;
+      for (let i = 0; i < req.text.length; i++) sum = (sum * 31 + req.text.charCodeAt(i)) >>> 0;
+      return Promise.resolve({ length: req.text.length, sum });
+    },
+  });
+  const text = Array.from({ length: 60_000 }, (_, i) => String.fromCharCode(97 + (i * 7) % 26))
+    .join("");
+  let want = 0;
+  for (let i = 0; i < text.length; i++) want = (want * 31 + text.charCodeAt(i)) >>> 0;
+  const encoded = json.encode({ text });
+  const framed = new Uint8Array(5 + encoded.length);
+  new DataView(framed.buffer).setUint32(1, encoded.length);
+  framed.set(encoded, 5);
+  const cuts = [
+    [1],
+    [4],
+    [5],
+    [6],
+    [3, 7, 30_000],
+    Array.from({ length: 40 }, (_, i) => 1 + i * 1500),
+  ];
+  const client = new RawClient(router);
+  let id = 1;
+  for (const cut of cuts) {
+    client.headers(id, "/t.S/Digest");
+    const points = [0, ...cut, framed.length];
+    for (let k = 0; k + 1 < points.length; k++) {
+      const last = k + 2 === points.length;
+      const piece = framed.slice(points[k], points[k + 1]);
+      client.send(encodeFrame(FrameType.Data, last ? Flag.EndStream : 0, id, piece));
+      piece.fill(0); // the connection may not keep the frame's bytes
+    }
+    const frames = await client.frames();
+    assertEquals(body(frames, id), { length: text.length, sum: want }, `cuts ${cut}`);
+    id += 2;
+  }
+});
+
 Deno.test("h2: interleaved streams each get their own answer", async () => {
   const client = new RawClient(testRouter().router);
   client.headers(1, "/t.S/Echo");

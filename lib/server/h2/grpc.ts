@@ -195,7 +195,14 @@ export function encodeGrpcMessage(text: string): string {
 /** One call on one stream: request framing in, response framing out. */
 class GrpcExchange {
   readonly #call: GrpcCall;
-  #buffer = emptyBytes;
+  /**
+   * A request message the last DATA frame ended inside: its 5-byte prefix
+   * until that is whole, then a buffer of the message's exact size, filled
+   * from later frames with only the bytes it lacks (joining the held bytes
+   * with each new frame copied a large message once per frame).
+   */
+  #partial = emptyBytes;
+  #partialFill = 0;
   #messages: Msg[] = [];
   #wake: (() => void) | undefined;
   #requestEnded = false;
@@ -346,49 +353,89 @@ class GrpcExchange {
 
   #receive(chunk: Uint8Array): void {
     if (this.#done) return;
-    let buf: Uint8Array;
-    if (this.#buffer.length === 0) {
-      buf = chunk;
-    } else {
-      buf = new Uint8Array(this.#buffer.length + chunk.length);
-      buf.set(this.#buffer);
-      buf.set(chunk, this.#buffer.length);
-    }
     let pos = 0;
-    const max = this.router.limits.maxMessageBytes;
-    while (buf.length - pos >= 5) {
-      const compressed = buf[pos];
-      const length =
-        ((buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4]) >>> 0;
-      if (compressed !== 0) {
-        return this.#finish({
-          code: GrpcStatus.Unimplemented,
-          details: "compressed messages are not supported (use identity encoding)",
-        });
+    while (this.#partialFill > 0 && pos < chunk.length) {
+      const take = Math.min(this.#partial.length - this.#partialFill, chunk.length - pos);
+      this.#partial.set(chunk.subarray(pos, pos + take), this.#partialFill);
+      this.#partialFill += take;
+      pos += take;
+      if (this.#partialFill < this.#partial.length) break;
+      const held = this.#partial;
+      const size = this.#messageSize(held, 0);
+      if (size < 0) return;
+      if (size > held.length) {
+        // The prefix is whole: hold the message in a buffer of its size.
+        this.#partial = new Uint8Array(size);
+        this.#partial.set(held);
+        continue;
       }
-      if (length > max) {
-        return this.#finish({
-          code: GrpcStatus.ResourceExhausted,
-          details: `received message larger than max (${length} vs. ${max})`,
-        });
-      }
-      if (buf.length - pos - 5 < length) break;
-      const body = buf.subarray(pos + 5, pos + 5 + length);
-      pos += 5 + length;
-      let message: Msg;
-      try {
-        message = this.route!.codec.decode(body);
-      } catch (e) {
-        return this.#finish({
-          code: GrpcStatus.Internal,
-          details: `request message does not parse: ${(e as Error).message}`,
-        });
-      }
-      this.#messages.push(message);
+      this.#partial = emptyBytes;
+      this.#partialFill = 0;
+      if (!this.#decode(held.subarray(5, size))) return;
     }
-    // Keep a copy: the chunk's bytes are not ours after this callback.
-    this.#buffer = pos === buf.length ? emptyBytes : buf.slice(pos);
+    while (this.#partialFill === 0) {
+      const avail = chunk.length - pos;
+      if (avail < 5) {
+        if (avail > 0) this.#hold(chunk, pos, 5);
+        break;
+      }
+      const size = this.#messageSize(chunk, pos);
+      if (size < 0) return;
+      if (avail < size) {
+        this.#hold(chunk, pos, size);
+        break;
+      }
+      if (!this.#decode(chunk.subarray(pos + 5, pos + size))) return;
+      pos += size;
+    }
     this.#wakeReader();
+  }
+
+  /**
+   * Bytes of the message whose 5-byte prefix is at `at` of `b`, or -1 after
+   * finishing the call (a compressed or oversized message).
+   */
+  #messageSize(b: Uint8Array, at: number): number {
+    const length = ((b[at + 1] << 24) | (b[at + 2] << 16) | (b[at + 3] << 8) | b[at + 4]) >>> 0;
+    if (b[at] !== 0) {
+      this.#finish({
+        code: GrpcStatus.Unimplemented,
+        details: "compressed messages are not supported (use identity encoding)",
+      });
+      return -1;
+    }
+    const max = this.router.limits.maxMessageBytes;
+    if (length > max) {
+      this.#finish({
+        code: GrpcStatus.ResourceExhausted,
+        details: `received message larger than max (${length} vs. ${max})`,
+      });
+      return -1;
+    }
+    return 5 + length;
+  }
+
+  /** Copies the start of a message of `size` bytes (or of its prefix): the frame's bytes are not ours after this callback. */
+  #hold(chunk: Uint8Array, at: number, size: number): void {
+    this.#partial = new Uint8Array(size);
+    this.#partial.set(chunk.subarray(at));
+    this.#partialFill = chunk.length - at;
+  }
+
+  /** Decodes one request message; false after finishing the call when it does not parse. */
+  #decode(body: Uint8Array): boolean {
+    let message: Msg;
+    try {
+      message = this.route!.codec.decode(body);
+    } catch (e) {
+      this.#finish({
+        code: GrpcStatus.Internal,
+        details: `request message does not parse: ${(e as Error).message}`,
+      });
+      return false;
+    }
+    this.#messages.push(message);
+    return true;
   }
 
   #finish(outcome: GrpcOutcome): void {
