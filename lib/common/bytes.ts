@@ -130,6 +130,27 @@ export function uvarintLength(value: number): number {
  */
 export const emptyBytes: Uint8Array = new Uint8Array(0);
 
+/** Below this many bytes `copyRange` copies in a loop: a `subarray` + `set` costs more here. */
+const loopCopyBytes = 48;
+
+/**
+ * Copies `length` bytes of `src` at `from` into `dst` at `at`, without
+ * making a view of `src` for short ranges (a view is an object per copy).
+ */
+export function copyRange(
+  dst: Uint8Array,
+  at: number,
+  src: Uint8Array,
+  from: number,
+  length: number,
+): void {
+  if (length <= loopCopyBytes) {
+    for (let i = 0; i < length; i++) dst[at + i] = src[from + i];
+  } else {
+    dst.set(src.subarray(from, from + length), at);
+  }
+}
+
 /** Writes a big-endian u32 (0 <= v < 2^32) at `at` (no DataView: no object per write). */
 export function writeU32(out: Uint8Array, at: number, v: number): void {
   out[at] = v >>> 24;

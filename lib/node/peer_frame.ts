@@ -22,7 +22,8 @@
  * @module
  */
 
-import { ByteReader, ByteWriter, DecodeError, emptyBytes } from "../common/bytes.ts";
+import { PartialUnit } from "../common/partial_unit.ts";
+import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
 import { maxAppendBytes } from "../common/limits.ts";
 
 /** First bytes of a peer connection. */
@@ -151,15 +152,8 @@ function decodeBody(kind: number, body: Uint8Array, at: number): PeerFrame {
  * magic, version, length or body — the caller closes the connection.
  */
 export class PeerFrameDecoder {
-  /**
-   * The start of a unit (the preamble or a frame) that the last chunk ended
-   * in the middle of, copied out of it: its 5-byte head until that is whole,
-   * then a buffer of the frame's exact size. A new chunk gives it only the
-   * bytes it lacks; joining the held bytes with every new chunk copied each
-   * chunk once more, and a large frame spread over many chunks many times.
-   */
-  #held: Uint8Array = emptyBytes;
-  #heldFill = 0;
+  /** The preamble or a frame that the last chunk ended inside. */
+  readonly #partial = new PartialUnit();
   #expectPreamble: boolean;
   /** Bytes consumed so far (for error offsets). */
   consumed = 0;
@@ -172,37 +166,30 @@ export class PeerFrameDecoder {
   /** Appends bytes and returns every frame now complete. */
   push(chunk: Uint8Array): PeerFrame[] {
     const frames: PeerFrame[] = [];
+    const partial = this.#partial;
     let pos = 0;
-    while (this.#heldFill > 0 && pos < chunk.length) {
-      const take = Math.min(this.#held.length - this.#heldFill, chunk.length - pos);
-      this.#held.set(chunk.subarray(pos, pos + take), this.#heldFill);
-      this.#heldFill += take;
-      pos += take;
-      if (this.#heldFill < this.#held.length) break;
-      const held = this.#held;
-      const size = this.#unitSize(held, 0);
-      if (size > held.length) {
-        // The head is whole: hold the frame in a buffer of its size.
-        this.#held = new Uint8Array(size);
-        this.#held.set(held);
+    while (partial.pending && pos < chunk.length) {
+      pos = partial.fill(chunk, pos);
+      if (!partial.full) break;
+      const size = this.#unitSize(partial.bytes, 0);
+      if (size > partial.bytes.length) {
+        partial.grow(size);
         continue;
       }
-      this.#held = emptyBytes;
-      this.#heldFill = 0;
       // The assembled buffer is ours: a frame body can be a view of it.
-      const frame = this.#take(held, 0, size, false);
+      const frame = this.#take(partial.take(), 0, size, false);
       if (frame) frames.push(frame);
     }
-    if (this.#heldFill > 0) return frames;
+    if (partial.pending) return frames;
     for (;;) {
       const avail = chunk.length - pos;
       if (avail < 5) {
-        if (avail > 0) this.#hold(chunk, pos, 5);
+        if (avail > 0) partial.hold(chunk, pos, 5);
         break;
       }
       const size = this.#unitSize(chunk, pos);
       if (avail < size) {
-        this.#hold(chunk, pos, size);
+        partial.hold(chunk, pos, size);
         break;
       }
       // Copy the body: the socket may reuse its buffers after this callback.
@@ -224,13 +211,6 @@ export class PeerFrameDecoder {
       );
     }
     return 4 + length;
-  }
-
-  /** Copies the start of a unit of `size` bytes (or of its head) to be completed by later chunks. */
-  #hold(chunk: Uint8Array, at: number, size: number): void {
-    this.#held = new Uint8Array(size);
-    this.#held.set(chunk.subarray(at));
-    this.#heldFill = chunk.length - at;
   }
 
   /** Consumes the whole unit at `at` of `b`: checks the preamble, or decodes the frame. */

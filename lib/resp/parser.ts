@@ -11,6 +11,7 @@
  */
 
 import { allocBytes } from "../common/byte_pool.ts";
+import { copyRange } from "../common/bytes.ts";
 import { InvalidArgumentError } from "../common/errors.ts";
 import { maxRespBulkBytes, maxRespInlineBytes, maxRespMultibulkArgs } from "../common/limits.ts";
 
@@ -24,10 +25,8 @@ const LF = 10;
  * Arguments are short-lived: a write copies them into its Raft entry.
  */
 function copyArg(buf: Uint8Array, from: number, to: number): Uint8Array {
-  const n = to - from;
-  const out = allocBytes(n);
-  if (n <= 64) { for (let i = 0; i < n; i++) out[i] = buf[from + i]; }
-  else out.set(buf.subarray(from, to));
+  const out = allocBytes(to - from);
+  copyRange(out, 0, buf, from, to - from);
   return out;
 }
 

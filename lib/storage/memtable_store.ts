@@ -13,14 +13,12 @@
  * @module
  */
 
-import { emptyBytes } from "../common/bytes.ts";
+import { copyRange, emptyBytes } from "../common/bytes.ts";
 import type { Entry, EntryKindValue } from "./internal_key.ts";
 
 const firstSlabBytes = 4096;
 const maxSlabBytes = 1 << 20;
 const firstCapacity = 256;
-/** Below this many bytes a copy is a loop: a `subarray` + `set` costs more here. */
-const loopCopyBytes = 48;
 
 function grownFloat64(a: Float64Array, capacity: number): Float64Array<ArrayBuffer> {
   const b = new Float64Array(capacity);
@@ -32,14 +30,6 @@ function grownInt32(a: Int32Array, capacity: number): Int32Array<ArrayBuffer> {
   const b = new Int32Array(capacity);
   b.set(a);
   return b;
-}
-
-function copyInto(dst: Uint8Array, at: number, src: Uint8Array, from: number, length: number) {
-  if (length <= loopCopyBytes) {
-    for (let i = 0; i < length; i++) dst[at + i] = src[from + i];
-  } else {
-    dst.set(src.subarray(from, from + length), at);
-  }
 }
 
 /** The entries of one memtable, by index (see the module comment). */
@@ -55,8 +45,6 @@ export class EntryStore {
   kind = new Uint8Array(firstCapacity);
   /** Entries stored (the next index). */
   count = 0;
-  /** Slab bytes handed out. */
-  bytesUsed = 0;
   #slab: Uint8Array = emptyBytes;
   #slabUsed = 0;
   #nextSlabBytes = firstSlabBytes;
@@ -80,7 +68,6 @@ export class EntryStore {
     this.slabOf[id] = this.slabs.length - 1;
     this.keyAt[id] = this.#slabUsed;
     this.#slabUsed += need;
-    this.bytesUsed += need;
     this.keyLength[id] = keyLength;
     this.valueLength[id] = valueLength;
     this.version[id] = version;
@@ -92,13 +79,13 @@ export class EntryStore {
 
   /** Copies entry `id`'s key from `source` at `from`. */
   copyKey(id: number, source: Uint8Array, from: number): void {
-    copyInto(this.slabFor(id), this.keyAt[id], source, from, this.keyLength[id]);
+    copyRange(this.slabFor(id), this.keyAt[id], source, from, this.keyLength[id]);
   }
 
   /** Copies entry `id`'s value from `source` at `from`. */
   copyValue(id: number, source: Uint8Array, from: number): void {
     const at = this.keyAt[id] + this.keyLength[id];
-    copyInto(this.slabFor(id), at, source, from, this.valueLength[id]);
+    copyRange(this.slabFor(id), at, source, from, this.valueLength[id]);
   }
 
   /**

@@ -14,7 +14,8 @@ import { type DeadlineEntry, DeadlineQueue } from "../../common/deadline_queue.t
 import { SystemClock } from "../../common/clock.ts";
 import type { HeaderField } from "./hpack.ts";
 import { allocBytes } from "../../common/byte_pool.ts";
-import { emptyBytes, writeU32 } from "../../common/bytes.ts";
+import { writeU32 } from "../../common/bytes.ts";
+import { PartialUnit } from "../../common/partial_unit.ts";
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
@@ -195,14 +196,8 @@ export function encodeGrpcMessage(text: string): string {
 /** One call on one stream: request framing in, response framing out. */
 class GrpcExchange {
   readonly #call: GrpcCall;
-  /**
-   * A request message the last DATA frame ended inside: its 5-byte prefix
-   * until that is whole, then a buffer of the message's exact size, filled
-   * from later frames with only the bytes it lacks (joining the held bytes
-   * with each new frame copied a large message once per frame).
-   */
-  #partial = emptyBytes;
-  #partialFill = 0;
+  /** A request message that the last DATA frame ended inside. */
+  readonly #partial = new PartialUnit();
   #messages: Msg[] = [];
   #wake: (() => void) | undefined;
   #requestEnded = false;
@@ -353,36 +348,30 @@ class GrpcExchange {
 
   #receive(chunk: Uint8Array): void {
     if (this.#done) return;
+    const partial = this.#partial;
     let pos = 0;
-    while (this.#partialFill > 0 && pos < chunk.length) {
-      const take = Math.min(this.#partial.length - this.#partialFill, chunk.length - pos);
-      this.#partial.set(chunk.subarray(pos, pos + take), this.#partialFill);
-      this.#partialFill += take;
-      pos += take;
-      if (this.#partialFill < this.#partial.length) break;
-      const held = this.#partial;
-      const size = this.#messageSize(held, 0);
+    while (partial.pending && pos < chunk.length) {
+      pos = partial.fill(chunk, pos);
+      if (!partial.full) break;
+      const size = this.#messageSize(partial.bytes, 0);
       if (size < 0) return;
-      if (size > held.length) {
-        // The prefix is whole: hold the message in a buffer of its size.
-        this.#partial = new Uint8Array(size);
-        this.#partial.set(held);
+      if (size > partial.bytes.length) {
+        partial.grow(size);
         continue;
       }
-      this.#partial = emptyBytes;
-      this.#partialFill = 0;
-      if (!this.#decode(held.subarray(5, size))) return;
+      if (!this.#decode(partial.take().subarray(5, size))) return;
     }
-    while (this.#partialFill === 0) {
+    while (!partial.pending) {
       const avail = chunk.length - pos;
       if (avail < 5) {
-        if (avail > 0) this.#hold(chunk, pos, 5);
+        // The frame's bytes are not ours after this callback: `hold` copies them.
+        if (avail > 0) partial.hold(chunk, pos, 5);
         break;
       }
       const size = this.#messageSize(chunk, pos);
       if (size < 0) return;
       if (avail < size) {
-        this.#hold(chunk, pos, size);
+        partial.hold(chunk, pos, size);
         break;
       }
       if (!this.#decode(chunk.subarray(pos + 5, pos + size))) return;
@@ -413,13 +402,6 @@ class GrpcExchange {
       return -1;
     }
     return 5 + length;
-  }
-
-  /** Copies the start of a message of `size` bytes (or of its prefix): the frame's bytes are not ours after this callback. */
-  #hold(chunk: Uint8Array, at: number, size: number): void {
-    this.#partial = new Uint8Array(size);
-    this.#partial.set(chunk.subarray(at));
-    this.#partialFill = chunk.length - at;
   }
 
   /** Decodes one request message; false after finishing the call when it does not parse. */
