@@ -77,22 +77,32 @@ class RawClient {
     this.send(encodeFrame(FrameType.Data, endStream ? Flag.EndStream : 0, id, framed));
   }
 
-  /** Frames the server wrote since the last call, after its writes were flushed. */
-  async frames(): Promise<(Frame & { fields?: HeaderField[] })[]> {
-    await new Promise((resolve) => setTimeout(resolve, 5));
+  /**
+   * Frames the server wrote since the last call, after its writes were
+   * flushed; with `endOf`, waits (up to 2 s) until that stream has ended,
+   * since a handler under load may answer later than one short wait.
+   */
+  async frames(endOf?: number): Promise<(Frame & { fields?: HeaderField[] })[]> {
     const out: (Frame & { fields?: HeaderField[] })[] = [];
-    for (const chunk of this.socket.written.slice(this.#read)) {
-      for (const f of this.#reader.feed(chunk)) {
-        const copy = { ...f, payload: f.payload.slice() };
-        out.push(
-          f.type === FrameType.Headers
-            ? { ...copy, fields: this.#decoder.decode(copy.payload) }
-            : copy,
-        );
+    const deadline = Date.now() + 2000;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      for (const chunk of this.socket.written.slice(this.#read)) {
+        for (const f of this.#reader.feed(chunk)) {
+          const copy = { ...f, payload: f.payload.slice() };
+          out.push(
+            f.type === FrameType.Headers
+              ? { ...copy, fields: this.#decoder.decode(copy.payload) }
+              : copy,
+          );
+        }
       }
+      this.#read = this.socket.written.length;
+      const ended = endOf === undefined ||
+        out.some((f) => f.streamId === endOf && (f.flags & Flag.EndStream) !== 0);
+      if (ended) return out;
+      if (Date.now() > deadline) throw new Error(`stream ${endOf} did not end within 2 s`);
     }
-    this.#read = this.socket.written.length;
-    return out;
   }
 }
 
@@ -196,7 +206,7 @@ Deno.test("h2: a request message split over DATA frames anywhere, also inside it
       client.send(encodeFrame(FrameType.Data, last ? Flag.EndStream : 0, id, piece));
       piece.fill(0); // the connection may not keep the frame's bytes
     }
-    const frames = await client.frames();
+    const frames = await client.frames(id);
     assertEquals(body(frames, id), { length: text.length, sum: want }, `cuts ${cut}`);
     id += 2;
   }
