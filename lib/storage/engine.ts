@@ -211,6 +211,8 @@ export class Engine implements AsyncDisposable {
   readonly #dir: string;
   #state: ManifestState;
   #manifest!: ManifestWriter;
+  /** Serializes manifest edits (see #logAndApply). */
+  #manifestQueue: Promise<unknown> = Promise.resolve();
   #wal!: WalWriter;
   #mem!: Memtable;
   #imm: Memtable[] = []; // oldest first
@@ -367,7 +369,7 @@ export class Engine implements AsyncDisposable {
     // A new WAL segment, then a new manifest naming it (the manifest switch syncs the dir).
     const walNumber = s.nextFileNumber++;
     const walFile = await fs.create(joinPath(this.#dir, walFileName(walNumber)));
-    this.#wal = new WalWriter(walNumber, walFile, 0);
+    this.#wal = new WalWriter(walNumber, walFile, 0, { bytesPerSync: this.#o.walBytesPerSync });
     this.#mem = new Memtable(walNumber);
     s.logNumber = walNumber;
     const manifestNumber = s.nextFileNumber++;
@@ -610,7 +612,7 @@ export class Engine implements AsyncDisposable {
       throw e;
     }
     this.#appliedIndex = this.#pendingAppliedIndex;
-    this.#wal = new WalWriter(number, file, 0);
+    this.#wal = new WalWriter(number, file, 0, { bytesPerSync: this.#o.walBytesPerSync });
     this.#imm.push(this.#mem);
     this.#mem = new Memtable(number);
     this.#scheduleBackground();
@@ -667,8 +669,19 @@ export class Engine implements AsyncDisposable {
     }
   }
 
-  /** Logs `edit` durably, then installs it. Requires: the caller holds #lock. */
-  async #logAndApply(edit: VersionEdit): Promise<void> {
+  /**
+   * Logs `edit` durably, then installs it. Edits go one at a time through
+   * their own queue rather than the background-job lock: a flush or a
+   * compaction holds that lock for seconds, and a history compaction (which
+   * a node applies inside its Raft loop) must not wait that long.
+   */
+  #logAndApply(edit: VersionEdit): Promise<void> {
+    const next = this.#manifestQueue.then(() => this.#logAndApplyNow(edit));
+    this.#manifestQueue = next.catch(() => {});
+    return next;
+  }
+
+  async #logAndApplyNow(edit: VersionEdit): Promise<void> {
     edit.nextFileNumber = this.#state.nextFileNumber;
     await this.#manifest.append(edit);
     const s = this.#state;
@@ -1063,7 +1076,7 @@ export class Engine implements AsyncDisposable {
     // compacted version above the recovered current version.
     await this.#wal.sync();
     this.#appliedIndex = Math.max(this.#appliedIndex, this.#pendingAppliedIndex);
-    await this.#withLock(() => this.#logAndApply({ compactedVersion: version }));
+    await this.#logAndApply({ compactedVersion: version });
   }
 
   /**
@@ -1200,6 +1213,7 @@ export class Engine implements AsyncDisposable {
     while (this.#commitLoop !== undefined) await this.#commitLoop;
     while (this.#bgLoop !== undefined) await this.#bgLoop;
     await this.#lock;
+    await this.#manifestQueue;
     this.#closed = true;
     try {
       await this.#wal.close();

@@ -17,6 +17,8 @@ import { DenoFileSystem } from "./deno_fs.ts";
 export const maxImmutableMemtables = 2;
 /** Default size past which the live manifest is rewritten as one snapshot edit. */
 export const defaultMaxManifestBytes = 4 * 1024 * 1024;
+/** Default unsynced WAL bytes that start a background fsync (RocksDB's wal_bytes_per_sync). */
+export const defaultWalBytesPerSync = 1024 * 1024;
 /** Deepest level index (L0..L6). */
 export const maxLevel = limits.levelCount - 1;
 
@@ -54,6 +56,12 @@ export interface EngineOptions {
    * engine's applied index) and saves a file write per unsynced write.
    */
   walBufferBytes?: number;
+  /**
+   * Unsynced WAL bytes after which an fsync starts in the background, beside
+   * later writes (0: never). Bounds what any one later fsync (a rotation, a
+   * `sync()` barrier) must write, so it cannot stall writes for long.
+   */
+  walBytesPerSync?: number;
   /** Run flushes and compactions in the background (tests may turn compaction off). */
   autoCompaction?: boolean;
   /** Size past which the manifest is rewritten as a snapshot (tests shrink it). */
@@ -74,6 +82,7 @@ export interface ResolvedOptions {
   clock: Clock;
   syncWrites: boolean;
   walBufferBytes: number;
+  walBytesPerSync: number;
   autoCompaction: boolean;
   maxManifestBytes: number;
 }
@@ -94,6 +103,7 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
     clock: o.clock ?? new SystemClock(),
     syncWrites: o.syncWrites ?? true,
     walBufferBytes: o.walBufferBytes ?? 0,
+    walBytesPerSync: o.walBytesPerSync ?? defaultWalBytesPerSync,
     autoCompaction: o.autoCompaction ?? true,
     maxManifestBytes: o.maxManifestBytes ?? defaultMaxManifestBytes,
   };
@@ -105,5 +115,6 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
   assert(r.maxOpenTables >= 4, "maxOpenTables must be at least 4");
   assert(r.blockCacheBytes >= 0, "blockCacheBytes must be >= 0");
   assert(r.walBufferBytes >= 0, "walBufferBytes must be >= 0");
+  assert(r.walBytesPerSync >= 0, "walBytesPerSync must be >= 0");
   return r;
 }

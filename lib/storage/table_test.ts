@@ -58,3 +58,34 @@ Deno.test("sstable: write, get every version, iterate, seek; cache budget holds"
   r.unref();
   tc.close();
 });
+
+Deno.test("sstable: a large table is synced as it is written, not only at the end", async () => {
+  const fs = new MemFileSystem();
+  await fs.mkdir("/t");
+  const file = await fs.create(`/t/${tableFileName(1)}`);
+  const syncedAt: number[] = [];
+  let written = 0;
+  const counted = {
+    ...file,
+    path: file.path,
+    append: (b: Uint8Array) => (written += b.length, file.append(b)),
+    syncData: () => (syncedAt.push(written), file.syncData()),
+  };
+  const w = new TableWriter(counted, 4096);
+  const value = new Uint8Array(1000).fill(1);
+  for (let i = 0; i < 4000; i++) { // about 4 MB
+    await w.add({
+      key: utf8(`key${String(i).padStart(5, "0")}`),
+      version: 1,
+      kind: EntryKind.put,
+      value,
+      expiresAtMs: 0,
+    });
+  }
+  assertTrue(syncedAt.length >= 2, `fsyncs while writing: ${syncedAt.length}`);
+  await w.finish();
+  // Every stretch between fsyncs stays near 1 MiB (one 256 KiB write past it at most).
+  for (let i = 1; i < syncedAt.length; i++) {
+    assertTrue(syncedAt[i] - syncedAt[i - 1] <= 1.5 * 1024 * 1024, `gap ${i}: ${syncedAt}`);
+  }
+});

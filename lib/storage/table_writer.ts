@@ -35,6 +35,13 @@ export const tableFormatVersion = 1;
 export const tableMagic = new TextEncoder().encode("rkvdSST1");
 
 const flushChunkBytes = 256 * 1024;
+/**
+ * Written bytes after which an fsync starts in the background: a table's
+ * data reaches the disk as it is written instead of all at the final fsync,
+ * which would hold the disk for the whole table (tens of megabytes) while a
+ * Raft log's fsyncs wait behind it.
+ */
+const bytesPerSync = 1024 * 1024;
 
 /** What a finished table holds (becomes a manifest FileMeta). */
 export interface TableProperties {
@@ -60,6 +67,13 @@ export class TableWriter {
   #pendingBytes = 0;
   #entryCount = 0;
   #maxVersion = 0;
+  /** Bytes handed to the file so far. */
+  #writtenBytes = 0;
+  /** Written bytes when the last background fsync started. */
+  #syncStartedAt = 0;
+  /** The background fsync in flight; it never rejects (its error is kept in #syncError). */
+  #backgroundSync: Promise<void> | undefined;
+  #syncError: unknown;
 
   constructor(file: FileHandle, blockSizeBytes: number) {
     this.#file = file;
@@ -130,6 +144,23 @@ export class TableWriter {
     this.#pending = [];
     this.#pendingBytes = 0;
     await this.#file.append(out);
+    this.#writtenBytes += out.length;
+    if (this.#syncError !== undefined) throw this.#syncError;
+    if (
+      this.#backgroundSync === undefined && this.#writtenBytes - this.#syncStartedAt >= bytesPerSync
+    ) {
+      this.#syncStartedAt = this.#writtenBytes;
+      this.#backgroundSync = this.#file.syncData().then(
+        () => {},
+        (e) => (this.#syncError ??= e),
+      ).finally(() => (this.#backgroundSync = undefined));
+    }
+  }
+
+  /** Waits for the background fsync, if any, and reports its failure. */
+  async #settleBackgroundSync(): Promise<void> {
+    if (this.#backgroundSync !== undefined) await this.#backgroundSync;
+    if (this.#syncError !== undefined) throw this.#syncError;
   }
 
   /** Writes bloom, index and footer, syncs, closes. Requires: at least one entry. */
@@ -151,6 +182,7 @@ export class TableWriter {
     this.#pendingBytes += footerBytes;
     this.#offset += footerBytes;
     await this.#flushPending();
+    await this.#settleBackgroundSync();
     await this.#file.syncData();
     await this.#file.close();
     return {
@@ -164,6 +196,7 @@ export class TableWriter {
 
   /** Gives up on the table (the caller deletes the file). */
   async abandon(): Promise<void> {
+    await this.#backgroundSync;
     await this.#file.close();
   }
 }

@@ -12,10 +12,16 @@
  * failed write of buffered records breaks the writer (they were already
  * acknowledged, so they cannot simply be cut off).
  *
+ * With `bytesPerSync` above 0, an fsync starts in the background whenever
+ * that many written bytes are not yet synced, beside later writes. Without
+ * it, a run of unsynced writes leaves the whole run dirty in the page cache
+ * and the next `sync` (a rotation, a barrier) must write all of it at once:
+ * tens of megabytes, hundreds of milliseconds of stalled writes, and every
+ * other fsync on the disk (a Raft log's) queued behind it.
+ *
  * @module
  */
 
-import { assert } from "../common/assert.ts";
 import { concatBytes } from "../common/bytes.ts";
 import { IoError } from "../common/errors.ts";
 import type { FileHandle } from "./fs.ts";
@@ -33,6 +39,12 @@ export class WalWriter {
   #writeChain: Promise<void> = Promise.resolve();
   #pendingBytes = 0;
   #pendingRecords = 0;
+  /** Unsynced written bytes that start a background fsync (0: never). */
+  #bytesPerSync: number;
+  /** The background fsync in flight, if any (it never rejects: a failure breaks the writer). */
+  #backgroundSync: Promise<void> | undefined;
+  /** sync() calls in progress (a background fsync beside one would be redundant). */
+  #explicitSyncs = 0;
   /** Set when the segment can no longer be trusted (a failed truncate or fsync). */
   #broken: Error | undefined;
   /** Count of fsyncs issued (for stats and the benchmark). */
@@ -40,8 +52,14 @@ export class WalWriter {
   /** Count of records appended. */
   recordCount = 0;
 
-  constructor(readonly number: number, file: FileHandle, sizeBytes: number) {
+  constructor(
+    readonly number: number,
+    file: FileHandle,
+    sizeBytes: number,
+    opts?: { bytesPerSync?: number },
+  ) {
     this.#file = file;
+    this.#bytesPerSync = opts?.bytesPerSync ?? 0;
     this.#sizeBytes = sizeBytes;
     this.#writtenBytes = sizeBytes;
     this.#syncedBytes = sizeBytes;
@@ -103,6 +121,25 @@ export class WalWriter {
     this.#writtenBytes = before + buf.length;
     this.#sizeBytes += buf.length; // records buffered meanwhile are counted already
     this.recordCount += records;
+    this.#maybeSyncInBackground();
+  }
+
+  /** Starts a background fsync once `bytesPerSync` written bytes are unsynced and none is running. */
+  #maybeSyncInBackground(): void {
+    if (this.#bytesPerSync <= 0 || this.#backgroundSync !== undefined || this.#broken) return;
+    if (this.#explicitSyncs > 0) return;
+    if (this.#writtenBytes - this.#syncedBytes < this.#bytesPerSync) return;
+    const target = this.#writtenBytes;
+    this.#backgroundSync = this.#file.syncData().then(
+      () => {
+        this.syncCount++;
+        if (target > this.#syncedBytes) this.#syncedBytes = target;
+      },
+      (e) => {
+        // As in sync(): after a failed fsync nothing written since the last good one is trusted.
+        this.#broken ??= e instanceof Error ? e : new IoError(this.path, String(e));
+      },
+    ).finally(() => (this.#backgroundSync = undefined));
   }
 
   /**
@@ -147,28 +184,37 @@ export class WalWriter {
     }
     this.#writtenBytes += bytes.length;
     this.recordCount += records;
+    this.#maybeSyncInBackground();
   }
 
   /** Makes everything appended so far durable. A failed fsync breaks the writer for good. */
   async sync(): Promise<void> {
+    // One fsync at a time: a background one covers less than this call must, so wait it out.
+    if (this.#backgroundSync !== undefined) await this.#backgroundSync;
     if (this.#broken) throw this.#broken;
     if (this.#syncedBytes === this.#sizeBytes) return;
-    await this.writePending();
-    const target = this.#writtenBytes;
+    this.#explicitSyncs++;
     try {
-      await this.#file.syncData();
-    } catch (e) {
-      // After a failed fsync the page cache state is unknown (fsyncgate): stop writing here.
-      this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
-      throw e;
+      await this.writePending();
+      const target = this.#writtenBytes;
+      try {
+        await this.#file.syncData();
+      } catch (e) {
+        // After a failed fsync the page cache state is unknown (fsyncgate): stop writing here.
+        this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
+        throw e;
+      }
+      this.syncCount++;
+      // Concurrent sync() calls may finish out of order: the synced size only grows.
+      if (target > this.#syncedBytes) this.#syncedBytes = target;
+    } finally {
+      this.#explicitSyncs--;
     }
-    this.syncCount++;
-    assert(target >= this.#syncedBytes, "synced size only grows");
-    this.#syncedBytes = target;
   }
 
   /** Syncs and closes the segment. */
   async close(): Promise<void> {
+    if (this.#backgroundSync !== undefined) await this.#backgroundSync;
     try {
       if (!this.#broken) await this.sync();
     } finally {
