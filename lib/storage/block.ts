@@ -9,7 +9,13 @@
 
 import { assert } from "../common/assert.ts";
 import { CorruptionError } from "../common/errors.ts";
-import { compareRange, readU32, writeU32 } from "./internal_key.ts";
+import {
+  compareRange,
+  internalKeyLength,
+  readU32,
+  writeInternalKey,
+  writeU32,
+} from "./internal_key.ts";
 
 /** Accumulates sorted entries into one block. */
 export class BlockBuilder {
@@ -51,6 +57,23 @@ export class BlockBuilder {
     this.#len = putUvarint(this.#buf, this.#len, valueLength);
     this.#buf.set(key, this.#len);
     this.#len += key.length;
+    const at = this.#len;
+    this.#len += valueLength;
+    return at;
+  }
+
+  /**
+   * Like addReserve for the internal key of (userKey, version), encoded
+   * straight into the block: a table writer adds millions of entries, and a
+   * separate key array for each was most of its garbage.
+   */
+  addInternalKeyReserve(userKey: Uint8Array, version: number, valueLength: number): number {
+    const keyLength = internalKeyLength(userKey);
+    this.#reserve(20 + keyLength + valueLength);
+    this.#offsets.push(this.#len);
+    this.#len = putUvarint(this.#buf, this.#len, keyLength);
+    this.#len = putUvarint(this.#buf, this.#len, valueLength);
+    this.#len = writeInternalKey(this.#buf, this.#len, userKey, version);
     const at = this.#len;
     this.#len += valueLength;
     return at;

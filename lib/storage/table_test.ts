@@ -89,3 +89,39 @@ Deno.test("sstable: a large table is synced as it is written, not only at the en
     assertTrue(syncedAt[i] - syncedAt[i - 1] <= 1.5 * 1024 * 1024, `gap ${i}: ${syncedAt}`);
   }
 });
+
+Deno.test("sstable: the writer refuses entries out of internal-key order", async () => {
+  const fs = new MemFileSystem();
+  await fs.mkdir("/t");
+  const entry = (key: string, version: number) => ({
+    key: utf8(key),
+    version,
+    kind: EntryKind.put,
+    value: utf8("v"),
+    expiresAtMs: 0,
+  });
+  for (
+    const [first, second] of [
+      [entry("b", 1), entry("a", 1)], // key going down
+      [entry("a", 1), entry("a", 2)], // same key, version going up
+      [entry("a", 3), entry("a", 3)], // the same internal key twice
+    ]
+  ) {
+    const w = new TableWriter(await fs.create(`/t/${tableFileName(9)}`), 4096);
+    await w.add(first);
+    let refused = false;
+    try {
+      await w.add(second);
+    } catch {
+      refused = true;
+    }
+    assertTrue(refused, `${first.version}/${second.version} accepted`);
+    await w.abandon();
+  }
+  // Newest version first, then the next key (also one that extends the previous key with 0x00).
+  const w = new TableWriter(await fs.create(`/t/${tableFileName(10)}`), 4096);
+  for (const e of [entry("a", 3), entry("a", 1), entry("a\u0000", 9), entry("b", 1)]) {
+    await w.add(e);
+  }
+  assertEquals((await w.finish()).entryCount, 4);
+});

@@ -8,13 +8,13 @@
  */
 
 import { assert } from "../common/assert.ts";
-import { compareBytes } from "../common/bytes.ts";
 import { crc32 } from "../common/crc.ts";
 import { bloomBitsPerKey } from "../common/limits.ts";
 import { BlockBuilder } from "./block.ts";
 import { bloomHash, buildBloom } from "./bloom.ts";
 import type { FileHandle } from "./fs.ts";
 import {
+  compareKeys,
   encodeInternalKey,
   type Entry,
   entryValueLength,
@@ -60,7 +60,7 @@ export class TableWriter {
   #index = new BlockBuilder(4096);
   #hashes: number[] = [];
   #lastUserKey: Uint8Array | undefined;
-  #lastIkey: Uint8Array | undefined;
+  #lastVersion = 0;
   #smallest: Uint8Array | undefined;
   #offset = 0;
   #pending: Uint8Array[] = [];
@@ -92,25 +92,33 @@ export class TableWriter {
 
   /** Adds the next entry. Requires: strictly ascending internal-key order. */
   async add(e: Entry): Promise<void> {
-    const ikey = encodeInternalKey(e.key, e.version);
-    if (this.#lastIkey !== undefined) {
-      assert(compareBytes(this.#lastIkey, ikey) < 0, "table entries must be strictly ascending");
+    const last = this.#lastUserKey;
+    // Internal keys order by user key, then newest version first (docs/FORMATS.md).
+    const order = last === undefined ? 1 : compareKeys(e.key, last);
+    if (last === undefined) {
+      this.#smallest = encodeInternalKey(e.key, e.version);
     } else {
-      this.#smallest = ikey;
+      assert(
+        order > 0 || (order === 0 && e.version < this.#lastVersion),
+        "table entries must be strictly ascending",
+      );
     }
-    if (this.#lastUserKey === undefined || compareBytes(this.#lastUserKey, e.key) !== 0) {
-      this.#hashes.push(bloomHash(e.key));
-      this.#lastUserKey = e.key;
-    }
-    const at = this.#data.addReserve(ikey, entryValueLength(e));
+    if (order !== 0) this.#hashes.push(bloomHash(e.key));
+    this.#lastUserKey = e.key;
+    this.#lastVersion = e.version;
+    const at = this.#data.addInternalKeyReserve(e.key, e.version, entryValueLength(e));
     writeEntryValue(this.#data.buffer, at, e);
-    this.#lastIkey = ikey;
     this.#entryCount++;
     if (e.version > this.#maxVersion) this.#maxVersion = e.version;
     if (this.#data.estimatedBytes >= this.#blockSizeBytes) {
       this.#finishDataBlock();
       if (this.#pendingBytes >= flushChunkBytes) await this.#flushPending();
     }
+  }
+
+  /** The internal key of the last entry added. */
+  #lastInternalKey(): Uint8Array {
+    return encodeInternalKey(this.#lastUserKey!, this.#lastVersion);
   }
 
   #writeBlock(block: Uint8Array): { offset: number; size: number } {
@@ -130,7 +138,7 @@ export class TableWriter {
     const v = new Uint8Array(12);
     writeU64(v, 0, h.offset);
     writeU32(v, 8, h.size);
-    this.#index.add(this.#lastIkey!, v);
+    this.#index.add(this.#lastInternalKey(), v);
   }
 
   async #flushPending(): Promise<void> {
@@ -189,7 +197,7 @@ export class TableWriter {
       sizeBytes: this.#offset,
       entryCount: this.#entryCount,
       smallest: this.#smallest!,
-      largest: this.#lastIkey!,
+      largest: this.#lastInternalKey(),
       maxVersion: this.#maxVersion,
     };
   }
