@@ -8,16 +8,25 @@
  *      `mustSync`, one fsync (every proposal gathered since the last Ready
  *      shares it: group commit),
  *   3. send `persistedMessages` (votes and acks that promise durability),
- *   4. apply committed entries to the state machine and answer proposers,
- *   5. release ReadIndex reads whose index has been applied,
- *   6. advance.
+ *   4. hand committed entries to the apply queue, which applies them to the
+ *      state machine in log order, answers proposers and releases ReadIndex
+ *      reads whose index it reached,
+ *   5. advance.
+ *
+ * The loop does not wait for the apply queue (etcd's raft and apply loops
+ * are split the same way): a slow apply (the engine waiting for a flush, a
+ * read from disk) delays answers, but heartbeats, replication and commits
+ * go on, so it cannot cost the leader its leadership. Membership changes
+ * are the exception: they change the Raft core, so the loop drains the
+ * queue and applies them itself before advancing. The queue is bounded
+ * (maxQueuedApplyEntries); past that the loop waits for it.
  *
  * Everything between awaits is synchronous; one loop runs at a time.
  *
  * @module
  */
 
-import { crashAt } from "../common/failpoints.ts";
+import { crashAt, failpoint } from "../common/failpoints.ts";
 import { assert } from "../common/assert.ts";
 import type { Clock, TimerHandle } from "../common/clock.ts";
 import {
@@ -99,6 +108,12 @@ interface PendingRead {
   reject: (e: Error) => void;
 }
 
+/**
+ * Committed entries the apply queue may hold before the Raft loop waits for
+ * it: bounds memory when applying falls behind for long.
+ */
+export const maxQueuedApplyEntries = 10_000;
+
 /** A read that got its read index and waits for the apply loop to reach it. */
 interface ReadAtIndex {
   index: number;
@@ -133,6 +148,14 @@ export class Replica {
   #sweepCountdown = 0;
   #compacting = false;
   #idle: Promise<void> = Promise.resolve();
+  /** The apply queue: applies chained in log order (see the module doc). */
+  #applyChain: Promise<void> = Promise.resolve();
+  /** Entries handed to the apply queue and not applied yet. */
+  #queuedApplyEntries = 0;
+  /** Set once a fatal error stopped the node (reported once). */
+  #failed = false;
+  /** The apply-stall failpoint fired (it fires once). */
+  #applyStalled = false;
   /** Term and vote as last made durable: a change of either needs an fsync. */
   #syncedTerm: number;
   #syncedVote: string;
@@ -368,9 +391,10 @@ export class Replica {
     this.#kick();
   }
 
-  /** Resolves when the loop has no work left (tests and shutdown). */
+  /** Resolves when the loop and the apply queue have no work left (tests and shutdown). */
   idle(): Promise<void> {
-    return this.#running ? this.#idle : Promise.resolve();
+    const loop = this.#running ? this.#idle : Promise.resolve();
+    return loop.then(() => this.#applyChain.catch(() => {}));
   }
 
   #tick(): void {
@@ -404,16 +428,36 @@ export class Replica {
         }
       } while (this.#again && !this.#stopped);
     } catch (e) {
-      this.#opts.log.error("replica loop failed; stopping the node", {
-        error: (e as Error).message,
-      });
-      this.#stopped = true;
-      this.#failAll(e instanceof KVError ? e : new KVError("Internal", (e as Error).message));
-      this.#opts.onFatal(e as Error);
+      this.#fatal(e);
     } finally {
       this.#running = false;
       this.#idleResolve?.();
     }
+  }
+
+  /** Stops the node after an error the loop or the apply queue cannot recover from. */
+  #fatal(e: unknown): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.#opts.log.error("replica loop failed; stopping the node", { error: err.message });
+    this.#stopped = true;
+    this.#failAll(err instanceof KVError ? err : new KVError("Internal", err.message));
+    this.#opts.onFatal(err);
+  }
+
+  /** Queues committed entries for applying after everything queued before them. */
+  #queueApply(entries: Entry[]): void {
+    this.#queuedApplyEntries += entries.length;
+    const next = this.#applyChain.then(async () => {
+      // Stopped: the entries are in the durable log; a restart applies them.
+      if (this.#stopped) return;
+      await this.#applyCommitted(entries);
+      this.#queuedApplyEntries -= entries.length;
+      this.#releaseReads();
+    });
+    this.#applyChain = next;
+    next.catch((e) => this.#fatal(e));
   }
 
   #issueReadIndex(): void {
@@ -438,6 +482,7 @@ export class Replica {
     if (rd.hardState && rd.hardState.term !== log.term) log.term = rd.hardState.term;
     this.transport?.send(rd.messages);
     if (rd.snapshot) {
+      await this.#applyChain; // what was committed before the snapshot goes to the old state first
       await this.#opts.installSnapshot(rd.snapshot);
       this.members.clear();
       for (const m of (await this.#opts.stateMachine.members()) ?? []) {
@@ -462,11 +507,19 @@ export class Replica {
     const committed = rd.committedEntries;
     const applyEarly = committed.length > 0 && rd.snapshot === undefined &&
       (rd.entries.length === 0 || committed[committed.length - 1].index < rd.entries[0].index);
-    const applying = applyEarly ? this.#applyCommitted(committed) : undefined;
+    // A membership change is applied here, after everything queued (see the module doc).
+    const inLoop = committed.some((e) => e.type === EntryType.ConfChange);
+    if (inLoop) await this.#applyChain;
+    let applying: Promise<void> | undefined;
+    if (applyEarly) {
+      if (inLoop) applying = this.#applyCommitted(committed);
+      else this.#queueApply(committed);
+    }
     try {
       await store.save({ hardState: hs, entries: rd.entries, snapshot: rd.snapshot }, sync);
     } catch (e) {
-      await applying?.catch(() => {}); // the save's error is the one reported
+      // The save's error is the one reported.
+      await Promise.all([applying?.catch(() => {}), this.#applyChain.catch(() => {})]);
       throw e;
     }
     if (sync && hs) {
@@ -478,7 +531,10 @@ export class Replica {
     }
     this.transport?.send(rd.persistedMessages);
     if (applying) await applying;
-    else if (committed.length > 0) await this.#applyCommitted(committed);
+    else if (committed.length > 0 && !applyEarly) {
+      if (inLoop) await this.#applyCommitted(committed);
+      else this.#queueApply(committed);
+    }
     for (const rs of rd.readStates) {
       const key = fromUtf8(rs.context);
       const reads = this.#readsByContext.get(key);
@@ -487,6 +543,7 @@ export class Replica {
       this.#readsAtIndex.push({ index: rs.index, reads });
     }
     this.#releaseReads();
+    if (this.#queuedApplyEntries > maxQueuedApplyEntries) await this.#applyChain;
     this.node.advance(rd);
   }
 
@@ -536,8 +593,23 @@ export class Replica {
     const last = entries[entries.length - 1].index;
     this.timing?.committed(last);
     crashAt("crash-before-apply");
+    await this.#applyStallFailpoint(last);
     await this.#apply(entries);
     this.timing?.applied(last);
+  }
+
+  /**
+   * Failpoint `apply-stall=INDEX:MS`: the first apply reaching INDEX waits MS
+   * first, once per process (a state machine on a disk that stalls).
+   */
+  async #applyStallFailpoint(last: number): Promise<void> {
+    if (this.#applyStalled) return;
+    const spec = failpoint("apply-stall");
+    if (spec === undefined) return;
+    const [index, ms] = spec.split(":").map(Number);
+    if (last < index) return;
+    this.#applyStalled = true;
+    await new Promise((r) => setTimeout(r, ms));
   }
 
   async #apply(entries: Entry[]): Promise<void> {

@@ -115,3 +115,49 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a stalled apply delays answers but not replication: commits go on and the leader stays",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    // Every node's first apply that reaches index 30 waits 2 s (a state machine on a stalled disk).
+    await using cluster = await TestCluster.start(3, {
+      env: { RUSTKVD_FAILPOINTS: "apply-stall=30:2000" },
+    });
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client(undefined, 10_000);
+    const status = () => client.status({ endpoint: cluster.node(leader).addr });
+    for (let i = 0; i < 40; i++) {
+      if ((await status()).commitIndex >= 28) break;
+      await client.put(`warm${i}`, "x");
+    }
+    const before = await status();
+    assertTrue(before.commitIndex < 30, `warm-up went past the stall: ${before.commitIndex}`);
+
+    // Writes that reach index 30: every node's apply stalls on them.
+    const first = Array.from({ length: 8 }, (_, i) => client.put(`a${i}`, `${i}`));
+    await new Promise((r) => setTimeout(r, 400));
+    const stalled = await status();
+    // Writes proposed during the stall: with applies in the Raft loop, nothing new could commit.
+    const second = Array.from({ length: 8 }, (_, i) => client.put(`b${i}`, `${i}`));
+    let during = stalled;
+    for (let t = 0; t < 20 && during.commitIndex <= stalled.commitIndex; t++) {
+      await new Promise((r) => setTimeout(r, 50));
+      during = await status();
+    }
+    assertTrue(
+      during.commitIndex > stalled.commitIndex && during.appliedIndex < 30,
+      `commit ${stalled.commitIndex} -> ${during.commitIndex}, applied ${during.appliedIndex}`,
+    );
+
+    const versions = await Promise.all([...first, ...second]);
+    assertEquals(versions.length, 16);
+    const after = await status();
+    assertEquals(after.role, "leader", "the leader kept its leadership through the stall");
+    assertEquals(after.term, before.term, "no election happened");
+    for (let i = 0; i < 8; i++) {
+      assertEquals(dec.decode((await client.get(`b${i}`))!.value), `${i}`);
+    }
+  },
+});
