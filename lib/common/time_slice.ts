@@ -4,7 +4,7 @@
  * a loop that only awaits promises that are already settled never lets the
  * event loop run, and every request, heartbeat and timer waits behind it. A
  * TimeSlice tells such a loop when it has run for a slice and gives the
- * event loop a turn.
+ * event loop a turn, and (when nothing waits for the work) a pause.
  *
  * @module
  */
@@ -14,12 +14,27 @@ import { setImmediate } from "node:timers";
 /** How many calls pass between clock reads (a clock read costs more than a call). */
 const callsPerClockRead = 32;
 
-/** Yields to the event loop once a loop has run `sliceMs` without a turn. */
+/** How a background loop shares the thread (see TimeSlice). */
+export interface SlicePolicy {
+  /** Longest stretch of work between two turns of the event loop. */
+  sliceMs: number;
+  /**
+   * Pause after each slice while the work is not urgent (0: just a turn).
+   * Background work that runs flat out between turns still takes most of
+   * the thread from requests; pausing spreads it out, at the cost of
+   * finishing later.
+   */
+  restMs: number;
+  /** True when someone waits for this work (then it takes only turns, no pauses). */
+  urgent(): boolean;
+}
+
+/** Yields to the event loop once a loop has run a slice without a turn. */
 export class TimeSlice {
   #calls = 0;
   #sliceStart = performance.now();
 
-  constructor(readonly sliceMs: number) {}
+  constructor(readonly policy: SlicePolicy) {}
 
   /**
    * Call once per loop step: returns a promise to await when the slice is
@@ -30,12 +45,14 @@ export class TimeSlice {
     if (++this.#calls < callsPerClockRead) return undefined;
     this.#calls = 0;
     const now = performance.now();
-    if (now - this.#sliceStart < this.sliceMs) return undefined;
-    return new Promise<void>((resolve) =>
-      setImmediate(() => {
+    if (now - this.#sliceStart < this.policy.sliceMs) return undefined;
+    return new Promise<void>((resolve) => {
+      const resume = () => {
         this.#sliceStart = performance.now();
         resolve();
-      })
-    );
+      };
+      if (this.policy.restMs > 0 && !this.policy.urgent()) setTimeout(resume, this.policy.restMs);
+      else setImmediate(resume);
+    });
   }
 }

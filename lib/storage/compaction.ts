@@ -9,7 +9,7 @@
 
 import { assert } from "../common/assert.ts";
 import { equalBytes } from "../common/bytes.ts";
-import { TimeSlice } from "../common/time_slice.ts";
+import { type SlicePolicy, TimeSlice } from "../common/time_slice.ts";
 import type { Compaction } from "./compaction_picker.ts";
 import { CompactionFilter } from "./compaction_iterator.ts";
 import { type FileSystem, joinPath } from "./fs.ts";
@@ -24,12 +24,6 @@ import { tableFileName } from "./table_cache.ts";
 import { TableWriter } from "./table_writer.ts";
 import { type FileMeta, makeFileMeta, type VersionEdit } from "./version_edit.ts";
 
-/**
- * Longest stretch a flush or compaction computes before requests get a turn
- * of the event loop (without it: 40-100 ms stretches under write load).
- */
-const backgroundSliceMs = 2;
-
 /** What the runner needs from the engine. */
 export interface TableBuildContext {
   fs: FileSystem;
@@ -37,6 +31,12 @@ export interface TableBuildContext {
   blockSizeBytes: number;
   /** Allocates a fresh file number. */
   newFileNumber(): number;
+  /**
+   * How the build shares the thread with requests: without turns a flush ran
+   * 40-100 ms stretches under write load, and without pauses it took most of
+   * the thread while it ran (the p99 of writes doubled).
+   */
+  slice: SlicePolicy;
 }
 
 /** Tables written by one flush or compaction. */
@@ -64,7 +64,7 @@ export async function writeTables(
   let writerNumber = 0;
   let lastKey: Uint8Array | undefined;
   let bytesWritten = 0;
-  const slice = new TimeSlice(backgroundSliceMs);
+  const slice = new TimeSlice(ctx.slice);
   const finishWriter = async () => {
     if (writer === undefined) return;
     const w = writer;

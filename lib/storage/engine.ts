@@ -64,6 +64,7 @@ import {
 } from "./manifest.ts";
 import { Memtable } from "./memtable.ts";
 import {
+  backgroundSliceMs,
   type EngineOptions,
   maxImmutableMemtables,
   maxLevel,
@@ -400,6 +401,12 @@ export class Engine implements AsyncDisposable {
       dir: this.#dir,
       blockSizeBytes: this.#o.blockSizeBytes,
       newFileNumber: () => this.#state.nextFileNumber++,
+      slice: {
+        sliceMs: backgroundSliceMs,
+        restMs: this.#o.backgroundRestMs,
+        // Someone waits for it: writers stalled on a full L0 or memtables, flush(), close().
+        urgent: () => this.#bgWaiters.length > 0 || this.#manualCompactions > 0 || this.#closing,
+      },
     };
   }
 

@@ -335,3 +335,20 @@ Deno.test("engine: compactHistory does not wait for a flush in progress", async 
   assertEquals(str((await reopened.get(utf8("k9")))?.value), "v9");
   await reopened.close();
 });
+
+Deno.test("engine: flush() is not slowed by the pauses of background work", async () => {
+  // Pauses of a minute between 2 ms slices: a flush someone waits for must take none of them.
+  const e = await Engine.open("/db", { fs: new MemFileSystem(), backgroundRestMs: 60_000 });
+  const batch = new WriteBatch();
+  for (let i = 0; i < 20_000; i++) batch.put(utf8(`key${String(i).padStart(6, "0")}`), utf8("v"));
+  await e.write(batch, { sync: false });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    e.flush().then(() => "flushed"),
+    new Promise<string>((r) => (timer = setTimeout(() => r("still flushing after 10 s"), 10_000))),
+  ]);
+  clearTimeout(timer);
+  assertEquals(outcome, "flushed");
+  assertEquals(e.stats().levels[0].files, 1);
+  await e.close();
+});

@@ -19,6 +19,11 @@ export const maxImmutableMemtables = 2;
 export const defaultMaxManifestBytes = 4 * 1024 * 1024;
 /** Default unsynced WAL bytes that start a background fsync (RocksDB's wal_bytes_per_sync). */
 export const defaultWalBytesPerSync = 1024 * 1024;
+/**
+ * Longest stretch a flush or compaction computes before the event loop gets
+ * a turn (see TimeSlice).
+ */
+export const backgroundSliceMs = 2;
 /** Deepest level index (L0..L6). */
 export const maxLevel = limits.levelCount - 1;
 
@@ -62,6 +67,12 @@ export interface EngineOptions {
    * `sync()` barrier) must write, so it cannot stall writes for long.
    */
   walBytesPerSync?: number;
+  /**
+   * Pause of background work (flushes, compactions) after each slice of
+   * `backgroundSliceMs`, while nothing waits for it: spreads its CPU out so
+   * requests on the same thread keep a low tail latency. 0: no pause.
+   */
+  backgroundRestMs?: number;
   /** Run flushes and compactions in the background (tests may turn compaction off). */
   autoCompaction?: boolean;
   /** Size past which the manifest is rewritten as a snapshot (tests shrink it). */
@@ -83,6 +94,7 @@ export interface ResolvedOptions {
   syncWrites: boolean;
   walBufferBytes: number;
   walBytesPerSync: number;
+  backgroundRestMs: number;
   autoCompaction: boolean;
   maxManifestBytes: number;
 }
@@ -104,6 +116,7 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
     syncWrites: o.syncWrites ?? true,
     walBufferBytes: o.walBufferBytes ?? 0,
     walBytesPerSync: o.walBytesPerSync ?? defaultWalBytesPerSync,
+    backgroundRestMs: o.backgroundRestMs ?? backgroundSliceMs,
     autoCompaction: o.autoCompaction ?? true,
     maxManifestBytes: o.maxManifestBytes ?? defaultMaxManifestBytes,
   };
@@ -116,5 +129,6 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
   assert(r.blockCacheBytes >= 0, "blockCacheBytes must be >= 0");
   assert(r.walBufferBytes >= 0, "walBufferBytes must be >= 0");
   assert(r.walBytesPerSync >= 0, "walBytesPerSync must be >= 0");
+  assert(r.backgroundRestMs >= 0, "backgroundRestMs must be >= 0");
   return r;
 }
