@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { setImmediate } from "node:timers";
 import type net from "node:net";
 import { assertEquals, assertTrue } from "../../common/test_helpers.ts";
 import { H2ServerConnection } from "./connection.ts";
@@ -87,6 +88,9 @@ class RawClient {
     const deadline = Date.now() + 2000;
     for (;;) {
       await new Promise((resolve) => setTimeout(resolve, 5));
+      // The connection flushes its writes with setImmediate: an expired timer can run before a
+      // flush scheduled earlier (a busy machine), an immediate queued now runs after it.
+      await new Promise((resolve) => setImmediate(resolve));
       for (const chunk of this.socket.written.slice(this.#read)) {
         for (const f of this.#reader.feed(chunk)) {
           const copy = { ...f, payload: f.payload.slice() };
