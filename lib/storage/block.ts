@@ -51,15 +51,9 @@ export class BlockBuilder {
    * written; the key is copied now. Requires: keys are added in ascending order.
    */
   addReserve(key: Uint8Array, valueLength: number): number {
-    this.#reserve(20 + key.length + valueLength);
-    this.#offsets.push(this.#len);
-    this.#len = putUvarint(this.#buf, this.#len, key.length);
-    this.#len = putUvarint(this.#buf, this.#len, valueLength);
-    this.#buf.set(key, this.#len);
-    this.#len += key.length;
-    const at = this.#len;
-    this.#len += valueLength;
-    return at;
+    const at = this.#entryHead(key.length, valueLength);
+    this.#buf.set(key, at);
+    return this.#endEntry(at + key.length, valueLength);
   }
 
   /**
@@ -68,15 +62,22 @@ export class BlockBuilder {
    * separate key array for each was most of its garbage.
    */
   addInternalKeyReserve(userKey: Uint8Array, version: number, valueLength: number): number {
-    const keyLength = internalKeyLength(userKey);
+    const at = this.#entryHead(internalKeyLength(userKey), valueLength);
+    return this.#endEntry(writeInternalKey(this.#buf, at, userKey, version), valueLength);
+  }
+
+  /** Starts an entry (room, offset, both lengths); returns where its key goes. */
+  #entryHead(keyLength: number, valueLength: number): number {
     this.#reserve(20 + keyLength + valueLength);
     this.#offsets.push(this.#len);
     this.#len = putUvarint(this.#buf, this.#len, keyLength);
-    this.#len = putUvarint(this.#buf, this.#len, valueLength);
-    this.#len = writeInternalKey(this.#buf, this.#len, userKey, version);
-    const at = this.#len;
-    this.#len += valueLength;
-    return at;
+    return putUvarint(this.#buf, this.#len, valueLength);
+  }
+
+  /** Ends an entry whose key ends at `keyEnd`; returns where its value goes. */
+  #endEntry(keyEnd: number, valueLength: number): number {
+    this.#len = keyEnd + valueLength;
+    return keyEnd;
   }
 
   /** The builder's buffer, for writing a reserved value in place. */
