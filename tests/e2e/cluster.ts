@@ -97,6 +97,13 @@ function lowestEphemeralPort(): number {
 const lowestTestPort = 10_000;
 
 /**
+ * Every port this module handed out: a port released by `freePort` is free
+ * again until its server binds it, so a second draw in the same test could
+ * return it (one in about 2,000 five-node tests gave two nodes one port).
+ */
+const portsHandedOut = new Set<number>();
+
+/**
  * Binds a free TCP port on 127.0.0.1 for a server that starts later, drawn
  * at random from below the kernel's ephemeral range: a port from that range,
  * released until the server binds it, could meanwhile become the source port
@@ -109,8 +116,11 @@ export function holdFreePort(): Deno.Listener {
   if (span > 1_000) {
     for (let attempt = 0; attempt < 200; attempt++) {
       const port = lowestTestPort + Math.floor(Math.random() * span);
+      if (portsHandedOut.has(port)) continue;
       try {
-        return Deno.listen({ hostname: "127.0.0.1", port });
+        const listener = Deno.listen({ hostname: "127.0.0.1", port });
+        portsHandedOut.add(port);
+        return listener;
       } catch (e) {
         if (!(e instanceof Deno.errors.AddrInUse)) throw e;
       }
@@ -157,6 +167,11 @@ export class TestNode {
   #stopping = false;
   /** Where the current run's output starts in `output`. */
   #runStart = 0;
+  /**
+   * A listener keeping the node's port until its first start (see
+   * holdFreePort), for a node that starts long after its port was chosen.
+   */
+  portHold: Deno.Listener | undefined;
 
   constructor(
     readonly id: string,
@@ -190,6 +205,7 @@ export class TestNode {
   /** Starts the process and waits until it listens (bounded). */
   async start(timeoutMs = 15_000): Promise<void> {
     if (this.process) throw new Error(`${this.id} already running`);
+    this.#releasePort();
     const child = new Deno.Command(Deno.execPath(), {
       args: serverDenoArgs(this.args),
       env: this.env,
@@ -242,6 +258,7 @@ export class TestNode {
 
   /** Sends a signal; for SIGKILL/SIGTERM waits (bounded) until the process is gone. */
   async signal(sig: Deno.Signal): Promise<void> {
+    this.#releasePort();
     const p = this.process;
     if (!p) return;
     if (sig === "SIGKILL" || sig === "SIGTERM" || sig === "SIGINT") this.#stopping = true;
@@ -262,6 +279,11 @@ export class TestNode {
       }
       this.process = undefined;
     }
+  }
+
+  #releasePort(): void {
+    this.portHold?.close();
+    this.portHold = undefined;
   }
 
   /** kill -9. */

@@ -10,6 +10,7 @@ import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
 import {
   freePort,
+  holdFreePort,
   localValue,
   runCli as cli,
   serverDenoArgs,
@@ -201,15 +202,19 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "rustkvd-members-" });
-    const ports = [freePort(), freePort(), freePort(), freePort(), freePort()];
-    const nodes = ports.map((p, i) =>
-      new TestNode(
+    // Nodes 4 and 5 start seconds later: each node holds its port until it starts.
+    const holds = Array.from({ length: 5 }, holdFreePort);
+    const ports = holds.map((l) => (l.addr as Deno.NetAddr).port);
+    const nodes = ports.map((p, i) => {
+      const node = new TestNode(
         `node${i + 1}`,
         p,
         `${root}/node${i + 1}`,
         serverArgs(`node${i + 1}`, p, root, i === 0 ? [] : [ports[0]]),
-      )
-    );
+      );
+      node.portHold = holds[i];
+      return node;
+    });
     const client = new KVClient({
       endpoints: nodes.slice(0, 3).map((n) => n.addr),
       timeoutMs: 5_000,
