@@ -36,6 +36,7 @@ import { HpackDecoder, HpackEncoder } from "../server/h2/hpack.ts";
 import { concatBytes, joinForWrite } from "../common/bytes.ts";
 import { type DeadlineEntry, DeadlineQueue } from "../common/deadline_queue.ts";
 import { copyBytes } from "../common/byte_pool.ts";
+import { IdTable } from "../common/id_table.ts";
 import { frameGrpcMessage } from "../server/h2/grpc.ts";
 import { SystemClock } from "../common/clock.ts";
 
@@ -108,7 +109,8 @@ class H2ClientConnection {
   readonly #decoder = new HpackDecoder();
   /** Request header blocks, in wire order: the server's table of our fields. */
   readonly #encoder = new HpackEncoder();
-  readonly #streams = new Map<number, OpenStream>();
+  /** Open streams by id (an IdTable: see its module comment). */
+  readonly #streams = new IdTable<OpenStream>();
   readonly #blocked = new Set<OpenStream>();
   readonly #waiting: PendingCall[] = [];
   #out: Uint8Array[] = [];
@@ -293,7 +295,7 @@ class H2ClientConnection {
         const last = new DataView(f.payload.buffer, f.payload.byteOffset).getUint32(0) &
           0x7fff_ffff;
         this.draining = true;
-        for (const s of [...this.#streams.values()]) {
+        for (const s of this.#streams.values()) {
           if (s.id > last) {
             this.#finish(s, ChannelStatus.Unavailable, "the server is going away (not processed)");
           }
@@ -467,7 +469,7 @@ class H2ClientConnection {
   #fail(reason: string): void {
     if (this.closed) return;
     this.draining = true;
-    for (const s of [...this.#streams.values()]) this.#finish(s, ChannelStatus.Unavailable, reason);
+    for (const s of this.#streams.values()) this.#finish(s, ChannelStatus.Unavailable, reason);
     for (const c of this.#waiting.splice(0)) c.resolve(unavailable(reason));
     this.close();
   }
@@ -476,7 +478,7 @@ class H2ClientConnection {
     if (this.closed) return;
     this.closed = true;
     this.draining = true;
-    for (const s of [...this.#streams.values()]) {
+    for (const s of this.#streams.values()) {
       this.#finish(s, ChannelStatus.Cancelled, "the channel was closed");
     }
     for (const c of this.#waiting.splice(0)) c.resolve(cancelled());

@@ -2,8 +2,11 @@
  * Deadlines of many in-flight calls behind one timer. Nearly every call ends
  * long before its deadline, so arming and clearing a runtime timer per call
  * (a few microseconds and an object each) is work thrown away; here a call
- * costs a Set insert and delete, and the one timer is armed for the earliest
- * deadline and re-armed only when it fires or an earlier deadline arrives.
+ * costs an array push and a swap-remove, and the one timer is armed for the
+ * earliest deadline and re-armed only when it fires or an earlier deadline
+ * arrives. An array, not a Set: entries deleted from a long-lived Set stayed
+ * reachable until the next young collection, which promoted each call's
+ * objects through its callback (lib/common/id_table.ts has the figures).
  *
  * @module
  */
@@ -16,9 +19,14 @@ export interface DeadlineEntry {
   readonly onExpire: () => void;
 }
 
+/** An entry with its place in the queue's array (-1 once removed). */
+interface QueuedDeadline extends DeadlineEntry {
+  index: number;
+}
+
 /** Fires each entry's callback once its deadline (on `clock.nowMs()`) has passed. */
 export class DeadlineQueue {
-  readonly #entries = new Set<DeadlineEntry>();
+  readonly #entries: QueuedDeadline[] = [];
   #timer: TimerHandle | undefined;
   #armedForMs = Infinity;
 
@@ -31,21 +39,34 @@ export class DeadlineQueue {
 
   /** Calls waiting for their deadline. */
   get size(): number {
-    return this.#entries.size;
+    return this.#entries.length;
   }
 
   /** Registers `onExpire` to run once `deadlineMs` (clock.nowMs() time) has passed. */
   add(deadlineMs: number, onExpire: () => void): DeadlineEntry {
-    const entry = { deadlineMs, onExpire };
-    this.#entries.add(entry);
+    const entry: QueuedDeadline = { deadlineMs, onExpire, index: this.#entries.length };
+    this.#entries.push(entry);
     if (deadlineMs < this.#armedForMs) this.#arm(deadlineMs);
     return entry;
   }
 
   /** Forgets `entry` (its call ended); its callback will not run. */
   remove(entry: DeadlineEntry): void {
-    this.#entries.delete(entry);
-    if (this.#entries.size === 0) this.#disarm();
+    this.#unlink(entry as QueuedDeadline);
+    if (this.#entries.length === 0) this.#disarm();
+  }
+
+  /** Takes `entry` out of the array: the last entry moves into its place. */
+  #unlink(entry: QueuedDeadline): void {
+    const list = this.#entries;
+    const i = entry.index;
+    if (i < 0 || list[i] !== entry) return;
+    const last = list.pop()!;
+    if (last !== entry) {
+      list[i] = last;
+      last.index = i;
+    }
+    entry.index = -1;
   }
 
   #arm(atMs: number): void {
@@ -67,13 +88,13 @@ export class DeadlineQueue {
     this.#timer = undefined;
     this.#armedForMs = Infinity;
     const now = this.clock.nowMs();
-    const expired: DeadlineEntry[] = [];
+    const expired: QueuedDeadline[] = [];
     let next = Infinity;
     for (const e of this.#entries) {
       if (e.deadlineMs <= now) expired.push(e);
       else if (e.deadlineMs < next) next = e.deadlineMs;
     }
-    for (const e of expired) this.#entries.delete(e);
+    for (const e of expired) this.#unlink(e);
     if (next !== Infinity) this.#arm(next);
     for (const e of expired) e.onExpire();
   }

@@ -47,3 +47,30 @@ Deno.test("deadline queue: a callback may add a new deadline", () => {
   clock.advance(100);
   assertEquals(fired, [10, 20]);
 });
+
+Deno.test("deadline queue: removals in any order leave exactly the others to fire (seeded)", () => {
+  const seed = 20261206;
+  let state = seed;
+  const random = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  console.log(`seed ${seed}`);
+  const clock = new ManualClock();
+  const queue = new DeadlineQueue(clock);
+  const fired = new Set<number>();
+  const entries = Array.from({ length: 200 }, (_, i) => ({
+    id: i,
+    entry: queue.add(1 + Math.floor(random() * 1_000), () => fired.add(i)),
+  }));
+  const removed = new Set<number>();
+  for (const { id, entry } of entries) {
+    if (random() < 0.5) {
+      queue.remove(entry);
+      queue.remove(entry); // twice: harmless
+      removed.add(id);
+    }
+  }
+  assertEquals(queue.size, 200 - removed.size);
+  clock.advance(2_000);
+  for (let i = 0; i < 200; i++) assertEquals(fired.has(i), !removed.has(i), `entry ${i}`);
+  assertEquals(queue.size, 0);
+  assertEquals(clock.pendingTimers, 0);
+});

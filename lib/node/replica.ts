@@ -39,6 +39,7 @@ import {
 import { maxPendingProposals, maxPendingReads, raftLogCompactBytes } from "../common/limits.ts";
 import type { Random } from "../common/random.ts";
 import { fromUtf8, utf8 } from "../common/bytes.ts";
+import { IdTable } from "../common/id_table.ts";
 import { decodeConfChange, encodeConfChange } from "../raft/codec.ts";
 import { RaftNode, type Rejection } from "../raft/raft_node.ts";
 import {
@@ -93,10 +94,20 @@ export interface ReplicaOptions {
   snapshotEntries: number;
 }
 
+/** The round number of a ReadIndex context this replica made (`r<number>`); -1 for any other. */
+function readRoundOf(context: Uint8Array): number {
+  const text = fromUtf8(context);
+  if (text.length < 2 || text[0] !== "r") return -1;
+  const n = Number(text.slice(1));
+  return Number.isSafeInteger(n) && n > 0 ? n : -1;
+}
+
 interface PendingProposal {
   term: number;
   /** The command of a relayed write, sent again when the leader changes. */
   data?: Uint8Array;
+  /** The request id of a relayed write. */
+  requestId?: string;
   deadlineMs: number;
   resolve: (r: ApplyResult) => void;
   reject: (e: Error) => void;
@@ -134,11 +145,21 @@ export class Replica {
 
   #opts: ReplicaOptions;
   #soft: SoftState = { role: "follower", leaderId: "" };
-  #proposals = new Map<number, PendingProposal>();
-  /** Writes relayed to the leader, by request id, until their entry is applied here. */
-  #relayed = new Map<string, PendingProposal>();
+  /**
+   * Proposals by log index. This and the tables below hold the resolvers of
+   * every write and read in flight, so they are IdTables, not Maps: values
+   * deleted from a long-lived Map were still promoted by the next young
+   * collection (lib/common/id_table.ts).
+   */
+  #proposals = new IdTable<PendingProposal>();
+  /** Writes relayed to the leader until their entry is applied here, by relay number. */
+  #relayed = new IdTable<PendingProposal>();
+  /** The relay number of each relayed write's request id. */
+  #relayNumbers = new Map<string, number>();
+  #relaySeq = 0;
   #readQueue: PendingRead[] = [];
-  #readsByContext = new Map<string, PendingRead[]>();
+  /** Reads waiting for their ReadIndex round, by the round's number (its context is `r<number>`). */
+  #readsByRound = new IdTable<PendingRead[]>();
   #readsAtIndex: ReadAtIndex[] = [];
   #readSeq = 0;
   #running = false;
@@ -308,14 +329,16 @@ export class Replica {
         ),
       );
     }
-    if (this.#relayed.has(requestId)) {
+    if (this.#relayNumbers.has(requestId)) {
       return Promise.reject(new KVError("Internal", `request id ${requestId} is already pending`));
     }
     const r = this.node.proposeAnywhere(data);
     if (!r.ok) return Promise.reject(this.#rejection(r));
     if ("index" in r) return this.#track(r.index, r.term, deadlineMs);
     const p = new Promise<ApplyResult>((resolve, reject) => {
-      this.#relayed.set(requestId, { term: 0, data, deadlineMs, resolve, reject });
+      const n = ++this.#relaySeq;
+      this.#relayed.set(n, { term: 0, data, requestId, deadlineMs, resolve, reject });
+      this.#relayNumbers.set(requestId, n);
     });
     this.#kick();
     return p;
@@ -374,7 +397,7 @@ export class Replica {
    */
   readBarrier(deadlineMs: number): Promise<void> {
     if (this.#stopped) return Promise.reject(new ClosedError("node"));
-    if (this.#readQueue.length + this.#readsByContext.size >= maxPendingReads) {
+    if (this.#readQueue.length + this.#readsByRound.size >= maxPendingReads) {
       return Promise.reject(
         new KVError("NoQuorum", `too many reads in flight (limit ${maxPendingReads}); retry later`),
       );
@@ -464,7 +487,8 @@ export class Replica {
     if (this.#readQueue.length === 0) return;
     const reads = this.#readQueue;
     this.#readQueue = [];
-    const ctx = utf8(`r${++this.#readSeq}`);
+    const round = ++this.#readSeq;
+    const ctx = utf8(`r${round}`);
     const r = this.node.readIndex(ctx);
     if (!r.ok) {
       const err = r.reason === "notLeader" && !r.leaderId
@@ -473,7 +497,7 @@ export class Replica {
       for (const read of reads) read.reject(err);
       return;
     }
-    this.#readsByContext.set(fromUtf8(ctx), reads);
+    this.#readsByRound.set(round, reads);
   }
 
   async #handleReady(rd: Ready): Promise<void> {
@@ -536,10 +560,10 @@ export class Replica {
       else this.#queueApply(committed);
     }
     for (const rs of rd.readStates) {
-      const key = fromUtf8(rs.context);
-      const reads = this.#readsByContext.get(key);
+      const round = readRoundOf(rs.context);
+      const reads = this.#readsByRound.get(round);
       if (!reads) continue;
-      this.#readsByContext.delete(key);
+      this.#readsByRound.delete(round);
       this.#readsAtIndex.push({ index: rs.index, reads });
     }
     this.#releaseReads();
@@ -556,11 +580,11 @@ export class Replica {
         leader: soft.leaderId || "none",
       });
     }
-    if (prev.leaderId !== soft.leaderId && this.#readsByContext.size > 0) {
+    if (prev.leaderId !== soft.leaderId && this.#readsByRound.size > 0) {
       // A read index is never reused across a leader change: fail the waiting rounds (safe to retry).
       const err = new NoQuorumError("the leader changed while confirming a read; retry");
-      for (const reads of this.#readsByContext.values()) for (const r of reads) r.reject(err);
-      this.#readsByContext.clear();
+      for (const reads of this.#readsByRound.values()) for (const r of reads) r.reject(err);
+      this.#readsByRound.clear();
     }
     if (prev.leaderId !== soft.leaderId && soft.leaderId !== "" && this.#relayed.size > 0) {
       // The old leader may have dropped them: relay again to the new one (after this Ready).
@@ -572,11 +596,11 @@ export class Replica {
   /** Sends every pending relayed write again; the state machine applies each id at most once. */
   #relayAgain(): void {
     if (this.#stopped) return;
-    for (const [id, p] of this.#relayed) {
+    for (const [n, p] of this.#relayed.entries()) {
       const r = this.node.proposeAnywhere(p.data!);
       if (r.ok && "index" in r) {
         // We are the leader now: track it by index like a local proposal.
-        this.#relayed.delete(id);
+        this.#forgetRelayed(n, p);
         this.#proposals.set(r.index, {
           term: r.term,
           deadlineMs: p.deadlineMs,
@@ -652,7 +676,7 @@ export class Replica {
     }
     // Proposals at indexes the log has moved past without applying them were overwritten.
     const last = entries[entries.length - 1].index;
-    for (const [index, p] of this.#proposals) {
+    for (const [index, p] of this.#proposals.entries()) {
       if (index > last) break;
       this.#proposals.delete(index);
       p.reject(
@@ -663,14 +687,20 @@ export class Replica {
     this.#maybeCompactLog();
   }
 
+  #forgetRelayed(n: number, p: PendingProposal): void {
+    this.#relayed.delete(n);
+    this.#relayNumbers.delete(p.requestId!);
+  }
+
   #answerRelayed(entries: Entry[], results: Map<number, ApplyResult>): void {
     if (this.#relayed.size === 0) return;
     for (const e of entries) {
       if (e.type !== EntryType.Normal || e.data.length === 0) continue;
       const id = requestIdOf(e.data);
-      const p = id === "" ? undefined : this.#relayed.get(id);
+      const n = id === "" ? undefined : this.#relayNumbers.get(id);
+      const p = n === undefined ? undefined : this.#relayed.get(n);
       if (!p) continue;
-      this.#relayed.delete(id);
+      this.#forgetRelayed(n!, p);
       const result = results.get(e.index);
       if (!result) p.reject(new KVError("Internal", `no apply result for index ${e.index}`));
       else if (result.error) p.reject(result.error);
@@ -708,7 +738,7 @@ export class Replica {
 
   #expireDeadlines(): void {
     const now = this.#opts.clock.nowMs();
-    for (const [index, p] of this.#proposals) {
+    for (const [index, p] of this.#proposals.entries()) {
       if (p.deadlineMs <= now) {
         this.#proposals.delete(index);
         p.reject(
@@ -718,9 +748,9 @@ export class Replica {
         );
       }
     }
-    for (const [id, p] of this.#relayed) {
+    for (const [n, p] of this.#relayed.entries()) {
       if (p.deadlineMs <= now) {
-        this.#relayed.delete(id);
+        this.#forgetRelayed(n, p);
         p.reject(
           new TimeoutError(
             "the write relayed to the leader was not applied before its deadline; " +
@@ -737,10 +767,10 @@ export class Replica {
         );
         return false;
       });
-    for (const [ctx, reads] of this.#readsByContext) {
+    for (const [round, reads] of this.#readsByRound.entries()) {
       const left = timeout(reads);
-      if (left.length === 0) this.#readsByContext.delete(ctx);
-      else this.#readsByContext.set(ctx, left);
+      if (left.length === 0) this.#readsByRound.delete(round);
+      else this.#readsByRound.set(round, left);
     }
     this.#readsAtIndex = this.#readsAtIndex.map((r) => ({
       index: r.index,
@@ -753,10 +783,11 @@ export class Replica {
     this.#proposals.clear();
     for (const p of this.#relayed.values()) p.reject(e);
     this.#relayed.clear();
+    this.#relayNumbers.clear();
     for (const r of this.#readQueue) r.reject(e);
     this.#readQueue = [];
-    for (const reads of this.#readsByContext.values()) for (const r of reads) r.reject(e);
-    this.#readsByContext.clear();
+    for (const reads of this.#readsByRound.values()) for (const r of reads) r.reject(e);
+    this.#readsByRound.clear();
     for (const ra of this.#readsAtIndex) for (const r of ra.reads) r.reject(e);
     this.#readsAtIndex = [];
   }

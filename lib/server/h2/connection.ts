@@ -34,6 +34,7 @@ import {
 } from "./frames.ts";
 import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
 import { copyBytes } from "../../common/byte_pool.ts";
+import { IdTable } from "../../common/id_table.ts";
 import { concatBytes, joinForWrite } from "../../common/bytes.ts";
 
 /** Limits this server announces and enforces. */
@@ -130,7 +131,8 @@ export class H2ServerConnection {
   readonly #decoder = new HpackDecoder();
   /** Response header blocks, in wire order: the client's table of our fields. */
   readonly #encoder = new HpackEncoder();
-  readonly #streams = new Map<number, H2Stream>();
+  /** Open streams by id (an IdTable: see its module comment). */
+  readonly #streams = new IdTable<H2Stream>();
   #preface = new Uint8Array(0);
   #prefaceDone = false;
   #lastStreamId = 0;
@@ -540,7 +542,7 @@ export class H2ServerConnection {
   #teardown(): void {
     if (this.#dead && this.#streams.size === 0) return;
     this.#dead = true;
-    for (const s of [...this.#streams.values()]) this.#abort(s, "connection closed");
+    for (const s of this.#streams.values()) this.#abort(s, "connection closed");
   }
 
   #queue(frame: Uint8Array): void {
