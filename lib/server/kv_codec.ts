@@ -124,16 +124,25 @@ const putRequestFields: FieldTable = {
   6: ["request_id", "string"],
 };
 
+/**
+ * A decoded PutRequest, with proto3's defaults. Decoded requests are class
+ * instances, not object literals: V8 may decide to allocate a literal's
+ * objects straight in the old generation once many of them outlive a young
+ * collection (allocation-site pretenuring), and then every request's fields
+ * stayed alive until a full collection.
+ */
+class PutRequest implements PutRequestMessage {
+  key = emptyBytes;
+  value = emptyBytes;
+  ttl_secs = 0;
+  prev_kv = false;
+  if_version: number | undefined = undefined;
+  request_id = "";
+}
+
 /** Decodes a PutRequest. */
 export function decodePutRequest(body: Uint8Array): PutRequestMessage {
-  return readFields(body, putRequestFields, {
-    key: emptyBytes,
-    value: emptyBytes,
-    ttl_secs: 0,
-    prev_kv: false,
-    if_version: undefined,
-    request_id: "",
-  });
+  return readFields(body, putRequestFields, new PutRequest());
 }
 
 /** A GetRequest as the Get handler reads it (consistency by enum name). */
@@ -149,13 +158,16 @@ const getRequestFields: FieldTable = {
   3: ["consistency", { enumNames: ["LINEARIZABLE", "SERIALIZABLE"] }],
 };
 
+/** A decoded GetRequest, with proto3's defaults (a class: see PutRequest). */
+class GetRequest implements GetRequestMessage {
+  key = emptyBytes;
+  version = 0;
+  consistency: string | number = "LINEARIZABLE";
+}
+
 /** Decodes a GetRequest. */
 export function decodeGetRequest(body: Uint8Array): GetRequestMessage {
-  return readFields(body, getRequestFields, {
-    key: emptyBytes,
-    version: 0,
-    consistency: "LINEARIZABLE",
-  });
+  return readFields(body, getRequestFields, new GetRequest());
 }
 
 /** One encoder's buffer: encodings are copied into a gRPC frame at once (see GrpcRouter). */

@@ -216,6 +216,45 @@ Deno.test("h2: a request message split over DATA frames anywhere, also inside it
   }
 });
 
+Deno.test("h2: a client stream gets its messages in order, several to a frame or one per frame", async () => {
+  const router = new GrpcRouter(1024, () => ({ code: 13, details: "unexpected" }));
+  router.add("/t.S/Collect", json, {
+    kind: "clientStream",
+    handle: async (requests) => {
+      const got: number[] = [];
+      for await (const m of requests) got.push(m.n);
+      return { got };
+    },
+  });
+  router.add("/t.S/Echo", json, { kind: "unary", handle: (req) => Promise.resolve(req) });
+  const client = new RawClient(router);
+  const framed = (n: number) => {
+    const encoded = json.encode({ n });
+    const out = new Uint8Array(5 + encoded.length);
+    new DataView(out.buffer).setUint32(1, encoded.length);
+    out.set(encoded, 5);
+    return out;
+  };
+  client.headers(1, "/t.S/Collect");
+  client.send(encodeFrame(FrameType.Data, 0, 1, framed(1)));
+  const three = [framed(2), framed(3), framed(4)];
+  const joined = new Uint8Array(three.reduce((n, b) => n + b.length, 0));
+  three.reduce((at, b) => (joined.set(b, at), at + b.length), 0);
+  client.send(encodeFrame(FrameType.Data, 0, 1, joined));
+  client.send(encodeFrame(FrameType.Data, Flag.EndStream, 1, framed(5)));
+  // A unary call that sends two messages is refused, not answered with the first.
+  client.headers(3, "/t.S/Echo");
+  client.send(encodeFrame(FrameType.Data, 0, 3, framed(6)));
+  client.send(encodeFrame(FrameType.Data, Flag.EndStream, 3, framed(7)));
+  const frames = await client.frames(1);
+  assertEquals(body(frames, 1), { got: [1, 2, 3, 4, 5] });
+  const ended3 = frames.some((f) => f.streamId === 3 && (f.flags & Flag.EndStream) !== 0);
+  const more = ended3 ? frames : frames.concat(await client.frames(3));
+  const trailers = more.filter((f) => f.type === FrameType.Headers && f.streamId === 3).at(-1);
+  assertEquals(field(trailers?.fields, "grpc-status"), "12");
+  assertEquals(field(trailers?.fields, "grpc-message"), "expected one request message, got 2");
+});
+
 Deno.test("h2: interleaved streams each get their own answer", async () => {
   const client = new RawClient(testRouter().router);
   client.headers(1, "/t.S/Echo");
