@@ -2,6 +2,7 @@ import { assertEquals, assertTrue } from "../lib/common/test_helpers.ts";
 import { parseServerArgs } from "../lib/server/config.ts";
 import { parseCliArgs } from "../lib/client/cli_args.ts";
 import { rustkvdVersion } from "../lib/common/version.ts";
+import { serverPermissions, serverV8Flags } from "../tools/permissions.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -69,6 +70,14 @@ Deno.test("cli --help lists the seed's subcommands; bad usage exits 2", async ()
 Deno.test("the version constant matches deno.json", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
   assertEquals(config.version, rustkvdVersion);
+});
+
+Deno.test("deno task start runs the server with the same permissions and V8 flags as the binary", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
+  assertEquals(
+    config.tasks.start,
+    ["deno run", ...serverPermissions, ...serverV8Flags, "server.ts"].join(" "),
+  );
 });
 
 Deno.test("server flags: defaults, the seed's start sequence, and clear errors", () => {

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { serverPermissions } from "./permissions.ts";
+import { serverPermissions, serverV8Flags } from "./permissions.ts";
 
 const nodes = [
   { id: "node1", port: 7001, respPort: 6381 },
@@ -47,6 +47,7 @@ for (const [i, node] of nodes.entries()) {
   const args = [
     "run",
     ...serverPermissions,
+    ...serverV8Flags,
     serverEntry,
     "--node-id",
     node.id,

@@ -11,13 +11,13 @@
  * @module
  */
 
-import { cliPermissions, serverPermissions } from "./permissions.ts";
+import { cliPermissions, serverPermissions, serverV8Flags } from "./permissions.ts";
 
 const targets = [
   {
     name: "rustkvd-server",
     entry: "server.ts",
-    permissions: serverPermissions,
+    permissions: [...serverPermissions, ...serverV8Flags],
   },
   {
     name: "rustkvd-cli",

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { cliPermissions, serverPermissions } from "../../tools/permissions.ts";
+import { cliPermissions, serverPermissions, serverV8Flags } from "../../tools/permissions.ts";
 import { ProxyMesh } from "./proxy.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
 
@@ -23,6 +23,7 @@ export function serverDenoArgs(args: string[]): string[] {
   return [
     "run",
     ...serverPermissions,
+    ...serverV8Flags,
     serverEntry,
     ...args,
   ];
