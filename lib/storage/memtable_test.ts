@@ -8,13 +8,20 @@ import { keyHash, Memtable } from "./memtable.ts";
  * Inserts 5,000 random (key, version) pairs from `keys`, then checks the
  * iteration order and point reads at many versions against a model.
  */
-function checkAgainstModel(seed: number, keys: Uint8Array[]): void {
+function checkAgainstModel(
+  seed: number,
+  keys: Uint8Array[],
+  nextVersion: (r: SeededRandom, i: number) => number = (r) => 1 + r.nextInt(50),
+  inserts = 5_000,
+): void {
   const r = new SeededRandom(seed);
   const m = new Memtable(1);
   const model = new Map<string, { key: Uint8Array; versions: Map<number, string> }>();
-  for (let i = 0; i < 5_000; i++) {
+  let maxVersion = 0;
+  for (let i = 0; i < inserts; i++) {
     const k = keys[r.nextInt(keys.length)];
-    const v = 1 + r.nextInt(50);
+    const v = nextVersion(r, i);
+    maxVersion = Math.max(maxVersion, v);
     const val = `v${i}`;
     m.put(k, v, EntryKind.put, utf8(val), 0);
     const ks = k.join(",");
@@ -35,8 +42,9 @@ function checkAgainstModel(seed: number, keys: Uint8Array[]): void {
   want.sort((a, b) => compareBytes(a[0], b[0]) || b[1] - a[1]);
   assertEquals(seen, want.map(([k, v]) => [k.join(","), v]), `seed ${seed}`);
   assertEquals(m.count, want.length);
+  const step = Math.max(7, Math.floor(maxVersion / 8));
   for (const { key, versions } of model.values()) {
-    for (let at = 0; at <= 51; at += 7) {
+    for (let at = 0; at <= maxVersion + 1; at += step) {
       let best = -1;
       for (const v of versions.keys()) if (v <= at && v > best) best = v;
       const got = m.get(key, at);
@@ -46,10 +54,42 @@ function checkAgainstModel(seed: number, keys: Uint8Array[]): void {
   }
 }
 
+/** Two keys of one length, differing only past the summarized prefix, with one keyHash. */
+function hashSharingKeys(): [Uint8Array, Uint8Array] {
+  const prefix = "p".repeat(20);
+  const byHash = new Map<number, Uint8Array>();
+  for (let i = 0; i < 1_000_000; i++) {
+    const k = utf8(prefix + i.toString(36).padStart(5, "0"));
+    const other = byHash.get(keyHash(k));
+    if (other !== undefined) return [other, k];
+    byHash.set(keyHash(k), k);
+  }
+  throw new Error("no hash collision found");
+}
+
 Deno.test("memtable: random inserts iterate in internal-key order; gets see the right version", () => {
   const keys: Uint8Array[] = [];
   for (let i = 0; i < 300; i++) keys.push(utf8(`k${i}`));
   checkAgainstModel(5, keys);
+});
+
+Deno.test("memtable: updates with rising versions (the fast path), replays and hash-sharing keys", () => {
+  // Like the state machine: each write a new, higher version, mostly of keys
+  // already present; one write in ten re-applies an older or equal version
+  // (a replay). Two keys share a hash, so one update in a while must not be
+  // taken for the other's; 64-entry leaves fill and split under the updates.
+  const keys: Uint8Array[] = [];
+  for (let i = 0; i < 200; i++) keys.push(utf8(`key:${String(i).padStart(12, "0")}`));
+  keys.push(...hashSharingKeys());
+  for (const seed of [11, 12, 13]) {
+    let version = 0;
+    checkAgainstModel(
+      seed,
+      keys,
+      (r) => r.nextInt(10) === 0 ? 1 + r.nextInt(version + 1) : ++version,
+      20_000,
+    );
+  }
 });
 
 Deno.test("memtable: keys around the summarized prefix length order bytewise", () => {
@@ -150,16 +190,7 @@ Deno.test("memtable: keys and values given as ranges of a buffer are copied, als
 Deno.test("memtable: keys sharing a hash and a long prefix both read back", () => {
   // Two keys of one length that differ only past the summarized prefix and
   // share a hash: the newest-entry index must not take one for the other.
-  const prefix = "p".repeat(20);
-  const byHash = new Map<number, Uint8Array>();
-  let pair: [Uint8Array, Uint8Array] | undefined;
-  for (let i = 0; i < 1_000_000 && pair === undefined; i++) {
-    const k = utf8(prefix + i.toString(36).padStart(5, "0"));
-    const other = byHash.get(keyHash(k));
-    if (other !== undefined) pair = [other, k];
-    else byHash.set(keyHash(k), k);
-  }
-  if (pair === undefined) throw new Error("no hash collision found");
+  const pair = hashSharingKeys();
   for (const order of [[0, 1], [1, 0]]) {
     const m = new Memtable(1);
     m.put(pair[order[0]], 1, EntryKind.put, utf8("first"), 0);
