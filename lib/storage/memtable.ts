@@ -147,7 +147,10 @@ function grownInt32(a: Int32Array, atLeast: number): Int32Array<ArrayBuffer> {
   return b;
 }
 
-/** Where a seek landed: the leaf and slot position, and the entry there (noEntry: past the end). */
+/**
+ * A place in the table: the leaf and slot position, and the entry there
+ * (noEntry: past the end). An iterator keeps one and moves it in place.
+ */
 interface Position {
   leaf: Leaf;
   index: number;
@@ -423,27 +426,35 @@ export class Memtable {
     const p = this.#find(t);
     if (p.entry === noEntry || !this.#keyIs(p.leaf.slots[p.index], t)) return p;
     const visible = this.#visibleIn(p.leaf.slots[p.index], version);
-    if (visible !== noEntry) return { leaf: p.leaf, index: p.index, entry: visible };
-    return this.#nextSlot(p.leaf, p.index);
+    if (visible !== noEntry) p.entry = visible;
+    else this.#nextSlot(p);
+    return p;
   }
 
-  /** @internal The position of the slot after (leaf, index), at its newest entry. */
-  #nextSlot(leaf: Leaf, index: number): Position {
-    let l: Leaf | null = leaf;
-    let i = index + 1;
-    while (l !== null && i >= l.n) {
-      if (l.next === null) return { leaf: l, index: l.n, entry: noEntry };
-      l = l.next;
+  /** Moves `p` to the newest entry of the slot after it (entry noEntry past the end). */
+  #nextSlot(p: Position): void {
+    let leaf = p.leaf;
+    let i = p.index + 1;
+    while (i >= leaf.n) {
+      if (leaf.next === null) {
+        p.leaf = leaf;
+        p.index = leaf.n;
+        p.entry = noEntry;
+        return;
+      }
+      leaf = leaf.next;
       i = 0;
     }
-    return { leaf: l!, index: i, entry: this.#head[l!.slots[i]] };
+    p.leaf = leaf;
+    p.index = i;
+    p.entry = this.#head[leaf.slots[i]];
   }
 
-  /** @internal The position after entry `at` at (leaf, index): its older version, else the next key. */
-  step(leaf: Leaf, index: number, at: number): Position {
-    const older = this.#older[at];
-    if (older !== noEntry) return { leaf, index, entry: older };
-    return this.#nextSlot(leaf, index);
+  /** @internal Moves `p` to the next entry: the same key's older version, else the next key. */
+  step(p: Position): void {
+    const older = this.#older[p.entry];
+    if (older !== noEntry) p.entry = older;
+    else this.#nextSlot(p);
   }
 
   /** @internal Where the slot of entry `id` sits now (an iterator finding its place again). */
@@ -536,7 +547,8 @@ export class MemtableIterator {
       this.#mod = this.table.modCount;
       p = this.table.positionOf(p.entry);
     }
-    this.#at(this.table.step(p.leaf, p.index, p.entry));
+    this.table.step(p);
+    this.#at(p);
   }
 
   close(): void {}
