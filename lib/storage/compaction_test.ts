@@ -1,5 +1,8 @@
 import { utf8 } from "../common/bytes.ts";
-import { assertEquals } from "../common/test_helpers.ts";
+import { assertEquals, assertTrue } from "../common/test_helpers.ts";
+import { writeTables } from "./compaction.ts";
+import { MemFileSystem } from "./mem_fs.ts";
+import { Memtable } from "./memtable.ts";
 import { pickCompaction } from "./compaction_picker.ts";
 import { collapse } from "./compaction_iterator.ts";
 import { encodeInternalKey, type Entry, EntryKind, type EntryKindValue } from "./internal_key.ts";
@@ -101,4 +104,40 @@ Deno.test("compaction picker: L0 at the trigger, then levels by size score", () 
     false,
     true,
   ]);
+});
+
+Deno.test("table build: output files are cut only between user keys, never inside one key's versions", async () => {
+  // 40 keys with 1-30 versions each and a tiny file target: a file fills up
+  // inside most keys' versions, and must run on to the key's last version.
+  const entries: Entry[] = [];
+  for (let k = 0; k < 40; k++) {
+    const versions = 1 + ((k * 7) % 30);
+    for (let v = versions; v >= 1; v--) entries.push(e(`key${String(k).padStart(2, "0")}`, v));
+  }
+  const memtable = new Memtable(1);
+  for (const x of entries) memtable.put(x.key, x.version, x.kind, x.value, 0);
+  const it = memtable.iterator();
+  it.seek(undefined);
+  const fs = new MemFileSystem();
+  await fs.mkdir("/t");
+  let next = 1;
+  const r = await writeTables(
+    {
+      fs,
+      dir: "/t",
+      blockSizeBytes: 256,
+      newFileNumber: () => next++,
+      slice: { sliceMs: 1_000, restMs: 0, urgent: () => true },
+    },
+    it,
+    undefined,
+    512,
+  );
+  assertTrue(r.files.length > 5, `only ${r.files.length} files`);
+  assertEquals(r.files.reduce((n, f) => n + f.entryCount, 0), entries.length);
+  for (let i = 1; i < r.files.length; i++) {
+    const before = new TextDecoder().decode(r.files[i - 1].largestKey);
+    const after = new TextDecoder().decode(r.files[i].smallestKey);
+    assertTrue(before < after, `file ${i} starts inside ${before}'s versions (${after})`);
+  }
 });
