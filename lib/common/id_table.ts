@@ -14,7 +14,10 @@
  * object, whose deletions leave nothing behind.
  *
  * Iteration (`values`, `entries`) is in ascending id order and works on a
- * copy, so entries may be deleted while iterating.
+ * copy, so entries may be deleted while iterating. (Ids above 2^32 - 2 are
+ * not array indexes to JavaScript: they iterate after the others, in the
+ * order they were set, which for log indexes set in order is still
+ * ascending.)
  *
  * @module
  */

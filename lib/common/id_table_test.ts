@@ -36,3 +36,13 @@ Deno.test("id table: entries may be deleted while iterating, and clear empties i
   assertEquals(table.size, 0);
   assertEquals(table.get(1), undefined);
 });
+
+Deno.test("id table: ids beyond 2^32 (log indexes) work and keep the order they were set in", () => {
+  const table = new IdTable<string>();
+  const base = 2 ** 32 - 3;
+  for (let i = 0; i < 6; i++) table.set(base + i, `v${i}`);
+  assertEquals(table.get(base + 4), "v4");
+  assertEquals(table.delete(base + 1), true);
+  assertEquals(table.size, 5);
+  assertEquals(table.entries().map(([id]) => id - base), [0, 2, 3, 4, 5]);
+});
