@@ -248,10 +248,13 @@ export class Memtable {
       return;
     }
     const t = target(key, from, keyLength);
-    const p = this.#find(t);
-    if (p.entry !== noEntry && this.#keyIs(p.leaf.slots[p.index], t)) {
-      this.#addVersion(p.leaf.slots[p.index], id, version);
-      return;
+    if (known !== undefined) {
+      // Another key has this hash: the tree tells whether this one is present.
+      const p = this.#find(t);
+      if (p.entry !== noEntry && this.#keyIs(p.leaf.slots[p.index], t)) {
+        this.#addVersion(p.leaf.slots[p.index], id, version);
+        return;
+      }
     }
     // A new key: a new slot in the tree.
     const slot = this.#slots++;
