@@ -88,6 +88,11 @@ export const raftLogCompactBytes = 32 * MiB;
  * was started) after which a new segment is started.
  */
 export const raftSegmentBytes = 64 * MiB;
+/**
+ * Raft: zero-filled space kept ahead of the log's appends, so a durable
+ * append writes data without growing the file (see WalWriter).
+ */
+export const raftLogPreallocateBytes = 1 * MiB;
 /** Raft: entry bytes one Raft log record carries at most (a larger entry alone in one). */
 export const raftRecordBytes = 8 * MiB;
 /** Node: command bytes applied with one engine write at most (more entries: more writes). */

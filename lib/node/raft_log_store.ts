@@ -12,14 +12,18 @@
  *   truncated conflicting suffix stays truncated across restarts.
  * - Each new segment starts by restating the hard state and the snapshot, so
  *   a segment whose entries are all covered by the snapshot can be deleted.
- * - A torn tail of the newest segment is cut off at open; anything bad
- *   earlier is a CorruptionError with file and offset.
+ * - The open segment keeps zero-filled space ahead of its appends, and a
+ *   durable save is a write into it and an fdatasync: no file growth to commit
+ *   (WalWriter). A segment is sealed (synced, the unused space cut off)
+ *   before the next one is started.
+ * - A torn tail or unused space of the newest segment is cut off at open;
+ *   anything bad earlier is a CorruptionError with file and offset.
  *
  * @module
  */
 
 import { crashAt } from "../common/failpoints.ts";
-import { raftRecordBytes, raftSegmentBytes } from "../common/limits.ts";
+import { raftLogPreallocateBytes, raftRecordBytes, raftSegmentBytes } from "../common/limits.ts";
 import { assert } from "../common/assert.ts";
 import { ByteReader, ByteWriter, concatBytes, DecodeError } from "../common/bytes.ts";
 import { CorruptionError } from "../common/errors.ts";
@@ -109,18 +113,22 @@ export class RaftLogStore implements RaftStorage {
     const names = (await fs.list(dir)).filter((n) => n.endsWith(segmentSuffix)).sort();
     const memory = new MemoryStorage(bootstrapConf, groupId);
     const segments: number[] = [];
+    let lastHasMarkers = false;
     for (const [i, name] of names.entries()) {
       const number = Number(name.slice(0, -segmentSuffix.length));
       const path = joinPath(dir, name);
       const scan = scanRecords(await fs.readFile(path), path);
       const isLast = i === names.length - 1;
-      if (scan.tornTail && !isLast) {
+      if (scan.validEndBytes < scan.sizeBytes && !isLast) {
         throw new CorruptionError(
           path,
           scan.validEndBytes,
-          "bad record in a sealed raft log segment",
+          scan.zeroTail
+            ? "zero bytes after the last record of a sealed raft log segment"
+            : "bad record in a sealed raft log segment",
         );
       }
+      if (isLast) lastHasMarkers = scan.markers;
       for (const rec of scan.records) {
         try {
           replayRecord(memory, rec.payload);
@@ -135,7 +143,8 @@ export class RaftLogStore implements RaftStorage {
           throw e;
         }
       }
-      if (scan.tornTail) {
+      if (scan.validEndBytes < scan.sizeBytes) {
+        // A torn tail, or preallocated space never written: cut it off.
         const file = await fs.open(path);
         await file.truncate(scan.validEndBytes);
         await file.syncData();
@@ -148,11 +157,14 @@ export class RaftLogStore implements RaftStorage {
       segments.push(1);
       const file = await fs.create(joinPath(dir, segmentName(1)));
       await fs.syncDir(dir);
-      writer = new WalWriter(1, file, 0);
+      writer = new WalWriter(1, file, 0, { preallocateBytes: raftLogPreallocateBytes });
     } else {
       const last = segments[segments.length - 1];
       const file = await fs.open(joinPath(dir, segmentName(last)));
-      writer = new WalWriter(last, file, await file.size());
+      writer = new WalWriter(last, file, await file.size(), {
+        preallocateBytes: raftLogPreallocateBytes,
+        markers: lastHasMarkers,
+      });
     }
     return new RaftLogStore(fs, dir, memory, segments, writer);
   }
@@ -216,13 +228,12 @@ export class RaftLogStore implements RaftStorage {
     if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concatBytes(...records);
-      await this.#writer.append(buf, records.length);
+      if (sync) {
+        await this.#writer.appendDurable(buf, records.length);
+        this.syncCount++;
+      } else await this.#writer.append(buf, records.length);
       if (rd.entries.length > 0) crashAt("crash-after-log-write");
       this.writeCount++;
-    }
-    if (sync && records.length > 0) {
-      await this.#writer.sync();
-      this.syncCount++;
     }
     if (rd.snapshot) this.memory.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.memory.append(rd.entries);
@@ -250,8 +261,7 @@ export class RaftLogStore implements RaftStorage {
   async #compact(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
     if (index <= this.memory.snapshot().meta.index) return this.memory.snapshot();
     const snap = this.memory.createSnapshot(index, conf, data);
-    await this.#writer.append(frameRecord(snapshotPayload(snap)), 1);
-    await this.#writer.sync();
+    await this.#writer.appendDurable(frameRecord(snapshotPayload(snap)), 1);
     this.syncCount++;
     this.memory.compact(index);
     await this.#rotate();
@@ -264,10 +274,13 @@ export class RaftLogStore implements RaftStorage {
    * complete log. Invariant: at most two segments exist, and only mid-rotation.
    */
   async #rotate(): Promise<void> {
+    // Seal the open segment first (synced, unused preallocated space cut off):
+    // once a newer one exists, recovery expects it to end at its last record.
+    await this.#writer.seal();
     const number = this.#segments[this.#segments.length - 1] + 1;
     const path = joinPath(this.#dir, segmentName(number));
     const file = await this.#fs.create(path);
-    const writer = new WalWriter(number, file, 0);
+    const writer = new WalWriter(number, file, 0, { preallocateBytes: raftLogPreallocateBytes });
     // Restate what a reader of only the newer segments needs.
     const head = [
       frameRecord(snapshotPayload(this.memory.snapshot())),
@@ -278,8 +291,7 @@ export class RaftLogStore implements RaftStorage {
     if (last >= first) {
       head.push(...entryRecords(this.memory.entries(first, last + 1), this.#writeBuffer));
     }
-    await writer.append(concatBytes(...head), head.length);
-    await writer.sync();
+    await writer.appendDurable(concatBytes(...head), head.length);
     await this.#fs.syncDir(this.#dir);
     await this.#writer.close();
     this.#writer = writer;

@@ -3,6 +3,7 @@ import { CorruptionError } from "../common/errors.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { type Entry, EntryType } from "../raft/types.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
+import { scanRecords } from "../storage/record_log.ts";
 
 const conf = { voters: ["n1", "n2", "n3"], learners: [] };
 
@@ -103,16 +104,28 @@ Deno.test("a torn tail at every byte offset of the last record loses only that r
   );
   await store.close();
   const path = fs.paths().find((p) => p.endsWith(".rlog"))!;
-  const good = fs.fileBytes(path);
+  const good = scanRecords(fs.fileBytes(path), path);
+  const goodEnd = good.validEndBytes;
   const store2 = await RaftLogStore.open(fs, "/d/raft", 0, conf);
   await store2.save({ entries: entries(4, 4, 1) }, true);
   await store2.close();
   const full = fs.fileBytes(path);
-  for (let cut = good.length; cut < full.length; cut++) {
-    fs.setFileBytes(path, full.slice(0, cut));
+  const fullEnd = scanRecords(full, path).validEndBytes;
+  assertTrue(full.length > fullEnd, "the segment has preallocated space after its records");
+  // Each cut both as a shorter file and with the rest of the preallocated space zero.
+  for (let i = 0; i < 2 * (fullEnd - goodEnd); i++) {
+    const cut = goodEnd + (i >> 1);
+    const bytes = new Uint8Array(i % 2 === 0 ? cut : full.length);
+    bytes.set(full.subarray(0, cut));
+    fs.setFileBytes(path, bytes);
     const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
     assertEquals(back.lastIndex(), 3, `cut at ${cut}`);
-    assertEquals(fs.fileBytes(path).length, good.length, "the torn tail is truncated");
+    const after = scanRecords(fs.fileBytes(path), path);
+    assertEquals(
+      [after.records.length, after.tornTail],
+      [good.records.length, false],
+      "the torn tail is cut off",
+    );
     await back.close();
   }
 });

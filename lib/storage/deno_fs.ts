@@ -9,6 +9,7 @@
 
 import { DiskFullError, IoError, KVError } from "../common/errors.ts";
 import type { FileHandle, FileSystem } from "./fs.ts";
+import { concatBytes } from "../common/bytes.ts";
 import { type FileHandle as NodeFileHandle, open as openForReading } from "node:fs/promises";
 
 /** Turns a Deno error into the KVError family, naming the file. */
@@ -22,9 +23,35 @@ export function mapIoError(path: string, e: unknown): Error {
   return new IoError(path, msg, { cause: e });
 }
 
+/** The zero bytes preallocation writes, shared (never written to). */
+const zeroChunk = new Uint8Array(1 << 20);
+
+/** Writes all of `data` at the file's position (repeated on short writes). */
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let done = 0;
+  for (let i = 0; done < data.length && i < 1_000_000; i++) {
+    done += await file.write(data.subarray(done));
+  }
+  if (done < data.length) throw new Error(`short write: ${done} of ${data.length} bytes`);
+}
+
+/**
+ * Writes, fsyncs and truncates go through Deno's async file API, which runs
+ * each call on the runtime's blocking thread pool: the event loop never waits
+ * on the disk. (node:fs/promises writes run on the calling thread in Deno
+ * 2.9, blocking the event loop for the whole write; its reads go to the
+ * thread pool like Deno's, so it serves positional reads only.)
+ */
 class DenoFileHandle implements FileHandle {
+  /** Read-write handle; its position is the end of the appends. */
   #file: Deno.FsFile;
+  /** Bytes appended (where the next append goes). */
   #sizeBytes: number;
+  /**
+   * End of the file on disk once the writes started so far land: at least
+   * #sizeBytes, more while an append is in flight or zeros were preallocated.
+   */
+  #physicalBytes: number;
   /** Appends and truncates run one after another (the file position stays at the end). */
   #writeChain: Promise<unknown> = Promise.resolve();
   /**
@@ -33,11 +60,16 @@ class DenoFileHandle implements FileHandle {
    * other or for appends (they only read bytes already written).
    */
   #reader: Promise<NodeFileHandle> | undefined;
+  /** A second read-write handle (its own position) that writes preallocated zeros. */
+  #filler: Promise<Deno.FsFile> | undefined;
+  /** The preallocation in flight: appends ending past `from` wait for it. */
+  #filling: { from: number; done: Promise<void> } | undefined;
   #closed = false;
 
   constructor(readonly path: string, file: Deno.FsFile, sizeBytes: number) {
     this.#file = file;
     this.#sizeBytes = sizeBytes;
+    this.#physicalBytes = sizeBytes;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -59,17 +91,68 @@ class DenoFileHandle implements FileHandle {
     }
   }
 
-  append(data: Uint8Array): Promise<void> {
-    const run = async () => {
-      let done = 0;
-      while (done < data.length) done += await this.#file.write(data.subarray(done));
-      this.#sizeBytes += data.length;
-    };
-    const p = this.#writeChain.then(run, run);
+  /** Runs `write` after every earlier append and truncate, mapping its errors. */
+  #chained(write: () => Promise<void>): Promise<void> {
+    const p = this.#writeChain.then(write, write);
     this.#writeChain = p.catch(() => {});
     return p.catch((e) => {
       throw mapIoError(this.path, e);
     });
+  }
+
+  /** Appends `data` at the end, first waiting for a preallocation it would reach into. */
+  async #appendNow(data: Uint8Array): Promise<void> {
+    const at = this.#sizeBytes;
+    const end = at + data.length;
+    const fill = this.#filling;
+    if (fill !== undefined && end > fill.from) await fill.done.catch(() => {});
+    if (end > this.#physicalBytes) this.#physicalBytes = end;
+    await writeAll(this.#file, data);
+    this.#sizeBytes = end;
+  }
+
+  append(data: Uint8Array): Promise<void> {
+    return this.#chained(() => this.#appendNow(data));
+  }
+
+  appendDurable(parts: Uint8Array[]): Promise<void> {
+    // Deno cannot open with O_DSYNC: one write, then one fdatasync (both off the event loop).
+    const data = parts.length === 1 ? parts[0] : concatBytes(...parts);
+    return this.#chained(async () => {
+      await this.#appendNow(data);
+      await this.#file.syncData();
+    });
+  }
+
+  preallocate(untilBytes: number): Promise<void> {
+    // Fill from past every write started so far: this runs beside appends, not
+    // after them, and appends that reach into the range wait for it.
+    const from = this.#physicalBytes;
+    if (untilBytes <= from || this.#filling !== undefined) {
+      return this.#filling?.done ?? Promise.resolve();
+    }
+    this.#physicalBytes = untilBytes;
+    const fill = async () => {
+      try {
+        this.#filler ??= Deno.open(this.path, { write: true });
+        const filler = await this.#filler;
+        await filler.seek(from, Deno.SeekMode.Start);
+        for (let at = from; at < untilBytes; at += zeroChunk.length) {
+          await writeAll(
+            filler,
+            zeroChunk.subarray(0, Math.min(zeroChunk.length, untilBytes - at)),
+          );
+        }
+        await filler.syncData();
+      } catch (e) {
+        throw mapIoError(this.path, e);
+      } finally {
+        this.#filling = undefined;
+      }
+    };
+    const done = fill();
+    this.#filling = { from, done };
+    return done;
   }
 
   async syncData(): Promise<void> {
@@ -80,15 +163,14 @@ class DenoFileHandle implements FileHandle {
     }
   }
 
-  async truncate(sizeBytes: number): Promise<void> {
-    try {
-      await this.#writeChain;
+  truncate(sizeBytes: number): Promise<void> {
+    return this.#chained(async () => {
+      await this.#filling?.done.catch(() => {});
       await this.#file.truncate(sizeBytes);
+      await this.#file.seek(sizeBytes, Deno.SeekMode.Start);
       this.#sizeBytes = sizeBytes;
-      await this.#file.seek(0, Deno.SeekMode.End);
-    } catch (e) {
-      throw mapIoError(this.path, e);
-    }
+      this.#physicalBytes = sizeBytes;
+    });
   }
 
   size(): Promise<number> {
@@ -99,7 +181,9 @@ class DenoFileHandle implements FileHandle {
     if (this.#closed) return;
     this.#closed = true;
     await this.#writeChain;
+    await this.#filling?.done.catch(() => {});
     this.#file.close();
+    if (this.#filler) (await this.#filler.catch(() => undefined))?.close();
     if (this.#reader) await (await this.#reader.catch(() => undefined))?.close();
   }
 }
@@ -119,7 +203,7 @@ export class DenoFileSystem implements FileSystem {
     try {
       const f = await Deno.open(path, { read: true, write: true });
       const size = (await f.stat()).size;
-      await f.seek(0, Deno.SeekMode.End);
+      await f.seek(size, Deno.SeekMode.Start);
       return new DenoFileHandle(path, f, size);
     } catch (e) {
       throw mapIoError(path, e);

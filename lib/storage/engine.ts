@@ -38,7 +38,7 @@ import {
   pickCompaction,
   planCompaction,
 } from "./compaction_picker.ts";
-import { type FileSystem, joinPath } from "./fs.ts";
+import { type FileHandle, type FileSystem, joinPath } from "./fs.ts";
 import { DenoFileSystem } from "./deno_fs.ts";
 import {
   compareKeys,
@@ -336,10 +336,17 @@ export class Engine implements AsyncDisposable {
         }
         if (b.appliedIndex > mem.maxAppliedIndex) mem.maxAppliedIndex = b.appliedIndex;
       }
-      if (scan.tornTail) {
+      if (scan.validEndBytes < scan.sizeBytes) {
         if (i !== wals.length - 1) {
-          throw new CorruptionError(path, scan.validEndBytes, "bad record in a sealed WAL segment");
+          throw new CorruptionError(
+            path,
+            scan.validEndBytes,
+            scan.zeroTail
+              ? "zero bytes after the last record of a sealed WAL segment"
+              : "bad record in a sealed WAL segment",
+          );
         }
+        // A torn tail, or preallocated space never written: cut it off.
         const h = await fs.open(path);
         try {
           await h.truncate(scan.validEndBytes);
@@ -370,7 +377,7 @@ export class Engine implements AsyncDisposable {
     // A new WAL segment, then a new manifest naming it (the manifest switch syncs the dir).
     const walNumber = s.nextFileNumber++;
     const walFile = await fs.create(joinPath(this.#dir, walFileName(walNumber)));
-    this.#wal = new WalWriter(walNumber, walFile, 0, { bytesPerSync: this.#o.walBytesPerSync });
+    this.#wal = this.#walWriter(walNumber, walFile);
     this.#mem = new Memtable(walNumber);
     s.logNumber = walNumber;
     const manifestNumber = s.nextFileNumber++;
@@ -532,12 +539,12 @@ export class Engine implements AsyncDisposable {
     assert(at === total, "group buffer filled exactly");
     const wal = this.#wal;
     try {
-      if (sync || this.#o.walBufferBytes === 0) await wal.append(buf, n);
+      if (sync) await wal.appendDurable(buf, n);
+      else if (this.#o.walBufferBytes === 0) await wal.append(buf, n);
       else {
         wal.appendBuffered(buf, n);
         if (wal.pendingBytes >= this.#o.walBufferBytes) await wal.writePending();
       }
-      if (sync) await wal.sync();
     } catch (e) {
       if (wal.broken) this.#writeError = wal.broken;
       for (const w of group) w.reject(e);
@@ -604,11 +611,20 @@ export class Engine implements AsyncDisposable {
     this.#appliedIndex = this.#pendingAppliedIndex;
   }
 
+  /** A writer for the new, empty WAL segment `file`. */
+  #walWriter(number: number, file: FileHandle): WalWriter {
+    return new WalWriter(number, file, 0, {
+      bytesPerSync: this.#o.walBytesPerSync,
+      preallocateBytes: this.#o.walPreallocateBytes,
+    });
+  }
+
   /** Seals the memtable onto a new WAL segment and queues it for flushing. */
   async #rotate(): Promise<void> {
-    // Seal the old segment first: once a newer segment exists on disk, recovery
-    // treats any bad record in an older one as corruption, not a torn tail.
-    await this.#wal.sync();
+    // Seal the old segment first (synced, unused preallocated space cut off):
+    // once a newer segment exists on disk, recovery treats any bad record or
+    // leftover byte in an older one as corruption, not a torn tail.
+    await this.#wal.seal();
     const number = this.#state.nextFileNumber++;
     const file = await this.#fs.create(joinPath(this.#dir, walFileName(number)));
     try {
@@ -619,7 +635,7 @@ export class Engine implements AsyncDisposable {
       throw e;
     }
     this.#appliedIndex = this.#pendingAppliedIndex;
-    this.#wal = new WalWriter(number, file, 0, { bytesPerSync: this.#o.walBytesPerSync });
+    this.#wal = this.#walWriter(number, file);
     this.#imm.push(this.#mem);
     this.#mem = new Memtable(number);
     this.#scheduleBackground();

@@ -5,7 +5,8 @@
  * ENOSPC / EIO on demand (LevelDB's `Env`, Pebble's `vfs`).
  *
  * Files are append-only once written: the engine never overwrites bytes in
- * place, it only appends, truncates a torn tail, renames, and deletes.
+ * place, it only appends (possibly into zero-filled space preallocated past
+ * the end), truncates a torn tail, renames, and deletes.
  *
  * @module
  */
@@ -21,11 +22,26 @@ export interface FileHandle {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Appends `data` at the end of the file (not durable until `syncData`). */
   append(data: Uint8Array): Promise<void>;
+  /**
+   * Appends the concatenation of `parts` and makes those bytes durable before
+   * resolving (a write and an fdatasync, or one O_DSYNC write where the
+   * platform can open files so). Bytes appended earlier and not yet synced
+   * need not be covered, so callers sync them first.
+   */
+  appendDurable(parts: Uint8Array[]): Promise<void>;
+  /**
+   * Zero-fills the file on disk from its current physical end up to
+   * `untilBytes` and makes that durable. `size()`, where appends go, does not
+   * change: appends then overwrite zeros, so a durable append writes data
+   * only, without the metadata update (and journal commit) that growing the
+   * file costs. Appends that reach into the range being filled wait for it.
+   */
+  preallocate(untilBytes: number): Promise<void>;
   /** Makes every appended byte (and the file size) durable. */
   syncData(): Promise<void>;
-  /** Cuts the file to `sizeBytes` (durable after the next `syncData`). */
+  /** Cuts the file (preallocated space included) to `sizeBytes` (durable after the next `syncData`). */
   truncate(sizeBytes: number): Promise<void>;
-  /** Current size in bytes, including unsynced appends. */
+  /** Bytes appended (the logical size), including unsynced appends; preallocated zeros excluded. */
   size(): Promise<number>;
   /** Releases the handle. */
   close(): Promise<void>;

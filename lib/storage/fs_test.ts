@@ -26,6 +26,49 @@ async function roundTrip(fs: FileSystem, dir: string): Promise<void> {
   assertEquals(await fs.stat(`${dir}/b`), undefined);
 }
 
+/** Preallocated space: zeros on disk past the appends, overwritten by later appends. */
+async function preallocation(fs: FileSystem, dir: string): Promise<void> {
+  await fs.mkdir(dir);
+  const f = await fs.create(`${dir}/p`);
+  await f.append(utf8("abc"));
+  await f.syncData();
+  await f.preallocate(4096);
+  assertEquals(await f.size(), 3, "preallocation does not move the end of the appends");
+  assertEquals((await fs.stat(`${dir}/p`))?.sizeBytes, 4096);
+  await f.appendDurable([utf8("de"), utf8("f")]);
+  await f.append(utf8("g"));
+  assertEquals(await f.size(), 7);
+  assertEquals(new TextDecoder().decode(await f.read(0, 100)), "abcdefg");
+  const disk = await fs.readFile(`${dir}/p`);
+  assertEquals(disk.length, 4096);
+  assertEquals(new TextDecoder().decode(disk.subarray(0, 7)), "abcdefg");
+  assertTrue(disk.subarray(7).every((x) => x === 0), "the rest is zero");
+  // Appends past the preallocated end grow the file; truncate cuts preallocated space too.
+  await f.append(new Uint8Array(5000).fill(1));
+  assertEquals((await fs.stat(`${dir}/p`))?.sizeBytes, 5007);
+  await f.truncate(7);
+  await f.syncData();
+  assertEquals((await fs.stat(`${dir}/p`))?.sizeBytes, 7);
+  await f.close();
+  // Opened anew, the preallocated zeros are part of the file.
+  const g = await fs.create(`${dir}/q`);
+  await g.append(utf8("x"));
+  await g.syncData();
+  await g.preallocate(100);
+  await g.close();
+  assertEquals(await (await fs.open(`${dir}/q`)).size(), 100);
+}
+
+Deno.test("fs: preallocation and durable appends behave alike on both file systems", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
+  try {
+    await preallocation(new DenoFileSystem(), `${dir}/x`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  await preallocation(new MemFileSystem(), "/x");
+});
+
 Deno.test("fs: DenoFileSystem and MemFileSystem behave alike", async () => {
   const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
   try {

@@ -6,6 +6,11 @@
  * unsynced bytes (a torn write). It can also fail operations with ENOSPC or
  * EIO, once or always, to test error paths.
  *
+ * Preallocated space (zeros past the appended bytes) is durable at once.
+ * Appends over it are writes in place, and a torn one can reach the disk in
+ * any order: a crash with `tearRandom` keeps a random subset of its 512-byte
+ * sectors, where an append that grows the file keeps a random prefix.
+ *
  * Simplification: `truncate` is treated as durable at once (the engine syncs
  * right after truncating anyway).
  *
@@ -23,6 +28,7 @@ export type MemFsOp =
   | "open"
   | "read"
   | "append"
+  | "preallocate"
   | "sync"
   | "truncate"
   | "rename"
@@ -43,13 +49,18 @@ export interface InjectedError {
   partialBytes?: number;
 }
 
+/** Sector size of the simulated disk: the unit a torn in-place write keeps or loses. */
+const sectorBytes = 512;
+
 class MemFile {
   data: Uint8Array = new Uint8Array(64);
+  /** Bytes appended. */
   length = 0;
   syncedLength = 0;
+  /** End of the zero-filled space preallocated on disk (durable at once). */
+  preallocatedLength = 0;
 
-  append(bytes: Uint8Array): void {
-    const need = this.length + bytes.length;
+  #ensure(need: number): void {
     if (need > this.data.length) {
       let cap = this.data.length * 2;
       while (cap < need) cap *= 2;
@@ -57,17 +68,61 @@ class MemFile {
       next.set(this.data.subarray(0, this.length));
       this.data = next;
     }
+  }
+
+  append(bytes: Uint8Array): void {
+    const need = this.length + bytes.length;
+    this.#ensure(need);
     this.data.set(bytes, this.length);
     this.length = need;
   }
 
-  /** A copy holding the synced bytes plus `extra` unsynced ones. */
-  crashCopy(extra: number): MemFile {
+  /** Size on disk: the appended bytes or the preallocated space, whichever ends later. */
+  get physicalLength(): number {
+    return Math.max(this.length, this.preallocatedLength);
+  }
+
+  /** Every byte on disk, preallocated zeros included. */
+  contents(): Uint8Array {
+    const out = new Uint8Array(this.physicalLength);
+    out.set(this.data.subarray(0, this.length));
+    return out;
+  }
+
+  /** Makes the preallocated zeros part of the appended bytes (a file opened anew sees them). */
+  adoptPreallocated(): void {
+    if (this.preallocatedLength <= this.length) return;
+    this.#ensure(this.preallocatedLength);
+    this.data.fill(0, this.length, this.preallocatedLength);
+    this.length = this.preallocatedLength;
+    if (this.syncedLength < this.length) this.syncedLength = this.length;
+  }
+
+  /**
+   * What a crash leaves: the synced bytes, the preallocated zeros, and with
+   * `tear` some unsynced bytes: a random subset of the sectors written in
+   * place over preallocated space, a random prefix of the bytes that grew
+   * the file past it.
+   */
+  crashCopy(tear: Random | undefined): MemFile {
     const f = new MemFile();
-    const keep = Math.min(this.length, this.syncedLength + extra);
-    f.data = this.data.slice(0, Math.max(64, keep));
-    f.length = keep;
-    f.syncedLength = keep;
+    const inPlaceEnd = Math.min(this.length, Math.max(this.syncedLength, this.preallocatedLength));
+    const growthStart = Math.max(this.syncedLength, inPlaceEnd);
+    const growth = this.length - growthStart;
+    const keptGrowth = tear && growth > 0 ? tear.nextInt(growth + 1) : 0;
+    const end = Math.max(this.preallocatedLength, this.syncedLength, growthStart + keptGrowth);
+    f.data = new Uint8Array(Math.max(64, end));
+    f.data.set(this.data.subarray(0, this.syncedLength));
+    if (tear) {
+      for (let at = this.syncedLength; at < inPlaceEnd;) {
+        const next = Math.min(inPlaceEnd, (Math.floor(at / sectorBytes) + 1) * sectorBytes);
+        if (tear.nextInt(2) === 1) f.data.set(this.data.subarray(at, next), at);
+        at = next;
+      }
+      f.data.set(this.data.subarray(growthStart, growthStart + keptGrowth), growthStart);
+    }
+    f.length = end;
+    f.syncedLength = end;
     return f;
   }
 }
@@ -154,11 +209,7 @@ export class MemFileSystem implements FileSystem {
     for (const [path, f] of this.#durable) {
       let c = copies.get(f);
       if (!c) {
-        const unsynced = f.length - f.syncedLength;
-        const extra = options.tearRandom && unsynced > 0
-          ? options.tearRandom.nextInt(unsynced + 1)
-          : 0;
-        c = f.crashCopy(extra);
+        c = f.crashCopy(options.tearRandom);
         copies.set(f, c);
       }
       files.set(path, c);
@@ -170,7 +221,7 @@ export class MemFileSystem implements FileSystem {
   fileBytes(path: string): Uint8Array {
     const f = this.#files.get(path);
     if (!f) throw new IoError(path, "no such file");
-    return f.data.slice(0, f.length);
+    return f.contents();
   }
 
   /** Test helper: replaces a file's bytes (both current and durable), e.g. to flip a bit. */
@@ -181,6 +232,7 @@ export class MemFileSystem implements FileSystem {
     if (f.data.length === 0) f.data = new Uint8Array(64);
     f.length = bytes.length;
     f.syncedLength = bytes.length;
+    f.preallocatedLength = 0;
   }
 
   /** Test helper: every file path, sorted. */
@@ -218,6 +270,31 @@ export class MemFileSystem implements FileSystem {
         file.append(data);
         return Promise.resolve();
       },
+      appendDurable: (parts: Uint8Array[]) => {
+        // A write, then a sync: either can fail as injected.
+        if (generation !== this.#generation) {
+          return Promise.reject(new IoError(path, "handle used after a simulated crash"));
+        }
+        if (closed) return Promise.reject(new IoError(path, "append after close"));
+        // The contract covers only these bytes: earlier unsynced ones would be a caller bug.
+        assert(file.syncedLength === file.length, "appendDurable with unsynced bytes before it");
+        const e = this.#check("append", path);
+        if (e) return Promise.reject(this.#errorFor(e, "append", path));
+        for (const p of parts) file.append(p);
+        const syncError = this.#check("sync", path);
+        if (syncError) return Promise.reject(this.#errorFor(syncError, "sync", path));
+        file.syncedLength = file.length;
+        return Promise.resolve();
+      },
+      preallocate: (untilBytes: number) => {
+        try {
+          live("preallocate");
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        if (untilBytes > file.preallocatedLength) file.preallocatedLength = untilBytes;
+        return Promise.resolve();
+      },
       syncData: () => {
         try {
           live("sync");
@@ -235,6 +312,7 @@ export class MemFileSystem implements FileSystem {
         }
         file.length = Math.min(file.length, sizeBytes);
         file.syncedLength = Math.min(file.syncedLength, file.length);
+        file.preallocatedLength = Math.min(file.preallocatedLength, sizeBytes);
         return Promise.resolve();
       },
       size: () => Promise.resolve(file.length),
@@ -265,6 +343,7 @@ export class MemFileSystem implements FileSystem {
     } catch (e) {
       return Promise.reject(e);
     }
+    f.adoptPreallocated();
     return Promise.resolve(this.#handle(path, f));
   }
 
@@ -276,7 +355,7 @@ export class MemFileSystem implements FileSystem {
     } catch (e) {
       return Promise.reject(e);
     }
-    return Promise.resolve(f.data.slice(0, f.length));
+    return Promise.resolve(f.contents());
   }
 
   rename(from: string, to: string): Promise<void> {
@@ -336,6 +415,6 @@ export class MemFileSystem implements FileSystem {
 
   stat(path: string): Promise<{ sizeBytes: number } | undefined> {
     const f = this.#files.get(path);
-    return Promise.resolve(f ? { sizeBytes: f.length } : undefined);
+    return Promise.resolve(f ? { sizeBytes: f.physicalLength } : undefined);
   }
 }

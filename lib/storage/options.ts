@@ -20,6 +20,12 @@ export const defaultMaxManifestBytes = 4 * 1024 * 1024;
 /** Default unsynced WAL bytes that start a background fsync (RocksDB's wal_bytes_per_sync). */
 export const defaultWalBytesPerSync = 1024 * 1024;
 /**
+ * Default zero-filled space kept ahead of WAL appends. A durable append over
+ * preallocated space writes data only; one that grows the file also commits
+ * the file system's journal: about half the cost on our disks.
+ */
+export const defaultWalPreallocateBytes = 1024 * 1024;
+/**
  * Longest stretch a flush or compaction computes before the event loop gets
  * a turn (see TimeSlice).
  */
@@ -68,6 +74,11 @@ export interface EngineOptions {
    */
   walBytesPerSync?: number;
   /**
+   * Zero-filled bytes kept ahead of WAL appends, filled in the background
+   * (0: none, every append grows the file). See WalWriter.
+   */
+  walPreallocateBytes?: number;
+  /**
    * Pause of background work (flushes, compactions) after each slice of
    * `backgroundSliceMs`, while nothing waits for it: spreads its CPU out so
    * requests on the same thread keep a low tail latency. 0: no pause.
@@ -94,6 +105,7 @@ export interface ResolvedOptions {
   syncWrites: boolean;
   walBufferBytes: number;
   walBytesPerSync: number;
+  walPreallocateBytes: number;
   backgroundRestMs: number;
   autoCompaction: boolean;
   maxManifestBytes: number;
@@ -116,6 +128,7 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
     syncWrites: o.syncWrites ?? true,
     walBufferBytes: o.walBufferBytes ?? 0,
     walBytesPerSync: o.walBytesPerSync ?? defaultWalBytesPerSync,
+    walPreallocateBytes: o.walPreallocateBytes ?? defaultWalPreallocateBytes,
     backgroundRestMs: o.backgroundRestMs ?? backgroundSliceMs,
     autoCompaction: o.autoCompaction ?? true,
     maxManifestBytes: o.maxManifestBytes ?? defaultMaxManifestBytes,
@@ -129,6 +142,7 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
   assert(r.blockCacheBytes >= 0, "blockCacheBytes must be >= 0");
   assert(r.walBufferBytes >= 0, "walBufferBytes must be >= 0");
   assert(r.walBytesPerSync >= 0, "walBytesPerSync must be >= 0");
+  assert(r.walPreallocateBytes >= 0, "walPreallocateBytes must be >= 0");
   assert(r.backgroundRestMs >= 0, "backgroundRestMs must be >= 0");
   return r;
 }

@@ -12,6 +12,14 @@
  * failed write of buffered records breaks the writer (they were already
  * acknowledged, so they cannot simply be cut off).
  *
+ * Durable appends (`appendDurable`) are one FileHandle.appendDurable call
+ * (write + fdatasync) when nothing before them is unsynced. With `preallocateBytes` above 0 the writer keeps
+ * that much zero-filled space ahead of its appends (filled in the
+ * background), so a durable append overwrites zeros and its sync writes data
+ * only; such a segment starts with a durable sync marker and every write
+ * begins with one (lib/storage/record_log.ts), so recovery can tell a torn
+ * write from damaged durable data. `seal` cuts the unused zeros off.
+ *
  * With `bytesPerSync` above 0, an fsync starts in the background whenever
  * that many written bytes are not yet synced, beside later writes. Without
  * it, a run of unsynced writes leaves the whole run dirty in the page cache
@@ -23,8 +31,22 @@
  */
 
 import { concatBytes } from "../common/bytes.ts";
-import { IoError } from "../common/errors.ts";
+import { DiskFullError, IoError } from "../common/errors.ts";
 import type { FileHandle } from "./fs.ts";
+import { frameSyncMarker, syncMarkerBytes } from "./record_log.ts";
+
+/** Options of a WalWriter. */
+export interface WalWriterOptions {
+  /** Unsynced written bytes that start a background fsync (0: never). */
+  bytesPerSync?: number;
+  /**
+   * Zero-filled bytes to keep ahead of the appends (0: none). Needs a new
+   * segment (size 0) or one that already has markers (`markers`).
+   */
+  preallocateBytes?: number;
+  /** The segment being continued already starts with a sync marker. */
+  markers?: boolean;
+}
 
 /** Appends group-commit buffers to one WAL segment. */
 export class WalWriter {
@@ -47,6 +69,14 @@ export class WalWriter {
   #explicitSyncs = 0;
   /** Set when the segment can no longer be trusted (a failed truncate or fsync). */
   #broken: Error | undefined;
+  /** Zero-filled bytes kept ahead of the appends (0: none). */
+  #preallocateBytes: number;
+  /** End of the space preallocated so far (or being preallocated). */
+  #preallocatedEnd: number;
+  /** A background preallocation is in flight. */
+  #preallocating = false;
+  /** Every write starts with a sync marker (see the module doc). */
+  #markers: boolean;
   /** Count of fsyncs issued (for stats and the benchmark). */
   syncCount = 0;
   /** Count of records appended. */
@@ -56,13 +86,58 @@ export class WalWriter {
     readonly number: number,
     file: FileHandle,
     sizeBytes: number,
-    opts?: { bytesPerSync?: number },
+    opts?: WalWriterOptions,
   ) {
     this.#file = file;
     this.#bytesPerSync = opts?.bytesPerSync ?? 0;
     this.#sizeBytes = sizeBytes;
     this.#writtenBytes = sizeBytes;
     this.#syncedBytes = sizeBytes;
+    const preallocate = opts?.preallocateBytes ?? 0;
+    // Writing in place over zeros needs markers, which only a new segment can start with.
+    this.#markers = opts?.markers === true || (preallocate > 0 && sizeBytes === 0);
+    this.#preallocateBytes = this.#markers ? preallocate : 0;
+    this.#preallocatedEnd = sizeBytes;
+    if (this.#markers && sizeBytes === 0) {
+      // The leading marker is durable before any record: it is how recovery knows the file's rules.
+      this.#sizeBytes = this.#writtenBytes = this.#syncedBytes = syncMarkerBytes;
+      this.#chained(async () => {
+        try {
+          await this.#file.appendDurable([frameSyncMarker(0)]);
+        } catch (e) {
+          this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
+        }
+      });
+    }
+    this.#maybePreallocate();
+  }
+
+  /** Keeps `preallocateBytes` of zero-filled space ahead of the appends, filled in the background. */
+  #maybePreallocate(): void {
+    const chunk = this.#preallocateBytes;
+    if (chunk <= 0 || this.#preallocating || this.#broken) return;
+    if (this.#preallocatedEnd - this.#sizeBytes >= chunk / 2) return;
+    const until = Math.max(this.#preallocatedEnd, this.#sizeBytes) + chunk;
+    this.#preallocating = true;
+    this.#file.preallocate(until).then(
+      () => {
+        if (until > this.#preallocatedEnd) this.#preallocatedEnd = until;
+      },
+      () => {
+        // Only an optimization: appends grow the file instead. Retry a chunk later.
+        this.#preallocatedEnd = Math.max(this.#preallocatedEnd, this.#sizeBytes + chunk / 2);
+      },
+    ).finally(() => (this.#preallocating = false));
+  }
+
+  /** The parts of a file write of `buf`: a sync marker first when the segment has them. */
+  #withMarker(buf: Uint8Array): Uint8Array[] {
+    return this.#markers ? [frameSyncMarker(this.#syncedBytes), buf] : [buf];
+  }
+
+  /** Bytes a write of `buf` adds to the file. */
+  #writeBytes(buf: Uint8Array): number {
+    return buf.length + (this.#markers ? syncMarkerBytes : 0);
   }
 
   /** Bytes appended with `appendBuffered` and not written to the file yet. */
@@ -108,20 +183,90 @@ export class WalWriter {
   async #appendThrough(buf: Uint8Array, records: number): Promise<void> {
     if (this.#broken) throw this.#broken;
     const before = this.#writtenBytes;
+    const parts = this.#withMarker(buf);
+    const bytes = parts.length === 1 ? buf : concatBytes(...parts);
     try {
-      await this.#file.append(buf);
+      await this.#file.append(bytes);
     } catch (e) {
-      try {
-        await this.#file.truncate(before);
-      } catch (t) {
-        this.#broken = t instanceof Error ? t : new IoError(this.path, String(t));
-      }
+      await this.#cutBackTo(before);
       throw e;
     }
-    this.#writtenBytes = before + buf.length;
-    this.#sizeBytes += buf.length; // records buffered meanwhile are counted already
+    this.#writtenBytes = before + bytes.length;
+    this.#sizeBytes += bytes.length; // records buffered meanwhile are counted already
     this.recordCount += records;
     this.#maybeSyncInBackground();
+    this.#maybePreallocate();
+  }
+
+  /** After a failed write: cuts the file back to `before` (preallocated space too), or breaks the writer. */
+  async #cutBackTo(before: number): Promise<void> {
+    try {
+      await this.#file.truncate(before);
+      this.#preallocatedEnd = before;
+    } catch (t) {
+      this.#broken = t instanceof Error ? t : new IoError(this.path, String(t));
+    }
+  }
+
+  /**
+   * Appends `buf` (`records` framed records) and makes everything appended so
+   * far durable: one FileHandle.appendDurable when nothing before it is unsynced,
+   * otherwise a write and an fsync. A failed write is cut off; a failed sync
+   * breaks the writer, as in `sync`.
+   */
+  appendDurable(buf: Uint8Array, records: number): Promise<void> {
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (this.#pendingBytes > 0) {
+      // Buffered records go first, in the same write.
+      return this.append(buf, records).then(() => this.sync());
+    }
+    const bytes = this.#writeBytes(buf);
+    this.#sizeBytes += bytes;
+    return this.#chained(async () => {
+      if (this.#broken) throw this.#broken;
+      const before = this.#writtenBytes;
+      if (this.#syncedBytes < before || this.#backgroundSync !== undefined) {
+        // Bytes written meanwhile and not yet synced: appendDurable need not cover them.
+        await this.#file.append(concatBytes(...this.#withMarker(buf))).catch(async (e) => {
+          await this.#cutBackTo(before);
+          throw e;
+        });
+        this.#writtenBytes = before + bytes;
+        this.recordCount += records;
+        await this.#syncTo(this.#writtenBytes);
+        return;
+      }
+      try {
+        await this.#file.appendDurable(this.#withMarker(buf));
+      } catch (e) {
+        if (e instanceof DiskFullError) {
+          // Nothing reached the page cache past the full disk: cut what did and go on.
+          await this.#cutBackTo(before);
+        } else {
+          // A failed durable write may be a failed fsync: the page cache state is unknown.
+          this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
+          await this.#file.truncate(before).catch(() => {});
+        }
+        throw e;
+      }
+      this.#writtenBytes = before + bytes;
+      this.#syncedBytes = this.#writtenBytes;
+      this.syncCount++;
+      this.recordCount += records;
+      this.#maybePreallocate();
+    });
+  }
+
+  /** One fsync covering the first `target` written bytes; a failure breaks the writer. */
+  async #syncTo(target: number): Promise<void> {
+    try {
+      await this.#file.syncData();
+    } catch (e) {
+      this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
+      throw e;
+    }
+    this.syncCount++;
+    if (target > this.#syncedBytes) this.#syncedBytes = target;
   }
 
   /** Starts a background fsync once `bytesPerSync` written bytes are unsynced and none is running. */
@@ -166,8 +311,11 @@ export class WalWriter {
   async #writePendingNow(): Promise<void> {
     if (this.#broken) throw this.#broken;
     if (this.#pendingBytes === 0) return;
-    const parts = this.#pending;
+    const parts = this.#markers
+      ? [frameSyncMarker(this.#syncedBytes), ...this.#pending]
+      : this.#pending;
     const bytes = parts.length === 1 ? parts[0] : concatBytes(...parts);
+    if (this.#markers) this.#sizeBytes += syncMarkerBytes;
     const records = this.#pendingRecords;
     this.#pending = [];
     this.#pendingBytes = 0;
@@ -185,6 +333,7 @@ export class WalWriter {
     this.#writtenBytes += bytes.length;
     this.recordCount += records;
     this.#maybeSyncInBackground();
+    this.#maybePreallocate();
   }
 
   /** Makes everything appended so far durable. A failed fsync breaks the writer for good. */
@@ -210,6 +359,23 @@ export class WalWriter {
     } finally {
       this.#explicitSyncs--;
     }
+  }
+
+  /**
+   * Makes everything durable and cuts off the unused preallocated space, for
+   * a segment that is done: recovery then expects a sealed segment to end
+   * exactly at its last record.
+   */
+  async seal(): Promise<void> {
+    await this.sync();
+    if (this.#preallocateBytes === 0) return;
+    this.#preallocateBytes = 0; // No more background fills.
+    await this.#chained(async () => {
+      if (this.#broken) throw this.#broken;
+      await this.#file.truncate(this.#writtenBytes);
+      this.#preallocatedEnd = this.#writtenBytes;
+      await this.#syncTo(this.#writtenBytes);
+    });
   }
 
   /** Syncs and closes the segment. */
