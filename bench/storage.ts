@@ -33,18 +33,23 @@ async function rawPreallocatedFsyncRate(dir: string, durationMs: number): Promis
   for (let done = 0; done < zeros.length;) done += await f.write(zeros.subarray(done));
   await f.syncData();
   await f.seek(0, Deno.SeekMode.Start);
+  const rate = await timedWriteSyncs(f, durationMs, zeros.length / 64);
+  f.close();
+  await Deno.remove(path);
+  return rate;
+}
+
+/** 64-byte write + fdatasync pairs on `f` for `durationMs` (at most `maxWrites`): their rate. */
+async function timedWriteSyncs(f: Deno.FsFile, durationMs: number, maxWrites: number) {
   const buf = new Uint8Array(64).fill(1);
   let n = 0;
   const t0 = performance.now();
-  while (performance.now() - t0 < durationMs && (n + 1) * buf.length <= zeros.length) {
+  while (performance.now() - t0 < durationMs && n < maxWrites) {
     await f.write(buf);
     await f.syncData();
     n++;
   }
-  const rate = n / ((performance.now() - t0) / 1000);
-  f.close();
-  await Deno.remove(path);
-  return rate;
+  return n / ((performance.now() - t0) / 1000);
 }
 
 function key(i: number): Uint8Array {
@@ -59,15 +64,7 @@ function fmt(n: number): string {
 export async function rawFsyncRate(dir: string, durationMs: number): Promise<number> {
   const path = `${dir}/fsync-probe`;
   const f = await Deno.open(path, { write: true, create: true, truncate: true });
-  const buf = new Uint8Array(64);
-  let n = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < durationMs) {
-    await f.write(buf);
-    await f.syncData();
-    n++;
-  }
-  const rate = n / ((performance.now() - t0) / 1000);
+  const rate = await timedWriteSyncs(f, durationMs, Number.POSITIVE_INFINITY);
   f.close();
   await Deno.remove(path);
   return rate;

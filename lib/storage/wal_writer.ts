@@ -257,7 +257,10 @@ export class WalWriter {
     });
   }
 
-  /** One fsync covering the first `target` written bytes; a failure breaks the writer. */
+  /**
+   * One fsync covering the first `target` written bytes. A failure breaks the
+   * writer: after a failed fsync the page cache state is unknown (fsyncgate).
+   */
   async #syncTo(target: number): Promise<void> {
     try {
       await this.#file.syncData();
@@ -266,6 +269,7 @@ export class WalWriter {
       throw e;
     }
     this.syncCount++;
+    // Concurrent syncs may finish out of order: the synced size only grows.
     if (target > this.#syncedBytes) this.#syncedBytes = target;
   }
 
@@ -345,17 +349,7 @@ export class WalWriter {
     this.#explicitSyncs++;
     try {
       await this.writePending();
-      const target = this.#writtenBytes;
-      try {
-        await this.#file.syncData();
-      } catch (e) {
-        // After a failed fsync the page cache state is unknown (fsyncgate): stop writing here.
-        this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
-        throw e;
-      }
-      this.syncCount++;
-      // Concurrent sync() calls may finish out of order: the synced size only grows.
-      if (target > this.#syncedBytes) this.#syncedBytes = target;
+      await this.#syncTo(this.#writtenBytes);
     } finally {
       this.#explicitSyncs--;
     }
