@@ -9,7 +9,6 @@
 
 import { DiskFullError, IoError, KVError } from "../common/errors.ts";
 import type { FileHandle, FileSystem } from "./fs.ts";
-import { concatBytes } from "../common/bytes.ts";
 import { type FileHandle as NodeFileHandle, open as openForReading } from "node:fs/promises";
 
 /** Turns a Deno error into the KVError family, naming the file. */
@@ -113,15 +112,6 @@ class DenoFileHandle implements FileHandle {
 
   append(data: Uint8Array): Promise<void> {
     return this.#chained(() => this.#appendNow(data));
-  }
-
-  appendDurable(parts: Uint8Array[]): Promise<void> {
-    // Deno cannot open with O_DSYNC: one write, then one fdatasync (both off the event loop).
-    const data = parts.length === 1 ? parts[0] : concatBytes(...parts);
-    return this.#chained(async () => {
-      await this.#appendNow(data);
-      await this.#file.syncData();
-    });
   }
 
   preallocate(untilBytes: number): Promise<void> {

@@ -23,13 +23,6 @@ export interface FileHandle {
   /** Appends `data` at the end of the file (not durable until `syncData`). */
   append(data: Uint8Array): Promise<void>;
   /**
-   * Appends the concatenation of `parts` and makes those bytes durable before
-   * resolving (a write and an fdatasync, or one O_DSYNC write where the
-   * platform can open files so). Bytes appended earlier and not yet synced
-   * need not be covered, so callers sync them first.
-   */
-  appendDurable(parts: Uint8Array[]): Promise<void>;
-  /**
    * Zero-fills the file on disk from its current physical end up to
    * `untilBytes` and makes that durable. `size()`, where appends go, does not
    * change: appends then overwrite zeros, so a durable append writes data

@@ -270,22 +270,6 @@ export class MemFileSystem implements FileSystem {
         file.append(data);
         return Promise.resolve();
       },
-      appendDurable: (parts: Uint8Array[]) => {
-        // A write, then a sync: either can fail as injected.
-        if (generation !== this.#generation) {
-          return Promise.reject(new IoError(path, "handle used after a simulated crash"));
-        }
-        if (closed) return Promise.reject(new IoError(path, "append after close"));
-        // The contract covers only these bytes: earlier unsynced ones would be a caller bug.
-        assert(file.syncedLength === file.length, "appendDurable with unsynced bytes before it");
-        const e = this.#check("append", path);
-        if (e) return Promise.reject(this.#errorFor(e, "append", path));
-        for (const p of parts) file.append(p);
-        const syncError = this.#check("sync", path);
-        if (syncError) return Promise.reject(this.#errorFor(syncError, "sync", path));
-        file.syncedLength = file.length;
-        return Promise.resolve();
-      },
       preallocate: (untilBytes: number) => {
         try {
           live("preallocate");

@@ -12,8 +12,8 @@
  * failed write of buffered records breaks the writer (they were already
  * acknowledged, so they cannot simply be cut off).
  *
- * Durable appends (`appendDurable`) are one FileHandle.appendDurable call
- * (write + fdatasync) when nothing before them is unsynced. With `preallocateBytes` above 0 the writer keeps
+ * Durable appends (`appendDurable`) are a write and an fsync that runs
+ * beside later writes. With `preallocateBytes` above 0 the writer keeps
  * that much zero-filled space ahead of its appends (filled in the
  * background), so a durable append overwrites zeros and its sync writes data
  * only; such a segment starts with a durable sync marker and every write
@@ -31,7 +31,7 @@
  */
 
 import { concatBytes } from "../common/bytes.ts";
-import { DiskFullError, IoError } from "../common/errors.ts";
+import { IoError } from "../common/errors.ts";
 import type { FileHandle } from "./fs.ts";
 import { frameSyncMarker, syncMarkerBytes } from "./record_log.ts";
 
@@ -103,7 +103,8 @@ export class WalWriter {
       this.#sizeBytes = this.#writtenBytes = this.#syncedBytes = syncMarkerBytes;
       this.#chained(async () => {
         try {
-          await this.#file.appendDurable([frameSyncMarker(0)]);
+          await this.#file.append(frameSyncMarker(0));
+          await this.#file.syncData();
         } catch (e) {
           this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
         }
@@ -133,11 +134,6 @@ export class WalWriter {
   /** The parts of a file write of `buf`: a sync marker first when the segment has them. */
   #withMarker(buf: Uint8Array): Uint8Array[] {
     return this.#markers ? [frameSyncMarker(this.#syncedBytes), buf] : [buf];
-  }
-
-  /** Bytes a write of `buf` adds to the file. */
-  #writeBytes(buf: Uint8Array): number {
-    return buf.length + (this.#markers ? syncMarkerBytes : 0);
   }
 
   /** Bytes appended with `appendBuffered` and not written to the file yet. */
@@ -210,51 +206,15 @@ export class WalWriter {
 
   /**
    * Appends `buf` (`records` framed records) and makes everything appended so
-   * far durable: one FileHandle.appendDurable when nothing before it is unsynced,
-   * otherwise a write and an fsync. A failed write is cut off; a failed sync
-   * breaks the writer, as in `sync`.
+   * far durable. The write takes its turn among the writes; its fsync does
+   * not hold up the next write, so a caller may have several groups in
+   * flight, whose fdatasyncs overlap (on preallocated space they scale:
+   * docs/FORMATS.md). A failed write is cut off; a failed sync breaks the
+   * writer, as in `sync`.
    */
   appendDurable(buf: Uint8Array, records: number): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
-    if (this.#pendingBytes > 0) {
-      // Buffered records go first, in the same write.
-      return this.append(buf, records).then(() => this.sync());
-    }
-    const bytes = this.#writeBytes(buf);
-    this.#sizeBytes += bytes;
-    return this.#chained(async () => {
-      if (this.#broken) throw this.#broken;
-      const before = this.#writtenBytes;
-      if (this.#syncedBytes < before || this.#backgroundSync !== undefined) {
-        // Bytes written meanwhile and not yet synced: appendDurable need not cover them.
-        await this.#file.append(concatBytes(...this.#withMarker(buf))).catch(async (e) => {
-          await this.#cutBackTo(before);
-          throw e;
-        });
-        this.#writtenBytes = before + bytes;
-        this.recordCount += records;
-        await this.#syncTo(this.#writtenBytes);
-        return;
-      }
-      try {
-        await this.#file.appendDurable(this.#withMarker(buf));
-      } catch (e) {
-        if (e instanceof DiskFullError) {
-          // Nothing reached the page cache past the full disk: cut what did and go on.
-          await this.#cutBackTo(before);
-        } else {
-          // A failed durable write may be a failed fsync: the page cache state is unknown.
-          this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
-          await this.#file.truncate(before).catch(() => {});
-        }
-        throw e;
-      }
-      this.#writtenBytes = before + bytes;
-      this.#syncedBytes = this.#writtenBytes;
-      this.syncCount++;
-      this.recordCount += records;
-      this.#maybePreallocate();
-    });
+    return this.append(buf, records).then(() => this.#syncTo(this.#writtenBytes));
   }
 
   /**
