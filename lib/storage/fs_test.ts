@@ -122,3 +122,39 @@ Deno.test("mem fs: injected errors fire once or always", async () => {
   fs.clearErrors();
   await fs.syncDir("/d");
 });
+
+Deno.test("fs: a preallocation running beside appends never overwrites them (real disk)", async () => {
+  // Appends issued while zeros are being written past the end: those that reach
+  // into the zero-fill range must wait for it, or its zeros would land on them.
+  const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
+  try {
+    const fs = new DenoFileSystem();
+    const f = await fs.create(`${dir}/race`);
+    const chunk = (i: number) => new Uint8Array(10_000).fill(1 + (i % 250));
+    const pending: Promise<void>[] = [];
+    let expected = 0;
+    for (let round = 0; round < 4; round++) {
+      // Appends, some of them already writing when a fill starts, then more racing it.
+      for (let i = 0; i < 40; i++) {
+        if (i === 20 || i === 30) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          pending.push(f.preallocate(expected + 300_000));
+        }
+        pending.push(f.append(chunk(round * 40 + i)));
+        expected += 10_000;
+      }
+    }
+    await Promise.all(pending);
+    await f.syncData();
+    assertEquals(await f.size(), expected);
+    const disk = await fs.readFile(`${dir}/race`);
+    for (let i = 0; i < 160; i++) {
+      const part = disk.subarray(i * 10_000, (i + 1) * 10_000);
+      assertTrue(part.every((x) => x === 1 + (i % 250)), `append ${i} intact`);
+    }
+    assertTrue(disk.subarray(expected).every((x) => x === 0), "only zeros after the appends");
+    await f.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
