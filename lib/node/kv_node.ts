@@ -27,7 +27,8 @@ import {
 import { encodeConfChange } from "../raft/codec.ts";
 import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
-import { Engine, readNeedsIo } from "../storage/engine.ts";
+import { Engine, type KV, readNeedsIo } from "../storage/engine.ts";
+import { maxKeyBytes } from "../common/limits.ts";
 import { type FileSystem, joinPath } from "../storage/fs.ts";
 import type { NodeConfig } from "../server/config.ts";
 import {
@@ -157,6 +158,8 @@ export class KVNode {
   readonly snapshotSender: SnapshotSender;
   readonly snapshotReceiver: SnapshotReceiver;
   #closed = false;
+  /** getLocalManyNow's scratch for the engine's answers. */
+  #manyScratch: (KV | undefined | typeof readNeedsIo)[] = [];
   /** Captures whose transfer failed, kept pinned so a retry can resume. */
   #retryCaptures = new Map<string, CapturedState>();
   /** Open watches, fed by the state machine. */
@@ -596,6 +599,38 @@ export class KVNode {
     });
     if (kv === readNeedsIo || kv === undefined) return kv;
     return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
+  }
+
+  /**
+   * getLocalNow for many keys at one revision (a pipeline of reads), with
+   * the engine's batched memtable lookup. False, with `out` untouched, when
+   * some key is not a valid user key: the caller then reads them one by one
+   * and reports that key's error.
+   */
+  getLocalManyNow(
+    keys: Uint8Array[],
+    out: (KeyValue | undefined | typeof readNeedsIo)[],
+  ): boolean {
+    for (const key of keys) {
+      if (key.length === 0 || key.length > maxKeyBytes || key[0] === systemKeyByte) return false;
+    }
+    const kvs = this.#manyScratch;
+    this.engine.getManyNow(keys, {
+      atVersion: this.stateMachine.revision,
+      nowMs: this.clock.wallMs(),
+    }, kvs);
+    out.length = keys.length;
+    for (let i = 0; i < keys.length; i++) {
+      const kv = kvs[i];
+      out[i] = kv === readNeedsIo || kv === undefined ? kv : {
+        key: keys[i],
+        value: kv.value,
+        version: kv.version,
+        expiresAtMs: kv.expiresAtMs ?? 0,
+      };
+    }
+    kvs.length = 0;
+    return true;
   }
 
   /** Reads a key (latest, or as of `version`). */

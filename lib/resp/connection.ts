@@ -16,6 +16,8 @@ import {
   maxRespWriteRunBytes,
 } from "../common/limits.ts";
 import type { ReadConsistency } from "../node/kv_node.ts";
+import type { KeyValue } from "../node/state_machine.ts";
+import { readNeedsIo } from "../storage/engine.ts";
 import {
   type CommandContext,
   type CommandSpec,
@@ -228,12 +230,52 @@ async function runConfirmedReads(
   }
   command.confirmReads(true);
   try {
+    const found = plainGets(batch, specs, from, to) ? getMany(command, batch, from, to) : undefined;
     for (let k = from; k < to; k++) {
-      const outcome = dispatch(command, batch[k], specs[k]);
-      if (outcome instanceof Promise) await outcome;
+      const kv = found?.[k - from];
+      if (kv === undefined || kv === readNeedsIo) {
+        const outcome = dispatch(command, batch[k], specs[k]);
+        if (outcome instanceof Promise) await outcome;
+      } else if (kv === absent) out.nil();
+      else out.bulk(kv.value);
       if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
     }
   } finally {
     command.confirmReads(false);
   }
+}
+
+/** getMany's answer for a key that is not there (undefined: not looked up). */
+const absent = Symbol("absent");
+
+/** True when [from, to) of a batch are all `GET key`. */
+function plainGets(
+  batch: Uint8Array[][],
+  specs: (CommandSpec | undefined)[],
+  from: number,
+  to: number,
+): boolean {
+  if (to - from < 2) return false;
+  for (let k = from; k < to; k++) {
+    if (specs[k]?.name !== "get" || batch[k].length !== 2) return false;
+  }
+  return true;
+}
+
+/**
+ * The keys of a run of confirmed GETs looked up together (their memtable
+ * cache misses overlap: Memtable.getMany), or undefined when one key is
+ * invalid and each GET must run alone to report it.
+ */
+function getMany(
+  command: ConnectionContext,
+  batch: Uint8Array[][],
+  from: number,
+  to: number,
+): (KeyValue | typeof absent | typeof readNeedsIo)[] | undefined {
+  const keys: Uint8Array[] = [];
+  for (let k = from; k < to; k++) keys.push(batch[k][1]);
+  const got: (KeyValue | undefined | typeof readNeedsIo)[] = [];
+  if (!command.store.getManyNow(keys, got)) return undefined;
+  return got.map((kv) => kv ?? absent);
 }

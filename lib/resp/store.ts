@@ -86,6 +86,14 @@ export class RespStore {
   }
 
   /**
+   * getNow for many keys (a pipeline of GETs), looked up together; false
+   * when some key is invalid (read them one by one for its error).
+   */
+  getManyNow(keys: Uint8Array[], out: (Current | typeof readNeedsIo)[]): boolean {
+    return this.node.getLocalManyNow(keys, out);
+  }
+
+  /**
    * A linearizable read barrier (ReadIndex) for reads that then read this
    * replica's state; retried like `get` until the deadline.
    */

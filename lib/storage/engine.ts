@@ -226,6 +226,8 @@ export class Engine implements AsyncDisposable {
   #pendingAppliedIndex = -1; // logged, maybe not synced
 
   #queue: PendingWrite[] = [];
+  /** getManyNow's scratch for the active memtable's answers. */
+  #foundScratch: (Entry | undefined)[] = [];
   #commitLoop: Promise<void> | undefined;
   #writeError: Error | undefined;
 
@@ -830,8 +832,16 @@ export class Engine implements AsyncDisposable {
    * when disk must be read.
    */
   #getEntryCached(key: Uint8Array, atVersion: number): Entry | undefined | typeof blockNotCached {
-    let e = this.#mem.get(key, atVersion);
-    if (e !== undefined) return e;
+    const e = this.#mem.get(key, atVersion);
+    return e !== undefined ? e : this.#getOlderEntryCached(key, atVersion);
+  }
+
+  /** #getEntryCached below the active memtable: immutable memtables, then tables. */
+  #getOlderEntryCached(
+    key: Uint8Array,
+    atVersion: number,
+  ): Entry | undefined | typeof blockNotCached {
+    let e: Entry | undefined;
     for (let i = this.#imm.length - 1; i >= 0; i--) {
       e = this.#imm[i].get(key, atVersion);
       if (e !== undefined) return e;
@@ -936,6 +946,31 @@ export class Engine implements AsyncDisposable {
     if (e === blockNotCached) return readNeedsIo;
     if (e === undefined || e.kind === EntryKind.delete) return undefined;
     return toKV(e, opts?.nowMs, this.#o.clock, false);
+  }
+
+  /**
+   * `getNow` for many keys at one version (a pipeline of reads): the active
+   * memtable looks all of them up together (Memtable.getMany: their cache
+   * misses overlap), older memtables and tables one by one. `out[i]` answers
+   * `keys[i]`.
+   */
+  getManyNow(
+    keys: Uint8Array[],
+    opts: GetOptions | undefined,
+    out: (KV | undefined | typeof readNeedsIo)[],
+  ): void {
+    const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
+    this.#checkReadable(at);
+    const found = this.#foundScratch;
+    this.#mem.getMany(keys, at, found);
+    out.length = keys.length;
+    for (let i = 0; i < keys.length; i++) {
+      const e = found[i] ?? this.#getOlderEntryCached(keys[i], at);
+      if (e === blockNotCached) out[i] = readNeedsIo;
+      else if (e === undefined || e.kind === EntryKind.delete) out[i] = undefined;
+      else out[i] = toKV(e, opts?.nowMs, this.#o.clock, false);
+    }
+    found.length = 0;
   }
 
   async get(key: Uint8Array, opts?: GetOptions): Promise<KV | undefined> {

@@ -1,4 +1,5 @@
 import { utf8 } from "../common/bytes.ts";
+import { ManualClock } from "../common/clock.ts";
 import { CompactedError, InvalidArgumentError } from "../common/errors.ts";
 import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
 import { Engine, readNeedsIo } from "./engine.ts";
@@ -256,6 +257,41 @@ Deno.test("engine: getNow answers from memory without a promise, or says a disk 
   assertEquals(str((await cold.get(utf8("a")))?.value), "1");
   const warm = cold.getNow(utf8("a"));
   assertTrue(warm !== readNeedsIo && str(warm?.value) === "1", "cached after the read");
+});
+
+Deno.test("engine: getManyNow answers each key as getNow does, from the memtable, tables and cache", async () => {
+  const fs = new MemFileSystem();
+  const clock = new ManualClock(1_000);
+  const e = await Engine.open("/db", { fs, clock });
+  for (let i = 0; i < 40; i++) await put(e, `old${i}`, `o${i}`);
+  await e.flush(); // These now live in a table.
+  for (let i = 0; i < 40; i++) await put(e, `new${i}`, `n${i}`);
+  await put(e, "old3", "rewritten");
+  await e.write(new WriteBatch().delete(utf8("old5")).delete(utf8("new7")));
+  await e.write(new WriteBatch().put(utf8("short"), utf8("x"), { expiresAtMs: 1_500 }));
+  const keys = ["old3", "old5", "old9", "new0", "new7", "new39", "short", "absent", "", "old39"]
+    .map(utf8);
+  const answer = (r: unknown) =>
+    r === readNeedsIo ? "io" : r === undefined ? "-" : str((r as { value: Uint8Array }).value);
+  for (const atVersion of [undefined, 30, 50]) {
+    for (const nowMs of [1_000, 2_000]) {
+      const many: ReturnType<Engine["getNow"]>[] = [];
+      e.getManyNow(keys, { atVersion, nowMs }, many);
+      assertEquals(
+        many.map(answer),
+        keys.map((k) => answer(e.getNow(k, { atVersion, nowMs }))),
+        `at ${atVersion}, now ${nowMs}`,
+      );
+    }
+  }
+  const many: ReturnType<Engine["getNow"]>[] = [];
+  e.getManyNow(keys, { nowMs: 1_000 }, many);
+  // The table's block is not cached yet: those keys need the async read.
+  assertEquals(many.map(answer), ["rewritten", "-", "io", "n0", "-", "n39", "x", "-", "-", "io"]);
+  assertEquals(str((await e.get(utf8("old9")))?.value), "o9");
+  e.getManyNow(keys, { nowMs: 1_000 }, many);
+  assertEquals(many.map(answer), ["rewritten", "-", "o9", "n0", "-", "n39", "x", "-", "-", "o39"]);
+  await e.close();
 });
 
 Deno.test("a write batch larger than a WAL record is refused with the limit; the engine keeps working", async () => {

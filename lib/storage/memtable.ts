@@ -49,6 +49,8 @@ const stride = prefixWords + 1;
 
 /** `older` of an entry that is the oldest of its key. */
 const noEntry = -1;
+/** getMany's mark for a key whose hash two keys share: its slot comes from the tree. */
+const lookInTree = -2;
 
 /**
  * Key bytes [from + 6w, from + 6w + 6) as a 48-bit number, zero-padded past
@@ -503,6 +505,76 @@ export class Memtable {
     const at = this.#visibleIn(slot, atVersion);
     return at === noEntry ? undefined : store.entry(at);
   }
+
+  /**
+   * `get` for many keys at once: `out[i]` is the entry of `keys[i]` (the
+   * newest with version <= atVersion, tombstones included) or undefined.
+   * A lookup is a chain of cache misses (index slot, chain head, the entry's
+   * columns, its key bytes), each needing the one before. One key after
+   * another, they add up; here each step is taken for every key before the
+   * next step, so the misses of different keys overlap in the CPU.
+   */
+  getMany(keys: Uint8Array[], atVersion: number, out: (Entry | undefined)[]): void {
+    const n = keys.length;
+    out.length = n;
+    if (this.#count === 0) {
+      out.fill(undefined);
+      return;
+    }
+    const store = this.#store;
+    if (this.#batchIds.length < n) this.#batchIds = new Int32Array(n);
+    const ids = this.#batchIds;
+    // 1. Every key's hash (no memory beyond the keys), then every index slot.
+    for (let i = 0; i < n; i++) ids[i] = keyHash(keys[i]);
+    for (let i = 0; i < n; i++) {
+      const known = this.#latest.get(ids[i]);
+      ids[i] = known === undefined ? noEntry : known === ambiguousEntry ? lookInTree : known;
+    }
+    // 2. The head of every chain (keys sharing a hash: a tree search).
+    for (let i = 0; i < n; i++) {
+      const slot = ids[i];
+      if (slot >= 0) ids[i] = this.#head[slot];
+      else if (slot === lookInTree) {
+        const t = target(keys[i], 0, keys[i].length);
+        const p = this.#find(t);
+        const found = p.entry !== noEntry && this.#keyIs(p.leaf.slots[p.index], t);
+        ids[i] = found ? p.entry : noEntry;
+      }
+    }
+    // 3. Touch each head's columns, then its key's and value's bytes.
+    const { slabOf, keyAt, keyLength, valueLength } = store;
+    let touched = 0;
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      if (id === noEntry) continue;
+      touched ^= keyAt[id] ^ slabOf[id] ^ keyLength[id] ^ valueLength[id] ^ store.kind[id];
+      touched ^= store.version[id] + store.expiresAtMs[id];
+    }
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      if (id === noEntry) continue;
+      const slab = store.slabs[slabOf[id]];
+      const end = keyAt[id] + keyLength[id] + valueLength[id];
+      touched ^= slab[keyAt[id]] ^ slab[end > 0 ? end - 1 : 0];
+    }
+    this.touched = touched;
+    // 4. Compare the keys, walk to the visible version.
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      if (id === noEntry || store.compareKey(id, keys[i], 0, keys[i].length, 0) !== 0) {
+        out[i] = undefined;
+        continue;
+      }
+      let at = id;
+      while (at !== noEntry && store.version[at] > atVersion) at = this.#older[at];
+      out[i] = at === noEntry ? undefined : store.entry(at);
+    }
+  }
+
+  /** Written by getMany so its cache-warming reads are not optimized away. */
+  touched = 0;
+  /** getMany's scratch: slots, then chain heads. */
+  #batchIds = new Int32Array(64);
 
   /** An iterator over all entries in internal-key order. */
   iterator(): MemtableIterator {

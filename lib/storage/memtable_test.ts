@@ -1,7 +1,7 @@
 import { compareBytes, utf8 } from "../common/bytes.ts";
 import { SeededRandom } from "../common/random.ts";
 import { assertEquals } from "../common/test_helpers.ts";
-import { EntryKind } from "./internal_key.ts";
+import { type Entry, EntryKind } from "./internal_key.ts";
 import { keyHash, Memtable } from "./memtable.ts";
 
 /**
@@ -51,6 +51,15 @@ function checkAgainstModel(
       assertEquals(got?.version, best < 0 ? undefined : best, `seed ${seed}: ${key} at ${at}`);
       if (got) assertEquals(new TextDecoder().decode(got.value), versions.get(best));
     }
+  }
+  // getMany answers every key as get does (absent keys too), in one call for all of them.
+  const probe = [...[...model.values()].map((x) => x.key), utf8("absent"), utf8("")];
+  const answer = (e: { version: number; value: Uint8Array } | undefined) =>
+    e === undefined ? "-" : `${e.version}:${new TextDecoder().decode(e.value)}`;
+  for (let at = 0; at <= maxVersion + 1; at += step) {
+    const many: (Entry | undefined)[] = [];
+    m.getMany(probe, at, many);
+    assertEquals(many.map(answer), probe.map((k) => answer(m.get(k, at))), `seed ${seed} at ${at}`);
   }
 }
 

@@ -223,6 +223,32 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       },
     );
 
+    await t.step(
+      "a pipelined run of GETs answers each key in order, a bad key with its error",
+      async () => {
+        // Runs of plain GETs are looked up together (Memtable.getMany); one bad
+        // key makes the run go one by one, so it gets its own error in place.
+        await refresh();
+        for (const [name, client] of [["leader", leader], ["follower", follower]] as const) {
+          const p = `gets:${name}:`;
+          await client.pipeline(Array.from({ length: 40 }, (_, i) => ["SET", `${p}${i}`, `g${i}`]));
+          const keys = Array.from({ length: 60 }, (_, i) => `${p}${i}`); // 40..59 are absent
+          const plain = await client.pipeline(keys.map((k) => ["GET", k]));
+          assertEquals(plain, keys.map((_, i) => (i < 40 ? `g${i}` : null)), name);
+          const mixed = await client.pipeline([
+            ["GET", `${p}1`],
+            ["GET", "k".repeat(4097)],
+            ["GET", `${p}2`],
+            ["GET", "\0sys"],
+            ["GET", `${p}55`],
+          ]);
+          assertEquals([mixed[0], mixed[2], mixed[4]], ["g1", "g2", null], name);
+          assertTrue(isError(mixed[1], /^ERR key is .* over/), `${name}: long key`);
+          assertTrue(isError(mixed[3], /^ERR .*reserved/), `${name}: system key`);
+        }
+      },
+    );
+
     await t.step("large pipelined replies are flushed in parts and arrive whole", async () => {
       await refresh();
       const value = "v".repeat(64 * 1024);
