@@ -667,6 +667,11 @@ export class Engine implements AsyncDisposable {
   }
 
   async #runBackground(): Promise<void> {
+    // Yield first: a loop with nothing to do (no memtable to flush, automatic
+    // compaction off) would otherwise end, and clear #bgLoop, before
+    // #scheduleBackground stored it, leaving #bgLoop set forever and every
+    // later flush() waiting for a loop that never runs.
+    await Promise.resolve();
     try {
       for (;;) {
         if (this.#imm.length > 0) {

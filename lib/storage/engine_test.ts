@@ -294,6 +294,61 @@ Deno.test("engine: getManyNow answers each key as getNow does, from the memtable
   await e.close();
 });
 
+Deno.test("engine: getManyNow agrees with getNow with keys spread over levels, files and the memtable", async () => {
+  const fs = new MemFileSystem();
+  const e = await Engine.open("/db", { fs });
+  const value = (k: number, round: number) => `${k}@${round}`;
+  // Round 0 ends in L1 (compactAll); rounds 1 and 2 are L0 files; round 3 stays in the memtable.
+  for (let round = 0; round < 4; round++) {
+    const b = new WriteBatch();
+    for (let k = round; k < 400; k += 1 + round) {
+      b.put(utf8(`key${String(k).padStart(4, "0")}`), utf8(value(k, round)));
+    }
+    if (round === 2) {
+      for (let k = 0; k < 400; k += 9) b.delete(utf8(`key${String(k).padStart(4, "0")}`));
+    }
+    await e.write(b);
+    if (round === 0) await e.compactAll();
+    else if (round < 3) await e.flush();
+  }
+  const levels = e.stats().levels.filter((l) => l.files > 0).map((l) => l.level);
+  assertEquals(levels, [0, 1], "files in L0 and L1");
+  const keys = Array.from({ length: 420 }, (_, k) => utf8(`key${String(k).padStart(4, "0")}`));
+  const answer = (r: unknown) =>
+    r === readNeedsIo ? "io" : r === undefined ? "-" : str((r as { value: Uint8Array }).value);
+  const many: ReturnType<Engine["getNow"]>[] = [];
+  for (const warm of [false, true]) {
+    if (warm) { for (const k of keys) await e.get(k); // Every block in the cache.
+     }
+    for (const atVersion of [undefined, 1, 2, 3]) {
+      e.getManyNow(keys, { atVersion }, many);
+      assertEquals(
+        many.map(answer),
+        keys.map((k) => answer(e.getNow(k, { atVersion }))),
+        `warm ${warm}, at ${atVersion}`,
+      );
+    }
+  }
+  assertTrue(many.every((r) => r !== readNeedsIo), "warm: no key needs a read");
+  await e.close();
+});
+
+Deno.test("engine: flush and compactAll finish with automatic compaction off", async () => {
+  // An idle background loop (nothing to flush, no automatic compaction) once
+  // ended before it was recorded as running, and every later flush waited forever.
+  const fs = new MemFileSystem();
+  const e = await Engine.open("/db", { fs, autoCompaction: false });
+  for (let i = 0; i < 3; i++) {
+    await put(e, `k${i}`, `v${i}`);
+    await e.flush();
+  }
+  assertEquals(e.stats().levels[0].files, 3, "no automatic compaction");
+  await e.compactAll();
+  assertEquals(e.stats().levels[0].files, 0);
+  assertEquals(str((await e.get(utf8("k2")))?.value), "v2");
+  await e.close();
+});
+
 Deno.test("a write batch larger than a WAL record is refused with the limit; the engine keeps working", async () => {
   const fs = new MemFileSystem();
   const engine = await Engine.open("/big", { fs });
