@@ -129,11 +129,45 @@ interface Pending {
   expiresAtMs: number;
 }
 
+/**
+ * The writes of one apply batch, for reads later in the same batch. Most
+ * batches are blind writes that nothing reads back (a pipeline of SETs), so
+ * the index by key (a string per key, a Map insert) is built only when the
+ * first read comes, from the writes recorded so far, and kept up from then on.
+ */
+class PendingWrites {
+  #keys: Uint8Array[] = [];
+  #writes: Pending[] = [];
+  #byKey: Map<string, Pending> | undefined;
+
+  /** Records the newest write of `key` (a later one replaces it). */
+  set(key: Uint8Array, write: Pending): void {
+    if (this.#byKey !== undefined) this.#byKey.set(keyString(key), write);
+    else {
+      this.#keys.push(key);
+      this.#writes.push(write);
+    }
+  }
+
+  /** The newest write of the key whose `keyString` is `ks`, if the batch wrote it. */
+  get(ks: string): Pending | undefined {
+    if (this.#byKey === undefined) {
+      this.#byKey = new Map();
+      for (let i = 0; i < this.#keys.length; i++) {
+        this.#byKey.set(keyString(this.#keys[i]), this.#writes[i]);
+      }
+      this.#keys = [];
+      this.#writes = [];
+    }
+    return this.#byKey.get(ks);
+  }
+}
+
 /** What one `apply` call accumulates and the reads it answers from memory. */
 interface ApplyScope {
   batch: WriteBatch;
-  /** The batch's writes by `keyString(key)`. */
-  pending: Map<string, Pending>;
+  /** The batch's writes, for its later reads. */
+  pending: PendingWrites;
   /** Dedupe records the batch wrote, by request id. */
   pendingIds: Map<string, Uint8Array>;
   events: ChangeEvent[];
@@ -332,7 +366,7 @@ export class StateMachine {
     const results = new Map<number, ApplyResult>();
     const s: ApplyScope = {
       batch: new WriteBatch(),
-      pending: new Map(),
+      pending: new PendingWrites(),
       pendingIds: new Map(),
       events: [],
       fetched: new Map(),
@@ -549,7 +583,7 @@ export class StateMachine {
         }
         const revision = ++this.#revision;
         s.batch.put(c.key, c.value, { version: revision, expiresAtMs: c.expiresAtMs });
-        s.pending.set(keyString(c.key), {
+        s.pending.set(c.key, {
           value: c.value,
           version: revision,
           expiresAtMs: c.expiresAtMs,
@@ -599,7 +633,7 @@ export class StateMachine {
             });
           } else {
             s.batch.put(w.key, w.value, { version: revision, expiresAtMs: w.expiresAtMs });
-            s.pending.set(keyString(w.key), {
+            s.pending.set(w.key, {
               value: w.value,
               version: revision,
               expiresAtMs: w.expiresAtMs,
@@ -681,7 +715,7 @@ export class StateMachine {
 
   #deleteKey(key: Uint8Array, revision: number, s: ApplyScope): void {
     s.batch.delete(key, { version: revision });
-    s.pending.set(keyString(key), { value: undefined, version: revision, expiresAtMs: 0 });
+    s.pending.set(key, { value: undefined, version: revision, expiresAtMs: 0 });
   }
 
   /**

@@ -261,3 +261,36 @@ Deno.test("writes whose reads need the disk (cold table blocks) apply like write
   assertEquals(await engine.get(utf8("b")), undefined);
   assertEquals(sm.revision, 3);
 });
+
+Deno.test("reads inside one apply batch see the batch's earlier writes, before and after the first read", async () => {
+  // The batch's writes are indexed by key only once something reads (PendingWrites);
+  // writes before that read and after it must both be seen by later reads.
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const cas = (key: string, value: string, id: string, ifVersion: number) =>
+    ({ ...decodeCommand(put(key, value, id)), ifVersion }) as BatchableCommand;
+  const del = (key: string, id: string): BatchableCommand => ({
+    op: CommandOp.Delete,
+    timestampMs: 1_000,
+    requestId: id,
+    key: utf8(key),
+    ifVersion: undefined,
+  });
+  const commands: BatchableCommand[] = [
+    decodeCommand(put("a", "1", "w1")) as BatchableCommand, // revision 1
+    decodeCommand(put("a", "2", "w2")) as BatchableCommand, // revision 2
+    cas("a", "3", "w3", 2), // the first read: sees revision 2, writes revision 3
+    cas("a", "4", "w4", 2), // a is at 3 now: conflict
+    decodeCommand(put("b", "x", "w5")) as BatchableCommand, // revision 4, after the first read
+    del("b", "w6"), // sees b: revision 5
+    cas("b", "y", "w7", 0), // b is deleted in this batch: "must be absent" holds, revision 6
+  ];
+  const batch = encodeCommand({ op: CommandOp.Batch, timestampMs: 1_000, requestId: "", commands });
+  const r = (await sm.apply([{ index: 1, data: batch }])).get(1)!;
+  assertEquals(
+    r.results!.map((x) => x.error?.name ?? x.revision),
+    [1, 2, 3, "ConflictError", 4, 5, 6],
+  );
+  assertEquals(new TextDecoder().decode((await engine.get(utf8("a")))?.value), "3");
+  assertEquals(new TextDecoder().decode((await engine.get(utf8("b")))?.value), "y");
+});
