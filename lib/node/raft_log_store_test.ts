@@ -3,7 +3,8 @@ import { CorruptionError } from "../common/errors.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { type Entry, EntryType } from "../raft/types.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
-import { scanRecords } from "../storage/record_log.ts";
+import { frameRecord, scanRecords } from "../storage/record_log.ts";
+import { concatBytes } from "../common/bytes.ts";
 
 const conf = { voters: ["n1", "n2", "n3"], learners: [] };
 
@@ -171,4 +172,30 @@ Deno.test("a live log larger than a segment is rewritten once per segment of gro
   await store.close();
   const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
   assertEquals([back.firstIndex(), back.lastIndex(), back.recovered().hardState.term], [1, 70, 49]);
+});
+
+Deno.test("a segment written before sync markers is read and continued as it is", async () => {
+  // Logs from before preallocation have no markers: such a segment keeps the
+  // append-only rules (no zeros written ahead, no markers mid-file) until the
+  // next segment, which starts with a marker.
+  const fs = new MemFileSystem();
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save(
+    { entries: entries(1, 3, 1), hardState: { term: 1, vote: "n1", commit: 3 } },
+    true,
+  );
+  await store.close();
+  const path = fs.paths().find((p) => p.endsWith(".rlog"))!;
+  const plain = scanRecords(fs.fileBytes(path), path).records.map((r) => frameRecord(r.payload));
+  fs.setFileBytes(path, concatBytes(...plain)); // The same records, framed as before markers.
+  const old = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals([old.firstIndex(), old.lastIndex()], [1, 3]);
+  await old.save({ entries: entries(4, 5, 1) }, true);
+  await old.close();
+  const bytes = fs.fileBytes(path);
+  const scan = scanRecords(bytes, path);
+  assertEquals([scan.markers, scan.zeroTail, scan.validEndBytes], [false, false, bytes.length]);
+  const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals(back.entries(1, 6).map(text), [...entries(1, 5, 1)].map(text));
+  await back.close();
 });
