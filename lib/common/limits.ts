@@ -97,8 +97,17 @@ export const raftLogPreallocateBytes = 1 * MiB;
 export const raftRecordBytes = 8 * MiB;
 /** Node: command bytes applied with one engine write at most (more entries: more writes). */
 export const maxApplyBatchBytes = 8 * MiB;
-/** Raft: default number of log entries kept before a snapshot compacts the log. */
+/** Raft: default number of log entries between two compactions of the log. */
 export const defaultSnapshotEntries = 10_000;
+/**
+ * Raft: applied entries a log compaction keeps at most (etcd's
+ * SnapshotCatchUpEntries), and never more than half of `--snapshot-entries`:
+ * a follower that is a little behind when the log is cut catches up from the
+ * log instead of needing a whole snapshot.
+ */
+export const raftCatchUpEntries = 5_000;
+/** Raft: entry bytes the catch-up tail of a compacted log holds at most (large values). */
+export const raftCatchUpBytes = 8 * MiB;
 /**
  * MVCC history kept by default: the leader compacts away versions older than
  * the newest this many revisions (etcd's revision-mode auto-compaction); 0 keeps all.

@@ -36,7 +36,13 @@ import {
   NotLeaderError,
   TimeoutError,
 } from "../common/errors.ts";
-import { maxPendingProposals, maxPendingReads, raftLogCompactBytes } from "../common/limits.ts";
+import {
+  maxPendingProposals,
+  maxPendingReads,
+  raftCatchUpBytes,
+  raftCatchUpEntries,
+  raftLogCompactBytes,
+} from "../common/limits.ts";
 import type { Random } from "../common/random.ts";
 import { fromUtf8, utf8 } from "../common/bytes.ts";
 import { IdTable } from "../common/id_table.ts";
@@ -90,7 +96,7 @@ export interface ReplicaOptions {
   onFatal: (e: Error) => void;
   /** Replaces the state machine's contents with a received snapshot (before it is logged). */
   installSnapshot: (snapshot: Snapshot) => Promise<void>;
-  /** Log entries kept before the log is compacted behind a durable applied index. */
+  /** Log entries between two compactions of the log (behind a durable applied index). */
   snapshotEntries: number;
 }
 
@@ -255,29 +261,34 @@ export class Replica {
   }
 
   /**
-   * Compacts the Raft log once it holds more than `snapshotEntries` entries
-   * or grew by `raftLogCompactBytes` since it was last cut (large values):
-   * the engine's WAL is fsynced so its applied index is durable, then the
-   * log is cut there. Only a sync, not a memtable flush: flushing every
-   * `snapshotEntries` entries made small tables and most of a follower's
-   * CPU went into compacting them. Runs beside the loop.
+   * Compacts the Raft log once `snapshotEntries` entries were added since it
+   * was last cut, or it grew by `raftLogCompactBytes` (large values): the
+   * engine's WAL is fsynced so its applied index is durable, then the log is
+   * cut there, minus a catch-up tail (`#catchUpEntries` entries, at most
+   * `raftCatchUpBytes`) so that a follower a little behind at the cut still
+   * catches up from the log rather than by a snapshot. Only a sync, not a
+   * memtable flush: flushing every `snapshotEntries` entries made small
+   * tables and most of a follower's CPU went into compacting them. Runs
+   * beside the loop.
    */
   #maybeCompactLog(): void {
     const store = this.#opts.store;
+    const tail = this.#catchUpEntries;
     if (
       this.#compacting ||
-      (store.lastIndex() - store.firstIndex() + 1 <= this.#opts.snapshotEntries &&
+      (store.lastIndex() - store.firstIndex() + 1 <= this.#opts.snapshotEntries + tail &&
         store.bytesSinceRotation < raftLogCompactBytes)
     ) return;
     const sm = this.#opts.stateMachine;
-    // Nothing applied beyond the last cut (a follower still catching up): nothing to cut yet.
-    // The state machine's index, not the engine's: the engine's counts only what is synced,
-    // and the sync below is what makes it durable.
-    if (sm.appliedIndex <= store.snapshot().meta.index) return;
+    // Nothing applied beyond the last cut and its tail (a follower still catching up): nothing
+    // to cut yet. The state machine's index, not the engine's: the engine's counts only what
+    // is synced, and the sync below is what makes it durable.
+    if (sm.appliedIndex - tail <= store.snapshot().meta.index) return;
     this.#compacting = true;
     (async () => {
       await sm.engine.sync();
-      const index = Math.min(sm.engine.appliedIndex, store.lastIndex());
+      const applied = Math.min(sm.engine.appliedIndex, store.lastIndex());
+      const index = this.#cutBelowTail(applied, tail);
       if (index < store.firstIndex() || this.#stopped) return;
       const snap = await store.compact(index, this.node.status().conf, new Uint8Array());
       this.#opts.log.info("compacted the raft log", {
@@ -287,6 +298,28 @@ export class Replica {
       });
     })().catch((e) => this.#opts.log.warn("log compaction failed", { error: (e as Error).message }))
       .finally(() => (this.#compacting = false));
+  }
+
+  /** Entries a log compaction leaves behind the applied index for slow followers. */
+  get #catchUpEntries(): number {
+    return Math.min(raftCatchUpEntries, Math.floor(this.#opts.snapshotEntries / 2));
+  }
+
+  /**
+   * Where to cut the log so that (cut, applied] keeps at most `tail` entries
+   * and `raftCatchUpBytes` of entry data.
+   */
+  #cutBelowTail(applied: number, tail: number): number {
+    const store = this.#opts.store;
+    const from = Math.max(store.firstIndex(), applied - tail + 1);
+    if (from > applied) return applied;
+    const kept = store.entries(from, applied + 1);
+    let bytes = 0;
+    for (let i = kept.length - 1; i >= 0; i--) {
+      bytes += kept[i].data.length;
+      if (bytes > raftCatchUpBytes) return kept[i].index;
+    }
+    return from - 1;
   }
 
   /**

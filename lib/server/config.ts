@@ -65,7 +65,8 @@ OPTIONS:
   --heartbeat-ms <MS>       leader heartbeat interval                   [default: ${defaultHeartbeatMs}]
   --election-ms <MS>        base election timeout (randomized to 2x)   [default: ${defaultElectionMs}]
   --tick-ms <MS>            Raft clock tick                             [default: ${defaultTickMs}]
-  --snapshot-entries <N>    log entries kept before a snapshot          [default: ${defaultSnapshotEntries}]
+  --snapshot-entries <N>    log entries between log compactions; the last
+                            min(5000, N/2) are kept for slow followers  [default: ${defaultSnapshotEntries}]
   --history-revisions <N>   MVCC revisions kept for version reads; 0 = all [default: ${defaultHistoryRevisions}]
   --resp-addr <HOST:PORT>   also serve the Redis protocol (RESP2) here  [default: off]
                             (port 0: any free port, printed at start)

@@ -83,6 +83,59 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a follower a little behind when the log is cut catches up from the kept tail, no snapshot",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    // --snapshot-entries 50: the log is cut every 50 entries past a tail of 25 kept ones.
+    await using cluster = await TestCluster.start(3, { extraArgs: ["--snapshot-entries", "50"] });
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client();
+    const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+    // The index of the leader's last cut, from its log line ("compacted the raft log ... index=N").
+    const lastCut = () => {
+      const all = [
+        ...cluster.node(leader).output.matchAll(/compacted the raft log.*?\bindex=(\d+)/g),
+      ];
+      return all.length === 0 ? -1 : Number(all[all.length - 1][1]);
+    };
+    const applied = async () =>
+      (await client.status({ endpoint: cluster.node(leader).addr })).appliedIndex;
+    // A first cut, with everyone up.
+    for (let i = 0; i < 200 && lastCut() < 0; i++) await client.put(`pre${i}`, "x");
+    await waitFor("the leader's first cut", () => lastCut() >= 0, { timeoutMs: 15_000 });
+    const first = lastCut();
+    // The next cut comes once the log holds more than 75 entries past it (first + 1 on):
+    // stop 10 entries short, take the follower away, then write until the leader cuts again.
+    for (let i = 0; i < 200 && (await applied()) < first + 65; i++) {
+      await client.put(`mid${i}`, "y");
+    }
+    await lagging.kill();
+    const missedFrom = await applied();
+    for (let i = 0; i < 60 && lastCut() === first; i++) await client.put(`miss${i}`, `m${i}`);
+    await waitFor("a cut while the follower is down", () => lastCut() > first, {
+      timeoutMs: 15_000,
+    });
+    assertTrue(lastCut() < missedFrom, `the cut at ${lastCut()} keeps what the follower missed`);
+
+    await lagging.start();
+    const local = cluster.client([lagging.id]);
+    const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
+    await waitFor(
+      "the follower to catch up",
+      async () => (await local.status({ endpoint: lagging.addr })).revision >= target,
+      { timeoutMs: 15_000 },
+    );
+    assertEquals(
+      dec.decode((await local.get("miss0", { consistency: "serializable" }))!.value),
+      "m0",
+    );
+    assertTrue(!lagging.output.includes("installed a snapshot"), "caught up from the log");
+    assertTrue(!cluster.node(leader).output.includes("sending a snapshot"), "no snapshot sent");
+  },
+});
+
 for (const transport of ["native", "grpc"]) {
   Deno.test({
     name: `a snapshot transfer broken halfway resumes where it stopped (${transport})`,
