@@ -26,6 +26,17 @@ function text(e: Entry): string {
   return `${e.index}:${e.term}:${new TextDecoder().decode(e.data)}`;
 }
 
+/** A log holding entries 1-3 (term 1) and a hard state, closed; returns its segment's path. */
+async function logOfThree(fs: MemFileSystem): Promise<string> {
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save(
+    { entries: entries(1, 3, 1), hardState: { term: 1, vote: "n1", commit: 3 } },
+    true,
+  );
+  await store.close();
+  return fs.paths().find((p) => p.endsWith(".rlog"))!;
+}
+
 Deno.test("synced entries and hard state survive a crash; one save is one write and one fsync", async () => {
   const fs = new MemFileSystem();
   const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
@@ -98,13 +109,7 @@ Deno.test("a snapshot received from the leader replaces the whole log, durably",
 
 Deno.test("a torn tail at every byte offset of the last record loses only that record", async () => {
   const fs = new MemFileSystem();
-  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
-  await store.save(
-    { entries: entries(1, 3, 1), hardState: { term: 1, vote: "n1", commit: 3 } },
-    true,
-  );
-  await store.close();
-  const path = fs.paths().find((p) => p.endsWith(".rlog"))!;
+  const path = await logOfThree(fs);
   const good = scanRecords(fs.fileBytes(path), path);
   const goodEnd = good.validEndBytes;
   const store2 = await RaftLogStore.open(fs, "/d/raft", 0, conf);
@@ -179,13 +184,7 @@ Deno.test("a segment written before sync markers is read and continued as it is"
   // append-only rules (no zeros written ahead, no markers mid-file) until the
   // next segment, which starts with a marker.
   const fs = new MemFileSystem();
-  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
-  await store.save(
-    { entries: entries(1, 3, 1), hardState: { term: 1, vote: "n1", commit: 3 } },
-    true,
-  );
-  await store.close();
-  const path = fs.paths().find((p) => p.endsWith(".rlog"))!;
+  const path = await logOfThree(fs);
   const plain = scanRecords(fs.fileBytes(path), path).records.map((r) => frameRecord(r.payload));
   fs.setFileBytes(path, concatBytes(...plain)); // The same records, framed as before markers.
   const old = await RaftLogStore.open(fs, "/d/raft", 0, conf);
