@@ -106,8 +106,12 @@ export const defaultSnapshotEntries = 10_000;
  * log instead of needing a whole snapshot.
  */
 export const raftCatchUpEntries = 5_000;
-/** Raft: entry bytes the catch-up tail of a compacted log holds at most (large values). */
-export const raftCatchUpBytes = 8 * MiB;
+/**
+ * Raft: entry bytes the catch-up tail of a compacted log holds at most (large
+ * values). The cut restates the tail in a new segment while saves wait, so
+ * this bounds that pause (2 MiB: a few milliseconds of writing and syncing).
+ */
+export const raftCatchUpBytes = 2 * MiB;
 /**
  * MVCC history kept by default: the leader compacts away versions older than
  * the newest this many revisions (etcd's revision-mode auto-compaction); 0 keeps all.
