@@ -28,7 +28,6 @@ import { encodeConfChange } from "../raft/codec.ts";
 import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
 import { Engine, type KV, readNeedsIo } from "../storage/engine.ts";
-import { maxKeyBytes } from "../common/limits.ts";
 import { type FileSystem, joinPath } from "../storage/fs.ts";
 import type { NodeConfig } from "../server/config.ts";
 import {
@@ -80,6 +79,11 @@ import { validateWatchTarget } from "../server/validation.ts";
  * would only double its disk writes.
  */
 const stateMachineEngine = { walBufferBytes: 1 << 20, walPreallocateBytes: 0 };
+/** The node's view of an engine read of `key`: expiry 0 when the key has none. */
+function keyValueOf(key: Uint8Array, kv: KV): KeyValue {
+  return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
+}
+
 /** Read consistency (see proto Consistency). */
 export type ReadConsistency = "linearizable" | "serializable";
 
@@ -598,7 +602,7 @@ export class KVNode {
       nowMs: this.clock.wallMs(),
     });
     if (kv === readNeedsIo || kv === undefined) return kv;
-    return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
+    return keyValueOf(key, kv);
   }
 
   /**
@@ -612,7 +616,12 @@ export class KVNode {
     out: (KeyValue | undefined | typeof readNeedsIo)[],
   ): boolean {
     for (const key of keys) {
-      if (key.length === 0 || key.length > maxKeyBytes || key[0] === systemKeyByte) return false;
+      try {
+        validateKey(key);
+        checkUserKey(key);
+      } catch {
+        return false;
+      }
     }
     const kvs = this.#manyScratch;
     this.engine.getManyNow(keys, {
@@ -622,12 +631,7 @@ export class KVNode {
     out.length = keys.length;
     for (let i = 0; i < keys.length; i++) {
       const kv = kvs[i];
-      out[i] = kv === readNeedsIo || kv === undefined ? kv : {
-        key: keys[i],
-        value: kv.value,
-        version: kv.version,
-        expiresAtMs: kv.expiresAtMs ?? 0,
-      };
+      out[i] = kv === readNeedsIo || kv === undefined ? kv : keyValueOf(keys[i], kv);
     }
     kvs.length = 0;
     return true;
@@ -646,9 +650,7 @@ export class KVNode {
     const revision = version > 0 ? version : this.stateMachine.revision;
     const kv = await this.engine.get(key, { atVersion: revision, nowMs: this.clock.wallMs() });
     return {
-      kv: kv
-        ? { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 }
-        : undefined,
+      kv: kv ? keyValueOf(key, kv) : undefined,
       revision,
     };
   }
@@ -701,12 +703,7 @@ export class KVNode {
         more = true;
         break;
       }
-      kvs.push({
-        key: kv.key,
-        value: kv.value,
-        version: kv.version,
-        expiresAtMs: kv.expiresAtMs ?? 0,
-      });
+      kvs.push(keyValueOf(kv.key, kv));
     }
     return { kvs, more, version: at };
   }

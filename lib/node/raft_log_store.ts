@@ -38,7 +38,12 @@ import {
 import { MemoryStorage, type RaftStorage } from "../raft/storage.ts";
 import type { ConfState, Entry, HardState, Snapshot } from "../raft/types.ts";
 import { type FileSystem, joinPath } from "../storage/fs.ts";
-import { frameRecord, scanRecords } from "../storage/record_log.ts";
+import {
+  cutToValidEnd,
+  frameRecord,
+  requireSealedEnd,
+  scanRecords,
+} from "../storage/record_log.ts";
 import { WalWriter } from "../storage/wal_writer.ts";
 
 /** Raft log record kinds. Never renumber. */
@@ -119,15 +124,7 @@ export class RaftLogStore implements RaftStorage {
       const path = joinPath(dir, name);
       const scan = scanRecords(await fs.readFile(path), path);
       const isLast = i === names.length - 1;
-      if (scan.validEndBytes < scan.sizeBytes && !isLast) {
-        throw new CorruptionError(
-          path,
-          scan.validEndBytes,
-          scan.zeroTail
-            ? "zero bytes after the last record of a sealed raft log segment"
-            : "bad record in a sealed raft log segment",
-        );
-      }
+      if (!isLast) requireSealedEnd(scan, path, "raft log segment");
       if (isLast) lastHasMarkers = scan.markers;
       for (const rec of scan.records) {
         try {
@@ -143,13 +140,7 @@ export class RaftLogStore implements RaftStorage {
           throw e;
         }
       }
-      if (scan.validEndBytes < scan.sizeBytes) {
-        // A torn tail, or preallocated space never written: cut it off.
-        const file = await fs.open(path);
-        await file.truncate(scan.validEndBytes);
-        await file.syncData();
-        await file.close();
-      }
+      if (isLast) await cutToValidEnd(fs, path, scan);
       segments.push(number);
     }
     let writer: WalWriter;

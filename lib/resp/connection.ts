@@ -232,11 +232,11 @@ async function runConfirmedReads(
   try {
     const found = plainGets(batch, specs, from, to) ? getMany(command, batch, from, to) : undefined;
     for (let k = from; k < to; k++) {
-      const kv = found?.[k - from];
-      if (kv === undefined || kv === readNeedsIo) {
+      const kv = found === undefined ? readNeedsIo : found[k - from];
+      if (kv === readNeedsIo) {
         const outcome = dispatch(command, batch[k], specs[k]);
         if (outcome instanceof Promise) await outcome;
-      } else if (kv === absent) out.nil();
+      } else if (kv === undefined) out.nil();
       else out.bulk(kv.value);
       if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
     }
@@ -244,9 +244,6 @@ async function runConfirmedReads(
     command.confirmReads(false);
   }
 }
-
-/** getMany's answer for a key that is not there (undefined: not looked up). */
-const absent = Symbol("absent");
 
 /** True when [from, to) of a batch are all `GET key`. */
 function plainGets(
@@ -264,7 +261,8 @@ function plainGets(
 
 /**
  * The keys of a run of confirmed GETs looked up together (their memtable
- * cache misses overlap: Memtable.getMany), or undefined when one key is
+ * cache misses overlap: Memtable.getMany): a value, undefined (absent) or
+ * readNeedsIo (that GET runs alone) per key; undefined when one key is
  * invalid and each GET must run alone to report it.
  */
 function getMany(
@@ -272,10 +270,9 @@ function getMany(
   batch: Uint8Array[][],
   from: number,
   to: number,
-): (KeyValue | typeof absent | typeof readNeedsIo)[] | undefined {
+): (KeyValue | undefined | typeof readNeedsIo)[] | undefined {
   const keys: Uint8Array[] = [];
   for (let k = from; k < to; k++) keys.push(batch[k][1]);
   const got: (KeyValue | undefined | typeof readNeedsIo)[] = [];
-  if (!command.store.getManyNow(keys, got)) return undefined;
-  return got.map((kv) => kv ?? absent);
+  return command.store.getManyNow(keys, got) ? got : undefined;
 }

@@ -16,13 +16,7 @@
 
 import { assert } from "../common/assert.ts";
 import { emptyBytes, equalBytes, prefixEnd } from "../common/bytes.ts";
-import {
-  ClosedError,
-  CompactedError,
-  CorruptionError,
-  InvalidArgumentError,
-  KVError,
-} from "../common/errors.ts";
+import { ClosedError, CompactedError, InvalidArgumentError, KVError } from "../common/errors.ts";
 import {
   levelCount,
   maxGroupCommitBytes,
@@ -71,7 +65,13 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "./options.ts";
-import { frameRecordInPlace, readRecords, recordHeaderBytes } from "./record_log.ts";
+import {
+  cutToValidEnd,
+  frameRecordInPlace,
+  readRecords,
+  recordHeaderBytes,
+  requireSealedEnd,
+} from "./record_log.ts";
 import { TableCache } from "./table_cache.ts";
 import { blockNotCached } from "./table_reader.ts";
 import type { Version } from "./version.ts";
@@ -338,25 +338,8 @@ export class Engine implements AsyncDisposable {
         }
         if (b.appliedIndex > mem.maxAppliedIndex) mem.maxAppliedIndex = b.appliedIndex;
       }
-      if (scan.validEndBytes < scan.sizeBytes) {
-        if (i !== wals.length - 1) {
-          throw new CorruptionError(
-            path,
-            scan.validEndBytes,
-            scan.zeroTail
-              ? "zero bytes after the last record of a sealed WAL segment"
-              : "bad record in a sealed WAL segment",
-          );
-        }
-        // A torn tail, or preallocated space never written: cut it off.
-        const h = await fs.open(path);
-        try {
-          await h.truncate(scan.validEndBytes);
-          await h.syncData();
-        } finally {
-          await h.close();
-        }
-      }
+      if (i !== wals.length - 1) requireSealedEnd(scan, path, "WAL segment");
+      else await cutToValidEnd(fs, path, scan);
     }
     this.#lastAssigned = this.#currentVersion;
     if (mem.maxAppliedIndex > this.#appliedIndex) this.#appliedIndex = mem.maxAppliedIndex;
@@ -947,10 +930,17 @@ export class Engine implements AsyncDisposable {
   getNow(key: Uint8Array, opts?: GetOptions): KV | undefined | typeof readNeedsIo {
     const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
     this.#checkReadable(at);
-    const e = this.#getEntryCached(key, at);
+    return this.#answerNow(this.#getEntryCached(key, at), opts?.nowMs);
+  }
+
+  /** What getNow reports for a raw entry found without waiting. */
+  #answerNow(
+    e: Entry | undefined | typeof blockNotCached,
+    nowMs: number | undefined,
+  ): KV | undefined | typeof readNeedsIo {
     if (e === blockNotCached) return readNeedsIo;
     if (e === undefined || e.kind === EntryKind.delete) return undefined;
-    return toKV(e, opts?.nowMs, this.#o.clock, false);
+    return toKV(e, nowMs, this.#o.clock, false);
   }
 
   /**
@@ -970,10 +960,7 @@ export class Engine implements AsyncDisposable {
     this.#mem.getMany(keys, at, found);
     out.length = keys.length;
     for (let i = 0; i < keys.length; i++) {
-      const e = found[i] ?? this.#getOlderEntryCached(keys[i], at);
-      if (e === blockNotCached) out[i] = readNeedsIo;
-      else if (e === undefined || e.kind === EntryKind.delete) out[i] = undefined;
-      else out[i] = toKV(e, opts?.nowMs, this.#o.clock, false);
+      out[i] = this.#answerNow(found[i] ?? this.#getOlderEntryCached(keys[i], at), opts?.nowMs);
     }
     found.length = 0;
   }

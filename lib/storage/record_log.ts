@@ -200,3 +200,34 @@ export function scanRecords(buf: Uint8Array, path: string, strictTail = false): 
     zeroTail: false,
   };
 }
+
+/**
+ * For a segment that is done (a newer one exists, so it was sealed: synced,
+ * unused preallocated space cut off): CorruptionError unless it ends exactly
+ * at its last valid record. `what` names the kind of segment in the message.
+ */
+export function requireSealedEnd(scan: RecordScan, path: string, what: string): void {
+  if (scan.validEndBytes === scan.sizeBytes) return;
+  throw new CorruptionError(
+    path,
+    scan.validEndBytes,
+    scan.zeroTail
+      ? `zero bytes after the last record of a sealed ${what}`
+      : `bad record in a sealed ${what}`,
+  );
+}
+
+/**
+ * For the newest segment: cuts a torn tail, or preallocated space never
+ * written, off the file durably, so appends continue at its last record.
+ */
+export async function cutToValidEnd(fs: FileSystem, path: string, scan: RecordScan): Promise<void> {
+  if (scan.validEndBytes === scan.sizeBytes) return;
+  const file = await fs.open(path);
+  try {
+    await file.truncate(scan.validEndBytes);
+    await file.syncData();
+  } finally {
+    await file.close();
+  }
+}
