@@ -8,15 +8,20 @@ import { TestCluster, waitFor } from "./cluster.ts";
 
 const dec = new TextDecoder();
 
+/** Once the cluster has a leader: its id, a client, and a follower to take down. */
+async function leaderAndFollower(cluster: TestCluster) {
+  const leader = await cluster.waitForLeader();
+  const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+  return { leader, client: cluster.client(), lagging };
+}
+
 Deno.test({
   name: "a follower behind a compacted log catches up through a snapshot and keeps serving",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
     await using cluster = await TestCluster.start(3, { extraArgs: ["--snapshot-entries", "50"] });
-    const leader = await cluster.waitForLeader();
-    const client = cluster.client();
-    const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+    const { leader, client, lagging } = await leaderAndFollower(cluster);
     await client.put("before", "1");
     await lagging.kill();
     for (let i = 0; i < 300; i++) await client.put(`key${String(i).padStart(3, "0")}`, `value${i}`);
@@ -90,9 +95,7 @@ Deno.test({
   fn: async () => {
     // --snapshot-entries 50: the log is cut every 50 entries past a tail of 25 kept ones.
     await using cluster = await TestCluster.start(3, { extraArgs: ["--snapshot-entries", "50"] });
-    const leader = await cluster.waitForLeader();
-    const client = cluster.client();
-    const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+    const { leader, client, lagging } = await leaderAndFollower(cluster);
     // The index of the leader's last cut, from its log line ("compacted the raft log ... index=N").
     const lastCut = () => {
       const all = [
@@ -146,9 +149,7 @@ for (const transport of ["native", "grpc"]) {
         extraArgs: ["--snapshot-entries", "50", "--snapshot-transport", transport],
         env: { RUSTKVD_FAILPOINTS: "snapshot-send-break-after=100" },
       });
-      const leader = await cluster.waitForLeader();
-      const client = cluster.client();
-      const lagging = cluster.nodes.find((n) => n.id !== leader)!;
+      const { leader, client, lagging } = await leaderAndFollower(cluster);
       await lagging.kill();
       for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
       await waitFor(
