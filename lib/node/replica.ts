@@ -281,9 +281,13 @@ export class Replica {
     ) return;
     const sm = this.#opts.stateMachine;
     // Nothing applied beyond the last cut and its tail (a follower still catching up): nothing
-    // to cut yet. The state machine's index, not the engine's: the engine's counts only what
-    // is synced, and the sync below is what makes it durable.
-    if (sm.appliedIndex - tail <= store.snapshot().meta.index) return;
+    // to cut yet. The tail is capped in bytes too, so a log of few large entries is still cut.
+    // The state machine's index, not the engine's: the engine's counts only what is synced,
+    // and the sync below is what makes it durable.
+    if (
+      this.#cutBelowTail(Math.min(sm.appliedIndex, store.lastIndex()), tail) <=
+        store.snapshot().meta.index
+    ) return;
     this.#compacting = true;
     (async () => {
       await sm.engine.sync();

@@ -139,6 +139,33 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a log of few large entries is cut by size, so it stays bounded on disk",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    // Default --snapshot-entries (10,000, tail 5,000): 40 entries of nearly 1 MiB come nowhere
+    // near the entry counts, but pass the 32 MiB a log may grow between cuts.
+    await using cluster = await TestCluster.start(3);
+    const { leader, client } = await leaderAndFollower(cluster);
+    const value = new Uint8Array(1000 * 1024).fill(0x61);
+    for (let i = 0; i < 40; i++) await client.put(`big${i}`, value);
+    await waitFor(
+      "the leader to cut its log",
+      () => cluster.node(leader).output.includes("compacted the raft log"),
+      { timeoutMs: 15_000 },
+    );
+    // What is left is the catch-up tail (at most 2 MiB of entries at the cut) and what came
+    // after the cut, not all 40 MiB.
+    let bytes = 0;
+    for await (const f of Deno.readDir(`${cluster.node(leader).dataDir}/raft`)) {
+      bytes += (await Deno.stat(`${cluster.node(leader).dataDir}/raft/${f.name}`)).size;
+    }
+    assertTrue(bytes < 16 * 1024 * 1024, `raft log holds ${bytes} bytes after 40 MiB written`);
+    assertEquals((await client.get("big39"))!.value.length, value.length);
+  },
+});
+
 for (const transport of ["native", "grpc"]) {
   Deno.test({
     name: `a snapshot transfer broken halfway resumes where it stopped (${transport})`,
