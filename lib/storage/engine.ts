@@ -26,6 +26,7 @@ import {
 import { BlockCache } from "./block_cache.ts";
 import { bloomHash } from "./bloom.ts";
 import { runCompaction, type TableBuildContext, writeTables } from "./compaction.ts";
+import { CompactionFilter } from "./compaction_iterator.ts";
 import {
   type Compaction,
   pendingCompactionBytes,
@@ -152,6 +153,8 @@ export interface LevelStats {
   level: number;
   files: number;
   bytes: number;
+  /** Stored entries (versions and tombstones), from the tables' properties. */
+  entries: number;
 }
 
 /** Counters and gauges for operators and benchmarks. */
@@ -717,7 +720,14 @@ export class Engine implements AsyncDisposable {
     const m = this.#imm[0];
     const it = m.iterator();
     it.seek(undefined);
-    const r = await writeTables(this.#buildContext(), it, undefined, Number.POSITIVE_INFINITY);
+    // History no reader may still ask for is dropped here rather than written and compacted
+    // away later: a key overwritten often has most of its memtable versions below the
+    // horizon. Tombstones stay: older tables may hold what they delete.
+    const filter = new CompactionFilter({
+      horizonVersion: this.#horizonVersion(),
+      bottommost: false,
+    });
+    const r = await writeTables(this.#buildContext(), it, filter, Number.POSITIVE_INFINITY);
     const successor = this.#imm[1] ?? this.#mem;
     const edit: VersionEdit = {
       newFiles: r.files.map((meta) => ({ level: 0, meta })),
@@ -1210,6 +1220,7 @@ export class Engine implements AsyncDisposable {
         level,
         files: files.length,
         bytes: v.levelBytes(level),
+        entries: files.reduce((n, f) => n + f.entryCount, 0),
       })),
       memtableBytes: this.#mem.approximateBytes,
       immutableMemtables: this.#imm.length,

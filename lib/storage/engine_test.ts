@@ -97,6 +97,35 @@ Deno.test("engine: compactHistory, snapshots pin, CompactedError below", async (
   await assertRejects(() => e.compactHistory(100), InvalidArgumentError);
 });
 
+Deno.test("engine: a flush leaves out history below the horizon, keeps tombstones", async () => {
+  const fs = new MemFileSystem();
+  await using e = await Engine.open("/db", { fs });
+  const l0Entries = () => e.stats().levels[0].entries;
+  await put(e, "gone", "old");
+  await e.flush(); // An older table holds gone@1.
+  assertEquals(l0Entries(), 1);
+  for (let v = 2; v <= 7; v++) await put(e, "k", `v${v}`);
+  const snap = e.snapshot(); // Pins 7.
+  for (let v = 8; v <= 10; v++) await put(e, "k", `v${v}`);
+  await e.write(new WriteBatch().delete(utf8("gone"))); // 11
+  await e.compactHistory(11);
+  await e.flush(); // The horizon is 7, the pinned snapshot: k@2..6 are left out.
+  assertEquals(l0Entries(), 1 + 4 + 1, e.describeLevels());
+  assertEquals(str((await e.get(utf8("k"), { atVersion: 7 }))?.value), "v7");
+  assertEquals(str((await e.get(utf8("k"), { atVersion: 9 }))?.value), "v9");
+  // The tombstone, at the horizon once the snapshot goes, still hides gone@1 in the older table.
+  snap.release();
+  await put(e, "k", "v12");
+  await e.compactHistory(12);
+  await e.flush(); // The horizon is 12: only k@12 is needed of this memtable.
+  assertEquals(l0Entries(), 1 + 5 + 1);
+  assertEquals(await e.get(utf8("gone")), undefined);
+  assertEquals(str((await e.get(utf8("k")))?.value), "v12");
+  await e.compactAll();
+  assertEquals(await e.get(utf8("gone")), undefined);
+  assertEquals(e.stats().levels.reduce((n, l) => n + l.entries, 0), 1, "only k@12 at the bottom");
+});
+
 Deno.test("engine: appliedIndex is persisted with the batch", async () => {
   const fs = new MemFileSystem();
   const e = await Engine.open("/db", { fs });
