@@ -277,7 +277,7 @@ export class Replica {
     if (
       this.#compacting ||
       (store.lastIndex() - store.firstIndex() + 1 <= this.#opts.snapshotEntries + tail &&
-        store.bytesSinceRotation < raftLogCompactBytes)
+        store.bytesSinceCut < raftLogCompactBytes)
     ) return;
     const sm = this.#opts.stateMachine;
     // Nothing applied beyond the last cut and its tail (a follower still catching up): nothing
