@@ -125,6 +125,8 @@ export class Block {
   readonly count: number;
   readonly #offsetsAt: number;
   #positions: Int32Array | undefined;
+  /** Where the shared prefix can be read in `data` (a key that has it). */
+  #commonAt = 0;
   #commonLength = 0;
   #prefixes: Float64Array = new Float64Array(0);
 
@@ -177,17 +179,30 @@ export class Block {
       out[4 * i + 2] = at + kl;
       out[4 * i + 3] = vl;
     }
-    // Search accelerator: the bytes every key shares, and then the next 6 bytes of each
-    // key as a number. Equal numbers fall back to a byte comparison.
-    const firstAt = out[0];
-    const lastAt = out[4 * (n - 1)];
-    const maxCommon = Math.min(out[1], out[4 * (n - 1) + 1]);
+    // Search accelerator: a prefix most keys share (the one the first- and third-quartile
+    // keys share, so a few keys of another kind at either end, as an index block of a
+    // node's table has, do not shorten it to nothing), then the next 6 bytes of each key
+    // that has it as a number. Keys without it sort before or after all that have it:
+    // -1 and 2^53, which no target's number equals. Equal numbers fall back to a byte
+    // comparison.
+    const q1 = n >> 2;
+    const q3 = n - 1 - q1;
+    const q1At = out[4 * q1];
+    const q3At = out[4 * q3];
+    const maxCommon = Math.min(out[4 * q1 + 1], out[4 * q3 + 1]);
     let common = 0;
-    while (common < maxCommon && d[firstAt + common] === d[lastAt + common]) common++;
+    while (common < maxCommon && d[q1At + common] === d[q3At + common]) common++;
     const nums = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      nums[i] = prefixNumber(d, out[4 * i] + common, out[4 * i + 1] - common);
+      const at = out[4 * i];
+      const c = comparePrefix(d, at, out[4 * i + 1], d, q1At, common);
+      nums[i] = c < 0
+        ? -1
+        : c > 0
+        ? afterPrefix
+        : prefixNumber(d, at + common, out[4 * i + 1] - common);
     }
+    this.#commonAt = q1At;
     this.#commonLength = common;
     this.#prefixes = nums;
     this.#positions = out;
@@ -213,19 +228,20 @@ export class Block {
     const p = this.#positions ?? this.#decodePositions();
     const d = this.data;
     const common = this.#commonLength;
-    // Compare the target with the shared prefix once.
-    const first = p[0];
-    const n = common < target.length ? common : target.length;
-    for (let i = 0; i < n; i++) {
-      const x = d[first + i];
-      const y = target[i];
-      if (x !== y) return y < x ? 0 : this.count;
-    }
-    if (target.length < common) return 0;
-    const tp = prefixNumber(target, common, target.length - common);
-    const nums = this.#prefixes;
     let lo = 0;
     let hi = this.count;
+    // Compare the target with the shared prefix once.
+    if (comparePrefix(target, 0, target.length, d, this.#commonAt, common) !== 0) {
+      // Among the few keys without the prefix (or none): compare bytes.
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (compareRange(d, p[4 * mid], p[4 * mid + 1], target) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    }
+    const tp = prefixNumber(target, common, target.length - common);
+    const nums = this.#prefixes;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       let c = nums[mid] - tp;
@@ -235,6 +251,31 @@ export class Block {
     }
     return lo;
   }
+}
+
+/** The number of a key that sorts after every key with the shared prefix. */
+const afterPrefix = 2 ** 53;
+
+/**
+ * How the `len` bytes at `a[at]` compare with the `prefixLength`-byte prefix
+ * at `p[prefixAt]`: 0 when they start with it, else the sign of the first
+ * difference (negative too when they are a proper prefix of it).
+ */
+function comparePrefix(
+  a: Uint8Array,
+  at: number,
+  len: number,
+  p: Uint8Array,
+  prefixAt: number,
+  prefixLength: number,
+): number {
+  const n = len < prefixLength ? len : prefixLength;
+  for (let i = 0; i < n; i++) {
+    const x = a[at + i];
+    const y = p[prefixAt + i];
+    if (x !== y) return x - y;
+  }
+  return len < prefixLength ? -1 : 0;
 }
 
 /** Up to 6 bytes of `buf` from `at` (at most `len`) as a number, zero-padded. */

@@ -929,10 +929,6 @@ export class Engine implements AsyncDisposable {
   }
 
   /**
-   * The newest version of `key` at or below `atVersion`, or undefined when it
-   * is absent, deleted or expired. Below the compacted version: CompactedError.
-   */
-  /**
    * `get` without waiting when no disk read is needed (memtables, open
    * tables, cached blocks): the value, or `readNeedsIo` when only the async
    * `get` can answer. Hot read paths use it to skip a promise per read.
@@ -975,6 +971,10 @@ export class Engine implements AsyncDisposable {
     found.length = 0;
   }
 
+  /**
+   * The newest version of `key` at or below `atVersion`, or undefined when it
+   * is absent, deleted or expired. Below the compacted version: CompactedError.
+   */
   async get(key: Uint8Array, opts?: GetOptions): Promise<KV | undefined> {
     const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
     this.#checkReadable(at);
