@@ -15,6 +15,9 @@ Deno.test("newest index: agrees with a Map through growth and clustered hashes",
       model.set(h, entry);
       const probe = r.nextInt(0x3fff_ffff + 1);
       assertEquals(index.get(probe), model.get(probe), `seed ${seed}`);
+      // An earlier hash, possibly still in the table from before a growth.
+      const earlier = r.nextInt(2) === 0 ? r.nextInt(2_000) * 1024 : h;
+      assertEquals(index.get(earlier), model.get(earlier), `seed ${seed}: earlier ${earlier}`);
     }
     for (const [h, entry] of model) assertEquals(index.get(h), entry, `seed ${seed}: hash ${h}`);
     assertEquals(index.get(0x3fff_ffff), model.get(0x3fff_ffff));
