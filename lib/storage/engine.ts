@@ -26,7 +26,6 @@ import {
 import { BlockCache } from "./block_cache.ts";
 import { bloomHash } from "./bloom.ts";
 import { runCompaction, type TableBuildContext, writeTables } from "./compaction.ts";
-import { CompactionFilter } from "./compaction_iterator.ts";
 import {
   type Compaction,
   pendingCompactionBytes,
@@ -718,16 +717,12 @@ export class Engine implements AsyncDisposable {
 
   async #flushOldest(): Promise<void> {
     const m = this.#imm[0];
-    const it = m.iterator();
-    it.seek(undefined);
-    // History no reader may still ask for is dropped here rather than written and compacted
+    // History no reader may still ask for is left out here rather than written and compacted
     // away later: a key overwritten often has most of its memtable versions below the
     // horizon. Tombstones stay: older tables may hold what they delete.
-    const filter = new CompactionFilter({
-      horizonVersion: this.#horizonVersion(),
-      bottommost: false,
-    });
-    const r = await writeTables(this.#buildContext(), it, filter, Number.POSITIVE_INFINITY);
+    const it = m.iterator(this.#horizonVersion());
+    it.seek(undefined);
+    const r = await writeTables(this.#buildContext(), it, undefined, Number.POSITIVE_INFINITY);
     const successor = this.#imm[1] ?? this.#mem;
     const edit: VersionEdit = {
       newFiles: r.files.map((meta) => ({ level: 0, meta })),

@@ -462,6 +462,16 @@ export class Memtable {
     else this.#nextSlot(p);
   }
 
+  /** @internal Moves `p` to the newest entry of the next key, past the rest of this key's. */
+  stepKey(p: Position): void {
+    this.#nextSlot(p);
+  }
+
+  /** @internal The version of entry `id`. */
+  versionAt(id: number): number {
+    return this.#store.version[id];
+  }
+
   /** @internal Where the slot of entry `id` sits now (an iterator finding its place again). */
   positionOf(id: number): Position {
     const store = this.#store;
@@ -577,8 +587,15 @@ export class Memtable {
   #batchIds = new Int32Array(64);
 
   /** An iterator over all entries in internal-key order. */
-  iterator(): MemtableIterator {
-    return new MemtableIterator(this);
+  /**
+   * An iterator over every entry in internal-key order; with `horizon`, of
+   * each key only the versions above it and the newest at or below it (what
+   * a reader may still ask for, see CompactionFilter): a flush then never
+   * even visits the rest. The horizon applies from where a seek lands, so a
+   * full pass starts with `seek(undefined)`.
+   */
+  iterator(horizon = -1): MemtableIterator {
+    return new MemtableIterator(this, horizon);
   }
 }
 
@@ -588,7 +605,7 @@ export class MemtableIterator {
   #mod = -1;
   #current: StoredEntry | undefined;
 
-  constructor(readonly table: Memtable) {}
+  constructor(readonly table: Memtable, readonly horizon = -1) {}
 
   #at(p: Position): void {
     this.#p = p.entry === noEntry ? undefined : p;
@@ -622,7 +639,8 @@ export class MemtableIterator {
       this.#mod = this.table.modCount;
       p = this.table.positionOf(p.entry);
     }
-    this.table.step(p);
+    if (this.horizon >= 0 && this.table.versionAt(p.entry) <= this.horizon) this.table.stepKey(p);
+    else this.table.step(p);
     this.#at(p);
   }
 

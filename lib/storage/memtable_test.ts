@@ -41,6 +41,18 @@ function checkAgainstModel(
   }
   want.sort((a, b) => compareBytes(a[0], b[0]) || b[1] - a[1]);
   assertEquals(seen, want.map(([k, v]) => [k.join(","), v]), `seed ${seed}`);
+  // With a horizon: of each key, the versions above it and the newest at or below it.
+  const horizon = r.nextInt(maxVersion + 1);
+  const flushing = m.iterator(horizon);
+  flushing.seek(undefined);
+  const kept: [string, number][] = [];
+  for (; flushing.valid(); flushing.next()) {
+    kept.push([flushing.entry().key.join(","), flushing.entry().version]);
+  }
+  const wantKept = want.filter(([k, v], i) =>
+    v > horizon || i === 0 || compareBytes(want[i - 1][0], k) !== 0 || want[i - 1][1] > horizon
+  );
+  assertEquals(kept, wantKept.map(([k, v]) => [k.join(","), v]), `seed ${seed} horizon ${horizon}`);
   assertEquals(m.count, want.length);
   const step = Math.max(7, Math.floor(maxVersion / 8));
   for (const { key, versions } of model.values()) {
