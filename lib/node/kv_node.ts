@@ -64,21 +64,13 @@ import type { Snapshot } from "../raft/types.ts";
 import { type Watcher, WatchHub, watchTarget } from "./watch_hub.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
 import { ProposalBatcher } from "./proposal_batcher.ts";
+import { stateMachineEngineOptions } from "./engine_options.ts";
 import { type JoinResult, MembershipManager } from "./membership.ts";
 import { classifyPeer, keepAliveIntervalMs, type PeerHealth } from "../cluster/failure_detector.ts";
 import { HashRing } from "../cluster/hash_ring.ts";
 import type { TimerHandle } from "../common/clock.ts";
 import { validateWatchTarget } from "../server/validation.ts";
 
-/**
- * The state machine's engine holds the WAL records of applies (unsynced
- * writes) in memory up to 1 MiB instead of writing each: the Raft log is the
- * durable copy, the engine is synced before the log is cut, and after a crash
- * the node replays the log from the engine's recovered applied index. No
- * preallocated WAL space: nothing waits on its fsyncs, so zero-filling ahead
- * would only double its disk writes.
- */
-const stateMachineEngine = { walBufferBytes: 1 << 20, walPreallocateBytes: 0 };
 /** The node's view of an engine read of `key`: expiry 0 when the key has none. */
 function keyValueOf(key: Uint8Array, kv: KV): KeyValue {
   return { key, value: kv.value, version: kv.version, expiresAtMs: kv.expiresAtMs ?? 0 };
@@ -314,7 +306,10 @@ export class KVNode {
     await Deno.rename(stagingDir(this.config), joinPath(dir, "kv"));
     await this.fs.syncDir(dir);
     await removeDir(joinPath(dir, "kv.old"));
-    const engine = await Engine.open(joinPath(dir, "kv"), { ...stateMachineEngine, fs: this.fs });
+    const engine = await Engine.open(joinPath(dir, "kv"), {
+      ...stateMachineEngineOptions(this.config.nodeId),
+      fs: this.fs,
+    });
     this.snapshotReceiver.adopted();
     this.stateMachine.reset(engine);
     this.watches.closeAll("the node installed a snapshot; reconnect to resume");
@@ -427,7 +422,10 @@ export class KVNode {
       await writeIdentity(fs, config.dataDir, identity);
     }
     await recoverDirs(config);
-    const engine = await Engine.open(joinPath(config.dataDir, "kv"), { ...stateMachineEngine, fs });
+    const engine = await Engine.open(joinPath(config.dataDir, "kv"), {
+      ...stateMachineEngineOptions(config.nodeId),
+      fs,
+    });
     const store = await RaftLogStore.open(fs, joinPath(config.dataDir, "raft"), 0, {
       voters: [],
       learners: [],
