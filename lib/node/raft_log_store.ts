@@ -326,9 +326,10 @@ export class RaftLogStore implements RaftStorage {
       done: Promise.resolve(),
     };
     next.done = (async () => {
-      const file = await this.#fs.create(path);
-      const writer = new WalWriter(number, file, 0, { preallocateBytes: raftLogPreallocateBytes });
+      let writer: WalWriter | undefined;
       try {
+        const file = await this.#fs.create(path);
+        writer = new WalWriter(number, file, 0, { preallocateBytes: raftLogPreallocateBytes });
         const w = new ByteWriter(4096);
         await writer.append(
           concatBytes(
@@ -350,8 +351,9 @@ export class RaftLogStore implements RaftStorage {
         await writer.sync();
         next.writer = writer;
       } catch (e) {
+        // Reported by the next save (see #switchToNext).
         next.failed = e;
-        await writer.close().catch(() => {});
+        await writer?.close().catch(() => {});
         await this.#fs.remove(path).catch(() => {});
       }
     })();
@@ -359,12 +361,13 @@ export class RaftLogStore implements RaftStorage {
   }
 
   /**
-   * Makes the prepared segment the open one: seals the current segment,
-   * appends to the new one what changed since its head was taken (the
-   * current snapshot, entries saved since, the hard state), syncs it, gives
-   * it its name and syncs the directory; the older segments are then
-   * deleted beside later saves. A failed or outdated preparation is
-   * dropped and started again.
+   * Makes the prepared segment the open one: appends to it what changed
+   * since its head was taken (the current snapshot, entries saved since, the
+   * hard state), syncs it, gives it its name and syncs the directory; the
+   * older segments are then closed and deleted beside later saves. A failed
+   * preparation fails the save that finds it (a disk error stops the node,
+   * as any failed log write does); an outdated one is dropped and started
+   * again.
    */
   async #switchToNext(): Promise<void> {
     const next = this.#next!;

@@ -1,5 +1,5 @@
 import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
-import { CorruptionError } from "../common/errors.ts";
+import { CorruptionError, DiskFullError } from "../common/errors.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { type Entry, EntryType } from "../raft/types.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
@@ -321,4 +321,19 @@ Deno.test("a segment followed by another is read up to its last record, sealed o
   const again = await RaftLogStore.open(fs, "/d/raft", 0, conf);
   assertEquals([again.firstIndex(), again.lastIndex()], [11, 35]);
   await again.settle();
+});
+
+Deno.test("a next segment that cannot be created fails the save that finds it", async () => {
+  const fs = new MemFileSystem();
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save({ entries: entries(1, 20, 1) }, true);
+  fs.injectError({ op: "create", path: ".rlog.tmp", code: "ENOSPC" });
+  await store.compact(10, conf, new Uint8Array());
+  await new Promise((r) => setTimeout(r, 0)); // The preparation fails meanwhile.
+  await assertRejects(() => store.save({ entries: entries(21, 21, 1) }, true), DiskFullError);
+  // What was saved stays: the first segment is still the log.
+  fs.crash();
+  const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals([back.snapshot().meta.index, back.firstIndex(), back.lastIndex()], [10, 11, 21]);
+  assertTrue(!fs.paths().some((p) => p.endsWith(".tmp")), fs.paths().join());
 });
