@@ -83,6 +83,9 @@ interface NextSegment {
   /** Set once the head is written and synced. */
   writer?: WalWriter;
   failed?: unknown;
+  /** Settles once it is written and synced, or failed (never rejects). */
+  written: Promise<void>;
+  /** Settles once it also took over (or someone else dealt with it). */
   done: Promise<void>;
 }
 
@@ -103,6 +106,8 @@ export class RaftLogStore implements RaftStorage {
   /** Size of the open segment at the last cut (or when it was started or opened). */
   #cutBaseBytes: number;
   #next: NextSegment | undefined;
+  /** A failed switch to a next segment outside a save: the next save reports it. */
+  #failure: unknown;
   /** Deletion of replaced segments, beside later saves. */
   #removals: Promise<void> = Promise.resolve();
   #writeBuffer = new ByteWriter(4096);
@@ -242,6 +247,7 @@ export class RaftLogStore implements RaftStorage {
     rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
     sync: boolean,
   ): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
     const w = this.#writeBuffer;
     const records: Uint8Array[] = [];
     if (rd.snapshot) records.push(frameRecord(snapshotPayload(rd.snapshot)));
@@ -323,9 +329,10 @@ export class RaftLogStore implements RaftStorage {
       restatedLast: last,
       touchedFrom: Number.POSITIVE_INFINITY,
       stale: false,
+      written: Promise.resolve(),
       done: Promise.resolve(),
     };
-    next.done = (async () => {
+    next.written = (async () => {
       let writer: WalWriter | undefined;
       try {
         const file = await this.#fs.create(path);
@@ -357,6 +364,16 @@ export class RaftLogStore implements RaftStorage {
         await this.#fs.remove(path).catch(() => {});
       }
     })();
+    // Take over once written, also on a node that saves nothing more for a while (unless a
+    // save or close got there first); an error here is reported by the next save.
+    next.done = next.written.then(() => {
+      if (next.failed !== undefined) return;
+      return this.#exclusive(async () => {
+        if (this.#next === next) await this.#switchToNext();
+      }).catch((e) => {
+        this.#failure ??= e;
+      });
+    });
     this.#next = next;
   }
 
@@ -414,19 +431,16 @@ export class RaftLogStore implements RaftStorage {
   }
 
   /**
-   * Waits for a next segment in preparation to take over (switching to it
-   * without waiting for a save) and for replaced segments to be deleted.
+   * Waits for a next segment in preparation to take over and for replaced
+   * segments to be deleted; rejects with the error of a failed one.
    */
   async settle(): Promise<void> {
-    const next = this.#next;
-    if (next !== undefined) {
+    for (let next = this.#next; next !== undefined; next = this.#next) {
       await next.done;
-      await this.#exclusive(async () => {
-        if (this.#next === next) await this.#switchToNext();
-      });
-      // A stale preparation was started again: settle that one too.
-      if (this.#next !== undefined) await this.settle();
+      // It took over, or started over when outdated; only a failed one is still here.
+      if (this.#next === next) throw next.failed;
     }
+    if (this.#failure !== undefined) throw this.#failure;
     await this.#removals;
   }
 
@@ -444,7 +458,7 @@ export class RaftLogStore implements RaftStorage {
       const next = this.#next;
       this.#next = undefined;
       if (next !== undefined) {
-        await next.done;
+        await next.written; // Not `done`: its takeover waits for this lock.
         if (next.writer) {
           await next.writer.close();
           await this.#fs.remove(next.path);

@@ -337,3 +337,34 @@ Deno.test("a next segment that cannot be created fails the save that finds it", 
   assertEquals([back.snapshot().meta.index, back.firstIndex(), back.lastIndex()], [10, 11, 21]);
   assertTrue(!fs.paths().some((p) => p.endsWith(".tmp")), fs.paths().join());
 });
+
+Deno.test("a prepared segment takes over without waiting for a save", async () => {
+  const fs = new MemFileSystem();
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save({ entries: entries(1, 20, 1) }, true);
+  await store.compact(10, conf, new Uint8Array());
+  // Nothing else is saved: the node is idle.
+  const segments = () => fs.paths().filter((p) => p.includes(".rlog"));
+  for (let i = 0; i < 100 && segments().join() !== "/d/raft/000002.rlog"; i++) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assertEquals(segments(), ["/d/raft/000002.rlog"]);
+  fs.crash();
+  const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals([back.snapshot().meta.index, back.firstIndex(), back.lastIndex()], [10, 11, 20]);
+});
+
+Deno.test("closing while a next segment is written drops it, without waiting for a save", async () => {
+  const fs = new HeldNextSegment();
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save({ entries: entries(1, 20, 1) }, true);
+  fs.hold();
+  await store.compact(10, conf, new Uint8Array());
+  const closed = store.close();
+  fs.release();
+  await closed;
+  assertEquals(fs.paths().filter((p) => p.includes(".rlog")), ["/d/raft/000001.rlog"]);
+  const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals([back.snapshot().meta.index, back.firstIndex(), back.lastIndex()], [10, 11, 20]);
+  await back.close();
+});
