@@ -47,6 +47,9 @@ const prefixBytes = 6 * prefixWords;
 /** Numbers kept per slot in a node's summary array: the prefix words and the key's length. */
 const stride = prefixWords + 1;
 
+/** Numbers per slot in Memtable#slotInfo: the prefix words, the key's length, the newest version. */
+const slotInfoStride = stride + 1;
+
 /** `older` of an entry that is the oldest of its key. */
 const noEntry = -1;
 /** getMany's mark for a key whose hash two keys share: its slot comes from the tree. */
@@ -166,6 +169,12 @@ export class Memtable {
   #first: Leaf;
   /** The newest entry of each slot, by slot. */
   #head = new Int32Array(256);
+  /**
+   * Per slot: its key's summary words and length (as in the tree's nodes)
+   * and its newest entry's version, so an update touches this one array
+   * instead of the chain head's columns and key bytes.
+   */
+  #slotInfo = new Float64Array(256 * slotInfoStride);
   /** The next older entry of the same key, by entry (noEntry for the oldest). */
   #older = new Int32Array(256);
   #slots = 0;
@@ -244,7 +253,7 @@ export class Memtable {
     const known = this.#latest.get(hash);
     if (
       known !== undefined && known !== ambiguousEntry &&
-      store.compareKey(this.#head[known], key, from, keyLength, 0) === 0
+      this.#slotHasKey(known, key, from, keyLength)
     ) {
       this.#addVersion(known, id, version);
       return;
@@ -262,6 +271,18 @@ export class Memtable {
     const slot = this.#slots++;
     if (slot >= this.#head.length) this.#head = grownInt32(this.#head, slot + 1);
     this.#head[slot] = id;
+    if ((slot + 1) * slotInfoStride > this.#slotInfo.length) {
+      const grown = new Float64Array(2 * this.#slotInfo.length);
+      grown.set(this.#slotInfo);
+      this.#slotInfo = grown;
+    }
+    const info = this.#slotInfo;
+    const at = slot * slotInfoStride;
+    info[at] = t.w0;
+    info[at + 1] = t.w1;
+    info[at + 2] = t.w2;
+    info[at + 3] = keyLength;
+    info[at + 4] = version;
     this.#older[id] = noEntry;
     this.#count++;
     this.#bytes += entryOverheadBytes;
@@ -289,9 +310,11 @@ export class Memtable {
     const store = this.#store;
     const older = this.#older;
     const head = this.#head[slot];
-    if (version > store.version[head]) {
+    const newestAt = slot * slotInfoStride + 4;
+    if (version > this.#slotInfo[newestAt]) {
       older[id] = head;
       this.#head[slot] = id;
+      this.#slotInfo[newestAt] = version;
     } else {
       let prev = noEntry;
       let at = head;
@@ -305,11 +328,29 @@ export class Memtable {
         return;
       }
       older[id] = at;
-      if (prev === noEntry) this.#head[slot] = id;
-      else older[prev] = id;
+      if (prev === noEntry) {
+        this.#head[slot] = id;
+        this.#slotInfo[newestAt] = version;
+      } else older[prev] = id;
     }
     this.#count++;
     this.#bytes += entryOverheadBytes;
+  }
+
+  /**
+   * Whether `slot` holds the key at `key[from, from + length)`: compared
+   * with the slot's summary first (one dense array, where the chain head's
+   * columns and key bytes were several cache misses on every update), and
+   * beyond the summarized bytes with the head's key.
+   */
+  #slotHasKey(slot: number, key: Uint8Array, from: number, length: number): boolean {
+    const info = this.#slotInfo;
+    const at = slot * slotInfoStride;
+    if (info[at + 3] !== length || info[at] !== prefixWord(key, from, length, 0)) return false;
+    if (length > 6 && info[at + 1] !== prefixWord(key, from, length, 1)) return false;
+    if (length > 12 && info[at + 2] !== prefixWord(key, from, length, 2)) return false;
+    return length <= prefixBytes ||
+      this.#store.compareKey(this.#head[slot], key, from, length, prefixBytes) === 0;
   }
 
   /** Whether `slot` has the target's key. */

@@ -76,11 +76,11 @@ function checkAgainstModel(
 }
 
 /** Two keys of one length, differing only past the summarized prefix, with one keyHash. */
-function hashSharingKeys(): [Uint8Array, Uint8Array] {
-  const prefix = "p".repeat(20);
+function hashSharingKeys(prefixLength = 20, suffixLength = 5): [Uint8Array, Uint8Array] {
+  const prefix = "p".repeat(prefixLength);
   const byHash = new Map<number, Uint8Array>();
   for (let i = 0; i < 1_000_000; i++) {
-    const k = utf8(prefix + i.toString(36).padStart(5, "0"));
+    const k = utf8(prefix + i.toString(36).padStart(suffixLength, "0"));
     const other = byHash.get(keyHash(k));
     if (other !== undefined) return [other, k];
     byHash.set(keyHash(k), k);
@@ -209,16 +209,24 @@ Deno.test("memtable: keys and values given as ranges of a buffer are copied, als
 });
 
 Deno.test("memtable: keys sharing a hash and a long prefix both read back", () => {
-  // Two keys of one length that differ only past the summarized prefix and
-  // share a hash: the newest-entry index must not take one for the other.
-  const pair = hashSharingKeys();
-  for (const order of [[0, 1], [1, 0]]) {
-    const m = new Memtable(1);
-    m.put(pair[order[0]], 1, EntryKind.put, utf8("first"), 0);
-    m.put(pair[order[1]], 2, EntryKind.put, utf8("second"), 0);
-    m.put(pair[order[0]], 3, EntryKind.put, utf8("third"), 0);
-    assertEquals(new TextDecoder().decode(m.get(pair[order[0]], 10)?.value), "third");
-    assertEquals(new TextDecoder().decode(m.get(pair[order[1]], 10)?.value), "second");
-    assertEquals(new TextDecoder().decode(m.get(pair[order[0]], 2)?.value), "first");
+  // Two keys of one length that share a hash and differ only past the summarized prefix, or
+  // only in its last, middle or first word: the newest-entry index must not take one for the
+  // other.
+  const pairs = [
+    hashSharingKeys(),
+    hashSharingKeys(13, 5),
+    hashSharingKeys(7, 5),
+    hashSharingKeys(0, 6),
+  ];
+  for (const pair of pairs) {
+    for (const order of [[0, 1], [1, 0]]) {
+      const m = new Memtable(1);
+      m.put(pair[order[0]], 1, EntryKind.put, utf8("first"), 0);
+      m.put(pair[order[1]], 2, EntryKind.put, utf8("second"), 0);
+      m.put(pair[order[0]], 3, EntryKind.put, utf8("third"), 0);
+      assertEquals(new TextDecoder().decode(m.get(pair[order[0]], 10)?.value), "third");
+      assertEquals(new TextDecoder().decode(m.get(pair[order[1]], 10)?.value), "second");
+      assertEquals(new TextDecoder().decode(m.get(pair[order[0]], 2)?.value), "first");
+    }
   }
 });
