@@ -310,9 +310,10 @@ export class RaftLogStore implements RaftStorage {
   /**
    * Starts writing the next segment beside later saves, under a temporary
    * name: the snapshot, the hard state and the live entries as they are now,
-   * then an fsync. The save after that switches to it (`#switchToNext`).
-   * Restating the entries (up to the catch-up tail, 2 MiB) and syncing them
-   * took the log 20-60 ms when saves waited for it.
+   * then an fsync. Once written it takes over (`#switchToNext`), by itself
+   * or at a save that finds it ready. Restating the entries (up to the
+   * catch-up tail, 2 MiB) and syncing them took the log 20-60 ms when saves
+   * waited for it.
    */
   #prepareNext(): void {
     if (this.#next !== undefined) return;
