@@ -202,9 +202,17 @@ Deno.test("raft log: crashes anywhere, segment switches included, recover a stat
   const count = Number(Deno.env.get("CRASH_SEEDS") ?? 150);
   for (let i = 0; i < count; i++) {
     const seed = (base + i) >>> 0;
+    let watchdog: ReturnType<typeof setTimeout> | undefined;
     try {
-      await runSeed(seed);
+      await Promise.race([
+        runSeed(seed),
+        new Promise((_, reject) => {
+          watchdog = setTimeout(() => reject(new Error(`seed ${seed} HUNG`)), 10_000);
+        }),
+      ]);
+      clearTimeout(watchdog);
     } catch (e) {
+      clearTimeout(watchdog);
       throw new Error(`seed ${seed} failed (replay: SEED=${seed} CRASH_SEEDS=1): ${e}`);
     }
   }
