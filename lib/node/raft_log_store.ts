@@ -76,9 +76,10 @@ interface NextSegment {
   path: string;
   /** Last index its head restates. */
   restatedLast: number;
-  /** Lowest index of entries saved since its head was taken (Infinity: none). */
-  touchedFrom: number;
-  /** A snapshot from the leader replaced the log since: the head is of no use. */
+  /**
+   * The log changed under the head since it was taken (a snapshot from the
+   * leader, or a save that rewrote entries the head restates): it starts over.
+   */
   stale: boolean;
   /** Set once the head is written and synced. */
   writer?: WalWriter;
@@ -263,11 +264,16 @@ export class RaftLogStore implements RaftStorage {
       this.writeCount++;
     }
     const next = this.#next;
-    if (next !== undefined) {
-      if (rd.snapshot) next.stale = true;
-      if (rd.entries.length > 0 && rd.entries[0].index < next.touchedFrom) {
-        next.touchedFrom = rd.entries[0].index;
-      }
+    if (
+      next !== undefined &&
+      (rd.snapshot !== undefined ||
+        (rd.entries.length > 0 && rd.entries[0].index <= next.restatedLast))
+    ) {
+      // Appending past the head is what the switch carries over; anything else outdates it.
+      // A rewritten suffix the switch would restate from cannot be: a cut may since have
+      // dropped its start, leaving stale head entries past the log's end (crash test seed
+      // 4018193).
+      next.stale = true;
     }
     if (rd.snapshot) this.memory.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.memory.append(rd.entries);
@@ -328,7 +334,6 @@ export class RaftLogStore implements RaftStorage {
       number,
       path,
       restatedLast: last,
-      touchedFrom: Number.POSITIVE_INFINITY,
       stale: false,
       written: Promise.resolve(),
       done: Promise.resolve(),
@@ -380,8 +385,9 @@ export class RaftLogStore implements RaftStorage {
 
   /**
    * Makes the prepared segment the open one: appends to it what changed
-   * since its head was taken (the current snapshot, entries saved since, the
-   * hard state), syncs it, gives it its name and syncs the directory; the
+   * since its head was taken (the current snapshot, the entries appended
+   * since, the hard state), syncs it, gives it its name and syncs the
+   * directory; the
    * older segments are then closed and deleted beside later saves. A failed
    * preparation fails the save that finds it (a disk error stops the node,
    * as any failed log write does); an outdated one is dropped and started
@@ -402,10 +408,7 @@ export class RaftLogStore implements RaftStorage {
     const writer = next.writer!;
     // Snapshot first: when the cut passed what the head restates, it resets the log there.
     const delta = [frameRecord(snapshotPayload(this.memory.snapshot()))];
-    const from = Math.max(
-      Math.min(next.touchedFrom, next.restatedLast + 1),
-      this.memory.firstIndex(),
-    );
+    const from = Math.max(next.restatedLast + 1, this.memory.firstIndex());
     const last = this.memory.lastIndex();
     if (from <= last) {
       delta.push(...entryRecords(this.memory.entries(from, last + 1), this.#writeBuffer));

@@ -368,3 +368,29 @@ Deno.test("closing while a next segment is written drops it, without waiting for
   assertEquals([back.snapshot().meta.index, back.firstIndex(), back.lastIndex()], [10, 11, 20]);
   await back.close();
 });
+
+Deno.test("a suffix rewritten and then cut while the next segment is written leaves no stale entry", async () => {
+  // Found by the crash test (seed 4018193): the head restated 5-7, then 6 was rewritten (7 gone)
+  // and the log cut at 6; a switch that carried over only what followed the rewrite left the
+  // head's old 7 after the cut on replay.
+  const fs = new HeldNextSegment();
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save({ entries: [...entries(1, 6, 3), ...entries(7, 7, 4)] }, true);
+  // The old segment stays, as when a crash comes before its deletion: it replays first.
+  fs.injectError({ op: "remove", path: "000001.rlog", code: "EIO", times: Infinity });
+  fs.hold();
+  await store.compact(4, conf, new Uint8Array()); // Head: 5-7.
+  await store.save(
+    { entries: entries(6, 6, 5), hardState: { term: 5, vote: "", commit: 6 } },
+    true,
+  );
+  await store.compact(6, conf, new Uint8Array());
+  fs.release();
+  await store.settle();
+  await store.save({ entries: [], hardState: { term: 6, vote: "n2", commit: 6 } }, true);
+  fs.crash();
+  fs.clearErrors();
+  const back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals([back.snapshot().meta.index, back.firstIndex(), back.lastIndex()], [6, 7, 6]);
+  assertEquals(back.term(6), 5);
+});
