@@ -12,9 +12,9 @@
  *   truncated conflicting suffix stays truncated across restarts.
  * - Each new segment starts by restating the snapshot, the hard state and the
  *   live entries, so the older ones can be deleted once it is in place. It is
- *   written beside later saves (under a temporary name) and takes over at the
- *   next save after it is durable, which adds what changed meanwhile: the
- *   log is never held up for rewriting megabytes of entries or deleting files.
+ *   written beside later saves (under a temporary name) and takes over once it
+ *   is durable, adding what changed meanwhile: the log is never held up for
+ *   rewriting megabytes of entries or deleting files.
  * - The open segment keeps zero-filled space ahead of its appends, and a
  *   durable save is a write into it and an fdatasync: no file growth to commit
  *   (WalWriter).
@@ -53,13 +53,18 @@ export const enum RaftRecordKind {
 }
 
 const segmentSuffix = ".rlog";
-/** A next segment still being written; deleted at open (the older segments hold everything). */
-const preparingSuffix = ".rlog.tmp";
+/** A next segment still being written; deleted at open (the older segments hold it all). */
+const preparingSuffix = `${segmentSuffix}.tmp`;
 /** Entries restated per write while a next segment is prepared (the thread is yielded between). */
 const restateChunkBytes = 256 * 1024;
 
 function segmentName(n: number): string {
   return `${String(n).padStart(6, "0")}${segmentSuffix}`;
+}
+
+/** The name segment `n` has while it is prepared. */
+function preparingName(n: number): string {
+  return `${String(n).padStart(6, "0")}${preparingSuffix}`;
 }
 
 /** What the store holds after open (for the driver's recovery). */
@@ -324,7 +329,7 @@ export class RaftLogStore implements RaftStorage {
   #prepareNext(): void {
     if (this.#next !== undefined) return;
     const number = this.#segments[this.#segments.length - 1] + 1;
-    const path = joinPath(this.#dir, `${String(number).padStart(6, "0")}${preparingSuffix}`);
+    const path = joinPath(this.#dir, preparingName(number));
     const snapshot = this.memory.snapshot();
     const hardState = this.memory.hardState();
     const first = this.memory.firstIndex();
@@ -387,8 +392,8 @@ export class RaftLogStore implements RaftStorage {
    * Makes the prepared segment the open one: appends to it what changed
    * since its head was taken (the current snapshot, the entries appended
    * since, the hard state), syncs it, gives it its name and syncs the
-   * directory; the
-   * older segments are then closed and deleted beside later saves. A failed
+   * directory; the older segments are then closed and deleted beside later
+   * saves. A failed
    * preparation fails the save that finds it (a disk error stops the node,
    * as any failed log write does); an outdated one is dropped and started
    * again.

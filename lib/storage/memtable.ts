@@ -152,6 +152,12 @@ function grownInt32(a: Int32Array, atLeast: number): Int32Array<ArrayBuffer> {
   return b;
 }
 
+function grownFloat64(a: Float64Array, atLeast: number): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(Math.max(2 * a.length, atLeast));
+  b.set(a);
+  return b;
+}
+
 /**
  * A place in the table: the leaf and slot position, and the entry there
  * (noEntry: past the end). An iterator keeps one and moves it in place.
@@ -272,9 +278,7 @@ export class Memtable {
     if (slot >= this.#head.length) this.#head = grownInt32(this.#head, slot + 1);
     this.#head[slot] = id;
     if ((slot + 1) * slotInfoStride > this.#slotInfo.length) {
-      const grown = new Float64Array(2 * this.#slotInfo.length);
-      grown.set(this.#slotInfo);
-      this.#slotInfo = grown;
+      this.#slotInfo = grownFloat64(this.#slotInfo, (slot + 1) * slotInfoStride);
     }
     const info = this.#slotInfo;
     const at = slot * slotInfoStride;
@@ -627,7 +631,6 @@ export class Memtable {
   /** getMany's scratch: slots, then chain heads. */
   #batchIds = new Int32Array(64);
 
-  /** An iterator over all entries in internal-key order. */
   /**
    * An iterator over every entry in internal-key order; with `horizon`, of
    * each key only the versions above it and the newest at or below it (what
