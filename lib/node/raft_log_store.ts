@@ -8,6 +8,11 @@
  * - One `save()` = one write and (when asked) one fsync, whatever the number
  *   of entries: the driver hands it a whole Ready, so proposals that arrive
  *   together share the fsync (group commit).
+ * - A hard state whose commit index alone moved, saved without a sync, is not
+ *   written by itself: it goes with the store's next write (or close). The
+ *   commit index may lag on disk (a restart re-learns it, and the driver
+ *   raises it to the applied index), and every put then costs one file
+ *   operation less on leader and followers alike.
  * - Entries appended at index i replace any entries >= i, on replay too, so a
  *   truncated conflicting suffix stays truncated across restarts.
  * - Each new segment starts by restating the snapshot, the hard state and the
@@ -103,6 +108,8 @@ export class RaftLogStore implements RaftStorage {
   /** Numbers of the segment files on disk, oldest first; the last is open for appends. */
   #segments: number[];
   #writer: WalWriter;
+  /** The hard state in memory has a newer commit index than the one last written. */
+  #hardStateBehind = false;
   /**
    * Size of the open segment when it was started or opened: what it
    * restates. Growth beyond it is what rotation and compaction measure, so
@@ -254,11 +261,21 @@ export class RaftLogStore implements RaftStorage {
     sync: boolean,
   ): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
+    if (
+      rd.hardState !== undefined && !sync && rd.entries.length === 0 &&
+      rd.snapshot === undefined && onlyCommitMoved(this.memory.hardState(), rd.hardState)
+    ) {
+      this.memory.setHardState(rd.hardState);
+      this.#hardStateBehind = true;
+      return;
+    }
     const w = this.#writeBuffer;
     const records: Uint8Array[] = [];
     if (rd.snapshot) records.push(frameRecord(snapshotPayload(rd.snapshot)));
     if (rd.entries.length > 0) records.push(...entryRecords(rd.entries, w));
-    if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
+    const hardState = rd.hardState ??
+      (this.#hardStateBehind && records.length > 0 ? this.memory.hardState() : undefined);
+    if (hardState) records.push(frameRecord(hardStatePayload(hardState)));
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concatBytes(...records);
       if (sync) {
@@ -267,6 +284,7 @@ export class RaftLogStore implements RaftStorage {
       } else await this.#writer.append(buf, records.length);
       if (rd.entries.length > 0) crashAt("crash-after-log-write");
       this.writeCount++;
+      this.#hardStateBehind = false;
     }
     const next = this.#next;
     if (
@@ -310,7 +328,10 @@ export class RaftLogStore implements RaftStorage {
   async #compact(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
     if (index <= this.memory.snapshot().meta.index) return this.memory.snapshot();
     const snap = this.memory.createSnapshot(index, conf, data);
-    await this.#writer.appendDurable(frameRecord(snapshotPayload(snap)), 1);
+    const records = [frameRecord(snapshotPayload(snap))];
+    if (this.#hardStateBehind) records.push(frameRecord(hardStatePayload(this.memory.hardState())));
+    await this.#writer.appendDurable(concatBytes(...records), records.length);
+    this.#hardStateBehind = false;
     this.syncCount++;
     this.memory.compact(index);
     this.#cutBaseBytes = this.#writer.sizeBytes;
@@ -424,6 +445,7 @@ export class RaftLogStore implements RaftStorage {
     await writer.appendDurable(concatBytes(...delta), delta.length);
     await this.#fs.rename(next.path, joinPath(this.#dir, segmentName(next.number)));
     await this.#fs.syncDir(this.#dir);
+    this.#hardStateBehind = false;
     const old = this.#writer;
     const replaced = this.#segments;
     this.#writer = writer;
@@ -474,6 +496,10 @@ export class RaftLogStore implements RaftStorage {
         }
       }
       await this.#removals;
+      if (this.#hardStateBehind) {
+        await this.#writer.append(frameRecord(hardStatePayload(this.memory.hardState())), 1);
+        this.#hardStateBehind = false;
+      }
       await this.#writer.close();
     });
   }
@@ -512,6 +538,11 @@ function entriesPayload(entries: Entry[], w: ByteWriter): Uint8Array {
     w.putLengthPrefixed(encodeEntry(entries[i]));
   }
   return w.finish();
+}
+
+/** True when `next` differs from `prev` in its commit index only. */
+function onlyCommitMoved(prev: HardState, next: HardState): boolean {
+  return next.term === prev.term && next.vote === prev.vote;
 }
 
 function hardStatePayload(hs: HardState): Uint8Array {

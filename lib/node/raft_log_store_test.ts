@@ -55,6 +55,41 @@ Deno.test("synced entries and hard state survive a crash; one save is one write 
   assertEquals(back.initialState().confState, conf);
 });
 
+Deno.test("a commit-only hard state is not written by itself: it goes with the next write or close", async () => {
+  const fs = new MemFileSystem();
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save(
+    { entries: entries(1, 10, 1), hardState: { term: 1, vote: "n1", commit: 2 } },
+    true,
+  );
+  await store.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 5 } }, false);
+  assertEquals(store.writeCount, 1);
+  assertEquals(store.initialState().hardState.commit, 5); // the mirror has it at once
+  fs.crash();
+  let back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals(back.recovered().hardState, { term: 1, vote: "n1", commit: 2 });
+  // It rides along with the next entries...
+  await back.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 7 } }, false);
+  await back.save({ entries: entries(11, 12, 1) }, true);
+  assertEquals(back.writeCount, 1);
+  fs.crash();
+  back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals(back.recovered().hardState, { term: 1, vote: "n1", commit: 7 });
+  // ...a cut, or the close.
+  await back.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 9 } }, false);
+  await back.compact(4, conf, new Uint8Array());
+  fs.crash();
+  back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals(back.recovered().hardState.commit, 9);
+  await back.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 12 } }, false);
+  await back.close();
+  back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals(back.recovered().hardState.commit, 12);
+  // A new term or vote is written at once, synced or not.
+  await back.save({ entries: [], hardState: { term: 2, vote: "", commit: 12 } }, false);
+  assertEquals(back.writeCount, 1);
+});
+
 Deno.test("a truncated conflicting suffix stays truncated after restart", async () => {
   const fs = new MemFileSystem();
   const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);

@@ -555,8 +555,9 @@ export class Replica {
       });
     }
     // fsync what Raft's safety rests on: new entries, a snapshot, a new term or vote.
-    // A commit-only change is written but not synced: after a crash the commit
-    // index is re-learned, and it is raised to the applied index at start.
+    // A commit-only change is not synced (the log store writes it with its next
+    // write): after a crash the commit index is re-learned, and it is raised to
+    // the applied index at start.
     const hs = rd.hardState;
     const termOrVote = hs !== undefined &&
       (hs.term !== this.#syncedTerm || hs.vote !== this.#syncedVote);
