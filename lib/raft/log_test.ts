@@ -2,6 +2,7 @@
 import { assertEquals, assertThrows, assertTrue } from "../common/test_helpers.ts";
 import { Inflights } from "./inflights.ts";
 import { RaftLog } from "./log.ts";
+import { Unstable } from "./log_unstable.ts";
 import { Progress } from "./progress.ts";
 import { committedIndex, quorumSize, voteResult } from "./quorum.ts";
 import { LogCompactedError, LogUnavailableError, MemoryStorage } from "./storage.ts";
@@ -122,4 +123,25 @@ Deno.test("quorum: majority sizes, committed index, vote tallies", () => {
   assertEquals(voteResult(3, 2, 0), "won");
   assertEquals(voteResult(3, 1, 2), "lost");
   assertEquals(voteResult(4, 2, 1), "pending");
+});
+
+Deno.test("unstable: entries in flight are handed out once; a rewrite of them is handed out again", () => {
+  const u = new Unstable(1);
+  u.truncateAndAppend(ents(1, [1, 1, 1]));
+  assertEquals(u.entriesToPersist().map((e) => e.index), [1, 2, 3]);
+  u.acceptInProgress();
+  assertTrue(!u.hasEntriesToPersist());
+  u.truncateAndAppend(ents(4, [1]));
+  assertEquals(u.entriesToPersist().map((e) => e.index), [4]);
+  u.acceptInProgress();
+  // A new leader rewrites 3 and 4 while their old versions are still being written.
+  u.truncateAndAppend(ents(3, [2, 2]));
+  assertEquals(u.entriesToPersist().map((e) => [e.index, e.term]), [[3, 2], [4, 2]]);
+  u.acceptInProgress();
+  u.stableTo(4, 1); // the old write of 1-4 lands: its 4 is not the log's 4 any more
+  assertEquals([u.offset, u.entries.length], [1, 4]);
+  u.stableTo(2, 1); // entries before the rewrite are
+  assertEquals([u.offset, u.offsetInProgress], [3, 5]);
+  u.stableTo(4, 2);
+  assertEquals([u.offset, u.entries.length, u.hasEntriesToPersist()], [5, 0, false]);
 });

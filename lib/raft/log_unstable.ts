@@ -18,9 +18,30 @@ export class Unstable {
   entries: Entry[] = [];
   /** Index of entries[0]. */
   offset: number;
+  /**
+   * Entries before this index were handed to the driver for persisting (a
+   * write may still be in flight); the ones from here on were not.
+   */
+  offsetInProgress: number;
 
   constructor(offset: number) {
     this.offset = offset;
+    this.offsetInProgress = offset;
+  }
+
+  /** Entries not yet handed to the driver for persisting. */
+  entriesToPersist(): Entry[] {
+    return this.entries.slice(this.offsetInProgress - this.offset);
+  }
+
+  /** True when some entries were not yet handed to the driver. */
+  hasEntriesToPersist(): boolean {
+    return this.offset + this.entries.length > this.offsetInProgress;
+  }
+
+  /** Marks every entry as handed to the driver. */
+  acceptInProgress(): void {
+    this.offsetInProgress = this.offset + this.entries.length;
   }
 
   /** Index of the first entry, known only when a snapshot is pending. */
@@ -55,6 +76,7 @@ export class Unstable {
     const n = index + 1 - this.offset;
     this.entries = this.entries.slice(n);
     this.offset = index + 1;
+    if (this.offsetInProgress < this.offset) this.offsetInProgress = this.offset;
   }
 
   /** Marks the pending snapshot at `index` as persisted. */
@@ -65,6 +87,7 @@ export class Unstable {
   /** Replaces everything with an incoming snapshot. */
   restore(snap: Snapshot): void {
     this.offset = snap.meta.index + 1;
+    this.offsetInProgress = this.offset;
     this.entries = [];
     this.snapshot = snap;
   }
@@ -82,6 +105,8 @@ export class Unstable {
     } else {
       this.entries = this.entries.slice(0, after - this.offset).concat(ents);
     }
+    // Replaced entries must be persisted again, even if their old version is being written.
+    if (after < this.offsetInProgress) this.offsetInProgress = after;
     assert(
       this.entries.length === 0 || this.entries[0].index === this.offset,
       "unstable entries are contiguous from offset",

@@ -27,6 +27,8 @@ export class Progress {
   recentActive = false;
   /** Highest ReadIndex round the peer has acknowledged. */
   readAck = 0;
+  /** Highest commit index sent to the peer (lazy commit broadcast). */
+  sentCommit = 0;
   isLearner: boolean;
   readonly inflights: Inflights;
 

@@ -104,8 +104,13 @@ export class Raft {
         hardState.commit <= this.log.lastIndex(),
         `hard state commit ${hardState.commit} is past the last index ${this.log.lastIndex()}`,
       );
-      // A snapshot holds committed state only, so commit is at least its index.
-      this.log.committed = Math.max(hardState.commit, this.log.committed);
+      // A snapshot holds committed state only, so commit is at least its index
+      // (the hard state's commit may lag it: it is not synced on its own).
+      this.log.committed = Math.max(
+        hardState.commit,
+        this.log.committed,
+        config.storage.snapshot().meta.index,
+      );
       this.term = hardState.term;
       this.vote = hardState.vote;
     }
@@ -236,6 +241,15 @@ export class Raft {
     for (const id of this.progress.keys()) this.#markDirty(id, sendIfEmpty);
   }
 
+  /**
+   * The commit index moved: followers hear of it with an empty Append now, or
+   * (lazyCommitBroadcast) with whatever goes to them next, at the latest at
+   * the next tick (#tickHeartbeat).
+   */
+  #announceCommit(): void {
+    this.#markAllDirty(!this.cfg.lazyCommitBroadcast);
+  }
+
   /** True when a flush would send something (deferred Appends or a ReadIndex round). */
   needsFlush(): boolean {
     return this.role === "leader" && (this.#dirty.size > 0 || this.readOnly.needBroadcast);
@@ -297,6 +311,7 @@ export class Raft {
       entries: ents,
       commit: this.log.committed,
     }));
+    pr.sentCommit = this.log.committed;
     pr.sentEntries(prevIndex + ents.length, ents.length, bytes);
     return ents.length > 0 && pr.state === "replicate";
   }
@@ -319,6 +334,7 @@ export class Raft {
       logTerm: prevTerm,
       commit: this.log.committed,
     }));
+    pr.sentCommit = this.log.committed;
   }
 
   #maybeSendSnapshot(to: string, pr: Progress): boolean {
@@ -353,6 +369,7 @@ export class Raft {
         to: id,
         commit: Math.min(pr.match, this.log.committed),
       });
+      if (m.commit > pr.sentCommit) pr.sentCommit = m.commit;
       if (context) m.context = context;
       this.#send(m);
     }
@@ -376,6 +393,11 @@ export class Raft {
   }
 
   #tickHeartbeat(): void {
+    if (this.cfg.lazyCommitBroadcast) {
+      for (const [id, pr] of this.progress) {
+        if (id !== this.id && pr.sentCommit < this.log.committed) this.#markDirty(id, true);
+      }
+    }
     this.heartbeatElapsed++;
     this.electionElapsed++;
     if (this.electionElapsed >= this.cfg.electionTicks) {
@@ -767,7 +789,7 @@ export class Raft {
         pr.becomeProbe();
         pr.becomeReplicate();
       } else if (pr.state === "replicate") pr.inflights.freeLE(m.index);
-      if (this.#maybeCommit()) this.#markAllDirty(true);
+      if (this.#maybeCommit()) this.#announceCommit();
       else if (oldPaused || pr.next <= this.log.lastIndex()) this.#markDirty(m.from, false);
       if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
         this.#sendTimeoutNow(m.from);
@@ -808,7 +830,7 @@ export class Raft {
     if (this.role !== "leader") return;
     const pr = this.progress.get(this.id);
     if (!pr) return;
-    if (pr.maybeUpdate(index) && this.#maybeCommit()) this.#markAllDirty(true);
+    if (pr.maybeUpdate(index) && this.#maybeCommit()) this.#announceCommit();
   }
 
   /** True once an entry of the current term is committed (required before serving reads, §6.4). */

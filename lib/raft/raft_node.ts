@@ -166,24 +166,31 @@ export class RaftNode {
     this.#raft.reportSnapshot(to, success);
   }
 
-  /** True when ready() would return something to do. */
-  hasReady(): boolean {
+  /**
+   * True when ready() would return something to do. With `holdEntries`, new
+   * entries alone are not work (the driver takes them with a later Ready).
+   */
+  hasReady(holdEntries = false): boolean {
     if (this.#outstanding) return false;
     const r = this.#raft;
     if (r.needsFlush()) return true;
     const soft = this.#softState();
     if (soft.role !== this.#prevSoft.role || soft.leaderId !== this.#prevSoft.leaderId) return true;
     if (!hardStateEqual(this.#hardState(), this.#prevHard)) return true;
-    if (r.log.unstable.snapshot || r.log.unstable.entries.length > 0) return true;
+    if (r.log.unstable.snapshot || (!holdEntries && r.log.unstable.hasEntriesToPersist())) {
+      return true;
+    }
     if (r.msgs.length > 0 || r.msgsAfterAppend.length > 0 || r.readStates.length > 0) return true;
     return r.log.hasNextCommittedEntries();
   }
 
   /**
-   * The next batch of work. Call advance(rd) once it is done before calling ready()
-   * again; steps and ticks in between are allowed.
+   * The next batch of work. Call advance(rd) (or advanceBeforePersisted) once
+   * it is done before calling ready() again; steps and ticks in between are
+   * allowed. Entries are handed out once: with `holdEntries` none are, and
+   * a later Ready carries them.
    */
-  ready(): Ready {
+  ready(holdEntries = false): Ready {
     assert(this.#outstanding === undefined, "ready() called again before advance()");
     const r = this.#raft;
     r.flush();
@@ -193,7 +200,7 @@ export class RaftNode {
     const local: Message[] = [];
     for (const m of r.msgsAfterAppend) (m.to === r.id ? local : persisted).push(m);
     const rd: Ready = {
-      entries: r.log.unstable.entries.slice(),
+      entries: holdEntries ? [] : r.log.unstable.entriesToPersist(),
       committedEntries: r.log.hasNextCommittedEntries()
         ? r.log.nextCommittedEntries(r.cfg.maxApplyBytesPerReady)
         : [],
@@ -216,18 +223,41 @@ export class RaftNode {
     r.msgs = [];
     r.msgsAfterAppend = [];
     r.readStates = [];
+    if (!holdEntries) r.log.unstable.acceptInProgress();
     this.#outstanding = { rd, local };
     return rd;
   }
 
   /** The driver persisted, sent and applied `rd`: marks it done. */
   advance(rd: Ready): void {
+    this.#advance(rd, true);
+  }
+
+  /**
+   * The driver sent and applied `rd` and is still writing its entries (a
+   * leader: it may commit with its followers' copies before its own is
+   * durable, Raft thesis §10.2.1). They count as this node's only once
+   * `persisted` reports them. Not for a Ready with a snapshot.
+   */
+  advanceBeforePersisted(rd: Ready): void {
+    assert(rd.snapshot === undefined, "a snapshot is persisted before advance()");
+    this.#advance(rd, false);
+  }
+
+  /** The driver's write of the entries up to `index` (of `term`) is durable. */
+  persisted(index: number, term: number): void {
+    const r = this.#raft;
+    r.log.stableTo(index, term);
+    if (!r.log.unstable.snapshot) r.selfAck(r.log.unstable.offset - 1);
+  }
+
+  #advance(rd: Ready, entriesPersisted: boolean): void {
     const out = this.#outstanding;
     assert(out !== undefined && out.rd === rd, "advance() without the matching ready()");
     this.#outstanding = undefined;
     const r = this.#raft;
     if (rd.snapshot) r.log.stableSnapTo(rd.snapshot.meta.index);
-    if (rd.entries.length > 0) {
+    if (entriesPersisted && rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1];
       r.log.stableTo(last.index, last.term);
     }

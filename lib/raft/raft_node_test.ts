@@ -70,6 +70,94 @@ Deno.test("Ready: steps between ready() and advance() land in the next Ready", (
   n1.advance(rd2);
 });
 
+Deno.test("write-behind: a leader commits with two followers' copies before its own is durable", () => {
+  const c = new TestCluster(["n1", "n2", "n3"]);
+  c.elect("n1");
+  const n1 = c.node("n1");
+  n1.propose(utf8("x"));
+  const rd = n1.ready();
+  assertEquals(rd.entries.map((e) => e.index), [2]);
+  c.queue.push(...rd.messages);
+  n1.advanceBeforePersisted(rd); // the write of entry 2 is still in flight
+  assertTrue(!n1.hasReady(), "entry 2 is handed out once");
+  c.deliver();
+  c.processReady("n2");
+  c.processReady("n3");
+  c.deliver(); // both acks reach n1
+  const rd2 = n1.ready();
+  assertEquals(rd2.entries, []);
+  assertEquals(rd2.committedEntries.map((e) => e.index), [2], "n2 and n3 hold it: committed");
+  n1.advanceBeforePersisted(rd2);
+  c.peer("n1").storage.append(rd.entries);
+  n1.persisted(2, rd.entries[0].term);
+  assertEquals(n1.status().progress["n1"].match, 2, "durable now: the leader's own copy counts");
+});
+
+Deno.test("write-behind: one follower's copy is not enough while the leader's is in flight", () => {
+  const c = new TestCluster(["n1", "n2", "n3"]);
+  c.elect("n1");
+  const n1 = c.node("n1");
+  n1.propose(utf8("x"));
+  const rd = n1.ready();
+  c.queue.push(...rd.messages);
+  n1.advanceBeforePersisted(rd);
+  c.deliver((m) => m.to === "n2");
+  c.queue = [];
+  c.processReady("n2");
+  c.deliver((m) => m.to === "n1");
+  assertEquals(n1.status().commit, 1, "n2 alone: no quorum");
+  c.peer("n1").storage.append(rd.entries);
+  n1.persisted(2, rd.entries[0].term);
+  assertEquals(n1.status().commit, 2, "n1 durable + n2: quorum");
+});
+
+Deno.test("write-behind: entries proposed meanwhile wait when held, then go out together", () => {
+  const c = new TestCluster(["n1", "n2", "n3"]);
+  c.elect("n1");
+  const n1 = c.node("n1");
+  n1.propose(utf8("a"));
+  const rd = n1.ready();
+  n1.advanceBeforePersisted(rd);
+  n1.propose(utf8("b"));
+  n1.propose(utf8("c"));
+  // The Appends for b and c go out at once; their write waits for a's.
+  assertTrue(n1.hasReady(true));
+  const held = n1.ready(true);
+  assertEquals(held.entries, []);
+  assertTrue(held.messages.some((m) => m.entries.length > 0), "replication does not wait");
+  n1.advanceBeforePersisted(held);
+  assertTrue(!n1.hasReady(true), "only held entries are left");
+  n1.persisted(2, rd.entries[0].term);
+  const next = n1.ready();
+  assertEquals(next.entries.map((e) => e.index), [3, 4]);
+  n1.advance(next);
+});
+
+Deno.test("lazy commit broadcast: a commit rides on the next Append, or goes out at the next tick", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], { lazyCommitBroadcast: true, heartbeatTicks: 5 });
+  c.elect("n1");
+  const n1 = c.node("n1");
+  const appendsTo = (msgs: { type: MessageType; to: string; commit: number }[], to: string) =>
+    msgs.filter((m) => m.type === MessageType.Append && m.to === to).map((m) => m.commit);
+  n1.propose(utf8("a"));
+  c.stabilize();
+  const commitOf = (id: string) => c.node(id).status().commit;
+  assertEquals([commitOf("n1"), commitOf("n2"), commitOf("n3")], [2, 1, 1], "no empty Append");
+  n1.propose(utf8("b"));
+  const rd = c.processReady("n1")!;
+  assertEquals(appendsTo(rd.messages, "n2"), [2], "b's Append carries a's commit");
+  c.stabilize();
+  assertEquals([commitOf("n2"), commitOf("n3")], [2, 2]);
+  c.tick("n1"); // the last commit goes out at the tick, well before the heartbeat
+  const tickRd = c.processReady("n1")!;
+  assertEquals(appendsTo(tickRd.messages, "n2"), [3]);
+  c.stabilize();
+  assertEquals([commitOf("n2"), commitOf("n3")], [3, 3]);
+  assertEquals(c.peer("n3").applied.map((e) => e.index), [1, 2, 3]);
+  c.tick("n1");
+  assertTrue(!n1.hasReady(), "nothing new to announce");
+});
+
 Deno.test("restart: committed entries after `applied` are handed out again, none before", () => {
   const c = new TestCluster(["n1", "n2", "n3"]);
   c.elect("n1");

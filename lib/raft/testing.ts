@@ -32,6 +32,7 @@ export interface TestClusterOptions {
   seed?: number;
   maxSizePerMsg?: number;
   maxInflight?: number;
+  lazyCommitBroadcast?: boolean;
   /** Called with every Ready a node produces (scenario output, tracing). */
   onReady?: (id: string, rd: Ready) => void;
 }
@@ -79,6 +80,7 @@ export class TestCluster {
       checkQuorum: this.opts.checkQuorum ?? false,
       maxSizePerMsg: this.opts.maxSizePerMsg,
       maxInflight: this.opts.maxInflight,
+      lazyCommitBroadcast: this.opts.lazyCommitBroadcast,
       applied: st.snapshot().meta.index,
       ...extra,
     });

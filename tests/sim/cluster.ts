@@ -16,7 +16,9 @@ import { MemoryStorage } from "../../lib/raft/storage.ts";
 import {
   type ConfChange,
   type ConfState,
+  type Entry,
   EntryType,
+  type HardState,
   type Message,
   MessageType,
   type Ready,
@@ -37,6 +39,23 @@ export interface ClusterOptions {
   midReadyCrashRate: number;
   maxSizePerMsg?: number;
   maxInflight?: number;
+  /**
+   * A leader in its steady state writes its entries behind the Ready loop
+   * (as lib/node/replica.ts does): they become durable up to a few steps
+   * later, and a crash before then loses them.
+   */
+  leaderWriteBehind?: boolean;
+  /** Leaders announce commits lazily (RaftConfig.lazyCommitBroadcast). */
+  lazyCommitBroadcast?: boolean;
+}
+
+/** A leader's log write in flight (write-behind mode). */
+interface WriteInFlight {
+  entries: Entry[];
+  hardState: HardState | undefined;
+  persistedMessages: Message[];
+  /** The step at which it is durable. */
+  dueAt: number;
 }
 
 /** One simulated server. */
@@ -52,6 +71,8 @@ export class SimNode {
   retireAt: number | undefined;
   /** The node is frozen (a long GC pause, SIGSTOP) until this step. */
   pausedUntil = 0;
+  /** Its log writes in flight, oldest first (write-behind mode; lost in a crash). */
+  writes: WriteInFlight[] = [];
 
   constructor(readonly id: string, readonly storage: MemoryStorage, bootstrap: ConfState) {
     this.confAtApplied = bootstrap;
@@ -166,6 +187,7 @@ export class Cluster {
       applied: snap.meta.index,
       maxSizePerMsg: this.opts.maxSizePerMsg,
       maxInflight: this.opts.maxInflight,
+      lazyCommitBroadcast: this.opts.lazyCommitBroadcast,
     });
     this.checker.restarted(node.id, node.raft.status().commit);
   }
@@ -191,6 +213,7 @@ export class Cluster {
     if (!node?.raft) return;
     this.#log(`crash ${id}`);
     node.raft = undefined;
+    node.writes = [];
     node.crashes++;
     this.stats.crashes++;
     this.net.forget(id);
@@ -252,6 +275,9 @@ export class Cluster {
       }
       to.raft.step(m);
     }
+    for (const n of this.nodes.values()) {
+      while (n.raft && n.writes.length > 0 && n.writes[0].dueAt <= this.now) this.#completeWrite(n);
+    }
     this.processAll();
   }
 
@@ -260,7 +286,7 @@ export class Cluster {
     for (let round = 0; round < 8; round++) {
       let any = false;
       for (const n of this.nodes.values()) {
-        if (n.pausedUntil <= this.now && n.raft?.hasReady()) {
+        if (n.pausedUntil <= this.now && n.raft?.hasReady(n.writes.length > 0)) {
           this.#handleReady(n);
           any = true;
         }
@@ -287,10 +313,68 @@ export class Cluster {
     }
   }
 
+  /** Persists what a log write in flight carries, then tells the core and sends its acks. */
+  #completeWrite(node: SimNode): void {
+    const w = node.writes.shift()!;
+    this.#persistEntries(node, w.entries);
+    if (w.hardState) {
+      node.storage.setHardState(w.hardState);
+      this.checker.commitPersisted(node.id, w.hardState.commit, w.hardState.term);
+    }
+    const last = w.entries.at(-1);
+    if (last) node.raft!.persisted(last.index, last.term);
+    this.#send(w.persistedMessages);
+  }
+
+  #persistEntries(node: SimNode, entries: Entry[]): void {
+    if (entries.length === 0) return;
+    const st = node.storage;
+    st.append(entries);
+    for (const e of entries) {
+      let prevTerm: number | undefined;
+      try {
+        prevTerm = st.term(e.index - 1);
+      } catch {
+        prevTerm = undefined;
+      }
+      this.checker.entryPersisted(node.id, e, prevTerm);
+    }
+  }
+
+  /** A steady-state leader's Ready, whose writes may go behind the loop (as the replica's). */
+  #canWriteBehind(node: SimNode, rd: Ready): boolean {
+    if (!this.opts.leaderWriteBehind || rd.softState || rd.snapshot) return false;
+    if (node.raft!.status().role !== "leader") return false;
+    const hs = rd.hardState;
+    const synced = node.writes.at(-1)?.hardState ?? node.storage.hardState();
+    if (hs && (hs.term !== synced.term || hs.vote !== synced.vote)) return false;
+    if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) return false;
+    const c = rd.committedEntries;
+    return rd.entries.length === 0 || c.length === 0 || c[c.length - 1].index < rd.entries[0].index;
+  }
+
   /** The driver: exactly the order of lib/raft/README.md. */
   #handleReady(node: SimNode): void {
     const raft = node.raft!;
-    const rd: Ready = raft.ready();
+    const rd: Ready = raft.ready(node.writes.length > 0);
+    if (this.#canWriteBehind(node, rd)) {
+      this.#send(rd.messages);
+      if (rd.entries.length > 0 || rd.hardState || rd.persistedMessages.length > 0) {
+        node.writes.push({
+          entries: rd.entries,
+          hardState: rd.hardState,
+          persistedMessages: rd.persistedMessages,
+          dueAt: this.now + this.rng.nextInt(4),
+        });
+      }
+      this.#applyCommitted(node, rd);
+      raft.advanceBeforePersisted(rd);
+      this.#serveReads(node);
+      this.#maybeCompact(node);
+      return;
+    }
+    // Anything else waits for the writes in flight.
+    while (node.writes.length > 0) this.#completeWrite(node);
     if (rd.softState?.role === "leader") this.#onLeader(node);
     // 1. Messages that need no persistence may leave at once.
     this.#send(rd.messages);
@@ -308,18 +392,7 @@ export class Cluster {
       this.checker.snapshotInstalled(node.id, rd.snapshot.meta.index, rd.snapshot.meta.term);
       this.checker.stateAt(node.id, node.kv.applied, node.kv.hash);
     }
-    if (rd.entries.length > 0) {
-      st.append(rd.entries);
-      for (const e of rd.entries) {
-        let prevTerm: number | undefined;
-        try {
-          prevTerm = st.term(e.index - 1);
-        } catch {
-          prevTerm = undefined;
-        }
-        this.checker.entryPersisted(node.id, e, prevTerm);
-      }
-    }
+    this.#persistEntries(node, rd.entries);
     if (rd.hardState) {
       st.setHardState(rd.hardState);
       this.checker.commitPersisted(node.id, rd.hardState.commit, rd.hardState.term);
@@ -327,6 +400,15 @@ export class Cluster {
     // 3. Now the messages that promise durable state.
     this.#send(rd.persistedMessages);
     // 4. Apply.
+    this.#applyCommitted(node, rd);
+    raft.advance(rd);
+    this.#serveReads(node);
+    this.#maybeCompact(node);
+  }
+
+  /** Applies a Ready's committed entries and records its read states. */
+  #applyCommitted(node: SimNode, rd: Ready): void {
+    const raft = node.raft!;
     for (const e of rd.committedEntries) {
       if (e.index <= node.kv.applied) continue; // covered by a snapshot
       if (e.type === EntryType.ConfChange) {
@@ -350,9 +432,6 @@ export class Cluster {
         r.released = true;
       }
     }
-    raft.advance(rd);
-    this.#serveReads(node);
-    this.#maybeCompact(node);
   }
 
   #onLeader(node: SimNode): void {
@@ -370,6 +449,8 @@ export class Cluster {
     const st = node.storage;
     const applied = node.kv.applied;
     if (applied - st.firstIndex() + 1 < every || applied <= st.snapshot().meta.index) return;
+    // A write-behind leader may have applied entries its log write still carries.
+    if (applied > st.lastIndex()) return;
     st.createSnapshot(applied, node.confAtApplied, node.kv.serialize());
     st.compact(Math.max(st.firstIndex() - 1, applied - this.opts.compactKeep));
     this.stats.compactions++;

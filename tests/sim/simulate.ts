@@ -64,11 +64,15 @@ export function runSeed(o: RunOptions): RunResult {
     midReadyCrashRate: rng.nextFloat() < 0.5 ? 0.002 : 0,
     maxSizePerMsg: rng.nextFloat() < 0.3 ? 200 : undefined,
     maxInflight: rng.nextFloat() < 0.5 ? 1 + rng.nextInt(8) : undefined,
+    leaderWriteBehind: rng.nextFloat() < 0.5,
+    lazyCommitBroadcast: rng.nextFloat() < 0.5,
   };
   const config = `preVote=${preVote} checkQuorum=${checkQuorum} compactEvery=${compactEvery} ` +
     `midReadyCrash=${opts.midReadyCrashRate} maxSizePerMsg=${
       opts.maxSizePerMsg ?? "-"
-    } maxInflight=${opts.maxInflight ?? "-"}`;
+    } maxInflight=${
+      opts.maxInflight ?? "-"
+    } writeBehind=${opts.leaderWriteBehind} lazyCommit=${opts.lazyCommitBroadcast}`;
   const c = new Cluster(rng, o.nodes, opts);
   if (o.trace) c.trace = [];
   const ticks = o.ticks ?? 600;
