@@ -8,11 +8,12 @@
  * - One `save()` = one write and (when asked) one fsync, whatever the number
  *   of entries: the driver hands it a whole Ready, so proposals that arrive
  *   together share the fsync (group commit).
- * - A hard state whose commit index alone moved, saved without a sync, is not
- *   written by itself: it goes with the store's next write (or close). The
- *   commit index may lag on disk (a restart re-learns it, and the driver
- *   raises it to the applied index), and every put then costs one file
- *   operation less on leader and followers alike.
+ * - A save may let a hard state whose commit index alone moved wait
+ *   (`lazyCommit`): it is written with the store's next write, cut or close,
+ *   or by `writeDeferredHardState`. A leader saves so, since its commit moves
+ *   with every write: one file operation less per write. The commit index
+ *   may then lag on disk; a restart re-learns it (and the driver raises it
+ *   to the applied index).
  * - Entries appended at index i replace any entries >= i, on replay too, so a
  *   truncated conflicting suffix stays truncated across restarts.
  * - Each new segment starts by restating the snapshot, the hard state and the
@@ -246,8 +247,25 @@ export class RaftLogStore implements RaftStorage {
   save(
     rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
     sync: boolean,
+    lazyCommit = false,
   ): Promise<void> {
-    return this.#exclusive(() => this.#save(rd, sync));
+    return this.#exclusive(() => this.#save(rd, sync, lazyCommit));
+  }
+
+  /** A commit index saved with `lazyCommit` is not on disk yet. */
+  get hardStateBehind(): boolean {
+    return this.#hardStateBehind;
+  }
+
+  /** Writes (without a sync) a hard state that a `lazyCommit` save left in memory. */
+  writeDeferredHardState(): Promise<void> {
+    return this.#exclusive(async () => {
+      if (!this.#hardStateBehind) return;
+      if (this.#failure !== undefined) throw this.#failure;
+      await this.#writer.append(frameRecord(hardStatePayload(this.memory.hardState())), 1);
+      this.writeCount++;
+      this.#hardStateBehind = false;
+    });
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -259,10 +277,11 @@ export class RaftLogStore implements RaftStorage {
   async #save(
     rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
     sync: boolean,
+    lazyCommit: boolean,
   ): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
     if (
-      rd.hardState !== undefined && !sync && rd.entries.length === 0 &&
+      lazyCommit && rd.hardState !== undefined && !sync && rd.entries.length === 0 &&
       rd.snapshot === undefined && onlyCommitMoved(this.memory.hardState(), rd.hardState)
     ) {
       this.memory.setHardState(rd.hardState);

@@ -149,10 +149,15 @@ async function runSeed(seed: number): Promise<void> {
       await store.save({ entries, hardState: { term, vote, commit } }, true);
       durable = true;
     } else if (pick < 65) {
-      // The commit index moves (not synced, as the replica does) or the term does (synced).
+      // The commit index moves (not synced, written at once or lazily, as the replica does)
+      // or the term does (synced).
       if (r.nextInt(2) === 0 && commit < last) {
         commit += 1 + r.nextInt(last - commit);
-        await store.save({ entries: [], hardState: { term, vote, commit } }, false);
+        await store.save(
+          { entries: [], hardState: { term, vote, commit } },
+          false,
+          r.nextInt(2) === 0,
+        );
       } else {
         term++;
         vote = r.nextInt(2) === 0 ? "n2" : "";

@@ -55,39 +55,47 @@ Deno.test("synced entries and hard state survive a crash; one save is one write 
   assertEquals(back.initialState().confState, conf);
 });
 
-Deno.test("a commit-only hard state is not written by itself: it goes with the next write or close", async () => {
+Deno.test("a lazy commit-only hard state waits for the next write, cut, close or an explicit write", async () => {
   const fs = new MemFileSystem();
   const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
   await store.save(
     { entries: entries(1, 10, 1), hardState: { term: 1, vote: "n1", commit: 2 } },
     true,
   );
-  await store.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 5 } }, false);
-  assertEquals(store.writeCount, 1);
+  const lazily = (s: RaftLogStore, commit: number, term = 1, vote = "n1") =>
+    s.save({ entries: [], hardState: { term, vote, commit } }, false, true);
+  await lazily(store, 5);
+  assertEquals([store.writeCount, store.hardStateBehind], [1, true]);
   assertEquals(store.initialState().hardState.commit, 5); // the mirror has it at once
   fs.crash();
   let back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
   assertEquals(back.recovered().hardState, { term: 1, vote: "n1", commit: 2 });
   // It rides along with the next entries...
-  await back.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 7 } }, false);
+  await lazily(back, 7);
   await back.save({ entries: entries(11, 12, 1) }, true);
-  assertEquals(back.writeCount, 1);
+  assertEquals([back.writeCount, back.hardStateBehind], [1, false]);
   fs.crash();
   back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
   assertEquals(back.recovered().hardState, { term: 1, vote: "n1", commit: 7 });
-  // ...a cut, or the close.
-  await back.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 9 } }, false);
+  // ...a cut, the close, or an explicit write.
+  await lazily(back, 9);
   await back.compact(4, conf, new Uint8Array());
   fs.crash();
   back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
   assertEquals(back.recovered().hardState.commit, 9);
-  await back.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 12 } }, false);
+  await lazily(back, 10);
   await back.close();
   back = await RaftLogStore.open(fs, "/d/raft", 0, conf);
-  assertEquals(back.recovered().hardState.commit, 12);
-  // A new term or vote is written at once, synced or not.
-  await back.save({ entries: [], hardState: { term: 2, vote: "", commit: 12 } }, false);
-  assertEquals(back.writeCount, 1);
+  assertEquals(back.recovered().hardState.commit, 10);
+  await lazily(back, 11);
+  await back.writeDeferredHardState(); // written, not synced
+  assertEquals([back.writeCount, back.hardStateBehind], [1, false]);
+  const reader = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals(reader.recovered().hardState.commit, 11);
+  // Saved eagerly, or with a new term or vote, it is written at once.
+  await back.save({ entries: [], hardState: { term: 1, vote: "n1", commit: 12 } }, false);
+  await lazily(back, 12, 2, "");
+  assertEquals([back.writeCount, back.hardStateBehind], [3, false]);
 });
 
 Deno.test("a truncated conflicting suffix stays truncated after restart", async () => {
