@@ -13,6 +13,18 @@
  *      reads whose index it reached,
  *   5. advance.
  *
+ * A leader in its steady state does not wait for its own write either
+ * (Raft thesis §10.2.1): steps 1-5 run at once while the write goes on in
+ * the background, one at a time (entries proposed meanwhile wait for the
+ * next one: group commit stays), and the entries count as the leader's
+ * copy only once durable. So a commit needs any two of three copies, not
+ * the leader's and one more: the slowest fsync of the three no longer
+ * decides a write's latency. Committed entries are applied even if the
+ * leader's own copy is still being written: a majority holds them. After a
+ * crash the state machine may then be ahead of the local log; the node
+ * starts with the log's end as its applied index and skips entries the
+ * state machine already has when they arrive again.
+ *
  * The loop does not wait for the apply queue (etcd's raft and apply loops
  * are split the same way): a slow apply (the engine waiting for a flush, a
  * read from disk) delays answers, but heartbeats, replication and commits
@@ -183,6 +195,11 @@ export class Replica {
   #failed = false;
   /** The apply-stall failpoint fired (it fires once). */
   #applyStalled = false;
+  /**
+   * The leader's background log write, if one is in flight (it never
+   * rejects: a failed write stops the node).
+   */
+  #leaderWrite: Promise<void> | undefined;
   /** Term and vote as last made durable: a change of either needs an fsync. */
   #syncedTerm: number;
   #syncedVote: string;
@@ -192,11 +209,14 @@ export class Replica {
     this.#opts = opts;
     for (const m of opts.members) this.members.set(m.id, { ...m });
     // Every applied entry was committed, so a commit index behind the applied
-    // index (its last write was not synced) can be raised to it.
+    // index (its last write was not synced) can be raised to it. A leader
+    // applies entries its followers hold before its own copy is durable, so
+    // after a crash the state machine may be ahead of the log: the log's end
+    // is then as far as the core knows, and the state machine skips the
+    // entries it has when they arrive again.
     const hs = opts.store.memory.hardState();
-    if (hs.commit < opts.stateMachine.appliedIndex) {
-      opts.store.memory.setHardState({ ...hs, commit: opts.stateMachine.appliedIndex });
-    }
+    const applied = Math.min(opts.stateMachine.appliedIndex, opts.store.lastIndex());
+    if (hs.commit < applied) opts.store.memory.setHardState({ ...hs, commit: applied });
     this.#syncedTerm = hs.term;
     this.#syncedVote = hs.vote;
     this.node = new RaftNode({
@@ -208,7 +228,8 @@ export class Replica {
       heartbeatTicks: opts.heartbeatTicks,
       preVote: true,
       checkQuorum: true,
-      applied: opts.stateMachine.appliedIndex,
+      lazyCommitBroadcast: true,
+      applied,
     });
   }
 
@@ -451,15 +472,22 @@ export class Replica {
     this.#kick();
   }
 
-  /** Resolves when the loop and the apply queue have no work left (tests and shutdown). */
-  idle(): Promise<void> {
-    const loop = this.#running ? this.#idle : Promise.resolve();
-    return loop.then(() => this.#applyChain.catch(() => {}));
+  /** Resolves when the loop, the leader's log write and the apply queue have no work left. */
+  async idle(): Promise<void> {
+    for (let i = 0; i < 1_000 && (this.#running || this.#leaderWrite); i++) {
+      await (this.#running ? this.#idle : this.#leaderWrite);
+    }
+    await this.#applyChain.catch(() => {});
   }
 
   #tick(): void {
     if (this.#stopped) return;
     this.node.tick();
+    // A leader's commit index waits for its next log write; when none came within a tick, it
+    // is written now, so a restart soon after replays what this node had applied.
+    if (this.#leaderWrite === undefined && this.#opts.store.hardStateBehind) {
+      this.#opts.store.writeDeferredHardState().catch((e) => this.#fatal(e));
+    }
     if (--this.#sweepCountdown <= 0) {
       this.#sweepCountdown = 10;
       this.#expireDeadlines();
@@ -483,8 +511,9 @@ export class Replica {
       do {
         this.#again = false;
         this.#issueReadIndex();
-        while (!this.#stopped && this.node.hasReady()) {
-          await this.#handleReady(this.node.ready());
+        // While the leader's write is in flight, new entries wait for the next one.
+        while (!this.#stopped && this.node.hasReady(this.#leaderWrite !== undefined)) {
+          await this.#handleReady(this.node.ready(this.#leaderWrite !== undefined));
         }
       } while (this.#again && !this.#stopped);
     } catch (e) {
@@ -538,6 +567,9 @@ export class Replica {
   }
 
   async #handleReady(rd: Ready): Promise<void> {
+    if (this.#leaderCanWriteBehind(rd)) return this.#handleLeaderReady(rd);
+    // Everything else waits for the leader's write (a step down, a new term).
+    if (this.#leaderWrite) await this.#leaderWrite;
     const { log, store } = { log: this.#opts.log, store: this.#opts.store };
     if (rd.softState) this.#onSoftState(rd.softState);
     if (rd.hardState && rd.hardState.term !== log.term) log.term = rd.hardState.term;
@@ -555,9 +587,8 @@ export class Replica {
       });
     }
     // fsync what Raft's safety rests on: new entries, a snapshot, a new term or vote.
-    // A commit-only change is not synced (the log store writes it with its next
-    // write): after a crash the commit index is re-learned, and it is raised to
-    // the applied index at start.
+    // A commit-only change is written but not synced: after a crash the commit
+    // index is re-learned, and it is raised to the applied index at start.
     const hs = rd.hardState;
     const termOrVote = hs !== undefined &&
       (hs.term !== this.#syncedTerm || hs.vote !== this.#syncedVote);
@@ -607,6 +638,68 @@ export class Replica {
     this.#releaseReads();
     if (this.#queuedApplyEntries > maxQueuedApplyEntries) await this.#applyChain;
     this.node.advance(rd);
+  }
+
+  /**
+   * A Ready of a leader in its steady state: no change of role, term or
+   * vote, no snapshot, no membership change to apply. Its entries may be
+   * written behind the loop.
+   */
+  #leaderCanWriteBehind(rd: Ready): boolean {
+    if (this.#soft.role !== "leader" || rd.softState || rd.snapshot) return false;
+    const hs = rd.hardState;
+    if (hs && (hs.term !== this.#syncedTerm || hs.vote !== this.#syncedVote)) return false;
+    const committed = rd.committedEntries;
+    if (committed.some((e) => e.type === EntryType.ConfChange)) return false;
+    // Committing entries before this node ever wrote them would be a core bug: take the safe path.
+    return rd.entries.length === 0 || committed.length === 0 ||
+      committed[committed.length - 1].index < rd.entries[0].index;
+  }
+
+  /**
+   * Carries out a steady-state leader's Ready without waiting for its log
+   * write (see the module doc): messages out, the write started behind any
+   * in flight, committed entries to the apply queue, advance. Acks that
+   * promise durability (a leader's refusals) go out after the write.
+   */
+  async #handleLeaderReady(rd: Ready): Promise<void> {
+    this.transport?.send(rd.messages);
+    if (rd.committedEntries.length > 0) this.#queueApply(rd.committedEntries);
+    if (rd.entries.length > 0 || rd.hardState || rd.persistedMessages.length > 0) {
+      const before = this.#leaderWrite ?? Promise.resolve();
+      const saved = rd.entries.length > 0 || rd.hardState
+        ? this.#opts.store.save(
+          { hardState: rd.hardState, entries: rd.entries },
+          rd.entries.length > 0,
+          true,
+        )
+        : Promise.resolve();
+      const last = rd.entries.at(-1);
+      const write: Promise<void> = before.then(() => saved).then(() => {
+        if (this.#leaderWrite === write) this.#leaderWrite = undefined;
+        if (this.#stopped) return;
+        if (last) {
+          this.timing?.persisted(last.index);
+          this.node.persisted(last.index, last.term);
+        }
+        this.transport?.send(rd.persistedMessages);
+        this.#kick();
+      }, (e) => {
+        if (this.#leaderWrite === write) this.#leaderWrite = undefined;
+        this.#fatal(e);
+      });
+      this.#leaderWrite = write;
+    }
+    for (const rs of rd.readStates) {
+      const round = readRoundOf(rs.context);
+      const reads = this.#readsByRound.get(round);
+      if (!reads) continue;
+      this.#readsByRound.delete(round);
+      this.#readsAtIndex.push({ index: rs.index, reads });
+    }
+    this.#releaseReads();
+    if (this.#queuedApplyEntries > maxQueuedApplyEntries) await this.#applyChain;
+    this.node.advanceBeforePersisted(rd);
   }
 
   #onSoftState(soft: SoftState): void {
