@@ -674,6 +674,8 @@ export class Replica {
           true,
         )
         : Promise.resolve();
+      // Its failure is handled below, once the writes before it are done; never "unhandled".
+      saved.catch(() => {});
       const last = rd.entries.at(-1);
       const write: Promise<void> = before.then(() => saved).then(() => {
         if (this.#leaderWrite === write) this.#leaderWrite = undefined;
