@@ -29,6 +29,11 @@ export class Progress {
   readAck = 0;
   /** Highest commit index sent to the peer (lazy commit broadcast). */
   sentCommit = 0;
+  /**
+   * Last index of an entry the peer relayed to us: it waits for that commit
+   * to answer its client, so a lazy broadcast tells it at once.
+   */
+  relayedUpTo = 0;
   isLearner: boolean;
   readonly inflights: Inflights;
 

@@ -244,10 +244,19 @@ export class Raft {
   /**
    * The commit index moved: followers hear of it with an empty Append now, or
    * (lazyCommitBroadcast) with whatever goes to them next, at the latest at
-   * the next tick (#tickHeartbeat).
+   * the next tick (#tickHeartbeat); a follower that relayed a now committed
+   * entry hears of it at once (its client waits for it to apply the entry).
    */
   #announceCommit(): void {
-    this.#markAllDirty(!this.cfg.lazyCommitBroadcast);
+    if (!this.cfg.lazyCommitBroadcast) {
+      this.#markAllDirty(true);
+      return;
+    }
+    for (const [id, pr] of this.progress) {
+      // A follower waiting for the commit of an entry it relayed hears of it now.
+      const waiting = pr.sentCommit < pr.relayedUpTo && pr.relayedUpTo <= this.log.committed;
+      this.#markDirty(id, waiting);
+    }
   }
 
   /** True when a flush would send something (deferred Appends or a ReadIndex round). */
@@ -916,10 +925,12 @@ export class Raft {
 
   /** A follower's relayed proposals: appended when we can accept them, else dropped. */
   #handleForwardedProposal(m: Message): void {
-    if (!this.progress.has(m.from)) return; // only members relay proposals
+    const pr = this.progress.get(m.from);
+    if (!pr) return; // only members relay proposals
     for (const e of m.entries) {
       if (e.type !== EntryType.Normal) continue; // membership changes are never relayed
-      this.propose(e.data); // a rejection drops it; the proposer retries on its deadline
+      const r = this.propose(e.data); // a rejection drops it; the proposer retries on its deadline
+      if (r.ok) pr.relayedUpTo = r.index;
     }
   }
 

@@ -158,6 +158,17 @@ Deno.test("lazy commit broadcast: a commit rides on the next Append, or goes out
   assertTrue(!n1.hasReady(), "nothing new to announce");
 });
 
+Deno.test("lazy commit broadcast: a follower that relayed an entry hears of its commit at once", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], { lazyCommitBroadcast: true, heartbeatTicks: 5 });
+  c.elect("n1");
+  const r = c.node("n2").proposeAnywhere(utf8("via n2"));
+  assertTrue(r.ok && "forwardedTo" in r);
+  c.stabilize();
+  const commitOf = (id: string) => c.node(id).status().commit;
+  assertEquals([commitOf("n1"), commitOf("n2"), commitOf("n3")], [2, 2, 1], "n3 waits for a tick");
+  assertEquals(c.peer("n2").applied.map((e) => e.index), [1, 2]);
+});
+
 Deno.test("restart: committed entries after `applied` are handed out again, none before", () => {
   const c = new TestCluster(["n1", "n2", "n3"]);
   c.elect("n1");
