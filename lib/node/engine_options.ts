@@ -41,6 +41,7 @@ export function staggeredMemtableBytes(nodeId: string, base = defaultMemtableByt
  */
 export function stateMachineEngineOptions(nodeId: string): EngineOptions {
   return {
+    rowCacheBytes: 32 << 20,
     walBufferBytes: 1 << 20,
     walPreallocateBytes: 0,
     memtableBytes: staggeredMemtableBytes(nodeId),

@@ -24,6 +24,7 @@ import {
   maxWalRecordBytes,
 } from "../common/limits.ts";
 import { BlockCache } from "./block_cache.ts";
+import { RowCache } from "./row_cache.ts";
 import { bloomHash } from "./bloom.ts";
 import { runCompaction, type TableBuildContext, writeTables } from "./compaction.ts";
 import {
@@ -180,6 +181,9 @@ export interface EngineStats {
   writeAmplification: number;
   blockCacheBytes: number;
   blockCacheHitRate: number;
+  /** Reads the row cache answered (0 when it is off). */
+  rowCacheHits: number;
+  rowCacheMisses: number;
   openTables: number;
   pendingCompactionBytes: number;
   backgroundError?: string;
@@ -220,6 +224,8 @@ export class Engine implements AsyncDisposable {
   #mem!: Memtable;
   #imm: Memtable[] = []; // oldest first
   #blockCache: BlockCache;
+  /** Newest table entries of recently read keys (undefined: off). */
+  #rowCache: RowCache | undefined;
   #tableCache: TableCache;
 
   #currentVersion = 0;
@@ -264,6 +270,7 @@ export class Engine implements AsyncDisposable {
     this.#dir = dir;
     this.#state = state;
     this.#blockCache = new BlockCache(o.blockCacheBytes);
+    this.#rowCache = o.rowCacheBytes > 0 ? new RowCache(o.rowCacheBytes) : undefined;
     this.#tableCache = new TableCache(o.fs, dir, o.maxOpenTables, this.#blockCache);
   }
 
@@ -732,6 +739,8 @@ export class Engine implements AsyncDisposable {
     if (m.maxAppliedIndex >= 0) edit.appliedIndex = m.maxAppliedIndex;
     await this.#logAndApply(edit);
     this.#imm.shift();
+    // Its keys are read from the new table now, which may hold newer entries than cached.
+    this.#rowCache?.clear();
     this.#flushes++;
     this.#flushBytes += r.bytesWritten;
     // The manifest now covers the flushed data durably: the WAL segments before it can go.
@@ -839,8 +848,15 @@ export class Engine implements AsyncDisposable {
       e = this.#imm[i].get(key, atVersion);
       if (e !== undefined) return e;
     }
-    const v = this.#state.version;
+    const rows = this.#rowCache;
     let hash = -1;
+    if (rows !== undefined) {
+      hash = bloomHash(key);
+      const cached = rows.get(key, hash);
+      // The newest entry of the tables: the answer for any version at or above its own.
+      if (cached !== undefined && cached.version <= atVersion) return cached;
+    }
+    const v = this.#state.version;
     let target: Uint8Array | undefined;
     for (let level = 0; level < levelCount; level++) {
       const files = v.levels[level];
@@ -864,7 +880,15 @@ export class Engine implements AsyncDisposable {
           }
         }
         const got = r.getCached(key, target, hash);
-        if (got !== undefined) return got;
+        if (got !== undefined) {
+          // Found at or above every version the tables hold: the newest they have.
+          if (
+            rows !== undefined && got !== blockNotCached && atVersion >= this.#state.lastVersion
+          ) {
+            rows.put(hash, got);
+          }
+          return got;
+        }
         if (level > 0) break;
       }
     }
@@ -1235,6 +1259,8 @@ export class Engine implements AsyncDisposable {
       writeAmplification: userBytes === 0 ? 0 : written / userBytes,
       blockCacheBytes: this.#blockCache.bytes,
       blockCacheHitRate: lookups === 0 ? 0 : this.#blockCache.hits / lookups,
+      rowCacheHits: this.#rowCache?.hits ?? 0,
+      rowCacheMisses: this.#rowCache?.misses ?? 0,
       openTables: this.#tableCache.size,
       pendingCompactionBytes: pendingCompactionBytes(v, this.#o),
     };

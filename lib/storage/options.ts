@@ -41,6 +41,11 @@ export interface EngineOptions {
   memtableBytes?: number;
   /** Byte budget of the LRU block cache. */
   blockCacheBytes?: number;
+  /**
+   * Byte budget of the row cache (lib/storage/row_cache.ts): the newest table
+   * entry of recently read keys. 0 (the default) turns it off.
+   */
+  rowCacheBytes?: number;
   /** L0 file count that triggers an L0 -> L1 compaction. */
   l0CompactionTrigger?: number;
   /** L0 file count at which writes wait for compaction. */
@@ -95,6 +100,7 @@ export interface ResolvedOptions {
   fs: FileSystem;
   memtableBytes: number;
   blockCacheBytes: number;
+  rowCacheBytes: number;
   l0CompactionTrigger: number;
   l0StopWritesTrigger: number;
   l1TargetBytes: number;
@@ -117,6 +123,7 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
     fs: o.fs ?? new DenoFileSystem(),
     memtableBytes: o.memtableBytes ?? limits.defaultMemtableBytes,
     blockCacheBytes: o.blockCacheBytes ?? limits.defaultBlockCacheBytes,
+    rowCacheBytes: o.rowCacheBytes ?? 0,
     l0CompactionTrigger: o.l0CompactionTrigger ?? limits.l0CompactionTrigger,
     l0StopWritesTrigger: o.l0StopWritesTrigger ??
       Math.max(limits.l0StopWritesTrigger, (o.l0CompactionTrigger ?? 0) * 3),
@@ -140,6 +147,7 @@ export function resolveOptions(o: EngineOptions = {}): ResolvedOptions {
   assert(r.targetFileBytes > r.blockSizeBytes, "a table holds many blocks");
   assert(r.maxOpenTables >= 4, "maxOpenTables must be at least 4");
   assert(r.blockCacheBytes >= 0, "blockCacheBytes must be >= 0");
+  assert(r.rowCacheBytes >= 0, "rowCacheBytes must be >= 0");
   assert(r.walBufferBytes >= 0, "walBufferBytes must be >= 0");
   assert(r.walBytesPerSync >= 0, "walBytesPerSync must be >= 0");
   assert(r.walPreallocateBytes >= 0, "walPreallocateBytes must be >= 0");

@@ -83,6 +83,12 @@ async function runSeed(seed: number, steps: number): Promise<void> {
     targetFileBytes: 2048 + rnd.nextInt(4096),
     blockSizeBytes: 128 + rnd.nextInt(512),
     blockCacheBytes: rnd.nextInt(2) === 0 ? 0 : 64 * 1024,
+    // Half the runs cache rows, some in a budget small enough to evict.
+    rowCacheBytes: rnd.nextInt(2) === 0
+      ? 0
+      : rnd.nextInt(2) === 0
+      ? 512 + rnd.nextInt(2048)
+      : 1 << 20,
     maxOpenTables: 4 + rnd.nextInt(8),
     maxManifestBytes: rnd.nextInt(2) === 0 ? 512 : 1 << 20,
     // Half the runs hold unsynced WAL records in memory (as a node's state machine does).
@@ -153,9 +159,16 @@ async function runSeed(seed: number, steps: number): Promise<void> {
       const at = rnd.nextInt(3) === 0 && model.lastVersion > compacted
         ? compacted + rnd.nextInt(model.lastVersion - compacted + 1)
         : undefined;
-      const got = await e.get(utf8(k), { atVersion: at });
       const want = model.stateAt(at ?? Number.MAX_SAFE_INTEGER).get(k);
-      assertEquals(got === undefined ? undefined : fromUtf8(got.value), want, `get ${k} at ${at}`);
+      // Read again at times: a repeat finds warm blocks and the row cache.
+      for (let rep = 1 + rnd.nextInt(3); rep > 0; rep--) {
+        const got = await e.get(utf8(k), { atVersion: at });
+        assertEquals(
+          got === undefined ? undefined : fromUtf8(got.value),
+          want,
+          `get ${k} at ${at}`,
+        );
+      }
     } else if (op < 66) {
       const at = model.lastVersion > compacted && rnd.nextInt(2) === 0
         ? compacted + rnd.nextInt(model.lastVersion - compacted + 1)
