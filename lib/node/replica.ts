@@ -628,14 +628,7 @@ export class Replica {
       if (inLoop) await this.#applyCommitted(committed);
       else this.#queueApply(committed);
     }
-    for (const rs of rd.readStates) {
-      const round = readRoundOf(rs.context);
-      const reads = this.#readsByRound.get(round);
-      if (!reads) continue;
-      this.#readsByRound.delete(round);
-      this.#readsAtIndex.push({ index: rs.index, reads });
-    }
-    this.#releaseReads();
+    this.#takeReadStates(rd);
     if (this.#queuedApplyEntries > maxQueuedApplyEntries) await this.#applyChain;
     this.node.advance(rd);
   }
@@ -692,6 +685,13 @@ export class Replica {
       });
       this.#leaderWrite = write;
     }
+    this.#takeReadStates(rd);
+    if (this.#queuedApplyEntries > maxQueuedApplyEntries) await this.#applyChain;
+    this.node.advanceBeforePersisted(rd);
+  }
+
+  /** Queues the reads whose ReadIndex round a Ready confirmed, and serves those already applied. */
+  #takeReadStates(rd: Ready): void {
     for (const rs of rd.readStates) {
       const round = readRoundOf(rs.context);
       const reads = this.#readsByRound.get(round);
@@ -700,8 +700,6 @@ export class Replica {
       this.#readsAtIndex.push({ index: rs.index, reads });
     }
     this.#releaseReads();
-    if (this.#queuedApplyEntries > maxQueuedApplyEntries) await this.#applyChain;
-    this.node.advanceBeforePersisted(rd);
   }
 
   #onSoftState(soft: SoftState): void {
