@@ -1,29 +1,19 @@
 import { assertEquals } from "../common/test_helpers.ts";
-import { utf8 } from "../common/bytes.ts";
 import { ManualClock } from "../common/clock.ts";
 import { SeededRandom } from "../common/random.ts";
 import { EntryType } from "../raft/types.ts";
 import { Engine } from "../storage/engine.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
-import { CommandOp, encodeCommand } from "./command.ts";
+import { encodeCommand } from "./command.ts";
 import { Logger } from "./logger.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
 import { Replica } from "./replica.ts";
 import { StateMachine } from "./state_machine.ts";
+import { plainPut } from "./testing.ts";
 
 const conf = { voters: ["n1", "n2", "n3"], learners: [] };
 
-function put(key: string, value: string) {
-  return encodeCommand({
-    op: CommandOp.Put,
-    timestampMs: 1_000,
-    requestId: "",
-    key: utf8(key),
-    value: utf8(value),
-    expiresAtMs: 0,
-    ifVersion: undefined,
-  });
-}
+const put = (key: string, value: string) => encodeCommand(plainPut(key, value));
 
 Deno.test("a state machine ahead of the log (a leader's write lost in a crash) starts from the log's end", async () => {
   const fs = new MemFileSystem();

@@ -4,17 +4,10 @@ import { Engine, readNeedsIo } from "../storage/engine.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { type BatchableCommand, CommandOp, decodeCommand, encodeCommand } from "./command.ts";
 import { type ApplyEntry, requestIdRetentionMs, StateMachine, systemKey } from "./state_machine.ts";
+import { plainPut } from "./testing.ts";
 
 function put(key: string, value: string, requestId: string): Uint8Array {
-  return encodeCommand({
-    op: CommandOp.Put,
-    timestampMs: 1_000,
-    requestId,
-    key: utf8(key),
-    value: utf8(value),
-    expiresAtMs: 0,
-    ifVersion: undefined,
-  });
+  return encodeCommand(plainPut(key, value, requestId));
 }
 
 async function applyIn(groups: number[][]): Promise<{ revision: number; versions: number[] }> {
@@ -196,7 +189,7 @@ Deno.test("entries whose changes outgrow one WAL record apply as several writes 
   // 40 MiB of values in one apply call (a follower catching up on maximum-size puts).
   const entries: ApplyEntry[] = [];
   for (let i = 1; i <= 40; i++) {
-    entries.push({ index: i, data: encodeCommand(bigPut(`k${i}`, big)) });
+    entries.push({ index: i, data: encodeCommand(plainPut(`k${i}`, big)) });
   }
   const results = await sm.apply(entries);
   assertEquals(results.get(40)!.revision, 40);
@@ -209,18 +202,6 @@ Deno.test("entries whose changes outgrow one WAL record apply as several writes 
   }
   await back.close();
 });
-
-function bigPut(key: string, value: string): BatchableCommand {
-  return {
-    op: CommandOp.Put,
-    timestampMs: 1_000,
-    requestId: "",
-    key: utf8(key),
-    value: utf8(value),
-    expiresAtMs: 0,
-    ifVersion: undefined,
-  };
-}
 
 Deno.test("writes whose reads need the disk (cold table blocks) apply like writes read from memory", async () => {
   const fs = new MemFileSystem();
