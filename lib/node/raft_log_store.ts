@@ -242,14 +242,16 @@ export class RaftLogStore implements RaftStorage {
   /**
    * Persists one Ready's worth of state with one write, and one fsync when
    * `sync`. The in-memory mirror is updated only after the write succeeded.
-   * Order inside the write: snapshot, entries, hard state.
+   * Order inside the write: snapshot, entries, hard state. `onWritten` runs
+   * once the write is done (before its fsync) when there was one.
    */
   save(
     rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
     sync: boolean,
     lazyCommit = false,
+    onWritten?: () => void,
   ): Promise<void> {
-    return this.#exclusive(() => this.#save(rd, sync, lazyCommit));
+    return this.#exclusive(() => this.#save(rd, sync, lazyCommit, onWritten));
   }
 
   /** A commit index saved with `lazyCommit` is not on disk yet. */
@@ -278,6 +280,7 @@ export class RaftLogStore implements RaftStorage {
     rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },
     sync: boolean,
     lazyCommit: boolean,
+    onWritten: (() => void) | undefined,
   ): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
     if (
@@ -298,9 +301,12 @@ export class RaftLogStore implements RaftStorage {
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concatBytes(...records);
       if (sync) {
-        await this.#writer.appendDurable(buf, records.length);
+        await this.#writer.appendDurable(buf, records.length, onWritten);
         this.syncCount++;
-      } else await this.#writer.append(buf, records.length);
+      } else {
+        await this.#writer.append(buf, records.length);
+        onWritten?.();
+      }
       if (rd.entries.length > 0) crashAt("crash-after-log-write");
       this.writeCount++;
       this.#hardStateBehind = false;

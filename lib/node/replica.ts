@@ -19,11 +19,11 @@
  * next one: group commit stays), and the entries count as the leader's
  * copy only once durable. So a commit needs any two of three copies, not
  * the leader's and one more: the slowest fsync of the three no longer
- * decides a write's latency. Committed entries are applied even if the
- * leader's own copy is still being written: a majority holds them. After a
- * crash the state machine may then be ahead of the local log; the node
- * starts with the log's end as its applied index and skips entries the
- * state machine already has when they arrive again.
+ * decides a write's latency. Committed entries are applied once the
+ * leader's own copy is written, synced or not (a majority holds them
+ * durably), and the engine is synced for a log cut only after the leader's
+ * write in flight is durable, so the state machine is not ahead of the
+ * local log after a crash (KVNode refuses to start from such a state).
  *
  * The loop does not wait for the apply queue (etcd's raft and apply loops
  * are split the same way): a slow apply (the engine waiting for a flush, a
@@ -200,6 +200,14 @@ export class Replica {
    * rejects: a failed write stops the node).
    */
   #leaderWrite: Promise<void> | undefined;
+  /**
+   * Last index the leader's background writes have written (not necessarily
+   * synced): it applies no entry beyond it, so a crash of the process never
+   * leaves the state machine ahead of the log.
+   */
+  #leaderWritten = 0;
+  /** Applies waiting for #leaderWritten to reach an index. */
+  #writtenWaiters: { index: number; resolve: () => void }[] = [];
   /** Term and vote as last made durable: a change of either needs an fsync. */
   #syncedTerm: number;
   #syncedVote: string;
@@ -209,11 +217,9 @@ export class Replica {
     this.#opts = opts;
     for (const m of opts.members) this.members.set(m.id, { ...m });
     // Every applied entry was committed, so a commit index behind the applied
-    // index (its last write was not synced) can be raised to it. A leader
-    // applies entries its followers hold before its own copy is durable, so
-    // after a crash the state machine may be ahead of the log: the log's end
-    // is then as far as the core knows, and the state machine skips the
-    // entries it has when they arrive again.
+    // index (its last write was not synced) can be raised to it, up to the
+    // log's end: a state machine ahead of the log (which KVNode does not let
+    // happen) would skip the entries it has when they arrive again.
     const hs = opts.store.memory.hardState();
     const applied = Math.min(opts.stateMachine.appliedIndex, opts.store.lastIndex());
     if (hs.commit < applied) opts.store.memory.setHardState({ ...hs, commit: applied });
@@ -311,6 +317,8 @@ export class Replica {
     ) return;
     this.#compacting = true;
     (async () => {
+      // The sync makes applied entries durable in the engine: not before the log holds them.
+      if (this.#leaderWrite) await this.#leaderWrite;
       await sm.engine.sync();
       const applied = Math.min(sm.engine.appliedIndex, store.lastIndex());
       const index = this.#cutBelowTail(applied, tail);
@@ -531,14 +539,16 @@ export class Replica {
     const err = e instanceof Error ? e : new Error(String(e));
     this.#opts.log.error("replica loop failed; stopping the node", { error: err.message });
     this.#stopped = true;
+    this.#releaseWrittenWaiters();
     this.#failAll(err instanceof KVError ? err : new KVError("Internal", err.message));
     this.#opts.onFatal(err);
   }
 
   /** Queues committed entries for applying after everything queued before them. */
-  #queueApply(entries: Entry[]): void {
+  #queueApply(entries: Entry[], gate?: Promise<void>): void {
     this.#queuedApplyEntries += entries.length;
     const next = this.#applyChain.then(async () => {
+      if (gate) await gate;
       // Stopped: the entries are in the durable log; a restart applies them.
       if (this.#stopped) return;
       await this.#applyCommitted(entries);
@@ -657,19 +667,21 @@ export class Replica {
    */
   async #handleLeaderReady(rd: Ready): Promise<void> {
     this.transport?.send(rd.messages);
-    if (rd.committedEntries.length > 0) this.#queueApply(rd.committedEntries);
+    const committed = rd.committedEntries;
+    if (committed.length > 0) this.#queueApply(committed, this.#written(committed.at(-1)!.index));
     if (rd.entries.length > 0 || rd.hardState || rd.persistedMessages.length > 0) {
       const before = this.#leaderWrite ?? Promise.resolve();
+      const last = rd.entries.at(-1);
       const saved = rd.entries.length > 0 || rd.hardState
         ? this.#opts.store.save(
           { hardState: rd.hardState, entries: rd.entries },
           rd.entries.length > 0,
           true,
+          last && (() => this.#wrote(last.index)),
         )
         : Promise.resolve();
       // Its failure is handled below, once the writes before it are done; never "unhandled".
       saved.catch(() => {});
-      const last = rd.entries.at(-1);
       const write: Promise<void> = before.then(() => saved).then(() => {
         if (this.#leaderWrite === write) this.#leaderWrite = undefined;
         if (this.#stopped) return;
@@ -702,9 +714,35 @@ export class Replica {
     this.#releaseReads();
   }
 
+  /**
+   * Resolves once the leader's log holds `index` written (at once when a
+   * save already made it durable); undefined when no wait is needed.
+   */
+  #written(index: number): Promise<void> | undefined {
+    if (index <= Math.max(this.#leaderWritten, this.#opts.store.lastIndex())) return undefined;
+    return new Promise((resolve) => this.#writtenWaiters.push({ index, resolve }));
+  }
+
+  /** Lets applies waiting for a write go on (they see the node stopped). */
+  #releaseWrittenWaiters(): void {
+    for (const w of this.#writtenWaiters) w.resolve();
+    this.#writtenWaiters = [];
+  }
+
+  /** The leader's background write of entries up to `index` is written. */
+  #wrote(index: number): void {
+    if (index > this.#leaderWritten) this.#leaderWritten = index;
+    if (this.#writtenWaiters.length === 0) return;
+    const waiting: { index: number; resolve: () => void }[] = [];
+    for (const w of this.#writtenWaiters) w.index <= index ? w.resolve() : waiting.push(w);
+    this.#writtenWaiters = waiting;
+  }
+
   #onSoftState(soft: SoftState): void {
     const prev = this.#soft;
     this.#soft = soft;
+    // Its writes are done (the loop waited for them); a later term may rewrite those indexes.
+    this.#leaderWritten = 0;
     if (prev.leaderId !== soft.leaderId || prev.role !== soft.role) {
       this.#opts.log.info(soft.role === "leader" ? "became leader" : "role changed", {
         role: soft.role,
@@ -928,6 +966,7 @@ export class Replica {
     this.#ticker?.cancel();
     await this.idle();
     this.#stopped = true;
+    this.#releaseWrittenWaiters();
     this.#failAll(new ClosedError("node"));
   }
 }

@@ -1,8 +1,10 @@
 import { assertEquals } from "../common/test_helpers.ts";
+import { utf8 } from "../common/bytes.ts";
 import { ManualClock } from "../common/clock.ts";
 import { SeededRandom } from "../common/random.ts";
 import { EntryType } from "../raft/types.ts";
 import { Engine } from "../storage/engine.ts";
+import type { FileHandle, FileSystem } from "../storage/fs.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { encodeCommand } from "./command.ts";
 import { Logger } from "./logger.ts";
@@ -60,4 +62,124 @@ Deno.test("a state machine ahead of the log (a leader's write lost in a crash) s
   const again = await sm.apply(entries.slice(3).map((e) => ({ index: e.index, data: e.data })));
   assertEquals([again.size, sm.appliedIndex, sm.revision], [0, 5, 5]);
   await engine.close();
+});
+
+/** A file system whose Raft log appends wait while `held` (a slow disk under the leader's log). */
+class HeldLogFs implements FileSystem {
+  held = false;
+  #release: (() => void) | undefined;
+  #gate: Promise<void> = Promise.resolve();
+  constructor(readonly inner: FileSystem) {}
+  hold(): void {
+    this.held = true;
+    this.#gate = new Promise((r) => (this.#release = r));
+  }
+  release(): void {
+    this.held = false;
+    this.#release?.();
+  }
+  #wrap(f: FileHandle): FileHandle {
+    if (!f.path.endsWith(".rlog")) return f;
+    const append = f.append.bind(f);
+    f.append = async (data: Uint8Array) => {
+      if (this.held) await this.#gate;
+      return append(data);
+    };
+    return f;
+  }
+  async create(path: string) {
+    return this.#wrap(await this.inner.create(path));
+  }
+  async open(path: string) {
+    return this.#wrap(await this.inner.open(path));
+  }
+  readFile(path: string) {
+    return this.inner.readFile(path);
+  }
+  rename(from: string, to: string) {
+    return this.inner.rename(from, to);
+  }
+  remove(path: string) {
+    return this.inner.remove(path);
+  }
+  list(dir: string) {
+    return this.inner.list(dir);
+  }
+  mkdir(dir: string) {
+    return this.inner.mkdir(dir);
+  }
+  syncDir(dir: string) {
+    return this.inner.syncDir(dir);
+  }
+  stat(path: string) {
+    return this.inner.stat(path);
+  }
+}
+
+Deno.test("a leader commits with its followers' copies but applies only what its own log holds", async () => {
+  const ids = ["n1", "n2", "n3"];
+  const fss = ids.map(() => new HeldLogFs(new MemFileSystem()));
+  const replicas: Replica[] = [];
+  const engines: Engine[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    const store = await RaftLogStore.open(fss[i], "/raft", 0, conf);
+    const engine = await Engine.open("/sm", { fs: fss[i] });
+    engines.push(engine);
+    replicas.push(
+      new Replica({
+        nodeId: ids[i],
+        groupId: 0,
+        store,
+        stateMachine: new StateMachine(engine),
+        clock: new ManualClock(),
+        random: new SeededRandom(i + 1),
+        log: new Logger(ids[i], "error", () => {}),
+        tickMs: 10,
+        electionTicks: 15,
+        heartbeatTicks: 5,
+        members: conf.voters.map((id) => ({ id, addr: `${id}:1`, learner: false })),
+        onFatal: (e) => {
+          throw e;
+        },
+        installSnapshot: () => Promise.resolve(),
+        snapshotEntries: 1_000,
+      }),
+    );
+  }
+  // An in-process network: each batch of messages arrives a turn later.
+  for (const r of replicas) {
+    r.transport = {
+      send: (messages) => {
+        for (const m of messages) {
+          const to = replicas[ids.indexOf(m.to)];
+          setTimeout(() => to.step([m]), 0);
+        }
+      },
+    };
+  }
+  const [n1] = replicas;
+  try {
+    n1.node.campaign();
+    n1.step([]);
+    for (let i = 0; i < 200 && !n1.isLeader; i++) await new Promise((r) => setTimeout(r, 1));
+    assertEquals(n1.isLeader, true);
+    await n1.propose(encodeCommand(plainPut("a", "1")), Date.now() + 5_000);
+
+    fss[0].hold(); // n1's own log write stalls; n2 and n3 write theirs
+    const write = n1.propose(encodeCommand(plainPut("b", "2")), Date.now() + 5_000);
+    const index = n1.node.status().lastIndex;
+    for (let i = 0; i < 200 && n1.node.status().commit < index; i++) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assertEquals(n1.node.status().commit, index, "committed by n2 and n3 alone");
+    await new Promise((r) => setTimeout(r, 20));
+    assertEquals(await engines[0].get(utf8("b")), undefined, "not applied before n1 wrote it");
+    fss[0].release();
+    await write;
+    assertEquals(new TextDecoder().decode((await engines[0].get(utf8("b")))!.value), "2");
+  } finally {
+    fss[0].release();
+    for (const r of replicas) await r.stop();
+    for (const e of engines) await e.close();
+  }
 });

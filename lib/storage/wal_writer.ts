@@ -210,11 +210,16 @@ export class WalWriter {
    * not hold up the next write, so a caller may have several groups in
    * flight, whose fdatasyncs overlap (on preallocated space they scale:
    * docs/FORMATS.md). A failed write is cut off; a failed sync breaks the
-   * writer, as in `sync`.
+   * writer, as in `sync`. `onWritten` runs once the write is done, before
+   * the fsync (the bytes would survive a crash of the process, not of the
+   * machine).
    */
-  appendDurable(buf: Uint8Array, records: number): Promise<void> {
+  appendDurable(buf: Uint8Array, records: number, onWritten?: () => void): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
-    return this.append(buf, records).then(() => this.#syncTo(this.#writtenBytes));
+    return this.append(buf, records).then(() => {
+      onWritten?.();
+      return this.#syncTo(this.#writtenBytes);
+    });
   }
 
   /**

@@ -73,6 +73,8 @@ export class SimNode {
   pausedUntil = 0;
   /** Its log writes in flight, oldest first (write-behind mode; lost in a crash). */
   writes: WriteInFlight[] = [];
+  /** Readies whose committed entries wait for their local write (write-behind mode). */
+  applies: Ready[] = [];
 
   constructor(readonly id: string, readonly storage: MemoryStorage, bootstrap: ConfState) {
     this.confAtApplied = bootstrap;
@@ -214,6 +216,7 @@ export class Cluster {
     this.#log(`crash ${id}`);
     node.raft = undefined;
     node.writes = [];
+    node.applies = [];
     node.crashes++;
     this.stats.crashes++;
     this.net.forget(id);
@@ -324,6 +327,16 @@ export class Cluster {
     const last = w.entries.at(-1);
     if (last) node.raft!.persisted(last.index, last.term);
     this.#send(w.persistedMessages);
+    // Committed entries that waited for this write are applied now, in order.
+    while (node.applies.length > 0 && this.#written(node, node.applies[0])) {
+      this.#applyCommitted(node, node.applies.shift()!);
+    }
+  }
+
+  /** The node's log holds every committed entry of `rd` (the leader applies no further). */
+  #written(node: SimNode, rd: Ready): boolean {
+    const c = rd.committedEntries;
+    return c.length === 0 || c[c.length - 1].index <= node.storage.lastIndex();
   }
 
   #persistEntries(node: SimNode, entries: Entry[]): void {
@@ -367,14 +380,16 @@ export class Cluster {
           dueAt: this.now + this.rng.nextInt(4),
         });
       }
-      this.#applyCommitted(node, rd);
+      if (node.applies.length === 0 && this.#written(node, rd)) this.#applyCommitted(node, rd);
+      else node.applies.push(rd);
       raft.advanceBeforePersisted(rd);
       this.#serveReads(node);
       this.#maybeCompact(node);
       return;
     }
-    // Anything else waits for the writes in flight.
+    // Anything else waits for the writes in flight (and the applies waiting for them).
     while (node.writes.length > 0) this.#completeWrite(node);
+    assert(node.applies.length === 0, "every waiting apply ran once the writes landed");
     if (rd.softState?.role === "leader") this.#onLeader(node);
     // 1. Messages that need no persistence may leave at once.
     this.#send(rd.messages);
@@ -411,6 +426,9 @@ export class Cluster {
     const raft = node.raft!;
     for (const e of rd.committedEntries) {
       if (e.index <= node.kv.applied) continue; // covered by a snapshot
+      if (e.index > node.storage.lastIndex()) {
+        throw new InvariantError(`${node.id} applied ${e.index} before its log held it`);
+      }
       if (e.type === EntryType.ConfChange) {
         const cc: ConfChange = decodeConfChange(e.data);
         node.confAtApplied = raft.applyConfChange(cc);
