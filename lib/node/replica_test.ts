@@ -17,6 +17,28 @@ const conf = { voters: ["n1", "n2", "n3"], learners: [] };
 
 const put = (key: string, value: string) => encodeCommand(plainPut(key, value));
 
+/** A replica of `conf` with a manual clock (nothing ticks unless a test says so). */
+function replicaOf(nodeId: string, store: RaftLogStore, stateMachine: StateMachine): Replica {
+  return new Replica({
+    nodeId,
+    groupId: 0,
+    store,
+    stateMachine,
+    clock: new ManualClock(),
+    random: new SeededRandom(conf.voters.indexOf(nodeId) + 1),
+    log: new Logger(nodeId, "error", () => {}),
+    tickMs: 10,
+    electionTicks: 15,
+    heartbeatTicks: 5,
+    members: conf.voters.map((id) => ({ id, addr: `${id}:1`, learner: false })),
+    onFatal: (e) => {
+      throw e;
+    },
+    installSnapshot: () => Promise.resolve(),
+    snapshotEntries: 1_000,
+  });
+}
+
 Deno.test("a state machine ahead of the log (a leader's write lost in a crash) starts from the log's end", async () => {
   const fs = new MemFileSystem();
   const data = [put("a", "1"), put("b", "2"), put("c", "3"), put("d", "4"), put("e", "5")];
@@ -38,24 +60,7 @@ Deno.test("a state machine ahead of the log (a leader's write lost in a crash) s
   await sm.apply(entries.map((e) => ({ index: e.index, data: e.data })));
   assertEquals([sm.appliedIndex, sm.revision], [5, 5]);
 
-  const replica = new Replica({
-    nodeId: "n1",
-    groupId: 0,
-    store,
-    stateMachine: sm,
-    clock: new ManualClock(),
-    random: new SeededRandom(1),
-    log: new Logger("n1", "error", () => {}),
-    tickMs: 10,
-    electionTicks: 15,
-    heartbeatTicks: 5,
-    members: conf.voters.map((id) => ({ id, addr: `${id}:1`, learner: false })),
-    onFatal: (e) => {
-      throw e;
-    },
-    installSnapshot: () => Promise.resolve(),
-    snapshotEntries: 1_000,
-  });
+  const replica = replicaOf("n1", store, sm);
   const s = replica.node.status();
   assertEquals([s.commit, s.applied, s.lastIndex], [3, 3, 3], "the core knows only its log");
   // When 4 and 5 arrive again from the new leader, the state machine has them already.
@@ -125,26 +130,7 @@ Deno.test("a leader commits with its followers' copies but applies only what its
     const store = await RaftLogStore.open(fss[i], "/raft", 0, conf);
     const engine = await Engine.open("/sm", { fs: fss[i] });
     engines.push(engine);
-    replicas.push(
-      new Replica({
-        nodeId: ids[i],
-        groupId: 0,
-        store,
-        stateMachine: new StateMachine(engine),
-        clock: new ManualClock(),
-        random: new SeededRandom(i + 1),
-        log: new Logger(ids[i], "error", () => {}),
-        tickMs: 10,
-        electionTicks: 15,
-        heartbeatTicks: 5,
-        members: conf.voters.map((id) => ({ id, addr: `${id}:1`, learner: false })),
-        onFatal: (e) => {
-          throw e;
-        },
-        installSnapshot: () => Promise.resolve(),
-        snapshotEntries: 1_000,
-      }),
-    );
+    replicas.push(replicaOf(ids[i], store, new StateMachine(engine)));
   }
   // An in-process network: each batch of messages arrives a turn later.
   for (const r of replicas) {
