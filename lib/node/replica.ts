@@ -19,11 +19,12 @@
  * next one: group commit stays), and the entries count as the leader's
  * copy only once durable. So a commit needs any two of three copies, not
  * the leader's and one more: the slowest fsync of the three no longer
- * decides a write's latency. Committed entries are applied once the
- * leader's own copy is written, synced or not (a majority holds them
- * durably), and the engine is synced for a log cut only after the leader's
- * write in flight is durable, so the state machine is not ahead of the
- * local log after a crash (KVNode refuses to start from such a state).
+ * decides a write's latency. Committed entries are handed out to apply
+ * once the leader's own copy is written, synced or not (a majority holds
+ * them durably; `applyUpTo`), and the engine is synced for a log cut only
+ * after the leader's write in flight is durable, so the state machine is
+ * not ahead of the local log after a crash (KVNode refuses to start from
+ * such a state).
  *
  * The loop does not wait for the apply queue (etcd's raft and apply loops
  * are split the same way): a slow apply (the engine waiting for a flush, a
@@ -202,12 +203,11 @@ export class Replica {
   #leaderWrite: Promise<void> | undefined;
   /**
    * Last index the leader's background writes have written (not necessarily
-   * synced): it applies no entry beyond it, so a crash of the process never
-   * leaves the state machine ahead of the log.
+   * synced): while one is in flight, no committed entry past it is handed
+   * out to apply, so a crash of the process never leaves the state machine
+   * ahead of the log.
    */
   #leaderWritten = 0;
-  /** Applies waiting for #leaderWritten to reach an index. */
-  #writtenWaiters: { index: number; resolve: () => void }[] = [];
   /** Term and vote as last made durable: a change of either needs an fsync. */
   #syncedTerm: number;
   #syncedVote: string;
@@ -519,9 +519,14 @@ export class Replica {
       do {
         this.#again = false;
         this.#issueReadIndex();
-        // While the leader's write is in flight, new entries wait for the next one.
-        while (!this.#stopped && this.node.hasReady(this.#leaderWrite !== undefined)) {
-          await this.#handleReady(this.node.ready(this.#leaderWrite !== undefined));
+        // While the leader's write is in flight, new entries wait for the next one, and
+        // committed entries past what it has written wait to be applied.
+        while (
+          !this.#stopped && this.node.hasReady(this.#leaderWrite !== undefined, this.#applyUpTo())
+        ) {
+          await this.#handleReady(
+            this.node.ready(this.#leaderWrite !== undefined, this.#applyUpTo()),
+          );
         }
       } while (this.#again && !this.#stopped);
     } catch (e) {
@@ -539,16 +544,14 @@ export class Replica {
     const err = e instanceof Error ? e : new Error(String(e));
     this.#opts.log.error("replica loop failed; stopping the node", { error: err.message });
     this.#stopped = true;
-    this.#releaseWrittenWaiters();
     this.#failAll(err instanceof KVError ? err : new KVError("Internal", err.message));
     this.#opts.onFatal(err);
   }
 
   /** Queues committed entries for applying after everything queued before them. */
-  #queueApply(entries: Entry[], gate?: Promise<void>): void {
+  #queueApply(entries: Entry[]): void {
     this.#queuedApplyEntries += entries.length;
     const next = this.#applyChain.then(async () => {
-      if (gate) await gate;
       // Stopped: the entries are in the durable log; a restart applies them.
       if (this.#stopped) return;
       await this.#applyCommitted(entries);
@@ -667,8 +670,7 @@ export class Replica {
    */
   async #handleLeaderReady(rd: Ready): Promise<void> {
     this.transport?.send(rd.messages);
-    const committed = rd.committedEntries;
-    if (committed.length > 0) this.#queueApply(committed, this.#written(committed.at(-1)!.index));
+    if (rd.committedEntries.length > 0) this.#queueApply(rd.committedEntries);
     if (rd.entries.length > 0 || rd.hardState || rd.persistedMessages.length > 0) {
       const before = this.#leaderWrite ?? Promise.resolve();
       const last = rd.entries.at(-1);
@@ -715,27 +717,20 @@ export class Replica {
   }
 
   /**
-   * Resolves once the leader's log holds `index` written (at once when a
-   * save already made it durable); undefined when no wait is needed.
+   * The last committed index the loop may hand out to apply: on a leader,
+   * what its log holds written (its followers may commit entries it has not
+   * written yet, even ones it still holds back); elsewhere all (a Ready's
+   * entries are persisted before its committed ones are applied).
    */
-  #written(index: number): Promise<void> | undefined {
-    if (index <= Math.max(this.#leaderWritten, this.#opts.store.lastIndex())) return undefined;
-    return new Promise((resolve) => this.#writtenWaiters.push({ index, resolve }));
+  #applyUpTo(): number {
+    if (this.#soft.role !== "leader") return Number.MAX_SAFE_INTEGER;
+    return Math.max(this.#leaderWritten, this.#opts.store.lastIndex());
   }
 
-  /** Lets applies waiting for a write go on (they see the node stopped). */
-  #releaseWrittenWaiters(): void {
-    for (const w of this.#writtenWaiters) w.resolve();
-    this.#writtenWaiters = [];
-  }
-
-  /** The leader's background write of entries up to `index` is written. */
+  /** The leader's background write of entries up to `index` is written (not yet synced). */
   #wrote(index: number): void {
     if (index > this.#leaderWritten) this.#leaderWritten = index;
-    if (this.#writtenWaiters.length === 0) return;
-    const waiting: { index: number; resolve: () => void }[] = [];
-    for (const w of this.#writtenWaiters) w.index <= index ? w.resolve() : waiting.push(w);
-    this.#writtenWaiters = waiting;
+    this.#kick();
   }
 
   #onSoftState(soft: SoftState): void {
@@ -966,7 +961,6 @@ export class Replica {
     this.#ticker?.cancel();
     await this.idle();
     this.#stopped = true;
-    this.#releaseWrittenWaiters();
     this.#failAll(new ClosedError("node"));
   }
 }

@@ -127,16 +127,20 @@ export class RaftLog {
     return this.unstable.entries;
   }
 
-  /** True when there are committed entries the driver has not been given yet. */
-  hasNextCommittedEntries(): boolean {
-    return this.committed > Math.max(this.applied, this.firstIndex() - 1);
+  /**
+   * True when there are committed entries up to `upTo` the driver has not
+   * been given yet.
+   */
+  hasNextCommittedEntries(upTo = Number.MAX_SAFE_INTEGER): boolean {
+    return Math.min(this.committed, upTo) > Math.max(this.applied, this.firstIndex() - 1);
   }
 
-  /** Committed entries not yet applied, at most about `maxBytes`. */
-  nextCommittedEntries(maxBytes: number): Entry[] {
+  /** Committed entries not yet applied, up to `upTo`, at most about `maxBytes`. */
+  nextCommittedEntries(maxBytes: number, upTo = Number.MAX_SAFE_INTEGER): Entry[] {
     const lo = Math.max(this.applied + 1, this.firstIndex());
-    if (this.committed + 1 <= lo) return [];
-    return this.slice(lo, this.committed + 1, maxBytes);
+    const hi = Math.min(this.committed, upTo);
+    if (hi + 1 <= lo) return [];
+    return this.slice(lo, hi + 1, maxBytes);
   }
 
   /** The pending snapshot if any, else the storage's. */

@@ -168,9 +168,10 @@ export class RaftNode {
 
   /**
    * True when ready() would return something to do. With `holdEntries`, new
-   * entries alone are not work (the driver takes them with a later Ready).
+   * entries alone are not work (the driver takes them with a later Ready);
+   * committed entries past `applyUpTo` are not handed out yet.
    */
-  hasReady(holdEntries = false): boolean {
+  hasReady(holdEntries = false, applyUpTo = Number.MAX_SAFE_INTEGER): boolean {
     if (this.#outstanding) return false;
     const r = this.#raft;
     if (r.needsFlush()) return true;
@@ -181,16 +182,17 @@ export class RaftNode {
       return true;
     }
     if (r.msgs.length > 0 || r.msgsAfterAppend.length > 0 || r.readStates.length > 0) return true;
-    return r.log.hasNextCommittedEntries();
+    return r.log.hasNextCommittedEntries(applyUpTo);
   }
 
   /**
    * The next batch of work. Call advance(rd) (or advanceBeforePersisted) once
    * it is done before calling ready() again; steps and ticks in between are
    * allowed. Entries are handed out once: with `holdEntries` none are, and
-   * a later Ready carries them.
+   * a later Ready carries them. Committed entries are handed out up to
+   * `applyUpTo` (a write-behind leader's written log).
    */
-  ready(holdEntries = false): Ready {
+  ready(holdEntries = false, applyUpTo = Number.MAX_SAFE_INTEGER): Ready {
     assert(this.#outstanding === undefined, "ready() called again before advance()");
     const r = this.#raft;
     r.flush();
@@ -201,8 +203,8 @@ export class RaftNode {
     for (const m of r.msgsAfterAppend) (m.to === r.id ? local : persisted).push(m);
     const rd: Ready = {
       entries: holdEntries ? [] : r.log.unstable.entriesToPersist(),
-      committedEntries: r.log.hasNextCommittedEntries()
-        ? r.log.nextCommittedEntries(r.cfg.maxApplyBytesPerReady)
+      committedEntries: r.log.hasNextCommittedEntries(applyUpTo)
+        ? r.log.nextCommittedEntries(r.cfg.maxApplyBytesPerReady, applyUpTo)
         : [],
       messages: r.msgs,
       persistedMessages: persisted,

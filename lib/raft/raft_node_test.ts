@@ -133,6 +133,29 @@ Deno.test("write-behind: entries proposed meanwhile wait when held, then go out 
   n1.advance(next);
 });
 
+Deno.test("write-behind: committed entries past applyUpTo wait in the core", () => {
+  const c = new TestCluster(["n1", "n2", "n3"]);
+  c.elect("n1");
+  const n1 = c.node("n1");
+  n1.propose(utf8("x"));
+  const rd = n1.ready();
+  c.queue.push(...rd.messages);
+  n1.advanceBeforePersisted(rd);
+  c.deliver();
+  c.processReady("n2");
+  c.processReady("n3");
+  c.deliver(); // n2 and n3 persisted and acked: entry 2 commits without n1's copy
+  assertEquals(n1.status().commit, 2);
+  const held = n1.ready(false, 1);
+  assertEquals(held.committedEntries, []);
+  n1.advanceBeforePersisted(held);
+  assertTrue(!n1.hasReady(false, 1), "nothing more to hand out up to index 1");
+  assertTrue(n1.hasReady(false, 2));
+  const next = n1.ready(false, 2);
+  assertEquals(next.committedEntries.map((e) => e.index), [2]);
+  n1.advanceBeforePersisted(next);
+});
+
 Deno.test("lazy commit broadcast: a commit rides on the next Append, or goes out at the next tick", () => {
   const c = new TestCluster(["n1", "n2", "n3"], { lazyCommitBroadcast: true, heartbeatTicks: 5 });
   c.elect("n1");
