@@ -70,15 +70,24 @@ Deno.test("Ready: steps between ready() and advance() land in the next Ready", (
   n1.advance(rd2);
 });
 
-Deno.test("write-behind: a leader commits with two followers' copies before its own is durable", () => {
+/**
+ * A 3-node cluster whose leader n1 proposed one entry (index 2) and handed
+ * it to a write that is still in flight; its Appends are queued.
+ */
+function leaderWritingBehind() {
   const c = new TestCluster(["n1", "n2", "n3"]);
   c.elect("n1");
   const n1 = c.node("n1");
   n1.propose(utf8("x"));
   const rd = n1.ready();
-  assertEquals(rd.entries.map((e) => e.index), [2]);
   c.queue.push(...rd.messages);
-  n1.advanceBeforePersisted(rd); // the write of entry 2 is still in flight
+  n1.advanceBeforePersisted(rd);
+  return { c, n1, rd };
+}
+
+Deno.test("write-behind: a leader commits with two followers' copies before its own is durable", () => {
+  const { c, n1, rd } = leaderWritingBehind(); // the write of entry 2 is still in flight
+  assertEquals(rd.entries.map((e) => e.index), [2]);
   assertTrue(!n1.hasReady(), "entry 2 is handed out once");
   c.deliver();
   c.processReady("n2");
@@ -94,13 +103,7 @@ Deno.test("write-behind: a leader commits with two followers' copies before its 
 });
 
 Deno.test("write-behind: one follower's copy is not enough while the leader's is in flight", () => {
-  const c = new TestCluster(["n1", "n2", "n3"]);
-  c.elect("n1");
-  const n1 = c.node("n1");
-  n1.propose(utf8("x"));
-  const rd = n1.ready();
-  c.queue.push(...rd.messages);
-  n1.advanceBeforePersisted(rd);
+  const { c, n1, rd } = leaderWritingBehind();
   c.deliver((m) => m.to === "n2");
   c.queue = [];
   c.processReady("n2");
@@ -134,13 +137,7 @@ Deno.test("write-behind: entries proposed meanwhile wait when held, then go out 
 });
 
 Deno.test("write-behind: committed entries past applyUpTo wait in the core", () => {
-  const c = new TestCluster(["n1", "n2", "n3"]);
-  c.elect("n1");
-  const n1 = c.node("n1");
-  n1.propose(utf8("x"));
-  const rd = n1.ready();
-  c.queue.push(...rd.messages);
-  n1.advanceBeforePersisted(rd);
+  const { c, n1 } = leaderWritingBehind();
   c.deliver();
   c.processReady("n2");
   c.processReady("n3");
