@@ -264,10 +264,21 @@ export class RaftLogStore implements RaftStorage {
     return this.#exclusive(async () => {
       if (!this.#hardStateBehind) return;
       if (this.#failure !== undefined) throw this.#failure;
-      await this.#writer.append(frameRecord(hardStatePayload(this.memory.hardState())), 1);
-      this.writeCount++;
-      this.#hardStateBehind = false;
+      await this.#writeDeferred();
     });
+  }
+
+  /** The hard state in memory as a record (every write after a `lazyCommit` save carries it). */
+  #hardStateRecord(): Uint8Array {
+    return frameRecord(hardStatePayload(this.memory.hardState()));
+  }
+
+  /** Appends (unsynced) the hard state a `lazyCommit` save left in memory, if any. */
+  async #writeDeferred(): Promise<void> {
+    if (!this.#hardStateBehind) return;
+    await this.#writer.append(this.#hardStateRecord(), 1);
+    this.writeCount++;
+    this.#hardStateBehind = false;
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -295,9 +306,8 @@ export class RaftLogStore implements RaftStorage {
     const records: Uint8Array[] = [];
     if (rd.snapshot) records.push(frameRecord(snapshotPayload(rd.snapshot)));
     if (rd.entries.length > 0) records.push(...entryRecords(rd.entries, w));
-    const hardState = rd.hardState ??
-      (this.#hardStateBehind && records.length > 0 ? this.memory.hardState() : undefined);
-    if (hardState) records.push(frameRecord(hardStatePayload(hardState)));
+    if (rd.hardState) records.push(frameRecord(hardStatePayload(rd.hardState)));
+    else if (this.#hardStateBehind && records.length > 0) records.push(this.#hardStateRecord());
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concatBytes(...records);
       if (sync) {
@@ -354,7 +364,7 @@ export class RaftLogStore implements RaftStorage {
     if (index <= this.memory.snapshot().meta.index) return this.memory.snapshot();
     const snap = this.memory.createSnapshot(index, conf, data);
     const records = [frameRecord(snapshotPayload(snap))];
-    if (this.#hardStateBehind) records.push(frameRecord(hardStatePayload(this.memory.hardState())));
+    if (this.#hardStateBehind) records.push(this.#hardStateRecord());
     await this.#writer.appendDurable(concatBytes(...records), records.length);
     this.#hardStateBehind = false;
     this.syncCount++;
@@ -464,7 +474,7 @@ export class RaftLogStore implements RaftStorage {
     if (from <= last) {
       delta.push(...entryRecords(this.memory.entries(from, last + 1), this.#writeBuffer));
     }
-    delta.push(frameRecord(hardStatePayload(this.memory.hardState())));
+    delta.push(this.#hardStateRecord());
     // Durable before it gets its name: a segment that follows another restates all of it, so
     // the older one is neither sealed nor synced again (recovery does not check its end).
     await writer.appendDurable(concatBytes(...delta), delta.length);
@@ -521,10 +531,7 @@ export class RaftLogStore implements RaftStorage {
         }
       }
       await this.#removals;
-      if (this.#hardStateBehind) {
-        await this.#writer.append(frameRecord(hardStatePayload(this.memory.hardState())), 1);
-        this.#hardStateBehind = false;
-      }
+      await this.#writeDeferred();
       await this.#writer.close();
     });
   }

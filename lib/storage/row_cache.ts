@@ -16,6 +16,7 @@
  * @module
  */
 
+import { equalBytes } from "../common/bytes.ts";
 import type { Entry } from "./internal_key.ts";
 
 /** Bytes charged per cached entry beyond its key and value. */
@@ -44,7 +45,7 @@ export class RowCache {
   /** The cached entry of `key` (whose bloomHash is `hash`), if any. */
   get(key: Uint8Array, hash: number): Entry | undefined {
     for (let r = this.#rows.get(hash); r !== undefined; r = r.next) {
-      if (sameKey(r.entry.key, key)) {
+      if (equalBytes(r.entry.key, key)) {
         this.hits++;
         return r.entry;
       }
@@ -55,7 +56,7 @@ export class RowCache {
 
   /** Caches a copy of `e` (its bytes may belong to a block) as the newest table entry of its key. */
   put(hash: number, e: Entry): void {
-    const cost = e.key.length + e.value.length + entryOverheadBytes;
+    const cost = costOf(e);
     if (cost > this.capacityBytes) return;
     const entry: Entry = {
       key: e.key.slice(),
@@ -66,7 +67,7 @@ export class RowCache {
     };
     const head = this.#rows.get(hash);
     for (let r = head; r !== undefined; r = r.next) {
-      if (sameKey(r.entry.key, entry.key)) {
+      if (equalBytes(r.entry.key, entry.key)) {
         this.#bytes += cost - costOf(r.entry);
         r.entry = entry;
         return;
@@ -92,10 +93,4 @@ export class RowCache {
 
 function costOf(e: Entry): number {
   return e.key.length + e.value.length + entryOverheadBytes;
-}
-
-function sameKey(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
