@@ -504,6 +504,7 @@ export class Engine implements AsyncDisposable {
     let last = this.#lastAssigned;
     let total = 0;
     let sync = false;
+    let lowest = Number.MAX_SAFE_INTEGER;
     for (let i = 0; i < n; i++) {
       const w = group[i];
       const b = w.batch!;
@@ -512,6 +513,7 @@ export class Engine implements AsyncDisposable {
       assert(Number.isSafeInteger(v), "version overflow");
       versions[i] = v;
       if (v > last) last = v;
+      for (const ev of b.versions) if ((ev || v) < lowest) lowest = ev || v;
       total += recordHeaderBytes + batchPayloadLength(b, v, w.appliedIndex);
       if (w.sync) sync = true;
     }
@@ -531,9 +533,22 @@ export class Engine implements AsyncDisposable {
       at = frameRecordInPlace(buf, at, end - at - recordHeaderBytes);
     }
     assert(at === total, "group buffer filled exactly");
+    // A durable group goes into the memtable while its fsync runs when every
+    // version it carries is above the published #currentVersion: reads are
+    // capped at that version, so none sees the group before it is
+    // acknowledged. (An explicit version at or below it would be visible at
+    // once; such a group waits for its fsync.)
+    const early = sync && lowest > this.#currentVersion;
+    const mem = this.#mem;
     const wal = this.#wal;
     try {
-      if (sync) await wal.appendDurable(buf, n);
+      if (early) {
+        await wal.appendDurable(
+          buf,
+          n,
+          () => this.#insertGroup(mem, group, versions, buf, positions),
+        );
+      } else if (sync) await wal.appendDurable(buf, n);
       else if (this.#o.walBufferBytes === 0) await wal.append(buf, n);
       else {
         wal.appendBuffered(buf, n);
@@ -547,34 +562,10 @@ export class Engine implements AsyncDisposable {
     this.#walBytes += total;
     this.#walRecords += n;
     if (sync) this.#walSyncs++;
-    // Apply to the memtable, oldest first, then acknowledge. The memtable copies
-    // keys and values from the logged buffer.
-    const mem = this.#mem;
-    let p = 0;
+    if (!early) this.#insertGroup(mem, group, versions, buf, positions);
     for (let i = 0; i < n; i++) {
       const w = group[i];
-      const b = w.batch!;
-      const v = versions[i];
-      for (let j = 0; j < b.count; j++) {
-        const keyAt = positions[p++];
-        const valueAt = positions[p++];
-        const keyLength = b.keys[j].length;
-        const valueLength = b.values[j].length;
-        const version = b.versions[j] || v;
-        mem.putFrom(
-          buf,
-          keyAt,
-          keyLength,
-          buf,
-          valueAt,
-          valueLength,
-          version,
-          b.kinds[j],
-          b.expiries[j],
-        );
-        this.#userBytes += keyLength + valueLength;
-      }
-      const batchVersion = Math.max(v, b.maxExplicitVersion);
+      const batchVersion = Math.max(versions[i], w.batch!.maxExplicitVersion);
       if (batchVersion > this.#currentVersion) this.#currentVersion = batchVersion;
       if (w.appliedIndex > mem.maxAppliedIndex) mem.maxAppliedIndex = w.appliedIndex;
       if (w.appliedIndex > this.#pendingAppliedIndex) this.#pendingAppliedIndex = w.appliedIndex;
@@ -582,6 +573,43 @@ export class Engine implements AsyncDisposable {
     if (sync) this.#appliedIndex = this.#pendingAppliedIndex;
     for (let i = 0; i < n; i++) {
       group[i].resolve({ version: Math.max(versions[i], group[i].batch!.maxExplicitVersion) });
+    }
+  }
+
+  /**
+   * Applies a logged group to the memtable, oldest first (it copies keys and
+   * values from the logged buffer). Reads see it once #currentVersion covers
+   * its versions.
+   */
+  #insertGroup(
+    mem: Memtable,
+    group: PendingWrite[],
+    versions: number[],
+    buf: Uint8Array,
+    positions: number[],
+  ): void {
+    let p = 0;
+    for (let i = 0; i < group.length; i++) {
+      const b = group[i].batch!;
+      const v = versions[i];
+      for (let j = 0; j < b.count; j++) {
+        const keyAt = positions[p++];
+        const valueAt = positions[p++];
+        const keyLength = b.keys[j].length;
+        const valueLength = b.values[j].length;
+        mem.putFrom(
+          buf,
+          keyAt,
+          keyLength,
+          buf,
+          valueAt,
+          valueLength,
+          b.versions[j] || v,
+          b.kinds[j],
+          b.expiries[j],
+        );
+        this.#userBytes += keyLength + valueLength;
+      }
     }
   }
 
@@ -829,6 +857,17 @@ export class Engine implements AsyncDisposable {
   }
 
   /**
+   * The version a read at `atVersion` (default: the newest) reads at: never
+   * above #currentVersion, so a durable group in the memtable before its
+   * fsync stays invisible until it is acknowledged.
+   */
+  #readVersion(atVersion: number | undefined): number {
+    const current = this.#currentVersion;
+    this.#checkReadable(atVersion ?? current);
+    return atVersion === undefined || atVersion > current ? current : atVersion;
+  }
+
+  /**
    * The raw newest entry of `key` at or below `atVersion` when it can be found
    * without any I/O (memtables, open tables, cached blocks); `blockNotCached`
    * when disk must be read.
@@ -953,8 +992,7 @@ export class Engine implements AsyncDisposable {
    * `get` can answer. Hot read paths use it to skip a promise per read.
    */
   getNow(key: Uint8Array, opts?: GetOptions): KV | undefined | typeof readNeedsIo {
-    const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
-    this.#checkReadable(at);
+    const at = this.#readVersion(opts?.atVersion);
     return this.#answerNow(this.#getEntryCached(key, at), opts?.nowMs);
   }
 
@@ -979,8 +1017,7 @@ export class Engine implements AsyncDisposable {
     opts: GetOptions | undefined,
     out: (KV | undefined | typeof readNeedsIo)[],
   ): void {
-    const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
-    this.#checkReadable(at);
+    const at = this.#readVersion(opts?.atVersion);
     const found = this.#foundScratch;
     this.#mem.getMany(keys, at, found);
     out.length = keys.length;
@@ -995,8 +1032,7 @@ export class Engine implements AsyncDisposable {
    * is absent, deleted or expired. Below the compacted version: CompactedError.
    */
   async get(key: Uint8Array, opts?: GetOptions): Promise<KV | undefined> {
-    const at = opts?.atVersion ?? Number.MAX_SAFE_INTEGER;
-    this.#checkReadable(at);
+    const at = this.#readVersion(opts?.atVersion);
     let e = this.#getEntryCached(key, at);
     if (e === blockNotCached) e = await this.#getEntry(key, at);
     if (e === undefined || e.kind === EntryKind.delete) return undefined;
@@ -1019,8 +1055,7 @@ export class Engine implements AsyncDisposable {
    * and compactions do not change what it returns.
    */
   async *scan(opts: ScanOptions = {}): AsyncIterableIterator<KV> {
-    const at = opts.atVersion ?? this.#currentVersion;
-    this.#checkReadable(at);
+    const at = this.#readVersion(opts.atVersion);
     const limit = opts.limit ?? Number.POSITIVE_INFINITY;
     if (!(limit > 0)) return;
     let start = opts.start;
@@ -1088,6 +1123,7 @@ export class Engine implements AsyncDisposable {
       start = opts.prefix;
       end = prefixEnd(opts.prefix);
     }
+    const upTo = this.#currentVersion; // not a durable group still being synced
     const v = this.#refVersion();
     const it = this.#mergedIterator(v);
     try {
@@ -1099,7 +1135,7 @@ export class Engine implements AsyncDisposable {
         if (end !== undefined && compareKeys(e.key, end) >= 0) break;
         const dup = lastKey !== undefined && e.version === lastVersion &&
           equalBytes(lastKey, e.key);
-        if (!dup && e.version > after) {
+        if (!dup && e.version > after && e.version <= upTo) {
           const h: HistoryEntry = {
             key: e.key,
             value: e.value,

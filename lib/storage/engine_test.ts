@@ -3,7 +3,7 @@ import { ManualClock } from "../common/clock.ts";
 import { CompactedError, InvalidArgumentError } from "../common/errors.ts";
 import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
 import { Engine, readNeedsIo } from "./engine.ts";
-import type { FileSystem } from "./fs.ts";
+import type { FileHandle, FileSystem } from "./fs.ts";
 import { MemFileSystem } from "./mem_fs.ts";
 import { WriteBatch } from "./write_batch.ts";
 
@@ -410,6 +410,81 @@ Deno.test("engine: sync: false writes become durable in the background every wal
   await after.close();
   assertTrue(kept.length >= 60 && kept.length < 100, `kept ${kept.length} of 100`);
   assertEquals(kept, kept.map((_, i) => `k${String(i).padStart(3, "0")}`), "a prefix, in order");
+});
+
+/** A FileSystem over `mem` whose WAL fsyncs wait while `held` (a gate the test opens). */
+function walSyncGate(mem: MemFileSystem) {
+  let release: () => void = () => {};
+  let gate: Promise<void> | undefined;
+  const gated = (path: string, h: FileHandle): FileHandle => {
+    if (!path.endsWith(".log")) return h;
+    return {
+      ...h,
+      path: h.path,
+      syncData: () => (gate ?? Promise.resolve()).then(() => h.syncData()),
+    };
+  };
+  const fs: FileSystem = {
+    create: async (path) => gated(path, await mem.create(path)),
+    open: async (path) => gated(path, await mem.open(path)),
+    readFile: (path) => mem.readFile(path),
+    rename: (from, to) => mem.rename(from, to),
+    remove: (path) => mem.remove(path),
+    list: (dir) => mem.list(dir),
+    mkdir: (dir) => mem.mkdir(dir),
+    syncDir: (dir) => mem.syncDir(dir),
+    stat: (path) => mem.stat(path),
+  };
+  return {
+    fs,
+    hold: () => (gate = new Promise<void>((r) => (release = r))),
+    open: () => {
+      gate = undefined;
+      release();
+    },
+  };
+}
+
+Deno.test("engine: a durable write applied to the memtable during its fsync stays invisible until it is acknowledged", async () => {
+  const mem = new MemFileSystem();
+  const g = walSyncGate(mem);
+  const e = await Engine.open("/db", { fs: g.fs });
+  await put(e, "a", "1");
+  const memtableBefore = e.stats().memtableBytes;
+  g.hold();
+  let acked = false;
+  const writing = e.write(new WriteBatch().put(utf8("a"), utf8("2")).put(utf8("b"), utf8("1")))
+    .then((r) => {
+      acked = true;
+      return r;
+    });
+  // Let the group's write finish and its memtable insert run; its fsync waits on the gate.
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+  assertTrue(!acked, "the write waits for its fsync");
+  assertTrue(e.stats().memtableBytes > memtableBefore, "the group is in the memtable already");
+  assertEquals(e.currentVersion, 1);
+  assertEquals(str((await e.get(utf8("a")))?.value), "1");
+  assertEquals(str((await e.get(utf8("a"), { atVersion: 1_000 }))?.value), "1");
+  assertEquals(await e.get(utf8("b")), undefined);
+  const now = e.getNow(utf8("a"));
+  assertTrue(now !== readNeedsIo && str(now?.value) === "1", "getNow reads the published version");
+  const many: Parameters<Engine["getManyNow"]>[2] = [];
+  e.getManyNow([utf8("a"), utf8("b")], undefined, many);
+  assertEquals(many.map((kv) => (kv === readNeedsIo ? "io" : str(kv?.value))), ["1", undefined]);
+  assertEquals(await keys(e), ["a=1"]);
+  assertEquals(await keys(e, { atVersion: 1_000 }), ["a=1"]);
+  const history: number[] = [];
+  for await (const h of e.history({ afterVersion: 0 })) history.push(h.version);
+  assertEquals(history, [1]);
+  const snap = e.snapshot();
+  assertEquals(snap.version, 1);
+  snap.release();
+  g.open();
+  assertEquals((await writing).version, 2);
+  assertEquals(str((await e.get(utf8("a")))?.value), "2");
+  assertEquals(str((await e.get(utf8("b")))?.value), "1");
+  assertEquals(await keys(e), ["a=2", "b=1"]);
+  await e.close();
 });
 
 Deno.test("engine: compactHistory does not wait for a flush in progress", async () => {

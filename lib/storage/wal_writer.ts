@@ -210,15 +210,22 @@ export class WalWriter {
    * not hold up the next write, so a caller may have several groups in
    * flight, whose fdatasyncs overlap (on preallocated space they scale:
    * docs/FORMATS.md). A failed write is cut off; a failed sync breaks the
-   * writer, as in `sync`. `onWritten` runs once the write is done, before
-   * the fsync (the bytes would survive a crash of the process, not of the
-   * machine).
+   * writer, as in `sync`. `onWritten` runs once the write is done, while
+   * the fsync runs (the bytes would survive a crash of the process, not of
+   * the machine).
    */
   appendDurable(buf: Uint8Array, records: number, onWritten?: () => void): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
     return this.append(buf, records).then(() => {
-      onWritten?.();
-      return this.#syncTo(this.#writtenBytes);
+      // The fsync starts first: onWritten's work overlaps it.
+      const synced = this.#syncTo(this.#writtenBytes);
+      try {
+        onWritten?.();
+      } catch (e) {
+        synced.catch(() => {}); // the caller gets this error; the sync's own, if any, breaks the writer
+        throw e;
+      }
+      return synced;
     });
   }
 

@@ -70,6 +70,8 @@ Deno.test("disk full: EIO on fsync makes the WAL read-only for good, reopen is c
   await fill(e, 0, 20);
   fs.injectError({ path: ".log", op: "sync", code: "EIO" });
   await assertRejects(() => e.write(putBatch("x", "1")), Error, "injected EIO");
+  // The failed group went into the memtable while its fsync ran; it never becomes visible.
+  assertEquals(await e.get(b("x")), undefined);
   // After a failed fsync the WAL cannot be trusted: later writes fail too, reads work.
   await assertRejects(() => e.write(putBatch("y", "1")), Error, "EIO");
   await checkAll(e, 20);
