@@ -4,7 +4,7 @@ import { utf8 } from "../common/bytes.ts";
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { applyConfChangeTo, validateConfChange } from "./membership.ts";
 import { TestCluster } from "./testing.ts";
-import { MessageType } from "./types.ts";
+import { MessageType, newMessage } from "./types.ts";
 
 Deno.test("thesis §4.1 one pending membership change at a time", () => {
   const c = new TestCluster(["n1", "n2", "n3"]);
@@ -189,4 +189,27 @@ Deno.test("thesis §3.10 a follower forwards a transfer request; a timed-out tra
   c.tick("n2", 20);
   assertEquals(c.node("n2").status().leadTransferee, "");
   assertTrue(c.node("n2").propose(utf8("ok again")).ok);
+});
+
+Deno.test("a learner ahead in term gets a stale leader to a newer term (no PreVote, no CheckQuorum)", () => {
+  // A voter that campaigned and was then demoted keeps its higher term, and a learner
+  // never campaigns: unless it answers the leader, it never hears from it again.
+  const c = new TestCluster(["n1", "n2"], {}, ["n3"]);
+  c.elect("n1");
+  assertEquals(c.leaders(), ["n1"]);
+  c.node("n3").step(
+    newMessage({ type: MessageType.Heartbeat, groupId: 1, from: "n2", to: "n3", term: 5 }),
+  );
+  assertEquals(c.node("n3").status().term, 5);
+  c.tick("n1", 1); // a heartbeat at term 1; n3 answers with its term
+  c.stabilize();
+  assertTrue(c.node("n1").status().term >= 5, "the old leader learned the newer term");
+  for (let i = 0; i < 50 && c.leaders().length === 0; i++) {
+    c.tickAll();
+    c.stabilize();
+  }
+  const leader = c.leaders()[0];
+  assertTrue(c.node(leader).propose(new Uint8Array([1])).ok);
+  c.stabilize();
+  assertEquals(c.node("n3").status().commit, c.node(leader).status().commit, "n3 follows again");
 });

@@ -535,10 +535,12 @@ export class Raft {
       }
     } else if (m.term < this.term) {
       if (
-        (this.cfg.checkQuorum || this.cfg.preVote) &&
+        (this.cfg.checkQuorum || this.cfg.preVote || !this.promotable()) &&
         (m.type === MessageType.Heartbeat || m.type === MessageType.Append)
       ) {
-        // A stale leader (e.g. back from a partition) learns of the newer term.
+        // A stale leader (e.g. back from a partition) learns of the newer term. Without
+        // checkQuorum and PreVote a voter ahead in term gets it there by campaigning; a
+        // learner (a voter demoted after it campaigned) cannot, so it answers too.
         this.#send(
           newMessage({
             type: MessageType.AppendResponse,
