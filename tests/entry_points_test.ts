@@ -87,6 +87,9 @@ Deno.test("server flags: defaults, the seed's start sequence, and clear errors",
   assertEquals(d.config.listenAddr, "127.0.0.1:7001");
   assertEquals(d.config.dataDir, "./data/node1");
   assertEquals(d.config.peers, []);
+  assertEquals(d.config.readLease, true);
+  const noLease = parseServerArgs(["--read-lease", "off"]);
+  assertTrue(noLease.kind === "run" && noLease.config.readLease === false);
   const n3 = parseServerArgs([
     "--node-id",
     "node3",
@@ -109,6 +112,7 @@ Deno.test("server flags: defaults, the seed's start sequence, and clear errors",
     [["--election-ms", "50", "--heartbeat-ms", "50"], "at least twice"],
     [["--heartbeat-ms", "0"], "between 1 and"],
     [["--log-level", "loud"], "--log-level"],
+    [["--read-lease", "yes"], "--read-lease: expected on or off"],
     [["--initial-cluster", "node2=127.0.0.1:7002"], "must include this node"],
     [["--peers", "a:1", "--initial-cluster", "node1=127.0.0.1:7001"], "not both"],
   ];

@@ -483,6 +483,7 @@ export class KVNode {
       onFatal: opts.onFatal ?? ((e) => log.error("fatal", { error: e.message })),
       installSnapshot: (snapshot) => node.#installSnapshot(snapshot),
       snapshotEntries: config.snapshotEntries,
+      leaseReads: config.readLease ?? true,
     });
     const node: KVNode = new KVNode(
       config,

@@ -74,6 +74,7 @@ import type { RaftLogStore } from "./raft_log_store.ts";
 import { requestIdOf } from "./command.ts";
 import type { ApplyEntry, ApplyResult, MemberRecord, StateMachine } from "./state_machine.ts";
 import type { Logger } from "./logger.ts";
+import { leaseDurationMs, ReadLease } from "./read_lease.ts";
 
 /**
  * Observes when entries pass each stage of the write path (benchmarks: the
@@ -111,6 +112,8 @@ export interface ReplicaOptions {
   installSnapshot: (snapshot: Snapshot) => Promise<void>;
   /** Log entries between two compactions of the log (behind a durable applied index). */
   snapshotEntries: number;
+  /** Serve linearizable reads on the leader from a lease (lib/node/read_lease.ts). */
+  leaseReads?: boolean;
 }
 
 /** The round number of a ReadIndex context this replica made (`r<number>`); -1 for any other. */
@@ -181,6 +184,12 @@ export class Replica {
   #readsByRound = new IdTable<PendingRead[]>();
   #readsAtIndex: ReadAtIndex[] = [];
   #readSeq = 0;
+  /** The leader's read lease; undefined when lease reads are off. */
+  #lease: ReadLease | undefined;
+  /** A round that only extends the lease is wanted (issued by the loop). */
+  #renewLease = false;
+  /** When the last tick ran (ticks closer than 0.9 tickMs are skipped: the lease relies on it). */
+  #lastTickMs = Number.NEGATIVE_INFINITY;
   #running = false;
   #again = false;
   #stopped = false;
@@ -236,7 +245,10 @@ export class Replica {
       checkQuorum: true,
       lazyCommitBroadcast: true,
       applied,
+      leaseReads: opts.leaseReads === true,
     });
+    const leaseMs = leaseDurationMs(opts.electionTicks, opts.tickMs);
+    if (opts.leaseReads === true && leaseMs > 0) this.#lease = new ReadLease(leaseMs);
   }
 
   /** Starts ticking and processing. */
@@ -459,10 +471,22 @@ export class Replica {
   /**
    * Linearizable read barrier (ReadIndex): resolves once this replica has
    * applied everything committed before the call, as confirmed by the leader
-   * with a heartbeat round. Reads arriving together share one round.
+   * with a heartbeat round. Reads arriving together share one round. A
+   * leader holding a read lease skips the round and waits only for its
+   * commit index to be applied.
    */
   readBarrier(deadlineMs: number): Promise<void> {
     if (this.#stopped) return Promise.reject(new ClosedError("node"));
+    const leased = this.#leaseReadIndex();
+    if (leased >= 0) {
+      if (leased <= this.#opts.stateMachine.appliedIndex) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const last = this.#readsAtIndex.at(-1);
+        const read = { deadlineMs, resolve, reject };
+        if (last !== undefined && last.index === leased) last.reads.push(read);
+        else this.#readsAtIndex.push({ index: leased, reads: [read] });
+      });
+    }
     if (this.#readQueue.length + this.#readsByRound.size >= maxPendingReads) {
       return Promise.reject(
         new KVError("NoQuorum", `too many reads in flight (limit ${maxPendingReads}); retry later`),
@@ -472,6 +496,23 @@ export class Replica {
       this.#readQueue.push({ deadlineMs, resolve, reject });
       this.#kick();
     });
+  }
+
+  /**
+   * The index a read may be served at from the lease now, or -1 when it
+   * needs a heartbeat round. Asks for a round that extends the lease when it
+   * runs low, so a steady stream of reads never waits for one.
+   */
+  #leaseReadIndex(): number {
+    const lease = this.#lease;
+    if (lease === undefined || this.#soft.role !== "leader") return -1;
+    const now = this.#opts.clock.nowMs();
+    const epoch = this.node.leaseEpoch;
+    if (!this.#renewLease && lease.wantsRenewal(now, epoch)) {
+      this.#renewLease = true;
+      this.#kick();
+    }
+    return lease.holds(now, epoch) ? this.node.leaseReadIndex() : -1;
   }
 
   /** Asks the leader to hand leadership to `nodeId`. */
@@ -490,6 +531,11 @@ export class Replica {
 
   #tick(): void {
     if (this.#stopped) return;
+    const now = this.#opts.clock.nowMs();
+    // Voters count election timeouts in ticks, and a leader's read lease trusts
+    // that they never come faster than this (a timer firing early or in a burst).
+    if (now - this.#lastTickMs < 0.9 * this.#opts.tickMs) return;
+    this.#lastTickMs = now;
     this.node.tick();
     // A leader's commit index waits for its next log write; when none came within a tick, it
     // is written now, so a restart soon after replays what this node had applied.
@@ -563,11 +609,14 @@ export class Replica {
   }
 
   #issueReadIndex(): void {
-    if (this.#readQueue.length === 0) return;
+    if (this.#readQueue.length === 0 && !this.#renewLease) return;
+    this.#renewLease = false;
     const reads = this.#readQueue;
     this.#readQueue = [];
     const round = ++this.#readSeq;
     const ctx = utf8(`r${round}`);
+    const askedAtMs = this.#opts.clock.nowMs();
+    const epoch = this.node.leaseEpoch;
     const r = this.node.readIndex(ctx);
     if (!r.ok) {
       const err = r.reason === "notLeader" && !r.leaderId
@@ -576,7 +625,9 @@ export class Replica {
       for (const read of reads) read.reject(err);
       return;
     }
-    this.#readsByRound.set(round, reads);
+    // Only a leader's own rounds make a lease (a follower's go to the leader).
+    if (this.#soft.role === "leader") this.#lease?.asked(round, askedAtMs, epoch);
+    if (reads.length > 0) this.#readsByRound.set(round, reads);
   }
 
   async #handleReady(rd: Ready): Promise<void> {
@@ -708,6 +759,7 @@ export class Replica {
   #takeReadStates(rd: Ready): void {
     for (const rs of rd.readStates) {
       const round = readRoundOf(rs.context);
+      this.#lease?.confirmed(round, this.node.leaseEpoch);
       const reads = this.#readsByRound.get(round);
       if (!reads) continue;
       this.#readsByRound.delete(round);

@@ -1,8 +1,8 @@
-import { assertEquals } from "../common/test_helpers.ts";
+import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
 import { ManualClock } from "../common/clock.ts";
 import { SeededRandom } from "../common/random.ts";
-import { EntryType } from "../raft/types.ts";
+import { EntryType, type Message, MessageType } from "../raft/types.ts";
 import { Engine } from "../storage/engine.ts";
 import type { FileHandle, FileSystem } from "../storage/fs.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
@@ -18,13 +18,20 @@ const conf = { voters: ["n1", "n2", "n3"], learners: [] };
 const put = (key: string, value: string) => encodeCommand(plainPut(key, value));
 
 /** A replica of `conf` with a manual clock (nothing ticks unless a test says so). */
-function replicaOf(nodeId: string, store: RaftLogStore, stateMachine: StateMachine): Replica {
+function replicaOf(
+  nodeId: string,
+  store: RaftLogStore,
+  stateMachine: StateMachine,
+  clock = new ManualClock(),
+  leaseReads = false,
+): Replica {
   return new Replica({
     nodeId,
     groupId: 0,
     store,
     stateMachine,
-    clock: new ManualClock(),
+    clock,
+    leaseReads,
     random: new SeededRandom(conf.voters.indexOf(nodeId) + 1),
     log: new Logger(nodeId, "error", () => {}),
     tickMs: 10,
@@ -167,5 +174,150 @@ Deno.test("a leader commits with its followers' copies but applies only what its
     fss[0].release();
     for (const r of replicas) await r.stop();
     for (const e of engines) await e.close();
+  }
+});
+
+/**
+ * Three replicas with lease reads on one manual clock, over an in-process
+ * network (a message arrives a turn later unless `drop` says otherwise), and
+ * the ReadIndex heartbeat rounds each one sent.
+ */
+async function leaseCluster() {
+  const ids = ["n1", "n2", "n3"];
+  const clock = new ManualClock();
+  const replicas: Replica[] = [];
+  const engines: Engine[] = [];
+  const contexts = new Map<string, Set<string>>(ids.map((id) => [id, new Set()]));
+  const rounds = { get: (id: string) => contexts.get(id)!.size };
+  const net = { drop: (_m: Message) => false };
+  for (const id of ids) {
+    const fs = new MemFileSystem();
+    const store = await RaftLogStore.open(fs, "/raft", 0, conf);
+    const engine = await Engine.open("/sm", { fs });
+    engines.push(engine);
+    replicas.push(replicaOf(id, store, new StateMachine(engine), clock, true));
+  }
+  for (const r of replicas) {
+    r.transport = {
+      send: (messages) => {
+        for (const m of messages) {
+          if (m.type === MessageType.Heartbeat && (m.context?.length ?? 0) > 0) {
+            contexts.get(m.from)!.add(new TextDecoder().decode(m.context));
+          }
+          if (net.drop(m)) continue;
+          const to = replicas[ids.indexOf(m.to)];
+          setTimeout(() => to.step([m]), 0);
+        }
+      },
+    };
+    r.start();
+  }
+  const turns = async (n = 5) => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setTimeout(r, 0));
+  };
+  /** Lets `ms` of cluster time pass a tick at a time, delivering messages in between. */
+  const elapse = async (ms: number) => {
+    for (let t = 0; t < ms; t += 10) {
+      clock.advance(Math.min(10, ms - t));
+      await turns();
+    }
+  };
+  // Voters ignore votes for one election timeout after starting; then someone wins.
+  let leader: Replica | undefined;
+  for (let i = 0; i < 100 && leader === undefined; i++) {
+    clock.advance(10);
+    await turns();
+    leader = replicas.find((r) => r.isLeader);
+  }
+  assertTrue(leader !== undefined, "a leader within 1 s of cluster time");
+  const stop = async () => {
+    for (const r of replicas) await r.stop();
+    for (const e of engines) await e.close();
+  };
+  return { clock, replicas, leader, rounds, net, turns, elapse, stop };
+}
+
+Deno.test("lease reads: after one confirmed round the leader serves reads without heartbeat rounds until the lease runs out", async () => {
+  const c = await leaseCluster();
+  try {
+    const id = c.leader.node.id;
+    await c.leader.propose(put("a", "1"), c.clock.nowMs() + 5_000);
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000); // takes the lease
+    const after = c.rounds.get(id)!;
+    for (let i = 0; i < 20; i++) await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    await c.turns();
+    assertEquals(c.rounds.get(id), after, "no round while the lease holds");
+
+    // With under half the lease left, a read asks for one round in the background.
+    await c.elapse(70);
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    await c.turns();
+    assertEquals(c.rounds.get(id), after + 1, "one renewal round");
+    // From here on no follower answers: only a lease can serve a read.
+    c.net.drop = (m) => m.from !== id;
+    await c.elapse(100); // past the first lease, within the renewed one
+    let served = false;
+    const leased = c.leader.readBarrier(c.clock.nowMs() + 5_000).then(() => (served = true));
+    await c.turns();
+    assertTrue(served, "served from the renewed lease without an answer from anyone");
+    await leased;
+
+    // The lease lapses and reads wait for a round again.
+    await c.elapse(30);
+    let outcome = "";
+    const read = c.leader.readBarrier(c.clock.nowMs() + 5_000).then(
+      () => (outcome = "confirmed"),
+      (e) => (outcome = String(e)),
+    );
+    await c.turns();
+    assertEquals(outcome, "", "a read waits for a quorum once the lease ran out");
+    c.net.drop = () => false;
+    for (let i = 0; i < 50 && outcome === ""; i++) await c.elapse(10);
+    await read;
+    assertEquals(outcome, "confirmed", "confirmed by the next heartbeat round");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("lease reads: a leadership transfer ends the lease at once", async () => {
+  const c = await leaseCluster();
+  try {
+    const id = c.leader.node.id;
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    const target = c.replicas.find((r) => r !== c.leader)!.node.id;
+    c.net.drop = (m) => m.to === target; // the transfer cannot finish
+    c.leader.transferLeader(target);
+    await c.turns();
+    const before = c.rounds.get(id)!;
+    let outcome = "";
+    const read = c.leader.readBarrier(c.clock.nowMs() + 5_000).then(
+      () => (outcome = "confirmed"),
+      (e) => (outcome = String(e)),
+    );
+    for (let i = 0; i < 50 && outcome === ""; i++) await c.elapse(10);
+    assertTrue(outcome !== "", "the read finished");
+    assertTrue(c.rounds.get(id)! > before, "the read waited for a heartbeat round, not the lease");
+    await read;
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("lease reads: a follower's reads always go to the leader", async () => {
+  const c = await leaseCluster();
+  try {
+    const follower = c.replicas.find((r) => r !== c.leader)!;
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    const before = c.rounds.get(c.leader.node.id)!;
+    for (let i = 0; i < 3; i++) {
+      await c.elapse(200); // the leader's lease lapses: each forwarded read needs a round
+      await follower.readBarrier(c.clock.nowMs() + 5_000);
+    }
+    assertTrue(c.rounds.get(c.leader.node.id)! >= before + 3, "the leader confirmed each");
+    assertEquals(c.rounds.get(follower.node.id), 0, "a follower sends no heartbeats");
+  } finally {
+    await c.stop();
   }
 });

@@ -57,6 +57,17 @@ export interface RaftConfig {
    * apply up to a tick later. Safety does not depend on it.
    */
   lazyCommitBroadcast?: boolean;
+  /**
+   * The leader serves linearizable reads from a lease (kept by the driver,
+   * which has a clock): after a quorum acknowledges a heartbeat round, no
+   * other leader can be elected for one election timeout, because a voter
+   * that heard from its leader ignores (Pre)Votes for that long (checkQuorum,
+   * required). For the lease to hold across restarts, a voter also ignores
+   * them for one election timeout after it starts (it may have acknowledged
+   * the round before it went down). `leaseEpoch` tells the driver when a
+   * lease taken earlier no longer holds.
+   */
+  leaseReads?: boolean;
 }
 
 /** Default election timeout in ticks (150 ms at a 10 ms tick). */
@@ -85,7 +96,9 @@ export function resolveConfig(c: RaftConfig): ResolvedRaftConfig {
     maxUncommittedBytes: c.maxUncommittedBytes ?? 16 * maxAppendBytes,
     maxApplyBytesPerReady: c.maxApplyBytesPerReady ?? 16 * maxAppendBytes,
     lazyCommitBroadcast: c.lazyCommitBroadcast ?? false,
+    leaseReads: c.leaseReads ?? false,
   };
+  assert(!resolved.leaseReads || resolved.checkQuorum, "raft config: leaseReads needs checkQuorum");
   assert(resolved.maxInflight > 0 && resolved.maxSizePerMsg > 0, "raft config: bad caps");
   return resolved;
 }

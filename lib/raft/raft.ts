@@ -74,6 +74,14 @@ export class Raft {
   randomizedElectionTimeout = 0;
   /** Target of an ongoing leadership transfer, "" when none. */
   leadTransferee = "";
+  /**
+   * Bumped whenever a read lease taken before may stop holding: a change of
+   * term or role, the start of a leadership transfer (its forced election
+   * ignores leases), a membership change (another quorum).
+   */
+  leaseEpoch = 0;
+  /** Ticks left during which a just-started voter ignores (Pre)Votes (leaseReads). */
+  #startQuietTicks = 0;
   /** Index of the newest ConfChange entry proposed by this leader; none may follow until applied. */
   pendingConfIndex = 0;
   /** Bytes of entries proposed in this term and not yet applied. */
@@ -116,6 +124,7 @@ export class Raft {
     }
     if (this.cfg.applied > 0) this.log.appliedTo(Math.max(this.cfg.applied, this.log.applied));
     this.becomeFollower(this.term, "");
+    if (this.cfg.leaseReads) this.#startQuietTicks = this.cfg.electionTicks;
   }
 
   // ---- roles -------------------------------------------------------------
@@ -131,6 +140,7 @@ export class Raft {
   }
 
   #reset(term: number): void {
+    this.leaseEpoch++;
     if (this.term !== term) {
       this.term = term;
       this.vote = "";
@@ -389,6 +399,7 @@ export class Raft {
 
   /** Advances logical time by one tick. */
   tick(): void {
+    if (this.#startQuietTicks > 0) this.#startQuietTicks--;
     if (this.role === "leader") this.#tickHeartbeat();
     else this.#tickElection();
   }
@@ -517,8 +528,9 @@ export class Raft {
     } else if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = m.context !== undefined && equalBytes(m.context, transferContext);
-        const inLease = this.cfg.checkQuorum && this.lead !== "" &&
-          this.electionElapsed < this.cfg.electionTicks;
+        const inLease = this.cfg.checkQuorum &&
+          ((this.lead !== "" && this.electionElapsed < this.cfg.electionTicks) ||
+            this.#startQuietTicks > 0);
         if (!force && inLease) return; // we heard from a leader recently: ignore (thesis §4.2.3)
       }
       if (m.type === MessageType.PreVote) {
@@ -1052,6 +1064,7 @@ export class Raft {
     if (!pr || pr.isLearner || to === this.id) return;
     if (this.leadTransferee === to) return;
     this.leadTransferee = to;
+    this.leaseEpoch++;
     this.electionElapsed = 0; // the transfer must finish within one election timeout
     if (pr.match === this.log.lastIndex()) this.#sendTimeoutNow(to);
     else this.#markDirty(to, true);
@@ -1062,6 +1075,7 @@ export class Raft {
   /** Switches to the configuration after `change` (called when its entry is applied). */
   applyConfChange(change: ConfChange): ConfState {
     this.pendingConfIndex = 0;
+    this.leaseEpoch++;
     this.conf = applyConfChangeTo(this.conf, change);
     const last = this.log.lastIndex();
     for (const id of [...this.progress.keys()]) {

@@ -131,6 +131,29 @@ export class RaftNode {
     return this.#raft.proposeAnywhere(data);
   }
 
+  /**
+   * Changes whenever a read lease taken before may no longer hold (see
+   * RaftConfig.leaseReads): the driver keeps a lease only while this stays
+   * what it was when the lease's heartbeat round was asked for.
+   */
+  get leaseEpoch(): number {
+    return this.#raft.leaseEpoch;
+  }
+
+  /**
+   * The index a leader may serve a read at without a heartbeat round while
+   * it holds a lease (its commit index), or -1 when it may not: not the
+   * leader, no entry of its term committed yet (its commit index may be
+   * stale), or a leadership transfer under way.
+   */
+  leaseReadIndex(): number {
+    const r = this.#raft;
+    if (r.role !== "leader" || r.leadTransferee !== "" || !r.committedEntryInCurrentTerm()) {
+      return -1;
+    }
+    return r.log.committed;
+  }
+
   /** Requests a linearizable read; the result arrives as a ReadState in a later Ready. */
   readIndex(context: Uint8Array): { ok: true } | Rejection {
     return this.#raft.readIndex(context);

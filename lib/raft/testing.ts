@@ -33,6 +33,7 @@ export interface TestClusterOptions {
   maxSizePerMsg?: number;
   maxInflight?: number;
   lazyCommitBroadcast?: boolean;
+  leaseReads?: boolean;
   /** Called with every Ready a node produces (scenario output, tracing). */
   onReady?: (id: string, rd: Ready) => void;
 }
@@ -81,6 +82,7 @@ export class TestCluster {
       maxSizePerMsg: this.opts.maxSizePerMsg,
       maxInflight: this.opts.maxInflight,
       lazyCommitBroadcast: this.opts.lazyCommitBroadcast,
+      leaseReads: this.opts.leaseReads,
       applied: st.snapshot().meta.index,
       ...extra,
     });

@@ -41,6 +41,11 @@ export interface NodeConfig {
   initialCluster: Map<string, string> | undefined;
   /** How this node streams snapshots to lagging followers. */
   snapshotTransport?: "native" | "grpc";
+  /**
+   * The leader serves linearizable reads from a lease instead of a heartbeat
+   * round per batch (default on; lib/node/read_lease.ts).
+   */
+  readLease?: boolean;
 }
 
 /** The outcome of parsing argv: run with a config, print help/version, or fail with usage. */
@@ -71,6 +76,8 @@ OPTIONS:
   --resp-addr <HOST:PORT>   also serve the Redis protocol (RESP2) here  [default: off]
                             (port 0: any free port, printed at start)
   --snapshot-transport <T>  native | grpc (InstallSnapshot) for snapshots [default: native]
+  --read-lease <on|off>     leader answers linearizable reads from a lease
+                            (off: a heartbeat round per batch of reads) [default: on]
   --initial-cluster <ID=H:P,...>  start a static cluster (tests)
   --log-level <LEVEL>       debug | info | warn | error                 [default: info]
   -h, --help                print this help
@@ -130,6 +137,7 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
         "advertise-addr": { type: "string" },
         "history-revisions": { type: "string" },
         "snapshot-transport": { type: "string" },
+        "read-lease": { type: "string" },
         peers: { type: "string" },
         "data-dir": { type: "string" },
         "heartbeat-ms": { type: "string" },
@@ -236,6 +244,13 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
       }`,
     };
   }
+  const readLease = values["read-lease"] ?? "on";
+  if (readLease !== "on" && readLease !== "off") {
+    return {
+      kind: "error",
+      message: `--read-lease: expected on or off, got ${JSON.stringify(readLease)}`,
+    };
+  }
   let respAddr: string | undefined;
   if (values["resp-addr"] !== undefined) {
     // Port 0: any free port, printed at start ("serving RESP on HOST:PORT").
@@ -291,6 +306,7 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
       respAddr,
       initialCluster,
       snapshotTransport,
+      readLease: readLease === "on",
     },
   };
 }

@@ -26,6 +26,12 @@ import {
 import { Checker, InvariantError } from "./invariants.ts";
 import { Kv } from "./kv.ts";
 import { Network } from "./network.ts";
+import { leaseDurationMs, ReadLease } from "../../lib/node/read_lease.ts";
+
+/** Simulator steps per Raft tick (message delays are counted in steps). */
+export const stepsPerTick = 4;
+/** The election timeout of every simulated node, in ticks. */
+const simElectionTicks = 15;
 
 /** Knobs of one simulated cluster. */
 export interface ClusterOptions {
@@ -47,6 +53,13 @@ export interface ClusterOptions {
   leaderWriteBehind?: boolean;
   /** Leaders announce commits lazily (RaftConfig.lazyCommitBroadcast). */
   lazyCommitBroadcast?: boolean;
+  /**
+   * Leaders serve reads from a lease (RaftConfig.leaseReads, needs
+   * checkQuorum), kept by lib/node/read_lease.ts on the simulator's clock
+   * (steps; a node ticks at most once per `stepsPerTick` steps, less when
+   * paused), and checked for staleness like every read.
+   */
+  leaseReads?: boolean;
 }
 
 /** A leader's log write in flight (write-behind mode). */
@@ -75,6 +88,8 @@ export class SimNode {
   writes: WriteInFlight[] = [];
   /** Readies whose committed entries wait for their local write (write-behind mode). */
   applies: Ready[] = [];
+  /** The read lease while it leads (lease reads on); lost in a crash. */
+  lease: ReadLease | undefined;
 
   constructor(readonly id: string, readonly storage: MemoryStorage, bootstrap: ConfState) {
     this.confAtApplied = bootstrap;
@@ -109,6 +124,8 @@ export interface SimStats {
   committed: number;
   writesAcked: number;
   readsChecked: number;
+  /** Reads a leader served from its lease (no heartbeat round). */
+  leaseReads: number;
   crashes: number;
   snapshotsSent: number;
   compactions: number;
@@ -140,6 +157,7 @@ export class Cluster {
     committed: 0,
     writesAcked: 0,
     readsChecked: 0,
+    leaseReads: 0,
     crashes: 0,
     snapshotsSent: 0,
     compactions: 0,
@@ -151,7 +169,11 @@ export class Cluster {
   /** Optional trace of notable events (printed when a seed fails with TRACE=1). */
   trace: string[] | undefined;
 
+  /** Lease reads on: they need checkQuorum. */
+  readonly #leaseReads: boolean;
+
   constructor(readonly rng: SeededRandom, size: number, public opts: ClusterOptions) {
+    this.#leaseReads = opts.leaseReads === true && opts.checkQuorum;
     this.net = new Network(rng.fork());
     this.net.onDrop = (m) => this.#onDrop(m);
     const voters: string[] = [];
@@ -182,7 +204,7 @@ export class Cluster {
       groupId: 1,
       storage: node.storage,
       random: this.rng.fork(),
-      electionTicks: 15,
+      electionTicks: simElectionTicks,
       heartbeatTicks: 5,
       preVote: this.opts.preVote,
       checkQuorum: this.opts.checkQuorum,
@@ -190,7 +212,11 @@ export class Cluster {
       maxSizePerMsg: this.opts.maxSizePerMsg,
       maxInflight: this.opts.maxInflight,
       lazyCommitBroadcast: this.opts.lazyCommitBroadcast,
+      leaseReads: this.#leaseReads,
     });
+    node.lease = this.#leaseReads
+      ? new ReadLease(leaseDurationMs(simElectionTicks, stepsPerTick))
+      : undefined;
     this.checker.restarted(node.id, node.raft.status().commit);
   }
 
@@ -444,7 +470,9 @@ export class Cluster {
       this.#ackWrite(node, e.index, e.term, e.data);
     }
     for (const rs of rd.readStates) {
-      const r = this.#pendingReads.get(fromUtf8(rs.context));
+      const ctx = fromUtf8(rs.context);
+      node.lease?.confirmed(Number(ctx.slice(1)), node.raft!.leaseEpoch);
+      const r = this.#pendingReads.get(ctx);
       if (r && r.node === node.id) {
         r.readIndex = rs.index;
         r.released = true;
@@ -502,20 +530,29 @@ export class Cluster {
     if ((this.#ackedIndex.get(w.key) ?? 0) < index) this.#ackedIndex.set(w.key, index);
   }
 
-  /** A client linearizable read of `key` through node `id`. */
+  /**
+   * A client linearizable read of `key` through node `id`: from the lease
+   * when `id` leads and holds one, else confirmed by a ReadIndex round.
+   */
   read(id: string, key: string): boolean {
-    const raft = this.nodes.get(id)?.raft;
-    if (!raft) return false;
-    const ctx = `r${++this.#readSeq}`;
+    const node = this.nodes.get(id);
+    const raft = node?.raft;
+    if (!node || !raft) return false;
+    const seq = ++this.#readSeq;
+    const minIndex = this.#ackedIndex.get(key) ?? 0;
+    const leader = raft.status().role === "leader";
+    if (leader && node.lease?.holds(this.now, raft.leaseEpoch) && raft.leaseReadIndex() >= 0) {
+      this.stats.leaseReads++;
+      const readIndex = raft.leaseReadIndex();
+      this.#pendingReads.set(`l${seq}`, { node: id, key, minIndex, readIndex, released: true });
+      return true;
+    }
+    const ctx = `r${seq}`;
+    const epoch = raft.leaseEpoch;
     const res = raft.readIndex(utf8(ctx));
     if (!res.ok) return false;
-    this.#pendingReads.set(ctx, {
-      node: id,
-      key,
-      minIndex: this.#ackedIndex.get(key) ?? 0,
-      readIndex: 0,
-      released: false,
-    });
+    if (leader) node.lease?.asked(seq, this.now, epoch);
+    this.#pendingReads.set(ctx, { node: id, key, minIndex, readIndex: 0, released: false });
     return true;
   }
 

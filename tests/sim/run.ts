@@ -38,11 +38,15 @@ export function main(args: string[]): number {
   const t0 = performance.now();
   let committed = 0;
   let checks = 0;
+  let reads = 0;
+  let leaseReads = 0;
   for (const seed of seeds) {
     for (const nodes of sizes) {
       const r = runSeed({ seed, nodes, trace, ticks: ticksArg ? Number(ticksArg) : undefined });
       committed += r.stats.committed;
       checks += r.stats.checks;
+      reads += r.stats.readsChecked;
+      leaseReads += r.stats.leaseReads;
       if (seeds.length === 1 || !r.ok) {
         console.log(`seed ${seed} nodes ${nodes}: ${r.ok ? "ok" : "FAILED"} (${r.config})`);
         console.log(`  ${JSON.stringify(r.stats)}`);
@@ -58,7 +62,8 @@ export function main(args: string[]): number {
   const secs = (performance.now() - t0) / 1000;
   console.log(
     `${seeds.length} seeds x ${sizes.length} sizes: ${failed} failed, ${committed} entries committed, ` +
-      `${checks} invariant checks, ${secs.toFixed(1)} s`,
+      `${checks} invariant checks, ${reads} reads checked (${leaseReads} from a lease), ` +
+      `${secs.toFixed(1)} s`,
   );
   return failed;
 }

@@ -8,7 +8,7 @@
  */
 
 import { SeededRandom } from "../../lib/common/random.ts";
-import { Cluster, type SimStats } from "./cluster.ts";
+import { Cluster, type SimStats, stepsPerTick } from "./cluster.ts";
 
 /** Options of one run. */
 export interface RunOptions {
@@ -33,8 +33,7 @@ export interface RunResult {
   config: string;
 }
 
-/** Simulator steps per Raft tick (message delays are counted in steps). */
-export const stepsPerTick = 4;
+export { stepsPerTick } from "./cluster.ts";
 
 function pick<T>(rng: SeededRandom, xs: T[]): T {
   return xs[rng.nextInt(xs.length)];
@@ -66,13 +65,15 @@ export function runSeed(o: RunOptions): RunResult {
     maxInflight: rng.nextFloat() < 0.5 ? 1 + rng.nextInt(8) : undefined,
     leaderWriteBehind: rng.nextFloat() < 0.5,
     lazyCommitBroadcast: rng.nextFloat() < 0.5,
+    leaseReads: checkQuorum && rng.nextFloat() < 0.5,
   };
   const config = `preVote=${preVote} checkQuorum=${checkQuorum} compactEvery=${compactEvery} ` +
     `midReadyCrash=${opts.midReadyCrashRate} maxSizePerMsg=${
       opts.maxSizePerMsg ?? "-"
     } maxInflight=${
       opts.maxInflight ?? "-"
-    } writeBehind=${opts.leaderWriteBehind} lazyCommit=${opts.lazyCommitBroadcast}`;
+    } writeBehind=${opts.leaderWriteBehind} lazyCommit=${opts.lazyCommitBroadcast} ` +
+    `leaseReads=${opts.leaseReads}`;
   const c = new Cluster(rng, o.nodes, opts);
   if (o.trace) c.trace = [];
   const ticks = o.ticks ?? 600;

@@ -1,0 +1,96 @@
+/**
+ * A leader's read lease. ReadIndex confirms leadership with a heartbeat
+ * round per batch of reads; a lease lets the leader skip those rounds for a
+ * while. Once a quorum has acknowledged a round asked for at time T, no
+ * other leader can be elected before T plus about one election timeout: each
+ * voter that acknowledged ignores (Pre)Votes for that long after hearing
+ * from its leader, or after restarting (RaftConfig.leaseReads). Until then
+ * the leader's commit index is as fresh as a round would make it.
+ *
+ * The lease is measured on the leader's monotonic clock from when the round
+ * was asked for (before its heartbeats left), so delays in sending,
+ * delivering or processing only shorten it. It holds only while the core's
+ * `leaseEpoch` is the one the round was asked under: a change of term or
+ * role, a leadership transfer (whose forced election ignores leases) or a
+ * membership change ends it. Voters count their election timeout in ticks,
+ * which the driver never lets run faster than 0.9 of a tick apart; the
+ * duration leaves two ticks of margin below that (`leaseDurationMs`).
+ *
+ * Pure: time comes in as arguments.
+ *
+ * @module
+ */
+
+/** A heartbeat round asked for and not yet confirmed. */
+interface AskedRound {
+  round: number;
+  askedAtMs: number;
+  epoch: number;
+}
+
+/**
+ * How long a lease lasts for a given election timeout: voters ignore votes
+ * for `electionTicks` ticks at least 0.9 tick apart, the first of which may
+ * come at once; two ticks are kept as margin. 0 (no lease) when the timeout
+ * is too short to leave any.
+ */
+export function leaseDurationMs(electionTicks: number, tickMs: number): number {
+  return Math.max(0, (electionTicks - 2) * tickMs * 0.9);
+}
+
+/** The lease of one leader, fed with its ReadIndex rounds. */
+export class ReadLease {
+  /** End of the lease (exclusive), on the monotonic clock. */
+  #untilMs = Number.NEGATIVE_INFINITY;
+  /** The core's leaseEpoch the lease was taken under. */
+  #epoch = -1;
+  #asked: AskedRound[] = [];
+
+  constructor(readonly durationMs: number) {}
+
+  /** A round was asked for at `nowMs` while the core's lease epoch was `epoch`. */
+  asked(round: number, nowMs: number, epoch: number): void {
+    this.#asked.push({ round, askedAtMs: nowMs, epoch });
+  }
+
+  /**
+   * A quorum confirmed `round`; `epoch` is the core's lease epoch now. The
+   * lease runs from when the round was asked for, if nothing that ends
+   * leases happened since.
+   */
+  confirmed(round: number, epoch: number): void {
+    const asked = this.#asked;
+    let i = 0;
+    while (i < asked.length && asked[i].round <= round) {
+      const a = asked[i++];
+      if (a.round !== round || a.epoch !== epoch) continue;
+      const until = a.askedAtMs + this.durationMs;
+      if (this.#epoch !== epoch || until > this.#untilMs) this.#untilMs = until;
+      this.#epoch = epoch;
+    }
+    if (i > 0) asked.splice(0, i);
+  }
+
+  /** True when a read at `nowMs`, lease epoch `epoch`, may skip the heartbeat round. */
+  holds(nowMs: number, epoch: number): boolean {
+    return epoch === this.#epoch && nowMs < this.#untilMs;
+  }
+
+  /**
+   * True when a round should be asked for now to extend the lease: it has
+   * less than half its duration left (or none) and no round that could
+   * extend it is in flight. Rounds from an earlier epoch, or older than a
+   * lease (lost), no longer count as in flight.
+   */
+  wantsRenewal(nowMs: number, epoch: number): boolean {
+    const asked = this.#asked;
+    let stale = 0;
+    while (
+      stale < asked.length &&
+      (asked[stale].epoch !== epoch || nowMs - asked[stale].askedAtMs >= this.durationMs)
+    ) stale++;
+    if (stale > 0) asked.splice(0, stale);
+    if (asked.length > 0) return false;
+    return !this.holds(nowMs + this.durationMs / 2, epoch);
+  }
+}

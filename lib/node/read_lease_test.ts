@@ -1,0 +1,57 @@
+import { assertEquals, assertTrue } from "../common/test_helpers.ts";
+import { leaseDurationMs, ReadLease } from "./read_lease.ts";
+
+Deno.test("read lease: lasts two ticks less than the election timeout, at 0.9 of a tick", () => {
+  assertEquals(leaseDurationMs(15, 10), 117);
+  assertEquals(leaseDurationMs(2, 10), 0, "too short a timeout leaves no lease");
+});
+
+Deno.test("read lease: runs from when its round was asked for, not when it was confirmed", () => {
+  const lease = new ReadLease(100);
+  assertTrue(!lease.holds(0, 1), "none before a round");
+  lease.asked(1, 1_000, 1);
+  assertTrue(!lease.holds(1_000, 1), "none while the round is in flight");
+  lease.confirmed(1, 1);
+  assertTrue(lease.holds(1_050, 1));
+  assertTrue(lease.holds(1_099.9, 1));
+  assertTrue(!lease.holds(1_100, 1), "over 100 ms after the round was asked for");
+});
+
+Deno.test("read lease: a change of epoch before or after the confirmation ends it", () => {
+  const lease = new ReadLease(100);
+  lease.asked(1, 0, 1);
+  lease.confirmed(1, 2); // e.g. a transfer started while the round was out
+  assertTrue(!lease.holds(10, 2), "a round asked under an older epoch gives no lease");
+  assertTrue(!lease.holds(10, 1));
+  lease.asked(2, 20, 2);
+  lease.confirmed(2, 2);
+  assertTrue(lease.holds(30, 2));
+  assertTrue(!lease.holds(30, 3), "the epoch moved on: the lease no longer holds");
+});
+
+Deno.test("read lease: later rounds extend it, earlier confirmations never shorten it", () => {
+  const lease = new ReadLease(100);
+  lease.asked(1, 0, 1);
+  lease.asked(2, 60, 1);
+  lease.confirmed(2, 1); // confirms round 2 (round 1 is dropped unconfirmed)
+  assertTrue(lease.holds(150, 1));
+  lease.confirmed(1, 1); // late and already dropped: no effect
+  assertTrue(lease.holds(150, 1));
+  assertTrue(!lease.holds(160, 1));
+});
+
+Deno.test("read lease: asks for a renewal when less than half is left and no round is out", () => {
+  const lease = new ReadLease(100);
+  assertTrue(lease.wantsRenewal(0, 1), "no lease yet");
+  lease.asked(1, 0, 1);
+  assertTrue(!lease.wantsRenewal(10, 1), "a round is in flight");
+  lease.confirmed(1, 1);
+  assertTrue(!lease.wantsRenewal(40, 1), "60 ms left");
+  assertTrue(lease.wantsRenewal(51, 1), "49 ms left");
+  lease.asked(2, 51, 1);
+  assertTrue(!lease.wantsRenewal(60, 1));
+  // The round is lost (a dropped heartbeat): after a lease's length it no longer blocks renewal.
+  assertTrue(lease.wantsRenewal(151, 1));
+  lease.asked(3, 151, 1);
+  assertTrue(lease.wantsRenewal(152, 2), "a round of an older epoch does not count");
+});

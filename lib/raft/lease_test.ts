@@ -1,0 +1,96 @@
+// What a leader's read lease relies on in the core (RaftConfig.leaseReads): voters that
+// stay quiet after starting, and a lease epoch that changes whenever a lease may end.
+import { assertEquals, assertTrue } from "../common/test_helpers.ts";
+import { TestCluster } from "./testing.ts";
+import { MessageType, newMessage } from "./types.ts";
+
+const opts = { checkQuorum: true, preVote: true, leaseReads: true, electionTicks: 10 };
+
+/** A Vote for term 9 from `from` to `to`, with a log far ahead (it would be granted on merit). */
+function vote(from: string, to: string) {
+  return newMessage({
+    type: MessageType.Vote,
+    groupId: 1,
+    from,
+    to,
+    term: 9,
+    index: 100,
+    logTerm: 9,
+  });
+}
+
+Deno.test("lease reads: a voter ignores votes for one election timeout after it starts", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], opts);
+  // Just started: n2 may have acknowledged a leader's round before it went down.
+  c.node("n2").step(vote("n3", "n2"));
+  assertEquals(c.node("n2").status().term, 0, "ignored while quiet");
+  assertTrue(!c.node("n2").hasReady(), "no answer at all");
+  c.tick("n2", opts.electionTicks - 1);
+  c.node("n2").step(vote("n3", "n2"));
+  assertEquals(c.node("n2").status().term, 0, "still quiet one tick before the timeout");
+  c.tick("n2", 1);
+  c.node("n2").step(vote("n3", "n2"));
+  assertEquals(c.node("n2").status().term, 9, "heard after one election timeout");
+  assertEquals(c.node("n2").status().vote, "n3");
+});
+
+Deno.test("lease reads: without them a restarted voter answers votes at once", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], { ...opts, leaseReads: false });
+  c.node("n2").step(vote("n3", "n2"));
+  assertEquals(c.node("n2").status().term, 9);
+});
+
+Deno.test("lease reads: a cluster still elects a leader once its voters' quiet time is over", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], opts);
+  c.elect("n1");
+  assertEquals(c.leaders(), [], "nobody answers a campaign during the quiet time");
+  for (let i = 0; i < 40 && c.leaders().length === 0; i++) {
+    c.tickAll();
+    c.stabilize();
+  }
+  assertEquals(c.leaders().length, 1);
+  const leader = c.leaders()[0];
+  // A restart of a follower makes it quiet again, and the leader keeps leading.
+  const follower = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  c.restart(follower);
+  const term = c.node(follower).status().term;
+  assertTrue(term > 0 && term < 9);
+  c.node(follower).step(vote("x", follower));
+  assertEquals(c.node(follower).status().term, term, "the restarted voter ignores the vote");
+});
+
+Deno.test("lease reads: the lease epoch changes on a transfer, a membership change and a new term", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], opts);
+  c.tickAll(opts.electionTicks);
+  c.elect("n1");
+  for (let i = 0; i < 40 && c.leaders().length === 0; i++) {
+    c.tickAll();
+    c.stabilize();
+  }
+  const leader = c.leaders()[0];
+  const n = c.node(leader);
+  c.stabilize();
+  assertEquals(n.leaseReadIndex(), n.status().commit, "a leader with its term committed");
+  const follower = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  assertEquals(c.node(follower).leaseReadIndex(), -1, "a follower never serves from a lease");
+
+  let epoch = n.leaseEpoch;
+  assertTrue(n.proposeMembershipChange({ type: "addLearner", nodeId: "n4" }).ok);
+  c.stabilize();
+  assertTrue(n.leaseEpoch > epoch, "applying a membership change ends the lease");
+
+  epoch = n.leaseEpoch;
+  c.isolate(follower); // the transfer cannot finish: the target never answers
+  n.transferLeader(follower);
+  assertTrue(n.leaseEpoch > epoch, "starting a transfer ends the lease");
+  assertEquals(n.leaseReadIndex(), -1, "no lease reads while a transfer is under way");
+  epoch = n.leaseEpoch;
+  c.heal();
+  for (let i = 0; i < 10 && c.leaders()[0] !== follower; i++) {
+    c.tick(leader);
+    c.stabilize();
+  }
+  assertEquals(c.leaders(), [follower], "the transfer finished once its target was back");
+  assertTrue(n.leaseEpoch > epoch, "stepping down (a new term) is a new epoch");
+  assertEquals(n.leaseReadIndex(), -1);
+});
