@@ -29,7 +29,7 @@ import {
 import { defaultRequestTimeoutMs, maxGrpcMessageBytes } from "../common/limits.ts";
 import { loadRustkvdDefinition, loadRustkvdPackage } from "../server/proto.ts";
 import { H2Channel, type UnaryMethod } from "./h2_channel.ts";
-import { fromGrpcError } from "../server/status.ts";
+import { fromGrpcError, leaderAddrKey } from "../server/status.ts";
 
 /** A key or value: bytes, or a string taken as UTF-8. */
 export type Bytes = Uint8Array | string;
@@ -243,7 +243,10 @@ export class KVClient implements AsyncDisposable {
     return s;
   }
 
-  /** One unary call to one endpoint (no retries). */
+  /**
+   * One unary call to one endpoint (no retries). A follower that answered a
+   * linearizable read names the leader: `onLeaderHint` gets its address.
+   */
   async #call(
     endpoint: string,
     service: "kv" | "admin",
@@ -251,6 +254,7 @@ export class KVClient implements AsyncDisposable {
     req: Msg,
     deadline: number,
     signal?: AbortSignal,
+    onLeaderHint?: (addr: string) => void,
   ): Promise<Msg> {
     const def = unaryMethod(service, method);
     const bytes = def.requestSerialize(req);
@@ -266,7 +270,11 @@ export class KVClient implements AsyncDisposable {
       this.#channels.set(endpoint, channel);
     }
     const r = await channel.unary(def.path, bytes, deadline, signal);
-    if (r.code === 0) return def.responseDeserialize(r.response!);
+    if (r.code === 0) {
+      const leader = r.metadata.get(leaderAddrKey);
+      if (leader !== undefined) onLeaderHint?.(leader);
+      return def.responseDeserialize(r.response!);
+    }
     const metadata = { get: (key: string) => r.metadata.has(key) ? [r.metadata.get(key)!] : [] };
     throw fromGrpcError({ code: r.code, details: r.details, metadata });
   }
@@ -296,8 +304,17 @@ export class KVClient implements AsyncDisposable {
       // One attempt gets a slice of the deadline, so a dead endpoint cannot use it all.
       const attemptDeadline = Math.min(deadline, Date.now() + Math.max(500, timeoutMs / 3));
       try {
-        const res = await this.#call(endpoint, service, method, req, attemptDeadline, signal);
-        if (toLeader) this.#leader = endpoint;
+        let leader = endpoint;
+        const res = await this.#call(
+          endpoint,
+          service,
+          method,
+          req,
+          attemptDeadline,
+          signal,
+          (addr) => (leader = addr.replace(/^localhost:/, "127.0.0.1:")),
+        );
+        if (toLeader) this.#leader = leader;
         return res;
       } catch (e) {
         signal?.throwIfAborted();

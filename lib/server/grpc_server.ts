@@ -14,7 +14,7 @@ import type { KeyValue, MemberRecord } from "../node/state_machine.ts";
 import type { JoinResult } from "../node/membership.ts";
 import type { Watcher } from "../node/watch_hub.ts";
 import { loadRustkvdDefinition } from "./proto.ts";
-import { toGrpcError } from "./status.ts";
+import { leaderAddrKey, toGrpcError } from "./status.ts";
 import {
   type GrpcCall,
   type GrpcMethod,
@@ -59,6 +59,8 @@ function consistencyOf(c: string | undefined): ReadConsistency {
 interface UnaryCall {
   request: Req;
   remainingMs(): number | undefined;
+  /** Adds trailing metadata to a successful reply. */
+  setTrailer(name: string, value: string): void;
 }
 
 /** The handlers of one service, by method name. */
@@ -68,7 +70,11 @@ function unary(fn: (call: UnaryCall) => Promise<Req>): GrpcMethod {
   return {
     kind: "unary",
     handle: (request: Req, call: GrpcCall) =>
-      fn({ request, remainingMs: () => call.remainingMs() }),
+      fn({
+        request,
+        remainingMs: () => call.remainingMs(),
+        setTrailer: (name, value) => (call.trailers ??= {})[name] = value,
+      }),
   };
 }
 
@@ -82,6 +88,12 @@ export function kvStoreHandlers(node: KVNode): ServiceHandlers {
         consistency: consistencyOf(r.consistency),
         timeoutMs: call.remainingMs(),
       });
+      // A follower confirms a linearizable read with the leader; the leader answers it
+      // from its lease. Tell the client where the leader is for its next reads.
+      if (consistencyOf(r.consistency) === "linearizable" && !r.version && !node.replica.isLeader) {
+        const leader = node.replica.leaderAddr();
+        if (leader !== undefined) call.setTrailer(leaderAddrKey, leader);
+      }
       return {
         found: res.kv !== undefined,
         value: res.kv?.value ?? emptyBytes,

@@ -25,6 +25,11 @@ import {
 
 /** Metadata key carrying the leader's id and address on NotLeader ("id@host:port"). */
 export const leaderHintKey = "leader-hint";
+/**
+ * Trailer of a linearizable read a follower answered: the leader's address,
+ * where the client's next ones are cheaper (the leader reads from its lease).
+ */
+export const leaderAddrKey = "rustkvd-leader";
 /** Metadata key carrying our error code, so clients rebuild the exact error class. */
 export const errorCodeKey = "rustkvd-error";
 /** Metadata key carrying a version number (current version on Conflict, compacted on Compacted). */

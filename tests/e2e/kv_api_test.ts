@@ -9,7 +9,9 @@ import * as grpc from "@grpc/grpc-js";
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { KVClient } from "../../lib/client/kv_client.ts";
 import { maxScanResponseBytes, maxValueBytes } from "../../lib/common/limits.ts";
-import { loadRustkvdPackage } from "../../lib/server/proto.ts";
+import { loadRustkvdDefinition, loadRustkvdPackage } from "../../lib/server/proto.ts";
+import { leaderAddrKey } from "../../lib/server/status.ts";
+import { H2Channel } from "../../lib/client/h2_channel.ts";
 import { TestCluster } from "./cluster.ts";
 
 const enc = new TextEncoder();
@@ -278,6 +280,44 @@ Deno.test({
     }
     assertTrue(value !== "before", `a stale read on the old leader: ${value}`);
     assertEquals(dec.decode((await writer.get("fence"))!.value), "after");
+  },
+});
+
+Deno.test({
+  name: "KV API: a follower answering a linearizable read names the leader, so clients move there",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using cluster = await TestCluster.start(3);
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.nodes.find((n) => n.id !== leader)!;
+    await cluster.client().put("k", "v");
+    // deno-lint-ignore no-explicit-any
+    const def = (loadRustkvdDefinition()["rustkvd.KVStore"] as any).Get;
+    const call = async (addr: string, consistency: string, version = 0) => {
+      const channel = new H2Channel(addr);
+      try {
+        const bytes = def.requestSerialize({ key: enc.encode("k"), consistency, version });
+        const r = await channel.unary(def.path, bytes, Date.now() + 5_000);
+        assertEquals(r.code, 0, r.details);
+        return r.metadata.get(leaderAddrKey);
+      } finally {
+        channel.close();
+      }
+    };
+    assertEquals(await call(follower.addr, "LINEARIZABLE"), cluster.node(leader).addr);
+    assertEquals(await call(follower.addr, "SERIALIZABLE"), undefined, "answered locally");
+    assertEquals(await call(follower.addr, "LINEARIZABLE", 1), undefined, "a version read");
+    assertEquals(await call(cluster.node(leader).addr, "LINEARIZABLE"), undefined);
+    // A client that knows only the follower reads on from the leader after one answer.
+    const client = new KVClient({ endpoints: [follower.addr], timeoutMs: 5_000, neverIdle: true });
+    assertEquals(dec.decode((await client.get("k"))!.value), "v");
+    await follower.signal("SIGSTOP");
+    try {
+      assertEquals(dec.decode((await client.get("k"))!.value), "v", "served by the leader");
+    } finally {
+      await follower.signal("SIGCONT");
+    }
   },
 });
 

@@ -56,6 +56,12 @@ export class GrpcCall {
     readonly deadline: number | undefined,
   ) {}
 
+  /**
+   * Trailing metadata a handler adds to a successful reply (rare: the reply
+   * then leaves the precomputed fast path).
+   */
+  trailers: Record<string, string> | undefined;
+
   /** Milliseconds left before the deadline (undefined when there is none). */
   remainingMs(): number | undefined {
     return this.deadline === undefined ? undefined : Math.max(1, this.deadline - Date.now());
@@ -310,7 +316,7 @@ class GrpcExchange {
   #reply(response: Msg): void {
     if (this.#done) return;
     this.#sendMessage(response);
-    this.#finish({ code: GrpcStatus.Ok, details: "" });
+    this.#finish({ code: GrpcStatus.Ok, details: "", metadata: this.#call.trailers });
   }
 
   #sendMessage(message: Msg): void {
