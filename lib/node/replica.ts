@@ -66,6 +66,7 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   type Ready,
   type Snapshot,
   type SoftState,
@@ -282,7 +283,12 @@ export class Replica {
   /** Messages from peers. */
   step(messages: Message[]): void {
     if (this.#stopped) return;
-    for (const m of messages) this.node.step(m);
+    for (const m of messages) {
+      // A follower's ReadIndex is answered from the lease while it holds.
+      if (m.type === MessageType.ReadIndex && this.#lease !== undefined) {
+        this.node.stepLeased(m, this.#leaseReadIndex() >= 0);
+      } else this.node.step(m);
+    }
     this.#kick();
   }
 

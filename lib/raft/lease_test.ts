@@ -94,3 +94,52 @@ Deno.test("lease reads: the lease epoch changes on a transfer, a membership chan
   assertTrue(n.leaseEpoch > epoch, "stepping down (a new term) is a new epoch");
   assertEquals(n.leaseReadIndex(), -1);
 });
+
+Deno.test("lease reads: a leader whose lease holds answers a follower's ReadIndex at once", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], opts);
+  c.tickAll(opts.electionTicks);
+  for (let i = 0; i < 40 && c.leaders().length === 0; i++) {
+    c.tickAll();
+    c.stabilize();
+  }
+  const leader = c.leaders()[0];
+  const follower = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  c.stabilize();
+  const n = c.node(leader);
+  const request = (ctx: string) =>
+    newMessage({
+      type: MessageType.ReadIndex,
+      groupId: 1,
+      from: follower,
+      to: leader,
+      context: new TextEncoder().encode(ctx),
+    });
+  /** Messages of `type` the leader sent since the last call (they stay queued for delivery). */
+  let seen = 0;
+  const sent = (type: MessageType) => {
+    c.processReady(leader);
+    const fresh = c.queue.slice(seen);
+    seen = c.queue.length;
+    return fresh.filter((m) => m.from === leader && m.type === type);
+  };
+  seen = c.queue.length;
+  n.stepLeased(request("a"), true);
+  const answers = sent(MessageType.ReadIndexResponse);
+  assertEquals(answers.map((m) => [m.to, m.index]), [[follower, n.status().commit]]);
+  assertEquals(sent(MessageType.Heartbeat), [], "no heartbeat round");
+
+  n.stepLeased(request("b"), false);
+  const round = sent(MessageType.Heartbeat);
+  assertTrue(
+    round.length === 2 && round.every((m) => (m.context?.length ?? 0) > 0),
+    "without the lease it confirms with a heartbeat round",
+  );
+  c.stabilize();
+  assertEquals(c.peer(follower).reads.map((r) => r.context), ["a", "b"], "both answered");
+
+  c.isolate(follower);
+  n.transferLeader(follower);
+  seen = c.queue.length;
+  n.stepLeased(request("c"), true);
+  assertEquals(sent(MessageType.ReadIndexResponse), [], "no lease answers during a transfer");
+});

@@ -82,6 +82,12 @@ export class Raft {
   leaseEpoch = 0;
   /** Ticks left during which a just-started voter ignores (Pre)Votes (leaseReads). */
   #startQuietTicks = 0;
+  /**
+   * True while the driver steps messages with its read lease holding (it
+   * keeps the lease, with a clock): a follower's ReadIndex is then answered
+   * at the commit index at once, without a heartbeat round.
+   */
+  leaseHolds = false;
   /** Index of the newest ConfChange entry proposed by this leader; none may follow until applied. */
   pendingConfIndex = 0;
   /** Bytes of entries proposed in this term and not yet applied. */
@@ -703,7 +709,7 @@ export class Raft {
         if (pr) this.#handleHeartbeatResponse(m, pr);
         return;
       case MessageType.ReadIndex:
-        this.#leaderReadIndex(m.context ?? emptyBytes, m.from);
+        this.#leaderReadIndex(m.context ?? emptyBytes, m.from, this.leaseHolds);
         return;
       case MessageType.Propose:
         this.#handleForwardedProposal(m);
@@ -995,7 +1001,7 @@ export class Raft {
     return { ok: true };
   }
 
-  #leaderReadIndex(context: Uint8Array, from: string): boolean {
+  #leaderReadIndex(context: Uint8Array, from: string, leased = false): boolean {
     if (!this.committedEntryInCurrentTerm()) {
       // Our commit index may be stale until an entry of our term commits (§6.4 step 1).
       if (this.pendingReadRequests.length >= maxPendingReads) return false;
@@ -1005,6 +1011,10 @@ export class Raft {
     const index = this.log.committed;
     if (this.conf.voters.length === 1 && this.promotable()) {
       this.#releaseRead(index, context, from); // a single voter is its own quorum
+      return true;
+    }
+    if (leased && this.cfg.leaseReads && this.leadTransferee === "") {
+      this.#releaseRead(index, context, from); // no other leader can exist yet
       return true;
     }
     return this.readOnly.add(index, context, from);

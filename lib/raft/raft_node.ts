@@ -111,6 +111,21 @@ export class RaftNode {
     this.#raft.step(m);
   }
 
+  /**
+   * `step` for a driver that keeps a read lease (RaftConfig.leaseReads):
+   * `leaseHolds` says whether it holds now, and when it does a follower's
+   * ReadIndex request is answered at once from the commit index.
+   */
+  stepLeased(m: Message, leaseHolds: boolean): void {
+    const r = this.#raft;
+    r.leaseHolds = leaseHolds;
+    try {
+      r.step(m);
+    } finally {
+      r.leaseHolds = false;
+    }
+  }
+
   /** Starts an election now (bootstrapping and tests; normally the election timer does it). */
   campaign(): void {
     this.#raft.hup(false);

@@ -302,7 +302,13 @@ export class Cluster {
         // The driver streams the snapshot; once it arrives the sender learns it worked.
         this.nodes.get(m.from)?.raft?.reportSnapshot(m.to, true);
       }
-      to.raft.step(m);
+      if (m.type === MessageType.ReadIndex && to.lease !== undefined) {
+        // A leader holding its lease answers a follower's read at once.
+        const holds = to.lease.holds(this.now, to.raft.leaseEpoch) &&
+          to.raft.leaseReadIndex() >= 0;
+        if (holds) this.stats.leaseReads++;
+        to.raft.stepLeased(m, holds);
+      } else to.raft.step(m);
     }
     for (const n of this.nodes.values()) {
       while (n.raft && n.writes.length > 0 && n.writes[0].dueAt <= this.now) this.#completeWrite(n);
