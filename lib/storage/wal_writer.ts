@@ -208,11 +208,11 @@ export class WalWriter {
    * Appends `buf` (`records` framed records) and makes everything appended so
    * far durable. The write takes its turn among the writes; its fsync does
    * not hold up the next write, so a caller may have several groups in
-   * flight, whose fdatasyncs overlap (on preallocated space they scale:
-   * docs/FORMATS.md). A failed write is cut off; a failed sync breaks the
-   * writer, as in `sync`. `onWritten` runs once the write is done, while
-   * the fsync runs (the bytes would survive a crash of the process, not of
-   * the machine).
+   * flight, whose fdatasyncs overlap (on this project's test disk two in
+   * flight did not finish sooner than one after the other). A failed write
+   * is cut off; a failed sync breaks the writer, as in `sync`. `onWritten`
+   * runs once the write is done, while the fsync runs (the bytes would
+   * survive a crash of the process, not of the machine).
    */
   appendDurable(buf: Uint8Array, records: number, onWritten?: () => void): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
