@@ -412,12 +412,15 @@ Deno.test("engine: sync: false writes become durable in the background every wal
   assertEquals(kept, kept.map((_, i) => `k${String(i).padStart(3, "0")}`), "a prefix, in order");
 });
 
-/** A FileSystem over `mem` whose WAL fsyncs wait while `held` (a gate the test opens). */
-function walSyncGate(mem: MemFileSystem) {
+/**
+ * A FileSystem over `mem` whose fsyncs of files named `*suffix` wait, from
+ * `hold()` until `open()`.
+ */
+function syncGate(mem: MemFileSystem, suffix: string) {
   let release: () => void = () => {};
   let gate: Promise<void> | undefined;
   const gated = (path: string, h: FileHandle): FileHandle => {
-    if (!path.endsWith(".log")) return h;
+    if (!path.endsWith(suffix)) return h;
     return {
       ...h,
       path: h.path,
@@ -447,7 +450,7 @@ function walSyncGate(mem: MemFileSystem) {
 
 Deno.test("engine: a durable write applied to the memtable during its fsync stays invisible until it is acknowledged", async () => {
   const mem = new MemFileSystem();
-  const g = walSyncGate(mem);
+  const g = syncGate(mem, ".log");
   const e = await Engine.open("/db", { fs: g.fs });
   await put(e, "a", "1");
   const memtableBefore = e.stats().memtableBytes;
@@ -490,24 +493,9 @@ Deno.test("engine: a durable write applied to the memtable during its fsync stay
 Deno.test("engine: compactHistory does not wait for a flush in progress", async () => {
   // Table fsyncs wait on a gate: the flush below stays in progress until it opens.
   const mem = new MemFileSystem();
-  let openGate!: () => void;
-  const gate = new Promise<void>((r) => (openGate = r));
-  const fs: FileSystem = {
-    create: async (path) => {
-      const h = await mem.create(path);
-      if (!path.endsWith(".sst")) return h;
-      return { ...h, path: h.path, syncData: () => gate.then(() => h.syncData()) };
-    },
-    open: (path) => mem.open(path),
-    readFile: (path) => mem.readFile(path),
-    rename: (from, to) => mem.rename(from, to),
-    remove: (path) => mem.remove(path),
-    list: (dir) => mem.list(dir),
-    mkdir: (dir) => mem.mkdir(dir),
-    syncDir: (dir) => mem.syncDir(dir),
-    stat: (path) => mem.stat(path),
-  };
-  const e = await Engine.open("/db", { fs });
+  const g = syncGate(mem, ".sst");
+  g.hold();
+  const e = await Engine.open("/db", { fs: g.fs });
   for (let i = 0; i < 10; i++) await e.write(new WriteBatch().put(utf8(`k${i}`), utf8(`v${i}`)));
   const flushing = e.flush();
   await new Promise((r) => setTimeout(r, 10));
@@ -523,7 +511,7 @@ Deno.test("engine: compactHistory does not wait for a flush in progress", async 
   assertTrue(!flushed, "the flush is still waiting on its table fsync");
   assertEquals(e.compactedVersion, 5);
   await assertRejects(() => e.get(utf8("k1"), { atVersion: 4 }), CompactedError);
-  openGate();
+  g.open();
   await flushing;
   await e.close();
   const reopened = await Engine.open("/db", { fs: mem });

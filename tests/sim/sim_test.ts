@@ -63,65 +63,52 @@ Deno.test(`sim: ${ciSeeds} random seeds x 3 and 5 nodes keep every invariant`, (
   );
 });
 
-Deno.test("sim: a cut-off leader serves lease reads only until another leader could exist", () => {
-  let leaseReadsAfterCut = 0;
+/**
+ * Over 30 seeds: a leader takes its lease, then it and `cutWith` of its
+ * followers (0 or 1) are cut off from the rest. Every step, the node chosen by
+ * `reader` reads k (a stale answer fails the run: the simulator checks every
+ * read) and the majority's leader, once there is one, writes k. Returns the
+ * reads answered from a lease and the writes acknowledged after the cut.
+ */
+function cutOffLeaderScenario(nodes: 3 | 5, cutWith: number, reader: "leader" | "follower") {
+  let leaseReads = 0;
   let newLeaderWrites = 0;
   for (let seed = 1; seed <= 30; seed++) {
-    const c = new Cluster(new SeededRandom(seed), 3, { ...quiet, leaseReads: true });
+    const c = new Cluster(new SeededRandom(seed), nodes, { ...quiet, leaseReads: true });
     c.net.faults = { dropRate: 0, duplicateRate: 0, minDelay: 1, maxDelay: 2 };
     const old = settle(c);
+    const minority = [old, ...c.liveIds().filter((id) => id !== old).slice(0, cutWith)];
+    const majority = c.liveIds().filter((id) => !minority.includes(id));
+    const readAt = reader === "leader" ? old : minority[1];
     assertTrue(c.write(old, "k"));
     runTicks(c, 2);
     assertTrue(c.read(old, "k"));
     runTicks(c, 1); // the read's round gives the leader its lease
     const before = c.stats.leaseReads;
     const acked = c.stats.writesAcked;
-    const others = c.liveIds().filter((id) => id !== old);
-    c.net.partition([old], others);
-    // Every step: a read of k at the old leader (a stale answer fails the run) and a
-    // write of k through the majority's leader once there is one.
+    c.net.partition(minority, majority);
     for (let step = 0; step < 60 * stepsPerTick; step++) {
-      c.read(old, "k");
-      const fresh = c.leaders().find((n) => n.id !== old);
-      if (fresh) c.write(fresh.id, "k");
-      c.step(stepsPerTick);
-    }
-    leaseReadsAfterCut += c.stats.leaseReads - before;
-    newLeaderWrites += c.stats.writesAcked - acked;
-  }
-  assertTrue(leaseReadsAfterCut > 0, "the old leader served reads from its lease after the cut");
-  assertTrue(newLeaderWrites > 0, "the majority elected a leader and wrote k");
-});
-
-Deno.test("sim: a cut-off leader answers its follower's reads from its lease only while it holds", () => {
-  let leaseAnswers = 0;
-  let newLeaderWrites = 0;
-  for (let seed = 1; seed <= 30; seed++) {
-    const c = new Cluster(new SeededRandom(seed), 5, { ...quiet, leaseReads: true });
-    c.net.faults = { dropRate: 0, duplicateRate: 0, minDelay: 1, maxDelay: 2 };
-    const old = settle(c);
-    const follower = c.liveIds().find((id) => id !== old)!;
-    assertTrue(c.write(old, "k"));
-    runTicks(c, 2);
-    assertTrue(c.read(old, "k"));
-    runTicks(c, 1); // the read's round gives the leader its lease
-    const before = c.stats.leaseReads;
-    const acked = c.stats.writesAcked;
-    const majority = c.liveIds().filter((id) => id !== old && id !== follower);
-    c.net.partition([old, follower], majority);
-    // Every step: a read of k on the follower that is cut off with the old leader (a
-    // stale answer fails the run) and a write of k through the majority's leader.
-    for (let step = 0; step < 60 * stepsPerTick; step++) {
-      c.read(follower, "k");
+      c.read(readAt, "k");
       const fresh = c.leaders().find((n) => majority.includes(n.id));
       if (fresh) c.write(fresh.id, "k");
       c.step(stepsPerTick);
     }
-    leaseAnswers += c.stats.leaseReads - before;
+    leaseReads += c.stats.leaseReads - before;
     newLeaderWrites += c.stats.writesAcked - acked;
   }
-  assertTrue(leaseAnswers > 0, "the old leader answered its follower from its lease after the cut");
-  assertTrue(newLeaderWrites > 0, "the majority elected a leader and wrote k");
+  return { leaseReads, newLeaderWrites };
+}
+
+Deno.test("sim: a cut-off leader serves lease reads only until another leader could exist", () => {
+  const r = cutOffLeaderScenario(3, 0, "leader");
+  assertTrue(r.leaseReads > 0, "the old leader served reads from its lease after the cut");
+  assertTrue(r.newLeaderWrites > 0, "the majority elected a leader and wrote k");
+});
+
+Deno.test("sim: a cut-off leader answers its follower's reads from its lease only while it holds", () => {
+  const r = cutOffLeaderScenario(5, 1, "follower");
+  assertTrue(r.leaseReads > 0, "the old leader answered its follower from its lease after the cut");
+  assertTrue(r.newLeaderWrites > 0, "the majority elected a leader and wrote k");
 });
 
 Deno.test("sim (seed scenario): 3 nodes elect exactly one leader within 500 ms", () => {
