@@ -214,7 +214,7 @@ export class KVClient implements AsyncDisposable {
       throw new InvalidArgumentError("KVClient needs at least one endpoint");
     }
     this.endpoints = [
-      ...new Set(options.endpoints.map((e) => e.replace(/^localhost:/, "127.0.0.1:"))),
+      ...new Set(options.endpoints.map(dialable)),
     ];
     this.timeoutMs = options.timeoutMs ?? defaultRequestTimeoutMs;
     this.#signal = options.signal;
@@ -312,7 +312,7 @@ export class KVClient implements AsyncDisposable {
           req,
           attemptDeadline,
           signal,
-          (addr) => (leader = addr.replace(/^localhost:/, "127.0.0.1:")),
+          (addr) => (leader = dialable(addr)),
         );
         if (toLeader) this.#leader = leader;
         return res;
@@ -322,7 +322,7 @@ export class KVClient implements AsyncDisposable {
         attempts.push({ endpoint, error: err.message });
         if (!retryable(err)) throw err;
         if (err instanceof NotLeaderError && err.leaderAddr) {
-          this.#leader = err.leaderAddr.replace(/^localhost:/, "127.0.0.1:");
+          this.#leader = dialable(err.leaderAddr);
           if (!toLeader) this.#next = Math.max(0, this.endpoints.indexOf(this.#leader));
           if (Date.now() < deadline && attempt < 3) continue; // follow the hint at once
         } else {
@@ -697,6 +697,11 @@ export class KVClient implements AsyncDisposable {
     this.close();
     return Promise.resolve();
   }
+}
+
+/** `addr` with `localhost` spelled 127.0.0.1, so it matches the endpoints the client keeps. */
+function dialable(addr: string): string {
+  return addr.replace(/^localhost:/, "127.0.0.1:");
 }
 
 /** A method of proto/kvstore.proto: path and codecs from the definition grpc-js also uses. */

@@ -565,14 +565,14 @@ export class Engine implements AsyncDisposable {
     if (!early) this.#insertGroup(mem, group, versions, buf, positions);
     for (let i = 0; i < n; i++) {
       const w = group[i];
-      const batchVersion = Math.max(versions[i], w.batch!.maxExplicitVersion);
-      if (batchVersion > this.#currentVersion) this.#currentVersion = batchVersion;
+      // versions[i] is the batch's version: at least every explicit version in it.
+      if (versions[i] > this.#currentVersion) this.#currentVersion = versions[i];
       if (w.appliedIndex > mem.maxAppliedIndex) mem.maxAppliedIndex = w.appliedIndex;
       if (w.appliedIndex > this.#pendingAppliedIndex) this.#pendingAppliedIndex = w.appliedIndex;
     }
     if (sync) this.#appliedIndex = this.#pendingAppliedIndex;
     for (let i = 0; i < n; i++) {
-      group[i].resolve({ version: Math.max(versions[i], group[i].batch!.maxExplicitVersion) });
+      group[i].resolve({ version: versions[i] });
     }
   }
 

@@ -304,8 +304,7 @@ export class Cluster {
       }
       if (m.type === MessageType.ReadIndex && to.lease !== undefined) {
         // A leader holding its lease answers a follower's read at once.
-        const holds = to.lease.holds(this.now, to.raft.leaseEpoch) &&
-          to.raft.leaseReadIndex() >= 0;
+        const holds = this.#leaseReadIndex(to) >= 0;
         if (holds) this.stats.leaseReads++;
         to.raft.stepLeased(m, holds);
       } else to.raft.step(m);
@@ -536,6 +535,13 @@ export class Cluster {
     if ((this.#ackedIndex.get(w.key) ?? 0) < index) this.#ackedIndex.set(w.key, index);
   }
 
+  /** The index `node` may serve a read at from its lease now, or -1 (as Replica does). */
+  #leaseReadIndex(node: SimNode): number {
+    const raft = node.raft;
+    if (!raft || !node.lease?.holds(this.now, raft.leaseEpoch)) return -1;
+    return raft.leaseReadIndex();
+  }
+
   /**
    * A client linearizable read of `key` through node `id`: from the lease
    * when `id` leads and holds one, else confirmed by a ReadIndex round.
@@ -546,10 +552,9 @@ export class Cluster {
     if (!node || !raft) return false;
     const seq = ++this.#readSeq;
     const minIndex = this.#ackedIndex.get(key) ?? 0;
-    const leader = raft.status().role === "leader";
-    if (leader && node.lease?.holds(this.now, raft.leaseEpoch) && raft.leaseReadIndex() >= 0) {
+    const readIndex = this.#leaseReadIndex(node);
+    if (readIndex >= 0) {
       this.stats.leaseReads++;
-      const readIndex = raft.leaseReadIndex();
       this.#pendingReads.set(`l${seq}`, { node: id, key, minIndex, readIndex, released: true });
       return true;
     }
@@ -557,7 +562,7 @@ export class Cluster {
     const epoch = raft.leaseEpoch;
     const res = raft.readIndex(utf8(ctx));
     if (!res.ok) return false;
-    if (leader) node.lease?.asked(seq, this.now, epoch);
+    if (raft.status().role === "leader") node.lease?.asked(seq, this.now, epoch);
     this.#pendingReads.set(ctx, { node: id, key, minIndex, readIndex: 0, released: false });
     return true;
   }
