@@ -302,6 +302,9 @@ export class RaftLogStore implements RaftStorage {
       this.#hardStateBehind = true;
       return;
     }
+    if (sync && (rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot)) {
+      this.#writer.expectAppendDurable(); // it overlaps the encoding below
+    }
     const w = this.#writeBuffer;
     const records: Uint8Array[] = [];
     if (rd.snapshot) records.push(frameRecord(snapshotPayload(rd.snapshot)));
@@ -311,7 +314,7 @@ export class RaftLogStore implements RaftStorage {
     if (records.length > 0) {
       const buf = records.length === 1 ? records[0] : concatBytes(...records);
       if (sync) {
-        await this.#writer.appendDurable(buf, records.length, onWritten);
+        await this.#writer.appendDurable(buf, records.length, { onWritten });
         this.syncCount++;
       } else {
         await this.#writer.append(buf, records.length);

@@ -9,13 +9,14 @@
 
 import { DiskFullError, IoError, KVError } from "../common/errors.ts";
 import type { FileHandle, FileSystem } from "./fs.ts";
+import { SyncWriteError, syncWriteMaxBytes, SyncWriteThread } from "./sync_write_thread.ts";
 import { type FileHandle as NodeFileHandle, open as openForReading } from "node:fs/promises";
 
 /** Turns a Deno error into the KVError family, naming the file. */
 export function mapIoError(path: string, e: unknown): Error {
   if (e instanceof KVError) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  const code = (e as { code?: string }).code;
+  const code = e instanceof SyncWriteError ? e.code : (e as { code?: string }).code;
   if (code === "ENOSPC" || /No space left|os error 28/i.test(msg)) {
     return new DiskFullError(path, { cause: e });
   }
@@ -32,6 +33,37 @@ async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
     done += await file.write(data.subarray(done));
   }
   if (done < data.length) throw new Error(`short write: ${done} of ${data.length} bytes`);
+}
+
+/**
+ * The open handles by current path, process-wide: a handle opens its file
+ * again by path (the zero-filling handle, the durable-write thread), so a
+ * rename must tell the handles of the file where it went. (Files renamed by
+ * other means are caught by the inode check in #openSyncSlot.)
+ */
+const openHandles = new Map<string, Set<DenoFileHandle>>();
+
+function registerHandle(h: DenoFileHandle): void {
+  let set = openHandles.get(h.currentPath);
+  if (set === undefined) openHandles.set(h.currentPath, set = new Set());
+  set.add(h);
+}
+
+function unregisterHandle(h: DenoFileHandle): void {
+  const set = openHandles.get(h.currentPath);
+  set?.delete(h);
+  if (set?.size === 0) openHandles.delete(h.currentPath);
+}
+
+/** After a rename of `from` to `to`: the handles of `from` now name `to`. */
+function moveHandles(from: string, to: string): void {
+  const set = openHandles.get(from);
+  if (set === undefined) return;
+  openHandles.delete(from);
+  for (const h of set) {
+    h.movedTo(to);
+    registerHandle(h);
+  }
 }
 
 /**
@@ -64,11 +96,39 @@ class DenoFileHandle implements FileHandle {
   /** The preallocation in flight: appends ending past `from` wait for it. */
   #filling: { from: number; done: Promise<void> } | undefined;
   #closed = false;
+  /**
+   * This file's slot in the durable-write thread once a durable append
+   * opened it there; null: the thread could not open this file.
+   */
+  #syncSlot: number | null | undefined;
+  /** The thread is opening this file (close waits for it). */
+  #openingSlot: Promise<number | null> | undefined;
+  /** Where the file is now (renames through DenoFileSystem move it; see openHandles). */
+  #currentPath: string;
+  /** Appends and truncates queued or running. */
+  #chainLength = 0;
+  /**
+   * The thread wrote at explicit offsets, so #file's position is behind the
+   * end of the appends: the next append through #file seeks first.
+   */
+  #positionStale = false;
 
   constructor(readonly path: string, file: Deno.FsFile, sizeBytes: number) {
     this.#file = file;
     this.#sizeBytes = sizeBytes;
     this.#physicalBytes = sizeBytes;
+    this.#currentPath = path;
+    registerHandle(this);
+  }
+
+  /** The path the file has now (a second handle, or the write thread, opens it by that). */
+  get currentPath(): string {
+    return this.#currentPath;
+  }
+
+  /** DenoFileSystem.rename moved the file to `path`. */
+  movedTo(path: string): void {
+    this.#currentPath = path;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -90,14 +150,27 @@ class DenoFileHandle implements FileHandle {
     }
   }
 
-  /** Runs `write` after every earlier append and truncate, mapping its errors. */
-  #chained(write: () => Promise<void>): Promise<void> {
-    const p = this.#writeChain.then(write, write);
-    this.#writeChain = p.catch(() => {});
+  /** No append or truncate is queued or running. */
+  #chainIdle(): boolean {
+    return this.#chainLength === 0;
+  }
+
+  /**
+   * Runs `write` after every earlier append and truncate, mapping its errors;
+   * `now` (only when the chain is idle) starts it within this call.
+   */
+  #chained(write: () => Promise<void>, now = false): Promise<void> {
+    const p = now ? write() : this.#writeChain.then(write, write);
+    this.#chainLength++;
+    this.#writeChain = p.then(this.#dequeued, this.#dequeued);
     return p.catch((e) => {
       throw mapIoError(this.path, e);
     });
   }
+
+  readonly #dequeued = () => {
+    this.#chainLength--;
+  };
 
   /** Appends `data` at the end, first waiting for a preallocation it would reach into. */
   async #appendNow(data: Uint8Array): Promise<void> {
@@ -106,12 +179,78 @@ class DenoFileHandle implements FileHandle {
     const fill = this.#filling;
     if (fill !== undefined && end > fill.from) await fill.done.catch(() => {});
     if (end > this.#physicalBytes) this.#physicalBytes = end;
+    if (this.#positionStale) {
+      await this.#file.seek(at, Deno.SeekMode.Start);
+      this.#positionStale = false;
+    }
     await writeAll(this.#file, data);
     this.#sizeBytes = end;
   }
 
   append(data: Uint8Array): Promise<void> {
     return this.#chained(() => this.#appendNow(data));
+  }
+
+  expectAppendDurable(): void {
+    if (this.#syncSlot !== undefined && this.#chainIdle()) SyncWriteThread.shared()?.expectWrite();
+  }
+
+  /**
+   * Through the durable-write thread (lib/storage/sync_write_thread.ts):
+   * one O_DSYNC write instead of a write and an fdatasync. Where that thread
+   * is unavailable, or `data` is larger than its buffer, a write and an
+   * fdatasync.
+   */
+  appendDurable(data: Uint8Array): Promise<void> {
+    const thread = data.length <= syncWriteMaxBytes && this.#syncSlot !== null
+      ? SyncWriteThread.shared()
+      : undefined;
+    if (thread === undefined) {
+      return this.#chained(async () => {
+        await this.#appendNow(data);
+        await this.#file.syncData();
+      });
+    }
+    const durableAppend = async () => {
+      if (this.#syncSlot === undefined) await this.#openSyncSlot(thread);
+      const slot = this.#syncSlot;
+      if (typeof slot !== "number") {
+        await this.#appendNow(data);
+        await this.#file.syncData();
+        return;
+      }
+      const at = this.#sizeBytes;
+      const end = at + data.length;
+      const fill = this.#filling;
+      if (fill !== undefined && end > fill.from) await fill.done.catch(() => {});
+      if (end > this.#physicalBytes) this.#physicalBytes = end;
+      await thread.write(slot, at, data);
+      this.#sizeBytes = end;
+      this.#positionStale = true;
+    };
+    // With nothing ahead of it, the write starts within this call (see SyncWriteThread.write).
+    return this.#chainIdle() ? this.#chained(durableAppend, true) : this.#chained(durableAppend);
+  }
+
+  /**
+   * Opens this file in the durable-write thread, by its current path, and
+   * checks that the thread got this very file (same inode and device); if
+   * not, or if the open fails, this handle appends durably without it.
+   */
+  async #openSyncSlot(thread: SyncWriteThread): Promise<void> {
+    const opening = (async () => {
+      const mine = await this.#file.stat();
+      const theirs = await thread.open(this.#currentPath);
+      if (theirs.ino === mine.ino && theirs.dev === mine.dev) return theirs.slot;
+      await thread.close(theirs.slot);
+      return null;
+    })();
+    this.#openingSlot = opening;
+    try {
+      this.#syncSlot = await opening.catch(() => null);
+    } finally {
+      this.#openingSlot = undefined;
+    }
   }
 
   preallocate(untilBytes: number): Promise<void> {
@@ -124,7 +263,7 @@ class DenoFileHandle implements FileHandle {
     this.#physicalBytes = untilBytes;
     const fill = async () => {
       try {
-        this.#filler ??= Deno.open(this.path, { write: true });
+        this.#filler ??= Deno.open(this.#currentPath, { write: true });
         const filler = await this.#filler;
         await filler.seek(from, Deno.SeekMode.Start);
         for (let at = from; at < untilBytes; at += zeroChunk.length) {
@@ -158,6 +297,7 @@ class DenoFileHandle implements FileHandle {
       await this.#filling?.done.catch(() => {});
       await this.#file.truncate(sizeBytes);
       await this.#file.seek(sizeBytes, Deno.SeekMode.Start);
+      this.#positionStale = false;
       this.#sizeBytes = sizeBytes;
       this.#physicalBytes = sizeBytes;
     });
@@ -170,7 +310,12 @@ class DenoFileHandle implements FileHandle {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    unregisterHandle(this);
     await this.#writeChain;
+    await this.#openingSlot?.catch(() => {});
+    if (typeof this.#syncSlot === "number") {
+      await SyncWriteThread.shared()?.close(this.#syncSlot).catch(() => {});
+    }
     await this.#filling?.done.catch(() => {});
     this.#file.close();
     if (this.#filler) (await this.#filler.catch(() => undefined))?.close();
@@ -214,6 +359,7 @@ export class DenoFileSystem implements FileSystem {
     } catch (e) {
       throw mapIoError(from, e);
     }
+    moveHandles(from, to);
   }
 
   async remove(path: string): Promise<void> {

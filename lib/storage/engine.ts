@@ -499,11 +499,13 @@ export class Engine implements AsyncDisposable {
       n++;
     }
     const group = q.splice(0, n);
+    let sync = false;
+    for (let i = 0; i < n && !sync; i++) sync = group[i].sync;
+    if (sync) this.#wal.expectAppendDurable();
     // Assign versions in queue order and size the buffer.
     const versions = new Array<number>(n);
     let last = this.#lastAssigned;
     let total = 0;
-    let sync = false;
     let lowest = Number.MAX_SAFE_INTEGER;
     for (let i = 0; i < n; i++) {
       const w = group[i];
@@ -515,7 +517,6 @@ export class Engine implements AsyncDisposable {
       if (v > last) last = v;
       for (const ev of b.versions) if ((ev || v) < lowest) lowest = ev || v;
       total += recordHeaderBytes + batchPayloadLength(b, v, w.appliedIndex);
-      if (w.sync) sync = true;
     }
     this.#lastAssigned = last;
     const buf = new Uint8Array(total);
@@ -533,21 +534,21 @@ export class Engine implements AsyncDisposable {
       at = frameRecordInPlace(buf, at, end - at - recordHeaderBytes);
     }
     assert(at === total, "group buffer filled exactly");
-    // A durable group goes into the memtable while its fsync runs when every
+    // A durable group goes into the memtable while its write runs when every
     // version it carries is above the published #currentVersion: reads are
     // capped at that version, so none sees the group before it is
-    // acknowledged. (An explicit version at or below it would be visible at
-    // once; such a group waits for its fsync.)
+    // acknowledged. If that write fails, the WAL writer is broken and so are
+    // the engine's writes (#writeError), so nothing ever publishes those
+    // versions. (An explicit version at or below #currentVersion would be
+    // visible at once; such a group waits for its write.)
     const early = sync && lowest > this.#currentVersion;
     const mem = this.#mem;
     const wal = this.#wal;
     try {
       if (early) {
-        await wal.appendDurable(
-          buf,
-          n,
-          () => this.#insertGroup(mem, group, versions, buf, positions),
-        );
+        await wal.appendDurable(buf, n, {
+          whileWriting: () => this.#insertGroup(mem, group, versions, buf, positions),
+        });
       } else if (sync) await wal.appendDurable(buf, n);
       else if (this.#o.walBufferBytes === 0) await wal.append(buf, n);
       else {

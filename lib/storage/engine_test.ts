@@ -1,6 +1,6 @@
 import { utf8 } from "../common/bytes.ts";
 import { ManualClock } from "../common/clock.ts";
-import { CompactedError, InvalidArgumentError } from "../common/errors.ts";
+import { CompactedError, InvalidArgumentError, IoError } from "../common/errors.ts";
 import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
 import { Engine, readNeedsIo } from "./engine.ts";
 import type { FileHandle, FileSystem } from "./fs.ts";
@@ -414,18 +414,30 @@ Deno.test("engine: sync: false writes become durable in the background every wal
 
 /**
  * A FileSystem over `mem` whose fsyncs of files named `*suffix` wait, from
- * `hold()` until `open()`.
+ * `hold()` until `open()`. With `oneStep`, those files also have a one-step
+ * durable append (as the real disk's write thread gives), which waits at
+ * the gate before writing anything and fails while `failing` is set.
  */
-function syncGate(mem: MemFileSystem, suffix: string) {
+function syncGate(mem: MemFileSystem, suffix: string, opts?: { oneStep?: boolean }) {
   let release: () => void = () => {};
   let gate: Promise<void> | undefined;
+  const state = { failing: false };
   const gated = (path: string, h: FileHandle): FileHandle => {
     if (!path.endsWith(suffix)) return h;
-    return {
+    const file: FileHandle = {
       ...h,
       path: h.path,
       syncData: () => (gate ?? Promise.resolve()).then(() => h.syncData()),
     };
+    if (opts?.oneStep) {
+      file.appendDurable = async (data) => {
+        await gate;
+        if (state.failing) throw new IoError(h.path, "EIO (injected)");
+        await h.append(data);
+        await h.syncData();
+      };
+    }
+    return file;
   };
   const fs: FileSystem = {
     create: async (path) => gated(path, await mem.create(path)),
@@ -440,6 +452,7 @@ function syncGate(mem: MemFileSystem, suffix: string) {
   };
   return {
     fs,
+    state,
     hold: () => (gate = new Promise<void>((r) => (release = r))),
     open: () => {
       gate = undefined;
@@ -448,46 +461,73 @@ function syncGate(mem: MemFileSystem, suffix: string) {
   };
 }
 
-Deno.test("engine: a durable write applied to the memtable during its fsync stays invisible until it is acknowledged", async () => {
+for (const oneStep of [false, true]) {
+  const how = oneStep ? "its one-step durable write" : "its fsync";
+  Deno.test(`engine: a durable write applied to the memtable during ${how} stays invisible until it is acknowledged`, async () => {
+    const mem = new MemFileSystem();
+    const g = syncGate(mem, ".log", { oneStep });
+    const e = await Engine.open("/db", { fs: g.fs });
+    await put(e, "a", "1");
+    const memtableBefore = e.stats().memtableBytes;
+    g.hold();
+    let acked = false;
+    const writing = e.write(new WriteBatch().put(utf8("a"), utf8("2")).put(utf8("b"), utf8("1")))
+      .then((r) => {
+        acked = true;
+        return r;
+      });
+    // Let the group's write finish and its memtable insert run; its fsync waits on the gate.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    assertTrue(!acked, "the write waits for its fsync");
+    assertTrue(e.stats().memtableBytes > memtableBefore, "the group is in the memtable already");
+    assertEquals(e.currentVersion, 1);
+    assertEquals(str((await e.get(utf8("a")))?.value), "1");
+    assertEquals(str((await e.get(utf8("a"), { atVersion: 1_000 }))?.value), "1");
+    assertEquals(await e.get(utf8("b")), undefined);
+    const now = e.getNow(utf8("a"));
+    assertTrue(
+      now !== readNeedsIo && str(now?.value) === "1",
+      "getNow reads the published version",
+    );
+    const many: Parameters<Engine["getManyNow"]>[2] = [];
+    e.getManyNow([utf8("a"), utf8("b")], undefined, many);
+    assertEquals(many.map((kv) => (kv === readNeedsIo ? "io" : str(kv?.value))), ["1", undefined]);
+    assertEquals(await keys(e), ["a=1"]);
+    assertEquals(await keys(e, { atVersion: 1_000 }), ["a=1"]);
+    const history: number[] = [];
+    for await (const h of e.history({ afterVersion: 0 })) history.push(h.version);
+    assertEquals(history, [1]);
+    const snap = e.snapshot();
+    assertEquals(snap.version, 1);
+    snap.release();
+    g.open();
+    assertEquals((await writing).version, 2);
+    assertEquals(str((await e.get(utf8("a")))?.value), "2");
+    assertEquals(str((await e.get(utf8("b")))?.value), "1");
+    assertEquals(await keys(e), ["a=2", "b=1"]);
+    await e.close();
+  });
+}
+
+Deno.test("engine: a failed one-step durable write is never seen and stops writes, not reads", async () => {
   const mem = new MemFileSystem();
-  const g = syncGate(mem, ".log");
+  const g = syncGate(mem, ".log", { oneStep: true });
   const e = await Engine.open("/db", { fs: g.fs });
   await put(e, "a", "1");
-  const memtableBefore = e.stats().memtableBytes;
-  g.hold();
-  let acked = false;
-  const writing = e.write(new WriteBatch().put(utf8("a"), utf8("2")).put(utf8("b"), utf8("1")))
-    .then((r) => {
-      acked = true;
-      return r;
-    });
-  // Let the group's write finish and its memtable insert run; its fsync waits on the gate.
-  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
-  assertTrue(!acked, "the write waits for its fsync");
-  assertTrue(e.stats().memtableBytes > memtableBefore, "the group is in the memtable already");
+  g.state.failing = true;
+  await assertRejects(
+    () => e.write(new WriteBatch().put(utf8("a"), utf8("2")).put(utf8("b"), utf8("1"))),
+    IoError,
+    "EIO",
+  );
+  g.state.failing = false;
+  // Its memtable entries went in beside the write: nothing may ever publish their version.
+  await assertRejects(() => put(e, "c", "1"), IoError, "EIO");
   assertEquals(e.currentVersion, 1);
   assertEquals(str((await e.get(utf8("a")))?.value), "1");
-  assertEquals(str((await e.get(utf8("a"), { atVersion: 1_000 }))?.value), "1");
   assertEquals(await e.get(utf8("b")), undefined);
-  const now = e.getNow(utf8("a"));
-  assertTrue(now !== readNeedsIo && str(now?.value) === "1", "getNow reads the published version");
-  const many: Parameters<Engine["getManyNow"]>[2] = [];
-  e.getManyNow([utf8("a"), utf8("b")], undefined, many);
-  assertEquals(many.map((kv) => (kv === readNeedsIo ? "io" : str(kv?.value))), ["1", undefined]);
-  assertEquals(await keys(e), ["a=1"]);
   assertEquals(await keys(e, { atVersion: 1_000 }), ["a=1"]);
-  const history: number[] = [];
-  for await (const h of e.history({ afterVersion: 0 })) history.push(h.version);
-  assertEquals(history, [1]);
-  const snap = e.snapshot();
-  assertEquals(snap.version, 1);
-  snap.release();
-  g.open();
-  assertEquals((await writing).version, 2);
-  assertEquals(str((await e.get(utf8("a")))?.value), "2");
-  assertEquals(str((await e.get(utf8("b")))?.value), "1");
-  assertEquals(await keys(e), ["a=2", "b=1"]);
-  await e.close();
+  await e.close().catch(() => {});
 });
 
 Deno.test("engine: compactHistory does not wait for a flush in progress", async () => {

@@ -30,6 +30,15 @@ export interface FileHandle {
    * file costs. Appends that reach into the range being filled wait for it.
    */
   preallocate(untilBytes: number): Promise<void>;
+  /**
+   * Optional: appends `data` and makes it durable in one step. Requires
+   * that every byte appended before it is durable already (the caller tracks
+   * that). A failure leaves unknown which of the bytes reached the disk, as
+   * a failed `syncData` does. Absent: `append` then `syncData`.
+   */
+  appendDurable?(data: Uint8Array): Promise<void>;
+  /** Optional: a hint that `appendDurable` follows shortly, so the file can get ready for it. */
+  expectAppendDurable?(): void;
   /** Makes every appended byte (and the file size) durable. */
   syncData(): Promise<void>;
   /** Cuts the file (preallocated space included) to `sizeBytes` (durable after the next `syncData`). */

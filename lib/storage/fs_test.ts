@@ -5,6 +5,7 @@ import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.
 import { DenoFileSystem } from "./deno_fs.ts";
 import type { FileSystem } from "./fs.ts";
 import { MemFileSystem } from "./mem_fs.ts";
+import { SyncWriteThread } from "./sync_write_thread.ts";
 
 async function roundTrip(fs: FileSystem, dir: string): Promise<void> {
   await fs.mkdir(dir);
@@ -154,6 +155,49 @@ Deno.test("fs: a preallocation running beside appends never overwrites them (rea
     }
     assertTrue(disk.subarray(expected).every((x) => x === 0), "only zeros after the appends");
     await f.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fs: durable appends (write thread) mix with appends, zero-fills, truncates and renames", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rustkvd-fs-test-" });
+  try {
+    const fs = new DenoFileSystem();
+    const thread = SyncWriteThread.shared()!;
+    const before = thread.writeCount;
+    const f = await fs.create(`${dir}/a.tmp`);
+    await f.append(utf8("abc"));
+    await f.syncData();
+    await f.appendDurable!(utf8("def")); // through the thread, at offset 3
+    await f.append(utf8("g")); // through the handle again: it must continue at 6, not 0
+    await f.syncData();
+    await f.preallocate(1 << 16);
+    await f.appendDurable!(utf8("hij")); // over preallocated zeros
+    assertEquals(await f.size(), 10);
+    assertEquals(new TextDecoder().decode(await f.read(0, 100)), "abcdefghij");
+    // Renamed through the file system: later durable appends and fills follow the file.
+    await fs.rename(`${dir}/a.tmp`, `${dir}/a`);
+    await f.appendDurable!(utf8("klm"));
+    await f.preallocate(1 << 18);
+    await f.truncate(12);
+    await f.appendDurable!(utf8("LM"));
+    const disk = await fs.readFile(`${dir}/a`);
+    assertEquals(new TextDecoder().decode(disk.subarray(0, 14)), "abcdefghijklLM");
+    assertTrue(disk.subarray(14).every((b) => b === 0), "zeros after the appends");
+    await f.close();
+    assertEquals(thread.writeCount - before, 4, "all four durable appends went through the thread");
+
+    // A file renamed behind the file system's back, with a new file at its old path: the
+    // handle must not write into the newcomer (the thread's open is checked by inode).
+    const g = await fs.create(`${dir}/b`);
+    await Deno.rename(`${dir}/b`, `${dir}/b-moved`);
+    await Deno.writeFile(`${dir}/b`, utf8("newcomer"));
+    await g.appendDurable!(utf8("mine"));
+    await g.close();
+    assertEquals(thread.writeCount - before, 4, "the newcomer was never written");
+    assertEquals(new TextDecoder().decode(await Deno.readFile(`${dir}/b`)), "newcomer");
+    assertEquals(new TextDecoder().decode(await Deno.readFile(`${dir}/b-moved`)), "mine");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -48,6 +48,22 @@ export interface WalWriterOptions {
   markers?: boolean;
 }
 
+/** Work a durable append may run beside its I/O (WalWriter.appendDurable). */
+export interface DurableAppendHooks {
+  /**
+   * Runs once the bytes are in the file, maybe before they are durable: they
+   * would survive a crash of the process, not of the machine.
+   */
+  onWritten?: () => void;
+  /**
+   * Runs once the write has started, maybe before its bytes are in the file,
+   * so its work overlaps the I/O. Its effects must stay unseen until the
+   * append resolves, and stay unseen for good when it fails: a failure that
+   * runs this hook leaves the writer broken, never reused.
+   */
+  whileWriting?: () => void;
+}
+
 /** Appends group-commit buffers to one WAL segment. */
 export class WalWriter {
   #file: FileHandle;
@@ -206,27 +222,89 @@ export class WalWriter {
 
   /**
    * Appends `buf` (`records` framed records) and makes everything appended so
-   * far durable. The write takes its turn among the writes; its fsync does
-   * not hold up the next write, so a caller may have several groups in
-   * flight, whose fdatasyncs overlap (on this project's test disk two in
-   * flight did not finish sooner than one after the other). A failed write
-   * is cut off; a failed sync breaks the writer, as in `sync`. `onWritten`
-   * runs once the write is done, while the fsync runs (the bytes would
-   * survive a crash of the process, not of the machine).
+   * far durable.
+   *
+   * Where the file has a one-step durable append (FileHandle.appendDurable)
+   * and everything written before is durable, that is one file call. Else a
+   * write, then an fsync that does not hold up the next write, so a caller
+   * may have several groups in flight, whose fdatasyncs overlap (on this
+   * project's test disk two in flight did not finish sooner than one after
+   * the other).
+   *
+   * A failed write of the two-step kind is cut off; a failed fsync, or a
+   * failed one-step append (which of its bytes landed is unknown), breaks
+   * the writer, as in `sync`. See DurableAppendHooks for the hooks.
    */
-  appendDurable(buf: Uint8Array, records: number, onWritten?: () => void): Promise<void> {
+  appendDurable(buf: Uint8Array, records: number, hooks?: DurableAppendHooks): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
+    if (this.#file.appendDurable !== undefined && this.#pendingBytes === 0) {
+      return this.#chained(() => this.#appendDurableNow(buf, records, hooks));
+    }
     return this.append(buf, records).then(() => {
-      // The fsync starts first: onWritten's work overlaps it.
+      // The fsync starts first: the hooks' work overlaps it.
       const synced = this.#syncTo(this.#writtenBytes);
       try {
-        onWritten?.();
+        hooks?.whileWriting?.();
+        hooks?.onWritten?.();
       } catch (e) {
         synced.catch(() => {}); // the caller gets this error; the sync's own, if any, breaks the writer
         throw e;
       }
       return synced;
     });
+  }
+
+  /**
+   * A hint that `appendDurable` follows shortly (its caller is encoding the
+   * buffer): the file may get ready for it (FileHandle.expectAppendDurable).
+   */
+  expectAppendDurable(): void {
+    if (this.#pendingBytes === 0 && this.#broken === undefined) this.#file.expectAppendDurable?.();
+  }
+
+  /** appendDurable's turn in the write chain, when the file has a one-step durable append. */
+  async #appendDurableNow(
+    buf: Uint8Array,
+    records: number,
+    hooks: DurableAppendHooks | undefined,
+  ): Promise<void> {
+    if (this.#broken) throw this.#broken;
+    if (this.#writtenBytes !== this.#syncedBytes) {
+      // Written bytes are not durable yet (a background fsync runs): one step would not cover them.
+      await this.#appendThrough(buf, records);
+      const synced = this.#syncTo(this.#writtenBytes);
+      try {
+        hooks?.whileWriting?.();
+        hooks?.onWritten?.();
+      } catch (e) {
+        synced.catch(() => {});
+        throw e;
+      }
+      return synced;
+    }
+    const parts = this.#withMarker(buf);
+    const bytes = parts.length === 1 ? buf : concatBytes(...parts);
+    const durable = this.#file.appendDurable!(bytes);
+    let hookFailure: { error: unknown } | undefined;
+    try {
+      hooks?.whileWriting?.();
+    } catch (e) {
+      hookFailure = { error: e };
+    }
+    try {
+      await durable;
+    } catch (e) {
+      this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
+      throw e;
+    }
+    this.#writtenBytes += bytes.length;
+    this.#syncedBytes = this.#writtenBytes;
+    this.#sizeBytes += bytes.length;
+    this.recordCount += records;
+    this.syncCount++;
+    this.#maybePreallocate();
+    if (hookFailure !== undefined) throw hookFailure.error;
+    hooks?.onWritten?.();
   }
 
   /**
