@@ -22,8 +22,8 @@
  *   is durable, adding what changed meanwhile: the log is never held up for
  *   rewriting megabytes of entries or deleting files.
  * - The open segment keeps zero-filled space ahead of its appends, and a
- *   durable save is a write into it and an fdatasync: no file growth to commit
- *   (WalWriter).
+ *   durable save is one durable write into it (on the real disk an O_DSYNC
+ *   write by the durable-write thread): no file growth to commit (WalWriter).
  * - A torn tail or unused space of the newest segment is cut off at open;
  *   an older one (restated in full by the next) is read up to its last valid
  *   record. A damaged record that later records vouch for is a
