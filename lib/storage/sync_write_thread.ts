@@ -26,6 +26,9 @@
 import { Worker } from "node:worker_threads";
 import type * as NodeFs from "node:fs";
 
+/** How long the first request waits for the thread to start. */
+const startTimeoutMs = 10_000;
+
 /** Bytes of the data buffer: a larger append takes the write + fdatasync path instead. */
 export const syncWriteMaxBytes = 4 << 20;
 
@@ -140,6 +143,9 @@ export class SyncWriteThread {
   #dead: Error | undefined;
   /** Settles when the helper dies; raced against each wait. */
   readonly #died: Promise<void>;
+  /** Settles when the helper says it runs (or died first). */
+  readonly #ready: Promise<void>;
+  #isStarted = false;
 
   private constructor() {
     const control = new SharedArrayBuffer(controlBytes);
@@ -147,8 +153,9 @@ export class SyncWriteThread {
     this.#ctl = new Int32Array(control);
     this.#offset = new Float64Array(control, offsetAt, 1);
     this.#data = new Uint8Array(data);
-    const source = `import { workerData } from "node:worker_threads";\n` +
+    const source = `import { parentPort, workerData } from "node:worker_threads";\n` +
       `import * as fs from "node:fs";\n` +
+      `parentPort.postMessage("ready");\n` +
       `(${helperMain.toString()})(workerData.control, workerData.data, fs);\n`;
     this.#worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(source)}`), {
       workerData: { control, data },
@@ -162,6 +169,31 @@ export class SyncWriteThread {
       this.#worker.on("error", (e: Error) => die(e.message));
       this.#worker.on("exit", (code: number) => die(`exit code ${code}`));
     });
+    this.#ready = new Promise((resolve) => {
+      this.#worker.once("message", () => resolve());
+      this.#died.then(resolve);
+    });
+  }
+
+  /**
+   * Waits (boundedly) for the thread to start: a thread that cannot start
+   * fails the first request (an open, which its caller answers by falling
+   * back to write + fdatasync) instead of hanging it.
+   */
+  async #started(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#dead ??= new Error(`the durable-write thread did not start in ${startTimeoutMs} ms`);
+        resolve();
+      }, startTimeoutMs);
+    });
+    try {
+      await Promise.race([this.#ready, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#isStarted = this.#dead === undefined;
   }
 
   static #shared: SyncWriteThread | undefined;
@@ -169,6 +201,12 @@ export class SyncWriteThread {
 
   /** The process's helper thread, started on first use; undefined where threads cannot start. */
   static shared(): SyncWriteThread | undefined {
+    const current = SyncWriteThread.#shared;
+    if (current !== undefined && current.#dead !== undefined) {
+      // A dead thread serves nobody: new callers fall back from now on.
+      SyncWriteThread.#shared = undefined;
+      SyncWriteThread.#unavailable = true;
+    }
     if (SyncWriteThread.#shared === undefined && !SyncWriteThread.#unavailable) {
       try {
         SyncWriteThread.#shared = new SyncWriteThread();
@@ -238,6 +276,14 @@ export class SyncWriteThread {
   };
 
   async #call(op: Op, slot: number, offset: number, bytes: Uint8Array): Promise<void> {
+    if (!this.#isStarted && this.#dead === undefined) {
+      this.#worker.ref();
+      try {
+        await this.#started();
+      } finally {
+        this.#worker.unref();
+      }
+    }
     if (this.#dead) throw this.#dead;
     const ctl = this.#ctl;
     this.#data.set(bytes, 0);
