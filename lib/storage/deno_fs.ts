@@ -253,6 +253,25 @@ class DenoFileHandle implements FileHandle {
     }
   }
 
+  /**
+   * A second write handle on this file, opened by its current path and
+   * checked to be this very file (same inode and device): zeros written
+   * through a handle on another file would destroy that file's data.
+   */
+  async #openSecondHandle(): Promise<Deno.FsFile> {
+    const second = await Deno.open(this.#currentPath, { write: true });
+    try {
+      const [mine, theirs] = await Promise.all([this.#file.stat(), second.stat()]);
+      if (mine.ino !== theirs.ino || mine.dev !== theirs.dev) {
+        throw new Error(`${this.#currentPath} is no longer the file this handle has open`);
+      }
+      return second;
+    } catch (e) {
+      second.close();
+      throw e;
+    }
+  }
+
   preallocate(untilBytes: number): Promise<void> {
     // Fill from past every write started so far: this runs beside appends, not
     // after them, and appends that reach into the range wait for it.
@@ -263,7 +282,7 @@ class DenoFileHandle implements FileHandle {
     this.#physicalBytes = untilBytes;
     const fill = async () => {
       try {
-        this.#filler ??= Deno.open(this.#currentPath, { write: true });
+        this.#filler ??= this.#openSecondHandle();
         const filler = await this.#filler;
         await filler.seek(from, Deno.SeekMode.Start);
         for (let at = from; at < untilBytes; at += zeroChunk.length) {

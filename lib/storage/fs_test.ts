@@ -189,11 +189,12 @@ Deno.test("fs: durable appends (write thread) mix with appends, zero-fills, trun
     assertEquals(thread.writeCount - before, 4, "all four durable appends went through the thread");
 
     // A file renamed behind the file system's back, with a new file at its old path: the
-    // handle must not write into the newcomer (the thread's open is checked by inode).
+    // handle must not write into the newcomer (its second handles are checked by inode).
     const g = await fs.create(`${dir}/b`);
     await Deno.rename(`${dir}/b`, `${dir}/b-moved`);
     await Deno.writeFile(`${dir}/b`, utf8("newcomer"));
     await g.appendDurable!(utf8("mine"));
+    await assertRejects(() => g.preallocate(4096), IoError, "no longer the file");
     await g.close();
     assertEquals(thread.writeCount - before, 4, "the newcomer was never written");
     assertEquals(new TextDecoder().decode(await Deno.readFile(`${dir}/b`)), "newcomer");
