@@ -118,6 +118,31 @@ function helperMain(control: SharedArrayBuffer, data: SharedArrayBuffer, fs: typ
   }
 }
 
+/**
+ * Waits until `ctl[index]` is `wanted` (or `stop` settles); false when it
+ * stopped first. A wake-up alone proves nothing: the helper stores a done
+ * number before it notifies, so a caller that read the number before that
+ * notify ran can be woken by it while it already waits for its next
+ * request. (A node stopped with a "lost request" in the chaos suite when a
+ * wake-up was taken as the answer.)
+ */
+export async function waitForValue(
+  ctl: Int32Array,
+  index: number,
+  wanted: number,
+  stop: Promise<void>,
+): Promise<boolean> {
+  let stopped = false;
+  stop.then(() => (stopped = true));
+  for (let i = 0; i < 1_000_000 && !stopped; i++) {
+    const seen = Atomics.load(ctl, index);
+    if (seen === wanted) return true;
+    const waited = Atomics.waitAsync(ctl, index, seen);
+    if (waited.async) await Promise.race([waited.value, stop]);
+  }
+  return Atomics.load(ctl, index) === wanted;
+}
+
 /** An error the helper reported, with the failed call's `code` (ENOSPC, EIO, ...). */
 export class SyncWriteError extends Error {
   constructor(readonly code: string, message: string) {
@@ -297,8 +322,7 @@ export class SyncWriteThread {
     try {
       Atomics.store(ctl, Ctl.Request, request);
       Atomics.notify(ctl, Ctl.Request);
-      const waited = Atomics.waitAsync(ctl, Ctl.Done, request - 1);
-      if (waited.async) await Promise.race([waited.value, this.#died]);
+      await waitForValue(ctl, Ctl.Done, request, this.#died);
     } finally {
       this.#worker.unref();
     }

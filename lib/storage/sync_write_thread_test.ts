@@ -1,7 +1,7 @@
 import { DiskFullError } from "../common/errors.ts";
 import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
 import { mapIoError } from "./deno_fs.ts";
-import { SyncWriteError, SyncWriteThread } from "./sync_write_thread.ts";
+import { SyncWriteError, SyncWriteThread, waitForValue } from "./sync_write_thread.ts";
 
 Deno.test("durable-write thread: queued writes land at their offsets in the file it opened", async () => {
   const dir = await Deno.makeTempDir({ prefix: "rustkvd-sync-thread-" });
@@ -84,3 +84,34 @@ Deno.test("durable-write thread: an idle thread does not keep a process alive", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("durable-write thread: a stale wake-up is not taken for the answer", async () => {
+  // A pending Atomics.waitAsync does not keep the event loop alive (the thread's callers hold
+  // a reference to the worker meanwhile); a timer does it here.
+  const keepAlive = setInterval(() => {}, 1_000);
+  try {
+    await staleWakeUp();
+  } finally {
+    clearInterval(keepAlive);
+  }
+});
+
+async function staleWakeUp() {
+  const ctl = new Int32Array(new SharedArrayBuffer(8));
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  let answered: boolean | undefined;
+  const waiting = waitForValue(ctl, 1, 1, stopped).then((ok) => (answered = ok));
+  // The late notify of an earlier request: a wake-up with the value unchanged.
+  Atomics.notify(ctl, 1);
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 1));
+  assertEquals(answered, undefined, "still waiting after a stale wake-up");
+  Atomics.store(ctl, 1, 1);
+  Atomics.notify(ctl, 1);
+  await waiting;
+  assertEquals(answered, true);
+  // A helper that dies ends the wait with false.
+  const dying = waitForValue(ctl, 1, 2, stopped);
+  stop();
+  assertEquals(await dying, false);
+}
