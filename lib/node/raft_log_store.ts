@@ -205,6 +205,10 @@ export class RaftLogStore implements RaftStorage {
     } else {
       const last = segments[segments.length - 1];
       const file = await fs.open(joinPath(dir, segmentName(last)));
+      // What a killed process left in the page cache is made durable before anything is
+      // appended after it: the writer takes the segment for durable, and a one-step durable
+      // append (an O_DSYNC write) flushes only its own bytes, not an unsynced tail before them.
+      await file.syncData();
       writer = new WalWriter(last, file, await file.size(), {
         preallocateBytes: raftLogPreallocateBytes,
         markers: lastHasMarkers,

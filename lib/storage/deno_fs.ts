@@ -9,7 +9,12 @@
 
 import { DiskFullError, IoError, KVError } from "../common/errors.ts";
 import type { FileHandle, FileSystem } from "./fs.ts";
-import { SyncWriteError, syncWriteMaxBytes, SyncWriteThread } from "./sync_write_thread.ts";
+import {
+  SyncWriteError,
+  syncWriteMaxBytes,
+  SyncWriteThread,
+  SyncWriteUnavailableError,
+} from "./sync_write_thread.ts";
 import { type FileHandle as NodeFileHandle, open as openForReading } from "node:fs/promises";
 
 /** Turns a Deno error into the KVError family, naming the file. */
@@ -136,7 +141,7 @@ class DenoFileHandle implements FileHandle {
     const out = new Uint8Array(want);
     if (want === 0) return out;
     try {
-      this.#reader ??= openForReading(this.path, "r");
+      this.#reader ??= this.#openReader();
       const reader = await this.#reader;
       let got = 0;
       for (let i = 0; got < want && i < 1_000_000; i++) {
@@ -192,7 +197,9 @@ class DenoFileHandle implements FileHandle {
   }
 
   expectAppendDurable(): void {
-    if (this.#syncSlot !== undefined && this.#chainIdle()) SyncWriteThread.shared()?.expectWrite();
+    if (typeof this.#syncSlot === "number" && this.#chainIdle()) {
+      SyncWriteThread.shared()?.expectWrite();
+    }
   }
 
   /**
@@ -224,7 +231,16 @@ class DenoFileHandle implements FileHandle {
       const fill = this.#filling;
       if (fill !== undefined && end > fill.from) await fill.done.catch(() => {});
       if (end > this.#physicalBytes) this.#physicalBytes = end;
-      await thread.write(slot, at, data);
+      try {
+        await thread.write(slot, at, data);
+      } catch (e) {
+        if (!(e instanceof SyncWriteUnavailableError)) throw e;
+        // The thread never took it: nothing was written, so write it the other way.
+        this.#syncSlot = null;
+        await this.#appendNow(data);
+        await this.#file.syncData();
+        return;
+      }
       this.#sizeBytes = end;
       this.#positionStale = true;
     };
@@ -250,6 +266,21 @@ class DenoFileHandle implements FileHandle {
       this.#syncSlot = await opening.catch(() => null);
     } finally {
       this.#openingSlot = undefined;
+    }
+  }
+
+  /** The positional reader, opened by the current path and checked like #openSecondHandle's. */
+  async #openReader(): Promise<NodeFileHandle> {
+    const reader = await openForReading(this.#currentPath, "r");
+    try {
+      const [mine, theirs] = await Promise.all([this.#file.stat(), reader.stat()]);
+      if (mine.ino !== theirs.ino || mine.dev !== theirs.dev) {
+        throw new Error(`${this.#currentPath} is no longer the file this handle has open`);
+      }
+      return reader;
+    } catch (e) {
+      await reader.close();
+      throw e;
     }
   }
 

@@ -85,10 +85,15 @@ function helperMain(control: SharedArrayBuffer, data: SharedArrayBuffer, fs: typ
       if (op === 1) {
         const path = new TextDecoder().decode(bytes.subarray(0, length));
         const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_DSYNC);
+        try {
+          const stat = fs.fstatSync(fd);
+          identity[0] = Number(stat.ino);
+          identity[1] = Number(stat.dev);
+        } catch (e) {
+          fs.closeSync(fd);
+          throw e;
+        }
         files.set(slot, fd);
-        const stat = fs.fstatSync(fd);
-        identity[0] = Number(stat.ino);
-        identity[1] = Number(stat.dev);
       } else if (op === 2) {
         const fd = files.get(slot);
         if (fd === undefined) throw new Error(`no open file in slot ${slot}`);
@@ -119,28 +124,41 @@ function helperMain(control: SharedArrayBuffer, data: SharedArrayBuffer, fs: typ
 }
 
 /**
- * Waits until `ctl[index]` is `wanted` (or `stop` settles); false when it
- * stopped first. A wake-up alone proves nothing: the helper stores a done
+ * Waits until `ctl[index]` is `wanted`, or `stopped()` (checked after each
+ * wake-up: whoever stops the wait sets it and notifies `index`); false when
+ * it stopped first. A wake-up alone proves nothing: the helper stores a done
  * number before it notifies, so a caller that read the number before that
- * notify ran can be woken by it while it already waits for its next
- * request. (A node stopped with a "lost request" in the chaos suite when a
- * wake-up was taken as the answer.)
+ * notify ran can be woken by it while it already waits for its next request.
+ * (A node stopped with a "lost request" in the chaos suite when a wake-up
+ * was taken as the answer.) Nothing is attached to long-lived promises: a
+ * reaction per request on one that never settles leaked about 500 bytes a
+ * request.
  */
 export async function waitForValue(
   ctl: Int32Array,
   index: number,
   wanted: number,
-  stop: Promise<void>,
+  stopped: () => boolean,
 ): Promise<boolean> {
-  let stopped = false;
-  stop.then(() => (stopped = true));
-  for (let i = 0; i < 1_000_000 && !stopped; i++) {
+  for (let i = 0; i < 1_000_000; i++) {
     const seen = Atomics.load(ctl, index);
     if (seen === wanted) return true;
+    if (stopped()) return false;
     const waited = Atomics.waitAsync(ctl, index, seen);
-    if (waited.async) await Promise.race([waited.value, stop]);
+    if (waited.async) await waited.value;
   }
   return Atomics.load(ctl, index) === wanted;
+}
+
+/**
+ * The thread could not take the request (it died, or never started), so
+ * nothing of it was written: the caller may make it durable another way.
+ */
+export class SyncWriteUnavailableError extends Error {
+  constructor(readonly reason: Error) {
+    super(`the durable-write thread is unavailable: ${reason.message}`, { cause: reason });
+    this.name = "SyncWriteUnavailableError";
+  }
 }
 
 /** An error the helper reported, with the failed call's `code` (ENOSPC, EIO, ...). */
@@ -171,6 +189,7 @@ export class SyncWriteThread {
   /** Settles when the helper says it runs (or died first). */
   readonly #ready: Promise<void>;
   #isStarted = false;
+  readonly #isDead = () => this.#dead !== undefined;
 
   private constructor() {
     const control = new SharedArrayBuffer(controlBytes);
@@ -189,6 +208,7 @@ export class SyncWriteThread {
     this.#died = new Promise((resolve) => {
       const die = (why: string) => {
         this.#dead ??= new Error(`the durable-write thread stopped: ${why}`);
+        Atomics.notify(this.#ctl, Ctl.Done); // a waiting caller sees #dead
         resolve();
       };
       this.#worker.on("error", (e: Error) => die(e.message));
@@ -210,6 +230,7 @@ export class SyncWriteThread {
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         this.#dead ??= new Error(`the durable-write thread did not start in ${startTimeoutMs} ms`);
+        this.#worker.terminate().catch(() => {});
         resolve();
       }, startTimeoutMs);
     });
@@ -309,20 +330,21 @@ export class SyncWriteThread {
         this.#worker.unref();
       }
     }
-    if (this.#dead) throw this.#dead;
+    if (this.#dead) throw new SyncWriteUnavailableError(this.#dead);
     const ctl = this.#ctl;
     this.#data.set(bytes, 0);
     ctl[Ctl.Op] = op;
     ctl[Ctl.Slot] = slot;
     ctl[Ctl.Length] = bytes.length;
     this.#offset[0] = offset;
-    const request = ++this.#request;
+    // The numbers live in an Int32Array: they wrap (only equality matters).
+    const request = this.#request = (this.#request + 1) | 0;
     // A request in flight keeps the process alive until its outcome is known.
     this.#worker.ref();
     try {
       Atomics.store(ctl, Ctl.Request, request);
       Atomics.notify(ctl, Ctl.Request);
-      await waitForValue(ctl, Ctl.Done, request, this.#died);
+      await waitForValue(ctl, Ctl.Done, request, this.#isDead);
     } finally {
       this.#worker.unref();
     }

@@ -98,10 +98,9 @@ Deno.test("durable-write thread: a stale wake-up is not taken for the answer", a
 
 async function staleWakeUp() {
   const ctl = new Int32Array(new SharedArrayBuffer(8));
-  let stop!: () => void;
-  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  let stopped = false;
   let answered: boolean | undefined;
-  const waiting = waitForValue(ctl, 1, 1, stopped).then((ok) => (answered = ok));
+  const waiting = waitForValue(ctl, 1, 1, () => stopped).then((ok) => (answered = ok));
   // The late notify of an earlier request: a wake-up with the value unchanged.
   Atomics.notify(ctl, 1);
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 1));
@@ -110,8 +109,9 @@ async function staleWakeUp() {
   Atomics.notify(ctl, 1);
   await waiting;
   assertEquals(answered, true);
-  // A helper that dies ends the wait with false.
-  const dying = waitForValue(ctl, 1, 2, stopped);
-  stop();
+  // A helper that dies ends the wait with false: its watcher sets the flag and notifies.
+  const dying = waitForValue(ctl, 1, 2, () => stopped);
+  stopped = true;
+  Atomics.notify(ctl, 1);
   assertEquals(await dying, false);
 }

@@ -62,6 +62,7 @@ export interface DurableAppendHooks {
    * runs this hook leaves the writer broken, never reused.
    */
   whileWriting?: () => void;
+  // A hook that throws breaks the writer too: its work may be half done.
 }
 
 /** Appends group-commit buffers to one WAL segment. */
@@ -98,6 +99,10 @@ export class WalWriter {
   /** Count of records appended. */
   recordCount = 0;
 
+  /**
+   * Continues `file` at `sizeBytes`, which the caller must have made durable
+   * (a one-step durable append flushes only its own bytes).
+   */
   constructor(
     readonly number: number,
     file: FileHandle,
@@ -240,18 +245,24 @@ export class WalWriter {
     if (this.#file.appendDurable !== undefined && this.#pendingBytes === 0) {
       return this.#chained(() => this.#appendDurableNow(buf, records, hooks));
     }
-    return this.append(buf, records).then(() => {
-      // The fsync starts first: the hooks' work overlaps it.
-      const synced = this.#syncTo(this.#writtenBytes);
-      try {
-        hooks?.whileWriting?.();
-        hooks?.onWritten?.();
-      } catch (e) {
-        synced.catch(() => {}); // the caller gets this error; the sync's own, if any, breaks the writer
-        throw e;
-      }
-      return synced;
-    });
+    return this.append(buf, records).then(() => this.#syncWithHooks(hooks));
+  }
+
+  /**
+   * After a write: starts the fsync covering it, then runs the hooks beside
+   * it. A hook that throws breaks the writer (its work may be half done).
+   */
+  #syncWithHooks(hooks: DurableAppendHooks | undefined): Promise<void> {
+    const synced = this.#syncTo(this.#writtenBytes);
+    try {
+      hooks?.whileWriting?.();
+      hooks?.onWritten?.();
+    } catch (e) {
+      this.#broken ??= e instanceof Error ? e : new Error(String(e));
+      synced.catch(() => {}); // the caller gets this error; the sync's own, if any, breaks the writer
+      throw e;
+    }
+    return synced;
   }
 
   /**
@@ -259,7 +270,10 @@ export class WalWriter {
    * buffer): the file may get ready for it (FileHandle.expectAppendDurable).
    */
   expectAppendDurable(): void {
-    if (this.#pendingBytes === 0 && this.#broken === undefined) this.#file.expectAppendDurable?.();
+    if (
+      this.#pendingBytes === 0 && this.#broken === undefined &&
+      this.#writtenBytes === this.#syncedBytes
+    ) this.#file.expectAppendDurable?.();
   }
 
   /** appendDurable's turn in the write chain, when the file has a one-step durable append. */
@@ -272,15 +286,7 @@ export class WalWriter {
     if (this.#writtenBytes !== this.#syncedBytes) {
       // Written bytes are not durable yet (a background fsync runs): one step would not cover them.
       await this.#appendThrough(buf, records);
-      const synced = this.#syncTo(this.#writtenBytes);
-      try {
-        hooks?.whileWriting?.();
-        hooks?.onWritten?.();
-      } catch (e) {
-        synced.catch(() => {});
-        throw e;
-      }
-      return synced;
+      return this.#syncWithHooks(hooks);
     }
     const parts = this.#withMarker(buf);
     const bytes = parts.length === 1 ? buf : concatBytes(...parts);
@@ -303,8 +309,17 @@ export class WalWriter {
     this.recordCount += records;
     this.syncCount++;
     this.#maybePreallocate();
-    if (hookFailure !== undefined) throw hookFailure.error;
-    hooks?.onWritten?.();
+    if (hookFailure !== undefined) {
+      const e = hookFailure.error;
+      this.#broken ??= e instanceof Error ? e : new Error(String(e));
+      throw e;
+    }
+    try {
+      hooks?.onWritten?.();
+    } catch (e) {
+      this.#broken ??= e instanceof Error ? e : new Error(String(e));
+      throw e;
+    }
   }
 
   /**

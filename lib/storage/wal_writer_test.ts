@@ -124,3 +124,20 @@ Deno.test("wal writer: a failed one-step durable append breaks the writer for go
   await assertRejects(() => writer.appendDurable(record("c"), 1), IoError);
   await assertRejects(() => writer.append(record("c"), 1), IoError);
 });
+
+Deno.test("wal writer: a hook that throws breaks the writer, on either path", async () => {
+  for (const oneStep of [true, false]) {
+    const fs = new MemFileSystem();
+    await fs.mkdir("/w");
+    const inner = await fs.create("/w/000001.log");
+    const writer = new WalWriter(1, oneStep ? new OneStepFile(inner) : inner, 0);
+    const failing = {
+      whileWriting: () => {
+        throw new Error("half done");
+      },
+    };
+    await assertRejects(() => writer.appendDurable(record("a"), 1, failing), Error, "half done");
+    assertTrue(writer.broken !== undefined, `broken (one-step: ${oneStep})`);
+    await assertRejects(() => writer.appendDurable(record("b"), 1), Error, "half done");
+  }
+});
