@@ -270,35 +270,35 @@ class DenoFileHandle implements FileHandle {
   }
 
   /** The positional reader, opened by the current path and checked like #openSecondHandle's. */
-  async #openReader(): Promise<NodeFileHandle> {
-    const reader = await openForReading(this.#currentPath, "r");
-    try {
-      const [mine, theirs] = await Promise.all([this.#file.stat(), reader.stat()]);
-      if (mine.ino !== theirs.ino || mine.dev !== theirs.dev) {
-        throw new Error(`${this.#currentPath} is no longer the file this handle has open`);
-      }
-      return reader;
-    } catch (e) {
-      await reader.close();
-      throw e;
-    }
+  #openReader(): Promise<NodeFileHandle> {
+    return this.#reopened(openForReading(this.#currentPath, "r"));
   }
 
   /**
    * A second write handle on this file, opened by its current path and
-   * checked to be this very file (same inode and device): zeros written
-   * through a handle on another file would destroy that file's data.
+   * checked to be this very file: zeros written through a handle on another
+   * file would destroy that file's data.
    */
-  async #openSecondHandle(): Promise<Deno.FsFile> {
-    const second = await Deno.open(this.#currentPath, { write: true });
+  #openSecondHandle(): Promise<Deno.FsFile> {
+    return this.#reopened(Deno.open(this.#currentPath, { write: true }));
+  }
+
+  /**
+   * `opening` (this file opened again by path) once it is checked to be this
+   * very file (same inode and device); else it is closed and this rejects.
+   */
+  async #reopened<T extends { stat(): Promise<{ ino: number | null; dev: number }> }>(
+    opening: Promise<T & { close(): unknown }>,
+  ): Promise<T> {
+    const other = await opening;
     try {
-      const [mine, theirs] = await Promise.all([this.#file.stat(), second.stat()]);
+      const [mine, theirs] = await Promise.all([this.#file.stat(), other.stat()]);
       if (mine.ino !== theirs.ino || mine.dev !== theirs.dev) {
         throw new Error(`${this.#currentPath} is no longer the file this handle has open`);
       }
-      return second;
+      return other;
     } catch (e) {
-      second.close();
+      await other.close();
       throw e;
     }
   }
