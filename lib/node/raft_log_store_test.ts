@@ -437,3 +437,29 @@ Deno.test("a suffix rewritten and then cut while the next segment is written lea
   assertEquals([back.snapshot().meta.index, back.firstIndex(), back.lastIndex()], [6, 7, 6]);
   assertEquals(back.term(6), 5);
 });
+
+Deno.test("a tail a killed process left unsynced is made durable at open, before one-step appends vouch for it", async () => {
+  // One-step durable appends make only their own bytes durable (O_DSYNC on a real disk).
+  const fs = new MemFileSystem({ oneStepAppends: true });
+  // No zero-filled space past the records: reopening then has no tail to cut, which would
+  // sync the file on its own.
+  fs.injectError({ op: "preallocate", code: "EIO", times: Infinity });
+  const store = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  await store.save(
+    { entries: entries(1, 3, 1), hardState: { term: 1, vote: "n1", commit: 3 } },
+    true,
+  );
+  await store.save({ entries: entries(4, 4, 1) }, false); // written, not synced
+  // The process is killed (the page cache keeps entry 4) and the node starts again.
+  const again = await RaftLogStore.open(fs, "/d/raft", 0, conf);
+  assertEquals(again.recovered().lastIndex, 4);
+  await again.save(
+    { entries: entries(5, 5, 1), hardState: { term: 1, vote: "n1", commit: 5 } },
+    true,
+  );
+  // Then the machine loses power: entry 5 was acknowledged, and nothing before it may be missing.
+  const after = fs.crashClone();
+  const back = await RaftLogStore.open(after, "/d/raft", 0, conf);
+  assertEquals(back.recovered().lastIndex, 5);
+  assertEquals(back.entries(1, 6).map(text), entries(1, 5, 1).map(text));
+});

@@ -57,6 +57,11 @@ class MemFile {
   /** Bytes appended. */
   length = 0;
   syncedLength = 0;
+  /**
+   * Ranges past `syncedLength` made durable on their own by one-step durable
+   * appends (an O_DSYNC write flushes only its own bytes); a sync covers them.
+   */
+  durableRanges: Array<[number, number]> = [];
   /** End of the zero-filled space preallocated on disk (durable at once). */
   preallocatedLength = 0;
 
@@ -121,8 +126,20 @@ class MemFile {
       }
       f.data.set(this.data.subarray(growthStart, growthStart + keptGrowth), growthStart);
     }
-    f.length = end;
-    f.syncedLength = end;
+    let kept = end;
+    for (const [from, to] of this.durableRanges) {
+      const stop = Math.min(to, this.length);
+      if (stop <= from) continue;
+      if (stop > f.data.length) {
+        const grown = new Uint8Array(stop);
+        grown.set(f.data);
+        f.data = grown;
+      }
+      f.data.set(this.data.subarray(from, stop), from);
+      if (stop > kept) kept = stop;
+    }
+    f.length = kept;
+    f.syncedLength = kept;
     return f;
   }
 }
@@ -140,6 +157,15 @@ export class MemFileSystem implements FileSystem {
   #dirs = new Set<string>(["/", "."]);
   #errors: InjectedError[] = [];
   #generation = 0;
+  readonly #oneStepAppends: boolean;
+
+  /**
+   * `oneStepAppends`: handles get `appendDurable`, which makes only the
+   * bytes it appends durable, as an O_DSYNC write does on a real disk.
+   */
+  constructor(opts?: { oneStepAppends?: boolean }) {
+    this.#oneStepAppends = opts?.oneStepAppends ?? false;
+  }
 
   /** Fails matching future operations (see InjectedError). */
   injectError(e: InjectedError): void {
@@ -193,7 +219,7 @@ export class MemFileSystem implements FileSystem {
    * cannot disturb the clone.
    */
   crashClone(options: CrashOptions = {}): MemFileSystem {
-    const c = new MemFileSystem();
+    const c = new MemFileSystem({ oneStepAppends: this.#oneStepAppends });
     const next = this.#crashState(options);
     c.#files = next.files;
     c.#durable = next.durable;
@@ -249,7 +275,7 @@ export class MemFileSystem implements FileSystem {
       this.#maybeFail(op, path);
     };
     let closed = false;
-    return {
+    const handle: FileHandle = {
       path,
       read: (offset: number, length: number) => {
         assert(offset >= 0 && length >= 0, "read range must be non-negative");
@@ -286,6 +312,7 @@ export class MemFileSystem implements FileSystem {
           return Promise.reject(e);
         }
         file.syncedLength = file.length;
+        file.durableRanges = [];
         return Promise.resolve();
       },
       truncate: (sizeBytes: number) => {
@@ -296,6 +323,7 @@ export class MemFileSystem implements FileSystem {
         }
         file.length = Math.min(file.length, sizeBytes);
         file.syncedLength = Math.min(file.syncedLength, file.length);
+        file.durableRanges = file.durableRanges.filter(([from]) => from < file.length);
         file.preallocatedLength = Math.min(file.preallocatedLength, sizeBytes);
         return Promise.resolve();
       },
@@ -305,6 +333,17 @@ export class MemFileSystem implements FileSystem {
         return Promise.resolve();
       },
     };
+    if (this.#oneStepAppends) {
+      // Like an O_DSYNC write: the appended bytes become durable, and nothing before them.
+      handle.appendDurable = async (data: Uint8Array) => {
+        const from = file.length;
+        await handle.append(data);
+        live("sync");
+        if (from <= file.syncedLength) file.syncedLength = file.length;
+        else file.durableRanges.push([from, file.length]);
+      };
+    }
+    return handle;
   }
 
   create(path: string): Promise<FileHandle> {
