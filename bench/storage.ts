@@ -22,6 +22,18 @@ interface Row {
   note: string;
 }
 
+/** Size of the zero-filled files the raw-rate probes write into. */
+const probeFileBytes = 8 << 20;
+
+/** A new file of `probeFileBytes` zeros, synced: space a durable append overwrites. */
+async function zeroFilledFile(path: string): Promise<Deno.FsFile> {
+  const zeros = new Uint8Array(probeFileBytes);
+  const f = await Deno.open(path, { write: true, create: true, truncate: true });
+  for (let done = 0; done < zeros.length;) done += await f.write(zeros.subarray(done));
+  await f.syncData();
+  return f;
+}
+
 /**
  * The disk's raw rate of 64-byte write + fdatasync pairs into a zero-filled,
  * synced file: how the WAL appends durably (no file growth to commit), so
@@ -29,12 +41,9 @@ interface Row {
  */
 async function rawPreallocatedFsyncRate(dir: string, durationMs: number): Promise<number> {
   const path = `${dir}/fsync-prealloc-probe`;
-  const zeros = new Uint8Array(8 << 20);
-  const f = await Deno.open(path, { write: true, create: true, truncate: true });
-  for (let done = 0; done < zeros.length;) done += await f.write(zeros.subarray(done));
-  await f.syncData();
+  const f = await zeroFilledFile(path);
   await f.seek(0, Deno.SeekMode.Start);
-  const rate = await timedWriteSyncs(f, durationMs, zeros.length / 64);
+  const rate = await timedWriteSyncs(f, durationMs, probeFileBytes / 64);
   f.close();
   await Deno.remove(path);
   return rate;
@@ -50,16 +59,12 @@ async function rawThreadWriteRate(dir: string, durationMs: number): Promise<numb
   const thread = SyncWriteThread.shared();
   if (thread === undefined) return undefined;
   const path = `${dir}/dsync-probe`;
-  const zeros = new Uint8Array(8 << 20);
-  const f = await Deno.open(path, { write: true, create: true, truncate: true });
-  for (let done = 0; done < zeros.length;) done += await f.write(zeros.subarray(done));
-  await f.syncData();
-  f.close();
+  (await zeroFilledFile(path)).close();
   const { slot } = await thread.open(path);
   const buf = new Uint8Array(64).fill(1);
   let n = 0;
   const t0 = performance.now();
-  while (performance.now() - t0 < durationMs && (n + 1) * 64 <= zeros.length) {
+  while (performance.now() - t0 < durationMs && (n + 1) * 64 <= probeFileBytes) {
     await thread.write(slot, n * 64, buf);
     n++;
   }

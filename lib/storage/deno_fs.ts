@@ -162,10 +162,10 @@ class DenoFileHandle implements FileHandle {
 
   /**
    * Runs `write` after every earlier append and truncate, mapping its errors;
-   * `now` (only when the chain is idle) starts it within this call.
+   * with `startIfIdle` and nothing queued, it starts within this call.
    */
-  #chained(write: () => Promise<void>, now = false): Promise<void> {
-    const p = now ? write() : this.#writeChain.then(write, write);
+  #chained(write: () => Promise<void>, startIfIdle = false): Promise<void> {
+    const p = startIfIdle && this.#chainIdle() ? write() : this.#writeChain.then(write, write);
     this.#chainLength++;
     this.#writeChain = p.then(this.#dequeued, this.#dequeued);
     return p.catch((e) => {
@@ -212,20 +212,11 @@ class DenoFileHandle implements FileHandle {
     const thread = data.length <= syncWriteMaxBytes && this.#syncSlot !== null
       ? SyncWriteThread.shared()
       : undefined;
-    if (thread === undefined) {
-      return this.#chained(async () => {
-        await this.#appendNow(data);
-        await this.#file.syncData();
-      });
-    }
+    if (thread === undefined) return this.#chained(() => this.#appendAndSyncNow(data));
     const durableAppend = async () => {
       if (this.#syncSlot === undefined) await this.#openSyncSlot(thread);
       const slot = this.#syncSlot;
-      if (typeof slot !== "number") {
-        await this.#appendNow(data);
-        await this.#file.syncData();
-        return;
-      }
+      if (typeof slot !== "number") return this.#appendAndSyncNow(data);
       const at = this.#sizeBytes;
       const end = at + data.length;
       const fill = this.#filling;
@@ -237,15 +228,19 @@ class DenoFileHandle implements FileHandle {
         if (!(e instanceof SyncWriteUnavailableError)) throw e;
         // The thread never took it: nothing was written, so write it the other way.
         this.#syncSlot = null;
-        await this.#appendNow(data);
-        await this.#file.syncData();
-        return;
+        return this.#appendAndSyncNow(data);
       }
       this.#sizeBytes = end;
       this.#positionStale = true;
     };
     // With nothing ahead of it, the write starts within this call (see SyncWriteThread.write).
-    return this.#chainIdle() ? this.#chained(durableAppend, true) : this.#chained(durableAppend);
+    return this.#chained(durableAppend, true);
+  }
+
+  /** A durable append without the thread: a write, then an fdatasync. */
+  async #appendAndSyncNow(data: Uint8Array): Promise<void> {
+    await this.#appendNow(data);
+    await this.#file.syncData();
   }
 
   /**

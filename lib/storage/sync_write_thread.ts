@@ -184,8 +184,6 @@ export class SyncWriteThread {
   #queued = 0;
   /** Set when the helper died: every later request fails with it. */
   #dead: Error | undefined;
-  /** Settles when the helper dies; raced against each wait. */
-  readonly #died: Promise<void>;
   /** Settles when the helper says it runs (or died first). */
   readonly #ready: Promise<void>;
   #isStarted = false;
@@ -205,19 +203,16 @@ export class SyncWriteThread {
       workerData: { control, data },
     });
     this.#worker.unref();
-    this.#died = new Promise((resolve) => {
-      const die = (why: string) => {
-        this.#dead ??= new Error(`the durable-write thread stopped: ${why}`);
-        Atomics.notify(this.#ctl, Ctl.Done); // a waiting caller sees #dead
-        resolve();
-      };
-      this.#worker.on("error", (e: Error) => die(e.message));
-      this.#worker.on("exit", (code: number) => die(`exit code ${code}`));
-    });
-    this.#ready = new Promise((resolve) => {
-      this.#worker.once("message", () => resolve());
-      this.#died.then(resolve);
-    });
+    let ready!: () => void;
+    this.#ready = new Promise((resolve) => (ready = resolve));
+    this.#worker.once("message", () => ready());
+    const die = (why: string) => {
+      this.#dead ??= new Error(`the durable-write thread stopped: ${why}`);
+      Atomics.notify(this.#ctl, Ctl.Done); // a waiting caller sees #dead
+      ready();
+    };
+    this.#worker.on("error", (e: Error) => die(e.message));
+    this.#worker.on("exit", (code: number) => die(`exit code ${code}`));
   }
 
   /**

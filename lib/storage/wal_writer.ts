@@ -59,10 +59,10 @@ export interface DurableAppendHooks {
    * Runs once the write has started, maybe before its bytes are in the file,
    * so its work overlaps the I/O. Its effects must stay unseen until the
    * append resolves, and stay unseen for good when it fails: a failure that
-   * runs this hook leaves the writer broken, never reused.
+   * runs this hook leaves the writer broken, never reused. So does a hook
+   * that throws (on either hook): its work may be half done.
    */
   whileWriting?: () => void;
-  // A hook that throws breaks the writer too: its work may be half done.
 }
 
 /** Appends group-commit buffers to one WAL segment. */
@@ -258,9 +258,8 @@ export class WalWriter {
       hooks?.whileWriting?.();
       hooks?.onWritten?.();
     } catch (e) {
-      this.#broken ??= e instanceof Error ? e : new Error(String(e));
       synced.catch(() => {}); // the caller gets this error; the sync's own, if any, breaks the writer
-      throw e;
+      throw this.#breakWith(e);
     }
     return synced;
   }
@@ -300,8 +299,7 @@ export class WalWriter {
     try {
       await durable;
     } catch (e) {
-      this.#broken = e instanceof Error ? e : new IoError(this.path, String(e));
-      throw e;
+      throw this.#breakWith(e);
     }
     this.#writtenBytes += bytes.length;
     this.#syncedBytes = this.#writtenBytes;
@@ -309,17 +307,18 @@ export class WalWriter {
     this.recordCount += records;
     this.syncCount++;
     this.#maybePreallocate();
-    if (hookFailure !== undefined) {
-      const e = hookFailure.error;
-      this.#broken ??= e instanceof Error ? e : new Error(String(e));
-      throw e;
-    }
+    if (hookFailure !== undefined) throw this.#breakWith(hookFailure.error);
     try {
       hooks?.onWritten?.();
     } catch (e) {
-      this.#broken ??= e instanceof Error ? e : new Error(String(e));
-      throw e;
+      throw this.#breakWith(e);
     }
+  }
+
+  /** Marks the writer broken by `e` (unless it already is) and returns `e`, to throw. */
+  #breakWith(e: unknown): unknown {
+    this.#broken ??= e instanceof Error ? e : new IoError(this.path, String(e));
+    return e;
   }
 
   /**
