@@ -8,8 +8,10 @@
  * In use: `snapshot-send-break-after=N` (break the first snapshot transfer
  * after N records), `crash-after-log-write` / `crash-before-apply` (see
  * crashAt), `apply-stall=INDEX:MS` (the first apply reaching INDEX waits MS),
- * and `peer-route:<id>=host:port` (send this node's Raft traffic for `<id>`
- * to a proxy: the fault tests' link proxies).
+ * `walk-page-pause=MS` (a RESP walk over many scan pages, KEYS or DBSIZE,
+ * waits MS after each page, as if its pages came from disk), and
+ * `peer-route:<id>=host:port` (send this node's Raft traffic for `<id>` to a
+ * proxy: the fault tests' link proxies).
  *
  * Unset, every failpoint is off and costs one map lookup.
  *

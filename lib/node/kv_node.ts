@@ -654,6 +654,20 @@ export class KVNode {
     };
   }
 
+  /**
+   * Fences a read of `consistency` and pins this replica's revision there:
+   * history compaction keeps what reads at it need until `release`, so a
+   * read made of many scans (KEYS, DBSIZE) sees one revision however far
+   * the retention window moves meanwhile. Release it in a `finally`.
+   */
+  async pinRevision(
+    consistency: ReadConsistency,
+    timeoutMs?: number,
+  ): Promise<{ version: number; release(): void }> {
+    await this.#readFence(consistency, timeoutMs);
+    return this.engine.snapshot();
+  }
+
   /** Lists keys of a prefix or range at one revision. */
   async scan(
     opts: {

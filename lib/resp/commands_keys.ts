@@ -8,6 +8,7 @@
  */
 
 import { compareBytes, concatBytes, prefixEnd } from "../common/bytes.ts";
+import { failpoint } from "../common/failpoints.ts";
 import { maxRespCountedKeys, maxRespKeysReply, maxScanLimit } from "../common/limits.ts";
 import type { ReadConsistency } from "../node/kv_node.ts";
 import type { KeyValue } from "../node/state_machine.ts";
@@ -148,20 +149,9 @@ async function scan(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 async function keys(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const pattern = args[1];
-  const prefix = literalPrefix(pattern);
   const found: Uint8Array[] = [];
-  let after: Uint8Array | undefined;
-  let version: number | undefined;
-  do {
-    const page = await scanKeys(ctx.store, {
-      prefix,
-      after,
-      limit: maxScanLimit,
-      consistency: version === undefined ? ctx.consistency : "serializable",
-      version,
-    });
-    version = page.version || version;
-    for (const kv of page.kvs) {
+  await walkKeys(ctx.store, literalPrefix(pattern), ctx.consistency, (kvs) => {
+    for (const kv of kvs) {
       if (!globMatch(pattern, kv.key)) continue;
       if (found.length === maxRespKeysReply) {
         throw new ReplyError(
@@ -170,29 +160,54 @@ async function keys(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
       }
       found.push(kv.key);
     }
-    after = page.next;
-  } while (after);
+    return true;
+  });
   ctx.out.bulkArray(found);
 }
 
 /** Counts user keys (up to maxRespCountedKeys), all at one revision. */
 export async function countKeys(store: RespStore, consistency: ReadConsistency): Promise<number> {
   let n = 0;
-  let after: Uint8Array | undefined;
-  let version: number | undefined;
-  do {
-    const page = await scanKeys(store, {
-      prefix: new Uint8Array(),
-      after,
-      limit: maxScanLimit,
-      consistency: version === undefined ? consistency : "serializable",
-      version,
-    });
-    version = page.version || version;
-    n += page.kvs.length;
-    after = page.next;
-  } while (after && n < maxRespCountedKeys);
+  await walkKeys(store, new Uint8Array(), consistency, (kvs) => {
+    n += kvs.length;
+    return n < maxRespCountedKeys;
+  });
   return n;
+}
+
+/**
+ * Walks the keys under `prefix` page by page, all at one revision of this
+ * replica, until `visit` returns false. The revision is pinned
+ * (KVNode.pinRevision): under heavy writes the retention window
+ * (--history-revisions) can move past a long walk's revision before its
+ * last page, and the walk would fail halfway with "compacted".
+ */
+async function walkKeys(
+  store: RespStore,
+  prefix: Uint8Array,
+  consistency: ReadConsistency,
+  visit: (kvs: KeyValue[]) => boolean,
+): Promise<void> {
+  // A test stretches walks with it, as pages read from disk do (see failpoints.ts).
+  const pauseMs = Number(failpoint("walk-page-pause") ?? 0);
+  const pin = await store.node.pinRevision(consistency);
+  try {
+    let after: Uint8Array | undefined;
+    do {
+      const page = await scanKeys(store, {
+        prefix,
+        after,
+        limit: maxScanLimit,
+        consistency: "serializable",
+        version: pin.version,
+      });
+      if (!visit(page.kvs)) return;
+      after = page.next;
+      if (after && pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+    } while (after);
+  } finally {
+    pin.release();
+  }
 }
 
 /** A one-key DEL is decided at apply time; a multi-key DEL runs alone (it deletes in turn). */

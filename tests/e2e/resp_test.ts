@@ -462,3 +462,61 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
     for (const c of clients) c.close();
   }
 });
+
+Deno.test("RESP: DBSIZE and INFO keyspace count at one revision while history is compacted under them", async () => {
+  // Ten revisions of history, and a pause between the pages of a walk over the keys (as
+  // when its pages are read from disk): the leader's retention round (every second)
+  // compacts past a count's revision before the count reaches its last page.
+  await using cluster = await TestCluster.start(3, {
+    extraArgs: ["--resp-addr", "127.0.0.1:0", "--history-revisions", "10"],
+    env: { RUSTKVD_FAILPOINTS: "walk-page-pause=500" },
+  });
+  const leaderId = await cluster.waitForLeader();
+  const address = `127.0.0.1:${cluster.node(leaderId).respPort}`;
+  const [loader, writer, counter] = await Promise.all(
+    [0, 1, 2].map(() => RespTestClient.connect(address)),
+  );
+  const status = cluster.client([leaderId]);
+  try {
+    // Four pages of keys: three pauses, 1.5 s per count.
+    const keys = 40_000;
+    for (let first = 0; first < keys; first += 10_000) {
+      const commands = Array.from({ length: 10 }, (_, m) => {
+        const args = ["MSET"];
+        for (let i = first + m * 1_000; i < first + (m + 1) * 1_000; i++) args.push(`c:${i}`, "v");
+        return args;
+      });
+      assertEquals(await loader.pipeline(commands), commands.map(() => "OK"));
+    }
+    // Overwrites only: the number of keys stays the same while revisions move on.
+    let stop = false;
+    const writes = (async () => {
+      for (let round = 0; !stop && round < 100_000; round++) {
+        const sets = Array.from(
+          { length: 20 },
+          (_, i) => ["SET", `c:${(round * 20 + i) % keys}`, "w"],
+        );
+        await writer.pipeline(sets);
+      }
+    })();
+    try {
+      for (const command of [["DBSIZE"], ["INFO", "keyspace"]]) {
+        const before = (await status.status()).compactedRevision;
+        const reply = await counter.call(...command);
+        const after = (await status.status()).compactedRevision;
+        const n = typeof reply === "string" ? Number(/keys=(\d+)/.exec(reply)?.[1]) : reply;
+        assertEquals(n, keys, `${command.join(" ")}: ${JSON.stringify(reply)}`);
+        assertTrue(
+          after > before,
+          `history was compacted during ${command[0]} (${before} -> ${after})`,
+        );
+      }
+    } finally {
+      stop = true;
+      await writes;
+    }
+  } finally {
+    for (const c of [loader, writer, counter]) c.close();
+    status.close();
+  }
+});
