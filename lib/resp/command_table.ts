@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { RespStats } from "./stats.ts";
 import { isKVError, NotLeaderError } from "../common/errors.ts";
 import type { Logger } from "../node/logger.ts";
 import type { ReadConsistency } from "../node/kv_node.ts";
@@ -26,6 +27,8 @@ export interface CommandContext {
   table: Map<string, CommandSpec>;
   /** The RESP listener's address, for INFO. */
   respAddr: string;
+  /** The listener's counters, for INFO. */
+  stats: RespStats;
   /**
    * How this command reads: the session's choice, or "serializable" when
    * the connection already confirmed a read barrier for the run of reads this

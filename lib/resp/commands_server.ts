@@ -1,7 +1,7 @@
 /**
  * Connection and server commands: PING, ECHO, QUIT, SELECT 0, HELLO 2,
  * CLIENT (SETNAME/GETNAME/ID/INFO/SETINFO), COMMAND (COUNT/DOCS/INFO/list),
- * INFO (server, replication, keyspace), CONFIG GET (always empty), ROLE,
+ * INFO (server, clients, memory, stats, replication, keyspace), CONFIG GET (always empty), ROLE,
  * WAIT, READONLY and READWRITE. These
  * are answered by this node alone and never touch Raft (INFO keyspace and
  * DBSIZE count this replica's applied keys).
@@ -10,7 +10,7 @@
  */
 
 import { rustkvdVersion } from "../common/version.ts";
-import { defaultRequestTimeoutMs } from "../common/limits.ts";
+import { defaultRequestTimeoutMs, maxRespConnections } from "../common/limits.ts";
 import {
   argInteger,
   argText,
@@ -144,6 +144,40 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
       `cluster_id:${st.clusterId}`,
     ].join("\r\n"));
   }
+  if (all || wanted.has("clients")) {
+    sections.push([
+      "# Clients",
+      `connected_clients:${ctx.stats.connectedClients}`,
+      `maxclients:${maxRespConnections}`,
+    ].join("\r\n"));
+  }
+  if (all || wanted.has("memory")) {
+    const m = Deno.memoryUsage();
+    const used = m.heapUsed + m.external;
+    sections.push([
+      "# Memory",
+      `used_memory:${used}`,
+      `used_memory_human:${humanBytes(used)}`,
+      `used_memory_rss:${m.rss}`,
+      `used_memory_rss_human:${humanBytes(m.rss)}`,
+      `heap_used:${m.heapUsed}`,
+      `heap_total:${m.heapTotal}`,
+      `external_memory:${m.external}`,
+      "maxmemory:0",
+    ].join("\r\n"));
+  }
+  if (all || wanted.has("stats")) {
+    const s = ctx.stats;
+    sections.push([
+      "# Stats",
+      `total_connections_received:${s.connectionsReceived}`,
+      `total_commands_processed:${s.commandsProcessed}`,
+      `instantaneous_ops_per_sec:${s.instantaneousOpsPerSec()}`,
+      `total_net_input_bytes:${s.netInputBytes}`,
+      `total_net_output_bytes:${s.netOutputBytes}`,
+      `rejected_connections:${s.rejectedConnections}`,
+    ].join("\r\n"));
+  }
   if (all || wanted.has("replication")) {
     const leader = st.role === "leader";
     const lines = [
@@ -175,6 +209,18 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     ));
   }
   ctx.out.bulk(sections.join("\r\n\r\n") + "\r\n");
+}
+
+/** Bytes the way Redis's *_human fields print them (1.50K, 2.25M). */
+export function humanBytes(n: number): string {
+  const units = ["B", "K", "M", "G", "T"];
+  let u = 0;
+  let v = n;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n}B` : `${v.toFixed(2)}${units[u]}`;
 }
 
 function role(ctx: CommandContext): void {

@@ -28,6 +28,7 @@ import {
 } from "./command_table.ts";
 import { RespParser } from "./parser.ts";
 import { ReplyWriter } from "./reply_writer.ts";
+import type { RespStats } from "./stats.ts";
 
 /** Bytes one socket read may return. */
 const readChunkBytes = 64 * 1024;
@@ -71,6 +72,7 @@ export async function serveConnection(
     while (open) {
       const n = await conn.read(chunk);
       if (n === null) break;
+      ctx.stats.netInputBytes += n;
       parser.feed(chunk.subarray(0, n));
       const batch: Uint8Array[][] = [];
       let protocolError: string | undefined;
@@ -85,12 +87,13 @@ export async function serveConnection(
         if (args === undefined) break;
         if (args.length > 0) batch.push(args);
       }
+      ctx.stats.commandsProcessed += batch.length;
       open = await runBatch(conn, command, batch);
       if (open && protocolError !== undefined) {
         out.error(`ERR Protocol error: ${protocolError}`);
         open = false;
       }
-      await flush(conn, out);
+      await flush(conn, out, ctx.stats);
     }
   } catch (e) {
     if (
@@ -123,6 +126,7 @@ class RunMemberContext implements CommandContext {
   readonly log: CommandContext["log"];
   readonly table: CommandContext["table"];
   readonly respAddr: string;
+  readonly stats: CommandContext["stats"];
   readonly #connection: ConnectionContext;
 
   constructor(connection: ConnectionContext, readonly out: ReplyWriter) {
@@ -131,6 +135,7 @@ class RunMemberContext implements CommandContext {
     this.log = connection.log;
     this.table = connection.table;
     this.respAddr = connection.respAddr;
+    this.stats = connection.stats;
     this.#connection = connection;
   }
 
@@ -140,8 +145,9 @@ class RunMemberContext implements CommandContext {
 }
 
 /** Writes the pending replies, then reuses the writer's buffer. */
-async function flush(conn: Deno.Conn, out: ReplyWriter): Promise<void> {
+async function flush(conn: Deno.Conn, out: ReplyWriter, stats: RespStats): Promise<void> {
   if (out.length === 0) return;
+  stats.netOutputBytes += out.length;
   await writeAll(conn, out.view());
   out.reset();
 }
@@ -185,7 +191,7 @@ async function runBatch(
         let outcome = dispatch(command, batch[k], specs[k]);
         if (outcome instanceof Promise) outcome = await outcome;
         if (outcome === "close") return false;
-        if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
+        if (out.length >= maxRespPendingReplyBytes) await flush(conn, out, command.stats);
       }
     } else {
       const writers = batch.slice(i, j).map(() => new ReplyWriter(64, true));
@@ -198,11 +204,11 @@ async function runBatch(
       for (let k = 0; k < running.length; k++) {
         await running[k];
         writers[k].moveTo(out);
-        if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
+        if (out.length >= maxRespPendingReplyBytes) await flush(conn, out, command.stats);
       }
     }
     i = j;
-    if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
+    if (out.length >= maxRespPendingReplyBytes) await flush(conn, out, command.stats);
   }
   return true;
 }
@@ -238,7 +244,7 @@ async function runConfirmedReads(
         if (outcome instanceof Promise) await outcome;
       } else if (kv === undefined) out.nil();
       else out.bulk(kv.value);
-      if (out.length >= maxRespPendingReplyBytes) await flush(conn, out);
+      if (out.length >= maxRespPendingReplyBytes) await flush(conn, out, command.stats);
     }
   } finally {
     command.confirmReads(false);

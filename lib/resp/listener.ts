@@ -14,6 +14,7 @@ import { serverCommands } from "./commands_server.ts";
 import { stringCommands } from "./commands_strings.ts";
 import { serveConnection } from "./connection.ts";
 import { Session } from "./session.ts";
+import { opsSampleIntervalMs, RespStats } from "./stats.ts";
 import { RespStore } from "./store.ts";
 
 /** Every RESP command this node serves. */
@@ -36,12 +37,24 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
   const store = new RespStore(node);
   const conns = new Set<Deno.TcpConn>();
   const handlers = new Set<Promise<void>>();
-  const base = { store, log: node.log, table: respCommandTable, respAddr: `${hostname}:${port}` };
+  const stats = new RespStats();
+  const sampler = node.clock.setInterval(
+    () => stats.sample(node.clock.nowMs()),
+    opsSampleIntervalMs,
+  );
+  const base = {
+    store,
+    log: node.log,
+    table: respCommandTable,
+    respAddr: `${hostname}:${port}`,
+    stats,
+  };
   const refused = new TextEncoder().encode("-ERR max number of clients reached\r\n");
 
   const accepting = (async () => {
     for await (const conn of listener) {
       if (conns.size >= maxRespConnections) {
+        stats.rejectedConnections++;
         conn.write(refused).catch(() => {}).finally(() => {
           try {
             conn.close();
@@ -51,9 +64,12 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
       }
       const remote = conn.remoteAddr as Deno.NetAddr;
       conns.add(conn);
+      stats.connectionsReceived++;
+      stats.connectedClients = conns.size;
       const session = new Session(`${remote.hostname}:${remote.port}`);
       const h = serveConnection(conn, { ...base, session }).finally(() => {
         conns.delete(conn);
+        stats.connectedClients = conns.size;
         handlers.delete(h);
       });
       handlers.add(h);
@@ -67,6 +83,7 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      sampler.cancel();
       try {
         listener.close();
       } catch { /* closed */ }

@@ -67,6 +67,30 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       const info = await leader.call("INFO") as string;
       assertTrue(info.includes("# Server") && info.includes("role:master"), info);
       assertTrue(info.includes(`leader_id:${leaderId}`), info);
+      // Clients, Memory and Stats: the fields monitoring tools read, moving with the traffic.
+      const field = (text: string, name: string) =>
+        Number(new RegExp(`^${name}:(\\d+)\r$`, "m").exec(text)?.[1]);
+      assertTrue(info.includes("# Clients") && info.includes("# Memory"), info);
+      assertTrue(field(info, "connected_clients") >= 1, info);
+      assertTrue(field(info, "used_memory_rss") > 1_000_000, info);
+      const stats = await leader.call("INFO", "stats") as string;
+      assertTrue(stats.startsWith("# Stats\r\n") && !stats.includes("# Server"), stats);
+      const echoed = "x".repeat(10_000);
+      assertEquals(await leader.call("ECHO", echoed), echoed);
+      const later = await leader.call("INFO", "stats") as string;
+      assertEquals(
+        field(later, "total_commands_processed") - field(stats, "total_commands_processed"),
+        2,
+        `ECHO and INFO counted: ${stats} / ${later}`,
+      );
+      assertTrue(
+        field(later, "total_net_input_bytes") - field(stats, "total_net_input_bytes") > 10_000,
+        later,
+      );
+      assertTrue(
+        field(later, "total_net_output_bytes") - field(stats, "total_net_output_bytes") > 10_000,
+        later,
+      );
       const finfo = await follower.call("INFO", "replication") as string;
       assertTrue(finfo.includes("role:slave") && !finfo.includes("# Server"), finfo);
       assertEquals((await leader.call("ROLE") as Reply[])[0], "master");
