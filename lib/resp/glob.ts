@@ -27,50 +27,73 @@ export function literalPrefix(pattern: Uint8Array): Uint8Array {
   return new Uint8Array(out);
 }
 
-/** Matches `key` against a glob `pattern`. */
-export function globMatch(pattern: Uint8Array, key: Uint8Array, p = 0, k = 0): boolean {
-  while (p < pattern.length) {
-    const c = pattern[p];
-    if (c === STAR) {
-      while (p + 1 < pattern.length && pattern[p + 1] === STAR) p++;
-      if (p + 1 === pattern.length) return true;
-      for (let i = k; i <= key.length; i++) if (globMatch(pattern, key, p + 1, i)) return true;
-      return false;
-    }
-    if (k >= key.length) return false;
-    if (c === QUESTION) {
-      p++;
-      k++;
-      continue;
-    }
-    if (c === OPEN) {
-      let i = p + 1;
-      const negate = pattern[i] === CARET;
-      if (negate) i++;
-      let matched = false;
-      while (i < pattern.length && pattern[i] !== CLOSE) {
-        if (pattern[i] === BACKSLASH && i + 1 < pattern.length) {
-          if (pattern[i + 1] === key[k]) matched = true;
-          i += 2;
-        } else if (i + 2 < pattern.length && pattern[i + 1] === DASH && pattern[i + 2] !== CLOSE) {
-          const lo = Math.min(pattern[i], pattern[i + 2]);
-          const hi = Math.max(pattern[i], pattern[i + 2]);
-          if (key[k] >= lo && key[k] <= hi) matched = true;
-          i += 3;
-        } else {
-          if (pattern[i] === key[k]) matched = true;
-          i++;
-        }
+/**
+ * Matches `key` against a glob `pattern`. Every token other than `*`
+ * matches exactly one byte, so a mismatch only needs to go back to the last
+ * `*` and let it take one more byte: at most pattern x key steps. (A
+ * recursive matcher takes exponential time on patterns such as
+ * `*a*a*a*a*a*a*b`, Redis's CVE-2022-36021: one KEYS could stall a node.)
+ */
+export function globMatch(pattern: Uint8Array, key: Uint8Array): boolean {
+  let p = 0;
+  let k = 0;
+  /** Pattern position just after the last `*` seen, and the key position it resumes at. */
+  let starP = -1;
+  let starK = 0;
+  while (k < key.length) {
+    if (p < pattern.length) {
+      if (pattern[p] === STAR) {
+        while (p < pattern.length && pattern[p] === STAR) p++;
+        if (p === pattern.length) return true;
+        starP = p;
+        starK = k;
+        continue;
       }
-      if (matched === negate) return false;
-      p = i + 1;
-      k++;
-      continue;
+      const next = matchToken(pattern, p, key[k]);
+      if (next >= 0) {
+        p = next;
+        k++;
+        continue;
+      }
     }
-    const lit = c === BACKSLASH && p + 1 < pattern.length ? pattern[++p] : c;
-    if (lit !== key[k]) return false;
-    p++;
-    k++;
+    if (starP < 0) return false;
+    // Let the last `*` take one more byte and try the rest of the pattern again from there.
+    p = starP;
+    k = ++starK;
   }
-  return k === key.length;
+  while (p < pattern.length && pattern[p] === STAR) p++;
+  return p === pattern.length;
+}
+
+/**
+ * Matches one byte against the token at `p` (not a `*`): the position after
+ * the token, or -1 when the byte does not match.
+ */
+function matchToken(pattern: Uint8Array, p: number, b: number): number {
+  const c = pattern[p];
+  if (c === QUESTION) return p + 1;
+  if (c === OPEN) {
+    let i = p + 1;
+    const negate = pattern[i] === CARET;
+    if (negate) i++;
+    let matched = false;
+    while (i < pattern.length && pattern[i] !== CLOSE) {
+      if (pattern[i] === BACKSLASH && i + 1 < pattern.length) {
+        if (pattern[i + 1] === b) matched = true;
+        i += 2;
+      } else if (i + 2 < pattern.length && pattern[i + 1] === DASH && pattern[i + 2] !== CLOSE) {
+        const lo = Math.min(pattern[i], pattern[i + 2]);
+        const hi = Math.max(pattern[i], pattern[i + 2]);
+        if (b >= lo && b <= hi) matched = true;
+        i += 3;
+      } else {
+        if (pattern[i] === b) matched = true;
+        i++;
+      }
+    }
+    // An unclosed class ends the pattern.
+    return matched === negate ? -1 : Math.min(i + 1, pattern.length);
+  }
+  if (c === BACKSLASH && p + 1 < pattern.length) return pattern[p + 1] === b ? p + 2 : -1;
+  return c === b ? p + 1 : -1;
 }

@@ -22,6 +22,75 @@ Deno.test("glob: wildcards, classes and escapes", () => {
   assertEquals(dec.decode(literalPrefix(enc.encode("us\\*er:*x"))), "us*er:");
 });
 
+/** The matcher's definition by recursion (exponential on some patterns: small inputs only). */
+function referenceMatch(pattern: Uint8Array, key: Uint8Array, p = 0, k = 0): boolean {
+  if (p === pattern.length) return k === key.length;
+  const c = pattern[p];
+  if (c === 0x2a) {
+    for (let i = k; i <= key.length; i++) if (referenceMatch(pattern, key, p + 1, i)) return true;
+    return false;
+  }
+  if (k === key.length) return false;
+  if (c === 0x3f) return referenceMatch(pattern, key, p + 1, k + 1);
+  if (c === 0x5b) {
+    let i = p + 1;
+    const negate = pattern[i] === 0x5e;
+    if (negate) i++;
+    let matched = false;
+    while (i < pattern.length && pattern[i] !== 0x5d) {
+      if (pattern[i] === 0x5c && i + 1 < pattern.length) {
+        matched ||= pattern[i + 1] === key[k];
+        i += 2;
+      } else if (i + 2 < pattern.length && pattern[i + 1] === 0x2d && pattern[i + 2] !== 0x5d) {
+        const [lo, hi] = [
+          Math.min(pattern[i], pattern[i + 2]),
+          Math.max(pattern[i], pattern[i + 2]),
+        ];
+        matched ||= key[k] >= lo && key[k] <= hi;
+        i += 3;
+      } else {
+        matched ||= pattern[i] === key[k];
+        i++;
+      }
+    }
+    return matched !== negate &&
+      referenceMatch(pattern, key, Math.min(i + 1, pattern.length), k + 1);
+  }
+  if (c === 0x5c && p + 1 < pattern.length) {
+    return pattern[p + 1] === key[k] && referenceMatch(pattern, key, p + 2, k + 1);
+  }
+  return c === key[k] && referenceMatch(pattern, key, p + 1, k + 1);
+}
+
+Deno.test("glob: agrees with the recursive definition on random patterns and keys", () => {
+  const seed = Number(Deno.env.get("GLOB_SEED") ?? Date.now() % 1_000_000);
+  console.log(`glob seed ${seed} (replay: GLOB_SEED=${seed})`);
+  let state = seed;
+  const rnd = (n: number) => {
+    state = (Math.imul(state, 1103515245) + 12345) & 0x7fffffff;
+    return state % n;
+  };
+  const tokens = ["a", "b", "*", "**", "?", "[ab]", "[^a]", "[a-b]", "\\*", "\\a", "[", "]", "-"];
+  for (let n = 0; n < 20_000; n++) {
+    let pattern = "";
+    for (let i = rnd(6); i >= 0; i--) pattern += tokens[rnd(tokens.length)];
+    let key = "";
+    for (let i = rnd(8); i > 0; i--) key += "ab*[-"[rnd(5)];
+    const [p, k] = [enc.encode(pattern), enc.encode(key)];
+    assertEquals(globMatch(p, k), referenceMatch(p, k), `seed ${seed}: ${pattern} vs ${key}`);
+  }
+});
+
+Deno.test("glob: a pattern with many stars against a long key takes linear-ish time", () => {
+  // Backtracking into every star made this exponential (Redis CVE-2022-36021).
+  const key = enc.encode("a".repeat(4_000));
+  const started = performance.now();
+  assertEquals(globMatch(enc.encode("*a*a*a*a*a*a*a*a*a*a*b"), key), false);
+  assertEquals(globMatch(enc.encode("*a*a*a*a*a*a*a*a*a*a*"), key), true);
+  const ms = performance.now() - started;
+  assertEquals(ms < 1_000, true, `took ${ms.toFixed(0)} ms`);
+});
+
 Deno.test("scan cursor: round-trips keys, including leading zero bytes", () => {
   for (const key of [new Uint8Array([0, 0, 1]), enc.encode("user:1"), new Uint8Array([255])]) {
     const c = encodeCursor(key);
