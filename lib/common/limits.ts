@@ -173,6 +173,10 @@ export const maxRespPendingReplyBytes = 1 * MiB;
 export const maxRespConnections = 10_000;
 /** RESP: compare-and-set attempts of one read-modify-write command before it gives up. */
 export const maxRespCasAttempts = 32;
+/** RESP: SCAN cursors a node remembers (the least recently used go first). */
+export const maxRespScanCursors = 100_000;
+/** RESP: bytes of keys those cursors may hold together. */
+export const maxRespScanCursorBytes = 32 * MiB;
 /** RESP: most keys KEYS returns; larger key spaces must be walked with SCAN. */
 export const maxRespKeysReply = 10_000;
 /** RESP: most keys DBSIZE and INFO keyspace count before reporting a lower bound. */

@@ -23,7 +23,6 @@ import {
   ReplyError,
 } from "./command_table.ts";
 import { globMatch, literalPrefix } from "./glob.ts";
-import { decodeCursor, encodeCursor } from "./scan_cursor.ts";
 import type { RespStore } from "./store.ts";
 
 async function del(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
@@ -120,7 +119,7 @@ export async function scanKeys(
 }
 
 async function scan(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const after = decodeCursor(argText(args[1]));
+  const after = ctx.store.scanCursors.resume(argText(args[1]));
   let pattern: Uint8Array | undefined;
   let count = 10;
   for (let i = 2; i < args.length; i++) {
@@ -144,7 +143,8 @@ async function scan(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     consistency: ctx.consistency,
   });
   const keys = page.kvs.map((kv) => kv.key).filter((k) => !pattern || globMatch(pattern, k));
-  ctx.out.arrayHeader(2).bulk(page.next ? encodeCursor(page.next) : "0").bulkArray(keys);
+  ctx.out.arrayHeader(2).bulk(page.next ? ctx.store.scanCursors.issue(page.next) : "0")
+    .bulkArray(keys);
 }
 
 async function keys(ctx: CommandContext, args: Uint8Array[]): Promise<void> {

@@ -1,34 +1,68 @@
 /**
- * SCAN cursors. A cursor is the last key returned, so iteration is stable
- * across calls and across writes: the next page starts just after it in key
- * order, every key present for the whole iteration is returned exactly
- * once, and the server keeps no per-cursor state. Clients (redis-py,
- * redis-cli) parse cursors as unsigned integers, so the key is carried as
- * the decimal form of the big-endian number 0x01 || key ("0" = start/end).
+ * SCAN cursors. Clients parse a cursor as an unsigned 64-bit integer
+ * (redis-cli with strtoull, go-redis with ParseUint, redis-rs as u64), so a
+ * cursor cannot carry the key to resume after, which may be 4 KiB long.
+ * Each page's cursor is instead a random number in [2^62, 2^63) that this
+ * node maps to that key. The next page starts just after the key in key
+ * order, so iteration is stable across calls and writes: every key present
+ * for the whole iteration is returned exactly once. Cursors are kept until
+ * the table's bounds push the least recently used out (a retried call may
+ * reuse a cursor); one that is gone, or came from another node or an
+ * earlier run of this one, is answered with "ERR invalid cursor".
  *
  * @module
  */
 
-import { maxKeyBytes } from "../common/limits.ts";
+import { maxRespScanCursorBytes, maxRespScanCursors } from "../common/limits.ts";
 import { ReplyError } from "./command_table.ts";
 
-/** Encodes the key to resume after. */
-export function encodeCursor(lastKey: Uint8Array): string {
-  let hex = "01";
-  for (const b of lastKey) hex += b.toString(16).padStart(2, "0");
-  return BigInt("0x" + hex).toString(10);
+/** Bytes a cursor costs beyond its key (map entry, id string). */
+const cursorOverheadBytes = 96;
+
+/** The cursors a node handed out, and the keys they resume after. */
+export class ScanCursors {
+  /** Cursor -> key; insertion order is use order (a use moves the entry to the end). */
+  readonly #keys = new Map<string, Uint8Array>();
+  #bytes = 0;
+
+  constructor(
+    readonly maxCursors = maxRespScanCursors,
+    readonly maxBytes = maxRespScanCursorBytes,
+  ) {}
+
+  /** Cursors held. */
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  /** A new cursor for a page that ended at `lastKey`. */
+  issue(lastKey: Uint8Array): string {
+    let cursor = randomCursor();
+    while (this.#keys.has(cursor)) cursor = randomCursor();
+    this.#keys.set(cursor, lastKey.slice());
+    this.#bytes += lastKey.length + cursorOverheadBytes;
+    for (const [oldest, key] of this.#keys) {
+      const within = this.#keys.size <= this.maxCursors && this.#bytes <= this.maxBytes;
+      if (within || oldest === cursor) break;
+      this.#keys.delete(oldest);
+      this.#bytes -= key.length + cursorOverheadBytes;
+    }
+    return cursor;
+  }
+
+  /** The key to resume after: undefined for "0" (the start); unknown cursors are refused. */
+  resume(cursor: string): Uint8Array | undefined {
+    if (cursor === "0") return undefined;
+    const key = this.#keys.get(cursor);
+    if (key === undefined) throw new ReplyError("ERR invalid cursor");
+    this.#keys.delete(cursor);
+    this.#keys.set(cursor, key);
+    return key;
+  }
 }
 
-/** Decodes a cursor: undefined for "0" (the start), else the key to resume after. */
-export function decodeCursor(cursor: string): Uint8Array | undefined {
-  if (cursor === "0") return undefined;
-  // 0x01 || key of at most maxKeyBytes bytes has at most this many decimal digits.
-  if (!/^[1-9]\d*$/.test(cursor) || cursor.length > Math.ceil((maxKeyBytes + 1) * 2.41) + 1) {
-    throw new ReplyError("ERR invalid cursor");
-  }
-  const hex = "0" + BigInt(cursor).toString(16);
-  if (hex.length % 2 !== 0 || !hex.startsWith("01")) throw new ReplyError("ERR invalid cursor");
-  const key = new Uint8Array(hex.length / 2 - 1);
-  for (let i = 0; i < key.length; i++) key[i] = parseInt(hex.slice(2 + 2 * i, 4 + 2 * i), 16);
-  return key;
+/** A decimal number in [2^62, 2^63): below every client's signed and unsigned 64-bit limits. */
+function randomCursor(): string {
+  const [high, low] = crypto.getRandomValues(new Uint32Array(2));
+  return ((1n << 62n) | (BigInt(high & 0x3fff_ffff) << 32n) | BigInt(low)).toString();
 }

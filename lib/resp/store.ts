@@ -11,6 +11,7 @@
  * @module
  */
 
+import { ScanCursors } from "./scan_cursor.ts";
 import { defaultRequestTimeoutMs, maxTtlSeconds } from "../common/limits.ts";
 import { InvalidArgumentError, isKVError } from "../common/errors.ts";
 import {
@@ -40,6 +41,8 @@ export class RespStore {
   #nextId = 0;
 
   readonly #batcher: ProposalBatcher;
+  /** The SCAN cursors this node handed out (shared by its connections). */
+  readonly scanCursors = new ScanCursors();
 
   constructor(readonly node: KVNode) {
     this.#idPrefix = `resp-${node.config.nodeId}-${crypto.randomUUID().slice(0, 8)}-`;

@@ -333,6 +333,8 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
           "17",
         ) as [string, string[]];
         for (const k of keys) seen.set(k, (seen.get(k) ?? 0) + 1);
+        // Clients parse cursors as 64-bit integers (redis-cli --scan, go-redis, redis-rs).
+        assertTrue(/^\d{1,19}$/.test(next) && BigInt(next) < 1n << 63n, `cursor ${next}`);
         cursor = next;
       } while (cursor !== "0" && ++rounds < 1_000);
       adding = false;

@@ -1,7 +1,7 @@
 /** SCAN/KEYS glob matching and SCAN cursors. */
 import { assertEquals, assertThrows } from "../../lib/common/test_helpers.ts";
 import { globMatch, literalPrefix } from "../../lib/resp/glob.ts";
-import { decodeCursor, encodeCursor } from "../../lib/resp/scan_cursor.ts";
+import { ScanCursors } from "../../lib/resp/scan_cursor.ts";
 import { ReplyError } from "../../lib/resp/command_table.ts";
 
 const enc = new TextEncoder();
@@ -91,13 +91,40 @@ Deno.test("glob: a pattern with many stars against a long key takes linear-ish t
   assertEquals(ms < 1_000, true, `took ${ms.toFixed(0)} ms`);
 });
 
-Deno.test("scan cursor: round-trips keys, including leading zero bytes", () => {
-  for (const key of [new Uint8Array([0, 0, 1]), enc.encode("user:1"), new Uint8Array([255])]) {
-    const c = encodeCursor(key);
-    assertEquals(/^[1-9]\d*$/.test(c), true);
-    assertEquals(decodeCursor(c), key);
+Deno.test("scan cursors: small numbers for any key, resumed where their page ended", () => {
+  const cursors = new ScanCursors();
+  const keys = [new Uint8Array([0, 0, 1]), enc.encode("user:1"), new Uint8Array(4_096).fill(255)];
+  const issued = keys.map((k) => cursors.issue(k));
+  for (const [i, c] of issued.entries()) {
+    assertEquals(/^[1-9]\d*$/.test(c), true, c);
+    const n = BigInt(c);
+    assertEquals(n >= 1n << 62n && n < 1n << 63n, true, `${c} fits a signed 64-bit integer`);
+    assertEquals(cursors.resume(c), keys[i]);
+    assertEquals(cursors.resume(c), keys[i], "a retried call may reuse its cursor");
   }
-  assertEquals(decodeCursor("0"), undefined);
-  assertThrows(() => decodeCursor("abc"), ReplyError);
-  assertThrows(() => decodeCursor("2"), ReplyError);
+  assertEquals(new Set(issued).size, 3);
+  assertEquals(cursors.resume("0"), undefined);
+  for (const bad of ["abc", "2", "-1", "", String(1n << 62n)]) {
+    assertThrows(() => cursors.resume(bad), ReplyError, "invalid cursor");
+  }
+});
+
+Deno.test("scan cursors: the least recently used go first, by count and by bytes", () => {
+  const byCount = new ScanCursors(3, 1 << 20);
+  const [a, b, c] = ["a", "b", "c"].map((k) => byCount.issue(enc.encode(k)));
+  byCount.resume(a); // a is now the most recently used
+  const d = byCount.issue(enc.encode("d"));
+  assertEquals(byCount.size, 3);
+  assertThrows(() => byCount.resume(b), ReplyError, "invalid cursor");
+  for (const [cursor, key] of [[a, "a"], [c, "c"], [d, "d"]]) {
+    assertEquals(dec.decode(byCount.resume(cursor)), key);
+  }
+  const byBytes = new ScanCursors(1_000, 3 * (1_000 + 96));
+  const big = Array.from({ length: 4 }, (_, i) => byBytes.issue(new Uint8Array(1_000).fill(i)));
+  assertEquals(byBytes.size, 3);
+  assertThrows(() => byBytes.resume(big[0]), ReplyError, "invalid cursor");
+  // A key larger than the whole budget still gets its cursor (the others go).
+  const huge = byBytes.issue(new Uint8Array(10_000));
+  assertEquals(byBytes.size, 1);
+  assertEquals(byBytes.resume(huge)?.length, 10_000);
 });
