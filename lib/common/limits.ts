@@ -171,8 +171,6 @@ export const maxRespInlineBytes = 64 * KiB;
 export const maxRespPendingReplyBytes = 1 * MiB;
 /** RESP: open client connections per node; more are answered with an error and closed. */
 export const maxRespConnections = 10_000;
-/** RESP: compare-and-set attempts of one read-modify-write command before it gives up. */
-export const maxRespCasAttempts = 32;
 /** RESP: SCAN cursors a node remembers (the least recently used go first). */
 export const maxRespScanCursors = 100_000;
 /** RESP: bytes of keys those cursors may hold together. */

@@ -3,14 +3,16 @@
  * EXPIRE, ...) by optimistic compare-and-set: read the key with a
  * linearizable read, decide, write with `ifVersion` = the version read (0 =
  * absent). The state machine checks the version at apply time, so two
- * racing writers cannot both win; the loser re-reads and decides again, a
- * bounded number of times (maxRespCasAttempts).
+ * racing writers cannot both win; the loser re-reads and decides again,
+ * after a short random pause, until the command's deadline. A node runs
+ * its own read-modify-writes of one key one at a time (KeyQueue), so they
+ * never race each other; only another node's, or a plain write landing
+ * between the read and the write, can make one go again.
  *
  * @module
  */
 
 import { isKVError } from "../common/errors.ts";
-import { maxRespCasAttempts } from "../common/limits.ts";
 import { ReplyError } from "./command_table.ts";
 import type { Current, RespStore } from "./store.ts";
 
@@ -27,12 +29,22 @@ export interface CasDecision<T> {
 }
 
 /** Runs `decide` against the key's current state until its action is applied. */
-export async function readModifyWrite<T>(
+export function readModifyWrite<T>(
   store: RespStore,
   key: Uint8Array,
   decide: (current: Current) => CasDecision<T>,
 ): Promise<T> {
-  for (let attempt = 0; attempt < maxRespCasAttempts; attempt++) {
+  return store.keyQueue.run(key, () => compareAndSetLoop(store, key, decide));
+}
+
+async function compareAndSetLoop<T>(
+  store: RespStore,
+  key: Uint8Array,
+  decide: (current: Current) => CasDecision<T>,
+): Promise<T> {
+  const deadline = store.requestDeadline();
+  const clock = store.node.clock;
+  for (let attempt = 1;; attempt++) {
     const current = await store.get(key, "linearizable");
     const d = decide(current);
     const ifVersion = current?.version ?? 0;
@@ -46,8 +58,15 @@ export async function readModifyWrite<T>(
     } catch (e) {
       if (!isKVError(e, "Conflict")) throw e;
     }
+    if (clock.nowMs() >= deadline) {
+      throw new ReplyError(
+        `ERR the key kept changing under this command (${attempt} attempts); retry`,
+      );
+    }
+    // Writers of other nodes that lost together must not collide again in step.
+    await clock.sleep(Math.random() * Math.min(attempt, maxCasPauseMs));
   }
-  throw new ReplyError(
-    `ERR the key changed concurrently ${maxRespCasAttempts} times in a row; retry`,
-  );
 }
+
+/** Longest pause between two attempts, in ms. */
+const maxCasPauseMs = 10;

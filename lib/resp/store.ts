@@ -11,6 +11,7 @@
  * @module
  */
 
+import { KeyQueue } from "./key_queue.ts";
 import { ScanCursors } from "./scan_cursor.ts";
 import { defaultRequestTimeoutMs, maxTtlSeconds } from "../common/limits.ts";
 import { InvalidArgumentError, isKVError } from "../common/errors.ts";
@@ -41,6 +42,8 @@ export class RespStore {
   #nextId = 0;
 
   readonly #batcher: ProposalBatcher;
+  /** Read-modify-write commands of this node, one at a time per key (see key_queue.ts). */
+  readonly keyQueue = new KeyQueue();
   /** The SCAN cursors this node handed out (shared by its connections). */
   readonly scanCursors = new ScanCursors();
 
@@ -215,6 +218,11 @@ export class RespStore {
   }
 
   #deadline(): number {
+    return this.requestDeadline();
+  }
+
+  /** When a command starting now gives up (monotonic ms). */
+  requestDeadline(): number {
     return this.node.clock.nowMs() + defaultRequestTimeoutMs;
   }
 

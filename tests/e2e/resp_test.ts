@@ -308,6 +308,23 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         for (let i = 0; i < 25; i++) await c.call("INCR", "race:counter");
       }));
       assertEquals(await leader.call("GET", "race:counter"), "50");
+      // Thirty connections on one hot key (a fifth through a follower): every INCR and
+      // APPEND succeeds and none is lost (they used to give up after 32 lost races).
+      const hot = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => connect(i % 5 === 0 ? followerIds[0] : leaderId)),
+      );
+      const replies = await Promise.all(hot.map(async (c) => {
+        const got: Reply[] = [];
+        for (let i = 0; i < 10; i++) {
+          got.push(await c.call("INCR", "race:hot"), await c.call("APPEND", "race:log", "x"));
+        }
+        return got;
+      }));
+      const failures = replies.flat().filter((r) => typeof r !== "number");
+      assertEquals(failures, [], "no read-modify-write gave up");
+      assertEquals(await leader.call("GET", "race:hot"), "300");
+      assertEquals(await leader.call("STRLEN", "race:log"), 300);
+      for (const c of hot) c.close();
     });
 
     await t.step("SCAN visits every key exactly once while keys are added", async () => {
