@@ -7,9 +7,16 @@
  * @module
  */
 
+import { validateKey } from "../server/validation.ts";
 import { compareBytes, concatBytes, prefixEnd } from "../common/bytes.ts";
 import { failpoint } from "../common/failpoints.ts";
-import { maxRespCountedKeys, maxRespKeysReply, maxScanLimit } from "../common/limits.ts";
+import {
+  maxRespConcurrentCommands,
+  maxRespCountedKeys,
+  maxRespKeysReply,
+  maxRespWriteRunBytes,
+  maxScanLimit,
+} from "../common/limits.ts";
 import type { ReadConsistency } from "../node/kv_node.ts";
 import type { KeyValue } from "../node/state_machine.ts";
 import { readModifyWrite } from "./cas.ts";
@@ -25,16 +32,42 @@ import {
 import { globMatch, literalPrefix } from "./glob.ts";
 import type { RespStore } from "./store.ts";
 
+/**
+ * DEL/UNLINK: the keys' deletes in one group of the proposal batcher, so
+ * one Raft entry: readers see all of them or none, as in Redis (up to
+ * maxRespConcurrentCommands keys; more go as several such entries). A key
+ * over the size limit fails the command before anything is deleted; a key
+ * no write can create (store.ts, neverStored) counts as absent.
+ */
 async function del(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const keys = args.slice(1);
+  for (const key of keys) if (key.length > 0) validateKey(key);
+  const store = ctx.store;
+  // A one-key DEL may run inside a pipelined run's group already (delOverlap).
+  if (keys.length === 1) {
+    ctx.out.integer(await store.delete(keys[0]) ? 1 : 0);
+    return;
+  }
   let n = 0;
-  for (const key of args.slice(1)) if (await ctx.store.delete(key)) n++;
+  for (let from = 0; from < keys.length;) {
+    // A group must fit one batch: thousands of keys go as several entries, in order.
+    let to = from + 1;
+    let bytes = keys[from].length;
+    while (
+      to < keys.length && to - from < maxRespConcurrentCommands &&
+      bytes + keys[to].length <= maxRespWriteRunBytes
+    ) bytes += keys[to++].length;
+    const group = keys.slice(from, to);
+    const deleted = await Promise.all(store.writeGroup(() => group.map((k) => store.delete(k))));
+    n += deleted.filter((d) => d).length;
+    from = to;
+  }
   ctx.out.integer(n);
 }
 
+/** EXISTS: how many of the keys (repeats counted) exist, all read at one revision. */
 async function exists(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const kvs = await Promise.all(
-    args.slice(1).map((k) => ctx.store.get(k, ctx.consistency)),
-  );
+  const kvs = await ctx.store.getMany(args.slice(1), ctx.consistency);
   ctx.out.integer(kvs.filter((kv) => kv !== undefined).length);
 }
 

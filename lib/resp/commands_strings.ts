@@ -140,9 +140,7 @@ async function getset(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 }
 
 async function mget(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const kvs = await Promise.all(
-    args.slice(1).map((k) => ctx.store.get(k, ctx.consistency)),
-  );
+  const kvs = await ctx.store.getMany(args.slice(1), ctx.consistency);
   ctx.out.bulkArray(kvs.map((kv) => kv?.value));
 }
 

@@ -71,6 +71,7 @@ export class RespStore {
    * until the deadline: reads are idempotent.
    */
   async get(key: Uint8Array, consistency: ReadConsistency, version = 0): Promise<Current> {
+    if (neverStored(key)) return undefined;
     const deadline = this.#deadline();
     while (true) {
       try {
@@ -88,7 +89,33 @@ export class RespStore {
    * disk read is needed; `readNeedsIo` otherwise.
    */
   getNow(key: Uint8Array): Current | typeof readNeedsIo {
-    return this.node.getLocalNow(key);
+    return neverStored(key) ? undefined : this.node.getLocalNow(key);
+  }
+
+  /**
+   * Reads every key at one revision (MGET): one read fence, then this
+   * replica's state at the revision it pinned. Retried like `get`.
+   */
+  async getMany(keys: Uint8Array[], consistency: ReadConsistency): Promise<Current[]> {
+    const deadline = this.#deadline();
+    while (true) {
+      try {
+        const pin = await this.node.pinRevision(consistency);
+        try {
+          return await Promise.all(keys.map(async (key) => {
+            if (neverStored(key)) return undefined;
+            const read = { version: pin.version, consistency: "serializable" as const };
+            return (await this.node.get(key, read)).kv;
+          }));
+        } finally {
+          pin.release();
+        }
+      } catch (e) {
+        const retry = isKVError(e, "NoQuorum") || isKVError(e, "NotLeader");
+        if (!retry || this.node.clock.nowMs() >= deadline) throw e;
+      }
+      await this.node.clock.sleep(this.node.config.tickMs);
+    }
   }
 
   /**
@@ -145,6 +172,7 @@ export class RespStore {
 
   /** Deletes a key (optionally only at `ifVersion`); true when it existed. */
   async delete(key: Uint8Array, ifVersion?: number): Promise<boolean> {
+    if (neverStored(key)) return false;
     validateKey(key);
     checkUserKey(key);
     const r = await this.#submit({
@@ -237,4 +265,14 @@ function validateExpiry(expiresAtMs: number, nowMs: number): void {
   if (expiresAtMs > nowMs + maxTtlSeconds * 1000) {
     throw new InvalidArgumentError(`expire time is more than ${maxTtlSeconds} seconds away`);
   }
+}
+
+/**
+ * Keys no write can create: the empty key and keys starting with byte 0x00
+ * (the system's). Reads answer them as absent, as Redis answers a key
+ * nobody set, instead of failing a whole MGET; writes of them are refused
+ * with the reason.
+ */
+function neverStored(key: Uint8Array): boolean {
+  return key.length === 0 || key[0] === 0;
 }
