@@ -78,14 +78,22 @@ export class ReplyError extends Error {
   override name = "ReplyError";
 }
 
-/** Parses a strict integer argument or raises the Redis "not an integer" error. */
+/**
+ * Parses an integer argument as Redis does (a signed 64-bit number in
+ * canonical form: no sign on 0, no leading zeros, no "+") or raises its
+ * "not an integer" error. Beyond 2^53 the number is approximate: every
+ * caller compares it with a limit far below that.
+ */
 export function argInteger(arg: Uint8Array): number {
   const s = decoder.decode(arg);
-  if (!/^-?\d{1,16}$/.test(s) || !Number.isSafeInteger(Number(s))) {
+  if (!/^(0|-?[1-9]\d{0,18})$/.test(s) || BigInt(s) > int64Max || BigInt(s) < int64Min) {
     throw new ReplyError("ERR value is not an integer or out of range");
   }
   return Number(s);
 }
+
+const int64Max = 2n ** 63n - 1n;
+const int64Min = -(2n ** 63n);
 
 /** Builds the lookup table from specs. */
 export function buildTable(specs: CommandSpec[]): Map<string, CommandSpec> {

@@ -73,21 +73,29 @@ async function exists(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 async function expire(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
   const amount = argInteger(args[2]);
-  const flags = args.slice(3).map(argWord);
-  for (const f of flags) {
-    if (!["NX", "XX", "GT", "LT"].includes(f)) throw new ReplyError(`ERR Unsupported option ${f}`);
+  // As Redis 7: options may repeat; NX goes with no other, GT not with LT.
+  const flags = new Set<string>();
+  for (const arg of args.slice(3)) {
+    const f = argWord(arg);
+    if (!["NX", "XX", "GT", "LT"].includes(f)) {
+      throw new ReplyError(`ERR Unsupported option ${argText(arg)}`);
+    }
+    flags.add(f);
   }
-  if (flags.length > 1) {
+  if (flags.has("NX") && flags.size > 1) {
     throw new ReplyError("ERR NX and XX, GT or LT options at the same time are not compatible");
   }
-  const flag = flags[0] ?? "";
+  if (flags.has("GT") && flags.has("LT")) {
+    throw new ReplyError("ERR GT and LT options at the same time are not compatible");
+  }
   const set = await readModifyWrite(ctx.store, args[1], (cur) => {
     if (!cur) return { action: { kind: "none" }, result: 0 };
     const at = ctx.store.node.clock.wallMs() + amount * unitMs;
     const has = cur.expiresAtMs > 0;
-    const allowed = flag === "" || (flag === "NX" && !has) || (flag === "XX" && has) ||
-      (flag === "GT" && has && at > cur.expiresAtMs) ||
-      (flag === "LT" && (!has || at < cur.expiresAtMs));
+    // A key without a TTL counts as expiring never: GT never moves it, LT always does.
+    const allowed = (!flags.has("NX") || !has) && (!flags.has("XX") || has) &&
+      (!flags.has("GT") || (has && at > cur.expiresAtMs)) &&
+      (!flags.has("LT") || !has || at < cur.expiresAtMs);
     if (!allowed) return { action: { kind: "none" }, result: 0 };
     if (amount <= 0) return { action: { kind: "delete" }, result: 1 };
     return { action: { kind: "put", value: cur.value, expiresAtMs: at }, result: 1 };

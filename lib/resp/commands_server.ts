@@ -208,7 +208,8 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
       "\r\n",
     ));
   }
-  ctx.out.bulk(sections.join("\r\n\r\n") + "\r\n");
+  // No section asked for exists: an empty answer, as Redis gives.
+  ctx.out.bulk(sections.length === 0 ? "" : sections.join("\r\n\r\n") + "\r\n");
 }
 
 /** Bytes the way Redis's *_human fields print them (1.50K, 2.25M). */
@@ -307,7 +308,7 @@ export const serverCommands: CommandSpec[] = [
     arity: 2,
     write: false,
     handler: (c, a) => {
-      if (argText(a[1]) !== "0") throw new ReplyError("ERR DB index is out of range");
+      if (argInteger(a[1]) !== 0) throw new ReplyError("ERR DB index is out of range");
       c.out.simple("OK");
     },
   },

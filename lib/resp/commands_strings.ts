@@ -62,26 +62,38 @@ function positive(arg: Uint8Array, command: string): number {
   return n;
 }
 
+/**
+ * SET's options as Redis 7 takes them: an option may repeat (the last
+ * expiry wins), but NX with XX, two kinds of expiry, or KEEPTTL with an
+ * expiry is a syntax error. Only the expiry that wins is checked.
+ */
 function parseSetOptions(ctx: CommandContext, args: Uint8Array[]): SetOptions {
   const o: SetOptions = { expiresAtMs: undefined, keepTtl: false, condition: "", get: false };
-  let expiry = false;
+  let expiry = "";
+  let expiryArg: Uint8Array | undefined;
   for (let i = 3; i < args.length; i++) {
     const w = argWord(args[i]);
     const hasNext = i + 1 < args.length;
-    if ((w === "NX" || w === "XX") && o.condition === "") o.condition = w;
-    else if (w === "GET" && !o.get) o.get = true;
-    else if (w === "KEEPTTL" && !expiry) o.keepTtl = expiry = true;
-    else if ((w === "EX" || w === "PX" || w === "EXAT" || w === "PXAT") && !expiry && hasNext) {
-      const n = positive(args[++i], "set");
-      o.expiresAtMs = w === "EX"
-        ? now(ctx) + n * 1000
-        : w === "PX"
-        ? now(ctx) + n
-        : w === "EXAT"
-        ? n * 1000
-        : n;
-      expiry = true;
+    if ((w === "NX" || w === "XX") && (o.condition === "" || o.condition === w)) o.condition = w;
+    else if (w === "GET") o.get = true;
+    else if (w === "KEEPTTL" && expiry === "") o.keepTtl = true;
+    else if (
+      (w === "EX" || w === "PX" || w === "EXAT" || w === "PXAT") && !o.keepTtl &&
+      (expiry === "" || expiry === w) && hasNext
+    ) {
+      expiry = w;
+      expiryArg = args[++i];
     } else throw new ReplyError("ERR syntax error");
+  }
+  if (expiryArg !== undefined) {
+    const n = positive(expiryArg, "set");
+    o.expiresAtMs = expiry === "EX"
+      ? now(ctx) + n * 1000
+      : expiry === "PX"
+      ? now(ctx) + n
+      : expiry === "EXAT"
+      ? n * 1000
+      : n;
   }
   return o;
 }
@@ -227,6 +239,13 @@ function setOverlap(args: Uint8Array[]): Overlap | undefined {
   return "write";
 }
 
+/** DECRBY: the int64 minimum has no increment to negate into (Redis's own error). */
+function decrBy(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const delta = deltaArg(args[2]);
+  if (delta === int64Min) throw new ReplyError("ERR decrement would overflow");
+  return incrBy(ctx, args[1], -delta);
+}
+
 function deltaArg(arg: Uint8Array): bigint {
   return parseInt64(encoder.encode(argText(arg)));
 }
@@ -242,7 +261,7 @@ export const stringCommands: CommandSpec[] = [
   { name: "incr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], 1n) },
   { name: "decr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], -1n) },
   { name: "incrby", arity: 3, write: true, handler: (c, a) => incrBy(c, a[1], deltaArg(a[2])) },
-  { name: "decrby", arity: 3, write: true, handler: (c, a) => incrBy(c, a[1], -deltaArg(a[2])) },
+  { name: "decrby", arity: 3, write: true, handler: decrBy },
   { name: "append", arity: 3, write: true, handler: append },
   { name: "strlen", arity: 2, write: false, handler: strlen, overlap: "read" },
   { name: "vget", arity: 3, write: false, handler: vget, overlap: "read" },

@@ -108,6 +108,10 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       );
       assertEquals(await leader.call("READONLY"), "OK");
       assertEquals(await leader.call("READWRITE"), "OK");
+      assertEquals(await leader.call("INFO", "nosuchsection"), "");
+      const notInteger = /^ERR value is not an integer or out of range$/;
+      assertTrue(isError(await leader.call("SELECT", "abc"), notInteger), "SELECT abc");
+      assertTrue(isError(await leader.call("SELECT", "00"), notInteger), "SELECT 00");
     });
 
     await t.step("string commands", async () => {
@@ -129,6 +133,20 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         isError(await leader.call("SET", "s:a", "1", "EX", "0"), /invalid expire/),
         "EX 0",
       );
+      // Options may repeat (the last expiry wins); only conflicting ones are an error.
+      assertEquals(await leader.call("SET", "s:r", "1", "NX", "NX", "GET", "GET"), null);
+      assertEquals(await leader.call("SET", "s:r", "2", "EX", "0", "EX", "100"), "OK");
+      const ttlR = await leader.call("TTL", "s:r") as number;
+      assertTrue(ttlR > 95 && ttlR <= 100, `the last EX wins: TTL ${ttlR}`);
+      for (const bad of [["EX", "10", "PX", "100"], ["KEEPTTL", "EX", "10"], ["XX", "NX"]]) {
+        assertTrue(isError(await leader.call("SET", "s:r", "3", ...bad), /syntax error/), `${bad}`);
+      }
+      for (const n of ["010", "-0", "+5", "1.5", "99999999999999999999"]) {
+        assertTrue(
+          isError(await leader.call("SET", "s:r", "4", "EX", n), /not an integer/),
+          `EX ${n}`,
+        );
+      }
       assertEquals(await leader.call("SETNX", "s:a", "9"), 0);
       assertEquals(await leader.call("SETNX", "s:c", "9"), 1);
       assertEquals(await leader.call("GETSET", "s:c", "10"), "9");
@@ -143,6 +161,13 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertTrue(isError(await leader.call("INCR", "s:new"), /not an integer/), "INCR text");
       assertEquals(await leader.call("SET", "big", "9223372036854775807"), "OK");
       assertTrue(isError(await leader.call("INCR", "big"), /overflow/), "overflow");
+      assertTrue(
+        isError(
+          await leader.call("DECRBY", "n", "-9223372036854775808"),
+          /^ERR decrement would overflow$/,
+        ),
+        "DECRBY int64 min",
+      );
       assertEquals(await leader.call("APPEND", "ap", "foo"), 3);
       assertEquals(await leader.call("APPEND", "ap", "bar"), 6);
       assertEquals(await leader.call("GET", "ap"), "foobar");
@@ -208,6 +233,25 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertTrue(ttl > 95 && ttl <= 100, `TTL ${ttl}`);
       assertEquals(await leader.call("EXPIRE", "ap", "50", "GT"), 0);
       assertEquals(await leader.call("GET", "ap"), "foobar");
+      // EXPIRE options as Redis 7: repeats allowed, XX with GT, NX alone, never GT with LT.
+      assertEquals(await leader.call("EXPIRE", "ap", "200", "XX", "GT"), 1);
+      assertEquals(await leader.call("EXPIRE", "ap", "300", "GT", "GT"), 1);
+      assertEquals(await leader.call("EXPIRE", "ap", "100", "XX", "GT"), 0);
+      assertTrue(
+        isError(await leader.call("EXPIRE", "ap", "10", "NX", "GT"), /^ERR NX and XX, GT or LT/),
+        "NX GT",
+      );
+      assertTrue(
+        isError(await leader.call("EXPIRE", "ap", "10", "GT", "LT"), /^ERR GT and LT options/),
+        "GT LT",
+      );
+      assertTrue(
+        isError(
+          await leader.call("EXPIRE", "ap", "10", "Gt", "bogus"),
+          /^ERR Unsupported option bogus$/,
+        ),
+        "unsupported",
+      );
       assertEquals(await leader.call("PERSIST", "ap"), 1);
       assertEquals(await leader.call("PERSIST", "ap"), 0);
       assertEquals(await leader.call("TTL", "ap"), -1);
