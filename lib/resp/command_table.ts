@@ -29,6 +29,8 @@ export interface CommandContext {
   respAddr: string;
   /** The listener's counters, for INFO. */
   stats: RespStats;
+  /** Every open connection's session, for CLIENT LIST. */
+  sessions: ReadonlySet<Session>;
   /**
    * How this command reads: the session's choice, or "serializable" when
    * the connection already confirmed a read barrier for the run of reads this

@@ -20,6 +20,7 @@ import {
   ReplyError,
 } from "./command_table.ts";
 import { countKeys } from "./commands_keys.ts";
+import type { Session } from "./session.ts";
 
 /** The Redis version we tell clients, so feature probes pick RESP2 paths they support. */
 const compatibleRedisVersion = "7.0.0";
@@ -49,8 +50,10 @@ function hello(ctx: CommandContext, args: Uint8Array[]): void {
   for (; i < args.length; i++) {
     const w = argWord(args[i]);
     if (w === "SETNAME" && i + 1 < args.length) ctx.session.name = checkName(argText(args[++i]));
-    else if (w === "AUTH" && i + 2 < args.length) i += 2;
-    else throw new ReplyError(`ERR Syntax error in HELLO option '${argText(args[i])}'`);
+    else if (w === "AUTH" && i + 2 < args.length) {
+      checkCredentials(argText(args[i + 1]));
+      i += 2;
+    } else throw new ReplyError(`ERR Syntax error in HELLO option '${argText(args[i])}'`);
   }
   const leader = ctx.store.node.replica.isLeader;
   ctx.out.arrayHeader(14)
@@ -63,6 +66,29 @@ function hello(ctx: CommandContext, args: Uint8Array[]): void {
     .bulk("modules").arrayHeader(0);
 }
 
+/**
+ * No passwords exist: like Redis's default user without one ("nopass"),
+ * any password opens `default`; any other user is refused.
+ */
+function checkCredentials(user: string): void {
+  if (user !== "default") {
+    throw new ReplyError("WRONGPASS invalid username-password pair or user is disabled.");
+  }
+}
+
+/** AUTH [user] password, as Redis answers it when no password is configured. */
+function auth(ctx: CommandContext, args: Uint8Array[]): void {
+  if (args.length === 2) {
+    throw new ReplyError(
+      "ERR AUTH <password> called without any password configured for the default user. " +
+        "Are you sure your configuration is correct?",
+    );
+  }
+  if (args.length !== 3) throw new ReplyError("ERR syntax error");
+  checkCredentials(argText(args[1]));
+  ctx.out.simple("OK");
+}
+
 function checkName(name: string): string {
   if (!/^[\x21-\x7e]*$/.test(name)) {
     throw new ReplyError(
@@ -72,23 +98,77 @@ function checkName(name: string): string {
   return name;
 }
 
+/** CLIENT's subcommands and their arities (negative: at least that many words). */
+const clientArity: Record<string, number> = {
+  SETNAME: 3,
+  GETNAME: 2,
+  ID: 2,
+  INFO: 2,
+  LIST: 2,
+  SETINFO: 4,
+  HELP: 2,
+};
+
+const clientHelp = [
+  "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+  "GETNAME",
+  "    Return the name of the current connection.",
+  "ID",
+  "    Return the ID of the current connection.",
+  "INFO",
+  "    Return information about the current client connection.",
+  "LIST",
+  "    Return information about client connections.",
+  "SETINFO <option> <value>",
+  "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+  "SETNAME <name>",
+  "    Assign the name <name> to the current connection.",
+  "HELP",
+  "    Print this help.",
+];
+
+/** One connection as CLIENT INFO and CLIENT LIST describe it (the fields clients read). */
+function clientLine(s: Session, nowMs: number): string {
+  const age = Math.max(0, Math.floor((nowMs - s.connectedAtMs) / 1000));
+  const idle = Math.max(0, Math.floor((nowMs - s.lastActiveMs) / 1000));
+  return `id=${s.id} addr=${s.remoteAddr} name=${s.name} age=${age} idle=${idle} flags=N ` +
+    `db=0 cmd=${s.lastCommand} resp=2\n`;
+}
+
 function client(ctx: CommandContext, args: Uint8Array[]): void {
   const sub = argWord(args[1]);
   const s = ctx.session;
-  if (sub === "SETNAME" && args.length === 3) {
+  const arity = clientArity[sub];
+  if (arity === undefined) {
+    throw new ReplyError(`ERR unknown subcommand '${argText(args[1])}'. Try CLIENT HELP.`);
+  }
+  if (args.length !== arity) {
+    throw new ReplyError(
+      `ERR wrong number of arguments for 'client|${sub.toLowerCase()}' command`,
+    );
+  }
+  const nowMs = ctx.store.node.clock.nowMs();
+  if (sub === "SETNAME") {
     s.name = checkName(argText(args[2]));
     ctx.out.simple("OK");
-  } else if (sub === "GETNAME" && args.length === 2) {
+  } else if (sub === "GETNAME") {
     if (s.name === "") ctx.out.nil();
     else ctx.out.bulk(s.name);
-  } else if (sub === "ID" && args.length === 2) {
+  } else if (sub === "ID") {
     ctx.out.integer(s.id);
-  } else if (sub === "INFO" && args.length === 2) {
-    ctx.out.bulk(`id=${s.id} addr=${s.remoteAddr} name=${s.name} db=0 resp=2\n`);
-  } else if (sub === "SETINFO" && args.length === 4) {
+  } else if (sub === "INFO") {
+    ctx.out.bulk(clientLine(s, nowMs));
+  } else if (sub === "LIST") {
+    ctx.out.bulk([...ctx.sessions].map((other) => clientLine(other, nowMs)).join(""));
+  } else if (sub === "SETINFO") {
+    const attr = argWord(args[2]);
+    if (attr !== "LIB-NAME" && attr !== "LIB-VER") {
+      throw new ReplyError(`ERR Unrecognized option '${argText(args[2])}'`);
+    }
     ctx.out.simple("OK");
   } else {
-    throw new ReplyError(`ERR unknown subcommand '${argText(args[1])}'. Try CLIENT HELP.`);
+    ctx.out.arrayHeader(clientHelp.length);
+    for (const line of clientHelp) ctx.out.simple(line);
   }
 }
 
@@ -121,9 +201,50 @@ function command(ctx: CommandContext, args: Uint8Array[]): void {
       if (spec) commandInfo(ctx, spec);
       else ctx.out.nilArray();
     }
+  } else if (sub === "LIST" && args.length === 2) {
+    ctx.out.bulkArray([...ctx.table.keys()]);
+  } else if (sub === "GETKEYS" && args.length > 2) {
+    ctx.out.bulkArray(commandKeys(ctx, args.slice(2)));
+  } else if (sub === "HELP" && args.length === 2) {
+    ctx.out.arrayHeader(commandHelp.length);
+    for (const line of commandHelp) ctx.out.simple(line);
   } else {
     throw new ReplyError(`ERR unknown subcommand '${argText(args[1])}'. Try COMMAND HELP.`);
   }
+}
+
+const commandHelp = [
+  "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+  "(no subcommand)",
+  "    Return details about all commands.",
+  "COUNT",
+  "    Return the total number of commands.",
+  "DOCS [<command-name> ...]",
+  "    Return documentation details about multiple commands (none yet).",
+  "GETKEYS <full-command>",
+  "    Return the keys from a full command.",
+  "INFO [<command-name> ...]",
+  "    Return details about multiple commands.",
+  "LIST",
+  "    Return a list of all commands.",
+  "HELP",
+  "    Print this help.",
+];
+
+/** COMMAND GETKEYS: the key arguments of a full command, by its key positions. */
+function commandKeys(ctx: CommandContext, full: Uint8Array[]): Uint8Array[] {
+  const spec = ctx.table.get(argText(full[0]).toLowerCase());
+  if (!spec) throw new ReplyError("ERR Invalid command specified");
+  if (spec.arity > 0 ? full.length !== spec.arity : full.length < -spec.arity) {
+    throw new ReplyError("ERR Invalid number of arguments specified for command");
+  }
+  const keyless = serverNames.has(spec.name) || ["scan", "keys", "dbsize"].includes(spec.name);
+  if (keyless) throw new ReplyError("ERR The command has no key arguments");
+  const [first, last, step] = keyPositions[spec.name] ?? [1, 1, 1];
+  const end = last < 0 ? full.length + last : last;
+  const keys: Uint8Array[] = [];
+  for (let i = first; i <= end; i += step) keys.push(full[i]);
+  return keys;
 }
 
 async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
@@ -313,6 +434,7 @@ export const serverCommands: CommandSpec[] = [
     },
   },
   { name: "hello", arity: -1, write: false, handler: hello },
+  { name: "auth", arity: -2, write: false, handler: auth },
   { name: "client", arity: -2, write: false, handler: client },
   { name: "command", arity: -1, write: false, handler: command },
   { name: "info", arity: -1, write: false, handler: info },

@@ -127,6 +127,7 @@ class RunMemberContext implements CommandContext {
   readonly table: CommandContext["table"];
   readonly respAddr: string;
   readonly stats: CommandContext["stats"];
+  readonly sessions: CommandContext["sessions"];
   readonly #connection: ConnectionContext;
 
   constructor(connection: ConnectionContext, readonly out: ReplyWriter) {
@@ -136,6 +137,7 @@ class RunMemberContext implements CommandContext {
     this.table = connection.table;
     this.respAddr = connection.respAddr;
     this.stats = connection.stats;
+    this.sessions = connection.sessions;
     this.#connection = connection;
   }
 
@@ -167,6 +169,10 @@ async function runBatch(
 ): Promise<boolean> {
   const out = command.out;
   const specs = batch.map((args) => lookupCommand(command.table, args[0]));
+  if (batch.length > 0) {
+    command.session.lastActiveMs = command.store.node.clock.nowMs();
+    command.session.lastCommand = specs[batch.length - 1]?.name ?? "unknown";
+  }
   let i = 0;
   while (i < batch.length) {
     const kind = overlapOf(specs[i], batch[i]);

@@ -38,6 +38,7 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
   const conns = new Set<Deno.TcpConn>();
   const handlers = new Set<Promise<void>>();
   const stats = new RespStats();
+  const sessions = new Set<Session>();
   const sampler = node.clock.setInterval(
     () => stats.sample(node.clock.nowMs()),
     opsSampleIntervalMs,
@@ -48,6 +49,7 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
     table: respCommandTable,
     respAddr: `${hostname}:${port}`,
     stats,
+    sessions,
   };
   const refused = new TextEncoder().encode("-ERR max number of clients reached\r\n");
 
@@ -66,9 +68,11 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
       conns.add(conn);
       stats.connectionsReceived++;
       stats.connectedClients = conns.size;
-      const session = new Session(`${remote.hostname}:${remote.port}`);
+      const session = new Session(`${remote.hostname}:${remote.port}`, node.clock.nowMs());
+      sessions.add(session);
       const h = serveConnection(conn, { ...base, session }).finally(() => {
         conns.delete(conn);
+        sessions.delete(session);
         stats.connectedClients = conns.size;
         handlers.delete(h);
       });

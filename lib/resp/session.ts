@@ -18,6 +18,13 @@ export class Session {
   name = "";
   /** READONLY / READWRITE. */
   consistency: ReadConsistency = "linearizable";
+  /** When the last command arrived (monotonic ms), for CLIENT LIST's idle. */
+  lastActiveMs: number;
+  /** The last command's name, for CLIENT LIST's cmd. */
+  lastCommand = "NULL";
 
-  constructor(readonly remoteAddr: string) {}
+  /** `connectedAtMs`: monotonic ms, for CLIENT LIST's age. */
+  constructor(readonly remoteAddr: string, readonly connectedAtMs = 0) {
+    this.lastActiveMs = connectedAtMs;
+  }
 }

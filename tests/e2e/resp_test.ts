@@ -58,6 +58,39 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertEquals(await leader.call("CLIENT", "SETNAME", "tester"), "OK");
       assertEquals(await leader.call("CLIENT", "GETNAME"), "tester");
       assertEquals(typeof await leader.call("CLIENT", "ID"), "number");
+      const clientList = await leader.call("CLIENT", "LIST") as string;
+      assertTrue(
+        /^id=\d+ addr=\S+ name=tester age=\d+ idle=\d+ .*cmd=client/m.test(clientList),
+        clientList,
+      );
+      assertTrue(
+        isError(
+          await leader.call("CLIENT", "SETNAME"),
+          /^ERR wrong number of arguments for 'client\|setname' command$/,
+        ),
+        "CLIENT SETNAME arity",
+      );
+      assertTrue(((await leader.call("CLIENT", "HELP")) as string[])[0].startsWith("CLIENT <"));
+      assertEquals(await leader.call("CLIENT", "SETINFO", "lib-name", "tests"), "OK");
+      assertTrue(
+        isError(await leader.call("CLIENT", "SETINFO", "colour", "x"), /Unrecognized option/),
+        "SETINFO attr",
+      );
+      assertTrue((await leader.call("COMMAND", "LIST") as string[]).includes("get"));
+      assertEquals(await leader.call("COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"), ["a", "b"]);
+      assertTrue(isError(await leader.call("COMMAND", "GETKEYS", "PING"), /no key/), "GETKEYS");
+      // No passwords: the default user opens with any, every other user is refused.
+      assertTrue(isError(await leader.call("AUTH", "pw"), /^ERR AUTH <password> called/), "AUTH");
+      assertEquals(await leader.call("AUTH", "default", "pw"), "OK");
+      assertTrue(isError(await leader.call("AUTH", "bob", "pw"), /^WRONGPASS/), "AUTH bob");
+      assertTrue(
+        isError(await leader.call("HELLO", "2", "AUTH", "bob", "pw"), /^WRONGPASS/),
+        "HELLO AUTH bob",
+      );
+      assertEquals(
+        (await leader.call("HELLO", "2", "AUTH", "default", "pw") as Reply[])[0],
+        "server",
+      );
       const count = await leader.call("COMMAND", "COUNT") as number;
       assertTrue(count >= 35, `COMMAND COUNT ${count}`);
       assertEquals(await leader.call("COMMAND", "DOCS"), []);
