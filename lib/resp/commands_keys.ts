@@ -208,12 +208,31 @@ async function keys(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 /** Counts user keys (up to maxRespCountedKeys), all at one revision. */
 export async function countKeys(store: RespStore, consistency: ReadConsistency): Promise<number> {
-  let n = 0;
+  return (await keyspaceCounts(store, consistency)).keys;
+}
+
+/**
+ * INFO keyspace's figures, at one revision: keys, keys with a TTL, and
+ * their mean time left in ms (Redis's avg_ttl; 0 without any).
+ */
+export async function keyspaceCounts(
+  store: RespStore,
+  consistency: ReadConsistency,
+): Promise<{ keys: number; expires: number; avgTtlMs: number }> {
+  let keys = 0;
+  let expires = 0;
+  let ttlSum = 0;
+  const nowMs = store.node.clock.wallMs();
   await walkKeys(store, new Uint8Array(), consistency, (kvs) => {
-    n += kvs.length;
-    return n < maxRespCountedKeys;
+    keys += kvs.length;
+    for (const kv of kvs) {
+      if (kv.expiresAtMs === 0) continue;
+      expires++;
+      ttlSum += Math.max(0, kv.expiresAtMs - nowMs);
+    }
+    return keys < maxRespCountedKeys;
   });
-  return n;
+  return { keys, expires, avgTtlMs: expires === 0 ? 0 : Math.round(ttlSum / expires) };
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   type CommandSpec,
   ReplyError,
 } from "./command_table.ts";
-import { countKeys } from "./commands_keys.ts";
+import { keyspaceCounts } from "./commands_keys.ts";
 import type { Session } from "./session.ts";
 
 /** The Redis version we tell clients, so feature probes pick RESP2 paths they support. */
@@ -324,10 +324,9 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     sections.push(lines.join("\r\n"));
   }
   if (all || wanted.has("keyspace")) {
-    const n = await countKeys(ctx.store, "serializable");
-    sections.push(["# Keyspace", ...(n > 0 ? [`db0:keys=${n},expires=0,avg_ttl=0`] : [])].join(
-      "\r\n",
-    ));
+    const c = await keyspaceCounts(ctx.store, "serializable");
+    const db0 = `db0:keys=${c.keys},expires=${c.expires},avg_ttl=${c.avgTtlMs}`;
+    sections.push(["# Keyspace", ...(c.keys > 0 ? [db0] : [])].join("\r\n"));
   }
   // No section asked for exists: an empty answer, as Redis gives.
   ctx.out.bulk(sections.length === 0 ? "" : sections.join("\r\n\r\n") + "\r\n");

@@ -264,6 +264,9 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertEquals(await leader.call("EXPIRE", "ap", "100"), 1);
       const ttl = await leader.call("TTL", "ap") as number;
       assertTrue(ttl > 95 && ttl <= 100, `TTL ${ttl}`);
+      const keyspace = await leader.call("INFO", "keyspace") as string;
+      const db0 = /db0:keys=(\d+),expires=(\d+),avg_ttl=(\d+)/.exec(keyspace);
+      assertTrue(db0 !== null && Number(db0[2]) >= 1 && Number(db0[3]) > 0, keyspace);
       assertEquals(await leader.call("EXPIRE", "ap", "50", "GT"), 0);
       assertEquals(await leader.call("GET", "ap"), "foobar");
       // EXPIRE options as Redis 7: repeats allowed, XX with GT, NX alone, never GT with LT.
