@@ -110,6 +110,8 @@ export interface NodeStatus {
   clusterId: string;
   version: string;
   fsyncMode: string;
+  /** The node's RESP address ("" when it serves none). */
+  respAddr: string;
   members: Array<
     {
       id: string;
@@ -607,6 +609,7 @@ export class KVClient implements AsyncDisposable {
       clusterId: res.cluster_id,
       version: res.version,
       fsyncMode: res.fsync_mode,
+      respAddr: res.resp_addr ?? "",
       members: (res.members ?? []).map(memberFrom),
     };
   }

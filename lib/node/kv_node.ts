@@ -124,6 +124,8 @@ export interface KVNodeOptions {
 export interface NodeStatusInfo {
   nodeId: string;
   clusterId: string;
+  /** This node's RESP address ("" when it serves none). */
+  respAddr: string;
   role: string;
   term: number;
   leaderId: string;
@@ -807,6 +809,7 @@ export class KVNode {
     return {
       nodeId: this.config.nodeId,
       clusterId: this.clusterId,
+      respAddr: this.respAddr,
       role: soft.role,
       term: s.term,
       leaderId: soft.leaderId,
@@ -831,6 +834,13 @@ export class KVNode {
       }),
     };
   }
+
+  /**
+   * The address this node serves RESP on, set by its RESP listener once
+   * bound ("" when off): NodeStatus reports it, so peers can tell Redis
+   * clients where each member listens (ROLE).
+   */
+  respAddr = "";
 
   /** Graceful stop: no new work, finish the loop, fsync and close files. */
   async close(): Promise<void> {

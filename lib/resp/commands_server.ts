@@ -312,13 +312,18 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
       `applied_index:${st.appliedIndex}`,
       `revision:${st.revision}`,
     ];
-    if (leader) {
-      const others = st.members.filter((m) => m.id !== st.nodeId);
-      lines.push(`connected_slaves:${others.length}`);
-      others.forEach((m, i) =>
-        lines.push(`slave${i}:id=${m.id},addr=${m.addr},offset=${m.matchIndex}`)
+    const topology = await respTopology(ctx);
+    if (topology.role === "master") {
+      lines.push(`connected_slaves:${topology.replicas.length}`);
+      topology.replicas.forEach((r, i) =>
+        lines.push(
+          `slave${i}:ip=${r.host},port=${r.port},state=online,offset=${r.offset},lag=0,id=${r.id}`,
+        )
       );
     } else {
+      if (topology.master) {
+        lines.push(`master_host:${topology.master.host}`, `master_port:${topology.master.port}`);
+      }
       lines.push(`master_link_status:${st.leaderId ? "up" : "down"}`);
     }
     sections.push(lines.join("\r\n"));
@@ -344,21 +349,61 @@ export function humanBytes(n: number): string {
   return u === 0 ? `${n}B` : `${v.toFixed(2)}${units[u]}`;
 }
 
-function role(ctx: CommandContext): void {
+/** A member as ROLE and INFO replication name it: its RESP host and port. */
+interface RespMember {
+  id: string;
+  host: string;
+  port: number;
+  offset: number;
+}
+
+/** "host:port" or "[v6]:port" -> host (without brackets) and port. */
+function splitAddr(addr: string): { host: string; port: number } {
+  const colon = addr.lastIndexOf(":");
+  return {
+    host: addr.slice(0, colon).replace(/^\[|\]$/g, ""),
+    port: Number(addr.slice(colon + 1)),
+  };
+}
+
+/**
+ * This node's role and the others' RESP addresses (PeerRespAddrs). A member
+ * whose RESP address is unknown (it serves none, or has not answered) is
+ * left out: clients connect to what these replies name.
+ */
+async function respTopology(ctx: CommandContext): Promise<
+  | { role: "master"; replicas: RespMember[] }
+  | { role: "slave"; master: RespMember | undefined }
+> {
   const st = ctx.store.node.status();
+  const addrs = await ctx.store.peerRespAddrs.current();
+  const named = (m: { id: string; matchIndex: number }): RespMember | undefined => {
+    const addr = addrs.get(m.id);
+    return addr ? { id: m.id, ...splitAddr(addr), offset: m.matchIndex } : undefined;
+  };
   if (st.role === "leader") {
-    const others = st.members.filter((m) => m.id !== st.nodeId);
-    ctx.out.arrayHeader(3).bulk("master").integer(st.appliedIndex).arrayHeader(others.length);
-    for (const m of others) {
-      const [host, port] = [m.addr.replace(/:\d+$/, ""), m.addr.replace(/^.*:/, "")];
-      ctx.out.bulkArray([host, port, String(m.matchIndex)]);
+    const replicas = st.members.filter((m) => m.id !== st.nodeId).map(named)
+      .filter((r): r is RespMember => r !== undefined);
+    return { role: "master", replicas };
+  }
+  const leader = st.members.find((m) => m.id === st.leaderId);
+  return { role: "slave", master: leader && named(leader) };
+}
+
+async function role(ctx: CommandContext): Promise<void> {
+  const st = ctx.store.node.status();
+  const topology = await respTopology(ctx);
+  if (topology.role === "master") {
+    ctx.out.arrayHeader(3).bulk("master").integer(st.appliedIndex);
+    ctx.out.arrayHeader(topology.replicas.length);
+    for (const r of topology.replicas) {
+      ctx.out.bulkArray([r.host, String(r.port), String(r.offset)]);
     }
     return;
   }
-  const addr = st.leaderAddr;
-  ctx.out.arrayHeader(5).bulk("slave").bulk(addr.replace(/:\d+$/, ""))
-    .integer(Number(addr.replace(/^.*:/, "")) || 0)
-    .bulk(st.leaderId ? "connected" : "connect").integer(st.appliedIndex);
+  const master = topology.master;
+  ctx.out.arrayHeader(5).bulk("slave").bulk(master?.host ?? "").integer(master?.port ?? 0)
+    .bulk(master ? "connected" : "connect").integer(st.appliedIndex);
 }
 
 /**

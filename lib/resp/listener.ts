@@ -35,6 +35,8 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
   const listener = Deno.listen({ hostname, port: Number(addr.slice(colon + 1)) });
   const port = (listener.addr as Deno.NetAddr).port;
   const store = new RespStore(node);
+  // Peers report this in NodeStatus, so their ROLE replies can name this node (IPv6 bracketed).
+  node.respAddr = `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
   const conns = new Set<Deno.TcpConn>();
   const handlers = new Set<Promise<void>>();
   const stats = new RespStats();
@@ -88,6 +90,7 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
   const close = () => {
     closing ??= (async () => {
       sampler.cancel();
+      node.respAddr = "";
       try {
         listener.close();
       } catch { /* closed */ }

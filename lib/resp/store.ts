@@ -11,6 +11,7 @@
  * @module
  */
 
+import { PeerRespAddrs } from "./peer_resp_addrs.ts";
 import { KeyQueue } from "./key_queue.ts";
 import { ScanCursors } from "./scan_cursor.ts";
 import { defaultRequestTimeoutMs, maxTtlSeconds } from "../common/limits.ts";
@@ -44,11 +45,14 @@ export class RespStore {
   readonly #batcher: ProposalBatcher;
   /** Read-modify-write commands of this node, one at a time per key (see key_queue.ts). */
   readonly keyQueue = new KeyQueue();
+  /** Where the other members serve RESP (ROLE, INFO replication). */
+  readonly peerRespAddrs: PeerRespAddrs;
   /** The SCAN cursors this node handed out (shared by its connections). */
   readonly scanCursors = new ScanCursors();
 
   constructor(readonly node: KVNode) {
     this.#idPrefix = `resp-${node.config.nodeId}-${crypto.randomUUID().slice(0, 8)}-`;
+    this.peerRespAddrs = new PeerRespAddrs(node);
     this.#batcher = new ProposalBatcher({
       propose: (data, requestId, deadline) => this.#propose(data, requestId, deadline),
       nextBatchId: () => this.#newRequestId(),
@@ -254,8 +258,10 @@ export class RespStore {
     return this.node.clock.nowMs() + defaultRequestTimeoutMs;
   }
 
-  /** Nothing to release: relayed writes travel on the node's own peer channel. */
-  close(): void {}
+  /** Closes the connections used to ask peers for their RESP addresses. */
+  close(): void {
+    this.peerRespAddrs.close();
+  }
 }
 
 function validateExpiry(expiresAtMs: number, nowMs: number): void {

@@ -162,6 +162,7 @@ export function kvStoreHandlers(node: KVNode): ServiceHandlers {
         cluster_id: s.clusterId,
         version: rustkvdVersion,
         fsync_mode: "fsync",
+        resp_addr: s.respAddr,
       });
     }),
     Watch: {

@@ -126,8 +126,28 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       );
       const finfo = await follower.call("INFO", "replication") as string;
       assertTrue(finfo.includes("role:slave") && !finfo.includes("# Server"), finfo);
-      assertEquals((await leader.call("ROLE") as Reply[])[0], "master");
-      assertEquals((await follower.call("ROLE") as Reply[])[0], "slave");
+      // ROLE and INFO name the members' RESP ports (clients connect to them), never Raft's.
+      const leaderRole = await leader.call("ROLE") as Reply[];
+      assertEquals(leaderRole[0], "master");
+      const replicaPorts = (leaderRole[2] as string[][]).map((r) => Number(r[1])).sort();
+      assertEquals(replicaPorts, followerIds.map((id) => respPorts.get(id)!).sort(), "replicas");
+      const followerRole = await follower.call("ROLE") as Reply[];
+      assertEquals(followerRole.slice(0, 4), [
+        "slave",
+        "127.0.0.1",
+        respPorts.get(leaderId)!,
+        "connected",
+      ]);
+      const replication = await leader.call("INFO", "replication") as string;
+      assertTrue(
+        replication.includes(`ip=127.0.0.1,port=${respPorts.get(followerIds[0])},state=online`),
+        replication,
+      );
+      const followerReplication = await follower.call("INFO", "replication") as string;
+      assertTrue(
+        followerReplication.includes(`master_port:${respPorts.get(leaderId)}\r\n`),
+        followerReplication,
+      );
       assertTrue(
         isError(
           await leader.call("NOPE", "a", "b"),

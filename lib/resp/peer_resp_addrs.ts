@@ -1,0 +1,69 @@
+/**
+ * Where the other members serve RESP, for ROLE and INFO replication: Redis
+ * clients that discover a deployment's topology (Lettuce's MasterReplica,
+ * for one) connect to the replicas and master these name, so they must be
+ * RESP addresses, not the gRPC/Raft ones membership records. Each member
+ * reports its own in NodeStatus; this asks the others, at most once per
+ * `maxAgeMs`, each call bounded by `timeoutMs`, and remembers the answers.
+ *
+ * @module
+ */
+
+import { KVClient } from "../client/kv_client.ts";
+import type { KVNode } from "../node/kv_node.ts";
+
+/** How old the answers may get before a ROLE asks again. */
+const maxAgeMs = 5_000;
+/** How long one round of NodeStatus calls may take. */
+const timeoutMs = 1_000;
+
+/** The other members' RESP addresses, as they last reported them. */
+export class PeerRespAddrs {
+  /** Member id -> RESP address ("" = that member serves none). */
+  readonly #addrs = new Map<string, string>();
+  #askedAtMs = Number.NEGATIVE_INFINITY;
+  #asking: Promise<void> | undefined;
+  #client: KVClient | undefined;
+  #closed = false;
+
+  constructor(readonly node: KVNode) {}
+
+  /**
+   * The addresses, asked again first when the answers are older than
+   * maxAgeMs (waiting at most timeoutMs); members that did not answer keep
+   * their last address, or have none.
+   */
+  async current(): Promise<ReadonlyMap<string, string>> {
+    const clock = this.node.clock;
+    if (!this.#closed && clock.nowMs() - this.#askedAtMs >= maxAgeMs) {
+      this.#asking ??= this.#ask().finally(() => {
+        this.#askedAtMs = clock.nowMs();
+        this.#asking = undefined;
+      });
+      await this.#asking;
+    }
+    return this.#addrs;
+  }
+
+  async #ask(): Promise<void> {
+    const self = this.node.config.nodeId;
+    const others = [...this.node.replica.members.values()].filter((m) => m.id !== self);
+    if (others.length === 0) return;
+    this.#client ??= new KVClient({ endpoints: others.map((m) => m.addr), timeoutMs });
+    const client = this.#client;
+    await Promise.all(others.map(async (m) => {
+      try {
+        const st = await client.status({ endpoint: m.addr, timeoutMs });
+        if (st.nodeId === m.id) this.#addrs.set(m.id, st.respAddr);
+      } catch {
+        // Unreachable for now: its last answer stands.
+      }
+    }));
+  }
+
+  /** Closes the client's connections. */
+  close(): void {
+    this.#closed = true;
+    this.#client?.close();
+  }
+}
