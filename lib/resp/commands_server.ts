@@ -41,7 +41,7 @@ function hello(ctx: CommandContext, args: Uint8Array[]): void {
     if (proto !== "2") {
       throw new ReplyError(
         /^\d+$/.test(proto)
-          ? "NOPROTO unsupported protocol version"
+          ? "NOPROTO sorry, this protocol version is not supported."
           : "ERR Protocol version is not an integer or out of range",
       );
     }
