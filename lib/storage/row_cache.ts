@@ -66,16 +66,21 @@ export class RowCache {
       expiresAtMs: e.expiresAtMs,
     };
     const head = this.#rows.get(hash);
+    let replaced = false;
     for (let r = head; r !== undefined; r = r.next) {
       if (equalBytes(r.entry.key, entry.key)) {
         this.#bytes += cost - costOf(r.entry);
         r.entry = entry;
-        return;
+        replaced = true;
+        break;
       }
     }
-    if (head === undefined) this.#rows.set(hash, { entry, next: undefined });
-    else head.next = { entry, next: head.next };
-    this.#bytes += cost;
+    if (!replaced) {
+      if (head === undefined) this.#rows.set(hash, { entry, next: undefined });
+      else head.next = { entry, next: head.next };
+      this.#bytes += cost;
+    }
+    // A replacement may have grown the entry: the budget holds either way.
     // Oldest hash first (insertion order): drop whole chains until within budget.
     for (const [h, r] of this.#rows) {
       if (this.#bytes <= this.capacityBytes) break;

@@ -39,3 +39,43 @@ Deno.test("row cache: it keeps copies and stays within its budget, oldest out fi
   c.put(1, entry("huge", 1, "y".repeat(5_000)));
   assertEquals(c.get(utf8("huge"), 1), undefined, "an entry larger than the budget is not kept");
 });
+
+Deno.test("row cache: random puts, replacements and evictions never return a stale or torn entry", () => {
+  const seed = Number(Deno.env.get("ROW_CACHE_SEED") ?? Date.now() % 1_000_000);
+  console.log(`row cache seed ${seed} (replay: ROW_CACHE_SEED=${seed})`);
+  let state = seed;
+  const rnd = (n: number) => {
+    state = (Math.imul(state, 1103515245) + 12345) & 0x7fffffff;
+    return state % n;
+  };
+  // A small budget, so entries are evicted often, with values from empty to a fifth of it.
+  const capacity = 4_096 + rnd(4_096);
+  const c = new RowCache(capacity);
+  const latest = new Map<string, { version: number; value: string }>();
+  let version = 0;
+  for (let step = 0; step < 50_000; step++) {
+    // Many keys share hash 42, so probe runs are long and deletions shift them.
+    const name = `k${rnd(300)}`;
+    // Unsigned 32-bit hashes as bloomHash gives (half of them above 2^31).
+    const hash = rnd(4) === 0 ? 42 : Math.imul(Number(name.slice(1)) + 1, 0x9e3779b1) >>> 0;
+    if (rnd(3) === 0) {
+      const value = String.fromCharCode(97 + rnd(26)).repeat(rnd(5) === 0 ? rnd(900) : rnd(40));
+      version++;
+      c.put(hash, entry(name, version, value));
+      latest.set(`${hash}/${name}`, { version, value });
+    } else {
+      const got = c.get(utf8(name), hash);
+      const want = latest.get(`${hash}/${name}`);
+      if (got === undefined) continue; // evicted, or never put: both allowed
+      const at = `seed ${seed} step ${step} ${name}`;
+      assertTrue(want !== undefined, `${at}: returned a key never put under this hash`);
+      assertEquals(
+        [got.version, new TextDecoder().decode(got.value), new TextDecoder().decode(got.key)],
+        [want!.version, want!.value, name],
+        at,
+      );
+    }
+    assertTrue(c.bytes <= capacity, `seed ${seed} step ${step}: ${c.bytes} bytes`);
+  }
+  assertTrue(c.hits > 1_000, `seed ${seed}: only ${c.hits} hits`);
+});
