@@ -18,10 +18,17 @@ Deno.test("row cache: keys sharing a hash are told apart; an entry is replaced i
   assertEquals(new TextDecoder().decode(c.get(utf8("a"), 7)!.value), "one");
   assertEquals(c.get(utf8("b"), 7)!.version, 2);
   assertEquals(c.get(utf8("c"), 7), undefined);
+  // Keys equal in their zero-padded first 16 bytes differ by length or by what follows.
+  c.put(9, entry("ab", 4, "short"));
+  assertEquals(c.get(new Uint8Array([0x61, 0x62, 0]), 9), undefined);
+  c.put(9, entry("0123456789abcdefX", 5, "long"));
+  assertEquals(c.get(utf8("0123456789abcdefY"), 9), undefined);
+  assertEquals(c.get(utf8("0123456789abcdefX"), 9)!.version, 5);
+  assertEquals(c.get(utf8("ab"), 9)!.version, 4);
   const before = c.bytes;
   c.put(7, entry("a", 3, "three"));
   assertEquals([c.get(utf8("a"), 7)!.version, c.bytes], [3, before + 2]);
-  assertEquals([c.hits, c.misses], [3, 1]);
+  assertEquals([c.hits, c.misses], [5, 3]);
   c.clear();
   assertEquals([c.get(utf8("a"), 7), c.bytes], [undefined, 0]);
 });
@@ -55,9 +62,11 @@ Deno.test("row cache: random puts, replacements and evictions never return a sta
   let version = 0;
   for (let step = 0; step < 50_000; step++) {
     // Many keys share hash 42, so probe runs are long and deletions shift them.
-    const name = `k${rnd(300)}`;
+    // Short keys are matched by the row's words alone; long ones share their first 16 bytes.
+    const n = rnd(300);
+    const name = n % 3 === 0 ? `a-long-shared-prefix/${n}` : `k${n}`;
     // Unsigned 32-bit hashes as bloomHash gives (half of them above 2^31).
-    const hash = rnd(4) === 0 ? 42 : Math.imul(Number(name.slice(1)) + 1, 0x9e3779b1) >>> 0;
+    const hash = rnd(4) === 0 ? 42 : Math.imul(n + 1, 0x9e3779b1) >>> 0;
     if (rnd(3) === 0) {
       const value = String.fromCharCode(97 + rnd(26)).repeat(rnd(5) === 0 ? rnd(900) : rnd(40));
       version++;
