@@ -51,6 +51,12 @@ function keyWord(key: Uint8Array, w: number): number {
 /** Bytes of a key its row's words hold. */
 const wordBytes = 16;
 
+/**
+ * The Map is keyed by 30 bits of the hash: a larger number is a heap number
+ * in V8 (an allocation per lookup and a slower Map), as in the memtable's index.
+ */
+const smallIntMask = 0x3fff_ffff;
+
 /** A byte-bounded map from user key to its newest table entry; oldest filled, first evicted. */
 export class RowCache {
   readonly #rows = new Map<number, Row>();
@@ -67,7 +73,7 @@ export class RowCache {
 
   /** The cached entry of `key` (whose bloomHash is `hash`), if any. */
   get(key: Uint8Array, hash: number): Entry | undefined {
-    let r = this.#rows.get(hash);
+    let r = this.#rows.get(hash & smallIntMask);
     if (r !== undefined) {
       const w0 = keyWord(key, 0), w1 = keyWord(key, 1), w2 = keyWord(key, 2), w3 = keyWord(key, 3);
       for (; r !== undefined; r = r.next) {
@@ -85,7 +91,8 @@ export class RowCache {
   }
 
   /** Caches a copy of `e` (its bytes may belong to a block) as the newest table entry of its key. */
-  put(hash: number, e: Entry): void {
+  put(fullHash: number, e: Entry): void {
+    const hash = fullHash & smallIntMask;
     const cost = costOf(e);
     if (cost > this.capacityBytes) return;
     const head = this.#rows.get(hash);
