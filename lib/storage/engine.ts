@@ -236,6 +236,7 @@ export class Engine implements AsyncDisposable {
   #queue: PendingWrite[] = [];
   /** getManyNow's scratch for the active memtable's answers. */
   #foundScratch: (Entry | undefined)[] = [];
+  #hashScratch: number[] = [];
   #commitLoop: Promise<void> | undefined;
   #writeError: Error | undefined;
 
@@ -1021,6 +1022,16 @@ export class Engine implements AsyncDisposable {
     const at = this.#readVersion(opts?.atVersion);
     const found = this.#foundScratch;
     this.#mem.getMany(keys, at, found);
+    const rows = this.#rowCache;
+    if (rows !== undefined && this.#imm.length === 0) {
+      // The keys no memtable has, looked up in the row cache together (their misses overlap).
+      const hashes = this.#hashScratch;
+      hashes.length = keys.length;
+      for (let i = 0; i < keys.length; i++) {
+        hashes[i] = found[i] === undefined ? bloomHash(keys[i]) : 0;
+      }
+      rows.getMany(keys, hashes, at, found);
+    }
     out.length = keys.length;
     for (let i = 0; i < keys.length; i++) {
       out[i] = this.#answerNow(found[i] ?? this.#getOlderEntryCached(keys[i], at), opts?.nowMs);

@@ -323,44 +323,52 @@ Deno.test("engine: getManyNow answers each key as getNow does, from the memtable
   await e.close();
 });
 
-Deno.test("engine: getManyNow agrees with getNow with keys spread over levels, files and the memtable", async () => {
-  const fs = new MemFileSystem();
-  const e = await Engine.open("/db", { fs });
-  const value = (k: number, round: number) => `${k}@${round}`;
-  // Round 0 ends in L1 (compactAll); rounds 1 and 2 are L0 files; round 3 stays in the memtable.
-  for (let round = 0; round < 4; round++) {
-    const b = new WriteBatch();
-    for (let k = round; k < 400; k += 1 + round) {
-      b.put(utf8(`key${String(k).padStart(4, "0")}`), utf8(value(k, round)));
+for (const rowCacheBytes of [0, 1 << 20]) {
+  Deno.test(`engine: getManyNow agrees with getNow with keys spread over levels, files and the memtable (row cache ${rowCacheBytes})`, async () => {
+    const fs = new MemFileSystem();
+    // With a row cache, warm reads fill it and getManyNow looks the keys up there together.
+    const e = await Engine.open("/db", { fs, rowCacheBytes });
+    const value = (k: number, round: number) => `${k}@${round}`;
+    // Round 0 ends in L1 (compactAll); rounds 1 and 2 are L0 files; round 3 stays in the memtable.
+    for (let round = 0; round < 4; round++) {
+      const b = new WriteBatch();
+      for (let k = round; k < 400; k += 1 + round) {
+        b.put(utf8(`key${String(k).padStart(4, "0")}`), utf8(value(k, round)));
+      }
+      if (round === 2) {
+        for (let k = 0; k < 400; k += 9) b.delete(utf8(`key${String(k).padStart(4, "0")}`));
+      }
+      await e.write(b);
+      if (round === 0) await e.compactAll();
+      else if (round < 3) await e.flush();
     }
-    if (round === 2) {
-      for (let k = 0; k < 400; k += 9) b.delete(utf8(`key${String(k).padStart(4, "0")}`));
+    const levels = e.stats().levels.filter((l) => l.files > 0).map((l) => l.level);
+    assertEquals(levels, [0, 1], "files in L0 and L1");
+    const keys = Array.from({ length: 420 }, (_, k) => utf8(`key${String(k).padStart(4, "0")}`));
+    const answer = (r: unknown) =>
+      r === readNeedsIo ? "io" : r === undefined ? "-" : str((r as { value: Uint8Array }).value);
+    const many: ReturnType<Engine["getNow"]>[] = [];
+    for (const warm of [false, true]) {
+      if (warm) { for (const k of keys) await e.get(k); // Every block in the cache.
+       }
+      for (const atVersion of [undefined, 1, 2, 3]) {
+        e.getManyNow(keys, { atVersion }, many);
+        assertEquals(
+          many.map(answer),
+          keys.map((k) => answer(e.getNow(k, { atVersion }))),
+          `warm ${warm}, at ${atVersion}`,
+        );
+      }
     }
-    await e.write(b);
-    if (round === 0) await e.compactAll();
-    else if (round < 3) await e.flush();
-  }
-  const levels = e.stats().levels.filter((l) => l.files > 0).map((l) => l.level);
-  assertEquals(levels, [0, 1], "files in L0 and L1");
-  const keys = Array.from({ length: 420 }, (_, k) => utf8(`key${String(k).padStart(4, "0")}`));
-  const answer = (r: unknown) =>
-    r === readNeedsIo ? "io" : r === undefined ? "-" : str((r as { value: Uint8Array }).value);
-  const many: ReturnType<Engine["getNow"]>[] = [];
-  for (const warm of [false, true]) {
-    if (warm) { for (const k of keys) await e.get(k); // Every block in the cache.
-     }
-    for (const atVersion of [undefined, 1, 2, 3]) {
-      e.getManyNow(keys, { atVersion }, many);
-      assertEquals(
-        many.map(answer),
-        keys.map((k) => answer(e.getNow(k, { atVersion }))),
-        `warm ${warm}, at ${atVersion}`,
-      );
+    assertTrue(many.every((r) => r !== readNeedsIo), "warm: no key needs a read");
+    if (rowCacheBytes > 0) {
+      const before = e.stats().rowCacheHits;
+      e.getManyNow(keys, {}, many);
+      assertTrue(e.stats().rowCacheHits > before, "getManyNow took answers from the row cache");
     }
-  }
-  assertTrue(many.every((r) => r !== readNeedsIo), "warm: no key needs a read");
-  await e.close();
-});
+    await e.close();
+  });
+}
 
 Deno.test("engine: flush and compactAll finish with automatic compaction off", async () => {
   // An idle background loop (nothing to flush, no automatic compaction) once

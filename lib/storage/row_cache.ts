@@ -90,6 +90,57 @@ export class RowCache {
     return undefined;
   }
 
+  /**
+   * `get` for the keys of a pipeline of reads that `found` has no entry for
+   * yet (`hashes[i]` is keys[i]'s bloomHash): sets found[i] to the cached
+   * entry when it answers a read at `atVersion`. Each step is done for all
+   * keys before the next (find the chains, match the rows, touch the
+   * values), so the cache misses of different keys overlap instead of
+   * following one another. Misses are not counted: the caller looks those
+   * keys up one by one.
+   */
+  getMany(
+    keys: Uint8Array[],
+    hashes: Int32Array | number[],
+    atVersion: number,
+    found: (Entry | undefined)[],
+  ): void {
+    const n = keys.length;
+    const chains = this.#chains;
+    chains.length = n;
+    for (let i = 0; i < n; i++) {
+      chains[i] = found[i] === undefined ? this.#rows.get(hashes[i] & smallIntMask) : undefined;
+    }
+    for (let i = 0; i < n; i++) {
+      let r = chains[i];
+      if (r === undefined) continue;
+      const key = keys[i];
+      const w0 = keyWord(key, 0), w1 = keyWord(key, 1), w2 = keyWord(key, 2), w3 = keyWord(key, 3);
+      for (; r !== undefined; r = r.next) {
+        if (r.w0 !== w0 || r.w1 !== w1 || r.w2 !== w2 || r.w3 !== w3) continue;
+        if (r.keyLength !== key.length) continue;
+        if (key.length <= wordBytes || equalBytes(r.key, key)) break;
+      }
+      chains[i] = r !== undefined && r.version <= atVersion ? r : undefined;
+    }
+    let touched = 0;
+    for (let i = 0; i < n; i++) {
+      const r = chains[i];
+      if (r === undefined) continue;
+      // The reply copies the value next: have its bytes on their way now.
+      if (r.value.length > 0) touched += r.value[0];
+      found[i] = r;
+      this.hits++;
+    }
+    this.#touched ^= touched;
+    chains.length = 0;
+  }
+
+  /** Rows getMany found, by key (reused). */
+  readonly #chains: (Row | undefined)[] = [];
+  /** What touching the values read (kept so the reads are not optimized away). */
+  #touched = 0;
+
   /** Caches a copy of `e` (its bytes may belong to a block) as the newest table entry of its key. */
   put(fullHash: number, e: Entry): void {
     const hash = fullHash & smallIntMask;
