@@ -117,13 +117,37 @@ export function lookupCommand(
   name: Uint8Array,
 ): CommandSpec | undefined {
   if (name.length > 32) return table.get(argText(name).toLowerCase());
+  // A pipeline repeats one command: the last name looked up is answered without a string.
+  if (table === last.table && name.length === last.length) {
+    let same = true;
+    for (let i = 0; i < name.length; i++) {
+      if (name[i] !== last.name[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return last.spec;
+  }
   let s = "";
   for (let i = 0; i < name.length; i++) {
     const b = name[i];
     s += String.fromCharCode(b >= 65 && b <= 90 ? b + 32 : b);
   }
-  return table.get(s);
+  const spec = table.get(s);
+  last.table = table;
+  last.name.set(name);
+  last.length = name.length;
+  last.spec = spec;
+  return spec;
 }
+
+/** lookupCommand's last answer (names of at most 32 bytes). */
+const last: {
+  table: Map<string, CommandSpec> | undefined;
+  name: Uint8Array;
+  length: number;
+  spec: CommandSpec | undefined;
+} = { table: undefined, name: new Uint8Array(32), length: -1, spec: undefined };
 
 /** The overlap kind of one command, or undefined when it must run alone. */
 export function overlapOf(spec: CommandSpec | undefined, args: Uint8Array[]): Overlap | undefined {
