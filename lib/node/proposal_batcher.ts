@@ -69,6 +69,8 @@ export class ProposalBatcher {
   #scheduled = false;
   /** The open group's id while `group` runs its callback, else 0. */
   #openGroup = 0;
+  /** Whether the open group's writes are let in (decided by its first one). */
+  #groupAdmitted: boolean | undefined;
   #lastGroup = 0;
   readonly #opts: BatcherOptions;
 
@@ -89,6 +91,7 @@ export class ProposalBatcher {
   group<T>(submitAll: () => T): T {
     assert(this.#openGroup === 0, "groups do not nest");
     this.#openGroup = ++this.#lastGroup;
+    this.#groupAdmitted = undefined;
     try {
       return submitAll();
     } finally {
@@ -105,7 +108,15 @@ export class ProposalBatcher {
     if (this.#opts.nextBatchId) {
       assert(isUnconditional(command), "a batch with an id takes only unconditional writes");
     }
-    if (this.#queue.length >= maxPendingProposals) {
+    // A group is let in or turned away whole, as its first write is: refusing some of its
+    // writes would apply the rest of what the client meant as one (a multi-key DEL). The
+    // caller bounds a group, so it overshoots the limit by that much at most.
+    let full = this.#queue.length >= maxPendingProposals;
+    if (this.#openGroup !== 0) {
+      this.#groupAdmitted ??= !full;
+      full = !this.#groupAdmitted;
+    }
+    if (full) {
       return Promise.reject(
         new KVError(
           "NoQuorum",

@@ -135,6 +135,37 @@ Deno.test("batcher: the queue is bounded; beyond it writes are refused with a re
   );
 });
 
+Deno.test("batcher: a group at the queue's limit is let in or refused whole, never in part", async () => {
+  const never = new ProposalBatcher({ propose: () => new Promise(() => {}), wallMs: () => 1 });
+  for (let i = 0; i < maxInflightBatches; i++) {
+    never.submit(put(`fill${i}`), Infinity);
+    await tick();
+  }
+  const settled = (p: Promise<unknown>) => p.then(() => "applied", () => "refused");
+  // Room for 3 more: a group of 10 that starts there goes in whole.
+  for (let i = 0; i < maxPendingProposals - 3; i++) never.submit(put(`q${i}`), Infinity);
+  const admitted = never.group(() =>
+    Array.from({ length: 10 }, (_, i) => never.submit(put(`g${i}`), Infinity))
+  );
+  assertEquals(never.queued, maxPendingProposals + 7);
+  // The queue is now over its limit: the next group is refused whole.
+  const refused = never.group(() =>
+    Array.from({ length: 4 }, (_, i) => never.submit(put(`h${i}`), Infinity))
+  );
+  assertEquals(await Promise.all(refused.map(settled)), [
+    "refused",
+    "refused",
+    "refused",
+    "refused",
+  ]);
+  assertEquals(never.queued, maxPendingProposals + 7, "nothing of it queued");
+  const pending = await Promise.race([
+    Promise.all(admitted.map(settled)),
+    tick().then(() => "pending"),
+  ]);
+  assertEquals(pending, "pending", "the admitted group waits for its batch, none of it refused");
+});
+
 Deno.test("batcher: a group is never split across batches, even where a batch fills up", async () => {
   const raft = fakeRaft();
   let ids = 0;
