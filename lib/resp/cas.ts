@@ -34,16 +34,21 @@ export function readModifyWrite<T>(
   key: Uint8Array,
   decide: (current: Current) => CasDecision<T>,
 ): Promise<T> {
-  return store.keyQueue.run(key, () => compareAndSetLoop(store, key, decide));
+  // The deadline runs from the command's arrival: time spent queued behind others counts.
+  const deadline = store.requestDeadline();
+  return store.keyQueue.run(key, () => compareAndSetLoop(store, key, decide, deadline));
 }
 
 async function compareAndSetLoop<T>(
   store: RespStore,
   key: Uint8Array,
   decide: (current: Current) => CasDecision<T>,
+  deadline: number,
 ): Promise<T> {
-  const deadline = store.requestDeadline();
   const clock = store.node.clock;
+  if (clock.nowMs() >= deadline) {
+    throw new ReplyError("ERR timed out waiting behind other commands on this key; retry");
+  }
   for (let attempt = 1;; attempt++) {
     const current = await store.get(key, "linearizable");
     const d = decide(current);
