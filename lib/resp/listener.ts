@@ -35,8 +35,7 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
   const listener = Deno.listen({ hostname, port: Number(addr.slice(colon + 1)) });
   const port = (listener.addr as Deno.NetAddr).port;
   const store = new RespStore(node);
-  // Peers report this in NodeStatus, so their ROLE replies can name this node (IPv6 bracketed).
-  node.respAddr = `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+  node.respAddr = advertisedRespAddr(hostname, port, node.config.advertiseAddr);
   const conns = new Set<Deno.TcpConn>();
   const handlers = new Set<Promise<void>>();
   const stats = new RespStats();
@@ -106,4 +105,18 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
     return closing;
   };
   return { port, close, [Symbol.asyncDispose]: close };
+}
+
+/**
+ * The RESP address peers report for this node (NodeStatus, then their
+ * ROLE replies): the bound host, or, for a wildcard (0.0.0.0, ::), the host
+ * clients are told to use for gRPC (--advertise-addr); IPv6 bracketed.
+ */
+export function advertisedRespAddr(hostname: string, port: number, advertiseAddr: string): string {
+  const wildcard = hostname === "" || hostname === "0.0.0.0" || hostname === "::" ||
+    hostname === "[::]";
+  const host = wildcard
+    ? advertiseAddr.slice(0, advertiseAddr.lastIndexOf(":")).replace(/^\[|\]$/g, "")
+    : hostname;
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }

@@ -29,19 +29,21 @@ export class PeerRespAddrs {
   constructor(readonly node: KVNode) {}
 
   /**
-   * The addresses, asked again first when the answers are older than
-   * maxAgeMs (waiting at most timeoutMs); members that did not answer keep
-   * their last address, or have none.
+   * The addresses. The first call waits (at most timeoutMs) for the peers'
+   * answers; later ones answer from what is known and, once it is older
+   * than maxAgeMs, ask again in the background, so an unreachable peer
+   * never holds up a ROLE. Members that did not answer keep their last
+   * address, or have none.
    */
   async current(): Promise<ReadonlyMap<string, string>> {
     const clock = this.node.clock;
-    if (!this.#closed && clock.nowMs() - this.#askedAtMs >= maxAgeMs) {
-      this.#asking ??= this.#ask().finally(() => {
+    if (!this.#closed && clock.nowMs() - this.#askedAtMs >= maxAgeMs && !this.#asking) {
+      this.#asking = this.#ask().finally(() => {
         this.#askedAtMs = clock.nowMs();
         this.#asking = undefined;
       });
-      await this.#asking;
     }
+    if (this.#askedAtMs === Number.NEGATIVE_INFINITY) await this.#asking;
     return this.#addrs;
   }
 
