@@ -83,8 +83,9 @@ export class ReplyError extends Error {
 /**
  * Parses an integer argument as Redis does (a signed 64-bit number in
  * canonical form: no sign on 0, no leading zeros, no "+") or raises its
- * "not an integer" error. Beyond 2^53 the number is approximate: every
- * caller compares it with a limit far below that.
+ * "not an integer" error. Beyond 2^53 the number is approximate: callers
+ * whose arithmetic needs it exact check it (EXPIRE, SET EX: the expiry
+ * limit; VGET: validateVersion).
  */
 export function argInteger(arg: Uint8Array): number {
   const s = decoder.decode(arg);

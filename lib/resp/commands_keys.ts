@@ -73,6 +73,10 @@ async function exists(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 async function expire(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
   const amount = argInteger(args[2]);
+  // As Redis: a time that cannot be a point in time (past 2^53 ms here) is an error, not a delete.
+  if (!Number.isSafeInteger(amount * unitMs)) {
+    throw new ReplyError(`ERR invalid expire time in '${argText(args[0]).toLowerCase()}' command`);
+  }
   // As Redis 7: options may repeat; NX goes with no other, GT not with LT.
   const flags = new Set<string>();
   for (const arg of args.slice(3)) {
@@ -160,7 +164,8 @@ export async function scanKeys(
 }
 
 async function scan(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const after = ctx.store.scanCursors.resume(argText(args[1]));
+  const cursor = argText(args[1]);
+  const after = ctx.store.scanCursors.resume(cursor);
   let pattern: Uint8Array | undefined;
   let count = 10;
   for (let i = 2; i < args.length; i++) {
@@ -184,7 +189,7 @@ async function scan(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     consistency: ctx.consistency,
   });
   const keys = page.kvs.map((kv) => kv.key).filter((k) => !pattern || globMatch(pattern, k));
-  ctx.out.arrayHeader(2).bulk(page.next ? ctx.store.scanCursors.issue(page.next) : "0")
+  ctx.out.arrayHeader(2).bulk(page.next ? ctx.store.scanCursors.issue(page.next, cursor) : "0")
     .bulkArray(keys);
 }
 
@@ -270,7 +275,10 @@ async function walkKeys(
   }
 }
 
-/** A one-key DEL is decided at apply time; a multi-key DEL runs alone (it deletes in turn). */
+/**
+ * A one-key DEL is decided at apply time and joins pipelined write runs; a
+ * multi-key DEL runs alone (it proposes its own groups of deletes).
+ */
 function delOverlap(args: Uint8Array[]): Overlap | undefined {
   return args.length === 2 ? "write" : undefined;
 }

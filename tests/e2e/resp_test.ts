@@ -308,6 +308,13 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         ),
         "unsupported",
       );
+      assertTrue(
+        isError(
+          await leader.call("EXPIRE", "ap", "-9223372036854775808"),
+          /^ERR invalid expire time in 'expire' command$/,
+        ),
+        "EXPIRE of int64 min is an error, not a delete",
+      );
       assertEquals(await leader.call("PERSIST", "ap"), 1);
       assertEquals(await leader.call("PERSIST", "ap"), 0);
       assertEquals(await leader.call("TTL", "ap"), -1);

@@ -128,3 +128,21 @@ Deno.test("scan cursors: the least recently used go first, by count and by bytes
   assertEquals(byBytes.size, 1);
   assertEquals(byBytes.resume(huge)?.length, 10_000);
 });
+
+Deno.test("scan cursors: a scan holds two cursors, however many pages it reads", () => {
+  const cursors = new ScanCursors();
+  let cursor = "0";
+  const issued: string[] = [];
+  for (let page = 0; page < 50; page++) {
+    cursors.resume(cursor);
+    cursor = cursors.issue(enc.encode(`key${page}`), cursor);
+    issued.push(cursor);
+    assertEquals(cursors.size <= 2, true, `page ${page}: ${cursors.size} cursors held`);
+  }
+  // The last call can be retried (its reply may have been lost); older cursors are gone.
+  assertThrows(() => cursors.resume(issued[47]), ReplyError, "invalid cursor");
+  assertEquals(dec.decode(cursors.resume(issued[48])), "key48");
+  // Going on from the newest cursor retires the one before it.
+  assertEquals(dec.decode(cursors.resume(issued[49])), "key49");
+  assertThrows(() => cursors.resume(issued[48]), ReplyError, "invalid cursor");
+});
