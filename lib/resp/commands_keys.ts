@@ -7,6 +7,7 @@
  * @module
  */
 
+import { ioTurn, ioTurnEveryMs } from "../common/time_slice.ts";
 import { validateKey } from "../server/validation.ts";
 import { compareBytes, concatBytes, prefixEnd } from "../common/bytes.ts";
 import { failpoint } from "../common/failpoints.ts";
@@ -241,6 +242,12 @@ export async function keyspaceCounts(
 }
 
 /**
+ * Keys per page of a walk: about 1-2 ms of the node's thread each, so the
+ * walk can take a turn of the event loop at least every ioTurnEveryMs.
+ */
+const walkPageKeys = 2_000;
+
+/**
  * Walks the keys under `prefix` page by page, all at one revision of this
  * replica, until `visit` returns false. The revision is pinned
  * (KVNode.pinRevision): under heavy writes the retention window
@@ -256,19 +263,28 @@ async function walkKeys(
   // A test stretches walks with it, as pages read from disk do (see failpoints.ts).
   const pauseMs = Number(failpoint("walk-page-pause") ?? 0);
   const pin = await store.node.pinRevision(consistency);
+  let lastTurn = performance.now();
   try {
     let after: Uint8Array | undefined;
     do {
       const page = await scanKeys(store, {
         prefix,
         after,
-        limit: maxScanLimit,
+        limit: walkPageKeys,
         consistency: "serializable",
         version: pin.version,
       });
       if (!visit(page.kvs)) return;
       after = page.next;
-      if (after && pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      if (!after) break;
+      // A page from memory never waits for I/O: without turns of the event loop that poll
+      // it, a count of a million keys held the node for a second, long enough for an
+      // election (time_slice.ts, ioTurn).
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      else if (performance.now() - lastTurn >= ioTurnEveryMs) {
+        await ioTurn();
+        lastTurn = performance.now();
+      }
     } while (after);
   } finally {
     pin.release();

@@ -505,6 +505,34 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertTrue(dbsize >= 250, `DBSIZE ${dbsize}`);
     });
 
+    await t.step("a count of many keys lets other clients' commands through", async () => {
+      // A walk over keys in memory never waits for I/O; it must still give the event loop
+      // turns between its pages, or a DBSIZE holds the node long enough for an election.
+      await refresh();
+      const loader = await connect(leaderId);
+      for (let first = 0; first < 100_000; first += 10_000) {
+        const commands = Array.from({ length: 10 }, (_, m) => {
+          const args = ["MSET"];
+          for (let i = first + m * 1_000; i < first + (m + 1) * 1_000; i++) {
+            args.push(`walk:${i}`, "v");
+          }
+          return args;
+        });
+        assertEquals(await loader.pipeline(commands), commands.map(() => "OK"));
+      }
+      const [counter, pinger] = [await connect(leaderId), await connect(leaderId)];
+      const order: string[] = [];
+      const counted = counter.call("DBSIZE").then((n) => {
+        order.push("DBSIZE");
+        return n;
+      });
+      await new Promise((r) => setTimeout(r, 5));
+      const ponged = pinger.call("PING").then(() => order.push("PING"));
+      const [n] = await Promise.all([counted, ponged]);
+      assertTrue((n as number) >= 100_000, `DBSIZE ${n}`);
+      assertEquals(order, ["PING", "DBSIZE"], "PING answered while DBSIZE walked the keys");
+    });
+
     await t.step("writes on the leader are read linearizably on followers", async () => {
       await refresh();
       const f2 = await connect(followerIds[1]);
