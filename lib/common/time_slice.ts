@@ -47,6 +47,27 @@ export interface SlicePolicy {
   urgent(): boolean;
 }
 
+/**
+ * For loops over data already in memory (key walks, history replays, a
+ * scan of every key): `due()` returns an ioTurn to await once ioTurnEveryMs
+ * passed since the last one, and undefined otherwise (a clock read every
+ * 64 calls).
+ */
+export class IoTurns {
+  #calls = 0;
+  #last = performance.now();
+
+  /** Call once per item; await what it returns when it returns something. */
+  due(): Promise<void> | undefined {
+    if ((++this.#calls & 63) !== 0) return undefined;
+    const now = performance.now();
+    if (now - this.#last < ioTurnEveryMs) return undefined;
+    return ioTurn().then(() => {
+      this.#last = performance.now();
+    });
+  }
+}
+
 /** Yields to the event loop once a loop has run a slice without a turn. */
 export class TimeSlice {
   #calls = 0;

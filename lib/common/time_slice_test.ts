@@ -1,5 +1,5 @@
 import { assertTrue } from "./test_helpers.ts";
-import { TimeSlice } from "./time_slice.ts";
+import { IoTurns, TimeSlice } from "./time_slice.ts";
 
 /**
  * Runs synchronous work in small steps, awaiting `step` after each, until
@@ -64,34 +64,46 @@ Deno.test("time slice: pauses between slices leave the thread to others, unless 
   assertTrue(took < 1000, `urgent work paused: ${took.toFixed(0)} ms`);
 });
 
-Deno.test("time slice: urgent work still lets sockets be served (a TCP echo in the same process)", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const serving = (async () => {
-    const conn = await listener.accept();
-    const b = new Uint8Array(8);
-    while ((await conn.read(b)) !== null) await conn.write(b.subarray(0, 1));
-    conn.close();
-  })();
-  const client = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: (listener.addr as Deno.NetAddr).port,
+for (
+  const [what, makeStep] of [
+    ["an urgent TimeSlice", () => {
+      // Urgent: turns without pauses, which under Deno need a timer now and then to poll I/O.
+      const urgent = new TimeSlice({ sliceMs: 2, restMs: 1000, urgent: () => true });
+      return () => urgent.check();
+    }],
+    ["IoTurns", () => {
+      const turns = new IoTurns();
+      return () => turns.due();
+    }],
+  ] as const
+) {
+  Deno.test(`time slice: a loop with ${what} still lets sockets be served (a TCP echo in the same process)`, async () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const serving = (async () => {
+      const conn = await listener.accept();
+      const b = new Uint8Array(8);
+      while ((await conn.read(b)) !== null) await conn.write(b.subarray(0, 1));
+      conn.close();
+    })();
+    const client = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: (listener.addr as Deno.NetAddr).port,
+    });
+    try {
+      await client.write(new Uint8Array([1])); // the connection is up before the loop starts
+      await client.read(new Uint8Array(8));
+      const loop = busyLoop(300, makeStep());
+      const sent = performance.now();
+      await client.write(new Uint8Array([2]));
+      await client.read(new Uint8Array(8));
+      const rtt = performance.now() - sent;
+      await loop;
+      // setImmediate turns alone answered only after the loop (about 300 ms).
+      assertTrue(rtt < 150, `the echo took ${rtt.toFixed(0)} ms during the loop`);
+    } finally {
+      client.close();
+      listener.close();
+      await serving.catch(() => {});
+    }
   });
-  try {
-    await client.write(new Uint8Array([1])); // the connection is up before the loop starts
-    await client.read(new Uint8Array(8));
-    // Urgent: turns without pauses, which under Deno need a timer now and then to poll I/O.
-    const urgent = new TimeSlice({ sliceMs: 2, restMs: 1000, urgent: () => true });
-    const loop = busyLoop(300, () => urgent.check());
-    const sent = performance.now();
-    await client.write(new Uint8Array([2]));
-    await client.read(new Uint8Array(8));
-    const rtt = performance.now() - sent;
-    await loop;
-    // setImmediate turns alone answered only after the loop (about 300 ms).
-    assertTrue(rtt < 150, `the echo took ${rtt.toFixed(0)} ms during urgent work`);
-  } finally {
-    client.close();
-    listener.close();
-    await serving.catch(() => {});
-  }
-});
+}

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { IoTurns } from "../common/time_slice.ts";
 import { failpoint } from "../common/failpoints.ts";
 import { createHash } from "node:crypto";
 import { type Clock, SystemClock } from "../common/clock.ts";
@@ -321,7 +322,11 @@ export class KVNode {
 
   /** Schedules every key that carries a TTL (at start and after a snapshot install). */
   async #loadExpiries(): Promise<void> {
+    // Every key, from memory after a snapshot install: the node must go on answering meanwhile.
+    const turns = new IoTurns();
     for await (const kv of this.engine.scan({ start: firstUserKey, nowMs: 0 })) {
+      const turn = turns.due();
+      if (turn !== undefined) await turn;
       if (kv.expiresAtMs) {
         this.expiries.push({
           key: kv.key.slice(),

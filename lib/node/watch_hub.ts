@@ -15,6 +15,7 @@
  * @module
  */
 
+import { IoTurns } from "../common/time_slice.ts";
 import { compareBytes, equalBytes, prefixEnd } from "../common/bytes.ts";
 import { CompactedError, InvalidArgumentError, isKVError } from "../common/errors.ts";
 import { maxWatchBufferEvents } from "../common/limits.ts";
@@ -211,9 +212,12 @@ export class WatchHub {
       events.push(...perKey);
       perKey = [];
     };
+    const turns = new IoTurns();
     for await (
       const h of engine.history({ start: range.start, end: range.end, afterVersion: start - 1 })
     ) {
+      const turn = turns.due();
+      if (turn !== undefined) await turn;
       if (h.version > upto || !matches(t, h.key)) continue;
       if (lastKey === undefined || !equalBytes(lastKey, h.key)) {
         flushKey();
