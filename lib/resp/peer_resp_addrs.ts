@@ -24,6 +24,8 @@ export class PeerRespAddrs {
   #askedAtMs = Number.NEGATIVE_INFINITY;
   #asking: Promise<void> | undefined;
   #client: KVClient | undefined;
+  /** The members the client was made for (sorted addresses). */
+  #endpoints = "";
   #closed = false;
 
   constructor(readonly node: KVNode) {}
@@ -51,8 +53,18 @@ export class PeerRespAddrs {
     const self = this.node.config.nodeId;
     const others = [...this.node.replica.members.values()].filter((m) => m.id !== self);
     if (others.length === 0) return;
+    // Membership changed: a new client, so removed members' connections are closed.
+    const endpoints = others.map((m) => m.addr).sort().join(",");
+    if (this.#client !== undefined && endpoints !== this.#endpoints) {
+      this.#client.close();
+      this.#client = undefined;
+    }
+    this.#endpoints = endpoints;
     this.#client ??= new KVClient({ endpoints: others.map((m) => m.addr), timeoutMs });
     const client = this.#client;
+    for (const id of [...this.#addrs.keys()]) {
+      if (!others.some((m) => m.id === id)) this.#addrs.delete(id);
+    }
     await Promise.all(others.map(async (m) => {
       try {
         const st = await client.status({ endpoint: m.addr, timeoutMs });

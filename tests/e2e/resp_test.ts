@@ -680,7 +680,7 @@ Deno.test("RESP: DBSIZE and INFO keyspace count at one revision while history is
   // compacts past a count's revision before the count reaches its last page.
   await using cluster = await TestCluster.start(3, {
     extraArgs: ["--resp-addr", "127.0.0.1:0", "--history-revisions", "10"],
-    env: { RUSTKVD_FAILPOINTS: "walk-page-pause=500" },
+    env: { RUSTKVD_FAILPOINTS: "walk-page-pause=100" },
   });
   const leaderId = await cluster.waitForLeader();
   const address = `127.0.0.1:${cluster.node(leaderId).respPort}`;
@@ -689,7 +689,7 @@ Deno.test("RESP: DBSIZE and INFO keyspace count at one revision while history is
   );
   const status = cluster.client([leaderId]);
   try {
-    // Four pages of keys: three pauses, 1.5 s per count.
+    // Twenty pages of 2,000 keys: nineteen pauses, about 2 s per count.
     const keys = 40_000;
     for (let first = 0; first < keys; first += 10_000) {
       const commands = Array.from({ length: 10 }, (_, m) => {
