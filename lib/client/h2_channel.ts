@@ -19,6 +19,7 @@
  * @module
  */
 
+import { splitHostPort } from "../common/host_port.ts";
 import {
   clientPreface,
   ConnectionError,
@@ -525,9 +526,7 @@ export class H2Channel {
   readonly #port: number;
 
   constructor(readonly endpoint: string) {
-    const colon = endpoint.lastIndexOf(":");
-    this.#host = endpoint.slice(0, colon).replace(/^\[|\]$/g, "");
-    this.#port = Number(endpoint.slice(colon + 1));
+    ({ host: this.#host, port: this.#port } = splitHostPort(endpoint));
   }
 
   /**

@@ -18,6 +18,7 @@
  * @module
  */
 
+import { splitHostPort } from "../common/host_port.ts";
 import net from "node:net";
 import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
 import { crc32 } from "../common/crc.ts";
@@ -114,11 +115,6 @@ function readRecords(bytes: Uint8Array, count: number, batch: WriteBatch): void 
   r.expectEnd("snapshot records");
 }
 
-function splitAddr(addr: string): { host: string; port: number } {
-  const i = addr.lastIndexOf(":");
-  return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
-}
-
 /** The acknowledgement frame a snapshot receiver answers with. */
 export type SnapshotAckFrame = PeerFrame & { kind: PeerFrameKind.SnapshotAck };
 
@@ -157,7 +153,7 @@ export class NativeSnapshotChannel implements SnapshotChannel {
   constructor(readonly addr: string, readonly clusterId: string, readonly selfId: string) {}
 
   async open(): Promise<void> {
-    const { host, port } = splitAddr(this.addr);
+    const { host, port } = splitHostPort(this.addr);
     const socket = net.connect({ host, port });
     this.#socket = socket;
     socket.setNoDelay(true);

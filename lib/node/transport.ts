@@ -16,6 +16,7 @@
  * @module
  */
 
+import { splitHostPort } from "../common/host_port.ts";
 import net from "node:net";
 import { maxAppendBytes, maxPeerQueueMessages } from "../common/limits.ts";
 import { concatBytes } from "../common/bytes.ts";
@@ -110,11 +111,6 @@ class PeerLink {
   /** When the oldest unanswered heartbeat went out (0: none), for the round-trip time. */
   heartbeatSentMs = 0;
   constructor(readonly id: string) {}
-}
-
-function splitHostPort(addr: string): { host: string; port: number } {
-  const i = addr.lastIndexOf(":");
-  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(addr.slice(i + 1)) };
 }
 
 /** Sends Raft messages to peers and accepts their connections. */

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { splitHostPort } from "../common/host_port.ts";
 import { rustkvdVersion } from "../common/version.ts";
 import { defaultRequestTimeoutMs, maxRespConnections } from "../common/limits.ts";
 import {
@@ -357,15 +358,6 @@ interface RespMember {
   offset: number;
 }
 
-/** "host:port" or "[v6]:port" -> host (without brackets) and port. */
-function splitAddr(addr: string): { host: string; port: number } {
-  const colon = addr.lastIndexOf(":");
-  return {
-    host: addr.slice(0, colon).replace(/^\[|\]$/g, ""),
-    port: Number(addr.slice(colon + 1)),
-  };
-}
-
 /**
  * This node's role and the others' RESP addresses (PeerRespAddrs). A member
  * whose RESP address is unknown (it serves none, or has not answered) is
@@ -379,7 +371,7 @@ async function respTopology(ctx: CommandContext): Promise<
   const addrs = await ctx.store.peerRespAddrs.current();
   const named = (m: { id: string; matchIndex: number }): RespMember | undefined => {
     const addr = addrs.get(m.id);
-    return addr ? { id: m.id, ...splitAddr(addr), offset: m.matchIndex } : undefined;
+    return addr ? { id: m.id, ...splitHostPort(addr), offset: m.matchIndex } : undefined;
   };
   if (st.role === "leader") {
     const replicas = st.members.filter((m) => m.id !== st.nodeId).map(named)

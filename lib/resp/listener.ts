@@ -6,6 +6,7 @@
  * @module
  */
 
+import { joinHostPort, splitHostPort } from "../common/host_port.ts";
 import { maxRespConnections } from "../common/limits.ts";
 import type { KVNode } from "../node/kv_node.ts";
 import { buildTable } from "./command_table.ts";
@@ -30,9 +31,8 @@ export interface RespServer extends AsyncDisposable {
 
 /** Starts serving RESP on `addr` (host:port) for `node`. */
 export function startRespServer(node: KVNode, addr: string): RespServer {
-  const colon = addr.lastIndexOf(":");
-  const hostname = addr.slice(0, colon).replace(/^\[|\]$/g, "");
-  const listener = Deno.listen({ hostname, port: Number(addr.slice(colon + 1)) });
+  const { host: hostname, port: wanted } = splitHostPort(addr);
+  const listener = Deno.listen({ hostname, port: wanted });
   const port = (listener.addr as Deno.NetAddr).port;
   const store = new RespStore(node);
   node.respAddr = advertisedRespAddr(hostname, port, node.config.advertiseAddr);
@@ -48,7 +48,7 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
     store,
     log: node.log,
     table: respCommandTable,
-    respAddr: `${hostname}:${port}`,
+    respAddr: joinHostPort(hostname, port),
     stats,
     sessions,
   };
@@ -115,8 +115,5 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
 export function advertisedRespAddr(hostname: string, port: number, advertiseAddr: string): string {
   const wildcard = hostname === "" || hostname === "0.0.0.0" || hostname === "::" ||
     hostname === "[::]";
-  const host = wildcard
-    ? advertiseAddr.slice(0, advertiseAddr.lastIndexOf(":")).replace(/^\[|\]$/g, "")
-    : hostname;
-  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return joinHostPort(wildcard ? splitHostPort(advertiseAddr).host : hostname, port);
 }

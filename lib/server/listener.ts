@@ -8,6 +8,7 @@
  * @module
  */
 
+import { splitHostPort } from "../common/host_port.ts";
 import net from "node:net";
 import { peerMagic } from "../node/peer_frame.ts";
 import type { PeerTransport } from "../node/transport.ts";
@@ -58,9 +59,7 @@ export function listen(
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
   });
-  const i = addr.lastIndexOf(":");
-  const host = addr.slice(0, i).replace(/^\[|\]$/g, "");
-  const port = Number(addr.slice(i + 1));
+  const { host, port } = splitHostPort(addr);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host, port }, () => {
