@@ -32,6 +32,20 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
+/**
+ * The bytes as a string of one char per byte, built in one call per 8 KiB
+ * (a char-by-char concatenation made a string per byte): a Map key for a
+ * binary key.
+ */
+export function byteString(bytes: Uint8Array): string {
+  if (bytes.length <= 8192) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
+  }
+  return s;
+}
+
 /** True when both arrays hold the same bytes. */
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

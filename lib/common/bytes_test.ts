@@ -1,6 +1,7 @@
 import { assertEquals, assertThrows, assertTrue } from "./test_helpers.ts";
 import {
   ByteReader,
+  byteString,
   ByteWriter,
   compareBytes,
   concatBytes,
@@ -122,4 +123,14 @@ Deno.test("putString: ASCII written char by char and other text as UTF-8, both l
   assertEquals([...w.finish()], [...expected.finish()]);
   const r = new ByteReader(w.finish());
   for (const t of texts) assertEquals(r.string(), t);
+});
+
+Deno.test("byteString: one char per byte, past 8 KiB too; different bytes give different strings", () => {
+  for (const n of [0, 1, 8192, 8193, 20_000]) {
+    const b = new Uint8Array(n).map((_, i) => (i * 7) & 255);
+    const s = byteString(b);
+    assertEquals(s.length, n);
+    assertEquals([...s].every((c, i) => c.charCodeAt(0) === b[i]), true);
+  }
+  assertEquals(byteString(new Uint8Array([0x61, 0])) === byteString(new Uint8Array([0x61])), false);
 });

@@ -21,6 +21,7 @@
 import { assert } from "../common/assert.ts";
 import {
   ByteReader,
+  byteString,
   ByteWriter,
   emptyBytes,
   equalBytes,
@@ -142,19 +143,19 @@ class PendingWrites {
 
   /** Records the newest write of `key` (a later one replaces it). */
   set(key: Uint8Array, write: Pending): void {
-    if (this.#byKey !== undefined) this.#byKey.set(keyString(key), write);
+    if (this.#byKey !== undefined) this.#byKey.set(byteString(key), write);
     else {
       this.#keys.push(key);
       this.#writes.push(write);
     }
   }
 
-  /** The newest write of the key whose `keyString` is `ks`, if the batch wrote it. */
+  /** The newest write of the key whose `byteString` is `ks`, if the batch wrote it. */
   get(ks: string): Pending | undefined {
     if (this.#byKey === undefined) {
       this.#byKey = new Map();
       for (let i = 0; i < this.#keys.length; i++) {
-        this.#byKey.set(keyString(this.#keys[i]), this.#writes[i]);
+        this.#byKey.set(byteString(this.#keys[i]), this.#writes[i]);
       }
       this.#keys = [];
       this.#writes = [];
@@ -171,7 +172,7 @@ interface ApplyScope {
   /** Dedupe records the batch wrote, by request id. */
   pendingIds: Map<string, Uint8Array>;
   events: ChangeEvent[];
-  /** Engine reads done ahead of a command whose reads needed the disk, by `keyString(key)`. */
+  /** Engine reads done ahead of a command whose reads needed the disk, by `byteString(key)`. */
   fetched: Map<string, KV | undefined>;
   /** Dedupe records the command's check found (or fetched), by request id, with their keys. */
   fetchedIds: Map<string, DedupeRead>;
@@ -190,21 +191,6 @@ const rawRead = { nowMs: 0 };
 type BatchCommand = Extract<Command, { op: CommandOp.Batch }>;
 /** Commands the cluster proposes itself; their reads may wait for the disk. */
 type MaintenanceCommand = Extract<Command, { op: CommandOp.ExpireKey | CommandOp.CompactHistory }>;
-
-/**
- * The pending-map key of `key`: one char per byte, built in one call (a
- * char-by-char concatenation made a string per byte of every key written).
- */
-function keyString(key: Uint8Array): string {
-  if (key.length <= 8192) {
-    return String.fromCharCode.apply(null, key as unknown as number[]);
-  }
-  let s = "";
-  for (let i = 0; i < key.length; i += 8192) {
-    s += String.fromCharCode.apply(null, key.subarray(i, i + 8192) as unknown as number[]);
-  }
-  return s;
-}
 
 /** Encodes the member table (system key value). */
 export function encodeMembers(members: MemberRecord[]): Uint8Array {
@@ -459,7 +445,7 @@ export class StateMachine {
       s.fetchedIds.set(c.requestId, { key, value: (await this.engine.get(key, rawRead))?.value });
     }
     const fetchKey = async (key: Uint8Array) => {
-      s.fetched.set(keyString(key), await this.engine.get(key, rawRead));
+      s.fetched.set(byteString(key), await this.engine.get(key, rawRead));
     };
     switch (c.op) {
       case CommandOp.Put:
@@ -485,7 +471,7 @@ export class StateMachine {
 
   /** Current state of `key` as of the leader time `nowMs`, seeing writes pending in this batch. */
   #current(key: Uint8Array, nowMs: number, s: ApplyScope): KeyValue | undefined {
-    const ks = keyString(key);
+    const ks = byteString(key);
     const p = s.pending.get(ks);
     if (p) {
       if (p.value === undefined || (p.expiresAtMs > 0 && p.expiresAtMs <= nowMs)) return undefined;
@@ -668,7 +654,7 @@ export class StateMachine {
     switch (c.op) {
       case CommandOp.ExpireKey: {
         // Delete only if the key still holds the version that expired (it may have been rewritten).
-        const p = s.pending.get(keyString(c.key));
+        const p = s.pending.get(byteString(c.key));
         const prevKv = await this.engine.get(c.key, rawRead);
         const current = p ? (p.value === undefined ? undefined : p.version) : prevKv?.version;
         if (current !== c.version) return { revision: this.#revision, changed: false };

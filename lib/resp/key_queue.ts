@@ -11,6 +11,8 @@
  * @module
  */
 
+import { byteString } from "../common/bytes.ts";
+
 /** Per-key FIFO of async tasks; see the module doc. */
 export class KeyQueue {
   /** The last task queued on each key with tasks running or waiting. */
@@ -23,7 +25,7 @@ export class KeyQueue {
 
   /** Runs `task` after every task queued before it on `key`; settles as `task` does. */
   run<T>(key: Uint8Array, task: () => Promise<T>): Promise<T> {
-    const id = keyId(key);
+    const id = byteString(key);
     const before = this.#tails.get(id);
     const result = before === undefined ? task() : before.then(task);
     const tail = result.then(noop, noop);
@@ -36,12 +38,3 @@ export class KeyQueue {
 }
 
 const noop = () => {};
-
-/** A key's bytes as a string (one char per byte), usable as a Map key. */
-function keyId(key: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < key.length; i += 8192) {
-    s += String.fromCharCode.apply(null, key.subarray(i, i + 8192) as unknown as number[]);
-  }
-  return s;
-}
