@@ -74,18 +74,11 @@ export class RespStore {
    * that could not be confirmed (no leader during an election) is retried
    * until the deadline: reads are idempotent.
    */
-  async get(key: Uint8Array, consistency: ReadConsistency, version = 0): Promise<Current> {
-    if (neverStored(key)) return undefined;
-    const deadline = this.#deadline();
-    while (true) {
-      try {
-        return (await this.node.get(key, { consistency, version })).kv;
-      } catch (e) {
-        const retry = isKVError(e, "NoQuorum") || isKVError(e, "NotLeader");
-        if (!retry || this.node.clock.nowMs() >= deadline) throw e;
-      }
-      await this.node.clock.sleep(this.node.config.tickMs);
-    }
+  get(key: Uint8Array, consistency: ReadConsistency, version = 0): Promise<Current> {
+    if (neverStored(key)) return Promise.resolve(undefined);
+    return this.#untilConfirmed(async () =>
+      (await this.node.get(key, { consistency, version })).kv
+    );
   }
 
   /**
@@ -100,26 +93,19 @@ export class RespStore {
    * Reads every key at one revision (MGET): one read fence, then this
    * replica's state at the revision it pinned. Retried like `get`.
    */
-  async getMany(keys: Uint8Array[], consistency: ReadConsistency): Promise<Current[]> {
-    const deadline = this.#deadline();
-    while (true) {
+  getMany(keys: Uint8Array[], consistency: ReadConsistency): Promise<Current[]> {
+    return this.#untilConfirmed(async () => {
+      const pin = await this.node.pinRevision(consistency);
       try {
-        const pin = await this.node.pinRevision(consistency);
-        try {
-          return await Promise.all(keys.map(async (key) => {
-            if (neverStored(key)) return undefined;
-            const read = { version: pin.version, consistency: "serializable" as const };
-            return (await this.node.get(key, read)).kv;
-          }));
-        } finally {
-          pin.release();
-        }
-      } catch (e) {
-        const retry = isKVError(e, "NoQuorum") || isKVError(e, "NotLeader");
-        if (!retry || this.node.clock.nowMs() >= deadline) throw e;
+        return await Promise.all(keys.map(async (key) => {
+          if (neverStored(key)) return undefined;
+          const read = { version: pin.version, consistency: "serializable" as const };
+          return (await this.node.get(key, read)).kv;
+        }));
+      } finally {
+        pin.release();
       }
-      await this.node.clock.sleep(this.node.config.tickMs);
-    }
+    });
   }
 
   /**
@@ -134,11 +120,20 @@ export class RespStore {
    * A linearizable read barrier (ReadIndex) for reads that then read this
    * replica's state; retried like `get` until the deadline.
    */
-  async readBarrier(): Promise<void> {
-    const deadline = this.#deadline();
+  readBarrier(): Promise<void> {
+    return this.#untilConfirmed((deadline) => this.node.replica.readBarrier(deadline));
+  }
+
+  /**
+   * Runs a read until it is not refused for want of a leader (no quorum, or
+   * leadership moving during an election), at most until the deadline:
+   * reads are idempotent. `read` gets that deadline.
+   */
+  async #untilConfirmed<T>(read: (deadline: number) => Promise<T>): Promise<T> {
+    const deadline = this.requestDeadline();
     while (true) {
       try {
-        return await this.node.replica.readBarrier(deadline);
+        return await read(deadline);
       } catch (e) {
         const retry = isKVError(e, "NoQuorum") || isKVError(e, "NotLeader");
         if (!retry || this.node.clock.nowMs() >= deadline) throw e;
@@ -205,7 +200,7 @@ export class RespStore {
    * that arrive together); compare-and-set writes go alone, with their own id.
    */
   #submit(command: BatchableCommand): Promise<ApplyResult> {
-    if (isUnconditional(command)) return this.#batcher.submit(command, this.#deadline());
+    if (isUnconditional(command)) return this.#batcher.submit(command, this.requestDeadline());
     return this.#write((requestId, timestampMs) => ({ ...command, requestId, timestampMs }));
   }
 
@@ -222,7 +217,7 @@ export class RespStore {
     const requestId = this.#newRequestId();
     // Time decisions at apply use this stamp on every replica (lib/node/command.ts).
     const data = encodeCommand(build(requestId, this.node.clock.wallMs()));
-    return this.#propose(data, requestId, this.#deadline());
+    return this.#propose(data, requestId, this.requestDeadline());
   }
 
   #newRequestId(): string {
@@ -247,10 +242,6 @@ export class RespStore {
       }
       await this.node.clock.sleep(this.node.config.tickMs);
     }
-  }
-
-  #deadline(): number {
-    return this.requestDeadline();
   }
 
   /** When a command starting now gives up (monotonic ms). */
