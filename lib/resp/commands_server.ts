@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { NodeStatusInfo } from "../node/kv_node.ts";
 import { splitHostPort } from "../common/host_port.ts";
 import { rustkvdVersion } from "../common/version.ts";
 import { defaultRequestTimeoutMs, maxRespConnections } from "../common/limits.ts";
@@ -99,7 +100,7 @@ function checkName(name: string): string {
   return name;
 }
 
-/** CLIENT's subcommands and their arities (negative: at least that many words). */
+/** CLIENT's subcommands and their arities (words, CLIENT included). */
 const clientArity: Record<string, number> = {
   SETNAME: 3,
   GETNAME: 2,
@@ -173,10 +174,14 @@ function client(ctx: CommandContext, args: Uint8Array[]): void {
   }
 }
 
+/** A command's key arguments as [first, last, step] (COMMAND's fields); undefined: it has none. */
+function keyArgs(spec: CommandSpec): [number, number, number] | undefined {
+  const keyless = serverNames.has(spec.name) || ["scan", "keys", "dbsize"].includes(spec.name);
+  return keyless ? undefined : keyPositions[spec.name] ?? [1, 1, 1];
+}
+
 function commandInfo(ctx: CommandContext, spec: CommandSpec): void {
-  const keyless = serverNames.has(spec.name) ||
-    ["scan", "keys", "dbsize"].includes(spec.name);
-  const [first, last, step] = keyless ? [0, 0, 0] : keyPositions[spec.name] ?? [1, 1, 1];
+  const [first, last, step] = keyArgs(spec) ?? [0, 0, 0];
   ctx.out.arrayHeader(6).bulk(spec.name).integer(spec.arity);
   ctx.out.arrayHeader(1).simple(spec.write ? "write" : "readonly");
   ctx.out.integer(first).integer(last).integer(step);
@@ -239,9 +244,9 @@ function commandKeys(ctx: CommandContext, full: Uint8Array[]): Uint8Array[] {
   if (spec.arity > 0 ? full.length !== spec.arity : full.length < -spec.arity) {
     throw new ReplyError("ERR Invalid number of arguments specified for command");
   }
-  const keyless = serverNames.has(spec.name) || ["scan", "keys", "dbsize"].includes(spec.name);
-  if (keyless) throw new ReplyError("ERR The command has no key arguments");
-  const [first, last, step] = keyPositions[spec.name] ?? [1, 1, 1];
+  const positions = keyArgs(spec);
+  if (positions === undefined) throw new ReplyError("ERR The command has no key arguments");
+  const [first, last, step] = positions;
   const end = last < 0 ? full.length + last : last;
   const keys: Uint8Array[] = [];
   for (let i = first; i <= end; i += step) keys.push(full[i]);
@@ -313,7 +318,7 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
       `applied_index:${st.appliedIndex}`,
       `revision:${st.revision}`,
     ];
-    const topology = await respTopology(ctx);
+    const topology = await respTopology(ctx, st);
     if (topology.role === "master") {
       lines.push(`connected_slaves:${topology.replicas.length}`);
       topology.replicas.forEach((r, i) =>
@@ -359,15 +364,14 @@ interface RespMember {
 }
 
 /**
- * This node's role and the others' RESP addresses (PeerRespAddrs). A member
+ * This node's role (from `st`, its status) and the others' RESP addresses (PeerRespAddrs). A member
  * whose RESP address is unknown (it serves none, or has not answered) is
  * left out: clients connect to what these replies name.
  */
-async function respTopology(ctx: CommandContext): Promise<
+async function respTopology(ctx: CommandContext, st: NodeStatusInfo): Promise<
   | { role: "master"; replicas: RespMember[] }
   | { role: "slave"; master: RespMember | undefined }
 > {
-  const st = ctx.store.node.status();
   const addrs = await ctx.store.peerRespAddrs.current();
   const named = (m: { id: string; matchIndex: number }): RespMember | undefined => {
     const addr = addrs.get(m.id);
@@ -384,7 +388,7 @@ async function respTopology(ctx: CommandContext): Promise<
 
 async function role(ctx: CommandContext): Promise<void> {
   const st = ctx.store.node.status();
-  const topology = await respTopology(ctx);
+  const topology = await respTopology(ctx, st);
   if (topology.role === "master") {
     ctx.out.arrayHeader(3).bulk("master").integer(st.appliedIndex);
     ctx.out.arrayHeader(topology.replicas.length);
