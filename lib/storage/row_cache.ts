@@ -51,6 +51,19 @@ function keyWord(key: Uint8Array, w: number): number {
 /** Bytes of a key its row's words hold. */
 const wordBytes = 16;
 
+/** The row of `key` in the chain starting at `r`, if any. */
+function findInChain(r: Row | undefined, key: Uint8Array): Row | undefined {
+  if (r === undefined) return undefined;
+  const w0 = keyWord(key, 0), w1 = keyWord(key, 1), w2 = keyWord(key, 2), w3 = keyWord(key, 3);
+  for (; r !== undefined; r = r.next) {
+    if (r.w0 !== w0 || r.w1 !== w1 || r.w2 !== w2 || r.w3 !== w3) continue;
+    // The words pad with zeros: the lengths tell "ab" from "ab\0"; past 16 bytes, the rest.
+    if (r.keyLength !== key.length) continue;
+    if (key.length <= wordBytes || equalBytes(r.key, key)) return r;
+  }
+  return undefined;
+}
+
 /**
  * The Map is keyed by 30 bits of the hash: a larger number is a heap number
  * in V8 (an allocation per lookup and a slower Map), as in the memtable's index.
@@ -73,21 +86,10 @@ export class RowCache {
 
   /** The cached entry of `key` (whose bloomHash is `hash`), if any. */
   get(key: Uint8Array, hash: number): Entry | undefined {
-    let r = this.#rows.get(hash & smallIntMask);
-    if (r !== undefined) {
-      const w0 = keyWord(key, 0), w1 = keyWord(key, 1), w2 = keyWord(key, 2), w3 = keyWord(key, 3);
-      for (; r !== undefined; r = r.next) {
-        if (r.w0 !== w0 || r.w1 !== w1 || r.w2 !== w2 || r.w3 !== w3) continue;
-        // The words pad with zeros: the lengths tell "ab" from "ab\0"; past 16 bytes, the rest.
-        if (r.keyLength !== key.length) continue;
-        if (key.length <= wordBytes || equalBytes(r.key, key)) {
-          this.hits++;
-          return r;
-        }
-      }
-    }
-    this.misses++;
-    return undefined;
+    const r = findInChain(this.#rows.get(hash & smallIntMask), key);
+    if (r !== undefined) this.hits++;
+    else this.misses++;
+    return r;
   }
 
   /**
@@ -112,15 +114,7 @@ export class RowCache {
       chains[i] = found[i] === undefined ? this.#rows.get(hashes[i] & smallIntMask) : undefined;
     }
     for (let i = 0; i < n; i++) {
-      let r = chains[i];
-      if (r === undefined) continue;
-      const key = keys[i];
-      const w0 = keyWord(key, 0), w1 = keyWord(key, 1), w2 = keyWord(key, 2), w3 = keyWord(key, 3);
-      for (; r !== undefined; r = r.next) {
-        if (r.w0 !== w0 || r.w1 !== w1 || r.w2 !== w2 || r.w3 !== w3) continue;
-        if (r.keyLength !== key.length) continue;
-        if (key.length <= wordBytes || equalBytes(r.key, key)) break;
-      }
+      const r = findInChain(chains[i], keys[i]);
       chains[i] = r !== undefined && r.version <= atVersion ? r : undefined;
     }
     let touched = 0;
