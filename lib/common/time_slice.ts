@@ -51,15 +51,17 @@ export interface SlicePolicy {
  * For loops over data already in memory (key walks, history replays, a
  * scan of every key): `due()` returns an ioTurn to await once ioTurnEveryMs
  * passed since the last one, and undefined otherwise (a clock read every
- * 64 calls).
+ * `callsPerClockRead` calls: 64 for items, 1 for pages of many items).
  */
 export class IoTurns {
   #calls = 0;
   #last = performance.now();
 
+  constructor(readonly callsPerClockRead = 64) {}
+
   /** Call once per item; await what it returns when it returns something. */
   due(): Promise<void> | undefined {
-    if ((++this.#calls & 63) !== 0) return undefined;
+    if (++this.#calls % this.callsPerClockRead !== 0) return undefined;
     const now = performance.now();
     if (now - this.#last < ioTurnEveryMs) return undefined;
     return ioTurn().then(() => {

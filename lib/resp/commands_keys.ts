@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ioTurn, ioTurnEveryMs } from "../common/time_slice.ts";
+import { IoTurns } from "../common/time_slice.ts";
 import { validateKey } from "../server/validation.ts";
 import { compareBytes, concatBytes, prefixEnd } from "../common/bytes.ts";
 import { failpoint } from "../common/failpoints.ts";
@@ -263,7 +263,7 @@ async function walkKeys(
   // A test stretches walks with it, as pages read from disk do (see failpoints.ts).
   const pauseMs = Number(failpoint("walk-page-pause") ?? 0);
   const pin = await store.node.pinRevision(consistency);
-  let lastTurn = performance.now();
+  const turns = new IoTurns(1);
   try {
     let after: Uint8Array | undefined;
     do {
@@ -281,10 +281,7 @@ async function walkKeys(
       // it, a count of a million keys held the node for a second, long enough for an
       // election (time_slice.ts, ioTurn).
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
-      else if (performance.now() - lastTurn >= ioTurnEveryMs) {
-        await ioTurn();
-        lastTurn = performance.now();
-      }
+      else await turns.due();
     } while (after);
   } finally {
     pin.release();
