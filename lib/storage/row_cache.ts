@@ -3,7 +3,7 @@
  * (RocksDB's row_cache). A point read of a key that is in no memtable
  * otherwise pays a bloom probe per candidate table, two binary searches
  * (index and data block) and a block-cache lookup: about 1-2 µs on a node,
- * where a hit here is one hash lookup.
+ * where a hit here is one hash probe.
  *
  * What it caches is only ever "the newest entry of this key in the tables",
  * so it stays true until the tables get a newer one: a memtable flush. The
@@ -13,91 +13,109 @@
  * check every memtable first, so writes need not touch it. A cached entry
  * answers a read at any version at or above its own.
  *
+ * Layout: two generations, each an EntryStore (the memtable's: bytes in
+ * slabs, fields in typed-array columns) with a hash index. New entries go to
+ * the current one; when it holds half the budget, the previous generation is
+ * dropped whole and the current one takes its place. A hit in the previous
+ * generation is copied into the current one, so keys still being read
+ * survive the drop: roughly least-recently-used, with no per-entry links.
+ * The first version kept an object per row (the row, a key array, a value
+ * array): about 400 bytes each, spread over the heap, so 100,000 cached keys
+ * outgrew the CPU's last-level cache, every hit was several cache misses,
+ * and every full collection traced all of them. Here a row is its bytes in a
+ * slab plus a few column cells.
+ *
+ * Keys whose hashes collide (30 bits) evict each other; a cache may forget.
+ *
  * @module
  */
 
-import { equalBytes } from "../common/bytes.ts";
+import { EntryStore } from "./memtable_store.ts";
 import type { Entry } from "./internal_key.ts";
-
-/** Bytes charged per cached entry beyond its key and value. */
-const entryOverheadBytes = 96;
+import { NewestIndex } from "./newest_index.ts";
 
 /**
- * A cached entry (a copy, never changed once cached) and the next one with
- * the same hash: one object, so a hit follows one pointer less. It also
- * holds its key's first 16 bytes as four numbers: a key that short is
- * matched without loading its bytes, which are elsewhere in the heap (each
- * load of a cold object costs a cache miss; a hit was 4 of them).
+ * Bytes charged per cached entry beyond its key and value: its column cells
+ * (33 bytes) and its share of the index (16-32 bytes at the index's load).
  */
-interface Row extends Entry {
-  /** Another key with the same hash. */
-  next: Row | undefined;
-  /** key.length, kept beside the words. */
-  keyLength: number;
-  w0: number;
-  w1: number;
-  w2: number;
-  w3: number;
-}
-
-/** Big-endian 32-bit word `w` of the key's first 16 bytes, zero past its end. */
-function keyWord(key: Uint8Array, w: number): number {
-  const at = 4 * w;
-  const n = key.length;
-  return ((at < n ? key[at] << 24 : 0) | (at + 1 < n ? key[at + 1] << 16 : 0) |
-    (at + 2 < n ? key[at + 2] << 8 : 0) | (at + 3 < n ? key[at + 3] : 0));
-}
-
-/** Bytes of a key its row's words hold. */
-const wordBytes = 16;
-
-/** The row of `key` in the chain starting at `r`, if any. */
-function findInChain(r: Row | undefined, key: Uint8Array): Row | undefined {
-  if (r === undefined) return undefined;
-  const w0 = keyWord(key, 0), w1 = keyWord(key, 1), w2 = keyWord(key, 2), w3 = keyWord(key, 3);
-  for (; r !== undefined; r = r.next) {
-    if (r.w0 !== w0 || r.w1 !== w1 || r.w2 !== w2 || r.w3 !== w3) continue;
-    // The words pad with zeros: the lengths tell "ab" from "ab\0"; past 16 bytes, the rest.
-    if (r.keyLength !== key.length) continue;
-    if (key.length <= wordBytes || equalBytes(r.key, key)) return r;
-  }
-  return undefined;
-}
+const entryOverheadBytes = 72;
 
 /**
- * The Map is keyed by 30 bits of the hash: a larger number is a heap number
- * in V8 (an allocation per lookup and a slower Map), as in the memtable's index.
+ * The index is keyed by 30 bits of the hash: a larger number is a heap
+ * number in V8 (an allocation per lookup), as in the memtable's index.
  */
 const smallIntMask = 0x3fff_ffff;
 
-/** A byte-bounded map from user key to its newest table entry; oldest filled, first evicted. */
+/** No entry (an index miss or a different key under the same hash). */
+const noRow = -1;
+
+/** One generation: its entries, their index by hash, the bytes charged for them. */
+class Generation {
+  readonly store = new EntryStore();
+  readonly index = new NewestIndex();
+  bytes = 0;
+
+  /** The entry of `key` under `hash` (already masked), or noRow. */
+  find(key: Uint8Array, hash: number): number {
+    const id = this.index.get(hash) ?? noRow;
+    if (id === noRow) return noRow;
+    return this.store.compareKey(id, key, 0, key.length, 0) === 0 ? id : noRow;
+  }
+
+  /** Adds a copy of `e` (the index then names it for its hash). */
+  add(hash: number, e: Entry): number {
+    const store = this.store;
+    const id = store.add(e.key.length, e.value.length, e.version, e.kind, e.expiresAtMs);
+    store.copyKey(id, e.key, 0);
+    store.copyValue(id, e.value, 0);
+    this.index.set(hash, id);
+    this.bytes += costOf(e);
+    return id;
+  }
+}
+
+/** A byte-bounded map from user key to its newest table entry (see the module comment). */
 export class RowCache {
-  readonly #rows = new Map<number, Row>();
-  #bytes = 0;
+  #current = new Generation();
+  #previous: Generation | undefined;
   hits = 0;
   misses = 0;
 
   constructor(readonly capacityBytes: number) {}
 
-  /** Bytes held. */
+  /** Bytes charged for what is held (both generations). */
   get bytes(): number {
-    return this.#bytes;
+    return this.#current.bytes + (this.#previous?.bytes ?? 0);
   }
 
   /** The cached entry of `key` (whose bloomHash is `hash`), if any. */
   get(key: Uint8Array, hash: number): Entry | undefined {
-    const r = findInChain(this.#rows.get(hash & smallIntMask), key);
-    if (r !== undefined) this.hits++;
+    const e = this.#lookUp(key, hash & smallIntMask);
+    if (e !== undefined) this.hits++;
     else this.misses++;
-    return r;
+    return e;
+  }
+
+  #lookUp(key: Uint8Array, hash: number): Entry | undefined {
+    const current = this.#current;
+    const id = current.find(key, hash);
+    if (id !== noRow) return current.store.entry(id);
+    const previous = this.#previous;
+    if (previous === undefined) return undefined;
+    const old = previous.find(key, hash);
+    if (old === noRow) return undefined;
+    // Still read: carried into the current generation before the previous one goes.
+    const e = previous.store.entry(old);
+    this.#add(hash, e);
+    return e;
   }
 
   /**
    * `get` for the keys of a pipeline of reads that `found` has no entry for
    * yet (`hashes[i]` is keys[i]'s bloomHash): sets found[i] to the cached
    * entry when it answers a read at `atVersion`. Each step is done for all
-   * keys before the next (find the chains, match the rows, touch the
-   * values), so the cache misses of different keys overlap instead of
+   * keys before the next (probe the index, load the columns, load the
+   * bytes), so the cache misses of different keys overlap instead of
    * following one another. Misses are not counted: the caller looks those
    * keys up one by one.
    */
@@ -108,85 +126,70 @@ export class RowCache {
     found: (Entry | undefined)[],
   ): void {
     const n = keys.length;
-    const chains = this.#chains;
-    chains.length = n;
+    if (this.#ids.length < n) this.#ids = new Int32Array(n);
+    const ids = this.#ids;
+    const { index, store } = this.#current;
     for (let i = 0; i < n; i++) {
-      chains[i] = found[i] === undefined ? this.#rows.get(hashes[i] & smallIntMask) : undefined;
+      ids[i] = found[i] === undefined ? index.get(hashes[i] & smallIntMask) ?? noRow : noRow;
     }
-    for (let i = 0; i < n; i++) {
-      const r = findInChain(chains[i], keys[i]);
-      chains[i] = r !== undefined && r.version <= atVersion ? r : undefined;
-    }
+    const { slabOf, keyAt, keyLength, valueLength, version } = store;
     let touched = 0;
     for (let i = 0; i < n; i++) {
-      const r = chains[i];
-      if (r === undefined) continue;
-      // The reply copies the value next: have its bytes on their way now.
-      if (r.value.length > 0) touched += r.value[0];
-      found[i] = r;
-      this.hits++;
+      const id = ids[i];
+      if (id !== noRow) touched ^= slabOf[id] ^ keyAt[id] ^ keyLength[id] ^ valueLength[id];
+    }
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      if (id === noRow) continue;
+      const slab = store.slabs[slabOf[id]];
+      const end = keyAt[id] + keyLength[id] + valueLength[id];
+      touched ^= slab[keyAt[id]] ^ slab[end > 0 ? end - 1 : 0];
     }
     this.#touched ^= touched;
-    chains.length = 0;
+    for (let i = 0; i < n; i++) {
+      if (found[i] !== undefined) continue;
+      const key = keys[i];
+      const id = ids[i];
+      let e: Entry | undefined;
+      if (id !== noRow && store.compareKey(id, key, 0, key.length, 0) === 0) {
+        e = version[id] <= atVersion ? store.entry(id) : undefined;
+      } else if (this.#previous !== undefined) {
+        e = this.#lookUp(key, hashes[i] & smallIntMask);
+        if (e !== undefined && e.version > atVersion) e = undefined;
+      }
+      if (e === undefined) continue;
+      found[i] = e;
+      this.hits++;
+    }
   }
 
-  /** Rows getMany found, by key (reused). */
-  readonly #chains: (Row | undefined)[] = [];
-  /** What touching the values read (kept so the reads are not optimized away). */
+  /** getMany's scratch: the current generation's entry of each key. */
+  #ids = new Int32Array(64);
+  /** What getMany's cache-warming reads read (kept so they are not optimized away). */
   #touched = 0;
 
   /** Caches a copy of `e` (its bytes may belong to a block) as the newest table entry of its key. */
   put(fullHash: number, e: Entry): void {
-    const hash = fullHash & smallIntMask;
-    const cost = costOf(e);
-    if (cost > this.capacityBytes) return;
-    const head = this.#rows.get(hash);
-    const key = e.key.slice();
-    const row: Row = {
-      key,
-      version: e.version,
-      kind: e.kind,
-      value: e.value.slice(),
-      expiresAtMs: e.expiresAtMs,
-      next: undefined,
-      keyLength: key.length,
-      w0: keyWord(key, 0),
-      w1: keyWord(key, 1),
-      w2: keyWord(key, 2),
-      w3: keyWord(key, 3),
-    };
-    let replaced = false;
-    for (let r = head, prev: Row | undefined; r !== undefined; prev = r, r = r.next) {
-      if (!equalBytes(r.key, row.key)) continue;
-      // Entries handed out stay as they were: the chain takes the new object instead.
-      this.#bytes += cost - costOf(r);
-      row.next = r.next;
-      if (prev === undefined) this.#rows.set(hash, row);
-      else prev.next = row;
-      replaced = true;
-      break;
+    if (costOf(e) > this.capacityBytes / 2) return;
+    this.#add(fullHash & smallIntMask, e);
+  }
+
+  #add(hash: number, e: Entry): void {
+    if (this.#current.bytes + costOf(e) > this.capacityBytes / 2) {
+      this.#previous = this.#current;
+      this.#current = new Generation();
     }
-    if (!replaced) {
-      if (head === undefined) this.#rows.set(hash, row);
-      else {
-        row.next = head.next;
-        head.next = row;
-      }
-      this.#bytes += cost;
-    }
-    // A replacement may have grown the entry: the budget holds either way.
-    // Oldest hash first (insertion order): drop whole chains until within budget.
-    for (const [h, r] of this.#rows) {
-      if (this.#bytes <= this.capacityBytes) break;
-      this.#rows.delete(h);
-      for (let x: Row | undefined = r; x !== undefined; x = x.next) this.#bytes -= costOf(x);
-    }
+    this.#current.add(hash, e);
+    // The previous generation may hold an older entry of this key; once a later key under the
+    // same hash replaced this one in the current index, a lookup would fall through to it.
+    const previous = this.#previous?.index;
+    if (previous?.get(hash) !== undefined) previous.set(hash, noRow);
   }
 
   /** Forgets everything (the tables got newer entries). */
   clear(): void {
-    this.#rows.clear();
-    this.#bytes = 0;
+    this.#current = new Generation();
+    this.#previous = undefined;
   }
 }
 
