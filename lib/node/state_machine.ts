@@ -186,6 +186,8 @@ interface DedupeRead {
 
 /** An engine read without a TTL filter: the apply path filters by the command's time. */
 const rawRead = { nowMs: 0 };
+/** A request id's dedupe read: nearly always of an absent id, so not worth the row cache. */
+const idRead = { nowMs: 0, fillCache: false };
 
 /** The Batch command (client writes proposed together). */
 type BatchCommand = Extract<Command, { op: CommandOp.Batch }>;
@@ -417,7 +419,7 @@ export class StateMachine {
     if ("requestId" in c && c.requestId !== "" && !s.pendingIds.has(c.requestId)) {
       // The dedupe lookup is done here, once: #dedupe and #remember take its result and key.
       const key = systemKey("r", c.requestId);
-      const kv = e.getNow(key, rawRead);
+      const kv = e.getNow(key, idRead);
       if (kv === readNeedsIo) return false;
       s.fetchedIds.set(c.requestId, { key, value: kv?.value });
     }
@@ -442,7 +444,7 @@ export class StateMachine {
   async #fetchReads(c: Command, s: ApplyScope): Promise<void> {
     if ("requestId" in c && c.requestId !== "") {
       const key = systemKey("r", c.requestId);
-      s.fetchedIds.set(c.requestId, { key, value: (await this.engine.get(key, rawRead))?.value });
+      s.fetchedIds.set(c.requestId, { key, value: (await this.engine.get(key, idRead))?.value });
     }
     const fetchKey = async (key: Uint8Array) => {
       s.fetched.set(byteString(key), await this.engine.get(key, rawRead));
@@ -500,7 +502,7 @@ export class StateMachine {
       if (read !== undefined) {
         bytes = read.value;
       } else {
-        const kv = this.engine.getNow(systemKey("r", requestId), rawRead);
+        const kv = this.engine.getNow(systemKey("r", requestId), idRead);
         assert(kv !== readNeedsIo, "apply: a dedupe read needed the disk after the check");
         bytes = kv?.value;
       }

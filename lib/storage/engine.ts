@@ -120,6 +120,13 @@ export interface GetOptions {
   atVersion?: number;
   /** Wall-clock ms used for TTL checks (default: the engine clock). */
   nowMs?: number;
+  /**
+   * Whether a read served by the tables may add the key to the row cache
+   * (default true; RocksDB's fill_cache). Off for lookups that would only
+   * crowd it out, such as a request id's dedupe check: nearly always of an
+   * absent id, which is written right after.
+   */
+  fillCache?: boolean;
 }
 
 /** Options of `scan`. */
@@ -874,15 +881,20 @@ export class Engine implements AsyncDisposable {
    * without any I/O (memtables, open tables, cached blocks); `blockNotCached`
    * when disk must be read.
    */
-  #getEntryCached(key: Uint8Array, atVersion: number): Entry | undefined | typeof blockNotCached {
+  #getEntryCached(
+    key: Uint8Array,
+    atVersion: number,
+    fillCache: boolean,
+  ): Entry | undefined | typeof blockNotCached {
     const e = this.#mem.get(key, atVersion);
-    return e !== undefined ? e : this.#getOlderEntryCached(key, atVersion);
+    return e !== undefined ? e : this.#getOlderEntryCached(key, atVersion, fillCache);
   }
 
   /** #getEntryCached below the active memtable: immutable memtables, then tables. */
   #getOlderEntryCached(
     key: Uint8Array,
     atVersion: number,
+    fillCache: boolean,
   ): Entry | undefined | typeof blockNotCached {
     let e: Entry | undefined;
     for (let i = this.#imm.length - 1; i >= 0; i--) {
@@ -891,6 +903,8 @@ export class Engine implements AsyncDisposable {
     }
     const rows = this.#rowCache;
     let hash = -1;
+    // Only a read at or above every version the tables hold sees their newest entry.
+    const fill = rows !== undefined && fillCache && atVersion >= this.#state.lastVersion;
     if (rows !== undefined) {
       hash = bloomHash(key);
       const cached = rows.get(key, hash);
@@ -922,17 +936,15 @@ export class Engine implements AsyncDisposable {
         }
         const got = r.getCached(key, target, hash);
         if (got !== undefined) {
-          // Found at or above every version the tables hold: the newest they have.
-          if (
-            rows !== undefined && got !== blockNotCached && atVersion >= this.#state.lastVersion
-          ) {
-            rows.put(hash, got);
-          }
+          if (fill && got !== blockNotCached) rows!.put(hash, got);
           return got;
         }
         if (level > 0) break;
       }
     }
+    // No table holds the key at any version: that is cached too, as a tombstone older than
+    // everything (readers ask for absent keys as well, and each costs bloom probes and seeks).
+    if (fill) rows!.put(hash, absentIn(key));
     return undefined;
   }
 
@@ -995,7 +1007,7 @@ export class Engine implements AsyncDisposable {
    */
   getNow(key: Uint8Array, opts?: GetOptions): KV | undefined | typeof readNeedsIo {
     const at = this.#readVersion(opts?.atVersion);
-    return this.#answerNow(this.#getEntryCached(key, at), opts?.nowMs);
+    return this.#answerNow(this.#getEntryCached(key, at, opts?.fillCache ?? true), opts?.nowMs);
   }
 
   /** What getNow reports for a raw entry found without waiting. */
@@ -1034,7 +1046,8 @@ export class Engine implements AsyncDisposable {
     }
     out.length = keys.length;
     for (let i = 0; i < keys.length; i++) {
-      out[i] = this.#answerNow(found[i] ?? this.#getOlderEntryCached(keys[i], at), opts?.nowMs);
+      const e = found[i] ?? this.#getOlderEntryCached(keys[i], at, opts?.fillCache ?? true);
+      out[i] = this.#answerNow(e, opts?.nowMs);
     }
     found.length = 0;
   }
@@ -1045,7 +1058,7 @@ export class Engine implements AsyncDisposable {
    */
   async get(key: Uint8Array, opts?: GetOptions): Promise<KV | undefined> {
     const at = this.#readVersion(opts?.atVersion);
-    let e = this.#getEntryCached(key, at);
+    let e = this.#getEntryCached(key, at, opts?.fillCache ?? true);
     if (e === blockNotCached) e = await this.#getEntry(key, at);
     if (e === undefined || e.kind === EntryKind.delete) return undefined;
     return toKV(e, opts?.nowMs, this.#o.clock, false);
@@ -1366,6 +1379,11 @@ export class Engine implements AsyncDisposable {
  * expired. Key and value are views of engine memory (immutable blocks or
  * logged buffers), not copies: callers must treat them as read-only.
  */
+/** The row cache's entry for a key no table holds: a tombstone at version 0. */
+function absentIn(key: Uint8Array): Entry {
+  return { key, version: 0, kind: EntryKind.delete, value: emptyBytes, expiresAtMs: 0 };
+}
+
 function toKV(
   e: Entry,
   nowMs: number | undefined,

@@ -611,5 +611,20 @@ Deno.test("engine: the row cache answers table reads and never outlives a newer 
     "one",
     "two",
   ]);
+  // A key no table holds is remembered as absent, until a flush brings it.
+  assertEquals(await get("never"), undefined);
+  const absentHits = e.stats().rowCacheHits;
+  assertEquals([await get("never"), e.stats().rowCacheHits], [undefined, absentHits + 1]);
+  const v3 = (await e.write(new WriteBatch().put(utf8("never"), utf8("now")))).version;
+  await e.flush();
+  assertEquals([await get("never"), await get("never", v3 - 1)], ["now", undefined]);
+  // fillCache: false reads the tables and leaves the cache as it was.
+  const quiet = async () => (await e.get(utf8("elsewhere"), { fillCache: false }))?.value;
+  const quietHits = e.stats().rowCacheHits;
+  assertEquals([await quiet(), await quiet(), e.stats().rowCacheHits], [
+    undefined,
+    undefined,
+    quietHits,
+  ]);
   await e.close();
 });

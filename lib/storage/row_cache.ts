@@ -11,7 +11,8 @@
  * in a table from then on); compactions never add a newer entry (they drop
  * shadowed history and bottom-level tombstones, which read the same). Reads
  * check every memtable first, so writes need not touch it. A cached entry
- * answers a read at any version at or above its own.
+ * answers a read at any version at or above its own. A key no table holds
+ * is cached as a tombstone at version 0 (the engine's `absentIn`).
  *
  * Layout: two generations, each an EntryStore (the memtable's: bytes in
  * slabs, fields in typed-array columns) with a hash index. New entries go to
