@@ -317,25 +317,46 @@ export class KVNode {
     this.stateMachine.reset(engine);
     this.watches.closeAll("the node installed a snapshot; reconnect to resume");
     this.expiries.clear();
-    await this.#loadExpiries();
+    this.#loadExpiries();
   }
 
-  /** Schedules every key that carries a TTL (at start and after a snapshot install). */
-  async #loadExpiries(): Promise<void> {
-    // Every key, from memory after a snapshot install: the node must go on answering meanwhile.
-    const turns = new IoTurns();
-    for await (const kv of this.engine.scan({ start: firstUserKey, nowMs: 0 })) {
-      const turn = turns.due();
-      if (turn !== undefined) await turn;
-      if (kv.expiresAtMs) {
-        this.expiries.push({
-          key: kv.key.slice(),
-          version: kv.version,
-          expiresAtMs: kv.expiresAtMs,
-        });
+  /**
+   * Schedules every key that carries a TTL (at start and after a snapshot
+   * install), in the background: reads hide expired keys by themselves, and
+   * only the leader's expiry rounds need the queue, so the node serves
+   * meanwhile. The walk reads every key: awaited at start, it held a node
+   * with 865,000 keys off the cluster for 1.6 s (4 s with a cold page cache).
+   * A queue entry that is stale or doubled by a write applied meanwhile is
+   * harmless: an expiry names the version that expired.
+   */
+  #loadExpiries(): void {
+    const load = ++this.#expiryLoads;
+    const engine = this.engine;
+    const superseded = () => load !== this.#expiryLoads || this.#closed;
+    const walk = async () => {
+      const turns = new IoTurns();
+      for await (const kv of engine.scan({ start: firstUserKey, nowMs: 0 })) {
+        const turn = turns.due();
+        if (turn !== undefined) await turn;
+        if (superseded()) return;
+        if (kv.expiresAtMs) {
+          this.expiries.push({
+            key: kv.key.slice(),
+            version: kv.version,
+            expiresAtMs: kv.expiresAtMs,
+          });
+        }
       }
-    }
+      this.log.info("loaded the expiry queue", { keys: this.expiries.size });
+    };
+    // A walk of an engine a snapshot install or a shutdown closed may fail; it was superseded.
+    walk().catch((e) => {
+      if (!superseded()) this.log.error("loading the expiry queue failed", { error: String(e) });
+    });
   }
+
+  /** Bumped by each start of #loadExpiries: an older walk stops. */
+  #expiryLoads = 0;
 
   /**
    * On the leader: proposes the deletion of keys whose TTL passed, at most
@@ -504,8 +525,8 @@ export class KVNode {
       identity.seeds ?? [],
       opts.snapshotChannel,
     );
-    await node.#loadExpiries();
     replica.start();
+    node.#loadExpiries();
     node.#expiryTimer = clock.setInterval(() => void node.#expireRound(), expiryCheckIntervalMs);
     node.#retentionTimer = clock.setInterval(
       () => void node.#retentionRound(),

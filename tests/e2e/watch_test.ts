@@ -109,3 +109,33 @@ Deno.test({
     assertEquals(events.map((e) => dec.decode(e.kv.value)), written.map((_, i) => `v${i}`));
   },
 });
+
+Deno.test({
+  name: "TTL: keys written before every node restarted still expire",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3);
+    await cluster.waitForLeader();
+    const client = cluster.client(undefined, 8_000);
+    await client.put("t:short", "gone soon", { ttlSecs: 2 });
+    await client.put("t:long", "stays", { ttlSecs: 3_600 });
+    const before = await client.put("t:plain", "stays");
+    // kill -9 of every node: the expiry queue lives in memory and is rebuilt from the store.
+    for (const n of cluster.nodes) await n.kill();
+    for (const n of cluster.nodes) await n.start();
+    await cluster.waitForLeader();
+    const ac = new AbortController();
+    const events = await collect(
+      client.watch({ prefix: "t:", startVersion: before.version + 1, signal: ac.signal }),
+      1,
+    );
+    ac.abort();
+    assertEquals(events.map(describe), [`delete t:short=@${before.version + 1}`]);
+    assertEquals(dec.decode((await client.get("t:long"))!.value), "stays");
+    assertEquals(dec.decode((await client.get("t:plain"))!.value), "stays");
+    for (const n of cluster.nodes) {
+      assertTrue(n.output.includes("loaded the expiry queue"), `${n.id}:\n${n.output}`);
+    }
+  },
+});
