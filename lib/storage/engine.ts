@@ -241,6 +241,8 @@ export class Engine implements AsyncDisposable {
   #pendingAppliedIndex = -1; // logged, maybe not synced
 
   #queue: PendingWrite[] = [];
+  /** #insertGroup's scratch: the key length of each entry of a write group. */
+  #keyLengths = new Int32Array(256);
   /** getManyNow's scratch for the active memtable's answers. */
   #foundScratch: (Entry | undefined)[] = [];
   #hashScratch: number[] = [];
@@ -597,6 +599,18 @@ export class Engine implements AsyncDisposable {
     buf: Uint8Array,
     positions: number[],
   ): void {
+    // Every key's memtable lookups first, so their cache misses overlap (Memtable.warm).
+    let n = 0;
+    for (let i = 0; i < group.length; i++) n += group[i].batch!.count;
+    if (this.#keyLengths.length < n) {
+      this.#keyLengths = new Int32Array(Math.max(n, 2 * this.#keyLengths.length));
+    }
+    const lengths = this.#keyLengths;
+    for (let i = 0, k = 0; i < group.length; i++) {
+      const b = group[i].batch!;
+      for (let j = 0; j < b.count; j++) lengths[k++] = b.keys[j].length;
+    }
+    mem.warm(buf, positions, lengths, n);
     let p = 0;
     for (let i = 0; i < group.length; i++) {
       const b = group[i].batch!;

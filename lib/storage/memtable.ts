@@ -626,9 +626,39 @@ export class Memtable {
     }
   }
 
-  /** Written by getMany so its cache-warming reads are not optimized away. */
+  /**
+   * Loads into the CPU cache what putFrom will read for the keys of a write
+   * group before any of them is put: entry i's key is `lengths[i]` bytes at
+   * `positions[2 * i]` of `source` (the engine's WAL-record positions, key
+   * and value offsets in pairs). Like getMany, each step is taken for every
+   * key before the next (hashes, then index slots, then the slots' summaries),
+   * so the cache misses of different keys overlap. An update of a random key
+   * among 100,000 spent about 0.7 of its 0.9–1.0 µs waiting for memory.
+   */
+  warm(source: Uint8Array, positions: ArrayLike<number>, lengths: Int32Array, n: number): void {
+    if (this.#count === 0) return;
+    if (this.#batchIds.length < n) this.#batchIds = new Int32Array(n);
+    const ids = this.#batchIds;
+    for (let i = 0; i < n; i++) ids[i] = keyHash(source, positions[2 * i], lengths[i]);
+    for (let i = 0; i < n; i++) {
+      const known = this.#latest.get(ids[i]);
+      ids[i] = known === undefined ? noEntry : known;
+    }
+    const info = this.#slotInfo;
+    const head = this.#head;
+    let touched = 0;
+    for (let i = 0; i < n; i++) {
+      const slot = ids[i];
+      // A slot's summary may straddle two cache lines: its first and last numbers.
+      const at = slot * slotInfoStride;
+      if (slot >= 0) touched ^= info[at] + info[at + slotInfoStride - 1] + head[slot];
+    }
+    this.touched = touched;
+  }
+
+  /** Written by getMany and warm so their cache-warming reads are not optimized away. */
   touched = 0;
-  /** getMany's scratch: slots, then chain heads. */
+  /** getMany's and warm's scratch: slots, then chain heads. */
   #batchIds = new Int32Array(64);
 
   /**
