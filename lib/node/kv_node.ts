@@ -303,6 +303,10 @@ export class KVNode {
       throw new KVError("Internal", `snapshot ${index}/${term} to install is not staged`);
     }
     await staged.close();
+    // The walk of the old engine's keys must not read on after it closes (it would reopen
+    // tables by file name, which are the new engine's after the rename).
+    this.#expiryLoads++;
+    await this.#expiryWalk;
     await this.stateMachine.engine.close();
     const dir = this.config.dataDir;
     await Deno.rename(joinPath(dir, "kv"), joinPath(dir, "kv.old"));
@@ -349,14 +353,15 @@ export class KVNode {
       }
       this.log.info("loaded the expiry queue", { keys: this.expiries.size });
     };
-    // A walk of an engine a snapshot install or a shutdown closed may fail; it was superseded.
-    walk().catch((e) => {
+    this.#expiryWalk = walk().catch((e) => {
       if (!superseded()) this.log.error("loading the expiry queue failed", { error: String(e) });
     });
   }
 
-  /** Bumped by each start of #loadExpiries: an older walk stops. */
+  /** Bumped by each start of #loadExpiries (and before the engine closes): an older walk stops. */
   #expiryLoads = 0;
+  /** The latest walk (it never rejects); awaited before its engine closes. */
+  #expiryWalk: Promise<void> | undefined;
 
   /**
    * On the leader: proposes the deletion of keys whose TTL passed, at most
@@ -881,6 +886,7 @@ export class KVNode {
     for (const c of this.#retryCaptures.values()) c.release();
     this.#retryCaptures.clear();
     this.transport.close();
+    await this.#expiryWalk; // #closed stops it at its next key
     await this.store.close();
     await this.engine.close();
     await this.snapshotReceiver.close();

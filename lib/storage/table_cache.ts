@@ -7,6 +7,7 @@
  */
 
 import { assert } from "../common/assert.ts";
+import { ClosedError } from "../common/errors.ts";
 import type { BlockCache } from "./block_cache.ts";
 import { type FileSystem, joinPath } from "./fs.ts";
 import { TableReader } from "./table_reader.ts";
@@ -20,6 +21,7 @@ export function tableFileName(n: number): string {
 export class TableCache {
   #open = new Map<number, TableReader>();
   #opening = new Map<number, Promise<TableReader>>();
+  #closed = false;
 
   constructor(
     readonly fs: FileSystem,
@@ -43,8 +45,13 @@ export class TableCache {
     return this.#open.get(n);
   }
 
-  /** A referenced reader for table `n`; the caller must `unref()` it. */
+  /**
+   * A referenced reader for table `n`; the caller must `unref()` it. Refused
+   * once the cache is closed: a reader of a closed engine would reopen its
+   * tables by file name (perhaps another engine's by then) and never close them.
+   */
   async acquire(n: number): Promise<TableReader> {
+    if (this.#closed) throw new ClosedError("storage engine");
     const r = this.#open.get(n);
     if (r !== undefined) {
       this.#open.delete(n);
@@ -60,6 +67,10 @@ export class TableCache {
     this.#opening.set(n, p);
     try {
       const reader = await p;
+      if (this.#closed) {
+        reader.evict();
+        throw new ClosedError("storage engine");
+      }
       this.#open.set(n, reader);
       reader.ref();
       this.#trim();
@@ -87,8 +98,9 @@ export class TableCache {
     }
   }
 
-  /** Evicts every reader. */
+  /** Evicts every reader; later acquires are refused. */
   close(): void {
+    this.#closed = true;
     for (const r of this.#open.values()) r.evict();
     this.#open.clear();
   }

@@ -1,5 +1,6 @@
 import { utf8 } from "../common/bytes.ts";
-import { assertEquals, assertTrue } from "../common/test_helpers.ts";
+import { ClosedError } from "../common/errors.ts";
+import { assertEquals, assertRejects, assertTrue } from "../common/test_helpers.ts";
 import { BlockCache } from "./block_cache.ts";
 import { bloomHash } from "./bloom.ts";
 import { encodeInternalKey, EntryKind } from "./internal_key.ts";
@@ -56,7 +57,14 @@ Deno.test("sstable: write, get every version, iterate, seek; cache budget holds"
   assertEquals(n, 1500 - 300 - 1);
   it.close();
   r.unref();
+  // A closed cache opens nothing more, also when the open was already under way.
+  const tc2 = new TableCache(fs, "/t", 4, blockCache);
+  const opening = tc2.acquire(1);
   tc.close();
+  tc2.close();
+  await assertRejects(() => tc.acquire(1), ClosedError);
+  await assertRejects(() => opening, ClosedError);
+  assertEquals(tc2.size, 0);
 });
 
 Deno.test("sstable: a large table is synced as it is written, not only at the end", async () => {
