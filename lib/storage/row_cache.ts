@@ -129,7 +129,8 @@ export class RowCache {
     const n = keys.length;
     if (this.#ids.length < n) this.#ids = new Int32Array(n);
     const ids = this.#ids;
-    const { index, store } = this.#current;
+    const current = this.#current;
+    const { index, store } = current;
     for (let i = 0; i < n; i++) {
       ids[i] = found[i] === undefined ? index.get(hashes[i] & smallIntMask) ?? noRow : noRow;
     }
@@ -152,7 +153,12 @@ export class RowCache {
       const key = keys[i];
       const id = ids[i];
       let e: Entry | undefined;
-      if (id !== noRow && store.compareKey(id, key, 0, key.length, 0) === 0) {
+      // A promotion below may have rotated the generations: then the rest go through #lookUp,
+      // which carries them forward too (getMany answers exactly what get would).
+      if (
+        id !== noRow && this.#current === current &&
+        store.compareKey(id, key, 0, key.length, 0) === 0
+      ) {
         e = version[id] <= atVersion ? store.entry(id) : undefined;
       } else if (this.#previous !== undefined) {
         e = this.#lookUp(key, hashes[i] & smallIntMask);
