@@ -134,11 +134,13 @@ export class RowCache {
     for (let i = 0; i < n; i++) {
       ids[i] = found[i] === undefined ? index.get(hashes[i] & smallIntMask) ?? noRow : noRow;
     }
-    const { slabOf, keyAt, keyLength, valueLength, version } = store;
+    const { slabOf, keyAt, keyLength, valueLength, version, kind, expiresAtMs } = store;
     let touched = 0;
     for (let i = 0; i < n; i++) {
       const id = ids[i];
-      if (id !== noRow) touched ^= slabOf[id] ^ keyAt[id] ^ keyLength[id] ^ valueLength[id];
+      if (id === noRow) continue;
+      touched ^= slabOf[id] ^ keyAt[id] ^ keyLength[id] ^ valueLength[id] ^ kind[id];
+      touched ^= version[id] + expiresAtMs[id];
     }
     for (let i = 0; i < n; i++) {
       const id = ids[i];
