@@ -1,6 +1,7 @@
 /**
- * Key-space commands: DEL, UNLINK, EXISTS, EXPIRE/PEXPIRE (NX/XX/GT/LT),
- * PERSIST, TTL, PTTL, SCAN (MATCH, COUNT), KEYS (capped) and DBSIZE. Expiry
+ * Key-space commands: DEL, UNLINK, EXISTS, TOUCH, TYPE, EXPIRE/PEXPIRE and
+ * EXPIREAT/PEXPIREAT (NX/XX/GT/LT), PERSIST, TTL, PTTL, EXPIRETIME,
+ * PEXPIRETIME, SCAN (MATCH, COUNT), KEYS (capped) and DBSIZE. Expiry
  * changes rewrite the value with the new deadline by compare-and-set, so a
  * concurrent write is never overwritten with a stale value.
  *
@@ -72,7 +73,23 @@ async function exists(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   ctx.out.integer(kvs.filter((kv) => kv !== undefined).length);
 }
 
-async function expire(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
+/** TYPE: every value is a string here; "none" for a key that does not exist. */
+async function type(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const kv = await ctx.store.get(args[1], ctx.consistency);
+  ctx.out.simple(kv ? "string" : "none");
+}
+
+/**
+ * EXPIRE/PEXPIRE key amount (relative to now) and EXPIREAT/PEXPIREAT key
+ * time (a Unix time); `unitMs` is the unit's length in ms. A deadline
+ * already past deletes the key.
+ */
+async function expire(
+  ctx: CommandContext,
+  args: Uint8Array[],
+  unitMs: number,
+  absolute = false,
+): Promise<void> {
   const amount = argInteger(args[2]);
   // As Redis: a time that cannot be a point in time (past 2^53 ms here) is an error, not a delete.
   if (!Number.isSafeInteger(amount * unitMs)) {
@@ -95,14 +112,15 @@ async function expire(ctx: CommandContext, args: Uint8Array[], unitMs: number): 
   }
   const set = await readModifyWrite(ctx.store, args[1], (cur) => {
     if (!cur) return { action: { kind: "none" }, result: 0 };
-    const at = ctx.store.node.clock.wallMs() + amount * unitMs;
+    const nowMs = ctx.store.node.clock.wallMs();
+    const at = absolute ? amount * unitMs : nowMs + amount * unitMs;
     const has = cur.expiresAtMs > 0;
     // A key without a TTL counts as expiring never: GT never moves it, LT always does.
     const allowed = (!flags.has("NX") || !has) && (!flags.has("XX") || has) &&
       (!flags.has("GT") || (has && at > cur.expiresAtMs)) &&
       (!flags.has("LT") || !has || at < cur.expiresAtMs);
     if (!allowed) return { action: { kind: "none" }, result: 0 };
-    if (amount <= 0) return { action: { kind: "delete" }, result: 1 };
+    if (at <= nowMs) return { action: { kind: "delete" }, result: 1 };
     return { action: { kind: "put", value: cur.value, expiresAtMs: at }, result: 1 };
   });
   ctx.out.integer(set);
@@ -128,6 +146,15 @@ async function ttl(ctx: CommandContext, args: Uint8Array[], unitMs: number): Pro
     const left = Math.max(0, kv.expiresAtMs - ctx.store.node.clock.wallMs());
     ctx.out.integer(unitMs === 1 ? left : Math.round(left / 1000));
   }
+}
+
+/** EXPIRETIME / PEXPIRETIME: the key's deadline as a Unix time; -1 without one, -2 when absent. */
+async function expireTime(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
+  const kv = await ctx.store.get(args[1], ctx.consistency);
+  if (!kv) ctx.out.integer(-2);
+  else if (kv.expiresAtMs === 0) ctx.out.integer(-1);
+  // Seconds are rounded to the nearest, as Redis does.
+  else ctx.out.integer(unitMs === 1 ? kv.expiresAtMs : Math.floor((kv.expiresAtMs + 500) / 1000));
 }
 
 /**
@@ -301,11 +328,30 @@ export const keyCommands: CommandSpec[] = [
   { name: "del", arity: -2, write: true, handler: del, overlap: delOverlap },
   { name: "unlink", arity: -2, write: true, handler: del, overlap: delOverlap },
   { name: "exists", arity: -2, write: false, handler: exists, overlap: "read" },
+  // Nothing here tracks access times: TOUCH only counts the keys that exist.
+  { name: "touch", arity: -2, write: false, handler: exists, overlap: "read" },
+  { name: "type", arity: 2, write: false, handler: type, overlap: "read" },
   { name: "expire", arity: -3, write: true, handler: (c, a) => expire(c, a, 1000) },
   { name: "pexpire", arity: -3, write: true, handler: (c, a) => expire(c, a, 1) },
+  { name: "expireat", arity: -3, write: true, handler: (c, a) => expire(c, a, 1000, true) },
+  { name: "pexpireat", arity: -3, write: true, handler: (c, a) => expire(c, a, 1, true) },
   { name: "persist", arity: 2, write: true, handler: persist },
   { name: "ttl", arity: 2, write: false, handler: (c, a) => ttl(c, a, 1000), overlap: "read" },
   { name: "pttl", arity: 2, write: false, handler: (c, a) => ttl(c, a, 1), overlap: "read" },
+  {
+    name: "expiretime",
+    arity: 2,
+    write: false,
+    handler: (c, a) => expireTime(c, a, 1000),
+    overlap: "read",
+  },
+  {
+    name: "pexpiretime",
+    arity: 2,
+    write: false,
+    handler: (c, a) => expireTime(c, a, 1),
+    overlap: "read",
+  },
   { name: "scan", arity: -2, write: false, handler: scan },
   { name: "keys", arity: 2, write: false, handler: keys },
   {

@@ -34,6 +34,7 @@ const keyPositions: Record<string, [number, number, number]> = {
   del: [1, -1, 1],
   unlink: [1, -1, 1],
   exists: [1, -1, 1],
+  touch: [1, -1, 1],
 };
 
 function hello(ctx: CommandContext, args: Uint8Array[]): void {
@@ -491,6 +492,17 @@ export const serverCommands: CommandSpec[] = [
     },
   },
   { name: "role", arity: 1, write: false, handler: role },
+  {
+    name: "time",
+    arity: 1,
+    write: false,
+    overlap: "local",
+    handler: (c) => {
+      // This node's wall clock (millisecond precision): Unix seconds and microseconds.
+      const ms = c.store.node.clock.wallMs();
+      c.out.arrayHeader(2).bulk(String(Math.floor(ms / 1000))).bulk(String((ms % 1000) * 1000));
+    },
+  },
   { name: "wait", arity: 3, write: false, handler: wait },
   {
     name: "readonly",

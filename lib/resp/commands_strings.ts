@@ -1,8 +1,9 @@
 /**
  * String commands: GET, SET (EX/PX/EXAT/PXAT/NX/XX/GET/KEEPTTL), SETNX,
- * GETSET, MGET, MSET, INCR/DECR/INCRBY/DECRBY, APPEND, STRLEN and VGET (an
- * MVCC time-travel read). Plain SET and MSET are blind writes; every
- * read-modify-write goes through `readModifyWrite` (compare-and-set).
+ * SETEX, PSETEX, GETSET, GETDEL, GETEX, MGET, MSET, INCR/DECR/INCRBY/DECRBY,
+ * INCRBYFLOAT, APPEND, STRLEN, GETRANGE (SUBSTR), SETRANGE and VGET (an MVCC
+ * time-travel read). Plain SET, SETEX, PSETEX and MSET are blind writes;
+ * every read-modify-write goes through `readModifyWrite` (compare-and-set).
  *
  * @module
  */
@@ -132,6 +133,13 @@ async function set(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   else ctx.out.nil();
 }
 
+/** SETEX / PSETEX key amount value: SET with EX / PX, a blind write. */
+async function setex(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
+  const amount = positive(args[2], argText(args[0]).toLowerCase());
+  await ctx.store.put(args[1], args[3], now(ctx) + amount * unitMs);
+  ctx.out.simple("OK");
+}
+
 async function setnx(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   try {
     await ctx.store.put(args[1], args[2], 0, 0);
@@ -148,6 +156,60 @@ async function getset(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     result: cur?.value,
   }));
   if (old) ctx.out.bulk(old);
+  else ctx.out.nil();
+}
+
+async function getdel(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const old = await readModifyWrite(ctx.store, args[1], (cur) => ({
+    action: cur ? { kind: "delete" } : { kind: "none" },
+    result: cur?.value,
+  }));
+  if (old) ctx.out.bulk(old);
+  else ctx.out.nil();
+}
+
+/**
+ * GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]: GET, and with an
+ * option a new expiry (or none) set by compare-and-set. One option at most.
+ * As in Redis, the expiry is checked only once the key is found: an absent
+ * key answers nil whatever the amount.
+ */
+async function getex(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  if (args.length === 2) return get(ctx, args);
+  const w = argWord(args[2]);
+  const persist = w === "PERSIST" && args.length === 3;
+  if (!persist && !(["EX", "PX", "EXAT", "PXAT"].includes(w) && args.length === 4)) {
+    throw new ReplyError("ERR syntax error");
+  }
+  const deadline = (): number => {
+    if (persist) return 0;
+    const n = positive(args[3], "getex");
+    const at = w === "EX"
+      ? now(ctx) + n * 1000
+      : w === "PX"
+      ? now(ctx) + n
+      : w === "EXAT"
+      ? n * 1000
+      : n;
+    if (!Number.isSafeInteger(at)) {
+      throw new ReplyError("ERR invalid expire time in 'getex' command");
+    }
+    return at;
+  };
+  const value = await readModifyWrite(ctx.store, args[1], (cur) => {
+    if (!cur) return { action: { kind: "none" }, result: undefined };
+    const expiresAtMs = deadline();
+    return {
+      // A deadline already past deletes the key; PERSIST of a key without one changes nothing.
+      action: expiresAtMs === 0 && cur.expiresAtMs === 0
+        ? { kind: "none" }
+        : expiresAtMs > 0 && expiresAtMs <= now(ctx)
+        ? { kind: "delete" }
+        : { kind: "put", value: cur.value, expiresAtMs },
+      result: cur.value,
+    };
+  });
+  if (value) ctx.out.bulk(value);
   else ctx.out.nil();
 }
 
@@ -212,6 +274,133 @@ async function append(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   ctx.out.integer(len);
 }
 
+/**
+ * A decimal number as Redis reads a float argument (no spaces, no hex),
+ * kept exact: digits as a bigint scaled by 10^-scale.
+ */
+interface Decimal {
+  digits: bigint;
+  scale: number;
+}
+
+/** Fractional digits INCRBYFLOAT keeps, as Redis (it prints with %.17Lf). */
+const floatFractionDigits = 17;
+/** Redis computes in long double: beyond about 1.19e4932 a result is infinite. */
+const maxFloatIntegerDigits = 4932;
+
+function parseDecimal(text: string): Decimal {
+  if (/^[+-]?inf(inity)?$/i.test(text)) {
+    throw new ReplyError("ERR increment would produce NaN or Infinity");
+  }
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,5}))?$/.exec(text);
+  if (!m || (m[2] === "" && (m[3] ?? "") === "")) {
+    throw new ReplyError("ERR value is not a valid float");
+  }
+  const fraction = m[3] ?? "";
+  let digits = BigInt((m[2] || "0") + fraction);
+  let scale = fraction.length - Number(m[4] ?? 0);
+  if (scale < 0) {
+    if (-scale > maxFloatIntegerDigits) {
+      throw new ReplyError("ERR increment would produce NaN or Infinity");
+    }
+    digits *= 10n ** BigInt(-scale);
+    scale = 0;
+  }
+  return { digits: m[1] === "-" ? -digits : digits, scale };
+}
+
+/** a + b, rounded half away from zero to floatFractionDigits, as Redis would print it. */
+function addDecimals(a: Decimal, b: Decimal): string {
+  const scale = Math.max(a.scale, b.scale);
+  let sum = a.digits * 10n ** BigInt(scale - a.scale) + b.digits * 10n ** BigInt(scale - b.scale);
+  let places = scale;
+  if (places > floatFractionDigits) {
+    const cut = 10n ** BigInt(places - floatFractionDigits);
+    const half = cut / 2n;
+    sum = sum < 0n ? -((-sum + half) / cut) : (sum + half) / cut;
+    places = floatFractionDigits;
+  }
+  const negative = sum < 0n;
+  const digits = (negative ? -sum : sum).toString().padStart(places + 1, "0");
+  const integer = digits.slice(0, digits.length - places);
+  if (integer.length > maxFloatIntegerDigits) {
+    throw new ReplyError("ERR increment would produce NaN or Infinity");
+  }
+  const fraction = digits.slice(digits.length - places).replace(/0+$/, "");
+  const text = fraction === "" ? integer : `${integer}.${fraction}`;
+  return negative && text !== "0" ? "-" + text : text;
+}
+
+/**
+ * INCRBYFLOAT: exact decimal arithmetic on the two numbers as written,
+ * rounded to 17 fractional digits. Redis adds in long double and prints
+ * with 17 fractional digits, which gives the same text for the numbers
+ * people write (10.50 + 0.1 = 10.6; a double would give 0.30000000000000004
+ * for 0.1 + 0.2, where Redis answers 0.3). Where a long double cannot hold
+ * the number (more than about 19 significant digits, 1e400) Redis prints its
+ * binary approximation and this prints the exact sum. Hexadecimal floats,
+ * which Redis's strtold takes, are refused.
+ */
+async function incrByFloat(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const delta = parseDecimal(argText(args[2]));
+  const text = await readModifyWrite(ctx.store, args[1], (cur) => {
+    const base = cur ? parseDecimal(decoder.decode(cur.value)) : { digits: 0n, scale: 0 };
+    const next = addDecimals(base, delta);
+    return {
+      action: { kind: "put", value: encoder.encode(next), expiresAtMs: cur?.expiresAtMs ?? 0 },
+      result: next,
+    };
+  });
+  ctx.out.bulk(text);
+}
+
+/**
+ * GETRANGE key start end: the bytes from start to end inclusive; negative
+ * offsets count from the end, and the range is clipped to the value.
+ */
+async function getrange(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  let start = argInteger(args[2]);
+  let end = argInteger(args[3]);
+  const kv = await ctx.store.get(args[1], ctx.consistency);
+  const value = kv?.value ?? new Uint8Array(0);
+  const n = value.length;
+  if (start < 0 && end < 0 && start > end) {
+    ctx.out.bulk(new Uint8Array(0));
+    return;
+  }
+  if (start < 0) start = Math.max(0, n + start);
+  if (end < 0) end = Math.max(0, n + end);
+  if (end >= n) end = n - 1;
+  if (n === 0 || start > end) ctx.out.bulk(new Uint8Array(0));
+  else ctx.out.bulk(value.subarray(start, end + 1));
+}
+
+/**
+ * SETRANGE key offset value: overwrites from offset, zero-padding a
+ * shorter (or absent) value first; the reply is the new length. An empty
+ * value changes nothing (and creates no key).
+ */
+async function setrange(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  const offset = argInteger(args[2]);
+  if (offset < 0) throw new ReplyError("ERR offset is out of range");
+  const patch = args[3];
+  if (patch.length > 0 && offset + patch.length > maxValueBytes) {
+    throw new ReplyError(`ERR string exceeds maximum allowed size (${maxValueBytes} bytes)`);
+  }
+  const len = await readModifyWrite(ctx.store, args[1], (cur) => {
+    const old = cur?.value ?? new Uint8Array(0);
+    if (patch.length === 0) return { action: { kind: "none" }, result: old.length };
+    const value = new Uint8Array(Math.max(old.length, offset + patch.length));
+    value.set(old);
+    value.set(patch, offset);
+    return {
+      action: { kind: "put", value, expiresAtMs: cur?.expiresAtMs ?? 0 },
+      result: value.length,
+    };
+  });
+  ctx.out.integer(len);
+}
+
 async function strlen(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const kv = await ctx.store.get(args[1], ctx.consistency);
   ctx.out.integer(kv?.value.length ?? 0);
@@ -255,14 +444,22 @@ export const stringCommands: CommandSpec[] = [
   { name: "get", arity: 2, write: false, handler: get, overlap: "read" },
   { name: "set", arity: -3, write: true, handler: set, overlap: setOverlap },
   { name: "setnx", arity: 3, write: true, handler: setnx },
+  { name: "setex", arity: 4, write: true, handler: (c, a) => setex(c, a, 1000), overlap: "write" },
+  { name: "psetex", arity: 4, write: true, handler: (c, a) => setex(c, a, 1), overlap: "write" },
   { name: "getset", arity: 3, write: true, handler: getset },
+  { name: "getdel", arity: 2, write: true, handler: getdel },
+  { name: "getex", arity: -2, write: true, handler: getex },
   { name: "mget", arity: -2, write: false, handler: mget, overlap: "read" },
   { name: "mset", arity: -3, write: true, handler: mset, overlap: "write" },
   { name: "incr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], 1n) },
   { name: "decr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], -1n) },
   { name: "incrby", arity: 3, write: true, handler: (c, a) => incrBy(c, a[1], deltaArg(a[2])) },
   { name: "decrby", arity: 3, write: true, handler: decrBy },
+  { name: "incrbyfloat", arity: 3, write: true, handler: incrByFloat },
   { name: "append", arity: 3, write: true, handler: append },
+  { name: "getrange", arity: 4, write: false, handler: getrange, overlap: "read" },
+  { name: "substr", arity: 4, write: false, handler: getrange, overlap: "read" },
+  { name: "setrange", arity: 4, write: true, handler: setrange },
   { name: "strlen", arity: 2, write: false, handler: strlen, overlap: "read" },
   { name: "vget", arity: 3, write: false, handler: vget, overlap: "read" },
 ];

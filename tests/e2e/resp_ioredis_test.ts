@@ -70,6 +70,15 @@ Deno.test("RESP through ioredis on a 3-node cluster", async (t) => {
         // Errors come back as Redis errors, not broken connections.
         const wrong = await c.incr(k("s")).then(() => "no error", (e: Error) => e.message);
         assertTrue(wrong.startsWith("ERR value is not an integer"), wrong);
+        // The client's own helpers for the newer string commands.
+        assertEquals(await c.setex(k("e"), 100, "v"), "OK");
+        assertEquals(await c.getdel(k("e")), "v");
+        assertEquals(await c.incrbyfloat(k("f"), "1.25"), "1.25");
+        assertEquals(await c.incrbyfloat(k("f"), "0.75"), "2");
+        assertEquals(await c.getrange(k("s"), 1, 2), "bc");
+        assertEquals(await c.setrange(k("s"), 2, "XY"), 4);
+        assertEquals(await c.get(k("s")), "abXY");
+        assertEquals(await c.type(k("s")), "string");
       }
     });
 

@@ -339,6 +339,128 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertEquals(await leader.call("EXISTS", "t:1", "t:2", "t:3"), 0);
     });
 
+    await t.step(
+      "SETEX, GETDEL, GETEX, INCRBYFLOAT, GETRANGE, SETRANGE, EXPIREAT, TYPE, TIME",
+      async () => {
+        await refresh();
+        const expectError = async (command: string[], pattern: RegExp) =>
+          assertTrue(isError(await leader.call(...command), pattern), command.join(" "));
+        // SETEX and PSETEX are SET with EX and PX.
+        assertEquals(await leader.call("SETEX", "x:1", "100", "v"), "OK");
+        const ttl1 = await leader.call("TTL", "x:1") as number;
+        assertTrue(ttl1 > 95 && ttl1 <= 100, `SETEX TTL ${ttl1}`);
+        assertEquals(await leader.call("PSETEX", "x:2", "100000", "w"), "OK");
+        assertTrue((await leader.call("PTTL", "x:2") as number) > 95_000, "PSETEX PTTL");
+        await expectError(
+          ["SETEX", "x:1", "0", "v"],
+          /^ERR invalid expire time in 'setex' command$/,
+        );
+        await expectError(
+          ["PSETEX", "x:1", "-5", "v"],
+          /^ERR invalid expire time in 'psetex' command$/,
+        );
+        await expectError(["SETEX", "x:1", "1.5", "v"], /^ERR value is not an integer/);
+        await expectError(["SETEX", "x:1", "10"], /^ERR wrong number of arguments for 'setex'/);
+        // GETDEL answers the value and deletes the key.
+        assertEquals(await leader.call("GETDEL", "x:1"), "v");
+        assertEquals(await leader.call("GETDEL", "x:1"), null);
+        assertEquals(await leader.call("EXISTS", "x:1"), 0);
+        // GETEX answers the value and sets (or clears) its expiry.
+        assertEquals(await leader.call("SET", "x:3", "g"), "OK");
+        assertEquals(await leader.call("GETEX", "x:3"), "g");
+        assertEquals(await leader.call("TTL", "x:3"), -1);
+        assertEquals(await leader.call("GETEX", "x:3", "EX", "100"), "g");
+        const ttl3 = await leader.call("TTL", "x:3") as number;
+        assertTrue(ttl3 > 95 && ttl3 <= 100, `GETEX EX: TTL ${ttl3}`);
+        assertEquals(await leader.call("GETEX", "x:3", "PERSIST"), "g");
+        assertEquals(await leader.call("TTL", "x:3"), -1);
+        assertEquals(await leader.call("GETEX", "x:3", "PXAT", String(Date.now() + 100_000)), "g");
+        assertTrue((await leader.call("PTTL", "x:3") as number) > 90_000, "GETEX PXAT");
+        assertEquals(await leader.call("GETEX", "nokey", "EX", "10"), null);
+        assertEquals(
+          await leader.call("GETEX", "nokey", "EX", "0"),
+          null,
+          "checked only when found",
+        );
+        await expectError(["GETEX", "x:3", "EX", "10", "PX", "10"], /^ERR syntax error$/);
+        await expectError(["GETEX", "x:3", "BOGUS"], /^ERR syntax error$/);
+        await expectError(["GETEX", "x:3", "EX", "0"], /^ERR invalid expire time in 'getex'/);
+        assertEquals(await leader.call("GETEX", "x:3", "EXAT", "1"), "g");
+        assertEquals(await leader.call("EXISTS", "x:3"), 0, "a deadline in the past deletes");
+        // INCRBYFLOAT: decimal results as Redis prints them, the TTL kept.
+        assertEquals(await leader.call("SET", "x:f", "10.50"), "OK");
+        assertEquals(await leader.call("INCRBYFLOAT", "x:f", "0.1"), "10.6");
+        assertEquals(await leader.call("INCRBYFLOAT", "x:f", "-5"), "5.6");
+        assertEquals(await leader.call("SET", "x:g", "5.0e3"), "OK");
+        assertEquals(await leader.call("INCRBYFLOAT", "x:g", "2.0e2"), "5200");
+        assertEquals(await leader.call("INCRBYFLOAT", "x:h", "0.1"), "0.1");
+        assertEquals(await leader.call("INCRBYFLOAT", "x:h", "0.2"), "0.3");
+        assertEquals(await leader.call("INCRBYFLOAT", "x:h", "-0.3"), "0");
+        await expectError(["INCRBYFLOAT", "x:f", "abc"], /^ERR value is not a valid float$/);
+        await expectError(["INCRBYFLOAT", "x:f", " 1"], /^ERR value is not a valid float$/);
+        await expectError(["INCRBYFLOAT", "x:f", "inf"], /^ERR increment would produce NaN/);
+        assertEquals(await leader.call("SET", "x:t", "text"), "OK");
+        await expectError(["INCRBYFLOAT", "x:t", "1"], /^ERR value is not a valid float$/);
+        assertEquals(await leader.call("SET", "x:k", "1", "EX", "100"), "OK");
+        assertEquals(await leader.call("INCRBYFLOAT", "x:k", "1.5"), "2.5");
+        assertTrue((await leader.call("TTL", "x:k") as number) > 90, "INCRBYFLOAT keeps the TTL");
+        // GETRANGE (and its old name SUBSTR) and SETRANGE, as in Redis's documentation.
+        assertEquals(await leader.call("SET", "x:s", "This is a string"), "OK");
+        const ranges: Array<[string, string, string]> = [
+          ["0", "3", "This"],
+          ["-3", "-1", "ing"],
+          ["0", "-1", "This is a string"],
+          ["10", "100", "string"],
+          ["5", "3", ""],
+          ["-1", "-5", ""],
+        ];
+        for (const [from, to, want] of ranges) {
+          assertEquals(await leader.call("GETRANGE", "x:s", from, to), want, `${from} ${to}`);
+        }
+        assertEquals(await leader.call("SUBSTR", "x:s", "0", "3"), "This");
+        assertEquals(await leader.call("GETRANGE", "nokey", "0", "10"), "");
+        assertEquals(await leader.call("SET", "x:r", "Hello World"), "OK");
+        assertEquals(await leader.call("SETRANGE", "x:r", "6", "Redis"), 11);
+        assertEquals(await leader.call("GET", "x:r"), "Hello Redis");
+        assertEquals(await leader.call("SETRANGE", "x:z", "6", "Redis"), 11);
+        assertEquals(await leader.call("GET", "x:z"), "\0\0\0\0\0\0Redis");
+        assertEquals(await leader.call("SETRANGE", "x:e", "10", ""), 0);
+        assertEquals(await leader.call("EXISTS", "x:e"), 0, "an empty SETRANGE creates nothing");
+        await expectError(["SETRANGE", "x:r", "-1", "a"], /^ERR offset is out of range$/);
+        // EXPIREAT / PEXPIREAT take Unix times; EXPIRETIME / PEXPIRETIME report them.
+        assertEquals(await leader.call("SET", "x:a", "v"), "OK");
+        assertEquals(await leader.call("EXPIRETIME", "x:a"), -1);
+        assertEquals(await leader.call("EXPIRETIME", "nokey"), -2);
+        const at = Math.floor(Date.now() / 1000) + 100;
+        assertEquals(await leader.call("EXPIREAT", "x:a", String(at)), 1);
+        assertEquals(await leader.call("EXPIRETIME", "x:a"), at);
+        assertEquals(await leader.call("PEXPIRETIME", "x:a"), at * 1000);
+        assertEquals(await leader.call("EXPIREAT", "x:a", String(at - 50), "GT"), 0);
+        assertEquals(await leader.call("PEXPIREAT", "x:a", String(at * 1000 + 500)), 1);
+        assertEquals(await leader.call("PEXPIRETIME", "x:a"), at * 1000 + 500);
+        assertEquals(
+          await leader.call("EXPIRETIME", "x:a"),
+          at + 1,
+          "rounded to the nearest second",
+        );
+        assertEquals(await leader.call("EXPIREAT", "x:a", "1"), 1);
+        assertEquals(await leader.call("EXISTS", "x:a"), 0, "EXPIREAT in the past deletes");
+        assertEquals(await leader.call("EXPIREAT", "nokey", String(at)), 0);
+        // TYPE, TOUCH, TIME.
+        assertEquals(await leader.call("SET", "x:b", "v"), "OK");
+        assertEquals(await leader.call("TYPE", "x:b"), "string");
+        assertEquals(await leader.call("TYPE", "nokey"), "none");
+        assertEquals(await leader.call("TOUCH", "x:b", "x:b", "nokey"), 2);
+        const [seconds, micros] = (await leader.call("TIME") as string[]).map(Number);
+        assertTrue(Math.abs(seconds - Date.now() / 1000) < 5, `TIME ${seconds}`);
+        assertTrue(Number.isInteger(micros) && micros >= 0 && micros < 1e6, `TIME µs ${micros}`);
+        // A follower relays them like any other write.
+        assertEquals(await follower.call("SETEX", "x:f1", "100", "v"), "OK");
+        assertEquals(await follower.call("GETDEL", "x:f1"), "v");
+        assertEquals(await leader.call("EXISTS", "x:f1"), 0);
+      },
+    );
+
     await t.step("a pipeline of 1,000 commands is answered in order", async () => {
       await refresh();
       const commands = Array.from(
