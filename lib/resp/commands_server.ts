@@ -44,7 +44,7 @@ function hello(ctx: CommandContext, args: Uint8Array[]): void {
     if (proto !== "2") {
       throw new ReplyError(
         /^\d+$/.test(proto)
-          ? "NOPROTO sorry, this protocol version is not supported."
+          ? "NOPROTO unsupported protocol version"
           : "ERR Protocol version is not an integer or out of range",
       );
     }

@@ -57,10 +57,24 @@ interface SetOptions {
   get: boolean;
 }
 
-function positive(arg: Uint8Array, command: string): number {
+/**
+ * The deadline (Unix ms) an expiry option of `command` sets: EX and PX
+ * from now, EXAT and PXAT as given; Redis's error for an amount that is not
+ * positive or whose deadline no clock can reach.
+ */
+function deadlineOf(ctx: CommandContext, option: string, arg: Uint8Array, command: string): number {
   const n = argInteger(arg);
-  if (n <= 0) throw new ReplyError(`ERR invalid expire time in '${command}' command`);
-  return n;
+  const at = option === "EX"
+    ? now(ctx) + n * 1000
+    : option === "PX"
+    ? now(ctx) + n
+    : option === "EXAT"
+    ? n * 1000
+    : n;
+  if (n <= 0 || !Number.isSafeInteger(at)) {
+    throw new ReplyError(`ERR invalid expire time in '${command}' command`);
+  }
+  return at;
 }
 
 /**
@@ -86,16 +100,7 @@ function parseSetOptions(ctx: CommandContext, args: Uint8Array[]): SetOptions {
       expiryArg = args[++i];
     } else throw new ReplyError("ERR syntax error");
   }
-  if (expiryArg !== undefined) {
-    const n = positive(expiryArg, "set");
-    o.expiresAtMs = expiry === "EX"
-      ? now(ctx) + n * 1000
-      : expiry === "PX"
-      ? now(ctx) + n
-      : expiry === "EXAT"
-      ? n * 1000
-      : n;
-  }
+  if (expiryArg !== undefined) o.expiresAtMs = deadlineOf(ctx, expiry, expiryArg, "set");
   return o;
 }
 
@@ -135,8 +140,8 @@ async function set(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 /** SETEX / PSETEX key amount value: SET with EX / PX, a blind write. */
 async function setex(ctx: CommandContext, args: Uint8Array[], unitMs: number): Promise<void> {
-  const amount = positive(args[2], argText(args[0]).toLowerCase());
-  await ctx.store.put(args[1], args[3], now(ctx) + amount * unitMs);
+  const at = deadlineOf(ctx, unitMs === 1 ? "PX" : "EX", args[2], argText(args[0]).toLowerCase());
+  await ctx.store.put(args[1], args[3], at);
   ctx.out.simple("OK");
 }
 
@@ -181,21 +186,7 @@ async function getex(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   if (!persist && !(["EX", "PX", "EXAT", "PXAT"].includes(w) && args.length === 4)) {
     throw new ReplyError("ERR syntax error");
   }
-  const deadline = (): number => {
-    if (persist) return 0;
-    const n = positive(args[3], "getex");
-    const at = w === "EX"
-      ? now(ctx) + n * 1000
-      : w === "PX"
-      ? now(ctx) + n
-      : w === "EXAT"
-      ? n * 1000
-      : n;
-    if (!Number.isSafeInteger(at)) {
-      throw new ReplyError("ERR invalid expire time in 'getex' command");
-    }
-    return at;
-  };
+  const deadline = () => persist ? 0 : deadlineOf(ctx, w, args[3], "getex");
   const value = await readModifyWrite(ctx.store, args[1], (cur) => {
     if (!cur) return { action: { kind: "none" }, result: undefined };
     const expiresAtMs = deadline();

@@ -54,6 +54,10 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertEquals(hello.slice(0, 6), ["server", "redis", "version", "7.0.0", "proto", 2]);
       assertEquals(hello[11], "master");
       assertTrue(isError(await leader.call("HELLO", "3"), /^NOPROTO/), "HELLO 3");
+      assertTrue(
+        isError(await leader.call("HELLO", "4"), /^NOPROTO unsupported protocol version$/),
+        "HELLO 4",
+      );
       assertEquals(await leader.call("CLIENT", "GETNAME"), null);
       assertEquals(await leader.call("CLIENT", "SETNAME", "tester"), "OK");
       assertEquals(await leader.call("CLIENT", "GETNAME"), "tester");
@@ -193,6 +197,15 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertTrue(ttlR > 95 && ttlR <= 100, `the last EX wins: TTL ${ttlR}`);
       for (const bad of [["EX", "10", "PX", "100"], ["KEEPTTL", "EX", "10"], ["XX", "NX"]]) {
         assertTrue(isError(await leader.call("SET", "s:r", "3", ...bad), /syntax error/), `${bad}`);
+      }
+      for (const unit of ["EX", "PX"]) {
+        assertTrue(
+          isError(
+            await leader.call("SET", "s:r", "4", unit, "9223372036854775807"),
+            /^ERR invalid expire time in 'set' command$/,
+          ),
+          `${unit} past any clock`,
+        );
       }
       for (const n of ["010", "-0", "+5", "1.5", "99999999999999999999"]) {
         assertTrue(
