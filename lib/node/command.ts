@@ -31,6 +31,11 @@ export interface TxnWrite {
   /** undefined = delete */
   value: Uint8Array | undefined;
   expiresAtMs: number;
+  /**
+   * The version the key must hold when the transaction applies (0 = must
+   * be absent); if any write's does not match, none of them is applied.
+   */
+  ifVersion?: number;
 }
 
 /** A state-machine command as the apply loop sees it. */
@@ -94,6 +99,10 @@ const flagHasIfVersion = 1;
 const flagWantPrev = 2;
 const maxTxnWrites = 10_000;
 
+/** Bits of a transaction write's kind byte: a put (else a delete), an ifVersion follows. */
+const txnWritePut = 1;
+const txnWriteConditional = 2;
+
 function putOptionalVersion(w: ByteWriter, v: number | undefined, extraFlags = 0): void {
   w.putU8((v === undefined ? 0 : flagHasIfVersion) | extraFlags);
   if (v !== undefined) w.putU64Number(v);
@@ -132,8 +141,10 @@ function writeCommand(c: Command, w: ByteWriter): void {
     case CommandOp.Txn:
       w.putString(c.requestId).putUvarint(c.writes.length);
       for (const op of c.writes) {
-        w.putU8(op.value === undefined ? 0 : 1).putLengthPrefixed(op.key);
+        const conditional = op.ifVersion !== undefined ? txnWriteConditional : 0;
+        w.putU8((op.value === undefined ? 0 : txnWritePut) | conditional).putLengthPrefixed(op.key);
         if (op.value !== undefined) w.putLengthPrefixed(op.value).putU64Number(op.expiresAtMs);
+        if (op.ifVersion !== undefined) w.putU64Number(op.ifVersion);
       }
       break;
     case CommandOp.ExpireKey:
@@ -210,12 +221,15 @@ export function decodeCommand(data: Uint8Array): Command {
       const writes: TxnWrite[] = [];
       for (let i = 0; i < n; i++) {
         const kind = r.u8();
+        if ((kind & ~(txnWritePut | txnWriteConditional)) !== 0) {
+          throw new DecodeError(`unknown transaction write kind ${kind}`, r.offset - 1);
+        }
         const key = r.lengthPrefixed(maxKeyBytes);
-        if (kind === 0) writes.push({ key, value: undefined, expiresAtMs: 0 });
-        else if (kind === 1) {
-          const value = r.lengthPrefixed(maxValueBytes);
-          writes.push({ key, value, expiresAtMs: r.u64Number() });
-        } else throw new DecodeError(`unknown transaction write kind ${kind}`, r.offset - 1);
+        const write: TxnWrite = (kind & txnWritePut) !== 0
+          ? { key, value: r.lengthPrefixed(maxValueBytes), expiresAtMs: r.u64Number() }
+          : { key, value: undefined, expiresAtMs: 0 };
+        if ((kind & txnWriteConditional) !== 0) write.ifVersion = r.u64Number();
+        writes.push(write);
       }
       c = { op, timestampMs, requestId, writes };
       break;

@@ -32,6 +32,16 @@ const samples: Command[] = [
       { key: utf8("b"), value: undefined, expiresAtMs: 0 },
     ],
   },
+  {
+    op: CommandOp.Txn,
+    timestampMs: 8,
+    requestId: "cond",
+    writes: [
+      { key: utf8("src"), value: undefined, expiresAtMs: 0, ifVersion: 41 },
+      { key: utf8("dst"), value: utf8("v"), expiresAtMs: 123, ifVersion: 0 },
+      { key: utf8("free"), value: utf8("w"), expiresAtMs: 0 },
+    ],
+  },
   { op: CommandOp.ExpireKey, timestampMs: 9, key: utf8("ttl"), version: 77 },
   { op: CommandOp.CompactHistory, timestampMs: 10, revision: 1_000 },
   {
@@ -78,7 +88,7 @@ Deno.test("truncated, trailing and unknown command bytes are rejected, never mis
 
 Deno.test("requestIdOf reads a write's request id without decoding it, and '' otherwise", () => {
   const ids = samples.map((c) => requestIdOf(encodeCommand(c)));
-  assertEquals(ids, ["c1-42", "", "r", "m", "", "", "b-1"]);
+  assertEquals(ids, ["c1-42", "", "r", "m", "cond", "", "", "b-1"]);
   assertEquals(requestIdOf(new Uint8Array()), "");
   assertEquals(requestIdOf(encodeCommand(samples[0]).subarray(0, 12)), "", "truncated");
 });

@@ -209,7 +209,8 @@ export class ProposalBatcher {
 
 /** True for writes whose outcome does not depend on the current state. */
 export function isUnconditional(c: BatchableCommand): boolean {
-  return c.op === CommandOp.Txn || c.ifVersion === undefined;
+  if (c.op === CommandOp.Txn) return c.writes.every((w) => w.ifVersion === undefined);
+  return c.ifVersion === undefined;
 }
 
 function approximateBytes(c: BatchableCommand): number {

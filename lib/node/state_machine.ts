@@ -608,6 +608,18 @@ export class StateMachine {
       case CommandOp.Txn: {
         const seen = this.#dedupe(c.requestId, now, s);
         if (seen) return seen;
+        // Every condition is checked before anything is written: all or nothing.
+        for (const w of c.writes) {
+          if (w.ifVersion === undefined) continue;
+          const version = this.#current(w.key, now, s)?.version ?? 0;
+          if (version !== w.ifVersion) {
+            return {
+              revision: this.#revision,
+              changed: false,
+              error: new ConflictError(w.key, version),
+            };
+          }
+        }
         const revision = ++this.#revision;
         for (const w of c.writes) {
           const prev = this.#current(w.key, now, s);

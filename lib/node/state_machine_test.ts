@@ -2,7 +2,13 @@ import { assertEquals } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
 import { Engine, readNeedsIo } from "../storage/engine.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
-import { type BatchableCommand, CommandOp, decodeCommand, encodeCommand } from "./command.ts";
+import {
+  type BatchableCommand,
+  CommandOp,
+  decodeCommand,
+  encodeCommand,
+  type TxnWrite,
+} from "./command.ts";
 import { type ApplyEntry, requestIdRetentionMs, StateMachine, systemKey } from "./state_machine.ts";
 import { plainPut } from "./testing.ts";
 
@@ -159,6 +165,36 @@ Deno.test("a conditional write in a batch fails alone; its neighbours apply", as
   // The second write's own id dedupes it when a client retries it alone.
   const again = (await sm.apply([{ index: 2, data: put("d", "1", "put-1") }])).get(2)!;
   assertEquals(again.deduplicated, true);
+});
+
+Deno.test("a transaction with conditions applies all of its writes or none", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const txn = (index: number, writes: TxnWrite[]) =>
+    sm.apply([{
+      index,
+      data: encodeCommand({ op: CommandOp.Txn, timestampMs: 1_000, requestId: "", writes }),
+    }]).then((r) => r.get(index)!);
+  const value = async (key: string) => {
+    const kv = await engine.get(utf8(key));
+    return kv === undefined ? undefined : new TextDecoder().decode(kv.value);
+  };
+  const a = (await sm.apply([{ index: 1, data: put("a", "1", "") }])).get(1)!.revision;
+  // A rename of a, as RESP's RENAME proposes it: a must still be at the version read.
+  const moved = await txn(2, [
+    { key: utf8("a"), value: undefined, expiresAtMs: 0, ifVersion: a },
+    { key: utf8("b"), value: utf8("1"), expiresAtMs: 0 },
+  ]);
+  assertEquals([moved.error, await value("a"), await value("b")], [undefined, undefined, "1"]);
+  // One failed condition (c must be absent, but exists) leaves every key as it was.
+  await sm.apply([{ index: 3, data: put("c", "x", "") }]);
+  const revision = sm.revision;
+  const refused = await txn(4, [
+    { key: utf8("d"), value: utf8("new"), expiresAtMs: 0, ifVersion: 0 },
+    { key: utf8("c"), value: utf8("new"), expiresAtMs: 0, ifVersion: 0 },
+  ]);
+  assertEquals(refused.error?.name, "ConflictError");
+  assertEquals([await value("c"), await value("d"), sm.revision], ["x", undefined, revision]);
 });
 
 Deno.test("a put reads the previous value only when its proposer or a watcher wants it", async () => {

@@ -13,6 +13,7 @@
  */
 
 import { isKVError } from "../common/errors.ts";
+import type { TxnWrite } from "../node/command.ts";
 import { ReplyError } from "./command_table.ts";
 import type { Current, RespStore } from "./store.ts";
 
@@ -69,6 +70,48 @@ async function compareAndSetLoop<T>(
       );
     }
     // Writers of other nodes that lost together must not collide again in step.
+    await clock.sleep(Math.random() * Math.min(attempt, maxCasPauseMs));
+  }
+}
+
+/**
+ * A decision about several keys: writes applied together as one
+ * transaction (each may carry the `ifVersion` its key was read at; none:
+ * nothing to write), and the reply value.
+ */
+export interface MultiKeyDecision<T> {
+  writes: TxnWrite[];
+  result: T;
+}
+
+/**
+ * `readModifyWrite` for commands of several keys (RENAME, RENAMENX,
+ * MSETNX): reads the keys at one revision, and applies the decision's
+ * writes as one transaction, all or nothing; when a condition fails (a key
+ * changed since it was read) it reads and decides again, until the
+ * deadline. These do not go through the key queue: with several keys, two
+ * commands could queue in opposite orders.
+ */
+export async function readModifyWriteKeys<T>(
+  store: RespStore,
+  keys: Uint8Array[],
+  decide: (current: Current[]) => MultiKeyDecision<T>,
+): Promise<T> {
+  const deadline = store.requestDeadline();
+  const clock = store.node.clock;
+  for (let attempt = 1;; attempt++) {
+    const d = decide(await store.getMany(keys, "linearizable"));
+    try {
+      if (d.writes.length > 0) await store.txn(d.writes);
+      return d.result;
+    } catch (e) {
+      if (!isKVError(e, "Conflict")) throw e;
+    }
+    if (clock.nowMs() >= deadline) {
+      throw new ReplyError(
+        `ERR the keys kept changing under this command (${attempt} attempts); retry`,
+      );
+    }
     await clock.sleep(Math.random() * Math.min(attempt, maxCasPauseMs));
   }
 }

@@ -1,5 +1,6 @@
 /**
- * Key-space commands: DEL, UNLINK, EXISTS, TOUCH, TYPE, EXPIRE/PEXPIRE and
+ * Key-space commands: DEL, UNLINK, EXISTS, TOUCH, TYPE, RENAME, RENAMENX,
+ * EXPIRE/PEXPIRE and
  * EXPIREAT/PEXPIREAT (NX/XX/GT/LT), PERSIST, TTL, PTTL, EXPIRETIME,
  * PEXPIRETIME, SCAN (MATCH, COUNT), KEYS (capped) and DBSIZE. Expiry
  * changes rewrite the value with the new deadline by compare-and-set, so a
@@ -21,7 +22,8 @@ import {
 } from "../common/limits.ts";
 import type { ReadConsistency } from "../node/kv_node.ts";
 import type { KeyValue } from "../node/state_machine.ts";
-import { readModifyWrite } from "./cas.ts";
+import type { TxnWrite } from "../node/command.ts";
+import { readModifyWrite, readModifyWriteKeys } from "./cas.ts";
 import {
   argInteger,
   argText,
@@ -71,6 +73,34 @@ async function del(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 async function exists(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const kvs = await ctx.store.getMany(args.slice(1), ctx.consistency);
   ctx.out.integer(kvs.filter((kv) => kv !== undefined).length);
+}
+
+/**
+ * RENAME / RENAMENX src dst: moves the value and its expiry in one
+ * transaction that deletes src only at the version read (and, for RENAMENX,
+ * writes dst only while it is absent). Renaming a key to itself changes
+ * nothing, as in Redis.
+ */
+async function rename(
+  ctx: CommandContext,
+  args: Uint8Array[],
+  onlyIfAbsent: boolean,
+): Promise<void> {
+  const [, src, dst] = args;
+  validateKey(dst);
+  const same = compareBytes(src, dst) === 0;
+  const done = await readModifyWriteKeys(ctx.store, [src, dst], ([from, to]) => {
+    if (!from) throw new ReplyError("ERR no such key");
+    if (same || (onlyIfAbsent && to)) return { writes: [], result: same && !onlyIfAbsent };
+    const writes: TxnWrite[] = [
+      { key: src, value: undefined, expiresAtMs: 0, ifVersion: from.version },
+      { key: dst, value: from.value, expiresAtMs: from.expiresAtMs },
+    ];
+    if (onlyIfAbsent) writes[1].ifVersion = 0;
+    return { writes, result: true };
+  });
+  if (onlyIfAbsent) ctx.out.integer(done ? 1 : 0);
+  else ctx.out.simple("OK");
 }
 
 /** TYPE: every value is a string here; "none" for a key that does not exist. */
@@ -331,6 +361,8 @@ export const keyCommands: CommandSpec[] = [
   // Nothing here tracks access times: TOUCH only counts the keys that exist.
   { name: "touch", arity: -2, write: false, handler: exists, overlap: "read" },
   { name: "type", arity: 2, write: false, handler: type, overlap: "read" },
+  { name: "rename", arity: 3, write: true, handler: (c, a) => rename(c, a, false) },
+  { name: "renamenx", arity: 3, write: true, handler: (c, a) => rename(c, a, true) },
   { name: "expire", arity: -3, write: true, handler: (c, a) => expire(c, a, 1000) },
   { name: "pexpire", arity: -3, write: true, handler: (c, a) => expire(c, a, 1) },
   { name: "expireat", arity: -3, write: true, handler: (c, a) => expire(c, a, 1000, true) },

@@ -35,6 +35,9 @@ const keyPositions: Record<string, [number, number, number]> = {
   unlink: [1, -1, 1],
   exists: [1, -1, 1],
   touch: [1, -1, 1],
+  msetnx: [1, -1, 2],
+  rename: [1, 2, 1],
+  renamenx: [1, 2, 1],
 };
 
 function hello(ctx: CommandContext, args: Uint8Array[]): void {

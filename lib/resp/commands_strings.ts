@@ -1,6 +1,6 @@
 /**
  * String commands: GET, SET (EX/PX/EXAT/PXAT/NX/XX/GET/KEEPTTL), SETNX,
- * SETEX, PSETEX, GETSET, GETDEL, GETEX, MGET, MSET, INCR/DECR/INCRBY/DECRBY,
+ * SETEX, PSETEX, GETSET, GETDEL, GETEX, MGET, MSET, MSETNX, INCR/DECR/INCRBY/DECRBY,
  * INCRBYFLOAT, APPEND, STRLEN, GETRANGE (SUBSTR), SETRANGE and VGET (an MVCC
  * time-travel read). Plain SET, SETEX, PSETEX and MSET are blind writes;
  * every read-modify-write goes through `readModifyWrite` (compare-and-set).
@@ -12,7 +12,7 @@ import { concatBytes } from "../common/bytes.ts";
 import { maxValueBytes } from "../common/limits.ts";
 import type { TxnWrite } from "../node/command.ts";
 import { readNeedsIo } from "../storage/engine.ts";
-import { readModifyWrite } from "./cas.ts";
+import { readModifyWrite, readModifyWriteKeys } from "./cas.ts";
 import {
   argInteger,
   argText,
@@ -207,6 +207,25 @@ async function getex(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 async function mget(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const kvs = await ctx.store.getMany(args.slice(1), ctx.consistency);
   ctx.out.bulkArray(kvs.map((kv) => kv?.value));
+}
+
+/** MSETNX: sets every pair, or none when any of the keys exists (one transaction). */
+async function msetnx(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
+  if (args.length % 2 !== 1) {
+    throw new ReplyError("ERR wrong number of arguments for 'msetnx' command");
+  }
+  const keys = args.filter((_, i) => i % 2 === 1);
+  const set = await readModifyWriteKeys(ctx.store, keys, (current) => {
+    if (current.some((kv) => kv !== undefined)) return { writes: [], result: false };
+    const writes: TxnWrite[] = keys.map((key, i) => ({
+      key,
+      value: args[2 * i + 2],
+      expiresAtMs: 0,
+      ifVersion: 0,
+    }));
+    return { writes, result: true };
+  });
+  ctx.out.integer(set ? 1 : 0);
 }
 
 async function mset(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
@@ -442,6 +461,7 @@ export const stringCommands: CommandSpec[] = [
   { name: "getex", arity: -2, write: true, handler: getex },
   { name: "mget", arity: -2, write: false, handler: mget, overlap: "read" },
   { name: "mset", arity: -3, write: true, handler: mset, overlap: "write" },
+  { name: "msetnx", arity: -3, write: true, handler: msetnx },
   { name: "incr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], 1n) },
   { name: "decr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], -1n) },
   { name: "incrby", arity: 3, write: true, handler: (c, a) => incrBy(c, a[1], deltaArg(a[2])) },

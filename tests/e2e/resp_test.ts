@@ -353,7 +353,7 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
     });
 
     await t.step(
-      "SETEX, GETDEL, GETEX, INCRBYFLOAT, GETRANGE, SETRANGE, EXPIREAT, TYPE, TIME",
+      "SETEX, GETDEL, GETEX, INCRBYFLOAT, GETRANGE, SETRANGE, EXPIREAT, TYPE, TIME, RENAME, MSETNX",
       async () => {
         await refresh();
         const expectError = async (command: string[], pattern: RegExp) =>
@@ -467,6 +467,43 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         const [seconds, micros] = (await leader.call("TIME") as string[]).map(Number);
         assertTrue(Math.abs(seconds - Date.now() / 1000) < 5, `TIME ${seconds}`);
         assertTrue(Number.isInteger(micros) && micros >= 0 && micros < 1e6, `TIME µs ${micros}`);
+        // RENAME / RENAMENX move the value and its TTL in one transaction; MSETNX sets all or none.
+        assertEquals(await leader.call("SET", "rn:a", "1", "EX", "100"), "OK");
+        assertEquals(await leader.call("RENAME", "rn:a", "rn:b"), "OK");
+        assertEquals(await leader.call("MGET", "rn:a", "rn:b"), [null, "1"]);
+        assertTrue((await leader.call("TTL", "rn:b") as number) > 90, "RENAME keeps the TTL");
+        await expectError(["RENAME", "rn:none", "rn:x"], /^ERR no such key$/);
+        assertEquals(await leader.call("RENAME", "rn:b", "rn:b"), "OK");
+        assertEquals(await leader.call("SET", "rn:c", "2"), "OK");
+        assertEquals(await leader.call("RENAMENX", "rn:b", "rn:c"), 0);
+        assertEquals(await leader.call("MGET", "rn:b", "rn:c"), ["1", "2"]);
+        assertEquals(await leader.call("RENAMENX", "rn:b", "rn:d"), 1);
+        assertEquals(await follower.call("RENAME", "rn:d", "rn:c"), "OK", "through a follower");
+        assertEquals(await leader.call("MGET", "rn:b", "rn:c", "rn:d"), [null, "1", null]);
+        assertEquals(await leader.call("MSETNX", "mn:a", "1", "mn:b", "2"), 1);
+        assertEquals(await leader.call("MSETNX", "mn:b", "3", "mn:c", "4"), 0);
+        assertEquals(await leader.call("MGET", "mn:a", "mn:b", "mn:c"), ["1", "2", null]);
+        await expectError(
+          ["MSETNX", "mn:y", "1", "mn:z"],
+          /^ERR wrong number of arguments for 'msetnx'/,
+        );
+        // Two connections renaming one key away at once: exactly one of them moves it.
+        assertEquals(await leader.call("SET", "rn:race", "v"), "OK");
+        const other = await connect(followerIds[1]);
+        const outcomes = await Promise.all([
+          leader.call("RENAMENX", "rn:race", "rn:to1"),
+          other.call("RENAMENX", "rn:race", "rn:to2"),
+        ]);
+        const moved = outcomes.filter((o) => o === 1).length;
+        const gone = outcomes.filter((o) => isError(o, /^ERR no such key$/)).length;
+        assertEquals([moved, gone], [1, 1], JSON.stringify(outcomes));
+        assertEquals(
+          (await leader.call("MGET", "rn:race", "rn:to1", "rn:to2") as Reply[]).filter((v) =>
+            v === "v"
+          ),
+          ["v"],
+        );
+
         // A follower relays them like any other write.
         assertEquals(await follower.call("SETEX", "x:f1", "100", "v"), "OK");
         assertEquals(await follower.call("GETDEL", "x:f1"), "v");
