@@ -1388,16 +1388,16 @@ export class Engine implements AsyncDisposable {
   }
 }
 
-/**
- * The reader-facing view of an entry, or undefined when it is a tombstone or
- * expired. Key and value are views of engine memory (immutable blocks or
- * logged buffers), not copies: callers must treat them as read-only.
- */
 /** The row cache's entry for a key no table holds: a tombstone at version 0. */
 function absentIn(key: Uint8Array): Entry {
   return { key, version: 0, kind: EntryKind.delete, value: emptyBytes, expiresAtMs: 0 };
 }
 
+/**
+ * The reader-facing view of an entry, or undefined when it is a tombstone or
+ * expired. Key and value are views of engine memory (immutable blocks or
+ * logged buffers), not copies: callers must treat them as read-only.
+ */
 function toKV(
   e: Entry,
   nowMs: number | undefined,
