@@ -46,31 +46,47 @@ async function compareAndSetLoop<T>(
   decide: (current: Current) => CasDecision<T>,
   deadline: number,
 ): Promise<T> {
-  const clock = store.node.clock;
-  if (clock.nowMs() >= deadline) {
+  if (store.node.clock.nowMs() >= deadline) {
     throw new ReplyError("ERR timed out waiting behind other commands on this key; retry");
   }
-  for (let attempt = 1;; attempt++) {
+  return await untilNoConflict(store, deadline, "key", async () => {
     const current = await store.get(key, "linearizable");
     const d = decide(current);
     const ifVersion = current?.version ?? 0;
+    if (d.action.kind === "put") {
+      await store.put(key, d.action.value, d.action.expiresAtMs, ifVersion);
+    } else if (d.action.kind === "delete") {
+      await store.delete(key, ifVersion);
+    }
+    return d.result;
+  });
+}
+
+/**
+ * Runs `attempt` (read, decide, write) again each time its write is
+ * refused with Conflict, after a random pause, until the deadline; `what`
+ * names what kept changing in the error then.
+ */
+async function untilNoConflict<T>(
+  store: RespStore,
+  deadline: number,
+  what: "key" | "keys",
+  attempt: () => Promise<T>,
+): Promise<T> {
+  const clock = store.node.clock;
+  for (let n = 1;; n++) {
     try {
-      if (d.action.kind === "put") {
-        await store.put(key, d.action.value, d.action.expiresAtMs, ifVersion);
-      } else if (d.action.kind === "delete") {
-        await store.delete(key, ifVersion);
-      }
-      return d.result;
+      return await attempt();
     } catch (e) {
       if (!isKVError(e, "Conflict")) throw e;
     }
     if (clock.nowMs() >= deadline) {
       throw new ReplyError(
-        `ERR the key kept changing under this command (${attempt} attempts); retry`,
+        `ERR the ${what} kept changing under this command (${n} attempts); retry`,
       );
     }
     // Writers of other nodes that lost together must not collide again in step.
-    await clock.sleep(Math.random() * Math.min(attempt, maxCasPauseMs));
+    await clock.sleep(Math.random() * Math.min(n, maxCasPauseMs));
   }
 }
 
@@ -92,28 +108,16 @@ export interface MultiKeyDecision<T> {
  * deadline. These do not go through the key queue: with several keys, two
  * commands could queue in opposite orders.
  */
-export async function readModifyWriteKeys<T>(
+export function readModifyWriteKeys<T>(
   store: RespStore,
   keys: Uint8Array[],
   decide: (current: Current[]) => MultiKeyDecision<T>,
 ): Promise<T> {
-  const deadline = store.requestDeadline();
-  const clock = store.node.clock;
-  for (let attempt = 1;; attempt++) {
+  return untilNoConflict(store, store.requestDeadline(), "keys", async () => {
     const d = decide(await store.getMany(keys, "linearizable"));
-    try {
-      if (d.writes.length > 0) await store.txn(d.writes);
-      return d.result;
-    } catch (e) {
-      if (!isKVError(e, "Conflict")) throw e;
-    }
-    if (clock.nowMs() >= deadline) {
-      throw new ReplyError(
-        `ERR the keys kept changing under this command (${attempt} attempts); retry`,
-      );
-    }
-    await clock.sleep(Math.random() * Math.min(attempt, maxCasPauseMs));
-  }
+    if (d.writes.length > 0) await store.txn(d.writes);
+    return d.result;
+  });
 }
 
 /** Longest pause between two attempts, in ms. */
