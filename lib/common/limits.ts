@@ -177,6 +177,8 @@ export const maxRespScanCursors = 100_000;
 export const maxRespScanCursorBytes = 32 * MiB;
 /** RESP: most keys KEYS returns; larger key spaces must be walked with SCAN. */
 export const maxRespKeysReply = 10_000;
+/** RESP: most commands one MULTI ... EXEC transaction may queue. */
+export const maxTxnCommands = 10_000;
 /** RESP: most keys DBSIZE and INFO keyspace count before reporting a lower bound. */
 export const maxRespCountedKeys = 1_000_000;
 

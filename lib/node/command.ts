@@ -9,6 +9,7 @@
  * @module
  */
 
+import { assert } from "../common/assert.ts";
 import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
 import { maxKeyBytes, maxValueBytes, maxWalRecordBytes } from "../common/limits.ts";
 
@@ -36,6 +37,11 @@ export interface TxnWrite {
    * be absent); if any write's does not match, none of them is applied.
    */
   ifVersion?: number;
+  /**
+   * Only the condition, nothing written (`value` is ignored): a key the
+   * transaction read but does not change (RESP MULTI/EXEC, WATCH).
+   */
+  checkOnly?: boolean;
 }
 
 /** A state-machine command as the apply loop sees it. */
@@ -99,9 +105,13 @@ const flagHasIfVersion = 1;
 const flagWantPrev = 2;
 const maxTxnWrites = 10_000;
 
-/** Bits of a transaction write's kind byte: a put (else a delete), an ifVersion follows. */
+/**
+ * Bits of a transaction write's kind byte: a put (else a delete), an
+ * ifVersion follows, only a condition (always with the conditional bit).
+ */
 const txnWritePut = 1;
 const txnWriteConditional = 2;
+const txnWriteCheckOnly = 4;
 
 function putOptionalVersion(w: ByteWriter, v: number | undefined, extraFlags = 0): void {
   w.putU8((v === undefined ? 0 : flagHasIfVersion) | extraFlags);
@@ -141,6 +151,13 @@ function writeCommand(c: Command, w: ByteWriter): void {
     case CommandOp.Txn:
       w.putString(c.requestId).putUvarint(c.writes.length);
       for (const op of c.writes) {
+        if (op.checkOnly) {
+          const ifVersion = op.ifVersion;
+          assert(ifVersion !== undefined, "a check-only transaction write has a condition");
+          w.putU8(txnWriteCheckOnly | txnWriteConditional).putLengthPrefixed(op.key);
+          w.putU64Number(ifVersion);
+          continue;
+        }
         const conditional = op.ifVersion !== undefined ? txnWriteConditional : 0;
         w.putU8((op.value === undefined ? 0 : txnWritePut) | conditional).putLengthPrefixed(op.key);
         if (op.value !== undefined) w.putLengthPrefixed(op.value).putU64Number(op.expiresAtMs);
@@ -221,6 +238,12 @@ export function decodeCommand(data: Uint8Array): Command {
       const writes: TxnWrite[] = [];
       for (let i = 0; i < n; i++) {
         const kind = r.u8();
+        if (kind === (txnWriteCheckOnly | txnWriteConditional)) {
+          const key = r.lengthPrefixed(maxKeyBytes);
+          const ifVersion = r.u64Number();
+          writes.push({ key, value: undefined, expiresAtMs: 0, ifVersion, checkOnly: true });
+          continue;
+        }
         if ((kind & ~(txnWritePut | txnWriteConditional)) !== 0) {
           throw new DecodeError(`unknown transaction write kind ${kind}`, r.offset - 1);
         }

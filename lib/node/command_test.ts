@@ -40,6 +40,7 @@ const samples: Command[] = [
       { key: utf8("src"), value: undefined, expiresAtMs: 0, ifVersion: 41 },
       { key: utf8("dst"), value: utf8("v"), expiresAtMs: 123, ifVersion: 0 },
       { key: utf8("free"), value: utf8("w"), expiresAtMs: 0 },
+      { key: utf8("read"), value: undefined, expiresAtMs: 0, ifVersion: 7, checkOnly: true },
     ],
   },
   { op: CommandOp.ExpireKey, timestampMs: 9, key: utf8("ttl"), version: 77 },

@@ -622,6 +622,7 @@ export class StateMachine {
         }
         const revision = ++this.#revision;
         for (const w of c.writes) {
+          if (w.checkOnly) continue;
           const prev = this.#current(w.key, now, s);
           if (w.value === undefined) {
             if (!prev) continue;

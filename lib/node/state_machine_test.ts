@@ -195,6 +195,18 @@ Deno.test("a transaction with conditions applies all of its writes or none", asy
   ]);
   assertEquals(refused.error?.name, "ConflictError");
   assertEquals([await value("c"), await value("d"), sm.revision], ["x", undefined, revision]);
+  // A check-only write is a condition on a key the transaction only read: c is left as it is.
+  const c = (await engine.get(utf8("c")))!.version;
+  const checked = await txn(5, [
+    { key: utf8("c"), value: undefined, expiresAtMs: 0, ifVersion: c, checkOnly: true },
+    { key: utf8("e"), value: utf8("from c"), expiresAtMs: 0 },
+  ]);
+  assertEquals([checked.error, await value("c"), await value("e")], [undefined, "x", "from c"]);
+  const stale = await txn(6, [
+    { key: utf8("c"), value: undefined, expiresAtMs: 0, ifVersion: c - 1, checkOnly: true },
+    { key: utf8("e"), value: utf8("again"), expiresAtMs: 0 },
+  ]);
+  assertEquals([stale.error?.name, await value("e")], ["ConflictError", "from c"]);
 });
 
 Deno.test("a put reads the previous value only when its proposer or a watcher wants it", async () => {

@@ -26,6 +26,7 @@ import {
   lookupCommand,
   overlapOf,
 } from "./command_table.ts";
+import { dispatchOrQueue } from "./commands_multi.ts";
 import { RespParser } from "./parser.ts";
 import { ReplyWriter } from "./reply_writer.ts";
 import type { RespStats } from "./stats.ts";
@@ -175,7 +176,8 @@ async function runBatch(
   }
   let i = 0;
   while (i < batch.length) {
-    const kind = overlapOf(specs[i], batch[i]);
+    // Inside MULTI every command is queued one by one (commands_multi.ts).
+    const kind = command.session.multi !== undefined ? undefined : overlapOf(specs[i], batch[i]);
     let j = i + 1;
     if (kind === "read" || kind === "local") {
       while (
@@ -194,7 +196,7 @@ async function runBatch(
       await runConfirmedReads(conn, command, batch, specs, i, j);
     } else if (j - i === 1 || kind !== "write") {
       for (let k = i; k < j; k++) {
-        let outcome = dispatch(command, batch[k], specs[k]);
+        let outcome = dispatchOrQueue(command, batch[k], specs[k]);
         if (outcome instanceof Promise) outcome = await outcome;
         if (outcome === "close") return false;
         if (out.length >= maxRespPendingReplyBytes) await flush(conn, out, command.stats);

@@ -11,6 +11,7 @@ import { maxRespConnections } from "../common/limits.ts";
 import type { KVNode } from "../node/kv_node.ts";
 import { buildTable } from "./command_table.ts";
 import { keyCommands } from "./commands_keys.ts";
+import { multiCommands } from "./commands_multi.ts";
 import { serverCommands } from "./commands_server.ts";
 import { stringCommands } from "./commands_strings.ts";
 import { serveConnection } from "./connection.ts";
@@ -19,7 +20,12 @@ import { opsSampleIntervalMs, RespStats } from "./stats.ts";
 import { RespStore } from "./store.ts";
 
 /** Every RESP command this node serves. */
-export const respCommandTable = buildTable([...serverCommands, ...stringCommands, ...keyCommands]);
+export const respCommandTable = buildTable([
+  ...serverCommands,
+  ...stringCommands,
+  ...keyCommands,
+  ...multiCommands,
+]);
 
 /** A running RESP listener. */
 export interface RespServer extends AsyncDisposable {

@@ -1,12 +1,14 @@
 /**
- * Per-connection state of a RESP client: its id and name (CLIENT), and the
+ * Per-connection state of a RESP client: its id and name (CLIENT), the
  * read consistency it chose (READONLY = serializable reads from this
- * replica, READWRITE = linearizable, the default).
+ * replica, READWRITE = linearizable, the default), and its transaction
+ * (MULTI's queue, WATCHed keys).
  *
  * @module
  */
 
 import type { ReadConsistency } from "../node/kv_node.ts";
+import type { QueuedCommand } from "./commands_multi.ts";
 
 let nextClientId = 0;
 
@@ -22,6 +24,12 @@ export class Session {
   lastActiveMs: number;
   /** The last command's name, for CLIENT LIST's cmd. */
   lastCommand = "NULL";
+  /** Commands queued since MULTI (undefined: not in a transaction). */
+  multi: QueuedCommand[] | undefined;
+  /** A command was refused while queued: EXEC will abort. */
+  multiFailed = false;
+  /** WATCHed keys (by their bytes as a string) and the version each had then (0: absent). */
+  readonly watched = new Map<string, { key: Uint8Array; version: number }>();
 
   /** `connectedAtMs`: monotonic ms, for CLIENT LIST's age. */
   constructor(readonly remoteAddr: string, readonly connectedAtMs = 0) {

@@ -153,10 +153,7 @@ export class RespStore {
     expiresAtMs: number,
     ifVersion?: number,
   ): Promise<number> {
-    validateKey(key);
-    checkUserKey(key);
-    validateValue(value);
-    validateExpiry(expiresAtMs, this.node.clock.wallMs());
+    checkWrite(key, value, expiresAtMs, this.node.clock.wallMs());
     const r = await this.#submit({
       op: CommandOp.Put,
       timestampMs: 0,
@@ -255,6 +252,23 @@ export class RespStore {
   }
 }
 
+/**
+ * The checks a write of `key` passes before it is proposed: the key's size
+ * and range, and for a put the value's size and the expiry.
+ */
+export function checkWrite(
+  key: Uint8Array,
+  value: Uint8Array | undefined,
+  expiresAtMs: number,
+  nowMs: number,
+): void {
+  validateKey(key);
+  checkUserKey(key);
+  if (value === undefined) return;
+  validateValue(value);
+  validateExpiry(expiresAtMs, nowMs);
+}
+
 function validateExpiry(expiresAtMs: number, nowMs: number): void {
   if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs < 0) {
     throw new InvalidArgumentError("invalid expire time");
@@ -270,6 +284,6 @@ function validateExpiry(expiresAtMs: number, nowMs: number): void {
  * nobody set, instead of failing a whole MGET; writes of them are refused
  * with the reason.
  */
-function neverStored(key: Uint8Array): boolean {
+export function neverStored(key: Uint8Array): boolean {
   return key.length === 0 || key[0] === 0;
 }

@@ -79,6 +79,12 @@ Deno.test("RESP through ioredis on a 3-node cluster", async (t) => {
         assertEquals(await c.setrange(k("s"), 2, "XY"), 4);
         assertEquals(await c.get(k("s")), "abXY");
         assertEquals(await c.type(k("s")), "string");
+        // A MULTI/EXEC transaction through the client's own API.
+        assertEquals(await c.multi().set(k("t"), "1").incr(k("t")).get(k("t")).exec(), [
+          [null, "OK"],
+          [null, 2],
+          [null, "2"],
+        ]);
       }
     });
 

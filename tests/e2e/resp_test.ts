@@ -511,6 +511,86 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       },
     );
 
+    await t.step("MULTI/EXEC is atomic and isolated; WATCH aborts on a change", async () => {
+      await refresh();
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:a", "1"], ["INCR", "tx:a"], ["GET", "tx:a"], [
+          "EXEC",
+        ]]),
+        ["OK", "QUEUED", "QUEUED", "QUEUED", ["OK", 2, "2"]],
+      );
+      // Each command sees the ones before it (a key deleted twice is counted once).
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:d", "1"], ["DEL", "tx:d", "tx:d"], ["EXEC"]]),
+        ["OK", "QUEUED", "QUEUED", ["OK", 1]],
+      );
+      // A command refused when queued spoils the transaction; nothing of it applies.
+      assertEquals(await leader.call("MULTI"), "OK");
+      assertEquals(await leader.call("SET", "tx:b", "1"), "QUEUED");
+      assertTrue(isError(await leader.call("NOSUCH"), /^ERR unknown command/), "unknown");
+      assertTrue(isError(await leader.call("KEYS", "*"), /not allowed inside MULTI/), "KEYS");
+      assertTrue(isError(await leader.call("EXEC"), /^EXECABORT/), "EXECABORT");
+      assertEquals(await leader.call("EXISTS", "tx:b"), 0);
+      // An error while running one command is its reply; the others apply.
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:s", "text"], ["INCR", "tx:s"], [
+          "SET",
+          "tx:c",
+          "1",
+        ], [
+          "EXEC",
+        ]]),
+        ["OK", "QUEUED", "QUEUED", "QUEUED", [
+          "OK",
+          { error: "ERR value is not an integer or out of range" },
+          "OK",
+        ]],
+      );
+      assertEquals(await leader.call("GET", "tx:c"), "1");
+      assertTrue(isError(await leader.call("EXEC"), /^ERR EXEC without MULTI$/), "EXEC alone");
+      // WATCH: a change by another client between WATCH and EXEC makes EXEC answer nil.
+      const other = await connect(followerIds[0]);
+      assertEquals(await leader.call("WATCH", "tx:w"), "OK");
+      assertEquals(await other.call("SET", "tx:w", "theirs"), "OK");
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:w", "mine"], ["EXEC"]]),
+        ["OK", "QUEUED", null],
+      );
+      assertEquals(await leader.call("GET", "tx:w"), "theirs");
+      assertEquals(await leader.call("WATCH", "tx:w"), "OK");
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:w", "mine"], ["EXEC"]]),
+        ["OK", "QUEUED", ["OK"]],
+      );
+      // Three connections (one per node) run INCR x; INCR y as transactions while a reader
+      // watches: x and y move together, no increment is lost, each EXEC sees its own pair.
+      const runners = await Promise.all(cluster.nodes.map((n) => connect(n.id)));
+      const reader = await connect(followerIds[1]);
+      let running = true;
+      const torn: Reply[] = [];
+      const reading = (async () => {
+        for (let i = 0; i < 5_000 && running; i++) {
+          const xy = await reader.call("MGET", "tx:x", "tx:y") as Reply[];
+          if (xy[0] !== xy[1]) torn.push(xy);
+        }
+      })();
+      const results = await Promise.all(runners.map(async (c) => {
+        const pairs: Reply[] = [];
+        for (let i = 0; i < 30; i++) {
+          const r = await c.pipeline([["MULTI"], ["INCR", "tx:x"], ["INCR", "tx:y"], ["EXEC"]]);
+          pairs.push(r[3]);
+        }
+        return pairs;
+      }));
+      running = false;
+      await reading;
+      assertEquals(torn, [], "a reader saw x and y apart");
+      const pairs = results.flat() as number[][];
+      assertTrue(pairs.every((p) => Array.isArray(p) && p[0] === p[1]), JSON.stringify(pairs));
+      assertEquals(new Set(pairs.map((p) => p[0])).size, 90, "each EXEC got its own values");
+      assertEquals(await leader.call("MGET", "tx:x", "tx:y"), ["90", "90"]);
+    });
+
     await t.step("a pipeline of 1,000 commands is answered in order", async () => {
       await refresh();
       const commands = Array.from(
