@@ -69,6 +69,14 @@ export const maxWalRecordBytes = 32 * MiB;
 export const maxEntriesPerAppend = 4_096;
 /** Raft: bytes carried by one AppendEntries message at most. */
 export const maxAppendBytes = 4 * MiB;
+/**
+ * Raft: largest encoded command one entry may carry. Anything larger is
+ * refused before it is proposed: once in the log, an entry that cannot be
+ * sent in one AppendEntries (or applied as one WAL record) would stop
+ * replication or every replica's apply for good. A batch of writes (at most
+ * `maxBatchBytes` plus one bounded group) and any single request fit.
+ */
+export const maxEntryBytes = 3 * MiB;
 /** Raft: AppendEntries messages in flight to one follower at most (pipelining window). */
 export const maxInflightAppends = 256;
 /** Raft: proposals waiting for the leader to accept them, per group. */
@@ -141,6 +149,11 @@ export const defaultElectionMs = 150;
 assert(maxKeyBytes + maxValueBytes < maxRequestBytes, "a max key + max value must fit a request");
 assert(maxRequestBytes < maxGrpcMessageBytes, "a request must fit a gRPC message");
 assert(maxRequestBytes <= maxAppendBytes, "one max-size entry must fit one AppendEntries");
+assert(
+  maxRequestBytes <= maxEntryBytes && maxEntryBytes + 64 * KiB <= maxAppendBytes,
+  "a request fits an entry, and an entry fits one AppendEntries with its framing",
+);
+assert(maxEntryBytes + 64 * KiB <= maxWalRecordBytes, "an entry fits one WAL record");
 assert(raftLogCompactBytes < raftSegmentBytes, "the log is cut before a segment fills");
 assert(
   raftRecordBytes + maxRequestBytes + KiB <= maxWalRecordBytes,

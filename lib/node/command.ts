@@ -10,6 +10,7 @@
  */
 
 import { assert } from "../common/assert.ts";
+import { InvalidArgumentError } from "../common/errors.ts";
 import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
 import { maxKeyBytes, maxValueBytes, maxWalRecordBytes } from "../common/limits.ts";
 
@@ -103,7 +104,7 @@ const maxBatchEntryBytes = maxWalRecordBytes;
 const flagHasIfVersion = 1;
 /** Put only: return the previous value. */
 const flagWantPrev = 2;
-const maxTxnWrites = 10_000;
+export const maxTxnWrites = 10_000;
 
 /**
  * Bits of a transaction write's kind byte: a put (else a delete), an
@@ -149,6 +150,12 @@ function writeCommand(c: Command, w: ByteWriter): void {
       putOptionalVersion(w, c.ifVersion);
       break;
     case CommandOp.Txn:
+      if (c.writes.length > maxTxnWrites) {
+        // The decoder refuses it: such an entry, once committed, could never be applied.
+        throw new InvalidArgumentError(
+          `a transaction holds at most ${maxTxnWrites} writes and conditions, got ${c.writes.length}`,
+        );
+      }
       w.putString(c.requestId).putUvarint(c.writes.length);
       for (const op of c.writes) {
         if (op.checkOnly) {

@@ -44,12 +44,14 @@ import { assert } from "../common/assert.ts";
 import type { Clock, TimerHandle } from "../common/clock.ts";
 import {
   ClosedError,
+  InvalidArgumentError,
   KVError,
   NoQuorumError,
   NotLeaderError,
   TimeoutError,
 } from "../common/errors.ts";
 import {
+  maxEntryBytes,
   maxPendingProposals,
   maxPendingReads,
   raftCatchUpBytes,
@@ -380,6 +382,7 @@ export class Replica {
    */
   propose(data: Uint8Array, deadlineMs: number): Promise<ApplyResult> {
     if (this.#stopped) return Promise.reject(new ClosedError("node"));
+    if (data.length > maxEntryBytes) return Promise.reject(entryTooLarge(data));
     if (this.#proposals.size >= maxPendingProposals) {
       return Promise.reject(
         new KVError(
@@ -404,6 +407,7 @@ export class Replica {
    */
   proposeAnywhere(data: Uint8Array, requestId: string, deadlineMs: number): Promise<ApplyResult> {
     if (this.#stopped) return Promise.reject(new ClosedError("node"));
+    if (data.length > maxEntryBytes) return Promise.reject(entryTooLarge(data));
     assert(requestId !== "" && requestIdOf(data) === requestId, "relayed writes carry their id");
     if (this.#proposals.size + this.#relayed.size >= maxPendingProposals) {
       return Promise.reject(
@@ -1030,3 +1034,10 @@ export function memberChange(type: ConfChange["type"], nodeId: string, addr: str
 
 /** Re-exported for the admin service. */
 export { encodeConfChange };
+
+/** The refusal of a command too large for one Raft entry (see maxEntryBytes). */
+function entryTooLarge(data: Uint8Array): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `the write is ${data.length} bytes encoded; one Raft entry holds at most ${maxEntryBytes}`,
+  );
+}

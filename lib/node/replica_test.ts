@@ -1,6 +1,7 @@
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
 import { ManualClock } from "../common/clock.ts";
+import { maxEntryBytes } from "../common/limits.ts";
 import { SeededRandom } from "../common/random.ts";
 import { EntryType, type Message, MessageType } from "../raft/types.ts";
 import { Engine } from "../storage/engine.ts";
@@ -317,6 +318,27 @@ Deno.test("lease reads: a follower's reads always go to the leader", async () =>
     }
     assertTrue(c.rounds.get(c.leader.node.id)! >= before + 3, "the leader confirmed each");
     assertEquals(c.rounds.get(follower.node.id), 0, "a follower sends no heartbeats");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a command too large for one Raft entry is refused before it is proposed", async () => {
+  const c = await leaseCluster();
+  try {
+    const huge = new Uint8Array(maxEntryBytes + 1);
+    const refused = (p: Promise<unknown>) => p.then(() => "proposed", (e) => (e as Error).name);
+    assertEquals(
+      await refused(c.leader.propose(huge, c.clock.nowMs() + 5_000)),
+      "InvalidArgumentError",
+    );
+    const follower = c.replicas.find((r) => r !== c.leader)!;
+    assertEquals(
+      await refused(follower.proposeAnywhere(huge, "", c.clock.nowMs() + 5_000)),
+      "InvalidArgumentError",
+    );
+    // The log took nothing, and the next write goes through.
+    await c.leader.propose(put("after", "1"), c.clock.nowMs() + 5_000);
   } finally {
     await c.stop();
   }

@@ -19,7 +19,7 @@
 
 import { byteString } from "../common/bytes.ts";
 import { isKVError } from "../common/errors.ts";
-import { maxTxnCommands } from "../common/limits.ts";
+import { maxRequestBytes, maxTxnCommands } from "../common/limits.ts";
 import {
   type CommandContext,
   type CommandOutcome,
@@ -84,10 +84,13 @@ const transactional = new Set([
   "ping",
   "echo",
   "time",
+  // Queued like the rest (it then changes nothing: EXEC forgets the WATCHed keys anyway), so
+  // an UNWATCH after MULTI cannot cancel the check of keys WATCHed before it, as in Redis.
+  "unwatch",
 ]);
 
 /** Commands that act on the transaction itself, never queued. */
-const control = new Set(["multi", "exec", "discard", "watch", "unwatch", "quit"]);
+const control = new Set(["multi", "exec", "discard", "watch", "quit"]);
 
 /**
  * Dispatches a command, or queues it when its connection is inside MULTI
@@ -98,30 +101,35 @@ export function dispatchOrQueue(
   args: Uint8Array[],
   spec: CommandSpec | undefined,
 ): CommandOutcome | Promise<CommandOutcome> {
-  const multi = ctx.session.multi;
-  if (multi === undefined || (spec !== undefined && control.has(spec.name))) {
-    return dispatch(ctx, args, spec);
-  }
-  let refusal: string | undefined;
+  const session = ctx.session;
+  const multi = session.multi;
+  if (multi === undefined) return dispatch(ctx, args, spec);
   if (
     spec === undefined || (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity)
   ) {
-    // The ordinary unknown-command or arity reply, and the transaction is spoiled.
+    // The ordinary unknown-command or arity reply (EXEC's own too); the transaction is spoiled.
     dispatch(ctx, args, spec);
-    ctx.session.multiFailed = true;
+    session.multiFailed = true;
     return;
   }
+  if (control.has(spec.name)) return dispatch(ctx, args, spec);
+  const bytes = session.multiBytes + args.reduce((n, a) => n + a.length, 0);
+  let refusal: string | undefined;
   if (!transactional.has(spec.name)) {
     refusal = `ERR ${spec.name.toUpperCase()} is not allowed inside MULTI here`;
   } else if (multi.length >= maxTxnCommands) {
     refusal = `ERR a transaction holds at most ${maxTxnCommands} commands`;
+  } else if (bytes > maxRequestBytes) {
+    // Its writes must fit one Raft entry, and its queue is held in memory until EXEC.
+    refusal = `ERR a transaction holds at most ${maxRequestBytes} bytes of arguments`;
   }
   if (refusal !== undefined) {
-    ctx.session.multiFailed = true;
+    session.multiFailed = true;
     ctx.out.error(refusal);
     return;
   }
   multi.push({ args, spec });
+  session.multiBytes = bytes;
   ctx.out.simple("QUEUED");
 }
 
@@ -129,6 +137,7 @@ function multiCommand(ctx: CommandContext): void {
   if (ctx.session.multi !== undefined) throw new ReplyError("ERR MULTI calls can not be nested");
   ctx.session.multi = [];
   ctx.session.multiFailed = false;
+  ctx.session.multiBytes = 0;
   ctx.out.simple("OK");
 }
 
@@ -142,6 +151,7 @@ function discard(ctx: CommandContext): void {
 function endTransaction(ctx: CommandContext): void {
   ctx.session.multi = undefined;
   ctx.session.multiFailed = false;
+  ctx.session.multiBytes = 0;
   ctx.session.watched.clear();
 }
 
@@ -205,7 +215,7 @@ async function runAtPin(
   queued: QueuedCommand[],
   watched: { key: Uint8Array; version: number }[],
 ) {
-  const pin = await ctx.store.node.pinRevision("linearizable");
+  const pin = await ctx.store.pinRevision();
   try {
     const overlay = new TxnOverlay(ctx.store, pin.version);
     for (const w of watched) {

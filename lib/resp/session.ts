@@ -28,6 +28,8 @@ export class Session {
   multi: QueuedCommand[] | undefined;
   /** A command was refused while queued: EXEC will abort. */
   multiFailed = false;
+  /** Bytes of the queued commands' arguments. */
+  multiBytes = 0;
   /** WATCHed keys (by their bytes as a string) and the version each had then (0: absent). */
   readonly watched = new Map<string, { key: Uint8Array; version: number }>();
 

@@ -14,13 +14,14 @@
 import { PeerRespAddrs } from "./peer_resp_addrs.ts";
 import { KeyQueue } from "./key_queue.ts";
 import { ScanCursors } from "./scan_cursor.ts";
-import { defaultRequestTimeoutMs, maxTtlSeconds } from "../common/limits.ts";
+import { defaultRequestTimeoutMs, maxRequestBytes, maxTtlSeconds } from "../common/limits.ts";
 import { InvalidArgumentError, isKVError } from "../common/errors.ts";
 import {
   type BatchableCommand,
   type Command,
   CommandOp,
   encodeCommand,
+  maxTxnWrites,
   type TxnWrite,
 } from "../node/command.ts";
 import { isUnconditional, ProposalBatcher } from "../node/proposal_batcher.ts";
@@ -117,6 +118,15 @@ export class RespStore {
   }
 
   /**
+   * A linearizable read fence, then this replica's state pinned at the
+   * revision it guarantees (MULTI/EXEC reads at it); retried like `get`.
+   * The caller releases the pin.
+   */
+  pinRevision(): Promise<{ version: number; release(): void }> {
+    return this.#untilConfirmed(() => this.node.pinRevision("linearizable"));
+  }
+
+  /**
    * A linearizable read barrier (ReadIndex) for reads that then read this
    * replica's state; retried like `get` until the deadline.
    */
@@ -181,12 +191,27 @@ export class RespStore {
     return r.changed;
   }
 
-  /** Applies every write in one Raft entry (all or nothing). */
+  /**
+   * Applies every write in one Raft entry (all or nothing); refused when
+   * the writes (conditions included) are more or larger than one entry takes.
+   */
   async txn(writes: TxnWrite[]): Promise<number> {
+    let bytes = 0;
     for (const w of writes) {
       validateKey(w.key);
       checkUserKey(w.key);
       if (w.value !== undefined) validateValue(w.value);
+      bytes += w.key.length + (w.value?.length ?? 0) + 24;
+    }
+    if (writes.length > maxTxnWrites) {
+      throw new InvalidArgumentError(
+        `a transaction holds at most ${maxTxnWrites} writes and conditions, got ${writes.length}`,
+      );
+    }
+    if (bytes > maxRequestBytes) {
+      throw new InvalidArgumentError(
+        `a transaction holds at most ${maxRequestBytes} bytes of keys and values, got ${bytes}`,
+      );
     }
     const r = await this.#submit({ op: CommandOp.Txn, timestampMs: 0, requestId: "", writes });
     return r.revision;

@@ -189,6 +189,8 @@ export class TxnOverlay implements TransactionalStore {
     const writes: TxnWrite[] = [];
     let writesAny = false;
     for (const t of this.#touched.values()) {
+      // A key no write can create never changes: nothing to write or to check.
+      if (neverStored(t.key)) continue;
       if (t.written) {
         writesAny = true;
         writes.push({

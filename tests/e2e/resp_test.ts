@@ -562,6 +562,36 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         await leader.pipeline([["MULTI"], ["SET", "tx:w", "mine"], ["EXEC"]]),
         ["OK", "QUEUED", ["OK"]],
       );
+      // An UNWATCH queued after MULTI does not cancel the WATCH before it (as in Redis).
+      assertEquals(await leader.call("WATCH", "tx:w"), "OK");
+      assertEquals(await other.call("SET", "tx:w", "theirs again"), "OK");
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["UNWATCH"], ["SET", "tx:u", "1"], ["EXEC"]]),
+        ["OK", "QUEUED", "QUEUED", null],
+      );
+      assertEquals(await leader.call("EXISTS", "tx:u"), 0);
+      // Keys no write can create read as absent inside a transaction too.
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["GET", ""], ["SET", "tx:e", "1"], ["EXEC"]]),
+        ["OK", "QUEUED", "QUEUED", [null, "OK"]],
+      );
+      // A wrong EXEC inside MULTI spoils the transaction, as a wrong queued command does.
+      assertEquals(await leader.call("MULTI"), "OK");
+      assertTrue(isError(await leader.call("EXEC", "x"), /^ERR wrong number/), "EXEC x");
+      assertTrue(isError(await leader.call("EXEC"), /^EXECABORT/), "EXEC after a wrong EXEC");
+      // Transactions and MSETs too large for one Raft entry are refused; the cluster goes on.
+      const many = Array.from({ length: 10_001 }, (_, i) => `tx:many:${i}`);
+      const big = await leader.pipeline([["MULTI"], ["MGET", ...many], ["SET", "tx:m", "1"], [
+        "EXEC",
+      ]]);
+      assertTrue(isError(big[3], /at most 10000 writes and conditions/), JSON.stringify(big[3]));
+      const mib = "x".repeat(1 << 20);
+      assertTrue(
+        isError(await leader.call("MSET", "tx:b1", mib, "tx:b2", mib), /at most \d+ bytes/),
+        "MSET of 2 MiB",
+      );
+      assertEquals(await follower.call("SET", "tx:alive", "yes"), "OK");
+      assertEquals(await leader.call("MGET", "tx:m", "tx:b1", "tx:alive"), [null, null, "yes"]);
       // Three connections (one per node) run INCR x; INCR y as transactions while a reader
       // watches: x and y move together, no increment is lost, each EXEC sees its own pair.
       const runners = await Promise.all(cluster.nodes.map((n) => connect(n.id)));
