@@ -67,10 +67,10 @@ async function compareAndSetLoop<T>(
  * refused with Conflict, after a random pause, until the deadline; `what`
  * names what kept changing in the error then.
  */
-async function untilNoConflict<T>(
+export async function untilNoConflict<T>(
   store: RespStore,
   deadline: number,
-  what: "key" | "keys",
+  what: string,
   attempt: () => Promise<T>,
 ): Promise<T> {
   const clock = store.node.clock;

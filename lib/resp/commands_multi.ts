@@ -18,7 +18,6 @@
  */
 
 import { byteString } from "../common/bytes.ts";
-import { isKVError } from "../common/errors.ts";
 import { maxRequestBytes, maxTxnCommands } from "../common/limits.ts";
 import {
   type CommandContext,
@@ -27,6 +26,7 @@ import {
   dispatch,
   ReplyError,
 } from "./command_table.ts";
+import { untilNoConflict } from "./cas.ts";
 import { ReplyWriter } from "./reply_writer.ts";
 import type { RespStore } from "./store.ts";
 import { TxnOverlay } from "./txn_overlay.ts";
@@ -181,28 +181,18 @@ async function exec(ctx: CommandContext): Promise<void> {
     throw new ReplyError("EXECABORT Transaction discarded because of previous errors.");
   }
   const store = ctx.store;
-  const deadline = store.requestDeadline();
-  const clock = store.node.clock;
-  for (let attempt = 1;; attempt++) {
-    const run = await runAtPin(ctx, queued, watched);
-    if (run === "watch-failed") {
-      ctx.out.nilArray();
-      return;
-    }
-    try {
-      if (run.writesAny) await store.txn(run.writes);
-      ctx.out.arrayHeader(queued.length).append(run.replies.view());
-      return;
-    } catch (e) {
-      if (!isKVError(e, "Conflict")) throw e;
-    }
-    if (clock.nowMs() >= deadline) {
-      throw new ReplyError(
-        `ERR the transaction's keys kept changing under it (${attempt} attempts); retry`,
-      );
-    }
-    await clock.sleep(Math.random() * Math.min(attempt, 10));
-  }
+  const run = await untilNoConflict(
+    store,
+    store.requestDeadline(),
+    "transaction's keys",
+    async () => {
+      const run = await runAtPin(ctx, queued, watched);
+      if (run !== "watch-failed" && run.writesAny) await store.txn(run.writes);
+      return run;
+    },
+  );
+  if (run === "watch-failed") ctx.out.nilArray();
+  else ctx.out.arrayHeader(queued.length).append(run.replies.view());
 }
 
 /**
