@@ -23,6 +23,7 @@ import {
   type CommandContext,
   type CommandOutcome,
   type CommandSpec,
+  DerivedContext,
   dispatch,
   ReplyError,
 } from "./command_table.ts";
@@ -224,26 +225,15 @@ async function runAtPin(
 }
 
 /** The context the queued commands run in: the connection's, with the overlay as the store. */
-class TransactionContext implements CommandContext {
-  readonly store: RespStore;
-  readonly session: CommandContext["session"];
-  readonly log: CommandContext["log"];
-  readonly table: CommandContext["table"];
-  readonly respAddr: string;
-  readonly stats: CommandContext["stats"];
-  readonly sessions: CommandContext["sessions"];
-  /** Reads see the pinned revision, which EXEC confirmed linearizably. */
-  readonly consistency = "serializable" as const;
-
-  constructor(outer: CommandContext, overlay: TxnOverlay, readonly out: ReplyWriter) {
+class TransactionContext extends DerivedContext {
+  constructor(outer: CommandContext, overlay: TxnOverlay, out: ReplyWriter) {
     // Only the transactional commands run here, and they use no member the overlay lacks.
-    this.store = overlay as unknown as RespStore;
-    this.session = outer.session;
-    this.log = outer.log;
-    this.table = outer.table;
-    this.respAddr = outer.respAddr;
-    this.stats = outer.stats;
-    this.sessions = outer.sessions;
+    super(outer, out, overlay as unknown as RespStore);
+  }
+
+  /** Reads see the pinned revision, which EXEC confirmed linearizably. */
+  get consistency(): "serializable" {
+    return "serializable";
   }
 }
 

@@ -21,6 +21,7 @@ import { readNeedsIo } from "../storage/engine.ts";
 import {
   type CommandContext,
   type CommandSpec,
+  DerivedContext,
   dispatch,
   errorReply,
   lookupCommand,
@@ -115,30 +116,12 @@ interface ConnectionContext extends CommandContext {
   confirmReads(on: boolean): void;
 }
 
-/**
- * The context of one command of a concurrent run: the connection's, with the
- * command's own reply writer. A class, not `{ ...ctx, out }`: spreading the
- * connection's context (it has a getter) took a tenth of a leader's CPU under
- * pipelined SETs.
- */
-class RunMemberContext implements CommandContext {
-  readonly store: CommandContext["store"];
-  readonly session: CommandContext["session"];
-  readonly log: CommandContext["log"];
-  readonly table: CommandContext["table"];
-  readonly respAddr: string;
-  readonly stats: CommandContext["stats"];
-  readonly sessions: CommandContext["sessions"];
+/** The context of one command of a concurrent run: the connection's, with its own writer. */
+class RunMemberContext extends DerivedContext {
   readonly #connection: ConnectionContext;
 
-  constructor(connection: ConnectionContext, readonly out: ReplyWriter) {
-    this.store = connection.store;
-    this.session = connection.session;
-    this.log = connection.log;
-    this.table = connection.table;
-    this.respAddr = connection.respAddr;
-    this.stats = connection.stats;
-    this.sessions = connection.sessions;
+  constructor(connection: ConnectionContext, out: ReplyWriter) {
+    super(connection, out);
     this.#connection = connection;
   }
 
