@@ -5,7 +5,8 @@
  * key exactly once while keys are added, writes on the leader readable on
  * followers with linearizable reads, writes sent to a follower forwarded
  * and applied once, protocol errors that close only the offending
- * connection. Uses the minimal client in tests/resp/resp_client.ts.
+ * connection, MULTI/EXEC transactions that stay atomic through a kill -9 of
+ * the leader. Uses the minimal client in tests/resp/resp_client.ts.
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { TestCluster } from "./cluster.ts";
@@ -1011,5 +1012,70 @@ Deno.test("RESP: DBSIZE and INFO keyspace count at one revision while history is
   } finally {
     for (const c of [loader, writer, counter]) c.close();
     status.close();
+  }
+});
+
+Deno.test("RESP: MULTI/EXEC transfers keep their total through a kill -9 of the leader", async () => {
+  await using cluster = await TestCluster.start(3, { extraArgs: ["--resp-addr", "127.0.0.1:0"] });
+  const leader = await cluster.waitForLeader();
+  const ports = new Map(cluster.nodes.map((n) => [n.id, n.respPort!]));
+  const clients: RespTestClient[] = [];
+  const connect = async (id: string) => {
+    const c = await RespTestClient.connect(`127.0.0.1:${ports.get(id)}`, 10_000);
+    clients.push(c);
+    return c;
+  };
+  try {
+    const accounts = Array.from({ length: 8 }, (_, i) => `acct:${i}`);
+    const setup = await connect(leader);
+    assertEquals(await setup.call("MSET", ...accounts.flatMap((a) => [a, "100"])), "OK");
+    const survivors = cluster.nodes.map((n) => n.id).filter((id) => id !== leader);
+    // Two transferring connections on each node that survives, one reading the total.
+    let stop = false;
+    const outcomes = { committed: 0, aborted: 0, failed: [] as Reply[] };
+    const transfers = survivors.flatMap((id, n) =>
+      [0, 1].map(async (w) => {
+        const c = await connect(id);
+        let seed = 2 * n + w + 1;
+        const rnd = (k: number) => (seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) % k;
+        for (let i = 0; i < 5_000 && !stop; i++) {
+          const [from, to] = [accounts[rnd(8)], accounts[rnd(8)]];
+          if (rnd(2) === 0) await c.call("WATCH", from);
+          const r = await c.pipeline([["MULTI"], ["DECRBY", from, "3"], ["INCRBY", to, "3"], [
+            "EXEC",
+          ]]);
+          if (r[3] === null) outcomes.aborted++;
+          else if (Array.isArray(r[3])) outcomes.committed++;
+          // During the election a transaction may fail (no leader within its deadline): not applied.
+          else outcomes.failed.push(r[3]);
+        }
+      })
+    );
+    const torn: number[] = [];
+    const reader = (async () => {
+      const c = await connect(survivors[1]);
+      for (let i = 0; i < 20_000 && !stop; i++) {
+        const values = await c.call("MGET", ...accounts);
+        if (!Array.isArray(values)) continue; // no leader to confirm the read for a moment
+        const total = values.reduce((s: number, v) => s + Number(v), 0);
+        if (total !== 800) torn.push(total);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 1_500));
+    await cluster.node(leader).kill();
+    await cluster.waitForLeader(15_000, survivors);
+    await new Promise((r) => setTimeout(r, 1_500));
+    stop = true;
+    await Promise.all([...transfers, reader]);
+    console.log(
+      `transfers: ${outcomes.committed} committed, ${outcomes.aborted} aborted by WATCH, ` +
+        `${outcomes.failed.length} failed during the election`,
+    );
+    assertEquals(torn, [], "a reader saw a transfer half done");
+    assertTrue(outcomes.committed > 50, JSON.stringify(outcomes));
+    const final = await (await connect(survivors[0])).call("MGET", ...accounts) as string[];
+    assertEquals(final.reduce((s, v) => s + Number(v), 0), 800, JSON.stringify(outcomes));
+  } finally {
+    for (const c of clients) c.close();
   }
 });
