@@ -4,7 +4,8 @@
  * INFO (server, clients, memory, stats, replication, keyspace), CONFIG GET (always empty), ROLE,
  * WAIT, READONLY and READWRITE. These
  * are answered by this node alone and never touch Raft (INFO keyspace and
- * DBSIZE count this replica's applied keys).
+ * DBSIZE count this replica's applied keys; INFO may reuse a recent count of
+ * a large key space, keyspace_cache.ts).
  *
  * @module
  */
@@ -22,6 +23,8 @@ import {
   ReplyError,
 } from "./command_table.ts";
 import { keyspaceCounts } from "./commands_keys.ts";
+import { KeyspaceCache } from "./keyspace_cache.ts";
+import type { RespStore } from "./store.ts";
 import type { Session } from "./session.ts";
 
 /** The Redis version we tell clients, so feature probes pick RESP2 paths they support. */
@@ -339,12 +342,24 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     sections.push(lines.join("\r\n"));
   }
   if (all || wanted.has("keyspace")) {
-    const c = await keyspaceCounts(ctx.store, "serializable");
+    const c = await keyspaceCache(ctx.store).get();
     const db0 = `db0:keys=${c.keys},expires=${c.expires},avg_ttl=${c.avgTtlMs}`;
     sections.push(["# Keyspace", ...(c.keys > 0 ? [db0] : [])].join("\r\n"));
   }
   // No section asked for exists: an empty answer, as Redis gives.
   ctx.out.bulk(sections.length === 0 ? "" : sections.join("\r\n\r\n") + "\r\n");
+}
+
+/** Each node's INFO keyspace cache (one RespStore per node). */
+const keyspaceCaches = new WeakMap<RespStore, KeyspaceCache>();
+
+function keyspaceCache(store: RespStore): KeyspaceCache {
+  let cache = keyspaceCaches.get(store);
+  if (cache === undefined) {
+    cache = new KeyspaceCache(store.node.clock, () => keyspaceCounts(store, "serializable"));
+    keyspaceCaches.set(store, cache);
+  }
+  return cache;
 }
 
 /** Bytes the way Redis's *_human fields print them (1.50K, 2.25M). */
