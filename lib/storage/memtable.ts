@@ -597,22 +597,7 @@ export class Memtable {
       }
     }
     // 3. Touch each head's columns, then its key's and value's bytes.
-    const { slabOf, keyAt, keyLength, valueLength } = store;
-    let touched = 0;
-    for (let i = 0; i < n; i++) {
-      const id = ids[i];
-      if (id === noEntry) continue;
-      touched ^= keyAt[id] ^ slabOf[id] ^ keyLength[id] ^ valueLength[id] ^ store.kind[id];
-      touched ^= store.version[id] + store.expiresAtMs[id];
-    }
-    for (let i = 0; i < n; i++) {
-      const id = ids[i];
-      if (id === noEntry) continue;
-      const slab = store.slabs[slabOf[id]];
-      const end = keyAt[id] + keyLength[id] + valueLength[id];
-      touched ^= slab[keyAt[id]] ^ slab[end > 0 ? end - 1 : 0];
-    }
-    this.touched = touched;
+    store.touch(ids, n);
     // 4. Compare the keys, walk to the visible version.
     for (let i = 0; i < n; i++) {
       const id = ids[i];
@@ -656,7 +641,7 @@ export class Memtable {
     this.touched = touched;
   }
 
-  /** Written by getMany and warm so their cache-warming reads are not optimized away. */
+  /** Written by warm so its cache-warming reads are not optimized away. */
   touched = 0;
   /** getMany's and warm's scratch: slots, then chain heads. */
   #batchIds = new Int32Array(64);

@@ -134,22 +134,8 @@ export class RowCache {
     for (let i = 0; i < n; i++) {
       ids[i] = found[i] === undefined ? index.get(hashes[i] & smallIntMask) ?? noRow : noRow;
     }
-    const { slabOf, keyAt, keyLength, valueLength, version, kind, expiresAtMs } = store;
-    let touched = 0;
-    for (let i = 0; i < n; i++) {
-      const id = ids[i];
-      if (id === noRow) continue;
-      touched ^= slabOf[id] ^ keyAt[id] ^ keyLength[id] ^ valueLength[id] ^ kind[id];
-      touched ^= version[id] + expiresAtMs[id];
-    }
-    for (let i = 0; i < n; i++) {
-      const id = ids[i];
-      if (id === noRow) continue;
-      const slab = store.slabs[slabOf[id]];
-      const end = keyAt[id] + keyLength[id] + valueLength[id];
-      touched ^= slab[keyAt[id]] ^ slab[end > 0 ? end - 1 : 0];
-    }
-    this.#touched ^= touched;
+    store.touch(ids, n);
+    const version = store.version;
     for (let i = 0; i < n; i++) {
       if (found[i] !== undefined) continue;
       const key = keys[i];
@@ -174,8 +160,6 @@ export class RowCache {
 
   /** getMany's scratch: the current generation's entry of each key. */
   #ids = new Int32Array(64);
-  /** What getMany's cache-warming reads read (kept so they are not optimized away). */
-  #touched = 0;
 
   /** Caches a copy of `e` (its bytes may belong to a block) as the newest table entry of its key. */
   put(fullHash: number, e: Entry): void {
