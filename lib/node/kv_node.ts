@@ -303,10 +303,7 @@ export class KVNode {
       throw new KVError("Internal", `snapshot ${index}/${term} to install is not staged`);
     }
     await staged.close();
-    // The walk of the old engine's keys must not read on after it closes (it would reopen
-    // tables by file name, which are the new engine's after the rename).
-    this.#expiryLoads++;
-    await this.#expiryWalk;
+    await this.#stopExpiryWalk();
     await this.stateMachine.engine.close();
     const dir = this.config.dataDir;
     await Deno.rename(joinPath(dir, "kv"), joinPath(dir, "kv.old"));
@@ -358,7 +355,17 @@ export class KVNode {
     });
   }
 
-  /** Bumped by each start of #loadExpiries (and before the engine closes): an older walk stops. */
+  /**
+   * Stops the expiry walk before its engine closes: it would read on, and
+   * reopen tables by file name (after a snapshot install, the new engine's).
+   * Waits for its current step at most.
+   */
+  async #stopExpiryWalk(): Promise<void> {
+    this.#expiryLoads++;
+    await this.#expiryWalk;
+  }
+
+  /** Bumped by each start of #loadExpiries and by #stopExpiryWalk: an older walk stops. */
   #expiryLoads = 0;
   /** The latest walk (it never rejects); awaited before its engine closes. */
   #expiryWalk: Promise<void> | undefined;
@@ -886,7 +893,7 @@ export class KVNode {
     for (const c of this.#retryCaptures.values()) c.release();
     this.#retryCaptures.clear();
     this.transport.close();
-    await this.#expiryWalk; // #closed stops it at its next key
+    await this.#stopExpiryWalk();
     await this.store.close();
     await this.engine.close();
     await this.snapshotReceiver.close();

@@ -188,7 +188,10 @@ async function exec(ctx: CommandContext): Promise<void> {
     "transaction's keys",
     async () => {
       const run = await runAtPin(ctx, queued, watched);
-      if (run !== "watch-failed" && run.writesAny) await store.txn(run.writes);
+      // A transaction that only read commits nothing: its reads were all at one revision.
+      if (run !== "watch-failed" && run.writes.some((w) => !w.checkOnly)) {
+        await store.txn(run.writes);
+      }
       return run;
     },
   );
@@ -218,7 +221,7 @@ async function runAtPin(
       const outcome = dispatch(inner, q.args, q.spec);
       if (outcome instanceof Promise) await outcome;
     }
-    return { replies, ...overlay.writes() };
+    return { replies, writes: overlay.writes() };
   } finally {
     pin.release();
   }

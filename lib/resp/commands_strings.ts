@@ -209,34 +209,35 @@ async function mget(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   ctx.out.bulkArray(kvs.map((kv) => kv?.value));
 }
 
+/**
+ * MSET's and MSETNX's key-value pairs as writes (with `ifVersion` for
+ * each when given); the command's arity error when a value is missing.
+ */
+function pairWrites(args: Uint8Array[], ifVersion?: number): TxnWrite[] {
+  if (args.length % 2 !== 1) {
+    throw new ReplyError(
+      `ERR wrong number of arguments for '${argText(args[0]).toLowerCase()}' command`,
+    );
+  }
+  const writes: TxnWrite[] = [];
+  for (let i = 1; i < args.length; i += 2) {
+    writes.push({ key: args[i], value: args[i + 1], expiresAtMs: 0, ifVersion });
+  }
+  return writes;
+}
+
 /** MSETNX: sets every pair, or none when any of the keys exists (one transaction). */
 async function msetnx(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  if (args.length % 2 !== 1) {
-    throw new ReplyError("ERR wrong number of arguments for 'msetnx' command");
-  }
-  const keys = args.filter((_, i) => i % 2 === 1);
-  const set = await readModifyWriteKeys(ctx.store, keys, (current) => {
-    if (current.some((kv) => kv !== undefined)) return { writes: [], result: false };
-    const writes: TxnWrite[] = keys.map((key, i) => ({
-      key,
-      value: args[2 * i + 2],
-      expiresAtMs: 0,
-      ifVersion: 0,
-    }));
-    return { writes, result: true };
+  const writes = pairWrites(args, 0);
+  const set = await readModifyWriteKeys(ctx.store, writes.map((w) => w.key), (current) => {
+    const anyExists = current.some((kv) => kv !== undefined);
+    return anyExists ? { writes: [], result: false } : { writes, result: true };
   });
   ctx.out.integer(set ? 1 : 0);
 }
 
 async function mset(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  if (args.length % 2 !== 1) {
-    throw new ReplyError("ERR wrong number of arguments for 'mset' command");
-  }
-  const writes: TxnWrite[] = [];
-  for (let i = 1; i < args.length; i += 2) {
-    writes.push({ key: args[i], value: args[i + 1], expiresAtMs: 0 });
-  }
-  await ctx.store.txn(writes);
+  await ctx.store.txn(pairWrites(args));
   ctx.out.simple("OK");
 }
 

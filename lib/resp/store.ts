@@ -179,8 +179,7 @@ export class RespStore {
   /** Deletes a key (optionally only at `ifVersion`); true when it existed. */
   async delete(key: Uint8Array, ifVersion?: number): Promise<boolean> {
     if (neverStored(key)) return false;
-    validateKey(key);
-    checkUserKey(key);
+    checkWrite(key, undefined, 0, 0);
     const r = await this.#submit({
       op: CommandOp.Delete,
       timestampMs: 0,
@@ -196,11 +195,10 @@ export class RespStore {
    * the writes (conditions included) are more or larger than one entry takes.
    */
   async txn(writes: TxnWrite[]): Promise<number> {
+    const nowMs = this.node.clock.wallMs();
     let bytes = 0;
     for (const w of writes) {
-      validateKey(w.key);
-      checkUserKey(w.key);
-      if (w.value !== undefined) validateValue(w.value);
+      checkWrite(w.key, w.value, w.expiresAtMs, nowMs);
       bytes += w.key.length + (w.value?.length ?? 0) + 24;
     }
     if (writes.length > maxTxnWrites) {

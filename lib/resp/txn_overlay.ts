@@ -183,16 +183,14 @@ export class TxnOverlay implements TransactionalStore {
   /**
    * The transaction as one Txn's writes: each written key's final state,
    * conditioned on its pinned version when the transaction read it, and a
-   * check-only condition for each key only read. Empty when it only read.
+   * check-only condition for each key only read.
    */
-  writes(): { writes: TxnWrite[]; writesAny: boolean } {
+  writes(): TxnWrite[] {
     const writes: TxnWrite[] = [];
-    let writesAny = false;
     for (const t of this.#touched.values()) {
       // A key no write can create never changes: nothing to write or to check.
       if (neverStored(t.key)) continue;
       if (t.written) {
-        writesAny = true;
         writes.push({
           key: t.key,
           value: t.current?.value,
@@ -209,17 +207,12 @@ export class TxnOverlay implements TransactionalStore {
         });
       }
     }
-    return { writes, writesAny };
+    return writes;
   }
 
   /** The key's entry, reading it at the pinned revision the first time it matters. */
   async #touch(key: Uint8Array): Promise<Touched> {
-    const id = byteString(key);
-    let t = this.#touched.get(id);
-    if (t === undefined) {
-      t = { key, current: undefined, readVersion: undefined, written: false };
-      this.#touched.set(id, t);
-    }
+    const t = this.#blind(key);
     if (t.readVersion === undefined && !t.written) {
       const kv = await this.#readAtPin(key);
       t.current = kv;
