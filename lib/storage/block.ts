@@ -59,11 +59,19 @@ export class BlockBuilder {
   /**
    * Like addReserve for the internal key of (userKey, version), encoded
    * straight into the block: a table writer adds millions of entries, and a
-   * separate key array for each was most of its garbage.
+   * separate key array for each was most of its garbage. The user key is
+   * `length` bytes at `from` of `userKey`.
    */
-  addInternalKeyReserve(userKey: Uint8Array, version: number, valueLength: number): number {
-    const at = this.#entryHead(internalKeyLength(userKey), valueLength);
-    return this.#endEntry(writeInternalKey(this.#buf, at, userKey, version), valueLength);
+  addInternalKeyReserve(
+    userKey: Uint8Array,
+    from: number,
+    length: number,
+    version: number,
+    valueLength: number,
+  ): number {
+    const at = this.#entryHead(internalKeyLength(userKey, from, length), valueLength);
+    const keyEnd = writeInternalKey(this.#buf, at, userKey, version, from, length);
+    return this.#endEntry(keyEnd, valueLength);
   }
 
   /** Starts an entry (room, offset, both lengths); returns where its key goes. */

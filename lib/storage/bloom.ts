@@ -11,12 +11,12 @@ import { assert } from "../common/assert.ts";
 
 const hashSeed = 0xbc9f1d34;
 
-/** 32-bit Murmur3 of `key`. */
-export function bloomHash(key: Uint8Array): number {
+/** 32-bit Murmur3 of `key`, or of its `length` bytes at `from` (a key in a memtable slab). */
+export function bloomHash(key: Uint8Array, from = 0, length = key.length): number {
   let h = hashSeed;
-  const n = key.length;
-  const blocks = n & ~3;
-  for (let i = 0; i < blocks; i += 4) {
+  const n = length;
+  const blocks = from + (n & ~3);
+  for (let i = from; i < blocks; i += 4) {
     let k = key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24);
     k = Math.imul(k, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);

