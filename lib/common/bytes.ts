@@ -19,7 +19,8 @@ export function utf8(s: string): Uint8Array {
 
 /** The string that UTF-8 `bytes` spell (invalid sequences become U+FFFD). */
 export function fromUtf8(bytes: Uint8Array): string {
-  return textDecoder.decode(bytes);
+  // The empty string (a command's absent request id) skips the decoder's call into the runtime.
+  return bytes.length === 0 ? "" : textDecoder.decode(bytes);
 }
 
 /** Lexicographic byte order: negative when a < b, 0 when equal, positive when a > b. */

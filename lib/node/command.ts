@@ -212,9 +212,20 @@ export function requestIdOf(data: Uint8Array): string {
 /** Decodes a command; raises DecodeError on anything malformed. */
 export function decodeCommand(data: Uint8Array): Command {
   const r = new ByteReader(data);
+  const c = readCommand(r);
+  r.expectEnd("command");
+  return c;
+}
+
+/**
+ * Reads one command at the reader's offset. A batch's commands are read in
+ * place by the same reader: a reader (and its DataView) and a view per
+ * command were a tenth of a follower's apply.
+ */
+function readCommand(r: ByteReader): Command {
   const version = r.u8();
   if (version !== commandFormatVersion) {
-    throw new DecodeError(`unknown command format ${version}`, 0);
+    throw new DecodeError(`unknown command format ${version}`, r.offset - 1);
   }
   const op = r.u8();
   const timestampMs = r.u64Number();
@@ -278,8 +289,16 @@ export function decodeCommand(data: Uint8Array): Command {
       }
       const commands: BatchableCommand[] = [];
       for (let i = 0; i < n; i++) {
+        const lengthAt = r.offset;
+        const length = r.uvarint();
+        if (length > maxBatchEntryBytes || length > r.remaining) {
+          throw new DecodeError(`batch command of ${length} bytes`, lengthAt);
+        }
         const at = r.offset;
-        const sub = decodeCommand(r.lengthPrefixed(maxBatchEntryBytes));
+        const sub = readCommand(r);
+        if (r.offset !== at + length) {
+          throw new DecodeError(`batch command of ${length} bytes read as ${r.offset - at}`, at);
+        }
         if (sub.op !== CommandOp.Put && sub.op !== CommandOp.Delete && sub.op !== CommandOp.Txn) {
           throw new DecodeError(`a batch may not carry command op ${sub.op}`, at);
         }
@@ -289,8 +308,7 @@ export function decodeCommand(data: Uint8Array): Command {
       break;
     }
     default:
-      throw new DecodeError(`unknown command op ${op}`, 1);
+      throw new DecodeError(`unknown command op ${op}`, r.offset - 9);
   }
-  r.expectEnd("command");
   return c;
 }

@@ -1,6 +1,13 @@
 import { assertEquals, assertThrows } from "../common/test_helpers.ts";
 import { DecodeError, utf8 } from "../common/bytes.ts";
-import { type Command, CommandOp, decodeCommand, encodeCommand, requestIdOf } from "./command.ts";
+import {
+  type BatchableCommand,
+  type Command,
+  CommandOp,
+  decodeCommand,
+  encodeCommand,
+  requestIdOf,
+} from "./command.ts";
 
 const samples: Command[] = [
   {
@@ -103,4 +110,39 @@ Deno.test("a batch carries only client writes", () => {
     commands: [{ op: CommandOp.CompactHistory, timestampMs: 1, revision: 5 } as any],
   });
   assertThrows(() => decodeCommand(bytes), DecodeError, "may not carry command op 5");
+});
+
+Deno.test("a batch's command must fill exactly the length its prefix gives", () => {
+  const put: BatchableCommand = {
+    op: CommandOp.Put,
+    timestampMs: 1,
+    requestId: "",
+    key: utf8("k"),
+    value: utf8("v"),
+    expiresAtMs: 0,
+    ifVersion: undefined,
+  };
+  const bytes = encodeCommand({
+    op: CommandOp.Batch,
+    timestampMs: 1,
+    requestId: "",
+    commands: [put],
+  });
+  // Format, op, timestamp, an empty request id, the count: then the command's length.
+  const lengthAt = 12;
+  const inner = encodeCommand(put);
+  assertEquals(bytes[lengthAt], inner.length);
+  // Claims a byte more (and has it): the command ends before its length does.
+  const longer = new Uint8Array(bytes.length + 1);
+  longer.set(bytes);
+  longer[lengthAt]++;
+  assertThrows(() => decodeCommand(longer), DecodeError, "read as");
+  // Claims a byte less, with a byte after it: the command runs past its length.
+  const shorter = new Uint8Array(bytes);
+  shorter[lengthAt]--;
+  assertThrows(() => decodeCommand(shorter), DecodeError, "read as");
+  // Claims more than there is.
+  const beyond = new Uint8Array(bytes);
+  beyond[lengthAt] = 100;
+  assertThrows(() => decodeCommand(beyond), DecodeError, "batch command of 100 bytes");
 });
