@@ -161,6 +161,28 @@ Deno.test("cli flags: the seed's walkthrough parses, bad values are rejected wit
     bench.kind === "run" && bench.command.name === "bench" && bench.command.readRatio === 0.8,
   );
   assertTrue(parseCliArgs(["--version"]).kind === "version");
+  const txn = parseCliArgs([
+    "txn",
+    "--if",
+    "version(lock) = 0",
+    "--if",
+    "value(mode)!=off",
+    "--then",
+    "put lock holder one",
+    "--then",
+    "delete stale ",
+    "--else",
+    "get lock",
+  ]);
+  assertEquals(txn.kind === "run" && txn.command, {
+    name: "txn",
+    compare: [
+      { key: "lock", result: "equal", version: 0 },
+      { key: "mode", result: "notEqual", value: "off" },
+    ],
+    success: [{ put: "lock", value: "holder one" }, { delete: "stale" }],
+    failure: [{ get: "lock" }],
+  });
   const cases: Array<[string[], string]> = [
     [["scan", "--limit", "10001"], "between 1 and 10000"],
     [["scan", "--limit", "-1"], "--limit"],
@@ -170,6 +192,11 @@ Deno.test("cli flags: the seed's walkthrough parses, bad values are rejected wit
     [["get", "k", "--consistency", "eventual"], "linearizable or serializable"],
     [["member", "add", "node4"], "member:"],
     [["--timeout", "999999", "status"], "between 1 and"],
+    [["txn"], "at least one --if, --then or --else"],
+    [["txn", "--if", "version(k) ~ 1"], "expected 'version(KEY) OP N'"],
+    [["txn", "--if", "version(k) = x"], "non-negative integer"],
+    [["txn", "--then", "put k"], "--then: expected 'put KEY VALUE'"],
+    [["txn", "--else", "get k v"], "--else: expected"],
   ];
   for (const [argv, message] of cases) {
     const r = parseCliArgs(argv);

@@ -197,6 +197,34 @@ export async function runCli(
         }
         return ExitCode.ok;
       }
+      case "txn": {
+        const r = await client.txn(command);
+        const ran = r.succeeded ? command.success : command.failure;
+        if (global.json) {
+          io.out(JSON.stringify({
+            succeeded: r.succeeded,
+            revision: r.revision,
+            responses: r.results.map((x) =>
+              x.kind === "get"
+                ? { get: x.kv ? { found: true, ...kvJson(x.kv) } : { found: false } }
+                : x.kind === "put"
+                ? { put: { version: x.version } }
+                : { delete: { deleted: x.deleted, version: x.version } }
+            ),
+          }));
+        } else {
+          io.out(`${r.succeeded ? "SUCCEEDED" : "FAILED"} (revision: ${r.revision})`);
+          r.results.forEach((x, i) => {
+            const op = ran[i];
+            const key = "get" in op ? op.get : "delete" in op ? op.delete : op.put;
+            if (x.kind === "get") {
+              io.out(x.kv ? fromUtf8(x.kv.value) : `key not found: ${String(key)}`);
+            } else if (x.kind === "put") io.out(`OK (version: ${x.version})`);
+            else io.out(x.deleted ? `OK (version: ${x.version})` : `not found: ${String(key)}`);
+          });
+        }
+        return r.succeeded ? ExitCode.ok : ExitCode.notFound;
+      }
       case "compact": {
         const v = await client.compact(command.version);
         print(`OK (compacted: ${v})`, { compactedVersion: v });

@@ -15,6 +15,8 @@ import {
   maxScanLimit,
 } from "../common/limits.ts";
 import { parseHostPort } from "../server/config.ts";
+import type { CompareResult } from "../node/txn.ts";
+import type { TxnCompareInput, TxnOpInput } from "./kv_client.ts";
 
 /** Read consistency a caller may ask for. */
 export type Consistency = "linearizable" | "serializable";
@@ -60,7 +62,8 @@ export type CliCommand =
   | { name: "member-remove"; nodeId: string }
   | { name: "transfer-leader"; nodeId: string }
   | { name: "locate"; key: string }
-  | { name: "compact"; version: number };
+  | { name: "compact"; version: number }
+  | { name: "txn"; compare: TxnCompareInput[]; success: TxnOpInput[]; failure: TxnOpInput[] };
 
 /** Result of parsing: run, help (for a subcommand or the whole tool), version, or a usage error. */
 export type ParsedCli =
@@ -113,6 +116,12 @@ rustkvd-cli member remove NODE_ID
   Prints the owner and replicas of KEY on the consistent-hash ring.`,
   compact: `rustkvd-cli compact VERSION
   Drops MVCC history older than VERSION on every node.`,
+  txn: `rustkvd-cli txn [--if COMPARE]... [--then OP]... [--else OP]...
+  Atomically: if every COMPARE holds, runs the --then operations, else the --else ones.
+  COMPARE: 'version(KEY) OP N' (0 = KEY does not exist) or 'value(KEY) OP VALUE', OP one of
+  = != > <. OP: 'put KEY VALUE', 'delete KEY' or 'get KEY'. Prints SUCCEEDED or FAILED with the
+  revision, then one line per operation; exit 1 when the comparisons failed.
+  Example: rustkvd-cli txn --if 'version(lock) = 0' --then 'put lock me' --else 'get lock'`,
 };
 
 /** Top-level usage text. */
@@ -127,7 +136,7 @@ COMMANDS:
   watch --prefix P         stream changes              status                  node and cluster health
   bench                    load test                   member list|add|remove  membership
   transfer-leader NODE     move leadership             locate KEY              ring placement
-  compact VERSION          drop old MVCC history
+  compact VERSION          drop old MVCC history       txn --if C --then OP    compare and swap
 
 ${globalHelp}
 
@@ -191,6 +200,9 @@ export function parseCliArgs(argv: string[]): ParsedCli {
         connections: { type: "string" },
         warmup: { type: "string" },
         learner: { type: "boolean" },
+        if: { type: "string", multiple: true },
+        then: { type: "string", multiple: true },
+        else: { type: "string", multiple: true },
       },
     });
   } catch (e) {
@@ -408,7 +420,74 @@ export function parseCliArgs(argv: string[]): ParsedCli {
       if (typeof v !== "number") return fail("compact: VERSION must be a non-negative integer");
       return run({ name: "compact", version: v });
     }
+    case "txn": {
+      const a = positional(0, "no positional arguments");
+      if (!Array.isArray(a)) return a;
+      const compare: TxnCompareInput[] = [];
+      for (const text of values.if ?? []) {
+        const c = parseCompare(text);
+        if ("error" in c) return fail(c.error);
+        compare.push(c);
+      }
+      const lists: TxnOpInput[][] = [];
+      for (const [flag, texts] of [["--then", values.then], ["--else", values.else]] as const) {
+        const ops: TxnOpInput[] = [];
+        for (const text of texts ?? []) {
+          const op = parseTxnOp(text, flag);
+          if ("error" in op) return fail(op.error);
+          ops.push(op);
+        }
+        lists.push(ops);
+      }
+      if (compare.length + lists[0].length + lists[1].length === 0) {
+        return fail("txn: give at least one --if, --then or --else");
+      }
+      return run({ name: "txn", compare, success: lists[0], failure: lists[1] });
+    }
     default:
       return { kind: "error", message: `unknown command ${JSON.stringify(sub)}`, usage: cliUsage };
   }
+}
+
+const compareOperators: Record<string, CompareResult> = {
+  "=": "equal",
+  "==": "equal",
+  "!=": "notEqual",
+  ">": "greater",
+  "<": "less",
+};
+
+/** `version(KEY) OP N` or `value(KEY) OP VALUE` (OP one of = != > <; == is =). */
+export function parseCompare(text: string): TxnCompareInput | { error: string } {
+  const m = /^\s*(version|value)\(([^)]+)\)\s*(==|!=|=|>|<)\s*(.*)$/s.exec(text);
+  if (!m) {
+    return {
+      error: `--if: expected 'version(KEY) OP N' or 'value(KEY) OP VALUE' with OP one of ` +
+        `= != > <, got ${JSON.stringify(text)}`,
+    };
+  }
+  const [, target, key, op, operand] = m;
+  const result = compareOperators[op];
+  if (target === "value") return { key, result, value: operand };
+  const version = nonNegativeInt(operand.trim(), `--if ${JSON.stringify(text)}`);
+  if (typeof version !== "number") {
+    return { error: `--if: a version is a non-negative integer, got ${JSON.stringify(operand)}` };
+  }
+  return { key, result, version };
+}
+
+/** `put KEY VALUE` (the value is the rest of the text), `delete KEY` or `get KEY`. */
+export function parseTxnOp(text: string, flag: string): TxnOpInput | { error: string } {
+  const m = /^\s*(put|delete|get)\s+(\S+)(?:\s(.*))?$/s.exec(text);
+  // Trailing blanks after a delete's or get's key are not a value.
+  const value = m?.[1] !== "put" && m?.[3]?.trim() === "" ? undefined : m?.[3];
+  if (!m || (m[1] === "put") !== (value !== undefined)) {
+    return {
+      error: `${flag}: expected 'put KEY VALUE', 'delete KEY' or 'get KEY', got ` +
+        JSON.stringify(text),
+    };
+  }
+  const key = m[2];
+  if (m[1] === "put") return { put: key, value: value! };
+  return m[1] === "delete" ? { delete: key } : { get: key };
 }

@@ -30,6 +30,8 @@ import { defaultRequestTimeoutMs, maxGrpcMessageBytes } from "../common/limits.t
 import { loadRustkvdDefinition, loadRustkvdPackage } from "../server/proto.ts";
 import { H2Channel, type UnaryMethod } from "./h2_channel.ts";
 import { fromGrpcError, leaderAddrKey } from "../server/status.ts";
+import { outcomeFromWire, txnToWire } from "../server/txn_wire.ts";
+import type { CompareResult, TxnOp, TxnOutcome, TxnRequest } from "../node/txn.ts";
 
 /** A key or value: bytes, or a string taken as UTF-8. */
 export type Bytes = Uint8Array | string;
@@ -191,6 +193,31 @@ const maxBackoffMs = 50;
 function retryable(e: KVError): boolean {
   return e.code === "NotLeader" || e.code === "NoQuorum" || e.code === "Timeout" ||
     e.code === "Closed";
+}
+
+/** One comparison of `KVClient.txn`: the key's version, or its value, against an operand. */
+export type TxnCompareInput =
+  & { key: Bytes; result?: CompareResult }
+  & ({ version: number } | { value: Bytes });
+
+/** One operation of `KVClient.txn`. */
+export type TxnOpInput =
+  | { put: Bytes; value: Bytes; ttlSecs?: number; prevKv?: boolean }
+  | { delete: Bytes; prevKv?: boolean }
+  | { get: Bytes };
+
+function txnOpOf(o: TxnOpInput): TxnOp {
+  if ("put" in o) {
+    return {
+      kind: "put",
+      key: toBytes(o.put),
+      value: toBytes(o.value),
+      ttlSecs: o.ttlSecs ?? 0,
+      prevKv: o.prevKv ?? false,
+    };
+  }
+  if ("delete" in o) return { kind: "delete", key: toBytes(o.delete), prevKv: o.prevKv ?? false };
+  return { kind: "get", key: toBytes(o.get) };
 }
 
 /** A client for a rustkvd cluster. */
@@ -388,6 +415,42 @@ export class KVClient implements AsyncDisposable {
       deleted: res.deleted,
       prev: res.has_prev ? toKeyValue(res.prev) : undefined,
     };
+  }
+
+  /**
+   * Runs a transaction: if every comparison holds, the `success`
+   * operations, else the `failure` ones, atomically and linearizably (one
+   * revision, one write). A key appears in at most one operation of a list.
+   * For example, take a lock unless someone holds it:
+   * `txn({ compare: [{ key: "lock", version: 0 }], success: [{ put: "lock",
+   * value: "me", ttlSecs: 10 }], failure: [{ get: "lock" }] })`.
+   * Retried like a put, with one request id: at most one attempt commits,
+   * and a retry of one that did gets its answer.
+   */
+  async txn(
+    t: { compare?: TxnCompareInput[]; success?: TxnOpInput[]; failure?: TxnOpInput[] },
+    opts: CallOptions & { requestId?: string } = {},
+  ): Promise<TxnOutcome> {
+    const txn: TxnRequest = {
+      compares: (t.compare ?? []).map((c) => ({
+        key: toBytes(c.key),
+        target: "value" in c ? "value" : "version",
+        result: c.result ?? "equal",
+        version: "version" in c ? c.version : 0,
+        value: "value" in c ? toBytes(c.value) : new Uint8Array(),
+      })),
+      success: (t.success ?? []).map(txnOpOf),
+      failure: (t.failure ?? []).map(txnOpOf),
+    };
+    const res = await this.#invoke(
+      "kv",
+      "Txn",
+      txnToWire(txn, opts.requestId ?? newRequestId()),
+      true,
+      opts,
+    );
+    const ran = res.succeeded ? txn.success : txn.failure;
+    return outcomeFromWire(res, ran.map((op) => op.key));
   }
 
   /** Reads `key` (as of `version` when given); undefined when absent. */

@@ -17,8 +17,14 @@ import { IoTurns } from "../common/time_slice.ts";
 import { failpoint } from "../common/failpoints.ts";
 import { createHash } from "node:crypto";
 import { type Clock, SystemClock } from "../common/clock.ts";
-import { compareBytes, prefixEnd } from "../common/bytes.ts";
-import { FutureVersionError, InvalidArgumentError, KVError } from "../common/errors.ts";
+import { byteString, compareBytes, prefixEnd } from "../common/bytes.ts";
+import {
+  ConflictError,
+  FutureVersionError,
+  InvalidArgumentError,
+  KVError,
+  TimeoutError,
+} from "../common/errors.ts";
 import { systemRandom } from "../common/random.ts";
 import {
   defaultHistoryRevisions,
@@ -65,6 +71,15 @@ import type { Snapshot } from "../raft/types.ts";
 import { type Watcher, WatchHub, watchTarget } from "./watch_hub.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
 import { ProposalBatcher } from "./proposal_batcher.ts";
+import {
+  keysToRead,
+  planTxn,
+  type TxnOutcome,
+  type TxnPlan,
+  type TxnRead,
+  type TxnRequest,
+  validateTxn,
+} from "./txn.ts";
 import { stateMachineEngineOptions } from "./engine_options.ts";
 import { type JoinResult, MembershipManager } from "./membership.ts";
 import { classifyPeer, keepAliveIntervalMs, type PeerHealth } from "../cluster/failure_detector.ts";
@@ -617,6 +632,91 @@ export class KVNode {
       ifVersion,
     }, this.#deadline(opts.timeoutMs));
     return { version: r.revision, deleted: r.changed, prev: opts.prevKv ? r.prev : undefined };
+  }
+
+  /**
+   * Runs a transaction (lib/node/txn.ts): plans it at a linearizable
+   * revision, commits its writes as one conditional Txn command, and plans
+   * it again, at a newer revision, while a key its outcome depends on
+   * changed in between. A retry of a committed transaction (same request
+   * id) gets the first answer back, rebuilt from the history just before
+   * that commit.
+   */
+  async txn(
+    txn: TxnRequest,
+    opts: { requestId?: string; timeoutMs?: number } = {},
+  ): Promise<TxnOutcome> {
+    validateTxn(txn, {
+      key: (key) => {
+        validateKey(key);
+        checkUserKey(key);
+      },
+      value: (value) => validateValue(value),
+      ttlSecs: (ttl) => validateTtlSecs(ttl),
+    });
+    const requestId = validateRequestId(opts.requestId);
+    this.#requireLeader();
+    const deadline = this.#deadline(opts.timeoutMs);
+    const keys = keysToRead(txn);
+    for (let attempt = 1;; attempt++) {
+      await this.replica.readBarrier(deadline);
+      const nowMs = this.clock.wallMs();
+      // A retry of an attempt that committed (its answer was lost on the way back).
+      const done = await this.stateMachine.appliedRequest(requestId, nowMs);
+      if (done) return this.#txnAnswerOf(txn, keys, done.revision, done.appliedAtMs);
+      const pin = this.engine.snapshot();
+      let plan: TxnPlan;
+      try {
+        plan = planTxn(txn, await this.#readKeysAt(keys, pin.version, nowMs), nowMs);
+      } finally {
+        pin.release();
+      }
+      if (plan.writes.length === 0) return plan.outcome(pin.version);
+      try {
+        const r = await this.#writes.submit({
+          op: CommandOp.Txn,
+          timestampMs: nowMs,
+          requestId,
+          writes: plan.writes,
+        }, deadline);
+        if (!r.deduplicated) return plan.outcome(r.revision);
+        return this.#txnAnswerOf(txn, keys, r.revision, r.appliedAtMs ?? nowMs);
+      } catch (e) {
+        if (!(e instanceof ConflictError)) throw e;
+        if (this.clock.nowMs() >= deadline) {
+          throw new TimeoutError(
+            `the keys this transaction depends on kept changing: ${attempt} attempts, none ` +
+              `committed`,
+          );
+        }
+      }
+    }
+  }
+
+  /**
+   * The answer of a transaction that committed at `revision`, at leader
+   * time `appliedAtMs`: planned again just before that commit, by that
+   * clock. Every key its outcome depended on held there what it held when
+   * it was planned (its conditions said so), so the answer is the same.
+   */
+  async #txnAnswerOf(
+    txn: TxnRequest,
+    keys: Uint8Array[],
+    revision: number,
+    appliedAtMs: number,
+  ): Promise<TxnOutcome> {
+    const state = await this.#readKeysAt(keys, revision - 1, appliedAtMs);
+    return planTxn(txn, state, appliedAtMs).outcome(revision);
+  }
+
+  /** The latest state of each key at `version` (expiry judged at `nowMs`), by key. */
+  async #readKeysAt(keys: Uint8Array[], version: number, nowMs: number): Promise<TxnRead> {
+    const state = new Map<string, KeyValue>();
+    for (const key of keys) {
+      const kv = await this.engine.get(key, { atVersion: version, nowMs });
+      if (kv) state.set(byteString(key), keyValueOf(key, kv));
+    }
+    return (key) => state.get(byteString(key));
   }
 
   /** Makes the next read see every write committed before this call (unless serializable). */

@@ -105,6 +105,8 @@ export interface ApplyResult {
   error?: Error;
   /** True when this was a retry whose request id had already been applied. */
   deduplicated?: boolean;
+  /** A deduplicated write: the leader timestamp its first apply ran at (its TTL clock). */
+  appliedAtMs?: number;
   /** A Batch command: one result per command, in order. */
   results?: ApplyResult[];
 }
@@ -317,6 +319,23 @@ export class StateMachine {
     this.#appliedIndex = Math.max(0, engine.appliedIndex);
   }
 
+  /**
+   * The write request id `requestId` named, if this replica applied it and
+   * still remembers it: its revision and the leader time it ran at. A
+   * retried transaction answers from this (lib/node/txn.ts).
+   */
+  async appliedRequest(
+    requestId: string,
+    nowMs: number,
+  ): Promise<{ revision: number; appliedAtMs: number } | undefined> {
+    if (requestId === "") return undefined;
+    const kv = await this.engine.get(systemKey("r", requestId), idRead);
+    if (!kv) return undefined;
+    const d = decodeDedupe(kv.value);
+    if (nowMs - d.timestampMs > requestIdRetentionMs) return undefined;
+    return { revision: d.revision, appliedAtMs: d.timestampMs };
+  }
+
   /** The current cluster revision (version of the newest write applied). */
   get revision(): number {
     return this.#revision;
@@ -511,7 +530,12 @@ export class StateMachine {
     const d = decodeDedupe(bytes);
     if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
     // A dedupe record exists only for a write that took effect.
-    const result: ApplyResult = { revision: d.revision, changed: true, deduplicated: true };
+    const result: ApplyResult = {
+      revision: d.revision,
+      changed: true,
+      deduplicated: true,
+      appliedAtMs: d.timestampMs,
+    };
     if (d.changed) {
       result.results = d.changed.map((changed) => ({
         revision: d.revision,

@@ -283,7 +283,12 @@ Deno.test("writes whose reads need the disk (cold table blocks) apply like write
       }),
     },
   ]);
-  assertEquals(results.get(3), { revision: 1, changed: true, deduplicated: true });
+  assertEquals(results.get(3), {
+    revision: 1,
+    changed: true,
+    deduplicated: true,
+    appliedAtMs: 1_000,
+  });
   const batch = results.get(4)!.results!;
   assertEquals(batch.map((r) => [r.revision, r.changed]), [[3, true], [3, false], [3, false]]);
   assertEquals(new TextDecoder().decode(batch[0].prev!.value), "2", "the delete saw b's value");

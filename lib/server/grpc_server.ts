@@ -30,6 +30,7 @@ import {
   encodePutResponse,
 } from "./kv_codec.ts";
 import { H2ServerConnection } from "./h2/connection.ts";
+import { outcomeToWire, txnFromWire } from "./txn_wire.ts";
 import { FrameQueue } from "../node/transport.ts";
 import { PeerFrameKind } from "../node/peer_frame.ts";
 import { decodeMessage } from "../raft/codec.ts";
@@ -145,6 +146,14 @@ export function kvStoreHandlers(node: KVNode): ServiceHandlers {
         more: res.more,
         version: res.version,
       };
+    }),
+    Txn: unary(async (call) => {
+      const r = call.request;
+      const outcome = await node.txn(txnFromWire(r), {
+        requestId: r.request_id,
+        timeoutMs: call.remainingMs(),
+      });
+      return outcomeToWire(outcome);
     }),
     NodeStatus: unary(() => {
       const s = node.status();

@@ -124,6 +124,25 @@ Deno.test({
       } catch { /* exited */ }
     }
 
+    // txn: take a lock only if nobody holds it.
+    const take = [
+      "txn",
+      "--if",
+      "version(lock) = 0",
+      "--then",
+      "put lock me",
+      "--else",
+      "get lock",
+    ];
+    const took = await cli([...peers, ...take]);
+    assertEquals(took.code, 0, took.err);
+    const [head, line] = took.out.trim().split("\n");
+    const revision = /^SUCCEEDED \(revision: (\d+)\)$/.exec(head)?.[1];
+    assertEquals(line, `OK (version: ${revision})`);
+    const held = await cli([...one, "--json", ...take]);
+    assertEquals(held.code, 1);
+    assertEquals(JSON.parse(held.out).responses[0].get.value, "me");
+
     const bad = await cli([...one, "put", "k"]);
     assertEquals(bad.code, 2);
     const invalid = await cli([...one, "put", "", "v"]);
