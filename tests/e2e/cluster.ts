@@ -12,11 +12,35 @@
 
 import { cliPermissions, serverPermissions, serverV8Flags } from "../../tools/permissions.ts";
 import { ProxyMesh } from "./proxy.ts";
+import type * as grpc from "@grpc/grpc-js";
 import { KVClient } from "../../lib/client/kv_client.ts";
 
 const serverEntry = new URL("../../server.ts", import.meta.url).pathname;
 const cliEntry = new URL("../../cli.ts", import.meta.url).pathname;
 const dec = new TextDecoder();
+
+/** A gRPC message as proto-loader shapes it. */
+// deno-lint-ignore no-explicit-any
+export type Msg = any;
+
+/** One raw unary call, answering its status code and message (0 and "" on success). */
+export function rawCall(
+  client: grpc.Client,
+  method: string,
+  request: Msg,
+): Promise<{ code: number; details: string; response?: Msg }> {
+  return new Promise((resolve) => {
+    // deno-lint-ignore no-explicit-any
+    (client as any)[method](
+      request,
+      { deadline: Date.now() + 5_000 },
+      (err: grpc.ServiceError | null, response: Msg) =>
+        resolve(
+          err ? { code: err.code, details: err.details } : { code: 0, details: "", response },
+        ),
+    );
+  });
+}
 
 /** `deno` arguments that run server.ts with exactly the permissions the server needs. */
 export function serverDenoArgs(args: string[]): string[] {

@@ -12,31 +12,10 @@ import { maxScanResponseBytes, maxValueBytes } from "../../lib/common/limits.ts"
 import { loadRustkvdDefinition, loadRustkvdPackage } from "../../lib/server/proto.ts";
 import { leaderAddrKey } from "../../lib/server/status.ts";
 import { H2Channel } from "../../lib/client/h2_channel.ts";
-import { TestCluster } from "./cluster.ts";
+import { type Msg, rawCall, TestCluster } from "./cluster.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-// deno-lint-ignore no-explicit-any
-type Msg = any;
-
-/** One raw unary call, answering its status code and message (0 and "" on success). */
-function rawCall(
-  client: grpc.Client,
-  method: string,
-  request: Msg,
-): Promise<{ code: number; details: string; response?: Msg }> {
-  return new Promise((resolve) => {
-    // deno-lint-ignore no-explicit-any
-    (client as any)[method](
-      request,
-      { deadline: Date.now() + 5_000 },
-      (err: grpc.ServiceError | null, response: Msg) =>
-        resolve(
-          err ? { code: err.code, details: err.details } : { code: 0, details: "", response },
-        ),
-    );
-  });
-}
 
 Deno.test({
   name: "KV API: bad inputs get INVALID_ARGUMENT or OUT_OF_RANGE naming the limit, state unchanged",

@@ -8,12 +8,10 @@ import * as grpc from "@grpc/grpc-js";
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { loadRustkvdPackage } from "../../lib/server/proto.ts";
 import type { KVClient } from "../../lib/client/kv_client.ts";
-import { TestCluster } from "./cluster.ts";
+import { type Msg, rawCall, TestCluster } from "./cluster.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-// deno-lint-ignore no-explicit-any
-type Msg = any;
 
 /**
  * Adds one to "counter" by compare-and-swap: the value read, then a Txn
@@ -124,16 +122,7 @@ Deno.test({
     const pkg = loadRustkvdPackage();
     const KV = pkg.KVStore as grpc.ServiceClientConstructor;
     const raw = new KV(cluster.node(leader).addr, grpc.credentials.createInsecure());
-    const call = (request: Msg) =>
-      new Promise<{ code: number; details: string }>((resolve) => {
-        // deno-lint-ignore no-explicit-any
-        (raw as any).Txn(
-          request,
-          { deadline: Date.now() + 5_000 },
-          (err: grpc.ServiceError | null) =>
-            resolve(err ? { code: err.code, details: err.details } : { code: 0, details: "" }),
-        );
-      });
+    const call = (request: Msg) => rawCall(raw, "Txn", request);
     const k = enc.encode("k");
     const before = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
     const cases: Array<[string, Msg, RegExp]> = [
