@@ -119,7 +119,8 @@ rustkvd-cli member remove NODE_ID
   txn: `rustkvd-cli txn [--if COMPARE]... [--then OP]... [--else OP]...
   Atomically: if every COMPARE holds, runs the --then operations, else the --else ones.
   COMPARE: 'version(KEY) OP N' (0 = KEY does not exist) or 'value(KEY) OP VALUE', OP one of
-  = != > <. OP: 'put KEY VALUE', 'delete KEY' or 'get KEY'. Prints SUCCEEDED or FAILED with the
+  = != > < (blanks around VALUE dropped). OP: 'put KEY VALUE' (VALUE: the rest of the text),
+  'delete KEY' or 'get KEY'. Prints SUCCEEDED or FAILED with the
   revision, then one line per operation; exit 1 when the comparisons failed.
   Example: rustkvd-cli txn --if 'version(lock) = 0' --then 'put lock me' --else 'get lock'`,
 };
@@ -466,10 +467,15 @@ export function parseCompare(text: string): TxnCompareInput | { error: string } 
         `= != > <, got ${JSON.stringify(text)}`,
     };
   }
-  const [, target, key, op, operand] = m;
+  const [, target, key, op, rest] = m;
+  if (rest.startsWith("=")) {
+    return { error: `--if: OP is one of = != > < (no >= or <=), got ${JSON.stringify(text)}` };
+  }
   const result = compareOperators[op];
+  // Blanks around the operand are not part of it.
+  const operand = rest.trim();
   if (target === "value") return { key, result, value: operand };
-  const version = nonNegativeInt(operand.trim(), `--if ${JSON.stringify(text)}`);
+  const version = nonNegativeInt(operand, `--if ${JSON.stringify(text)}`);
   if (typeof version !== "number") {
     return { error: `--if: a version is a non-negative integer, got ${JSON.stringify(operand)}` };
   }

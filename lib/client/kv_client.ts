@@ -442,13 +442,11 @@ export class KVClient implements AsyncDisposable {
       success: (t.success ?? []).map(txnOpOf),
       failure: (t.failure ?? []).map(txnOpOf),
     };
-    const res = await this.#invoke(
-      "kv",
-      "Txn",
-      txnToWire(txn, opts.requestId ?? newRequestId()),
-      true,
-      opts,
-    );
+    // Only a transaction that may write needs an id to be retried safely; one that only
+    // reads is answered without a Raft round when it has none.
+    const writes = [...txn.success, ...txn.failure].some((op) => op.kind !== "get");
+    const requestId = opts.requestId ?? (writes ? newRequestId() : "");
+    const res = await this.#invoke("kv", "Txn", txnToWire(txn, requestId), true, opts);
     const ran = res.succeeded ? txn.success : txn.failure;
     return outcomeFromWire(res, ran.map((op) => op.key));
   }

@@ -19,6 +19,7 @@ import { createHash } from "node:crypto";
 import { type Clock, SystemClock } from "../common/clock.ts";
 import { byteString, compareBytes, prefixEnd } from "../common/bytes.ts";
 import {
+  CompactedError,
   ConflictError,
   FutureVersionError,
   InvalidArgumentError,
@@ -191,6 +192,9 @@ export class KVNode {
    * own request id (a client's retry is deduplicated per write), and the
    * batch is proposed once: a failure goes back to the clients, who retry.
    */
+  /** Request ids of transactions whose client gave none: this prefix and a counter. */
+  readonly #txnIdPrefix = `txn-${crypto.randomUUID().slice(0, 8)}-`;
+  #txnIds = 0;
   readonly #writes = new ProposalBatcher({
     propose: (data, _requestId, deadlineMs) => this.replica.propose(data, deadlineMs),
     wallMs: () => this.clock.wallMs(),
@@ -654,15 +658,18 @@ export class KVNode {
       value: (value) => validateValue(value),
       ttlSecs: (ttl) => validateTtlSecs(ttl),
     });
-    const requestId = validateRequestId(opts.requestId);
+    const clientId = validateRequestId(opts.requestId);
     this.#requireLeader();
     const deadline = this.#deadline(opts.timeoutMs);
     const keys = keysToRead(txn);
+    // Every committed transaction carries an id, so its revision reaches the engine (with the
+    // id's record) even when it changed no key.
+    const requestId = clientId || `${this.#txnIdPrefix}${++this.#txnIds}`;
     for (let attempt = 1;; attempt++) {
       await this.replica.readBarrier(deadline);
       const nowMs = this.clock.wallMs();
       // A retry of an attempt that committed (its answer was lost on the way back).
-      const done = await this.stateMachine.appliedRequest(requestId, nowMs);
+      const done = await this.stateMachine.appliedRequest(clientId, nowMs);
       if (done) return this.#txnAnswerOf(txn, keys, done.revision, done.appliedAtMs);
       const pin = this.engine.snapshot();
       let plan: TxnPlan;
@@ -671,7 +678,11 @@ export class KVNode {
       } finally {
         pin.release();
       }
-      if (plan.writes.length === 0) return plan.outcome(pin.version);
+      // An outcome that writes nothing is answered at once, unless the client may send it
+      // again: an earlier attempt with its id may still be on its way to a commit, with another
+      // outcome. Committed as conditions alone, with the id, one of the two commits and the
+      // other is answered from it (the log orders them).
+      if (!plan.writesKeys && clientId === "") return plan.outcome(pin.version);
       try {
         const r = await this.#writes.submit({
           op: CommandOp.Txn,
@@ -705,8 +716,17 @@ export class KVNode {
     revision: number,
     appliedAtMs: number,
   ): Promise<TxnOutcome> {
-    const state = await this.#readKeysAt(keys, revision - 1, appliedAtMs);
-    return planTxn(txn, state, appliedAtMs).outcome(revision);
+    try {
+      const state = await this.#readKeysAt(keys, revision - 1, appliedAtMs);
+      return planTxn(txn, state, appliedAtMs).outcome(revision);
+    } catch (e) {
+      if (!(e instanceof CompactedError)) throw e;
+      throw new KVError(
+        "Compacted",
+        `this transaction committed at revision ${revision}, but its answer can no longer be ` +
+          `rebuilt: the history before it was compacted (${e.message})`,
+      );
+    }
   }
 
   /** The latest state of each key at `version` (expiry judged at `nowMs`), by key. */

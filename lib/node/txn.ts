@@ -13,6 +13,13 @@
  * is planned again at a newer revision. So the outcome is the one the
  * transaction would have had at its commit revision: it is linearizable.
  *
+ * An outcome that writes nothing needs no commit, except when the client
+ * may send the transaction again with the same request id: an earlier
+ * attempt may then still be on its way to a commit with another outcome,
+ * so such an outcome is committed too, as its conditions alone. The log
+ * orders the two, the first one applied wins, and the other is answered
+ * from it: planned again just before its commit revision (MVCC history).
+ *
  * Planning is pure (no I/O, no clock): the caller passes what it read and
  * the time, so it is tested deterministically.
  *
@@ -21,7 +28,7 @@
 
 import { byteString, compareBytes, equalBytes } from "../common/bytes.ts";
 import { InvalidArgumentError } from "../common/errors.ts";
-import { maxRequestBytes } from "../common/limits.ts";
+import { maxRequestBytes, maxScanResponseBytes } from "../common/limits.ts";
 import type { TxnWrite } from "./command.ts";
 import type { KeyValue } from "./state_machine.ts";
 
@@ -78,7 +85,13 @@ export type TxnRead = (key: Uint8Array) => KeyValue | undefined;
 /** A planned transaction: the outcome at the read revision and the write that commits it. */
 export interface TxnPlan {
   succeeded: boolean;
-  /** The writes and conditions of the Txn command; empty when the operations write nothing. */
+  /** Whether the operations that run write anything (else only `writes`' conditions remain). */
+  writesKeys: boolean;
+  /**
+   * The writes and conditions of the Txn command that commits the outcome:
+   * the operations' puts and deletes, then a check-only condition for each
+   * other key the outcome depends on.
+   */
   writes: TxnWrite[];
   /** Builds the answer once the write committed at `revision` (or, with no writes, the read one). */
   outcome(revision: number): TxnOutcome;
@@ -176,7 +189,8 @@ export function compareHolds(c: TxnCompare, kv: KeyValue | undefined): boolean {
  * Plans `txn` against the state `read` returns (all at one revision) at
  * `nowMs` (for TTLs): which list runs, the write with its conditions, and
  * the answers. A put whose previous value is not asked for is blind: it
- * carries a condition only when its key is also compared.
+ * carries a condition only when its key is also compared. Refuses, before
+ * anything is written, an answer of more than maxScanResponseBytes of values.
  */
 export function planTxn(txn: TxnRequest, read: TxnRead, nowMs: number): TxnPlan {
   const succeeded = txn.compares.every((c) => compareHolds(c, read(c.key)));
@@ -202,20 +216,32 @@ export function planTxn(txn: TxnRequest, read: TxnRead, nowMs: number): TxnPlan 
       writes.push({ key: op.key, value: op.value, expiresAtMs, ifVersion });
     } else writes.push({ key: op.key, value: undefined, expiresAtMs: 0, ifVersion });
   }
-  if (writes.length > 0) {
-    for (const [k, c] of conditions) {
-      if (written.has(k)) continue;
-      writes.push({
-        key: c.key,
-        value: undefined,
-        expiresAtMs: 0,
-        ifVersion: c.version,
-        checkOnly: true,
-      });
-    }
+  const writesKeys = writes.length > 0;
+  for (const [k, c] of conditions) {
+    if (written.has(k)) continue;
+    writes.push({
+      key: c.key,
+      value: undefined,
+      expiresAtMs: 0,
+      ifVersion: c.version,
+      checkOnly: true,
+    });
+  }
+  // The answer is built whole: bound it like a Scan page (a thousand gets of 1 MiB values would
+  // be a gigabyte).
+  let answerBytes = 0;
+  for (const op of ops) {
+    if (op.kind === "get" || op.prevKv) answerBytes += read(op.key)?.value.length ?? 0;
+  }
+  if (answerBytes > maxScanResponseBytes) {
+    throw new InvalidArgumentError(
+      `the transaction's answer would hold ${answerBytes} bytes of values, over the limit of ` +
+        `${maxScanResponseBytes} bytes; read the largest keys on their own`,
+    );
   }
   return {
     succeeded,
+    writesKeys,
     writes,
     outcome(revision: number): TxnOutcome {
       const results = ops.map((op): TxnOpResult => {

@@ -119,9 +119,12 @@ Deno.test("txn: the plan conditions every key the outcome depends on, and only t
     { kind: "get", revision: 42, kv: kv("seen", "s", 6) },
   ]);
   // Someone holds the lock: the failure list runs, and only reads, so nothing is written.
+  assertEquals(plan.writesKeys, true);
   const held = planTxn(txn, stateOf(kv("lock", "you", 9), kv("mode", "on", 7)), 1_000);
   assertEquals(held.succeeded, false);
-  assertEquals(held.writes, []);
+  // Committed only when the client may retry it: as the conditions its answer rests on.
+  assertEquals(held.writesKeys, false);
+  assertEquals(show(held), ["check lock is 9", "check mode is 7"]);
   assertEquals(held.outcome(30).results, [{ kind: "get", revision: 30, kv: kv("lock", "you", 9) }]);
 });
 
@@ -137,6 +140,35 @@ Deno.test("txn: no comparisons run the success list; a delete of a missing key d
   assertEquals(plan.outcome(5).results, [
     { kind: "delete", version: 5, deleted: false, prev: undefined },
   ]);
+});
+
+Deno.test("txn: an answer of more than a Scan page of values is refused before anything is written", () => {
+  const big = { ...kv("big", "", 1), value: new Uint8Array(2 * 1024 * 1024) };
+  const state = stateOf(big, { ...big, key: utf8("big2") });
+  const gets: TxnRequest = {
+    compares: [],
+    success: [{ kind: "get", key: utf8("big") }, { kind: "get", key: utf8("big2") }],
+    failure: [],
+  };
+  assertThrows(() => planTxn(gets, state, 0), InvalidArgumentError, "4194304 bytes of values");
+  // The previous values a put or delete returns count too; a blind put's do not.
+  const prevs: TxnRequest = {
+    compares: [],
+    success: [
+      { kind: "delete", key: utf8("big"), prevKv: true },
+      { kind: "put", key: utf8("big2"), value: utf8("v"), ttlSecs: 0, prevKv: true },
+    ],
+    failure: [],
+  };
+  assertThrows(() => planTxn(prevs, state, 0), InvalidArgumentError, "over the limit");
+  const blind: TxnRequest = {
+    ...prevs,
+    success: [
+      { kind: "delete", key: utf8("big"), prevKv: true },
+      { kind: "put", key: utf8("big2"), value: utf8("v"), ttlSecs: 0, prevKv: false },
+    ],
+  };
+  assertEquals(planTxn(blind, state, 0).succeeded, true);
 });
 
 Deno.test("txn: validation names the limit or rule broken", () => {

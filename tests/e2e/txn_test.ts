@@ -116,8 +116,11 @@ Deno.test({
     assertEquals(fresh.succeeded, false);
     const seen = fresh.results[0];
     assertEquals(seen.kind === "get" && seen.kv && dec.decode(seen.kv.value), "2");
-    // A transaction that only reads writes nothing: the revision stays.
-    assertEquals(fresh.revision, first.revision);
+    // It may be sent again (it can write), so it committed its conditions: a revision of its own.
+    assertEquals(fresh.revision, first.revision + 1);
+    // One that can only read commits nothing: the revision stays.
+    const read = await client.txn({ compare: [{ key: "x", value: "2" }], success: [{ get: "y" }] });
+    assertEquals([read.succeeded, read.revision], [true, fresh.revision]);
 
     const pkg = loadRustkvdPackage();
     const KV = pkg.KVStore as grpc.ServiceClientConstructor;
@@ -146,5 +149,89 @@ Deno.test({
     }
     const after = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
     assertEquals(after, before, "a refused transaction changed nothing");
+  },
+});
+
+Deno.test({
+  name: "Txn: a retry sent while the first attempt waits to commit gets the outcome that commits",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // Elections slow enough that pausing both followers for a second changes no leader.
+    await using cluster = await TestCluster.start(3, {
+      extraArgs: ["--election-ms", "4000", "--heartbeat-ms", "100"],
+    });
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client([leader]);
+    await client.put("k", "v", { ttlSecs: 2 });
+    const k = (await client.get("k"))!;
+    const KV = loadRustkvdPackage().KVStore as grpc.ServiceClientConstructor;
+    const raw = new KV(cluster.node(leader).addr, grpc.credentials.createInsecure());
+    // Runs the success list while k lives, the failure list (reads only) once it expired.
+    const request = {
+      compare: [{ key: enc.encode("k"), version: k.version }],
+      success: [{ put: { key: enc.encode("y"), value: enc.encode("written") } }],
+      failure: [{ get: { key: enc.encode("k") } }],
+      request_id: "in-flight-1",
+    };
+    const sleepUntil = (t: number) =>
+      new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
+    await sleepUntil(k.expiresAtMs - 600);
+    const followers = cluster.nodes.filter((n) => n.id !== leader);
+    for (const f of followers) await f.signal("SIGSTOP");
+    let first, retry;
+    try {
+      // Planned while k lives: it proposes its put, which cannot commit yet.
+      const firstCall = rawCall(raw, "Txn", request);
+      await sleepUntil(k.expiresAtMs + 150);
+      // The client's retry, planned once k expired: its own plan writes nothing.
+      const retryCall = rawCall(raw, "Txn", request);
+      await new Promise((r) => setTimeout(r, 300));
+      for (const f of followers) await f.signal("SIGCONT");
+      [first, retry] = await Promise.all([firstCall, retryCall]);
+    } finally {
+      for (const f of followers) await f.signal("SIGCONT");
+    }
+    assertEquals([first.code, retry.code], [0, 0], `${first.details} ${retry.details}`);
+    const y = await client.get("y");
+    assertEquals(y && dec.decode(y.value), "written", "the first attempt committed");
+    // Both answers tell what committed: the success list, at the first attempt's revision.
+    assertEquals(first.response.succeeded, true);
+    assertEquals(
+      retry.response.succeeded,
+      true,
+      "the retry answered an outcome that did not commit",
+    );
+    assertEquals(retry.response.revision, first.response.revision);
+  },
+});
+
+Deno.test({
+  name: "Txn: a retry whose history was compacted is told so, with the revision it committed at",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using cluster = await TestCluster.start(3);
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client();
+    const x = await client.put("x", "1");
+    const txn = {
+      compare: [{ key: "x", version: x.version }],
+      success: [{ put: "x", value: "2" }],
+      failure: [{ get: "x" }],
+    };
+    const first = await client.txn(txn, { requestId: "compacted-1" });
+    for (let i = 0; i < 3; i++) await client.put("x", String(10 + i));
+    await client.compact((await client.status({ endpoint: cluster.node(leader).addr })).revision);
+    let error = "";
+    try {
+      await client.txn(txn, { requestId: "compacted-1" });
+    } catch (e) {
+      error = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    assertTrue(
+      error.startsWith("CompactedError") && error.includes(`at revision ${first.revision}`),
+      error,
+    );
   },
 });
