@@ -192,9 +192,6 @@ export class KVNode {
    * own request id (a client's retry is deduplicated per write), and the
    * batch is proposed once: a failure goes back to the clients, who retry.
    */
-  /** Request ids of transactions whose client gave none: this prefix and a counter. */
-  readonly #txnIdPrefix = `txn-${crypto.randomUUID().slice(0, 8)}-`;
-  #txnIds = 0;
   readonly #writes = new ProposalBatcher({
     propose: (data, _requestId, deadlineMs) => this.replica.propose(data, deadlineMs),
     wallMs: () => this.clock.wallMs(),
@@ -662,15 +659,12 @@ export class KVNode {
     this.#requireLeader();
     const deadline = this.#deadline(opts.timeoutMs);
     const keys = keysToRead(txn);
-    // Every committed transaction carries an id, so its revision reaches the engine (with the
-    // id's record) even when it changed no key.
-    const requestId = clientId || `${this.#txnIdPrefix}${++this.#txnIds}`;
     for (let attempt = 1;; attempt++) {
       await this.replica.readBarrier(deadline);
       const nowMs = this.clock.wallMs();
       // A retry of an attempt that committed (its answer was lost on the way back).
       const done = await this.stateMachine.appliedRequest(clientId, nowMs);
-      if (done) return this.#txnAnswerOf(txn, keys, done.revision, done.appliedAtMs);
+      if (done) return this.#txnAnswerOf(txn, keys, done);
       const pin = this.engine.snapshot();
       let plan: TxnPlan;
       try {
@@ -687,11 +681,15 @@ export class KVNode {
         const r = await this.#writes.submit({
           op: CommandOp.Txn,
           timestampMs: nowMs,
-          requestId,
+          requestId: clientId,
           writes: plan.writes,
         }, deadline);
         if (!r.deduplicated) return plan.outcome(r.revision);
-        return this.#txnAnswerOf(txn, keys, r.revision, r.appliedAtMs ?? nowMs);
+        return this.#txnAnswerOf(txn, keys, {
+          revision: r.revision,
+          appliedAtMs: r.appliedAtMs ?? nowMs,
+          changed: r.changed,
+        });
       } catch (e) {
         if (!(e instanceof ConflictError)) throw e;
         if (this.clock.nowMs() >= deadline) {
@@ -706,18 +704,20 @@ export class KVNode {
 
   /**
    * The answer of a transaction that committed at `revision`, at leader
-   * time `appliedAtMs`: planned again just before that commit, by that
-   * clock. Every key its outcome depended on held there what it held when
-   * it was planned (its conditions said so), so the answer is the same.
+   * time `appliedAtMs`: planned again just before that commit (at the
+   * revision before it, or at it for one that changed no key and so took
+   * none), by that clock. Every key its outcome depended on held there what
+   * it held when it was planned (its conditions said so): the same answer.
    */
   async #txnAnswerOf(
     txn: TxnRequest,
     keys: Uint8Array[],
-    revision: number,
-    appliedAtMs: number,
+    commit: { revision: number; appliedAtMs: number; changed: boolean },
   ): Promise<TxnOutcome> {
+    const { revision, appliedAtMs } = commit;
     try {
-      const state = await this.#readKeysAt(keys, revision - 1, appliedAtMs);
+      const before = commit.changed ? revision - 1 : revision;
+      const state = await this.#readKeysAt(keys, before, appliedAtMs);
       return planTxn(txn, state, appliedAtMs).outcome(revision);
     } catch (e) {
       if (!(e instanceof CompactedError)) throw e;

@@ -321,19 +321,24 @@ export class StateMachine {
 
   /**
    * The write request id `requestId` named, if this replica applied it and
-   * still remembers it: its revision and the leader time it ran at. A
-   * retried transaction answers from this (lib/node/txn.ts).
+   * still remembers it: its revision, the leader time it ran at, and
+   * whether it changed a key (one that did not took no revision of its
+   * own). A retried transaction answers from this (lib/node/txn.ts).
    */
   async appliedRequest(
     requestId: string,
     nowMs: number,
-  ): Promise<{ revision: number; appliedAtMs: number } | undefined> {
+  ): Promise<{ revision: number; appliedAtMs: number; changed: boolean } | undefined> {
     if (requestId === "") return undefined;
     const kv = await this.engine.get(systemKey("r", requestId), idRead);
     if (!kv) return undefined;
     const d = decodeDedupe(kv.value);
     if (nowMs - d.timestampMs > requestIdRetentionMs) return undefined;
-    return { revision: d.revision, appliedAtMs: d.timestampMs };
+    return {
+      revision: d.revision,
+      appliedAtMs: d.timestampMs,
+      changed: d.changed ? d.changed.includes(true) : true,
+    };
   }
 
   /** The current cluster revision (version of the newest write applied). */
@@ -532,7 +537,8 @@ export class StateMachine {
     // A dedupe record exists only for a write that took effect.
     const result: ApplyResult = {
       revision: d.revision,
-      changed: true,
+      // As the first apply answered: a batch changed something if one of its writes did.
+      changed: d.changed ? d.changed.includes(true) : true,
       deduplicated: true,
       appliedAtMs: d.timestampMs,
     };
@@ -643,6 +649,15 @@ export class StateMachine {
               error: new ConflictError(w.key, version),
             };
           }
+        }
+        // One that changes no key (conditions alone, deletes of absent keys) takes no revision,
+        // as in etcd; its id is remembered at the current one, marked as having changed nothing.
+        const changes = c.writes.some((w) =>
+          !w.checkOnly && (w.value !== undefined || this.#current(w.key, now, s) !== undefined)
+        );
+        if (!changes) {
+          this.#remember(c.requestId, this.#revision, now, s, [false]);
+          return { revision: this.#revision, changed: false };
         }
         const revision = ++this.#revision;
         for (const w of c.writes) {

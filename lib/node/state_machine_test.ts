@@ -209,6 +209,33 @@ Deno.test("a transaction with conditions applies all of its writes or none", asy
   assertEquals([stale.error?.name, await value("e")], ["ConflictError", "from c"]);
 });
 
+Deno.test("a transaction that changes no key takes no revision, and its retry says so", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const a = (await sm.apply([{ index: 1, data: put("a", "1", "") }])).get(1)!.revision;
+  // Conditions alone and a delete of a key that does not exist: nothing changes.
+  const data = encodeCommand({
+    op: CommandOp.Txn,
+    timestampMs: 1_000,
+    requestId: "noop-1",
+    writes: [
+      { key: utf8("a"), value: undefined, expiresAtMs: 0, ifVersion: a, checkOnly: true },
+      { key: utf8("missing"), value: undefined, expiresAtMs: 0, ifVersion: 0 },
+    ],
+  });
+  const first = (await sm.apply([{ index: 2, data }])).get(2)!;
+  assertEquals([first.revision, first.changed, first.error, sm.revision], [a, false, undefined, a]);
+  // The engine holds that revision too: a read at the current revision is not ahead of it.
+  assertEquals(engine.currentVersion, sm.revision);
+  const retry = (await sm.apply([{ index: 3, data }])).get(3)!;
+  assertEquals([retry.deduplicated, retry.revision, retry.changed], [true, a, false]);
+  assertEquals(await sm.appliedRequest("noop-1", 1_000), {
+    revision: a,
+    appliedAtMs: 1_000,
+    changed: false,
+  });
+});
+
 Deno.test("a put reads the previous value only when its proposer or a watcher wants it", async () => {
   await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
   const sm = new StateMachine(engine);
