@@ -2,7 +2,8 @@
  * A recorded client workload for fault runs (TESTING.md, "History rules"):
  * independent clients, one request in flight each, over a few keys, with
  * unique written values and a request id on every write. Every operation is
- * recorded with its invoke and return times and its result; a write whose
+ * recorded with its invoke and return times and its result (a compare-and-set
+ * made with the Txn call is recorded as a cas); a write whose
  * outcome is unknown (timeout, unreachable, connection lost) stays open with
  * `returnTime: Infinity`, to be settled from the committed log after the run.
  *
@@ -11,6 +12,7 @@
 
 import { KVClient } from "../../lib/client/kv_client.ts";
 import { ConflictError, isKVError } from "../../lib/common/errors.ts";
+import { utf8 } from "../../lib/common/bytes.ts";
 import type { Random } from "../../lib/common/random.ts";
 import type { HistoryOp } from "./linearizability.ts";
 
@@ -80,7 +82,8 @@ export class Workload {
       const dice = r.nextInt(100);
       if (dice < 45) await this.#get(clientId, client, key, lastSeen);
       else if (dice < 80) await this.#put(clientId, client, key, lastSeen);
-      else if (dice < 92) await this.#cas(clientId, client, key, lastSeen);
+      else if (dice < 86) await this.#cas(clientId, client, key, lastSeen);
+      else if (dice < 92) await this.#cas(clientId, client, key, lastSeen, true);
       else await this.#delete(clientId, client, key);
       this.stats.ops++;
     }
@@ -159,18 +162,35 @@ export class Workload {
     }
   }
 
+  /**
+   * A compare-and-set: a Put with ifVersion, or (`asTxn`) the same as a
+   * transaction, which on failure reads the key's current version instead.
+   */
   async #cas(
     clientId: number,
     client: KVClient,
     key: string,
     lastSeen: Map<string, number>,
+    asTxn = false,
   ): Promise<void> {
     const value = this.#value(clientId);
     const requestId = this.#requestId();
     const ifVersion = lastSeen.get(key) ?? 0;
     const invokeTime = this.#now();
     try {
-      const { version } = await client.put(key, value, { requestId, ifVersion });
+      let version: number;
+      if (asTxn) {
+        const r = await client.txn({
+          compare: [{ key, version: ifVersion }],
+          success: [{ put: key, value }],
+          failure: [{ get: key }],
+        }, { requestId });
+        const answer = r.results[0];
+        if (!r.succeeded) {
+          throw new ConflictError(utf8(key), answer.kind === "get" ? answer.kv?.version ?? 0 : -1);
+        }
+        version = r.revision;
+      } else version = (await client.put(key, value, { requestId, ifVersion })).version;
       lastSeen.set(key, version);
       this.stats.acknowledgedWrites++;
       this.history.push({
