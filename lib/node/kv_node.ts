@@ -669,6 +669,16 @@ export class KVNode {
       let plan: TxnPlan;
       try {
         plan = planTxn(txn, await this.#readKeysAt(keys, pin.version, nowMs), nowMs);
+      } catch (e) {
+        // An answer too large to send. With an id, an earlier attempt (planned when the values
+        // were smaller) may still commit: settle which one goes first, through the log.
+        if (clientId === "" || !(e instanceof InvalidArgumentError)) throw e;
+        const r = await this.#writes.submit(
+          { op: CommandOp.Txn, timestampMs: nowMs, requestId: clientId, writes: [] },
+          deadline,
+        );
+        if (!r.deduplicated) throw e;
+        return this.#txnAnswerOf(txn, keys, { revision: r.revision, appliedAtMs: r.appliedAtMs! });
       } finally {
         pin.release();
       }
@@ -688,7 +698,6 @@ export class KVNode {
         return this.#txnAnswerOf(txn, keys, {
           revision: r.revision,
           appliedAtMs: r.appliedAtMs ?? nowMs,
-          changed: r.changed,
         });
       } catch (e) {
         if (!(e instanceof ConflictError)) throw e;
@@ -704,28 +713,25 @@ export class KVNode {
 
   /**
    * The answer of a transaction that committed at `revision`, at leader
-   * time `appliedAtMs`: planned again just before that commit (at the
-   * revision before it, or at it for one that changed no key and so took
-   * none), by that clock. Every key its outcome depended on held there what
-   * it held when it was planned (its conditions said so): the same answer.
+   * time `appliedAtMs`: planned again just before that commit, by that
+   * clock. Every key its outcome depended on held there what it held when
+   * it was planned (its conditions said so), so the answer is the same.
    */
   async #txnAnswerOf(
     txn: TxnRequest,
     keys: Uint8Array[],
-    commit: { revision: number; appliedAtMs: number; changed: boolean },
+    commit: { revision: number; appliedAtMs: number },
   ): Promise<TxnOutcome> {
     const { revision, appliedAtMs } = commit;
     try {
-      const before = commit.changed ? revision - 1 : revision;
-      const state = await this.#readKeysAt(keys, before, appliedAtMs);
+      const state = await this.#readKeysAt(keys, revision - 1, appliedAtMs);
       return planTxn(txn, state, appliedAtMs).outcome(revision);
     } catch (e) {
       if (!(e instanceof CompactedError)) throw e;
-      throw new KVError(
-        "Compacted",
-        `this transaction committed at revision ${revision}, but its answer can no longer be ` +
-          `rebuilt: the history before it was compacted (${e.message})`,
-      );
+      throw Object.assign(new CompactedError(e.requested, e.compacted), {
+        message: `this transaction committed at revision ${revision}, but its answer can no ` +
+          `longer be rebuilt: the history before it was compacted (${e.message})`,
+      });
     }
   }
 

@@ -321,24 +321,19 @@ export class StateMachine {
 
   /**
    * The write request id `requestId` named, if this replica applied it and
-   * still remembers it: its revision, the leader time it ran at, and
-   * whether it changed a key (one that did not took no revision of its
-   * own). A retried transaction answers from this (lib/node/txn.ts).
+   * still remembers it: its revision and the leader time it ran at. A
+   * retried transaction answers from this (lib/node/txn.ts).
    */
   async appliedRequest(
     requestId: string,
     nowMs: number,
-  ): Promise<{ revision: number; appliedAtMs: number; changed: boolean } | undefined> {
+  ): Promise<{ revision: number; appliedAtMs: number } | undefined> {
     if (requestId === "") return undefined;
     const kv = await this.engine.get(systemKey("r", requestId), idRead);
     if (!kv) return undefined;
     const d = decodeDedupe(kv.value);
     if (nowMs - d.timestampMs > requestIdRetentionMs) return undefined;
-    return {
-      revision: d.revision,
-      appliedAtMs: d.timestampMs,
-      changed: d.changed ? d.changed.includes(true) : true,
-    };
+    return { revision: d.revision, appliedAtMs: d.timestampMs };
   }
 
   /** The current cluster revision (version of the newest write applied). */
@@ -650,15 +645,14 @@ export class StateMachine {
             };
           }
         }
-        // One that changes no key (conditions alone, deletes of absent keys) takes no revision,
-        // as in etcd; its id is remembered at the current one, marked as having changed nothing.
+        // One that changes no key (conditions alone, deletes of absent keys) stores nothing
+        // without a request id: it takes no revision, as in etcd. With one it takes a revision
+        // for the id's record, since everything stored gets the revision of its own entry (a
+        // snapshot reads the engine as of its revision).
         const changes = c.writes.some((w) =>
           !w.checkOnly && (w.value !== undefined || this.#current(w.key, now, s) !== undefined)
         );
-        if (!changes) {
-          this.#remember(c.requestId, this.#revision, now, s, [false]);
-          return { revision: this.#revision, changed: false };
-        }
+        if (!changes && c.requestId === "") return { revision: this.#revision, changed: false };
         const revision = ++this.#revision;
         for (const w of c.writes) {
           if (w.checkOnly) continue;
@@ -696,6 +690,8 @@ export class StateMachine {
         const results: ApplyResult[] = [];
         for (const sub of c.commands) results.push(this.#applyWrite(sub, now, s));
         const changed = results.map((r) => r.changed && r.error === undefined);
+        // The id's record takes a revision of this entry's own when no write did.
+        if (!changed.includes(true) && c.requestId !== "") this.#revision++;
         this.#remember(c.requestId, this.#revision, now, s, changed);
         return { revision: this.#revision, changed: changed.includes(true), results };
       }

@@ -209,31 +209,46 @@ Deno.test("a transaction with conditions applies all of its writes or none", asy
   assertEquals([stale.error?.name, await value("e")], ["ConflictError", "from c"]);
 });
 
-Deno.test("a transaction that changes no key takes no revision, and its retry says so", async () => {
+Deno.test("a transaction that changes no key takes a revision only for its request id's record", async () => {
   await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
   const sm = new StateMachine(engine);
   const a = (await sm.apply([{ index: 1, data: put("a", "1", "") }])).get(1)!.revision;
-  // Conditions alone and a delete of a key that does not exist: nothing changes.
-  const data = encodeCommand({
-    op: CommandOp.Txn,
+  // Conditions alone and a delete of a key that does not exist: no key changes.
+  const noop = (requestId: string) =>
+    encodeCommand({
+      op: CommandOp.Txn,
+      timestampMs: 1_000,
+      requestId,
+      writes: [
+        { key: utf8("a"), value: undefined, expiresAtMs: 0, ifVersion: a, checkOnly: true },
+        { key: utf8("missing"), value: undefined, expiresAtMs: 0, ifVersion: 0 },
+      ],
+    });
+  // Without an id nothing is stored: no revision (as in etcd).
+  const bare = (await sm.apply([{ index: 2, data: noop("") }])).get(2)!;
+  assertEquals([bare.revision, bare.changed, bare.error, sm.revision], [a, false, undefined, a]);
+  // With one, its record gets a revision of this entry's own, which the engine holds: nothing is
+  // ever stored at the revision of an earlier entry (a snapshot reads the engine by revision).
+  const first = (await sm.apply([{ index: 3, data: noop("noop-1") }])).get(3)!;
+  assertEquals([first.revision, sm.revision, engine.currentVersion], [a + 1, a + 1, a + 1]);
+  const retry = (await sm.apply([{ index: 4, data: noop("noop-1") }])).get(4)!;
+  assertEquals([retry.deduplicated, retry.revision, sm.revision], [true, a + 1, a + 1]);
+  assertEquals(await sm.appliedRequest("noop-1", 1_000), { revision: a + 1, appliedAtMs: 1_000 });
+  // A batch with an id whose writes changed nothing: the same.
+  const batch = encodeCommand({
+    op: CommandOp.Batch,
     timestampMs: 1_000,
-    requestId: "noop-1",
-    writes: [
-      { key: utf8("a"), value: undefined, expiresAtMs: 0, ifVersion: a, checkOnly: true },
-      { key: utf8("missing"), value: undefined, expiresAtMs: 0, ifVersion: 0 },
-    ],
+    requestId: "batch-1",
+    commands: [{
+      op: CommandOp.Delete,
+      timestampMs: 1_000,
+      requestId: "",
+      key: utf8("missing"),
+      ifVersion: undefined,
+    }],
   });
-  const first = (await sm.apply([{ index: 2, data }])).get(2)!;
-  assertEquals([first.revision, first.changed, first.error, sm.revision], [a, false, undefined, a]);
-  // The engine holds that revision too: a read at the current revision is not ahead of it.
-  assertEquals(engine.currentVersion, sm.revision);
-  const retry = (await sm.apply([{ index: 3, data }])).get(3)!;
-  assertEquals([retry.deduplicated, retry.revision, retry.changed], [true, a, false]);
-  assertEquals(await sm.appliedRequest("noop-1", 1_000), {
-    revision: a,
-    appliedAtMs: 1_000,
-    changed: false,
-  });
+  const b = (await sm.apply([{ index: 5, data: batch }])).get(5)!;
+  assertEquals([b.revision, b.changed, engine.currentVersion], [a + 2, false, a + 2]);
 });
 
 Deno.test("a put reads the previous value only when its proposer or a watcher wants it", async () => {

@@ -231,12 +231,13 @@ export function planTxn(txn: TxnRequest, read: TxnRead, nowMs: number): TxnPlan 
   // be a gigabyte).
   let answerBytes = 0;
   for (const op of ops) {
-    if (op.kind === "get" || op.prevKv) answerBytes += read(op.key)?.value.length ?? 0;
+    const kv = op.kind === "get" || op.prevKv ? read(op.key) : undefined;
+    if (kv) answerBytes += kv.key.length + kv.value.length;
   }
   if (answerBytes > maxScanResponseBytes) {
     throw new InvalidArgumentError(
-      `the transaction's answer would hold ${answerBytes} bytes of values, over the limit of ` +
-        `${maxScanResponseBytes} bytes; read the largest keys on their own`,
+      `the transaction's answer would hold ${answerBytes} bytes of keys and values, over the ` +
+        `limit of ${maxScanResponseBytes} bytes; read the largest keys on their own`,
     );
   }
   return {

@@ -142,7 +142,7 @@ Deno.test("txn: no comparisons run the success list; a delete of a missing key d
   ]);
 });
 
-Deno.test("txn: an answer of more than a Scan page of values is refused before anything is written", () => {
+Deno.test("txn: an answer of more than a Scan page of keys and values is refused before anything is written", () => {
   const big = { ...kv("big", "", 1), value: new Uint8Array(2 * 1024 * 1024) };
   const state = stateOf(big, { ...big, key: utf8("big2") });
   const gets: TxnRequest = {
@@ -150,7 +150,11 @@ Deno.test("txn: an answer of more than a Scan page of values is refused before a
     success: [{ kind: "get", key: utf8("big") }, { kind: "get", key: utf8("big2") }],
     failure: [],
   };
-  assertThrows(() => planTxn(gets, state, 0), InvalidArgumentError, "4194304 bytes of values");
+  assertThrows(
+    () => planTxn(gets, state, 0),
+    InvalidArgumentError,
+    "4194311 bytes of keys and values",
+  );
   // The previous values a put or delete returns count too; a blind put's do not.
   const prevs: TxnRequest = {
     compares: [],

@@ -422,7 +422,20 @@ export async function runSchedule(opts: ScheduleOptions): Promise<ScheduleResult
     } finally {
       probe.close();
     }
-    const revision = await converge(cluster, 20_000);
+    // The dump below reads the watch until the converged revision, so that revision must be a
+    // key's: a transaction that changed nothing takes a revision with no event (for its request
+    // id's record). A last marker write puts one at the end.
+    let revision = await converge(cluster, 20_000);
+    const marker = new KVClient({ endpoints: cluster.nodes.map((n) => n.addr), timeoutMs: 10_000 });
+    try {
+      const { version } = await marker.put(`${prefix}converged`, "yes");
+      revision = await converge(cluster, 20_000);
+      if (revision !== version) {
+        violations.push(`converge: a write landed at revision ${revision} after the last one`);
+      }
+    } finally {
+      marker.close();
+    }
 
     // The committed write log, from a watch at revision 1 (history is never compacted here).
     const full = await fullHistoryNode(cluster);

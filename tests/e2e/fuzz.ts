@@ -191,6 +191,8 @@ function genCase(r: SeededRandom, rpc: string, revision: number): Case {
     }
     case "NodeStatus":
       return { service: "KVStore", method: "NodeStatus", request: {}, mustRefuse: false };
+    case "Txn":
+      return genTxn(r, version);
     case "Compact":
       // Only revisions that cannot be compacted: a valid one is a real state change.
       return {
@@ -254,6 +256,99 @@ function genCase(r: SeededRandom, rpc: string, revision: number): Case {
   }
 }
 
+/**
+ * A transaction: comparisons (versions, values, unknown targets), and lists
+ * of puts, deletes and gets with bad keys and values, fields a transaction's
+ * operation may not carry, a key twice in a list, or more operations than
+ * allowed.
+ */
+function genTxn(r: SeededRandom, version: () => number): Case {
+  let ok = true;
+  const compare: Msg[] = [];
+  for (let i = r.nextInt(4); i > 0; i--) {
+    const k = genKey(r);
+    const target = pick(r, ["VERSION", "VERSION", "VALUE", 7]);
+    const v = genValue(r);
+    ok &&= k.ok && target !== 7 && (target !== "VALUE" || v.ok);
+    compare.push({
+      key: k.key,
+      target,
+      result: pick(r, ["EQUAL", "NOT_EQUAL", "GREATER", "LESS"]),
+      version: version(),
+      value: v.value,
+    });
+  }
+  const list = (): Msg[] => {
+    const ops: Msg[] = [];
+    if (r.nextInt(20) === 0) {
+      // One operation too many (small gets: the message stays small).
+      ok = false;
+      for (let i = 0; i <= 1_000; i++) {
+        ops.push({ get: { key: new TextEncoder().encode(`g${i}`) } });
+      }
+      return ops;
+    }
+    const seen = new Set<string>();
+    const n = r.nextInt(4);
+    for (let i = 0; i < n; i++) {
+      // Now and then the key of the operation before it again.
+      const again = i > 0 && r.nextInt(6) === 0;
+      const k = again ? { key: (Object.values(ops[i - 1])[0] as Msg).key, ok: true } : genKey(r);
+      const name = String(k.key);
+      if (seen.has(name)) ok = false; // a key twice in one list
+      seen.add(name);
+      ok &&= k.ok;
+      switch (r.nextInt(3)) {
+        case 0: {
+          const v = genValue(r);
+          const ttl = pick(r, [0, 0, 3600, 10 * 365 * 86_400 + 1]);
+          const put: Msg = {
+            key: k.key,
+            value: v.value,
+            ttl_secs: ttl,
+            prev_kv: r.nextInt(2) === 1,
+          };
+          if (r.nextInt(10) === 0) {
+            put.if_version = version();
+            ok = false;
+          }
+          ok &&= v.ok && ttl <= 10 * 365 * 86_400;
+          ops.push({ put });
+          break;
+        }
+        case 1:
+          ops.push({ delete: { key: k.key, prev_kv: r.nextInt(2) === 1 } });
+          break;
+        default: {
+          const get: Msg = { key: k.key };
+          if (r.nextInt(10) === 0) {
+            get.version = 1 + r.nextInt(100);
+            ok = false;
+          }
+          ops.push({ get });
+        }
+      }
+    }
+    return ops;
+  };
+  const success = list();
+  const failure = list();
+  if (compare.length + success.length + failure.length > 1_000) ok = false;
+  return {
+    service: "KVStore",
+    method: "Txn",
+    request: {
+      compare,
+      success,
+      failure,
+      // Unique ids (a repeated one is answered from its first use).
+      request_id: r.nextInt(4) === 0 ? `txn-fuzz-${nextRequestId++}` : "",
+    },
+    mustRefuse: !ok,
+    writes: true,
+  };
+}
+
 /** The RPCs fuzzed, in order. */
 export const fuzzedRpcs = [
   "Get",
@@ -262,6 +357,7 @@ export const fuzzedRpcs = [
   "Scan",
   "Watch",
   "NodeStatus",
+  "Txn",
   "Compact",
   "MemberAdd",
   "MemberRemove",
@@ -435,7 +531,10 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
         }
         if (res.code === 0 && c.writes) {
           const resp = (res as { response?: Msg }).response;
-          if (c.method === "Put" || resp?.deleted) acknowledgedWrites++;
+          // A transaction takes one revision when it changed a key: a put, or a delete of one.
+          const txnChanged = c.method === "Txn" &&
+            (resp?.responses ?? []).some((o: Msg) => o.put || o.delete?.deleted);
+          if (c.method === "Put" || resp?.deleted || txnChanged) acknowledgedWrites++;
         }
       }
       if (violations.length > violationsBefore) {

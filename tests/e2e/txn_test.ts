@@ -116,9 +116,9 @@ Deno.test({
     assertEquals(fresh.succeeded, false);
     const seen = fresh.results[0];
     assertEquals(seen.kind === "get" && seen.kv && dec.decode(seen.kv.value), "2");
-    // It changed no key, so it took no revision (though, as it can write and may be sent again,
-    // it committed its conditions).
-    assertEquals(fresh.revision, first.revision);
+    // It may be sent again (it can write), so it committed its conditions with its request id,
+    // which took a revision for the id's record.
+    assertEquals(fresh.revision, first.revision + 1);
     // One that can only read commits nothing: the revision stays.
     const read = await client.txn({ compare: [{ key: "x", value: "2" }], success: [{ get: "y" }] });
     assertEquals([read.succeeded, read.revision], [true, fresh.revision]);
