@@ -531,9 +531,12 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
         }
         if (res.code === 0 && c.writes) {
           const resp = (res as { response?: Msg }).response;
-          // A transaction takes one revision when it changed a key: a put, or a delete of one.
+          // A transaction takes one revision when it changed a key (a put, or a delete of one),
+          // and always when it carries a request id (it commits even an outcome that changes
+          // nothing, and the id's record takes a revision).
           const txnChanged = c.method === "Txn" &&
-            (resp?.responses ?? []).some((o: Msg) => o.put || o.delete?.deleted);
+            (c.request.request_id !== "" ||
+              (resp?.responses ?? []).some((o: Msg) => o.put || o.delete?.deleted));
           if (c.method === "Put" || resp?.deleted || txnChanged) acknowledgedWrites++;
         }
       }
