@@ -68,7 +68,8 @@ export function etcdNotes(version: string, theirs: Measurements): string[] {
   return [
     `etcd columns: etcd ${version}, 3 members on 127.0.0.1 with its defaults (fsync on, 100 ms ` +
     "heartbeat, 1 s election timeout), measured after the rustkvd cluster was stopped, by the " +
-    "same load generator through etcd's v3 gRPC API (KV.Put, KV.Range; writes and linearizable reads " +
+    "same load generator through etcd's v3 gRPC API (KV.Put, KV.Range, KV.Txn comparing the key's " +
+    "mod_revision; writes, transactions and linearizable reads " +
     "to the leader, found with Maintenance.Status). ratio = rustkvd / etcd: of ops/s on the load " +
     "and sequential rows (above 1: rustkvd is faster), of the median failover time on the " +
     "failover row, whose etcd figure is in the p99 column (below 1: rustkvd recovers faster)." +

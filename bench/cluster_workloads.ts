@@ -3,7 +3,8 @@
  * cluster behind `BenchSystem`: rustkvd's, and etcd's beside it. Both get the
  * very same measurements — the load generator of `rustkvd-cli bench` (64
  * workers at 1 and 4 requests in flight, 64-byte values, 10,000 keys, a
- * warm-up), single-client sequential puts and gets on the leader, RSS per
+ * warm-up), compare-and-swap transactions (64 workers, 1 in flight each),
+ * single-client sequential puts and gets on the leader, RSS per
  * member after the load, and leader failover (kill -9 under a 100/s writer,
  * time to the first acknowledged write) — so their figures can be divided.
  *
@@ -177,6 +178,61 @@ async function sequential(
 }
 
 /**
+ * Compare-and-swap transactions: `load.workers` workers over `load.connections`
+ * connections, one transaction in flight each, on random keys of the key
+ * space. Each puts a new value if the key's version is the one it last saw,
+ * else reads the key (and takes its version for the next try). Every
+ * transaction counts, whichever list ran. 1 s warm-up, then `seconds`.
+ */
+async function casLoad(
+  sys: BenchSystem,
+  seconds: number,
+): Promise<{ opsPerSec: number; p50Ms: number; p99Ms: number; p999Ms: number; errors: string }> {
+  const targets = Array.from(
+    { length: load.connections },
+    () => sys.connect(sys.endpoints, load.timeoutMs),
+  );
+  const value = new TextEncoder().encode("x".repeat(load.valueSizeBytes));
+  const seen = new Map<string, number>();
+  const samples: number[] = [];
+  const errors = new Map<string, number>();
+  const startedAt = performance.now();
+  const measureFrom = startedAt + load.warmupSecs * 1000;
+  const endAt = measureFrom + seconds * 1000;
+  let done = 0;
+  try {
+    await Promise.all(Array.from({ length: load.workers }, async (_, w) => {
+      const target = targets[w % targets.length];
+      for (let i = 0; i < 10_000_000 && performance.now() < endAt; i++) {
+        const name = `cas:${Math.floor(Math.random() * load.keySpace)}`;
+        const t0 = performance.now();
+        try {
+          const r = await target.casTxn!(name, seen.get(name) ?? 0, value);
+          seen.set(name, r.version);
+          if (t0 >= measureFrom && performance.now() <= endAt) {
+            samples.push(performance.now() - t0);
+            done++;
+          }
+        } catch (e) {
+          const code = (e as { code?: string }).code ?? (e as Error).name;
+          errors.set(code, (errors.get(code) ?? 0) + 1);
+        }
+      }
+    }));
+  } finally {
+    for (const t of targets) t.close();
+  }
+  samples.sort((a, b) => a - b);
+  return {
+    opsPerSec: done / seconds,
+    p50Ms: percentile(samples, 0.5),
+    p99Ms: percentile(samples, 0.99),
+    p999Ms: percentile(samples, 0.999),
+    errors: [...errors].map(([k, v]) => `${k}=${v}`).join(" ") || "0",
+  };
+}
+
+/**
  * Kills the leader with SIGKILL while a writer puts at 100/s, and returns the
  * time from the kill to the first write acknowledged afterwards. The killed
  * member is restarted (and the cluster settles) before returning.
@@ -246,6 +302,18 @@ export async function measureSystem(sys: BenchSystem, o: MeasureOptions): Promis
         `  p50 ${fmtMs(row.p50Ms)} ms  p99 ${fmtMs(row.p99Ms)} ms  errors ${row.errors}`,
     );
   }
+
+  const cas = await casLoad(sys, o.seconds);
+  rows.push({
+    workload: "compare-and-swap (Txn)",
+    clients: `${load.workers} x 1`,
+    ...cas,
+    seed: "–",
+  });
+  o.log(
+    `  compare-and-swap (Txn)     ${load.workers} x 1  ${fmtInt(cas.opsPerSec).padStart(8)} ops/s` +
+      `  p50 ${fmtMs(cas.p50Ms)} ms  p99 ${fmtMs(cas.p99Ms)} ms  errors ${cas.errors}`,
+  );
 
   for (const op of ["put", "get"] as const) {
     const s = await sequential(sys, op, op === "put" ? 2_000 : 5_000);

@@ -185,6 +185,27 @@ export class EtcdClient implements BenchTarget {
     return res.kvs?.[0]?.value;
   }
 
+  /**
+   * KV.Txn as a compare-and-swap: put `value` if the key's last write is at
+   * revision `ifVersion` (0: absent), else read the key. Answers whether it
+   * wrote, and the key's revision after (the new one, or the one read).
+   */
+  async casTxn(
+    key: string,
+    ifVersion: number,
+    value: Uint8Array,
+  ): Promise<{ ok: boolean; version: number }> {
+    const k = encoder.encode(key);
+    const res = await this.#invoke("kv", "Txn", {
+      compare: [{ result: 0, target: 2, key: k, mod_revision: ifVersion }],
+      success: [{ request_put: { key: k, value } }],
+      failure: [{ request_range: { key: k } }],
+    }, true);
+    if (res.succeeded) return { ok: true, version: Number(res.header?.revision ?? 0) };
+    const kv = res.responses?.[0]?.response_range?.kvs?.[0];
+    return { ok: false, version: Number(kv?.mod_revision ?? 0) };
+  }
+
   /** Members in the cluster (Cluster.MemberList); etcd fsyncs every commit unless told not to. */
   async describe(): Promise<{ nodes: number; fsyncMode: string }> {
     const res = await this.#invoke("cluster", "MemberList", {}, false);

@@ -25,6 +25,14 @@ export interface BenchTarget {
   put(key: string, value: Uint8Array): Promise<unknown>;
   /** Resolves whether or not the key exists: a miss is a completed read. */
   get(key: string, consistency: Consistency): Promise<unknown>;
+  /**
+   * A compare-and-swap transaction: put `value` if the key's version is
+   * `ifVersion` (0: absent), else read it; answers whether it wrote and the
+   * key's version after. Optional: only `deno task bench cluster` uses it.
+   */
+  casTxn?(key: string, ifVersion: number, value: Uint8Array): Promise<
+    { ok: boolean; version: number }
+  >;
   /** Cluster facts for the report's setup line (asked of one connection, before the run). */
   describe(): Promise<{ nodes: number; fsyncMode: string }>;
   close(): void;
@@ -39,6 +47,17 @@ export const connectKVClient: BenchConnect = (endpoints, timeoutMs) => {
   return {
     put: (key, value) => client.put(key, value),
     get: (key, consistency) => client.get(key, { consistency }),
+    casTxn: async (key, ifVersion, value) => {
+      const r = await client.txn({
+        compare: [{ key, version: ifVersion }],
+        success: [{ put: key, value }],
+        failure: [{ get: key }],
+      });
+      const read = r.results[0];
+      return r.succeeded
+        ? { ok: true, version: r.revision }
+        : { ok: false, version: read.kind === "get" ? read.kv?.version ?? 0 : 0 };
+    },
     describe: async () => {
       const status = await client.status();
       return { nodes: status.members.length, fsyncMode: status.fsyncMode };
