@@ -131,6 +131,16 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
+/** p50, p99 and p999 of latency samples in ms (sorts them). */
+function latencies(samples: number[]): { p50Ms: number; p99Ms: number; p999Ms: number } {
+  samples.sort((a, b) => a - b);
+  return {
+    p50Ms: percentile(samples, 0.5),
+    p99Ms: percentile(samples, 0.99),
+    p999Ms: percentile(samples, 0.999),
+  };
+}
+
 function rowFrom(w: Workload, r: BenchResult): Row {
   const l = r[w.kind];
   return {
@@ -165,13 +175,7 @@ async function sequential(
       samples.push(performance.now() - s);
     }
     const secs = (performance.now() - t0) / 1000;
-    samples.sort((a, b) => a - b);
-    return {
-      opsPerSec: ops / secs,
-      p50Ms: percentile(samples, 0.5),
-      p99Ms: percentile(samples, 0.99),
-      p999Ms: percentile(samples, 0.999),
-    };
+    return { opsPerSec: ops / secs, ...latencies(samples) };
   } finally {
     client.close();
   }
@@ -222,12 +226,9 @@ async function casLoad(
   } finally {
     for (const t of targets) t.close();
   }
-  samples.sort((a, b) => a - b);
   return {
     opsPerSec: done / seconds,
-    p50Ms: percentile(samples, 0.5),
-    p99Ms: percentile(samples, 0.99),
-    p999Ms: percentile(samples, 0.999),
+    ...latencies(samples),
     errors: [...errors].map(([k, v]) => `${k}=${v}`).join(" ") || "0",
   };
 }

@@ -28,12 +28,13 @@ export function rawCall(
   client: grpc.Client,
   method: string,
   request: Msg,
+  timeoutMs = 5_000,
 ): Promise<{ code: number; details: string; response?: Msg }> {
   return new Promise((resolve) => {
     // deno-lint-ignore no-explicit-any
     (client as any)[method](
       request,
-      { deadline: Date.now() + 5_000 },
+      { deadline: Date.now() + timeoutMs },
       (err: grpc.ServiceError | null, response: Msg) =>
         resolve(
           err ? { code: err.code, details: err.details } : { code: 0, details: "", response },

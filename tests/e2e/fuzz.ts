@@ -20,7 +20,7 @@ import * as grpc from "@grpc/grpc-js";
 import { maxKeyBytes, maxValueBytes } from "../../lib/common/limits.ts";
 import { SeededRandom } from "../../lib/common/random.ts";
 import { loadRustkvdPackage } from "../../lib/server/proto.ts";
-import { TestCluster } from "./cluster.ts";
+import { rawCall, TestCluster } from "./cluster.ts";
 
 // deno-lint-ignore no-explicit-any
 type Msg = any;
@@ -369,23 +369,6 @@ export const fuzzedRpcs = [
   "peer port",
 ];
 
-function unary(
-  client: grpc.Client,
-  method: string,
-  request: Msg,
-): Promise<{ code: number; details: string; response?: Msg }> {
-  return new Promise((resolve) => {
-    (client as Msg)[method](
-      request,
-      { deadline: Date.now() + 8_000 },
-      (err: grpc.ServiceError | null, response: Msg) =>
-        resolve(
-          err ? { code: err.code, details: err.details } : { code: 0, details: "", response },
-        ),
-    );
-  });
-}
-
 /** Opens a watch, takes its first message or error, then cancels it. */
 function watchOnce(client: grpc.Client, request: Msg): Promise<{ code: number; details: string }> {
   return new Promise((resolve) => {
@@ -519,7 +502,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
         const stub = stubs.get(c.service)![nodeIndex];
         const res = c.method === "Watch"
           ? await watchOnce(stub, c.request)
-          : await unary(stub, c.method, c.request);
+          : await rawCall(stub, c.method, c.request, 8_000);
         n++;
         const what = `${c.method} ${describe(c.request)}`;
         if (res.code !== 0 && !refusals.has(res.code)) {
