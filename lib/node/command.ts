@@ -295,12 +295,15 @@ function readCommand(r: ByteReader): Command {
           throw new DecodeError(`batch command of ${length} bytes`, lengthAt);
         }
         const at = r.offset;
-        const sub = readCommand(r);
+        // The op is checked before the command is read: a batch inside a batch (inside a
+        // batch...) is refused at once instead of recursing until the stack runs out.
+        const subOp = length >= 2 ? r.bytes[at + 1] : -1;
+        if (subOp !== CommandOp.Put && subOp !== CommandOp.Delete && subOp !== CommandOp.Txn) {
+          throw new DecodeError(`a batch may not carry command op ${subOp}`, at);
+        }
+        const sub = readCommand(r) as BatchableCommand;
         if (r.offset !== at + length) {
           throw new DecodeError(`batch command of ${length} bytes read as ${r.offset - at}`, at);
-        }
-        if (sub.op !== CommandOp.Put && sub.op !== CommandOp.Delete && sub.op !== CommandOp.Txn) {
-          throw new DecodeError(`a batch may not carry command op ${sub.op}`, at);
         }
         commands.push(sub);
       }

@@ -146,3 +146,49 @@ Deno.test("a batch's command must fill exactly the length its prefix gives", () 
   beyond[lengthAt] = 100;
   assertThrows(() => decodeCommand(beyond), DecodeError, "batch command of 100 bytes");
 });
+
+Deno.test("a batch's commands are read in place: one that overruns into the next is refused", () => {
+  const cmd = (key: string, value: string): BatchableCommand => ({
+    op: CommandOp.Put,
+    timestampMs: 1,
+    requestId: "",
+    key: utf8(key),
+    value: utf8(value),
+    expiresAtMs: 0,
+    ifVersion: undefined,
+  });
+  const commands = [cmd("a", "1"), cmd("b", "22"), cmd("c", "333")];
+  const batch = { op: CommandOp.Batch, timestampMs: 1, requestId: "", commands } as const;
+  const bytes = encodeCommand(batch);
+  assertEquals(decodeCommand(bytes), batch);
+  // The first command's length prefix claims two bytes fewer: its value then runs into the
+  // second command's length prefix.
+  const lengthAt = 12;
+  const short = new Uint8Array(bytes);
+  short[lengthAt] -= 2;
+  assertThrows(() => decodeCommand(short), DecodeError, "read as");
+  // A batch inside a batch is refused before it is read (no recursion however deep): 30,000
+  // levels, laid out from the outside in (each level's length prefix is the size of the rest).
+  const inner = encodeCommand({ ...batch, commands: [cmd("x", "y")] });
+  const depth = 30_000;
+  const sizes = [inner.length];
+  const varint = (n: number) => {
+    const out: number[] = [];
+    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return out;
+  };
+  for (let i = 1; i <= depth; i++) sizes.push(12 + varint(sizes[i - 1]).length + sizes[i - 1]);
+  const nested = new Uint8Array(sizes[depth]);
+  let at = 0;
+  for (let i = depth; i >= 1; i--) {
+    nested.set([1, CommandOp.Batch, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, ...varint(sizes[i - 1])], at);
+    at += 12 + varint(sizes[i - 1]).length;
+  }
+  nested.set(inner, at);
+  assertThrows(
+    () => decodeCommand(nested),
+    DecodeError,
+    `may not carry command op ${CommandOp.Batch}`,
+  );
+});

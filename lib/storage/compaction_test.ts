@@ -160,17 +160,23 @@ Deno.test("table build: a memtable flush writes the same bytes as the entry-by-e
   const memtable = new Memtable(1);
   let version = 0;
   for (let round = 0; round < 6; round++) {
-    for (let k = 0; k < 300; k++) {
+    for (let k = 0; k < 1_000; k++) {
       if ((k * 31 + round * 7) % 5 === 0) continue;
       // Some keys only get versions above the horizon: the walk leaves them by their chain's end.
       if (k % 7 === 0 && round < 4) continue;
-      const key = utf8(`k${k % 3 === 0 ? "\0" : ""}${String(k).padStart(4, "0")}`);
+      // Keys longer than the memtable's 18 summarized bytes too.
+      const tail = k % 5 === 2 ? "-a-long-key-past-the-summary" : "";
+      const key = utf8(`k${k % 3 === 0 ? "\0" : ""}${String(k).padStart(4, "0")}${tail}`);
       const kind = (k + round) % 11 === 0
         ? EntryKind.delete
         : (k + round) % 4 === 0
         ? EntryKind.putWithExpiry
         : EntryKind.put;
-      const value = kind === EntryKind.delete || k % 9 === 0 ? new Uint8Array(0) : utf8(`v${k}`);
+      // Values past copyRange's 48-byte loop, and enough bytes (over 256 KiB) that the writer
+      // hands chunks to the file during the flush.
+      const value = kind === EntryKind.delete || k % 9 === 0
+        ? new Uint8Array(0)
+        : utf8(`v${k}`.padEnd(k % 2 === 0 ? 200 : 4, "."));
       memtable.put(key, ++version, kind, value, kind === EntryKind.putWithExpiry ? 1e12 + k : 0);
     }
   }
@@ -204,7 +210,8 @@ Deno.test("table build: a memtable flush writes the same bytes as the entry-by-e
   };
   const fast = await build(true);
   const slow = await build(false);
-  assertTrue(fast.meta.entryCount > 800, `only ${fast.meta.entryCount} entries`);
+  assertTrue(fast.meta.entryCount > 3_000, `only ${fast.meta.entryCount} entries`);
+  assertTrue(fast.bytes.length > 300 * 1024, `a table of only ${fast.bytes.length} bytes`);
   assertEquals(fast.meta, slow.meta);
   assertEquals(fast.bytes, slow.bytes);
   // And the table reads back as the memtable's walk: every entry, and each key through its bloom.

@@ -135,7 +135,9 @@ export class TableWriter {
    */
   addRanges(r: EntryRanges, newKey: boolean): Promise<void> | undefined {
     assert(
-      this.#entryCount === 0 ? newKey : newKey || r.version < this.#lastVersion,
+      this.#entryCount === 0
+        ? newKey
+        : newKey || (r.version < this.#lastVersion && r.keyLength === this.#lastKeyLength),
       "table entries must be strictly ascending",
     );
     return this.#append(
