@@ -90,6 +90,9 @@ Deno.test("server flags: defaults, the seed's start sequence, and clear errors",
   assertEquals(d.config.readLease, true);
   const noLease = parseServerArgs(["--read-lease", "off"]);
   assertTrue(noLease.kind === "run" && noLease.config.readLease === false);
+  // `deno task start -- --node-id n9` passes the task's "--" first.
+  const viaTask = parseServerArgs(["--", "--node-id", "n9"]);
+  assertTrue(viaTask.kind === "run" && viaTask.config.nodeId === "n9");
   const n3 = parseServerArgs([
     "--node-id",
     "node3",
@@ -142,6 +145,12 @@ Deno.test("cli flags: the seed's walkthrough parses, bad values are rejected wit
   ]);
   assertTrue(put.kind === "run" && put.command.name === "put");
   assertEquals(put.global.peers, ["localhost:7001", "localhost:7002"]);
+  // As `deno task cli -- --peers ... get ...` passes them: the task's "--" comes first.
+  const viaTask = parseCliArgs(["--", "--peers", "localhost:7002", "get", "user:1001"]);
+  assertEquals(
+    viaTask.kind === "run" && [viaTask.global.peers, viaTask.command],
+    [["localhost:7002"], { name: "get", key: "user:1001", version: undefined }],
+  );
   const get = parseCliArgs(["--peers", "localhost:7001", "get", "user:1001", "--version", "10"]);
   assertTrue(get.kind === "run" && get.command.name === "get" && get.command.version === 10);
   const scan = parseCliArgs(["scan", "--prefix", "user:", "--limit", "100"]);

@@ -168,6 +168,9 @@ function nonNegativeInt(
 
 /** Parses `rustkvd-cli` argv. Never throws. */
 export function parseCliArgs(argv: string[]): ParsedCli {
+  // `deno task cli -- put k v` hands the script the "--" too: it separates the task's arguments,
+  // not ours (parseArgs would take every flag after it for a positional).
+  if (argv[0] === "--") argv = argv.slice(1);
   let parsed;
   try {
     parsed = parseArgs({

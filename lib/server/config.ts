@@ -125,6 +125,8 @@ function parsePositiveInt(
 
 /** Parses `rustkvd-server` argv. Never throws: bad input becomes `{kind: "error"}`. */
 export function parseServerArgs(argv: string[]): ParsedServerArgs {
+  // `deno task start -- --node-id n1` hands the script the "--" too (see parseCliArgs).
+  if (argv[0] === "--") argv = argv.slice(1);
   let values;
   try {
     ({ values } = parseArgs({
