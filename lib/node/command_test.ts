@@ -8,6 +8,7 @@ import {
   encodeCommand,
   requestIdOf,
 } from "./command.ts";
+import { plainPut } from "./testing.ts";
 
 const samples: Command[] = [
   {
@@ -148,17 +149,8 @@ Deno.test("a batch's command must fill exactly the length its prefix gives", () 
 });
 
 Deno.test("a batch's commands are read in place: one that overruns into the next is refused", () => {
-  const cmd = (key: string, value: string): BatchableCommand => ({
-    op: CommandOp.Put,
-    timestampMs: 1,
-    requestId: "",
-    key: utf8(key),
-    value: utf8(value),
-    expiresAtMs: 0,
-    ifVersion: undefined,
-  });
-  const commands = [cmd("a", "1"), cmd("b", "22"), cmd("c", "333")];
-  const batch = { op: CommandOp.Batch, timestampMs: 1, requestId: "", commands } as const;
+  const commands = [plainPut("a", "1"), plainPut("b", "22"), plainPut("c", "333")];
+  const batch = { op: CommandOp.Batch, timestampMs: 1_000, requestId: "", commands } as const;
   const bytes = encodeCommand(batch);
   assertEquals(decodeCommand(bytes), batch);
   // The first command's length prefix claims two bytes fewer: its value then runs into the
@@ -169,7 +161,7 @@ Deno.test("a batch's commands are read in place: one that overruns into the next
   assertThrows(() => decodeCommand(short), DecodeError, "read as");
   // A batch inside a batch is refused before it is read (no recursion however deep): 30,000
   // levels, laid out from the outside in (each level's length prefix is the size of the rest).
-  const inner = encodeCommand({ ...batch, commands: [cmd("x", "y")] });
+  const inner = encodeCommand({ ...batch, commands: [plainPut("x", "y")] });
   const depth = 30_000;
   const sizes = [inner.length];
   const varint = (n: number) => {
