@@ -31,6 +31,7 @@ import { loadRustkvdDefinition, loadRustkvdPackage } from "../server/proto.ts";
 import { H2Channel, type UnaryMethod } from "./h2_channel.ts";
 import { fromGrpcError, leaderAddrKey } from "../server/status.ts";
 import { outcomeFromWire, txnToWire } from "../server/txn_wire.ts";
+import { keyValueFromWire } from "../server/key_value_wire.ts";
 import type { CompareResult, TxnOp, TxnOutcome, TxnRequest } from "../node/txn.ts";
 
 /** A key or value: bytes, or a string taken as UTF-8. */
@@ -86,8 +87,8 @@ export interface WatchEvent {
 function toWatchEvent(m: Msg): WatchEvent {
   return {
     type: m.type === "DELETE" ? "delete" : "put",
-    kv: toKeyValue(m.kv),
-    prev: m.has_prev ? toKeyValue(m.prev_kv) : undefined,
+    kv: keyValueFromWire(m.kv),
+    prev: m.has_prev ? keyValueFromWire(m.prev_kv) : undefined,
     version: Number(m.version),
   };
 }
@@ -159,15 +160,6 @@ export function describeAttempts(attempts: Array<{ endpoint: string; error: stri
 type Msg = any;
 function toBytes(b: Bytes): Uint8Array {
   return typeof b === "string" ? utf8(b) : b;
-}
-
-function toKeyValue(m: Msg): KeyValue {
-  return {
-    key: new Uint8Array(m.key),
-    value: new Uint8Array(m.value),
-    version: Number(m.version),
-    expiresAtMs: Number(m.expires_at_ms ?? 0),
-  };
 }
 
 let requestCounter = 0;
@@ -395,7 +387,10 @@ export class KVClient implements AsyncDisposable {
     };
     if (opts.ifVersion !== undefined) req.if_version = opts.ifVersion;
     const res = await this.#invoke("kv", "Put", req, true, opts);
-    return { version: Number(res.version), prev: res.has_prev ? toKeyValue(res.prev) : undefined };
+    return {
+      version: Number(res.version),
+      prev: res.has_prev ? keyValueFromWire(res.prev) : undefined,
+    };
   }
 
   /** Deletes `key`; `deleted` is false when it did not exist. */
@@ -413,7 +408,7 @@ export class KVClient implements AsyncDisposable {
     return {
       version: Number(res.version),
       deleted: res.deleted,
-      prev: res.has_prev ? toKeyValue(res.prev) : undefined,
+      prev: res.has_prev ? keyValueFromWire(res.prev) : undefined,
     };
   }
 
@@ -505,7 +500,11 @@ export class KVClient implements AsyncDisposable {
       consistency === "linearizable",
       opts,
     );
-    return { kvs: (res.kvs ?? []).map(toKeyValue), more: res.more, version: Number(res.version) };
+    return {
+      kvs: (res.kvs ?? []).map(keyValueFromWire),
+      more: res.more,
+      version: Number(res.version),
+    };
   }
 
   /**

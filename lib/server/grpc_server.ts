@@ -10,7 +10,7 @@
 import type { ServiceDefinition } from "@grpc/proto-loader";
 import { maxGrpcMessageBytes } from "../common/limits.ts";
 import type { KVNode, NodeStatusInfo, ReadConsistency } from "../node/kv_node.ts";
-import type { KeyValue, MemberRecord } from "../node/state_machine.ts";
+import type { MemberRecord } from "../node/state_machine.ts";
 import type { JoinResult } from "../node/membership.ts";
 import type { Watcher } from "../node/watch_hub.ts";
 import { loadRustkvdDefinition } from "./proto.ts";
@@ -31,6 +31,7 @@ import {
 } from "./kv_codec.ts";
 import { H2ServerConnection } from "./h2/connection.ts";
 import { outcomeToWire, txnFromWire } from "./txn_wire.ts";
+import { keyValueToWire } from "./key_value_wire.ts";
 import { FrameQueue } from "../node/transport.ts";
 import { PeerFrameKind } from "../node/peer_frame.ts";
 import { decodeMessage } from "../raft/codec.ts";
@@ -41,16 +42,6 @@ import { rustkvdVersion } from "../common/version.ts";
 
 // deno-lint-ignore no-explicit-any
 type Req = any;
-
-function kvMessage(kv: KeyValue | undefined, keysOnly = false) {
-  if (!kv) return undefined;
-  return {
-    key: kv.key,
-    value: keysOnly ? emptyBytes : kv.value,
-    version: kv.version,
-    expires_at_ms: kv.expiresAtMs,
-  };
-}
 
 function consistencyOf(c: string | undefined): ReadConsistency {
   return c === "SERIALIZABLE" ? "serializable" : "linearizable";
@@ -112,7 +103,11 @@ export function kvStoreHandlers(node: KVNode): ServiceHandlers {
         requestId: r.request_id,
         timeoutMs: call.remainingMs(),
       });
-      return { version: res.version, prev: kvMessage(res.prev), has_prev: res.prev !== undefined };
+      return {
+        version: res.version,
+        prev: keyValueToWire(res.prev),
+        has_prev: res.prev !== undefined,
+      };
     }),
     Delete: unary(async (call) => {
       const r = call.request;
@@ -125,7 +120,7 @@ export function kvStoreHandlers(node: KVNode): ServiceHandlers {
       return {
         version: res.version,
         deleted: res.deleted,
-        prev: kvMessage(res.prev),
+        prev: keyValueToWire(res.prev),
         has_prev: res.prev !== undefined,
       };
     }),
@@ -142,7 +137,7 @@ export function kvStoreHandlers(node: KVNode): ServiceHandlers {
         timeoutMs: call.remainingMs(),
       });
       return {
-        kvs: res.kvs.map((kv) => kvMessage(kv, r.keys_only)),
+        kvs: res.kvs.map((kv) => keyValueToWire(kv, r.keys_only)),
         more: res.more,
         version: res.version,
       };
@@ -202,8 +197,8 @@ function watch(node: KVNode, r: Req, stream: ServerStream): void {
     for await (const e of watcher) {
       const more = stream.write({
         type: e.type === "put" ? "PUT" : "DELETE",
-        kv: kvMessage(e.kv),
-        prev_kv: kvMessage(e.prev),
+        kv: keyValueToWire(e.kv),
+        prev_kv: keyValueToWire(e.prev),
         has_prev: e.prev !== undefined,
         version: e.kv.version,
       });

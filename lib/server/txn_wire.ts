@@ -9,7 +9,7 @@
 
 import { emptyBytes } from "../common/bytes.ts";
 import { InvalidArgumentError } from "../common/errors.ts";
-import type { KeyValue } from "../node/state_machine.ts";
+import { keyValueFromWire, keyValueToWire } from "./key_value_wire.ts";
 import type {
   CompareResult,
   CompareTarget,
@@ -129,20 +129,6 @@ function opToWire(op: TxnOp): Msg {
   }
 }
 
-function kvToWire(kv: KeyValue | undefined): Msg {
-  if (!kv) return undefined;
-  return { key: kv.key, value: kv.value, version: kv.version, expires_at_ms: kv.expiresAtMs };
-}
-
-function kvFromWire(kv: Msg): KeyValue {
-  return {
-    key: new Uint8Array(kv.key),
-    value: new Uint8Array(kv.value),
-    version: Number(kv.version),
-    expiresAtMs: Number(kv.expires_at_ms),
-  };
-}
-
 /** A TxnResponse message for a transaction's outcome (the server's side). */
 export function outcomeToWire(o: TxnOutcome): Msg {
   return {
@@ -152,14 +138,18 @@ export function outcomeToWire(o: TxnOutcome): Msg {
       switch (r.kind) {
         case "put":
           return {
-            put: { version: r.version, prev: kvToWire(r.prev), has_prev: r.prev !== undefined },
+            put: {
+              version: r.version,
+              prev: keyValueToWire(r.prev),
+              has_prev: r.prev !== undefined,
+            },
           };
         case "delete":
           return {
             delete: {
               version: r.version,
               deleted: r.deleted,
-              prev: kvToWire(r.prev),
+              prev: keyValueToWire(r.prev),
               has_prev: r.prev !== undefined,
             },
           };
@@ -196,14 +186,14 @@ export function outcomeFromWire(m: Msg, keys: Uint8Array[]): TxnOutcome {
           return {
             kind: "put",
             version: Number(body.version),
-            prev: body.has_prev ? kvFromWire(body.prev) : undefined,
+            prev: body.has_prev ? keyValueFromWire(body.prev) : undefined,
           };
         case "delete":
           return {
             kind: "delete",
             version: Number(body.version),
             deleted: body.deleted,
-            prev: body.has_prev ? kvFromWire(body.prev) : undefined,
+            prev: body.has_prev ? keyValueFromWire(body.prev) : undefined,
           };
         default:
           return {
