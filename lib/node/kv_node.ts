@@ -666,19 +666,16 @@ export class KVNode {
       const done = await this.stateMachine.appliedRequest(clientId, nowMs);
       if (done) return this.#txnAnswerOf(txn, keys, done);
       const pin = this.engine.snapshot();
-      let plan: TxnPlan;
+      let plan: TxnPlan | undefined;
+      let refused: unknown;
       try {
         plan = planTxn(txn, await this.#readKeysAt(keys, pin.version, nowMs), nowMs);
       } catch (e) {
         // An answer too large to send. With an id, an earlier attempt (planned when the values
-        // were smaller) may still commit: settle which one goes first, through the log.
+        // were smaller) may still commit: settle which one goes first, through the log (an
+        // empty transaction with the id), and refuse only if this one did.
         if (clientId === "" || !(e instanceof InvalidArgumentError)) throw e;
-        const r = await this.#writes.submit(
-          { op: CommandOp.Txn, timestampMs: nowMs, requestId: clientId, writes: [] },
-          deadline,
-        );
-        if (!r.deduplicated) throw e;
-        return this.#txnAnswerOf(txn, keys, { revision: r.revision, appliedAtMs: r.appliedAtMs! });
+        refused = e;
       } finally {
         pin.release();
       }
@@ -686,19 +683,22 @@ export class KVNode {
       // again: an earlier attempt with its id may still be on its way to a commit, with another
       // outcome. Committed as conditions alone, with the id, one of the two commits and the
       // other is answered from it (the log orders them).
-      if (!plan.writesKeys && clientId === "") return plan.outcome(pin.version);
+      if (plan && !plan.writesKeys && clientId === "") return plan.outcome(pin.version);
       try {
         const r = await this.#writes.submit({
           op: CommandOp.Txn,
           timestampMs: nowMs,
           requestId: clientId,
-          writes: plan.writes,
+          writes: plan?.writes ?? [],
         }, deadline);
-        if (!r.deduplicated) return plan.outcome(r.revision);
-        return this.#txnAnswerOf(txn, keys, {
-          revision: r.revision,
-          appliedAtMs: r.appliedAtMs ?? nowMs,
-        });
+        if (r.deduplicated) {
+          return this.#txnAnswerOf(txn, keys, {
+            revision: r.revision,
+            appliedAtMs: r.appliedAtMs ?? nowMs,
+          });
+        }
+        if (refused !== undefined) throw refused;
+        return plan!.outcome(r.revision);
       } catch (e) {
         if (!(e instanceof ConflictError)) throw e;
         if (this.clock.nowMs() >= deadline) {

@@ -250,6 +250,18 @@ function decodeDedupe(bytes: Uint8Array): Dedupe {
 }
 
 /**
+ * The dedupe record `bytes` (undefined: none) if its id is still
+ * remembered at leader time `nowMs`: an id past the retention window counts
+ * as unknown even before history compaction forgets it, the same on every
+ * replica.
+ */
+function liveDedupe(bytes: Uint8Array | undefined, nowMs: number): Dedupe | undefined {
+  if (!bytes) return undefined;
+  const d = decodeDedupe(bytes);
+  return nowMs - d.timestampMs > requestIdRetentionMs ? undefined : d;
+}
+
+/**
  * The value of a time-index record: the entry's ids after the first (which
  * is in the key), as uvarint n then n strings; empty when there are none.
  */
@@ -329,11 +341,8 @@ export class StateMachine {
     nowMs: number,
   ): Promise<{ revision: number; appliedAtMs: number } | undefined> {
     if (requestId === "") return undefined;
-    const kv = await this.engine.get(systemKey("r", requestId), idRead);
-    if (!kv) return undefined;
-    const d = decodeDedupe(kv.value);
-    if (nowMs - d.timestampMs > requestIdRetentionMs) return undefined;
-    return { revision: d.revision, appliedAtMs: d.timestampMs };
+    const d = liveDedupe((await this.engine.get(systemKey("r", requestId), idRead))?.value, nowMs);
+    return d && { revision: d.revision, appliedAtMs: d.timestampMs };
   }
 
   /** The current cluster revision (version of the newest write applied). */
@@ -526,9 +535,8 @@ export class StateMachine {
         bytes = kv?.value;
       }
     }
-    if (!bytes) return undefined;
-    const d = decodeDedupe(bytes);
-    if (timestampMs - d.timestampMs > requestIdRetentionMs) return undefined;
+    const d = liveDedupe(bytes, timestampMs);
+    if (!d) return undefined;
     // A dedupe record exists only for a write that took effect.
     const result: ApplyResult = {
       revision: d.revision,
