@@ -265,11 +265,17 @@ export class KVNode {
   }
 
   /**
-   * Streams the current applied state to a follower that needs a snapshot.
-   * Called from the replica loop between applies, so index, term, membership
-   * and revision are one consistent point.
+   * Streams the applied state to a follower that needs a snapshot. The
+   * replica loop runs while an apply may be under way, so the capture waits
+   * for a point between applies: there index, term, revision and the
+   * engine's contents are one consistent state.
    */
   #sendSnapshot(m: Message): void {
+    this.stateMachine.atRest(() => this.#sendSnapshotNow(m));
+  }
+
+  #sendSnapshotNow(m: Message): void {
+    if (this.#closed) return;
     const addr = this.replica.members.get(m.to) ? this.#peerAddr(m.to) : undefined;
     if (!addr || this.snapshotSender.busy(m.to)) return;
     let state = this.#retryCaptures.get(m.to);

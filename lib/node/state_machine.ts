@@ -178,6 +178,12 @@ interface ApplyScope {
   fetched: Map<string, KV | undefined>;
   /** Dedupe records the command's check found (or fetched), by request id, with their keys. */
   fetchedIds: Map<string, DedupeRead>;
+  /**
+   * The revision a CompactHistory entry of the batch compacts the engine's
+   * history to (0: none). It runs after the batch is written: the revision
+   * may belong to one of the batch's own writes.
+   */
+  compactTo: number;
 }
 
 /** A request id's dedupe key and what the engine holds under it (undefined: never applied). */
@@ -310,6 +316,10 @@ export class StateMachine {
   #engine: Engine;
   /** Request ids the entry being applied remembered (see #indexEntryIds). */
   #entryIds: string[] = [];
+  /** An apply is under way (between its first await and its end). */
+  #applying = false;
+  /** Callbacks waiting for the running apply to end (see atRest). */
+  #atRest: Array<() => void> = [];
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -379,6 +389,36 @@ export class StateMachine {
    * or below the applied index are skipped (replay after restart).
    */
   async apply(entries: ApplyEntry[]): Promise<Map<number, ApplyResult>> {
+    assert(!this.#applying, "apply: an apply is already running");
+    this.#applying = true;
+    let results: Map<number, ApplyResult>;
+    try {
+      results = await this.#applyEntries(entries);
+    } catch (e) {
+      // The node stops on a failed apply; its state is not a point anyone may capture.
+      this.#applying = false;
+      this.#atRest = [];
+      throw e;
+    }
+    this.#applying = false;
+    const waiting = this.#atRest;
+    this.#atRest = [];
+    for (const f of waiting) f();
+    return results;
+  }
+
+  /**
+   * Runs `f` at a point where no apply is under way: now, or as soon as the
+   * running one has finished (before anything else runs). There, the applied
+   * index, the revision and the engine's contents describe the same state,
+   * which is what a snapshot must capture.
+   */
+  atRest(f: () => void): void {
+    if (this.#applying) this.#atRest.push(f);
+    else f();
+  }
+
+  async #applyEntries(entries: ApplyEntry[]): Promise<Map<number, ApplyResult>> {
     const results = new Map<number, ApplyResult>();
     const s: ApplyScope = {
       batch: new WriteBatch(),
@@ -387,6 +427,7 @@ export class StateMachine {
       events: [],
       fetched: new Map(),
       fetchedIds: new Map(),
+      compactTo: 0,
     };
     let last = this.#appliedIndex;
     this.#entryIds = [];
@@ -405,6 +446,13 @@ export class StateMachine {
         continue;
       }
       const command = decodeCommand(entry.data);
+      if (command.op === CommandOp.CompactHistory && s.batch.count > 0) {
+        // It scans the engine for expired request ids: those this batch remembered must be
+        // there, or what it forgets would depend on how entries were grouped into batches.
+        await this.engine.write(s.batch, { sync: false, appliedIndex: last - 1 });
+        this.#appliedIndex = last - 1;
+        s.batch = new WriteBatch();
+      }
       if (command.op === CommandOp.ExpireKey || command.op === CommandOp.CompactHistory) {
         results.set(entry.index, await this.#applyMaintenance(command, s));
       } else {
@@ -426,6 +474,11 @@ export class StateMachine {
     if (last !== this.#appliedIndex) {
       await this.engine.write(s.batch, { sync: false, appliedIndex: last });
       this.#appliedIndex = last;
+    }
+    if (s.compactTo > 0) {
+      // Local bookkeeping only: what a replica decides never depends on how far its own
+      // history was compacted (a crash, or a snapshot install, makes that differ).
+      await this.engine.compactHistory(Math.min(s.compactTo, this.engine.currentVersion));
     }
     this.#publishedRevision = this.#revision;
     if (s.events.length > 0) this.onChange?.(s.events, this.#revision);
@@ -743,15 +796,21 @@ export class StateMachine {
             ),
           };
         }
-        if (c.revision <= this.engine.compactedVersion) {
+        // Forgetting expired request ids depends only on replicated state and the entry's
+        // time, so every replica does the same, and so does a replay after a crash: also when
+        // this replica's history is already compacted past the revision (it installed a
+        // snapshot, or it compacted before the crash and replays the entry).
+        const before = this.#revision;
+        await this.#forgetOldRequestIds(now, s.batch);
+        const compacted = Math.max(this.engine.compactedVersion, s.compactTo);
+        if (c.revision <= compacted) {
           return {
             revision: this.#revision,
-            changed: false,
-            error: new CompactedError(c.revision, this.engine.compactedVersion),
+            changed: this.#revision !== before,
+            error: new CompactedError(c.revision, compacted),
           };
         }
-        await this.#forgetOldRequestIds(now, s.batch);
-        await this.engine.compactHistory(c.revision);
+        s.compactTo = c.revision;
         return { revision: this.#revision, changed: true };
       }
     }

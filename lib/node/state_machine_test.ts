@@ -11,6 +11,8 @@ import {
 } from "./command.ts";
 import { type ApplyEntry, requestIdRetentionMs, StateMachine, systemKey } from "./state_machine.ts";
 import { plainPut } from "./testing.ts";
+import { encodeSnapshotDescriptor, snapshotRevisionKey } from "./snapshot.ts";
+import { WriteBatch } from "../storage/write_batch.ts";
 
 function put(key: string, value: string, requestId: string): Uint8Array {
   return encodeCommand(plainPut(key, value, requestId));
@@ -369,4 +371,126 @@ Deno.test("reads inside one apply batch see the batch's earlier writes, before a
   );
   assertEquals(new TextDecoder().decode((await engine.get(utf8("a")))?.value), "3");
   assertEquals(new TextDecoder().decode((await engine.get(utf8("b")))?.value), "y");
+});
+
+Deno.test("a snapshot captured while an apply runs describes one state, and a follower built from it converges", async () => {
+  const put = (k: string, v: string) => encodeCommand(plainPut(k, v)); // no request ids
+  const log = [put("a", "1"), put("b", "2"), put("c", "3"), put("b", "4")];
+  await using leaderEngine = await Engine.open("/leader", { fs: new MemFileSystem() });
+  const leader = new StateMachine(leaderEngine);
+  await leader.apply([{ index: 1, data: log[0] }]);
+  // The replica loop asks for a snapshot while entries 2 and 3 are being applied.
+  const applying = leader.apply([{ index: 2, data: log[1] }, { index: 3, data: log[2] }]);
+  let captured: { index: number; revision: number; keys: string[] } | undefined;
+  leader.atRest(() => {
+    captured = { index: leader.appliedIndex, revision: leader.revision, keys: [] };
+  });
+  assertEquals(captured, undefined, "no capture in the middle of an apply");
+  await applying;
+  assertEquals(captured, { index: 3, revision: 3, keys: [] });
+  await leader.apply([{ index: 4, data: log[3] }]);
+
+  // A follower installs what the capture names, then applies the log after its index.
+  await using followerEngine = await Engine.open("/follower", { fs: new MemFileSystem() });
+  const batch = new WriteBatch();
+  for await (const kv of leaderEngine.scan({ atVersion: captured!.revision, nowMs: 0 })) {
+    batch.put(kv.key.slice(), kv.value.slice(), { version: kv.version });
+  }
+  batch.put(snapshotRevisionKey, encodeSnapshotDescriptor(captured!.revision), {
+    version: captured!.revision,
+  });
+  await followerEngine.write(batch, { sync: true, appliedIndex: captured!.index });
+  const follower = new StateMachine(followerEngine);
+  await follower.apply(log.map((data, i) => ({ index: i + 1, data })));
+  assertEquals(follower.revision, leader.revision);
+  for (const key of ["a", "b", "c"]) {
+    const [l, f] = [await leaderEngine.get(utf8(key)), await followerEngine.get(utf8(key))];
+    assertEquals(f?.version, l?.version, `version of ${key}`);
+  }
+  // At rest, the callback runs at once.
+  let ran = false;
+  leader.atRest(() => (ran = true));
+  assertEquals(ran, true);
+});
+
+/** Three old writes with request ids, a history compaction well after they expire, a write. */
+function compactionLog(compactRevision: number): ApplyEntry[] {
+  const t0 = 1_700_000_000_000;
+  const later = t0 + requestIdRetentionMs + 60_000;
+  const write = (index: number, key: string, ts: number, requestId: string): ApplyEntry => ({
+    index,
+    data: encodeCommand({
+      op: CommandOp.Put,
+      timestampMs: ts,
+      requestId,
+      key: utf8(key),
+      value: utf8(`v${index}`),
+      expiresAtMs: 0,
+      ifVersion: undefined,
+    }),
+  });
+  return [
+    write(1, "a", t0, "id1"),
+    write(2, "b", t0, "id2"),
+    write(3, "c", t0, "id3"),
+    {
+      index: 4,
+      data: encodeCommand({
+        op: CommandOp.CompactHistory,
+        timestampMs: later,
+        revision: compactRevision,
+      }),
+    },
+    write(5, "d", later, ""),
+  ];
+}
+
+Deno.test("a history compaction replayed after a crash leaves every replica at the same revision", async () => {
+  const log = compactionLog(2);
+  const fs = new MemFileSystem();
+  const reference = new StateMachine(await Engine.open("/ref", { fs: new MemFileSystem() }));
+  await reference.apply(log.slice(0, 3));
+  const compacted = await reference.apply(log.slice(3));
+  assertEquals(compacted.get(4)?.error, undefined);
+
+  let sm = new StateMachine(await Engine.open("/kv", { fs }));
+  await sm.apply(log.slice(0, 3));
+  await sm.apply([log[3]]); // the compaction reaches the manifest; its batch need not be durable
+  const engine = await Engine.open("/kv", { fs: fs.crashClone() });
+  sm = new StateMachine(engine);
+  await sm.apply(log.filter((e) => e.index > sm.appliedIndex)); // Raft replays the rest
+  assertEquals(sm.revision, reference.revision);
+  assertEquals(
+    (await engine.get(utf8("d")))?.version,
+    (await reference.engine.get(utf8("d")))?.version,
+  );
+  assertEquals(engine.compactedVersion, 2);
+  await engine.close();
+  await reference.engine.close();
+});
+
+Deno.test("a replica whose history is compacted further (a snapshot install) applies a compaction like the others", async () => {
+  const log = compactionLog(2);
+  await using leaderEngine = await Engine.open("/leader", { fs: new MemFileSystem() });
+  await using followerEngine = await Engine.open("/follower", { fs: new MemFileSystem() });
+  const leader = new StateMachine(leaderEngine);
+  const follower = new StateMachine(followerEngine);
+  await leader.apply(log.slice(0, 3));
+  await follower.apply(log.slice(0, 3));
+  await followerEngine.compactHistory(3); // as an installed snapshot at revision 3 leaves it
+  const onLeader = await leader.apply(log.slice(3));
+  const onFollower = await follower.apply(log.slice(3));
+  assertEquals(onLeader.get(4)?.error, undefined);
+  assertEquals(onFollower.get(4)?.error?.name, "CompactedError");
+  assertEquals(follower.revision, leader.revision);
+  assertEquals(onFollower.get(5)?.revision, onLeader.get(5)?.revision);
+});
+
+Deno.test("a compaction to a revision written earlier in the same apply batch", async () => {
+  await using engine = await Engine.open("/kv", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const results = await sm.apply(compactionLog(3));
+  assertEquals(results.get(4)?.error, undefined);
+  assertEquals(engine.compactedVersion, 3);
+  assertEquals(sm.revision, 5); // three writes, the forgotten ids' revision, the last write
 });
