@@ -4,7 +4,7 @@ import { utf8 } from "../common/bytes.ts";
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { applyConfChangeTo, validateConfChange } from "./membership.ts";
 import { TestCluster } from "./testing.ts";
-import { MessageType, newMessage } from "./types.ts";
+import { EntryType, MessageType, newMessage } from "./types.ts";
 
 Deno.test("thesis §4.1 one pending membership change at a time", () => {
   const c = new TestCluster(["n1", "n2", "n3"]);
@@ -212,4 +212,41 @@ Deno.test("a learner ahead in term gets a stale leader to a newer term (no PreVo
   assertTrue(c.node(leader).propose(new Uint8Array([1])).ok);
   c.stabilize();
   assertEquals(c.node("n3").status().commit, c.node(leader).status().commit, "n3 follows again");
+});
+
+Deno.test("thesis §4.1 a new leader applying an old change still refuses a new one while a later change is unapplied", () => {
+  const c = new TestCluster(["a", "b", "c"]);
+  c.elect("a");
+  c.addPeer("d");
+  c.addPeer("e");
+  assertTrue(c.node("a").proposeMembershipChange({ type: "addLearner", nodeId: "d" }).ok);
+  c.stabilize();
+  for (let i = 0; i < 3; i++) c.node("a").propose(new Uint8Array([i]));
+  c.stabilize();
+  assertTrue(c.node("a").proposeMembershipChange({ type: "addLearner", nodeId: "e" }).ok);
+  c.stabilize();
+  // b restarts with an older commit index (a commit-only hard state is written without fsync)
+  // and applies one entry per Ready, so it leads while the second change is still unapplied.
+  const old = c.peer("b");
+  old.storage.setHardState({ ...old.storage.hardState(), commit: 1 });
+  c.queue = c.queue.filter((m) => m.to !== "b");
+  const b = c.addPeer("b", old.storage, { maxApplyBytesPerReady: 1, applied: 0 });
+  b.node.campaign();
+  let checked = false;
+  for (let round = 0; round < 200 && !checked; round++) {
+    c.processAll();
+    c.deliver();
+    const st = b.node.status();
+    if (st.role !== "leader" || st.applied < 2) continue;
+    const unapplied = b.storage.entries(st.applied + 1, st.commit + 1)
+      .filter((e) => e.type === EntryType.ConfChange);
+    if (unapplied.length === 0) continue;
+    const r = b.node.proposeMembershipChange({ type: "addLearner", nodeId: "f" });
+    assertEquals(r, { ok: false, reason: "pendingConfChange", leaderId: "b" });
+    checked = true;
+  }
+  assertTrue(checked, "b led with the second change committed but not applied");
+  c.stabilize();
+  assertEquals(b.node.status().conf.learners, ["d", "e"]);
+  assertTrue(b.node.proposeMembershipChange({ type: "addLearner", nodeId: "f" }).ok);
 });

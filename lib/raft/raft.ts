@@ -1084,7 +1084,8 @@ export class Raft {
 
   /** Switches to the configuration after `change` (called when its entry is applied). */
   applyConfChange(change: ConfChange): ConfState {
-    this.pendingConfIndex = 0;
+    // pendingConfIndex stays: a new leader set it to its last index, and a change at or below
+    // that may still be committed but not applied (it is checked against the applied index).
     this.leaseEpoch++;
     this.conf = applyConfChangeTo(this.conf, change);
     const last = this.log.lastIndex();
