@@ -671,12 +671,18 @@ export class Engine implements AsyncDisposable {
     // leftover byte in an older one as corruption, not a torn tail.
     await this.#wal.seal();
     const number = this.#state.nextFileNumber++;
-    const file = await this.#fs.create(joinPath(this.#dir, walFileName(number)));
+    const path = joinPath(this.#dir, walFileName(number));
+    const file = await this.#fs.create(path);
     try {
       await this.#fs.syncDir(this.#dir);
       await this.#wal.close();
     } catch (e) {
-      await file.close();
+      // The new segment may reach the disk anyway, and then recovery takes the sealed one
+      // for an older segment, where a torn append reads as corruption. So nothing more is
+      // appended to it: the engine stops taking writes (a restart recovers what it holds).
+      this.#writeError ??= e as Error;
+      await file.close().catch(() => {});
+      await this.#fs.remove(path).catch(() => {});
       throw e;
     }
     this.#appliedIndex = this.#pendingAppliedIndex;

@@ -700,3 +700,23 @@ Deno.test("engine: point reads agree with a model of every write through flushes
     );
   }
 });
+
+Deno.test("a failed WAL rotation stops writes, and the store reopens with every acknowledged write", async () => {
+  const fs = new MemFileSystem();
+  const e = await Engine.open("/db", { fs, walPreallocateBytes: 0, autoCompaction: false });
+  for (let i = 0; i < 10; i++) await e.write(new WriteBatch().put(utf8(`k${i}`), utf8(`v${i}`)));
+  // The directory fsync after creating the next segment fails, and so does removing it again.
+  fs.injectError({ path: "/db", op: "syncDir", code: "EIO" });
+  fs.injectError({ op: "remove", code: "EIO" });
+  await assertRejects(() => e.flush(), IoError);
+  // Nothing more goes to the sealed segment: appending there while a newer segment exists
+  // would turn a torn append into corruption at the next open.
+  await assertRejects(() => e.write(new WriteBatch().put(utf8("late"), utf8("x"))), IoError);
+  await fs.syncDir("/db"); // the directory entry reaches the disk anyway
+  const reopened = await Engine.open("/db", { fs: fs.crashClone(), walPreallocateBytes: 0 });
+  for (let i = 0; i < 10; i++) {
+    assertEquals((await reopened.get(utf8(`k${i}`)))?.value, utf8(`v${i}`));
+  }
+  await reopened.close();
+  await e.close().catch(() => {});
+});
