@@ -167,12 +167,17 @@ export class RaftLogStore implements RaftStorage {
     const unfinished = listed.filter((n) => n.endsWith(preparingSuffix));
     for (const name of unfinished) await fs.remove(joinPath(dir, name));
     if (unfinished.length > 0) await fs.syncDir(dir);
-    const names = listed.filter((n) => n.endsWith(segmentSuffix)).sort();
+    // By number, not by name: 1000000.rlog comes after 999999.rlog.
+    const numberOf = (name: string) => Number(name.slice(0, -segmentSuffix.length));
+    const names = listed.filter((n) =>
+      n.endsWith(segmentSuffix) && Number.isSafeInteger(numberOf(n))
+    )
+      .sort((a, b) => numberOf(a) - numberOf(b));
     const memory = new MemoryStorage(bootstrapConf, groupId);
     const segments: number[] = [];
     let lastHasMarkers = false;
     for (const [i, name] of names.entries()) {
-      const number = Number(name.slice(0, -segmentSuffix.length));
+      const number = numberOf(name);
       const path = joinPath(dir, name);
       const scan = scanRecords(await fs.readFile(path), path);
       const isLast = i === names.length - 1;

@@ -463,3 +463,29 @@ Deno.test("a tail a killed process left unsynced is made durable at open, before
   assertEquals(back.recovered().lastIndex, 5);
   assertEquals(back.entries(1, 6).map(text), entries(1, 5, 1).map(text));
 });
+
+Deno.test("segments are replayed in numeric order past 999999 (an old one left behind by a crash)", async () => {
+  const fs = new MemFileSystem();
+  const first = await RaftLogStore.open(fs, "/r", 0, conf);
+  await first.close();
+  await fs.rename("/r/000001.rlog", "/r/999999.rlog"); // a node that has cut its log many times
+  await fs.syncDir("/r");
+  const s = await RaftLogStore.open(fs, "/r", 0, conf);
+  await s.save(
+    { entries: entries(1, 10, 1), hardState: { term: 1, vote: "n1", commit: 10 } },
+    true,
+  );
+  // The cut's removal of the old segment fails (as a crash right after the switch leaves it).
+  fs.injectError({ op: "remove", path: ".rlog", code: "EIO", times: Infinity });
+  await s.compact(5, conf, new Uint8Array());
+  await s.settle().catch(() => {});
+  await s.save(
+    { entries: entries(11, 20, 1), hardState: { term: 1, vote: "n1", commit: 20 } },
+    true,
+  );
+  assertTrue(fs.paths().includes("/r/1000000.rlog"));
+  const reopened = await RaftLogStore.open(fs.crashClone(), "/r", 0, conf);
+  assertEquals(reopened.lastIndex(), 20);
+  assertEquals(reopened.entries(11, 21).map(text), entries(11, 20, 1).map(text));
+  await reopened.close();
+});
