@@ -86,6 +86,13 @@ export const maxPendingReads = 65_536;
 /** Raft: bytes of one InstallSnapshot chunk. */
 export const snapshotChunkBytes = 1 * MiB;
 /**
+ * Raft: how long either end of a snapshot transfer waits on the other
+ * (connect, drain, an acknowledgement, the next frame) before giving it up:
+ * a peer whose host died sends no reset. Generous, since the receiver's last
+ * acknowledgement follows a flush of what it staged.
+ */
+export const snapshotIdleTimeoutMs = 30_000;
+/**
  * Raft: bytes appended to the log since it was last cut after which a
  * snapshot compacts it, whatever the entry count: 10,000 entries of 1 MiB
  * values would otherwise be 10 GiB of log, held in memory too.

@@ -22,8 +22,9 @@ import { splitHostPort } from "../common/host_port.ts";
 import net from "node:net";
 import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
 import { crc32 } from "../common/crc.ts";
-import { snapshotChunkBytes } from "../common/limits.ts";
+import { snapshotChunkBytes, snapshotIdleTimeoutMs } from "../common/limits.ts";
 import { failpoint } from "../common/failpoints.ts";
+import { within } from "../common/within.ts";
 import { decodeMessage, encodeMessage } from "../raft/codec.ts";
 import { type ConfState, type Message, MessageType } from "../raft/types.ts";
 import type { Engine } from "../storage/engine.ts";
@@ -229,6 +230,8 @@ export class SnapshotSender {
     readonly log: Logger,
     readonly openChannel: SnapshotChannelFactory = (addr, clusterId, selfId) =>
       new NativeSnapshotChannel(addr, clusterId, selfId),
+    /** How long a transfer waits on the receiver (to connect, drain, acknowledge). */
+    readonly idleTimeoutMs = snapshotIdleTimeoutMs,
   ) {}
 
   /** True while a transfer to `to` runs. */
@@ -253,11 +256,14 @@ export class SnapshotSender {
       },
     };
     const channel = this.openChannel(addr, this.clusterId(), this.selfId);
-    const write = (frame: PeerFrame) => channel.write(frame);
-    const nextAck = () => channel.nextAck();
+    const idle = this.idleTimeoutMs;
+    const write = (frame: PeerFrame) =>
+      within(channel.write(frame), idle, `snapshot to ${to}: waiting to send`);
+    const nextAck = () =>
+      within(channel.nextAck(), idle, `snapshot to ${to}: waiting for an acknowledgement`);
     const started = Date.now();
     try {
-      await channel.open();
+      await within(channel.open(), idle, `snapshot to ${to}: connecting`);
       await write({
         kind: PeerFrameKind.SnapshotBegin,
         message: encodeMessage(message),
@@ -361,7 +367,12 @@ export class SnapshotReceiver {
   #staged: Staged | undefined;
   #busy = false;
 
-  constructor(readonly host: SnapshotReceiverHost, readonly log: Logger) {}
+  constructor(
+    readonly host: SnapshotReceiverHost,
+    readonly log: Logger,
+    /** How long a transfer waits for the sender's next frame. */
+    readonly idleTimeoutMs = snapshotIdleTimeoutMs,
+  ) {}
 
   /** The staged snapshot if it is complete and matches index and term. */
   complete(index: number, term: number): Engine | undefined {
@@ -410,7 +421,9 @@ export class SnapshotReceiver {
     }
     this.#busy = true;
     try {
-      const begin = (await frames.next()).value as PeerFrame | undefined;
+      const nextFrame = () =>
+        within(frames.next(), this.idleTimeoutMs, `snapshot from ${from}: waiting for data`);
+      const begin = (await nextFrame()).value as PeerFrame | undefined;
       if (!begin || begin.kind !== PeerFrameKind.SnapshotBegin) {
         throw new Error("expected a snapshot begin frame");
       }
@@ -441,7 +454,7 @@ export class SnapshotReceiver {
         reply({ kind: PeerFrameKind.SnapshotAck, ok: true, recordsHeld: held, reason: "" });
         let expected = held;
         for (;;) {
-          const next = await frames.next();
+          const next = await nextFrame();
           if (next.done) throw new Error(`stream ended after ${expected} records`);
           const f = next.value;
           if (f.kind === PeerFrameKind.SnapshotData) {

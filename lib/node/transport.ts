@@ -18,7 +18,7 @@
 
 import { splitHostPort } from "../common/host_port.ts";
 import net from "node:net";
-import { maxAppendBytes, maxPeerQueueMessages } from "../common/limits.ts";
+import { maxAppendBytes, maxPeerQueueMessages, snapshotIdleTimeoutMs } from "../common/limits.ts";
 import { concatBytes } from "../common/bytes.ts";
 import { decodeMessage, encodeMessage } from "../raft/codec.ts";
 import { type Message, MessageType } from "../raft/types.ts";
@@ -332,6 +332,8 @@ export class PeerTransport {
           snapshotFrames = queue;
           queue.push(f);
           socket.on("close", () => queue.end());
+          // A sender that vanished without a reset would hold this socket forever.
+          socket.setTimeout(snapshotIdleTimeoutMs, () => socket.destroy());
           this.host.receiveSnapshot(from, queue, (reply) => {
             if (!socket.destroyed) socket.write(encodeFrame(reply));
           }).finally(() => socket.end());
