@@ -36,7 +36,7 @@ import { encodeConfChange } from "../raft/codec.ts";
 import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
 import { Engine, type KV, readNeedsIo } from "../storage/engine.ts";
-import { type FileSystem, joinPath } from "../storage/fs.ts";
+import { dirName, type FileSystem, joinPath } from "../storage/fs.ts";
 import type { NodeConfig } from "../server/config.ts";
 import {
   validateKey,
@@ -482,6 +482,8 @@ export class KVNode {
         identity = { format: 1, nodeId: config.nodeId, clusterId: newClusterId(config) };
       }
       await writeIdentity(fs, config.dataDir, identity);
+      // The data dir itself may be new: its entry in the parent must last too.
+      await fs.syncDir(dirName(config.dataDir.replace(/(.)\/+$/, "$1")));
     }
     await recoverDirs(config);
     const engine = await Engine.open(joinPath(config.dataDir, "kv"), {
@@ -492,6 +494,9 @@ export class KVNode {
       voters: [],
       learners: [],
     });
+    // kv/ and raft/ may have just been created, and recoverDirs may have renamed: make those
+    // directory entries durable before the node votes or acknowledges anything.
+    await fs.syncDir(config.dataDir);
     // A crash between installing a snapshot's data and logging it leaves the
     // engine ahead of the log: log the snapshot point now.
     if (Math.max(0, engine.appliedIndex) > store.lastIndex()) {
