@@ -86,8 +86,14 @@ export class MembershipManager {
     if (clash) {
       throw new InvalidArgumentError(`address ${m.addr} is already used by member ${clash.id}`);
     }
-    await this.#proposeWhenNoneIsPending(memberChange("addLearner", m.id, m.addr), deadlineMs);
-    this.log.info("added a learner", { member: m.id, addr: m.addr });
+    // A retried join may find its first attempt's change pending: once that applies, the
+    // member is there and nothing more is proposed (a second addLearner would be refused).
+    const added = await this.#proposeWhenNoneIsPending(
+      memberChange("addLearner", m.id, m.addr),
+      deadlineMs,
+      () => this.replica.members.get(m.id)?.addr === m.addr,
+    );
+    if (added) this.log.info("added a learner", { member: m.id, addr: m.addr });
     return this.#result();
   }
 
@@ -156,11 +162,16 @@ export class MembershipManager {
    * an automatic promotion or a change that a new leader inherited from its
    * predecessor's log should delay an operator's request, not fail it.
    */
-  async #proposeWhenNoneIsPending(change: ConfChange, deadlineMs: number): Promise<void> {
+  async #proposeWhenNoneIsPending(
+    change: ConfChange,
+    deadlineMs: number,
+    alreadyDone: () => boolean = () => false,
+  ): Promise<boolean> {
     for (;;) {
+      if (alreadyDone()) return false;
       try {
         await this.replica.proposeConfChange(change, deadlineMs);
-        return;
+        return true;
       } catch (e) {
         if (!isKVError(e, "Conflict") || this.clock.nowMs() + pendingRetryMs >= deadlineMs) throw e;
       }

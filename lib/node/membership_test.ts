@@ -82,3 +82,25 @@ Deno.test("membership: a change still pending at the deadline fails with the rea
   );
   assertEquals(leader.proposed.length, 0);
 });
+
+Deno.test("membership: a retried join whose first attempt's change applies meanwhile succeeds without a second change", async () => {
+  const clock = new ManualClock();
+  const leader = leaderWithPendingChange(2);
+  const members = leader.replica.members as Map<string, MemberRecord>;
+  const propose = leader.replica.proposeConfChange.bind(leader.replica);
+  let refused = 0;
+  // The first attempt's addLearner (which timed out on the joining node) is the pending
+  // change; it applies while the retry waits.
+  leader.replica.proposeConfChange = (change, deadline) =>
+    propose(change, deadline).finally(() => {
+      if (++refused === 2) members.set("n4", { id: "n4", addr: "127.0.0.1:4", learner: true });
+    });
+  const manager = managerOn(leader.replica, clock);
+  const result = await settle(
+    clock,
+    manager.join("n4", "127.0.0.1:4", "c1", clock.nowMs() + 1_000),
+    1_000,
+  );
+  assertEquals(leader.proposed.length, 0, "no second addLearner");
+  assertEquals(result.members.map((m) => m.id).includes("n4"), true);
+});
