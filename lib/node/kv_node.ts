@@ -320,7 +320,7 @@ export class KVNode {
    */
   async #installSnapshot(snapshot: Snapshot): Promise<void> {
     const { index, term } = snapshot.meta;
-    const staged = this.snapshotReceiver.complete(index, term);
+    const staged = this.snapshotReceiver.takeForInstall(index, term);
     if (!staged) {
       throw new KVError("Internal", `snapshot ${index}/${term} to install is not staged`);
     }

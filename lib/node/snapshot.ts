@@ -366,6 +366,8 @@ interface Staged {
 export class SnapshotReceiver {
   #staged: Staged | undefined;
   #busy = false;
+  /** The staged snapshot is being installed (see takeForInstall). */
+  #installing = false;
 
   constructor(
     readonly host: SnapshotReceiverHost,
@@ -374,10 +376,16 @@ export class SnapshotReceiver {
     readonly idleTimeoutMs = snapshotIdleTimeoutMs,
   ) {}
 
-  /** The staged snapshot if it is complete and matches index and term. */
-  complete(index: number, term: number): Engine | undefined {
+  /**
+   * The staged snapshot if it is complete and matches index and term, handed
+   * over for installing: from here until `adopted`, new transfers are refused
+   * (one would discard the staging directory the install is moving).
+   */
+  takeForInstall(index: number, term: number): Engine | undefined {
     const s = this.#staged;
-    return s && s.complete && s.index === index && s.term === term ? s.engine : undefined;
+    if (!s || !s.complete || s.index !== index || s.term !== term) return undefined;
+    this.#installing = true;
+    return s.engine;
   }
 
   /**
@@ -392,6 +400,7 @@ export class SnapshotReceiver {
   /** Forgets the staged engine (it was installed and is now the node's engine). */
   adopted(): void {
     this.#staged = undefined;
+    this.#installing = false;
   }
 
   /** Closes a staging engine left open (node shutdown). */
@@ -410,12 +419,14 @@ export class SnapshotReceiver {
     frames: AsyncIterableIterator<PeerFrame>,
     reply: (f: PeerFrame) => void,
   ): Promise<void> {
-    if (this.#busy) {
+    if (this.#busy || this.#installing) {
       reply({
         kind: PeerFrameKind.SnapshotAck,
         ok: false,
         recordsHeld: 0,
-        reason: "another snapshot transfer is in progress",
+        reason: this.#busy
+          ? "another snapshot transfer is in progress"
+          : "installing the previous snapshot",
       });
       return;
     }

@@ -89,3 +89,40 @@ Deno.test("a snapshot receiver gives up on a sender that goes quiet, and takes t
   await receiver.close();
   await staging?.close().catch(() => {});
 });
+
+Deno.test("a snapshot being installed is not discarded by a new transfer", async () => {
+  const fs = new MemFileSystem();
+  let discarded = 0;
+  const receiver = new SnapshotReceiver({
+    openStaging: () => Engine.open("/staging", { fs }),
+    discardStaging: () => {
+      discarded++;
+      return Promise.resolve();
+    },
+    deliver: () => {},
+  }, quiet);
+  const transfer = (index: number) => {
+    const frames = new FrameQueue();
+    const m = snapshotMessage();
+    m.snapshot!.meta.index = index;
+    frames.push({ kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 });
+    frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
+    frames.end();
+    return frames;
+  };
+  const replies: PeerFrame[] = [];
+  await receiver.serve("n1", transfer(5), (f) => replies.push(f));
+  assertEquals(replies.map((f) => f.kind === PeerFrameKind.SnapshotAck && f.ok), [true, true]);
+  const staged = receiver.takeForInstall(5, 1);
+  assertTrue(staged !== undefined);
+  const discardedBefore = discarded;
+  // A newer snapshot arrives while the node is swapping the staged one in.
+  const during: PeerFrame[] = [];
+  await receiver.serve("n1", transfer(9), (f) => during.push(f));
+  const refusal = during[0] as PeerFrame & { kind: PeerFrameKind.SnapshotAck };
+  assertEquals(refusal.ok, false);
+  assertTrue(refusal.reason.includes("installing"), refusal.reason);
+  assertEquals(discarded, discardedBefore, "the staged snapshot was left alone");
+  receiver.adopted();
+  await staged!.close();
+});
