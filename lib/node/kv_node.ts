@@ -497,16 +497,17 @@ export class KVNode {
     // kv/ and raft/ may have just been created, and recoverDirs may have renamed: make those
     // directory entries durable before the node votes or acknowledges anything.
     await fs.syncDir(config.dataDir);
-    // A crash between installing a snapshot's data and logging it leaves the
-    // engine ahead of the log: log the snapshot point now.
-    if (Math.max(0, engine.appliedIndex) > store.lastIndex()) {
-      const metaKv = await engine.get(snapshotMetaKey);
-      if (!metaKv) {
-        throw new StartupError(
-          `the state in ${config.dataDir}/kv is at index ${engine.appliedIndex}, past the raft log (${store.lastIndex()}), with no snapshot record`,
-        );
-      }
-      const meta = decodeSnapshotMeta(metaKv.value);
+    // A crash between installing a snapshot's data and logging it leaves the engine ahead
+    // of the log, or the log holding entries the snapshot replaced (another term at its
+    // index, which would stay committed and block catching up): log the snapshot point now.
+    const metaKv = await engine.get(snapshotMetaKey);
+    const meta = metaKv && decodeSnapshotMeta(metaKv.value);
+    if (Math.max(0, engine.appliedIndex) > store.lastIndex() && !meta) {
+      throw new StartupError(
+        `the state in ${config.dataDir}/kv is at index ${engine.appliedIndex}, past the raft log (${store.lastIndex()}), with no snapshot record`,
+      );
+    }
+    if (meta && meta.index > store.snapshot().meta.index && !logHolds(store, meta)) {
       const snapshot = {
         meta: { index: meta.index, term: meta.term, conf: meta.conf },
         data: encodeSnapshotDescriptor(meta.revision),
@@ -1069,6 +1070,12 @@ async function removeDir(path: string): Promise<void> {
   await Deno.remove(path, { recursive: true }).catch((e) => {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   });
+}
+
+/** Whether the log has the entry at `point`'s index, of `point`'s term (so it agrees with it). */
+function logHolds(store: RaftLogStore, point: { index: number; term: number }): boolean {
+  if (point.index > store.lastIndex() || point.index < store.firstIndex()) return false;
+  return store.term(point.index) === point.term;
 }
 
 /** Finishes or undoes a snapshot swap that a crash interrupted (see #installSnapshot). */

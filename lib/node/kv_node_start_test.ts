@@ -1,8 +1,31 @@
-import { assertTrue } from "../common/test_helpers.ts";
+import { assertEquals, assertTrue } from "../common/test_helpers.ts";
+import { utf8 } from "../common/bytes.ts";
+import { EntryType } from "../raft/types.ts";
 import { parseServerArgs } from "../server/config.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
+import { Engine } from "../storage/engine.ts";
+import { WriteBatch } from "../storage/write_batch.ts";
+import { stateMachineEngineOptions } from "./engine_options.ts";
 import { KVNode } from "./kv_node.ts";
 import { Logger } from "./logger.ts";
+import { RaftLogStore } from "./raft_log_store.ts";
+import { encodeSnapshotMeta, snapshotMetaKey } from "./snapshot.ts";
+
+/** A single-node config for `dataDir`, logging nothing. */
+function configFor(dataDir: string) {
+  const parsed = parseServerArgs([
+    "--node-id",
+    "n1",
+    "--data-dir",
+    dataDir,
+    "--initial-cluster",
+    "n1=127.0.0.1:1",
+    "--log-level",
+    "error",
+  ]);
+  if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
+  return parsed.config;
+}
 
 /** The real file system, recording which directories were created and synced, in order. */
 class RecordingFileSystem extends DenoFileSystem {
@@ -45,6 +68,49 @@ Deno.test("a new node makes its data directories durable before it runs", async 
     for (const sub of ["kv", "raft"]) {
       assertTrue(at(`mkdir ${dataDir}/${sub}`) >= 0, fs.calls.join("; "));
       assertTrue(lastAt(`syncDir ${dataDir}`) > at(`mkdir ${dataDir}/${sub}`), fs.calls.join("; "));
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a snapshot installed but not logged before a crash replaces the stale log at the next start", async () => {
+  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
+  const dataDir = `${root}/n1`;
+  const fs = new DenoFileSystem();
+  const conf = { voters: ["n1"], learners: [] };
+  try {
+    // The log still holds entries 1..120 of term 1; the engine holds a snapshot at index 100
+    // of term 2 (the leader's), swapped in just before the crash.
+    const store = await RaftLogStore.open(fs, `${dataDir}/raft`, 0, conf);
+    const stale = Array.from({ length: 120 }, (_, i) => ({
+      index: i + 1,
+      term: 1,
+      type: EntryType.Normal,
+      groupId: 0,
+      data: new Uint8Array(),
+    }));
+    await store.save({ entries: stale, hardState: { term: 2, vote: "", commit: 0 } }, true);
+    await store.close();
+    const engine = await Engine.open(`${dataDir}/kv`, { ...stateMachineEngineOptions("n1"), fs });
+    await engine.write(
+      new WriteBatch()
+        .put(utf8("k"), utf8("v"), { version: 1 })
+        .put(snapshotMetaKey, encodeSnapshotMeta(100, 2, conf, 1), { version: 1 }),
+      { sync: true, appliedIndex: 100 },
+    );
+    await engine.close();
+
+    const node = await KVNode.start(configFor(dataDir), {
+      fs,
+      log: new Logger("n1", "error", () => {}),
+    });
+    try {
+      assertEquals(node.store.snapshot().meta.index, 100);
+      assertEquals(node.store.snapshot().meta.term, 2);
+      assertEquals(node.store.lastIndex(), 100);
+    } finally {
+      await node.close();
     }
   } finally {
     await Deno.remove(root, { recursive: true });
