@@ -20,11 +20,12 @@
  * copy only once durable. So a commit needs any two of three copies, not
  * the leader's and one more: the slowest fsync of the three no longer
  * decides a write's latency. Committed entries are handed out to apply
- * once the leader's own copy is written, synced or not (a majority holds
- * them durably; `applyUpTo`), and the engine is synced for a log cut only
- * after the leader's write in flight is durable, so the state machine is
- * not ahead of the local log after a crash (KVNode refuses to start from
- * such a state).
+ * once the leader's own copy is durable too (`applyUpTo`): the engine may
+ * make its applied index durable at any time (a memtable switch, a history
+ * compaction), and it must never be ahead of the local log after a power
+ * loss (KVNode refuses to start from such a state). With the one-step
+ * O_DSYNC append that costs nothing; the leader's copy still does not
+ * decide when an entry commits.
  *
  * The loop does not wait for the apply queue (etcd's raft and apply loops
  * are split the same way): a slow apply (the engine waiting for a flush, a
@@ -214,10 +215,9 @@ export class Replica {
    */
   #leaderWrite: Promise<void> | undefined;
   /**
-   * Last index the leader's background writes have written (not necessarily
-   * synced): while one is in flight, no committed entry past it is handed
-   * out to apply, so a crash of the process never leaves the state machine
-   * ahead of the log.
+   * Last index the leader's background writes have made durable: while one
+   * is in flight, no committed entry past it is handed out to apply, so no
+   * crash leaves the state machine ahead of the log.
    */
   #leaderWritten = 0;
   /** Term and vote as last made durable: a change of either needs an fsync. */
@@ -780,16 +780,17 @@ export class Replica {
 
   /**
    * The last committed index the loop may hand out to apply: on a leader,
-   * what its log holds written (its followers may commit entries it has not
-   * written yet, even ones it still holds back); elsewhere all (a Ready's
-   * entries are persisted before its committed ones are applied).
+   * what its log holds durably (its followers may commit entries it has not
+   * written yet, even ones it still holds back; and what it applies may
+   * become durable in the state machine at any time); elsewhere all (a
+   * Ready's entries are persisted before its committed ones are applied).
    */
   #applyUpTo(): number {
     if (this.#soft.role !== "leader") return Number.MAX_SAFE_INTEGER;
     return Math.max(this.#leaderWritten, this.#opts.store.lastIndex());
   }
 
-  /** The leader's background write of entries up to `index` is written (not yet synced). */
+  /** The leader's background write of entries up to `index` is durable (DurableAppendHooks.onWritten). */
   #wrote(index: number): void {
     if (index > this.#leaderWritten) this.#leaderWritten = index;
     this.#kick();

@@ -51,8 +51,12 @@ export interface WalWriterOptions {
 /** Work a durable append may run beside its I/O (WalWriter.appendDurable). */
 export interface DurableAppendHooks {
   /**
-   * Runs once the bytes are in the file, maybe before they are durable: they
-   * would survive a crash of the process, not of the machine.
+   * Runs once the bytes are durable (a one-step append: when its write
+   * returns; otherwise when the fsync after the write is done), a little
+   * before the append's promise resolves. A leader applies entries from here,
+   * and the state it applies to may make its applied index durable at any
+   * time: were the entries only in the page cache, a power loss would leave
+   * that state ahead of the log.
    */
   onWritten?: () => void;
   /**
@@ -249,19 +253,27 @@ export class WalWriter {
   }
 
   /**
-   * After a write: starts the fsync covering it, then runs the hooks beside
-   * it. A hook that throws breaks the writer (its work may be half done).
+   * After a write: starts the fsync covering it, runs whileWriting beside it
+   * and onWritten once it is done. A hook that throws breaks the writer (its
+   * work may be half done).
    */
   #syncWithHooks(hooks: DurableAppendHooks | undefined): Promise<void> {
     const synced = this.#syncTo(this.#writtenBytes);
     try {
       hooks?.whileWriting?.();
-      hooks?.onWritten?.();
     } catch (e) {
       synced.catch(() => {}); // the caller gets this error; the sync's own, if any, breaks the writer
       throw this.#breakWith(e);
     }
-    return synced;
+    const onWritten = hooks?.onWritten;
+    if (onWritten === undefined) return synced;
+    return synced.then(() => {
+      try {
+        onWritten();
+      } catch (e) {
+        throw this.#breakWith(e);
+      }
+    });
   }
 
   /**

@@ -89,6 +89,16 @@ Deno.test("wal writer: a one-step durable append runs whileWriting beside the I/
   assertEquals(writer.syncCount, 1);
 });
 
+Deno.test("wal writer: a two-step durable append runs onWritten only once its bytes are durable", async () => {
+  const { fs, writer } = await oneStepWriter();
+  await writer.append(record("a"), 1); // written, not synced: the next durable append takes two steps
+  let durableAtHook: string[] | undefined;
+  await writer.appendDurable(record("b"), 1, {
+    onWritten: () => (durableAtHook = durableRecords(fs)),
+  });
+  assertEquals(durableAtHook, ["a", "b"]);
+});
+
 Deno.test("wal writer: written but unsynced bytes make a durable append take write + fsync", async () => {
   const { fs, file, writer } = await oneStepWriter();
   await writer.append(record("a"), 1); // written, not synced
