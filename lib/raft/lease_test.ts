@@ -143,3 +143,35 @@ Deno.test("lease reads: a leader whose lease holds answers a follower's ReadInde
   n.stepLeased(request("c"), true);
   assertEquals(sent(MessageType.ReadIndexResponse), [], "no lease answers during a transfer");
 });
+
+Deno.test("lease reads: after a transfer times out, no lease read until the next term (a late TimeoutNow)", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], { ...opts, heartbeatTicks: 3 });
+  c.tickAll(opts.electionTicks); // past the quiet period after start
+  c.elect("n1");
+  const leader = c.node("n1");
+  leader.propose(new Uint8Array([1]));
+  c.stabilize();
+  assertTrue(leader.leaseReadIndex() >= 0, "a steady leader may read from its lease");
+  // The transferee is paused: its TimeoutNow waits in its socket.
+  leader.transferLeader("n2");
+  c.processReady("n1");
+  const held = c.queue.filter((m) => m.type === MessageType.TimeoutNow);
+  assertEquals(held.length, 1);
+  c.queue = c.queue.filter((m) => m.type !== MessageType.TimeoutNow);
+  c.partition(["n2"], ["n1", "n3"]);
+  for (let i = 0; i < opts.electionTicks; i++) {
+    c.tick("n1");
+    c.tick("n3");
+    c.stabilize();
+  }
+  assertEquals(leader.status().leadTransferee, "", "the transfer timed out");
+  assertEquals(leader.status().role, "leader");
+  assertEquals(leader.leaseReadIndex(), -1, "the TimeoutNow may still start an election");
+  // It does: n2 resumes and wins a term that ignored every lease.
+  c.heal();
+  c.isolate("n1");
+  for (const m of held) c.node("n2").step(m);
+  c.stabilize();
+  assertEquals(c.node("n2").status().role, "leader");
+  assertEquals(leader.leaseReadIndex(), -1);
+});

@@ -75,6 +75,13 @@ export class Raft {
   /** Target of an ongoing leadership transfer, "" when none. */
   leadTransferee = "";
   /**
+   * The term in which this node last sent a TimeoutNow (0: never). The
+   * forced election it starts ignores leases, and the message may arrive
+   * late (a paused transferee), after the transfer timed out here: no read
+   * lease is safe for the rest of that term.
+   */
+  timeoutNowTerm = 0;
+  /**
    * Bumped whenever a read lease taken before may stop holding: a change of
    * term or role, the start of a leadership transfer (its forced election
    * ignores leases), a membership change (another quorum).
@@ -868,6 +875,8 @@ export class Raft {
   }
 
   #sendTimeoutNow(to: string): void {
+    this.timeoutNowTerm = this.term;
+    this.leaseEpoch++;
     this.#send(
       newMessage({ type: MessageType.TimeoutNow, groupId: this.groupId, from: this.id, to }),
     );

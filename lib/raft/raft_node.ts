@@ -159,11 +159,16 @@ export class RaftNode {
    * The index a leader may serve a read at without a heartbeat round while
    * it holds a lease (its commit index), or -1 when it may not: not the
    * leader, no entry of its term committed yet (its commit index may be
-   * stale), or a leadership transfer under way.
+   * stale), or a leadership transfer under way or started in this term
+   * (its TimeoutNow may still arrive and start an election that ignores
+   * leases).
    */
   leaseReadIndex(): number {
     const r = this.#raft;
-    if (r.role !== "leader" || r.leadTransferee !== "" || !r.committedEntryInCurrentTerm()) {
+    if (
+      r.role !== "leader" || r.leadTransferee !== "" || r.timeoutNowTerm === r.term ||
+      !r.committedEntryInCurrentTerm()
+    ) {
       return -1;
     }
     return r.log.committed;
