@@ -120,12 +120,29 @@ export interface ReplicaOptions {
   leaseReads?: boolean;
 }
 
-/** The round number of a ReadIndex context this replica made (`r<number>`); -1 for any other. */
-function readRoundOf(context: Uint8Array): number {
+/**
+ * A ReadIndex context: `r<boot>.<round>`. The boot part is random per
+ * Replica, so an answer to a round that a previous run of this node asked
+ * (a leader keeps unanswered rounds across our restart) is never taken for
+ * the same-numbered round of this run, whose reads may need a later index.
+ */
+export function readContext(boot: string, round: number): Uint8Array {
+  return utf8(`r${boot}.${round}`);
+}
+
+/** The round number of a ReadIndex context this run made (see readContext); -1 for any other. */
+export function readRoundOf(boot: string, context: Uint8Array): number {
   const text = fromUtf8(context);
-  if (text.length < 2 || text[0] !== "r") return -1;
-  const n = Number(text.slice(1));
+  const prefix = `r${boot}.`;
+  if (!text.startsWith(prefix)) return -1;
+  const n = Number(text.slice(prefix.length));
   return Number.isSafeInteger(n) && n > 0 ? n : -1;
+}
+
+/** A random identifier of this run's read rounds (12 hex digits). */
+export function newReadBoot(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 interface PendingProposal {
@@ -184,10 +201,11 @@ export class Replica {
   #relayNumbers = new Map<string, number>();
   #relaySeq = 0;
   #readQueue: PendingRead[] = [];
-  /** Reads waiting for their ReadIndex round, by the round's number (its context is `r<number>`). */
+  /** Reads waiting for their ReadIndex round, by the round's number (see readContext). */
   #readsByRound = new IdTable<PendingRead[]>();
   #readsAtIndex: ReadAtIndex[] = [];
   #readSeq = 0;
+  readonly #readBoot = newReadBoot();
   /** The leader's read lease; undefined when lease reads are off. */
   #lease: ReadLease | undefined;
   /** A round that only extends the lease is wanted (issued by the loop). */
@@ -624,7 +642,7 @@ export class Replica {
     const reads = this.#readQueue;
     this.#readQueue = [];
     const round = ++this.#readSeq;
-    const ctx = utf8(`r${round}`);
+    const ctx = readContext(this.#readBoot, round);
     const askedAtMs = this.#opts.clock.nowMs();
     const epoch = this.node.leaseEpoch;
     const r = this.node.readIndex(ctx);
@@ -768,7 +786,7 @@ export class Replica {
   /** Queues the reads whose ReadIndex round a Ready confirmed, and serves those already applied. */
   #takeReadStates(rd: Ready): void {
     for (const rs of rd.readStates) {
-      const round = readRoundOf(rs.context);
+      const round = readRoundOf(this.#readBoot, rs.context);
       this.#lease?.confirmed(round, this.node.leaseEpoch);
       const reads = this.#readsByRound.get(round);
       if (!reads) continue;

@@ -10,7 +10,7 @@ import { MemFileSystem } from "../storage/mem_fs.ts";
 import { encodeCommand } from "./command.ts";
 import { Logger } from "./logger.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
-import { Replica } from "./replica.ts";
+import { newReadBoot, readContext, readRoundOf, Replica } from "./replica.ts";
 import { StateMachine } from "./state_machine.ts";
 import { plainPut } from "./testing.ts";
 
@@ -342,4 +342,14 @@ Deno.test("a command too large for one Raft entry is refused before it is propos
   } finally {
     await c.stop();
   }
+});
+
+Deno.test("replica: an answer to a read round of an earlier run is never taken for this run's round", () => {
+  // The leader keeps rounds a crashed follower asked; its restarted run numbers rounds from 1 again.
+  const before = newReadBoot();
+  const after = newReadBoot();
+  assertTrue(before !== after);
+  assertEquals(readRoundOf(after, readContext(after, 1)), 1);
+  assertEquals(readRoundOf(after, readContext(before, 1)), -1);
+  assertEquals(readRoundOf(after, utf8("r1")), -1, "the old form");
 });
