@@ -762,8 +762,16 @@ export class KVNode {
     if (consistency === "linearizable") await this.replica.readBarrier(this.#deadline(timeoutMs));
   }
 
+  /**
+   * The newest revision reads may see: what the engine holds. The state
+   * machine's own revision runs ahead of it while an apply writes its batch.
+   */
+  get #readableRevision(): number {
+    return this.engine.currentVersion;
+  }
+
   #checkVersion(version: number): void {
-    const current = this.stateMachine.revision;
+    const current = this.#readableRevision;
     if (version > current) throw new FutureVersionError(version, current);
   }
 
@@ -775,7 +783,7 @@ export class KVNode {
     validateKey(key);
     checkUserKey(key);
     const kv = this.engine.getNow(key, {
-      atVersion: this.stateMachine.revision,
+      atVersion: this.#readableRevision,
       nowMs: this.clock.wallMs(),
     });
     if (kv === readNeedsIo || kv === undefined) return kv;
@@ -802,7 +810,7 @@ export class KVNode {
     }
     const kvs = this.#manyScratch;
     this.engine.getManyNow(keys, {
-      atVersion: this.stateMachine.revision,
+      atVersion: this.#readableRevision,
       nowMs: this.clock.wallMs(),
     }, kvs);
     out.length = keys.length;
@@ -824,7 +832,7 @@ export class KVNode {
     const version = validateVersion(opts.version);
     await this.#readFence(opts.consistency ?? "linearizable", opts.timeoutMs);
     if (version > 0) this.#checkVersion(version);
-    const revision = version > 0 ? version : this.stateMachine.revision;
+    const revision = version > 0 ? version : this.#readableRevision;
     const kv = await this.engine.get(key, { atVersion: revision, nowMs: this.clock.wallMs() });
     return {
       kv: kv ? keyValueOf(key, kv) : undefined,
@@ -865,7 +873,7 @@ export class KVNode {
     if ("prefix" in range) checkUserKey(range.prefix);
     await this.#readFence(opts.consistency ?? "linearizable", opts.timeoutMs);
     if (version > 0) this.#checkVersion(version);
-    const at = version > 0 ? version : this.stateMachine.revision;
+    const at = version > 0 ? version : this.#readableRevision;
     let start: Uint8Array;
     let end: Uint8Array | undefined;
     if ("prefix" in range) {
@@ -992,7 +1000,7 @@ export class KVNode {
       leaderAddr: this.replica.leaderAddr() ?? "",
       commitIndex: s.commit,
       appliedIndex: this.stateMachine.appliedIndex,
-      revision: this.stateMachine.revision,
+      revision: this.#readableRevision,
       compactedRevision: this.engine.compactedVersion,
       members: [...this.replica.members.values()].map((m) => {
         const self = m.id === this.config.nodeId;
