@@ -455,6 +455,16 @@ export class StateMachine {
       }
       if (command.op === CommandOp.ExpireKey || command.op === CommandOp.CompactHistory) {
         results.set(entry.index, await this.#applyMaintenance(command, s));
+        if (command.op === CommandOp.CompactHistory) {
+          // Later entries of the batch check their ids against the engine: it must already
+          // have forgotten what this entry forgot, as it would in a batch of their own.
+          if (s.batch.count > 0) {
+            await this.engine.write(s.batch, { sync: false, appliedIndex: last });
+            this.#appliedIndex = last;
+            s.batch = new WriteBatch();
+          }
+          s.pendingIds.clear();
+        }
       } else {
         // Client writes apply without waiting: their reads come from memory, and the rare
         // read that needs the disk is done first, before anything of the command is applied.
@@ -765,20 +775,20 @@ export class StateMachine {
     switch (c.op) {
       case CommandOp.ExpireKey: {
         // Delete only if the key still holds the version that expired (it may have been rewritten).
+        // The batch's own write of the key, if any, is its current state (as in a batch alone).
         const p = s.pending.get(byteString(c.key));
-        const prevKv = await this.engine.get(c.key, rawRead);
-        const current = p ? (p.value === undefined ? undefined : p.version) : prevKv?.version;
-        if (current !== c.version) return { revision: this.#revision, changed: false };
+        const prevKv = p
+          ? p.value && { value: p.value, version: p.version, expiresAtMs: p.expiresAtMs }
+          : await this.engine.get(c.key, rawRead);
+        if (prevKv?.version !== c.version) return { revision: this.#revision, changed: false };
         const revision = ++this.#revision;
         this.#deleteKey(c.key, revision, s);
-        const prev = prevKv
-          ? {
-            key: c.key,
-            value: prevKv.value,
-            version: prevKv.version,
-            expiresAtMs: prevKv.expiresAtMs ?? 0,
-          }
-          : undefined;
+        const prev = {
+          key: c.key,
+          value: prevKv.value,
+          version: prevKv.version,
+          expiresAtMs: prevKv.expiresAtMs ?? 0,
+        };
         s.events.push({
           type: "delete",
           kv: { key: c.key, value: emptyBytes, version: revision, expiresAtMs: 0 },
@@ -829,14 +839,21 @@ export class StateMachine {
     const cutoff = nowMs - requestIdRetentionMs;
     if (cutoff <= 0) return;
     const stale: Uint8Array[] = [];
+    const named: string[] = [];
     for await (
       const kv of this.engine.scan({
         start: requestIdTimeKey(0, ""),
         end: requestIdTimeKey(cutoff, ""),
       })
     ) {
-      stale.push(kv.key.slice(), systemKey("r", fromUtf8(kv.key.subarray(10))));
-      for (const id of decodeIdList(kv.value)) stale.push(systemKey("r", id));
+      stale.push(kv.key.slice());
+      named.push(fromUtf8(kv.key.subarray(10)), ...decodeIdList(kv.value));
+    }
+    for (const id of named) {
+      // An id used again after its window has a newer record: that one is not expiring.
+      const key = systemKey("r", id);
+      const record = (await this.engine.get(key, idRead))?.value;
+      if (record !== undefined && decodeDedupe(record).timestampMs < cutoff) stale.push(key);
     }
     if (stale.length === 0) return;
     const revision = ++this.#revision;
