@@ -242,7 +242,11 @@ export class KVNode {
       receiveSnapshot: (from, frames, reply) => this.snapshotReceiver.serve(from, frames, reply),
     }, log);
     replica.transport = this.transport;
-    this.watches = new WatchHub(() => stateMachine.engine, () => stateMachine.publishedRevision);
+    this.watches = new WatchHub(
+      () => stateMachine.engine,
+      () => stateMachine.publishedRevision,
+      (f) => stateMachine.atRest(f),
+    );
     stateMachine.onChange = (events) => this.watches.publish(events);
     stateMachine.wantPrevForEvents = () => this.watches.wantsPrev;
     stateMachine.onExpiry = (key, version, expiresAtMs) =>

@@ -150,7 +150,16 @@ export class WatchHub {
   /** Open watches with prevKv (the state machine reads previous values only for them). */
   #prevWatchers = 0;
 
-  constructor(readonly engine: () => Engine, readonly revision: () => number) {}
+  constructor(
+    readonly engine: () => Engine,
+    readonly revision: () => number,
+    /**
+     * Runs its argument between applies (StateMachine.atRest): a batch being
+     * applied when a prevKv watch opens may have skipped reading previous
+     * values, so that watch takes the batch from history instead.
+     */
+    readonly atRest: (f: () => void) => void = (f) => f(),
+  ) {}
 
   /** Number of open watches. */
   get size(): number {
@@ -179,23 +188,40 @@ export class WatchHub {
     }
     const w = new Watcher(this, target, opts.prevKv ?? false, start > 0 ? start - 1 : now);
     this.#watchers.add(w);
-    if (w.prevKv) this.#prevWatchers++;
-    if (start === 0 || start > now) {
-      w.replayed([], now);
+    if (!w.prevKv) {
+      this.#begin(w, engine, start, now, now);
+      return w;
+    }
+    this.#prevWatchers++;
+    // Events of a batch under way (past `now`) may lack their previous values: once it is
+    // applied, they come from history, and the same live ones are dropped (Watcher.replayed).
+    this.atRest(() => {
+      if (!w.cancel) this.#begin(w, this.engine(), start, now, this.revision());
+    });
+    return w;
+  }
+
+  /**
+   * Replays history from `start` (0: from `now`, the revision the watch
+   * opened at) up to `upto`, then lets the live events after it through.
+   */
+  #begin(w: Watcher, engine: Engine, start: number, now: number, upto: number): void {
+    const from = start > 0 ? start : now + 1;
+    if (from > upto) {
+      w.replayed([], upto);
     } else {
-      this.#replay(w, engine, start, now).then(
-        (events) => w.replayed(events, now),
+      this.#replay(w, engine, from, upto).then(
+        (events) => w.replayed(events, upto),
         (e) => {
           const compacted = isKVError(e, "Compacted") ? (e as CompactedError).compacted : undefined;
           w.end({
             reason: `history replay failed: ${(e as Error).message}`,
-            lastVersion: start - 1,
+            lastVersion: from - 1,
             compactedVersion: compacted,
           });
         },
       );
     }
-    return w;
   }
 
   async #replay(w: Watcher, engine: Engine, start: number, upto: number): Promise<WatchEvent[]> {

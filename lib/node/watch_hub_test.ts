@@ -85,3 +85,38 @@ for (const startVersion of [0, 1]) {
     await engine.close();
   });
 }
+
+Deno.test("watch: a prevKv watch opened while a batch is applied gets every event of it with its previous value", async () => {
+  const engine = await Engine.open("/w", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const hub = new WatchHub(() => sm.engine, () => sm.publishedRevision, (f) => sm.atRest(f));
+  sm.onChange = (events) => hub.publish(events);
+  sm.wantPrevForEvents = () => hub.wantsPrev;
+  await sm.apply([{ index: 1, data: put("k", "v1") }]);
+  // The batch's expiry waits on an engine read: the watch opens then, after the first put
+  // was applied without reading its previous value (nobody wanted it yet).
+  const applying = sm.apply([
+    { index: 2, data: put("k", "v2") },
+    {
+      index: 3,
+      data: encodeCommand({
+        op: CommandOp.ExpireKey,
+        timestampMs: 1_000,
+        key: utf8("other"),
+        version: 9,
+      }),
+    },
+    { index: 4, data: put("k", "v3") },
+  ]);
+  const w = hub.watch(watchTarget(utf8("k")), { prevKv: true });
+  await applying;
+  const seen: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const e = (await w.next()).value!;
+    const prev = e.prev ? `${new TextDecoder().decode(e.prev.value)}@${e.prev.version}` : "none";
+    seen.push(`${e.type}@${e.kv.version} prev=${prev}`);
+  }
+  assertEquals(seen, ["put@2 prev=v1@1", "put@3 prev=v2@2"]);
+  w.return();
+  await engine.close();
+});
