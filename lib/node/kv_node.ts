@@ -251,6 +251,7 @@ export class KVNode {
     stateMachine.wantPrevForEvents = () => this.watches.wantsPrev;
     stateMachine.onExpiry = (key, version, expiresAtMs) =>
       this.expiries.push({ key, version, expiresAtMs });
+    stateMachine.onExpirySettled = (key, version) => this.expiries.settled(key, version);
   }
 
   /**

@@ -312,6 +312,8 @@ export class StateMachine {
   wantPrevForEvents: () => boolean = () => true;
   /** Called for every key written with a TTL (the leader schedules its expiry). */
   onExpiry: ((key: Uint8Array, version: number, expiresAtMs: number) => void) | undefined;
+  /** Called for every ExpireKey entry applied (whether it deleted the key or found it rewritten). */
+  onExpirySettled: ((key: Uint8Array, version: number) => void) | undefined;
 
   #engine: Engine;
   /** Request ids the entry being applied remembered (see #indexEntryIds). */
@@ -775,6 +777,7 @@ export class StateMachine {
     switch (c.op) {
       case CommandOp.ExpireKey: {
         // Delete only if the key still holds the version that expired (it may have been rewritten).
+        this.onExpirySettled?.(c.key, c.version);
         // The batch's own write of the key, if any, is its current state (as in a batch alone).
         const p = s.pending.get(byteString(c.key));
         const prevKv = p
