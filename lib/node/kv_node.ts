@@ -52,6 +52,7 @@ import { Logger } from "./logger.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
 import { memberChange, Replica } from "./replica.ts";
 import {
+  type ApplyResult,
   checkUserKey,
   type KeyValue,
   type MemberRecord,
@@ -627,7 +628,27 @@ export class KVNode {
       ifVersion,
       wantPrev: opts.prevKv,
     }, this.#deadline(opts.timeoutMs));
-    return { version: r.revision, prev: opts.prevKv ? r.prev : undefined };
+    return { version: r.revision, prev: opts.prevKv ? await this.#prevOf(key, r) : undefined };
+  }
+
+  /**
+   * The previous value a write replaced: from its apply, or for a retry of
+   * one already applied (same request id), rebuilt from the history just
+   * before its revision, with expiry judged at the first apply's time.
+   */
+  async #prevOf(key: Uint8Array, r: ApplyResult): Promise<KeyValue | undefined> {
+    if (!r.deduplicated) return r.prev;
+    if (!r.changed) return undefined;
+    try {
+      const state = await this.#readKeysAt([key], r.revision - 1, r.appliedAtMs ?? 0);
+      return state(key);
+    } catch (e) {
+      if (!(e instanceof CompactedError)) throw e;
+      throw Object.assign(new CompactedError(e.requested, e.compacted), {
+        message: `this write committed at revision ${r.revision}, but the value it replaced can ` +
+          `no longer be read: the history before it was compacted (${e.message})`,
+      });
+    }
   }
 
   /** Deletes a key through Raft. */
@@ -649,7 +670,11 @@ export class KVNode {
       key,
       ifVersion,
     }, this.#deadline(opts.timeoutMs));
-    return { version: r.revision, deleted: r.changed, prev: opts.prevKv ? r.prev : undefined };
+    return {
+      version: r.revision,
+      deleted: r.changed,
+      prev: opts.prevKv ? await this.#prevOf(key, r) : undefined,
+    };
   }
 
   /**
