@@ -87,6 +87,15 @@ interface PendingCall {
   message: Uint8Array;
   deadlineMs: number;
   resolve: (r: UnaryResult) => void;
+  /** Its deadline while it waits for a free stream (the peer's concurrency limit). */
+  waitDeadline?: DeadlineEntry;
+}
+
+/** A call leaves the queue of calls waiting for a stream: its waiting deadline goes with it. */
+function leftQueue(c: PendingCall): PendingCall {
+  if (c.waitDeadline !== undefined) callDeadlines.remove(c.waitDeadline);
+  c.waitDeadline = undefined;
+  return c;
 }
 
 interface OpenStream {
@@ -143,10 +152,27 @@ class H2ClientConnection {
 
   call(c: PendingCall): void {
     if (this.#streams.size >= this.#peerMaxStreams) {
+      const timeoutMs = Math.max(1, Math.ceil(c.deadlineMs - Date.now()));
+      c.waitDeadline = callDeadlines.add(callDeadlines.now() + timeoutMs, () => {
+        c.waitDeadline = undefined;
+        const i = this.#waiting.indexOf(c);
+        if (i < 0) return;
+        this.#waiting.splice(i, 1);
+        c.resolve({
+          code: ChannelStatus.DeadlineExceeded,
+          details: "Deadline exceeded (waiting for a free stream)",
+          metadata: new Map(),
+        });
+      });
       this.#waiting.push(c);
       return;
     }
     this.#start(c);
+  }
+
+  /** Takes every waiting call out of the queue. */
+  #takeWaiting(): PendingCall[] {
+    return this.#waiting.splice(0).map(leftQueue);
   }
 
   #start(c: PendingCall): void {
@@ -301,7 +327,7 @@ class H2ClientConnection {
             this.#finish(s, ChannelStatus.Unavailable, "the server is going away (not processed)");
           }
         }
-        for (const c of this.#waiting.splice(0)) {
+        for (const c of this.#takeWaiting()) {
           c.resolve(unavailable("the server is going away (not processed)"));
         }
         this.#closeIfIdle();
@@ -437,7 +463,7 @@ class H2ClientConnection {
   /** Starts waiting calls while the peer's concurrency limit allows. */
   #startWaiting(): void {
     while (this.#waiting.length > 0 && this.#streams.size < this.#peerMaxStreams) {
-      this.#start(this.#waiting.shift()!);
+      this.#start(leftQueue(this.#waiting.shift()!));
     }
   }
 
@@ -445,7 +471,7 @@ class H2ClientConnection {
   cancel(resolve: (r: UnaryResult) => void): void {
     const i = this.#waiting.findIndex((c) => c.resolve === resolve);
     if (i >= 0) {
-      this.#waiting.splice(i, 1)[0].resolve(cancelled());
+      leftQueue(this.#waiting.splice(i, 1)[0]).resolve(cancelled());
       return;
     }
     for (const s of this.#streams.values()) {
@@ -471,7 +497,7 @@ class H2ClientConnection {
     if (this.closed) return;
     this.draining = true;
     for (const s of this.#streams.values()) this.#finish(s, ChannelStatus.Unavailable, reason);
-    for (const c of this.#waiting.splice(0)) c.resolve(unavailable(reason));
+    for (const c of this.#takeWaiting()) c.resolve(unavailable(reason));
     this.close();
   }
 
@@ -482,7 +508,7 @@ class H2ClientConnection {
     for (const s of this.#streams.values()) {
       this.#finish(s, ChannelStatus.Cancelled, "the channel was closed");
     }
-    for (const c of this.#waiting.splice(0)) c.resolve(cancelled());
+    for (const c of this.#takeWaiting()) c.resolve(cancelled());
     try {
       this.#conn.close();
     } catch { /* already closed */ }

@@ -313,3 +313,23 @@ Deno.test("h2 channel: refused connection is UNAVAILABLE at once; an aborted cal
     await server.stop();
   }
 });
+
+Deno.test("h2 channel: a call waiting for a free stream ends at its own deadline", async () => {
+  // One stream at a time, and the first call is never answered.
+  const server = scriptedServer(() => {}, [[Setting.MaxConcurrentStreams, 1]]);
+  const channel = new H2Channel(server.endpoint);
+  try {
+    const first = channel.unary("/pkg.Svc/Slow", new Uint8Array([1]), Date.now() + 10_000);
+    await new Promise((r) => setTimeout(r, 100)); // the server's SETTINGS arrive
+    const started = Date.now();
+    const second = await channel.unary("/pkg.Svc/Slow", new Uint8Array([2]), started + 200);
+    const took = Date.now() - started;
+    assertEquals(second.code, ChannelStatus.DeadlineExceeded);
+    assertTrue(took >= 190 && took < 1_500, `took ${took} ms for a 200 ms deadline`);
+    channel.close();
+    assertEquals((await first).code, ChannelStatus.Cancelled);
+  } finally {
+    channel.close();
+    await server.stop();
+  }
+});
