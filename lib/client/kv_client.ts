@@ -316,6 +316,8 @@ export class KVClient implements AsyncDisposable {
     const deadline = Date.now() + timeoutMs;
     const signal = opts.signal ?? this.#signal;
     const attempts: Array<{ endpoint: string; error: string }> = [];
+    // An attempt that timed out may have been applied: the outcome is unknown, not refused.
+    let timedOut = false;
     let backoffMs = firstBackoffMs;
     for (let attempt = 0; attempt < 1_000; attempt++) {
       signal?.throwIfAborted();
@@ -341,6 +343,7 @@ export class KVClient implements AsyncDisposable {
         signal?.throwIfAborted();
         const err = e instanceof KVError ? e : new KVError("Internal", String(e));
         attempts.push({ endpoint, error: err.message });
+        if (err.code === "Timeout") timedOut = true;
         if (!retryable(err)) throw err;
         if (err instanceof NotLeaderError && err.leaderAddr) {
           this.#leader = dialable(err.leaderAddr);
@@ -352,9 +355,10 @@ export class KVClient implements AsyncDisposable {
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
-          if (err.code === "Timeout") {
+          if (timedOut) {
             throw new TimeoutError(
-              `${method}: no answer within ${timeoutMs} ms; tried ${describeAttempts(attempts)}`,
+              `${method}: no answer within ${timeoutMs} ms (an attempt that timed out may have ` +
+                `been applied); tried ${describeAttempts(attempts)}`,
             );
           }
           throw new UnreachableClusterError(attempts, timeoutMs);
@@ -363,6 +367,12 @@ export class KVClient implements AsyncDisposable {
         backoffMs = Math.min(backoffMs * 2, maxBackoffMs);
         await new Promise((r) => setTimeout(r, sleep));
       }
+    }
+    if (timedOut) {
+      throw new TimeoutError(
+        `${method}: gave up after ${attempts.length} attempts (one that timed out may have ` +
+          `been applied); tried ${describeAttempts(attempts)}`,
+      );
     }
     throw new UnreachableClusterError(attempts, timeoutMs);
   }

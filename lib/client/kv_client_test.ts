@@ -1,0 +1,41 @@
+import { assertEquals, assertTrue } from "../common/test_helpers.ts";
+import { KVError } from "../common/errors.ts";
+import { KVClient } from "./kv_client.ts";
+
+Deno.test("kv client: a write whose first attempt timed out fails as Timeout (maybe applied), not unreachable", async () => {
+  // The endpoint takes one call and never answers, then goes away: later attempts are refused.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  let held: Deno.Conn | undefined;
+  const serving = (async () => {
+    held = await listener.accept();
+    listener.close();
+    const buf = new Uint8Array(65_536);
+    try {
+      while ((await held.read(buf)) !== null) { /* read and ignore */ }
+    } catch { /* closed */ }
+  })();
+  const dropAfter = setTimeout(() => held?.close(), 700);
+  const client = new KVClient({ endpoints: [`127.0.0.1:${port}`], timeoutMs: 1_500 });
+  try {
+    let error: unknown;
+    try {
+      await client.put("k", "v", { requestId: "r1" });
+    } catch (e) {
+      error = e;
+    }
+    assertTrue(error instanceof KVError, String(error));
+    assertEquals((error as KVError).code, "Timeout");
+    assertTrue(
+      (error as Error).message.includes("may have been applied"),
+      (error as Error).message,
+    );
+  } finally {
+    clearTimeout(dropAfter);
+    client.close();
+    try {
+      held?.close();
+    } catch { /* closed */ }
+    await serving;
+  }
+});
