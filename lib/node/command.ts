@@ -2,9 +2,9 @@
  * Commands the replicated state machine applies, and their byte encoding
  * inside a Raft entry (docs/FORMATS.md, "State machine command"). Every
  * decision that depends on time (TTL expiry, request-id retention) uses the
- * proposer's `timestampMs` stamped into the command (the leader, or the
- * follower that relayed the write), never the applying replica's clock, so
- * every replica reaches the same state.
+ * `timestampMs` stamped into the command (by its proposer, then raised to
+ * the leader's clock as the leader appends it: raiseTimestamp), never the
+ * applying replica's clock, so every replica reaches the same state.
  *
  * @module
  */
@@ -187,6 +187,22 @@ function writeCommand(c: Command, w: ByteWriter): void {
       break;
     }
   }
+}
+
+/**
+ * Raises an encoded command's timestamp to `nowMs` in place (a later stamp
+ * is kept; bytes that are not a command are left alone). The leader does
+ * this as it appends an entry: a write stamped by its proposer, then retried
+ * or delayed, is judged at the time it entered the log, after every read the
+ * leader served before (see RaftConfig.stampProposal).
+ */
+export function raiseTimestamp(data: Uint8Array, nowMs: number): void {
+  if (data.length < 10 || data[0] !== commandFormatVersion) return;
+  const view = new DataView(data.buffer, data.byteOffset + 2, 8);
+  const stamped = view.getUint32(0) * 2 ** 32 + view.getUint32(4);
+  if (nowMs <= stamped || !Number.isSafeInteger(nowMs)) return;
+  view.setUint32(0, Math.floor(nowMs / 2 ** 32));
+  view.setUint32(4, nowMs >>> 0);
 }
 
 /**

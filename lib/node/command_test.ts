@@ -6,6 +6,7 @@ import {
   CommandOp,
   decodeCommand,
   encodeCommand,
+  raiseTimestamp,
   requestIdOf,
 } from "./command.ts";
 import { plainPut } from "./testing.ts";
@@ -183,4 +184,20 @@ Deno.test("a batch's commands are read in place: one that overruns into the next
     DecodeError,
     `may not carry command op ${CommandOp.Batch}`,
   );
+});
+
+Deno.test("raiseTimestamp moves a command's time forward in place, never back", () => {
+  const data = encodeCommand(plainPut("k", "v", "id-1"));
+  const stamped = decodeCommand(data).timestampMs;
+  raiseTimestamp(data, stamped + 5_000);
+  assertEquals(decodeCommand(data).timestampMs, stamped + 5_000);
+  assertEquals(requestIdOf(data), "id-1");
+  raiseTimestamp(data, stamped); // an earlier clock keeps the later stamp
+  assertEquals(decodeCommand(data).timestampMs, stamped + 5_000);
+  const big = 2 ** 40 + 12_345; // both halves of the u64
+  raiseTimestamp(data, big);
+  assertEquals(decodeCommand(data).timestampMs, big);
+  const notACommand = new Uint8Array([9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+  raiseTimestamp(notACommand, big);
+  assertEquals([...notACommand], [9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
 });

@@ -1,6 +1,7 @@
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { fromUtf8, utf8 } from "../common/bytes.ts";
 import { parseServerArgs } from "../server/config.ts";
+import { CommandOp, encodeCommand } from "./command.ts";
 import { KVNode } from "./kv_node.ts";
 import { Logger } from "./logger.ts";
 
@@ -51,4 +52,49 @@ Deno.test("a retried put or delete with prevKv gets the value its first attempt 
   assertEquals(delRetry.deleted, true);
   assertEquals(delRetry.version, del.version);
   assertEquals(fromUtf8(delRetry.prev!.value), "v2");
+});
+
+Deno.test("a conditional write stamped before a key expired, appended after, cannot bring it back", async () => {
+  await using n = await singleNode();
+  const { node } = n;
+  const { version } = await node.put(utf8("k"), utf8("v1"), { ttlSecs: 1 });
+  const expiresAtMs = node.clock.wallMs() + 1_000;
+  // A write (say PERSIST) stamped while the key was live, resent after it expired.
+  const stale = encodeCommand({
+    op: CommandOp.Put,
+    timestampMs: expiresAtMs - 500,
+    requestId: "late-1",
+    key: utf8("k"),
+    value: utf8("v1"),
+    expiresAtMs: 0,
+    ifVersion: version,
+  });
+  for (let i = 0; i < 100 && node.clock.wallMs() <= expiresAtMs + 50; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assertEquals((await node.get(utf8("k"))).kv, undefined, "a read after the expiry sees no key");
+  let outcome: string;
+  try {
+    const r = await node.replica.propose(stale, node.clock.nowMs() + 5_000);
+    outcome = r.error ? r.error.name : "applied";
+  } catch (e) {
+    outcome = (e as Error).name;
+  }
+  assertEquals(outcome, "ConflictError", "judged at its append time, the key is gone");
+  assertEquals((await node.get(utf8("k"))).kv, undefined, "and it stays gone");
+
+  // The time it was judged at is the leader's clock when it entered the log, not its stamp.
+  const before = node.clock.wallMs();
+  const old = encodeCommand({
+    op: CommandOp.Put,
+    timestampMs: before - 120_000,
+    requestId: "late-2",
+    key: utf8("j"),
+    value: utf8("x"),
+    expiresAtMs: 0,
+    ifVersion: undefined,
+  });
+  await node.replica.propose(old, node.clock.nowMs() + 5_000);
+  const applied = await node.stateMachine.appliedRequest("late-2", node.clock.wallMs());
+  assertTrue(applied !== undefined && applied.appliedAtMs >= before, JSON.stringify(applied));
 });

@@ -75,7 +75,7 @@ import {
   type SoftState,
 } from "../raft/types.ts";
 import type { RaftLogStore } from "./raft_log_store.ts";
-import { requestIdOf } from "./command.ts";
+import { raiseTimestamp, requestIdOf } from "./command.ts";
 import type { ApplyEntry, ApplyResult, MemberRecord, StateMachine } from "./state_machine.ts";
 import type { Logger } from "./logger.ts";
 import { leaseDurationMs, ReadLease } from "./read_lease.ts";
@@ -206,6 +206,8 @@ export class Replica {
   #readsAtIndex: ReadAtIndex[] = [];
   #readSeq = 0;
   readonly #readBoot = newReadBoot();
+  /** See #appendTimeMs. */
+  #lastAppendTimeMs = 0;
   /** The leader's read lease; undefined when lease reads are off. */
   #lease: ReadLease | undefined;
   /** A round that only extends the lease is wanted (issued by the loop). */
@@ -267,9 +269,21 @@ export class Replica {
       lazyCommitBroadcast: true,
       applied,
       leaseReads: opts.leaseReads === true,
+      stampProposal: (data) => raiseTimestamp(data, this.#appendTimeMs()),
     });
     const leaseMs = leaseDurationMs(opts.electionTicks, opts.tickMs);
     if (opts.leaseReads === true && leaseMs > 0) this.#lease = new ReadLease(leaseMs);
+  }
+
+  /**
+   * The leader's clock for the entries it appends, never going back (a wall
+   * clock may step back): every time decision of an entry is at least as late
+   * as those of the entries before it.
+   */
+  #appendTimeMs(): number {
+    const now = this.#opts.clock.wallMs();
+    if (now > this.#lastAppendTimeMs) this.#lastAppendTimeMs = now;
+    return this.#lastAppendTimeMs;
   }
 
   /** Starts ticking and processing. */

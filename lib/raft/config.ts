@@ -68,6 +68,14 @@ export interface RaftConfig {
    * lease taken earlier no longer holds.
    */
   leaseReads?: boolean;
+  /**
+   * Called by a leader on the data of each client entry just before it
+   * appends it (its own proposals and relayed ones, in log order). The
+   * driver may rewrite the bytes in place: rustkvd raises the command's
+   * timestamp to the leader's clock, so a write stamped before a key expired
+   * but appended after a read saw it expire is judged at its append time.
+   */
+  stampProposal?: (data: Uint8Array) => void;
 }
 
 /** Default election timeout in ticks (150 ms at a 10 ms tick). */
@@ -97,6 +105,7 @@ export function resolveConfig(c: RaftConfig): ResolvedRaftConfig {
     maxApplyBytesPerReady: c.maxApplyBytesPerReady ?? 16 * maxAppendBytes,
     lazyCommitBroadcast: c.lazyCommitBroadcast ?? false,
     leaseReads: c.leaseReads ?? false,
+    stampProposal: c.stampProposal ?? (() => {}),
   };
   assert(!resolved.leaseReads || resolved.checkQuorum, "raft config: leaseReads needs checkQuorum");
   assert(resolved.maxInflight > 0 && resolved.maxSizePerMsg > 0, "raft config: bad caps");

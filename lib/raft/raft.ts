@@ -917,6 +917,7 @@ export class Raft {
     ) {
       return { ok: false, reason: "dropped", leaderId: this.lead };
     }
+    this.cfg.stampProposal(data);
     const index = this.#appendEntries([{
       index: 0,
       term: 0,

@@ -188,3 +188,22 @@ Deno.test("§5.3 a restarted follower keeps its log and catches up", () => {
   c.tickAll(3);
   assertEquals(c.node("n3").status().commit, 7);
 });
+
+Deno.test("the leader stamps each client entry as it appends it, its own and relayed ones", () => {
+  const stampedBy: string[] = [];
+  const c = new TestCluster(["n1", "n2", "n3"], {
+    stampProposal: (id, data) => {
+      stampedBy.push(id);
+      data[0] = 0xee; // what the driver writes is what the log holds
+    },
+  });
+  c.elect("n1");
+  assertTrue(c.node("n1").propose(new Uint8Array([1, 2])).ok);
+  c.node("n2").proposeAnywhere(new Uint8Array([3, 4])); // relayed to the leader
+  c.stabilize();
+  assertEquals(stampedBy, ["n1", "n1"], "only the leader, once per entry");
+  for (const id of ["n1", "n2", "n3"]) {
+    const data = c.peer(id).applied.filter((e) => e.data.length === 2).map((e) => [...e.data]);
+    assertEquals(data, [[0xee, 2], [0xee, 4]], id);
+  }
+});

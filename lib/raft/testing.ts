@@ -34,6 +34,8 @@ export interface TestClusterOptions {
   maxInflight?: number;
   lazyCommitBroadcast?: boolean;
   leaseReads?: boolean;
+  /** RaftConfig.stampProposal for every node. */
+  stampProposal?: (id: string, data: Uint8Array) => void;
   /** Called with every Ready a node produces (scenario output, tracing). */
   onReady?: (id: string, rd: Ready) => void;
 }
@@ -83,6 +85,7 @@ export class TestCluster {
       maxInflight: this.opts.maxInflight,
       lazyCommitBroadcast: this.opts.lazyCommitBroadcast,
       leaseReads: this.opts.leaseReads,
+      stampProposal: this.opts.stampProposal && ((d) => this.opts.stampProposal!(id, d)),
       applied: st.snapshot().meta.index,
       ...extra,
     });
