@@ -4,8 +4,9 @@
  * For each user key, versions above the horizon (the oldest version any
  * reader may still ask for) are all kept; of those at or below it only the
  * newest survives, since it alone is visible at the horizon; and at the
- * bottom level a surviving tombstone at or below the horizon is dropped too,
- * because nothing older remains for it to hide.
+ * bottom level a surviving tombstone below the horizon is dropped too,
+ * because nothing older remains for it to hide (one at the horizon stays:
+ * a history read from the horizon on must list it).
  *
  * Requires (engine invariant): for one user key, newer sources never hold
  * lower versions than older sources (see docs/FORMATS.md, "Internal keys").
@@ -53,7 +54,11 @@ export class CompactionFilter {
       return false;
     }
     this.#horizonReached = true;
-    if (this.options.bottommost && e.kind === EntryKind.delete) {
+    // A tombstone at the horizon itself stays: history from the horizon on lists it.
+    if (
+      this.options.bottommost && e.kind === EntryKind.delete &&
+      e.version < this.options.horizonVersion
+    ) {
       this.dropped++;
       return false;
     }

@@ -42,11 +42,20 @@ Deno.test("compaction iterator: keeps history above the horizon, newest at or be
     "b@4x",
     "c@1",
   ]);
-  // At the bottom a tombstone at or below the horizon hides nothing: it goes too.
+  // At the bottom a tombstone below the horizon hides nothing: it goes too.
   assertEquals(show(collapse(input, { horizonVersion: 6, bottommost: true })), [
     "a@9",
     "a@7",
     "a@5",
+    "c@1",
+  ]);
+  // One at the horizon stays: a history read from the horizon on lists that delete.
+  assertEquals(show(collapse(input, { horizonVersion: 4, bottommost: true })), [
+    "a@9",
+    "a@7",
+    "a@5",
+    "a@3",
+    "b@4x",
     "c@1",
   ]);
   // Duplicate (key, version) copies from older sources are dropped.

@@ -720,3 +720,20 @@ Deno.test("a failed WAL rotation stops writes, and the store reopens with every 
   await reopened.close();
   await e.close().catch(() => {});
 });
+
+Deno.test("a delete at the compacted version stays in history after a full compaction", async () => {
+  await using e = await Engine.open("/db", { fs: new MemFileSystem() });
+  await e.write(new WriteBatch().put(utf8("a"), utf8("1"))); // version 1
+  await e.write(new WriteBatch().delete(utf8("a"))); // version 2
+  await e.compactHistory(2);
+  const history = async () => {
+    const out: string[] = [];
+    for await (const h of e.history({ afterVersion: 1 })) {
+      out.push(`${h.version}${h.deleted ? "x" : ""}`);
+    }
+    return out;
+  };
+  assertEquals(await history(), ["2x"]);
+  await e.compactAll(); // to the bottom level, where a tombstone below the horizon is dropped
+  assertEquals(await history(), ["2x"], "a watch from the compacted revision still sees it");
+});
