@@ -1,7 +1,6 @@
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
 import { EntryType } from "../raft/types.ts";
-import { parseServerArgs } from "../server/config.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
 import { Engine } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
@@ -10,22 +9,7 @@ import { KVNode } from "./kv_node.ts";
 import { Logger } from "./logger.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
 import { encodeSnapshotMeta, snapshotMetaKey } from "./snapshot.ts";
-
-/** A single-node config for `dataDir`, logging nothing. */
-function configFor(dataDir: string) {
-  const parsed = parseServerArgs([
-    "--node-id",
-    "n1",
-    "--data-dir",
-    dataDir,
-    "--initial-cluster",
-    "n1=127.0.0.1:1",
-    "--log-level",
-    "error",
-  ]);
-  if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
-  return parsed.config;
-}
+import { singleNodeConfig } from "./testing.ts";
 
 /** The real file system, recording which directories were created and synced, in order. */
 class RecordingFileSystem extends DenoFileSystem {
@@ -44,19 +28,8 @@ Deno.test("a new node makes its data directories durable before it runs", async 
   const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
   const dataDir = `${root}/n1`;
   try {
-    const parsed = parseServerArgs([
-      "--node-id",
-      "n1",
-      "--data-dir",
-      dataDir,
-      "--initial-cluster",
-      "n1=127.0.0.1:1",
-      "--log-level",
-      "error",
-    ]);
-    if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
     const fs = new RecordingFileSystem();
-    const node = await KVNode.start(parsed.config, {
+    const node = await KVNode.start(singleNodeConfig(dataDir), {
       fs,
       log: new Logger("n1", "error", () => {}),
     });
@@ -101,7 +74,7 @@ Deno.test("a snapshot installed but not logged before a crash replaces the stale
     );
     await engine.close();
 
-    const node = await KVNode.start(configFor(dataDir), {
+    const node = await KVNode.start(singleNodeConfig(dataDir), {
       fs,
       log: new Logger("n1", "error", () => {}),
     });

@@ -1,25 +1,16 @@
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { fromUtf8, utf8 } from "../common/bytes.ts";
-import { parseServerArgs } from "../server/config.ts";
 import { CommandOp, encodeCommand } from "./command.ts";
 import { KVNode } from "./kv_node.ts";
 import { Logger } from "./logger.ts";
+import { singleNodeConfig } from "./testing.ts";
 
 /** A one-node cluster in this process, on a temp dir, once it leads; closed and removed by `using`. */
 async function singleNode() {
   const root = await Deno.makeTempDir({ prefix: "rustkvd-node-test-" });
-  const parsed = parseServerArgs([
-    "--node-id",
-    "n1",
-    "--data-dir",
-    `${root}/n1`,
-    "--initial-cluster",
-    "n1=127.0.0.1:1",
-    "--log-level",
-    "error",
-  ]);
-  if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
-  const node = await KVNode.start(parsed.config, { log: new Logger("n1", "error", () => {}) });
+  const node = await KVNode.start(singleNodeConfig(`${root}/n1`), {
+    log: new Logger("n1", "error", () => {}),
+  });
   const close = async () => {
     await node.close();
     await Deno.remove(root, { recursive: true });
