@@ -185,6 +185,12 @@ assert(defaultRequestTimeoutMs <= maxRequestTimeoutMs, "default deadline within 
 export const maxRespBulkBytes = maxRequestBytes;
 /** RESP: most arguments in one multibulk command (an MSET of 10,000 pairs fits). */
 export const maxRespMultibulkArgs = 65_536;
+/**
+ * RESP: most bytes of all of one multibulk command's arguments, so a
+ * connection buffers one bounded frame (an MGET of 2,000 keys of 4 KiB fits;
+ * a write that large would break maxEntryBytes anyway).
+ */
+export const maxRespFrameBytes = 8 * MiB;
 /** RESP: longest inline command or multibulk/bulk header line (Redis uses 64 KiB too). */
 export const maxRespInlineBytes = 64 * KiB;
 /** RESP: reply bytes buffered for one connection before they are flushed mid-batch. */

@@ -13,7 +13,12 @@
 import { allocBytes } from "../common/byte_pool.ts";
 import { copyRange } from "../common/bytes.ts";
 import { InvalidArgumentError } from "../common/errors.ts";
-import { maxRespBulkBytes, maxRespInlineBytes, maxRespMultibulkArgs } from "../common/limits.ts";
+import {
+  maxRespBulkBytes,
+  maxRespFrameBytes,
+  maxRespInlineBytes,
+  maxRespMultibulkArgs,
+} from "../common/limits.ts";
 
 const CR = 13;
 const LF = 10;
@@ -48,6 +53,8 @@ export class RespParser {
   #expected = 0;
   /** Length of the bulk string whose payload is awaited, or -1 while reading its header. */
   #bulkLen = -1;
+  /** Bytes of the current multibulk's arguments announced so far (maxRespFrameBytes). */
+  #frameBytes = 0;
 
   /** Bytes received but not yet consumed (a partial frame). */
   get bufferedBytes(): number {
@@ -94,6 +101,7 @@ export class RespParser {
       this.#args = [];
       this.#expected = n;
       this.#bulkLen = -1;
+      this.#frameBytes = 0;
     }
     while (this.#args.length < this.#expected) {
       if (this.#bulkLen < 0) {
@@ -107,6 +115,12 @@ export class RespParser {
         const len = parseInteger(this.#buf, line.from + 1, line.to);
         if (len === undefined || len < 0 || len > maxRespBulkBytes) {
           throw new RespProtocolError("invalid bulk length");
+        }
+        this.#frameBytes += len;
+        if (this.#frameBytes > maxRespFrameBytes) {
+          throw new RespProtocolError(
+            `the command's arguments exceed ${maxRespFrameBytes} bytes (maxRespFrameBytes)`,
+          );
         }
         this.#bulkLen = len;
       }

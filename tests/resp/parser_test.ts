@@ -4,7 +4,11 @@
  * must end in a protocol error rather than a crash or a hang.
  */
 import { assertEquals, assertThrows, assertTrue } from "../../lib/common/test_helpers.ts";
-import { maxRespBulkBytes, maxRespInlineBytes } from "../../lib/common/limits.ts";
+import {
+  maxRespBulkBytes,
+  maxRespFrameBytes,
+  maxRespInlineBytes,
+} from "../../lib/common/limits.ts";
 import { RespParser, RespProtocolError, splitInline } from "../../lib/resp/parser.ts";
 
 const enc = new TextEncoder();
@@ -87,6 +91,30 @@ Deno.test("parser: negative and oversized lengths are protocol errors", () => {
   protocolError("*99999999\r\n", /invalid multibulk length/);
   protocolError("*abc\r\n", /invalid multibulk length/);
   protocolError("*1\r\n$x\r\n", /invalid bulk length/);
+});
+
+Deno.test("parser: a command's arguments together are bounded, before they are buffered", () => {
+  // Each argument is within maxRespBulkBytes; together they are not within maxRespFrameBytes.
+  const each = maxRespBulkBytes;
+  const n = Math.floor(maxRespFrameBytes / each) + 1;
+  const p = new RespParser();
+  let head = `*${n + 1}\r\n$6\r\nEXISTS\r\n`;
+  let error: Error | undefined;
+  const arg = new Uint8Array(each + 2).fill(0x61);
+  arg.set([13, 10], each);
+  for (let i = 0; i < n && !error; i++) {
+    p.feed(new TextEncoder().encode(`${head}$${each}\r\n`));
+    head = "";
+    try {
+      p.next();
+      p.feed(arg);
+      p.next();
+    } catch (e) {
+      error = e as Error;
+    }
+  }
+  assertTrue(error instanceof RespProtocolError, String(error));
+  assertTrue(/maxRespFrameBytes/.test(error!.message), error!.message);
 });
 
 Deno.test("parser: a negative multibulk count is an empty command, like Redis", () => {
