@@ -884,6 +884,26 @@ export class KVNode {
     return this.engine.snapshot();
   }
 
+  /**
+   * Whether `key` was written (put or deleted) at a revision in (after,
+   * upto] on this replica: what tells a key absent at both ends apart from
+   * one created and deleted in between (Redis WATCH). True when that history
+   * was compacted away (the caller cannot tell, so it assumes a change).
+   */
+  async keyWrittenBetween(key: Uint8Array, after: number, upto: number): Promise<boolean> {
+    const end = new Uint8Array(key.length + 1); // the key's successor: key + 0x00
+    end.set(key);
+    try {
+      for await (const h of this.engine.history({ start: key, end, afterVersion: after })) {
+        if (h.version <= upto) return true;
+      }
+      return false;
+    } catch (e) {
+      if (e instanceof CompactedError) return true;
+      throw e;
+    }
+  }
+
   /** Lists keys of a prefix or range at one revision. */
   async scan(
     opts: {

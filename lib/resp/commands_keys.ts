@@ -120,8 +120,12 @@ async function expire(
   unitMs: number,
   absolute = false,
 ): Promise<void> {
-  const amount = argInteger(args[2]);
-  // As Redis: a time that cannot be a point in time (past 2^53 ms here) is an error, not a delete.
+  let amount = argInteger(args[2]);
+  // As Redis: a time past the 64-bit range is an error; one far in the past still deletes the
+  // key; one far in the future (past 2^53 ms here) cannot be a point in time: an error too.
+  if (amount < 0 && !Number.isSafeInteger(amount * unitMs) && amount * unitMs >= -(2 ** 63)) {
+    amount = -1;
+  }
   if (!Number.isSafeInteger(amount * unitMs)) {
     throw new ReplyError(`ERR invalid expire time in '${argText(args[0]).toLowerCase()}' command`);
   }

@@ -29,6 +29,7 @@ import {
 } from "./command_table.ts";
 import { untilNoConflict } from "./cas.ts";
 import { ReplyWriter } from "./reply_writer.ts";
+import type { WatchedKey } from "./session.ts";
 import type { RespStore } from "./store.ts";
 import { TxnOverlay } from "./txn_overlay.ts";
 
@@ -108,7 +109,15 @@ export function dispatchOrQueue(
   if (
     spec === undefined || (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity)
   ) {
-    // The ordinary unknown-command or arity reply (EXEC's own too); the transaction is spoiled.
+    if (spec?.name === "exec") {
+      // As Redis: a malformed EXEC still ends the transaction, discarding it.
+      endTransaction(ctx);
+      ctx.out.error(
+        "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+      );
+      return;
+    }
+    // The ordinary unknown-command or arity reply; the transaction is spoiled.
     dispatch(ctx, args, spec);
     session.multiFailed = true;
     return;
@@ -161,12 +170,12 @@ async function watch(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
     throw new ReplyError("ERR WATCH inside MULTI is not allowed");
   }
   const keys = args.slice(1);
-  const current = await ctx.store.getMany(keys, "linearizable");
+  const { kvs, revision } = await ctx.store.getManyPinned(keys, "linearizable");
   keys.forEach((key, i) => {
     const id = byteString(key);
     // The first WATCH of a key counts: a later one must not forgive a change in between.
     if (!ctx.session.watched.has(id)) {
-      ctx.session.watched.set(id, { key, version: current[i]?.version ?? 0 });
+      ctx.session.watched.set(id, { key, version: kvs[i]?.version ?? 0, revision });
     }
   });
   ctx.out.simple("OK");
@@ -207,13 +216,17 @@ async function exec(ctx: CommandContext): Promise<void> {
 async function runAtPin(
   ctx: CommandContext,
   queued: QueuedCommand[],
-  watched: { key: Uint8Array; version: number }[],
+  watched: WatchedKey[],
 ) {
   const pin = await ctx.store.pinRevision();
   try {
     const overlay = new TxnOverlay(ctx.store, pin.version);
     for (const w of watched) {
       if (await overlay.versionAtPin(w.key) !== w.version) return "watch-failed" as const;
+      // Absent then and now: it may have been created and deleted in between (Redis aborts).
+      if (w.version === 0 && await ctx.store.keyWrittenBetween(w.key, w.revision, pin.version)) {
+        return "watch-failed" as const;
+      }
     }
     const replies = new ReplyWriter(256);
     const inner = new TransactionContext(ctx, overlay, replies);

@@ -175,18 +175,32 @@ async function getdel(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
 
 /**
  * GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]: GET, and with an
- * option a new expiry (or none) set by compare-and-set. One option at most.
- * As in Redis, the expiry is checked only once the key is found: an absent
- * key answers nil whatever the amount.
+ * option a new expiry (or none) set by compare-and-set. As in Redis, an
+ * option may repeat (the last amount counts) but not mix with another, and
+ * the expiry is checked only once the key is found: an absent key answers
+ * nil whatever the amount.
  */
 async function getex(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   if (args.length === 2) return get(ctx, args);
-  const w = argWord(args[2]);
-  const persist = w === "PERSIST" && args.length === 3;
-  if (!persist && !(["EX", "PX", "EXAT", "PXAT"].includes(w) && args.length === 4)) {
-    throw new ReplyError("ERR syntax error");
+  let w = "";
+  let amount: Uint8Array | undefined;
+  for (let i = 2; i < args.length;) {
+    const option = argWord(args[i]);
+    const takesAmount = ["EX", "PX", "EXAT", "PXAT"].includes(option);
+    if ((option !== "PERSIST" && !takesAmount) || (w !== "" && w !== option)) {
+      throw new ReplyError("ERR syntax error");
+    }
+    w = option;
+    if (!takesAmount) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= args.length) throw new ReplyError("ERR syntax error");
+    amount = args[i + 1];
+    i += 2;
   }
-  const deadline = () => persist ? 0 : deadlineOf(ctx, w, args[3], "getex");
+  const persist = w === "PERSIST";
+  const deadline = () => persist ? 0 : deadlineOf(ctx, w, amount!, "getex");
   const value = await readModifyWrite(ctx.store, args[1], (cur) => {
     if (!cur) return { action: { kind: "none" }, result: undefined };
     const expiresAtMs = deadline();

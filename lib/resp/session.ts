@@ -13,6 +13,13 @@ import type { QueuedCommand } from "./commands_multi.ts";
 let nextClientId = 0;
 
 /** One client connection's settings; lives as long as the connection. */
+/** A WATCHed key: its version when watched (0: absent), and the revision it was read at. */
+export interface WatchedKey {
+  key: Uint8Array;
+  version: number;
+  revision: number;
+}
+
 export class Session {
   /** CLIENT ID: unique per node process, increasing. */
   readonly id = ++nextClientId;
@@ -30,8 +37,8 @@ export class Session {
   multiFailed = false;
   /** Bytes of the queued commands' arguments. */
   multiBytes = 0;
-  /** WATCHed keys (by their bytes as a string) and the version each had then (0: absent). */
-  readonly watched = new Map<string, { key: Uint8Array; version: number }>();
+  /** WATCHed keys, by their bytes as a string. */
+  readonly watched = new Map<string, WatchedKey>();
 
   /** `connectedAtMs`: monotonic ms, for CLIENT LIST's age. */
   constructor(readonly remoteAddr: string, readonly connectedAtMs = 0) {

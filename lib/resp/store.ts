@@ -95,18 +95,34 @@ export class RespStore {
    * replica's state at the revision it pinned. Retried like `get`.
    */
   getMany(keys: Uint8Array[], consistency: ReadConsistency): Promise<Current[]> {
+    return this.getManyPinned(keys, consistency).then((r) => r.kvs);
+  }
+
+  /** getMany, with the revision the keys were read at. */
+  getManyPinned(
+    keys: Uint8Array[],
+    consistency: ReadConsistency,
+  ): Promise<{ kvs: Current[]; revision: number }> {
     return this.#untilConfirmed(async () => {
       const pin = await this.node.pinRevision(consistency);
       try {
-        return await Promise.all(keys.map(async (key) => {
+        const kvs = await Promise.all(keys.map(async (key) => {
           if (neverStored(key)) return undefined;
           const read = { version: pin.version, consistency: "serializable" as const };
           return (await this.node.get(key, read)).kv;
         }));
+        return { kvs, revision: pin.version };
       } finally {
         pin.release();
       }
     });
+  }
+
+  /** Whether `key` was put or deleted at a revision in (after, upto] (KVNode.keyWrittenBetween). */
+  keyWrittenBetween(key: Uint8Array, after: number, upto: number): Promise<boolean> {
+    return neverStored(key)
+      ? Promise.resolve(false)
+      : this.node.keyWrittenBetween(key, after, upto);
   }
 
   /**

@@ -329,6 +329,9 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         ),
         "EXPIRE of int64 min is an error, not a delete",
       );
+      assertEquals(await leader.call("SET", "gone", "1"), "OK");
+      assertEquals(await leader.call("EXPIRE", "gone", "-10000000000000"), 1, "far past");
+      assertEquals(await leader.call("EXISTS", "gone"), 0);
       assertEquals(await leader.call("PERSIST", "ap"), 1);
       assertEquals(await leader.call("PERSIST", "ap"), 0);
       assertEquals(await leader.call("TTL", "ap"), -1);
@@ -397,6 +400,12 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
           "checked only when found",
         );
         await expectError(["GETEX", "x:3", "EX", "10", "PX", "10"], /^ERR syntax error$/);
+        // As Redis, one option may repeat: the last amount counts.
+        assertEquals(await leader.call("GETEX", "x:3", "EX", "10", "EX", "200"), "g");
+        const ttlLast = await leader.call("TTL", "x:3") as number;
+        assertTrue(ttlLast > 190 && ttlLast <= 200, `GETEX EX EX: TTL ${ttlLast}`);
+        assertEquals(await leader.call("GETEX", "x:3", "PERSIST", "PERSIST"), "g");
+        assertEquals(await leader.call("TTL", "x:3"), -1);
         await expectError(["GETEX", "x:3", "BOGUS"], /^ERR syntax error$/);
         await expectError(["GETEX", "x:3", "EX", "0"], /^ERR invalid expire time in 'getex'/);
         assertEquals(await leader.call("GETEX", "x:3", "EXAT", "1"), "g");
@@ -576,10 +585,29 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         await leader.pipeline([["MULTI"], ["GET", ""], ["SET", "tx:e", "1"], ["EXEC"]]),
         ["OK", "QUEUED", "QUEUED", [null, "OK"]],
       );
-      // A wrong EXEC inside MULTI spoils the transaction, as a wrong queued command does.
+      // A malformed EXEC inside MULTI discards the transaction and ends it, as in Redis.
       assertEquals(await leader.call("MULTI"), "OK");
-      assertTrue(isError(await leader.call("EXEC", "x"), /^ERR wrong number/), "EXEC x");
-      assertTrue(isError(await leader.call("EXEC"), /^EXECABORT/), "EXEC after a wrong EXEC");
+      assertEquals(await leader.call("SET", "tx:x", "1"), "QUEUED");
+      assertTrue(
+        isError(await leader.call("EXEC", "x"), /^EXECABORT .*wrong number of arguments/),
+        "EXEC x",
+      );
+      assertTrue(isError(await leader.call("EXEC"), /^ERR EXEC without MULTI$/), "then no MULTI");
+      assertEquals(await leader.call("EXISTS", "tx:x"), 0);
+      // A WATCHed key absent at WATCH and at EXEC, but created and deleted in between, aborts.
+      assertEquals(await leader.call("WATCH", "tx:gone"), "OK");
+      assertEquals(await other.call("SET", "tx:gone", "briefly"), "OK");
+      assertEquals(await other.call("DEL", "tx:gone"), 1);
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:g2", "1"], ["EXEC"]]),
+        ["OK", "QUEUED", null],
+      );
+      assertEquals(await leader.call("WATCH", "tx:gone"), "OK");
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:g2", "1"], ["EXEC"]]),
+        ["OK", "QUEUED", ["OK"]],
+        "untouched, it commits",
+      );
       // Transactions and MSETs too large for one Raft entry are refused; the cluster goes on.
       const many = Array.from({ length: 10_001 }, (_, i) => `tx:many:${i}`);
       const big = await leader.pipeline([["MULTI"], ["MGET", ...many], ["SET", "tx:m", "1"], [
