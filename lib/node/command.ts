@@ -3,7 +3,7 @@
  * inside a Raft entry (docs/FORMATS.md, "State machine command"). Every
  * decision that depends on time (TTL expiry, request-id retention) uses the
  * `timestampMs` stamped into the command (by its proposer, then raised to
- * the leader's clock as the leader appends it: raiseTimestamp), never the
+ * the leader's clock as the leader appends it: withTimestampAtLeast), never the
  * applying replica's clock, so every replica reaches the same state.
  *
  * @module
@@ -190,19 +190,24 @@ function writeCommand(c: Command, w: ByteWriter): void {
 }
 
 /**
- * Raises an encoded command's timestamp to `nowMs` in place (a later stamp
- * is kept; bytes that are not a command are left alone). The leader does
- * this as it appends an entry: a write stamped by its proposer, then retried
- * or delayed, is judged at the time it entered the log, after every read the
- * leader served before (see RaftConfig.stampProposal).
+ * An encoded command with its timestamp raised to `nowMs`: a copy when that
+ * changes it, else `data` itself (a later stamp is kept; bytes that are not
+ * a command are returned as they are). Never rewrites `data`: its proposer
+ * may propose it again, and an earlier copy may already be a log entry. The
+ * leader does this as it appends an entry: a write stamped by its proposer,
+ * then retried or delayed, is judged at the time it entered the log, after
+ * every read the leader served before (see RaftConfig.stampProposal).
  */
-export function raiseTimestamp(data: Uint8Array, nowMs: number): void {
-  if (data.length < 10 || data[0] !== commandFormatVersion) return;
-  const view = new DataView(data.buffer, data.byteOffset + 2, 8);
-  const stamped = view.getUint32(0) * 2 ** 32 + view.getUint32(4);
-  if (nowMs <= stamped || !Number.isSafeInteger(nowMs)) return;
+export function withTimestampAtLeast(data: Uint8Array, nowMs: number): Uint8Array {
+  if (data.length < 10 || data[0] !== commandFormatVersion) return data;
+  const at = new DataView(data.buffer, data.byteOffset + 2, 8);
+  const stamped = at.getUint32(0) * 2 ** 32 + at.getUint32(4);
+  if (nowMs <= stamped || !Number.isSafeInteger(nowMs)) return data;
+  const copy = data.slice();
+  const view = new DataView(copy.buffer, 2, 8);
   view.setUint32(0, Math.floor(nowMs / 2 ** 32));
   view.setUint32(4, nowMs >>> 0);
+  return copy;
 }
 
 /**

@@ -6,8 +6,8 @@ import {
   CommandOp,
   decodeCommand,
   encodeCommand,
-  raiseTimestamp,
   requestIdOf,
+  withTimestampAtLeast,
 } from "./command.ts";
 import { plainPut } from "./testing.ts";
 
@@ -186,18 +186,17 @@ Deno.test("a batch's commands are read in place: one that overruns into the next
   );
 });
 
-Deno.test("raiseTimestamp moves a command's time forward in place, never back", () => {
+Deno.test("withTimestampAtLeast raises a command's time in a copy, never back, never in place", () => {
   const data = encodeCommand(plainPut("k", "v", "id-1"));
+  const original = data.slice();
   const stamped = decodeCommand(data).timestampMs;
-  raiseTimestamp(data, stamped + 5_000);
-  assertEquals(decodeCommand(data).timestampMs, stamped + 5_000);
-  assertEquals(requestIdOf(data), "id-1");
-  raiseTimestamp(data, stamped); // an earlier clock keeps the later stamp
-  assertEquals(decodeCommand(data).timestampMs, stamped + 5_000);
+  const later = withTimestampAtLeast(data, stamped + 5_000);
+  assertEquals(decodeCommand(later).timestampMs, stamped + 5_000);
+  assertEquals(requestIdOf(later), "id-1");
+  assertEquals(data, original, "the proposer's bytes (maybe already an entry) are untouched");
+  assertEquals(withTimestampAtLeast(later, stamped), later, "an earlier clock keeps the stamp");
   const big = 2 ** 40 + 12_345; // both halves of the u64
-  raiseTimestamp(data, big);
-  assertEquals(decodeCommand(data).timestampMs, big);
+  assertEquals(decodeCommand(withTimestampAtLeast(data, big)).timestampMs, big);
   const notACommand = new Uint8Array([9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
-  raiseTimestamp(notACommand, big);
-  assertEquals([...notACommand], [9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+  assertEquals(withTimestampAtLeast(notACommand, big), notACommand);
 });

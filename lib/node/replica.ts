@@ -75,7 +75,7 @@ import {
   type SoftState,
 } from "../raft/types.ts";
 import type { RaftLogStore } from "./raft_log_store.ts";
-import { raiseTimestamp, requestIdOf } from "./command.ts";
+import { requestIdOf, withTimestampAtLeast } from "./command.ts";
 import type { ApplyEntry, ApplyResult, MemberRecord, StateMachine } from "./state_machine.ts";
 import type { Logger } from "./logger.ts";
 import { leaseDurationMs, ReadLease } from "./read_lease.ts";
@@ -269,7 +269,7 @@ export class Replica {
       lazyCommitBroadcast: true,
       applied,
       leaseReads: opts.leaseReads === true,
-      stampProposal: (data) => raiseTimestamp(data, this.#appendTimeMs()),
+      stampProposal: (data) => withTimestampAtLeast(data, this.#appendTimeMs()),
     });
     const leaseMs = leaseDurationMs(opts.electionTicks, opts.tickMs);
     if (opts.leaseReads === true && leaseMs > 0) this.#lease = new ReadLease(leaseMs);

@@ -70,12 +70,15 @@ export interface RaftConfig {
   leaseReads?: boolean;
   /**
    * Called by a leader on the data of each client entry just before it
-   * appends it (its own proposals and relayed ones, in log order). The
-   * driver may rewrite the bytes in place: rustkvd raises the command's
-   * timestamp to the leader's clock, so a write stamped before a key expired
-   * but appended after a read saw it expire is judged at its append time.
+   * appends it (its own proposals and relayed ones, in log order); returns
+   * the data to append. A driver that changes anything returns a new buffer,
+   * never the same one rewritten: the proposer may propose it again, and an
+   * earlier copy may already be an entry of this log. rustkvd raises the
+   * command's timestamp to the leader's clock, so a write stamped before a
+   * key expired but appended after a read saw it expire is judged at its
+   * append time.
    */
-  stampProposal?: (data: Uint8Array) => void;
+  stampProposal?: (data: Uint8Array) => Uint8Array;
 }
 
 /** Default election timeout in ticks (150 ms at a 10 ms tick). */
@@ -105,7 +108,7 @@ export function resolveConfig(c: RaftConfig): ResolvedRaftConfig {
     maxApplyBytesPerReady: c.maxApplyBytesPerReady ?? 16 * maxAppendBytes,
     lazyCommitBroadcast: c.lazyCommitBroadcast ?? false,
     leaseReads: c.leaseReads ?? false,
-    stampProposal: c.stampProposal ?? (() => {}),
+    stampProposal: c.stampProposal ?? ((data) => data),
   };
   assert(!resolved.leaseReads || resolved.checkQuorum, "raft config: leaseReads needs checkQuorum");
   assert(resolved.maxInflight > 0 && resolved.maxSizePerMsg > 0, "raft config: bad caps");

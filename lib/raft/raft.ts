@@ -917,13 +917,12 @@ export class Raft {
     ) {
       return { ok: false, reason: "dropped", leaderId: this.lead };
     }
-    this.cfg.stampProposal(data);
     const index = this.#appendEntries([{
       index: 0,
       term: 0,
       type: EntryType.Normal,
       groupId: this.groupId,
-      data,
+      data: this.cfg.stampProposal(data),
     }]);
     return { ok: true, index, term: this.term };
   }

@@ -194,11 +194,14 @@ Deno.test("the leader stamps each client entry as it appends it, its own and rel
   const c = new TestCluster(["n1", "n2", "n3"], {
     stampProposal: (id, data) => {
       stampedBy.push(id);
-      data[0] = 0xee; // what the driver writes is what the log holds
+      const stamped = data.slice();
+      stamped[0] = 0xee; // what the driver returns is what the log holds
+      return stamped;
     },
   });
   c.elect("n1");
-  assertTrue(c.node("n1").propose(new Uint8Array([1, 2])).ok);
+  const mine = new Uint8Array([1, 2]);
+  assertTrue(c.node("n1").propose(mine).ok);
   c.node("n2").proposeAnywhere(new Uint8Array([3, 4])); // relayed to the leader
   c.stabilize();
   assertEquals(stampedBy, ["n1", "n1"], "only the leader, once per entry");
@@ -206,4 +209,5 @@ Deno.test("the leader stamps each client entry as it appends it, its own and rel
     const data = c.peer(id).applied.filter((e) => e.data.length === 2).map((e) => [...e.data]);
     assertEquals(data, [[0xee, 2], [0xee, 4]], id);
   }
+  assertEquals([...mine], [1, 2], "the proposer's bytes are left as they were");
 });

@@ -35,7 +35,7 @@ export interface TestClusterOptions {
   lazyCommitBroadcast?: boolean;
   leaseReads?: boolean;
   /** RaftConfig.stampProposal for every node. */
-  stampProposal?: (id: string, data: Uint8Array) => void;
+  stampProposal?: (id: string, data: Uint8Array) => Uint8Array;
   /** Called with every Ready a node produces (scenario output, tracing). */
   onReady?: (id: string, rd: Ready) => void;
 }
