@@ -256,7 +256,8 @@ export class RaftLogStore implements RaftStorage {
    * Persists one Ready's worth of state with one write, and one fsync when
    * `sync`. The in-memory mirror is updated only after the write succeeded.
    * Order inside the write: snapshot, entries, hard state. `onWritten` runs
-   * once the write is done (before its fsync) when there was one.
+   * once the write is durable when `sync` (once it is written otherwise), a
+   * little before the promise resolves.
    */
   save(
     rd: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot },

@@ -366,8 +366,8 @@ interface Staged {
 export class SnapshotReceiver {
   #staged: Staged | undefined;
   #busy = false;
-  /** The staged snapshot is being installed (see takeForInstall). */
-  #installing = false;
+  /** The staged snapshot being installed (see takeForInstall). */
+  #installing: Staged | undefined;
 
   constructor(
     readonly host: SnapshotReceiverHost,
@@ -384,7 +384,7 @@ export class SnapshotReceiver {
   takeForInstall(index: number, term: number): Engine | undefined {
     const s = this.#staged;
     if (!s || !s.complete || s.index !== index || s.term !== term) return undefined;
-    this.#installing = true;
+    this.#installing = s;
     return s.engine;
   }
 
@@ -399,8 +399,8 @@ export class SnapshotReceiver {
 
   /** Forgets the staged engine (it was installed and is now the node's engine). */
   adopted(): void {
-    this.#staged = undefined;
-    this.#installing = false;
+    if (this.#staged === this.#installing) this.#staged = undefined;
+    this.#installing = undefined;
   }
 
   /** Closes a staging engine left open (node shutdown). */
@@ -419,7 +419,7 @@ export class SnapshotReceiver {
     frames: AsyncIterableIterator<PeerFrame>,
     reply: (f: PeerFrame) => void,
   ): Promise<void> {
-    if (this.#busy || this.#installing) {
+    if (this.#busy || this.#installing !== undefined) {
       reply({
         kind: PeerFrameKind.SnapshotAck,
         ok: false,
@@ -443,6 +443,8 @@ export class SnapshotReceiver {
         throw new Error("the begin frame holds no snapshot message");
       }
       const { index, term } = m.snapshot.meta;
+      // An install may have begun while this transfer waited for its first frame.
+      if (this.#installing !== undefined) throw new Error("installing the previous snapshot");
       let staged = this.#staged;
       if (!staged || staged.index !== index || staged.term !== term) {
         if (staged) await staged.engine.close().catch(() => {});

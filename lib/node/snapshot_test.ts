@@ -126,3 +126,42 @@ Deno.test("a snapshot being installed is not discarded by a new transfer", async
   receiver.adopted();
   await staged!.close();
 });
+
+Deno.test("a transfer whose first frame arrives after an install began is refused, and the staged snapshot kept", async () => {
+  const fs = new MemFileSystem();
+  let discarded = 0;
+  const receiver = new SnapshotReceiver({
+    openStaging: () => Engine.open("/staging", { fs }),
+    discardStaging: () => {
+      discarded++;
+      return Promise.resolve();
+    },
+    deliver: () => {},
+  }, quiet);
+  const begin = (index: number): PeerFrame => {
+    const m = snapshotMessage();
+    m.snapshot!.meta.index = index;
+    return { kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 };
+  };
+  const done = new FrameQueue();
+  done.push(begin(5));
+  done.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
+  done.end();
+  await receiver.serve("n1", done, () => {});
+  // A new transfer starts (the receiver is free), but its begin frame is still on its way.
+  const late = new FrameQueue();
+  const replies: PeerFrame[] = [];
+  const serving = receiver.serve("n2", late, (f) => replies.push(f));
+  const staged = receiver.takeForInstall(5, 1);
+  assertTrue(staged !== undefined);
+  const before = discarded;
+  late.push(begin(9));
+  late.end();
+  await serving;
+  const refusal = replies.at(-1) as PeerFrame & { kind: PeerFrameKind.SnapshotAck };
+  assertEquals(refusal.ok, false);
+  assertTrue(refusal.reason.includes("installing"), refusal.reason);
+  assertEquals(discarded, before, "the snapshot being installed was left alone");
+  receiver.adopted();
+  await staged!.close();
+});

@@ -207,7 +207,8 @@ export class WatchHub {
    */
   #begin(w: Watcher, engine: Engine, start: number, now: number, upto: number): void {
     const from = start > 0 ? start : now + 1;
-    if (from > upto) {
+    // A watch from now whose batch compacted its own history starts after that batch instead.
+    if (from > upto || (start === 0 && from <= engine.compactedVersion)) {
       w.replayed([], upto);
     } else {
       this.#replay(w, engine, from, upto).then(

@@ -120,3 +120,39 @@ Deno.test("watch: a prevKv watch opened while a batch is applied gets every even
   w.return();
   await engine.close();
 });
+
+Deno.test("watch: a prevKv watch from now whose batch compacted history starts after that batch", async () => {
+  const engine = await Engine.open("/w", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const hub = new WatchHub(() => sm.engine, () => sm.publishedRevision, (f) => sm.atRest(f));
+  sm.onChange = (events) => hub.publish(events);
+  sm.wantPrevForEvents = () => hub.wantsPrev;
+  await sm.apply([{ index: 1, data: put("k", "v1") }]);
+  // The batch under way writes, waits on a read, writes, then compacts up to its last write.
+  const applying = sm.apply([
+    { index: 2, data: put("k", "v2") },
+    {
+      index: 3,
+      data: encodeCommand({
+        op: CommandOp.ExpireKey,
+        timestampMs: 1_000,
+        key: utf8("o"),
+        version: 9,
+      }),
+    },
+    { index: 4, data: put("k", "v3") },
+    {
+      index: 5,
+      data: encodeCommand({ op: CommandOp.CompactHistory, timestampMs: 1_000, revision: 3 }),
+    },
+  ]);
+  const w = hub.watch(watchTarget(utf8("k")), { prevKv: true });
+  await applying;
+  assertEquals(w.cancel, undefined, "the watch is open");
+  await sm.apply([{ index: 6, data: put("k", "v4") }]);
+  const e = (await w.next()).value!;
+  assertEquals(e.kv.version, 4);
+  assertEquals(new TextDecoder().decode(e.prev!.value), "v3");
+  w.return();
+  await engine.close();
+});
