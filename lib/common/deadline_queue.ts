@@ -13,6 +13,9 @@
 
 import type { Clock, TimerHandle } from "./clock.ts";
 
+/** The longest delay a runtime timer takes (about 24.8 days). */
+const maxTimerDelayMs = 2 ** 31 - 1;
+
 /** One registered deadline; pass it back to `remove` when the call ends first. */
 export interface DeadlineEntry {
   readonly deadlineMs: number;
@@ -72,9 +75,11 @@ export class DeadlineQueue {
   #arm(atMs: number): void {
     this.#timer?.cancel();
     this.#armedForMs = atMs;
+    // A runtime timer takes at most 2^31 - 1 ms (longer ones fire at once, over and over);
+    // a deadline further away is re-armed when that one fires.
     this.#timer = this.clock.setTimeout(
       () => this.#fire(),
-      Math.max(0, atMs - this.clock.nowMs()),
+      Math.min(maxTimerDelayMs, Math.max(0, atMs - this.clock.nowMs())),
     );
   }
 

@@ -74,3 +74,17 @@ Deno.test("deadline queue: removals in any order leave exactly the others to fir
   assertEquals(queue.size, 0);
   assertEquals(clock.pendingTimers, 0);
 });
+
+Deno.test("deadline queue: a deadline past a runtime timer's range fires at its time, not at once", () => {
+  const clock = new ManualClock();
+  const queue = new DeadlineQueue(clock);
+  const fired: number[] = [];
+  const farMs = 100 * 24 * 3_600_000; // 100 days: beyond 2^31 - 1 ms
+  queue.add(farMs, () => fired.push(clock.nowMs()));
+  clock.advance(2 ** 31 - 1); // the first timer fires early and re-arms
+  assertEquals(fired, []);
+  assertEquals(clock.pendingTimers, 1);
+  clock.advance(farMs);
+  assertEquals(fired.length, 1);
+  assertEquals(fired[0] >= farMs, true);
+});

@@ -47,8 +47,10 @@ export const h2Limits = {
   connectionWindow: 16 << 20,
   /** Largest frame payload we accept. */
   maxFrameSize: 1 << 20,
-  /** Largest header block (HEADERS plus CONTINUATION) we accept. */
+  /** Largest header block (HEADERS plus CONTINUATION) we accept, and largest decoded list. */
   maxHeaderBlockBytes: 64 << 10,
+  /** CONTINUATION frames in one header block (a client splits 64 KiB in a few). */
+  maxContinuationFrames: 64,
 };
 
 /** Why a stream ended before the server finished it. */
@@ -316,6 +318,12 @@ export class H2ServerConnection {
     // A block that ends here is decoded before the next read; only a block
     // continued in later frames must outlive the reader's buffer.
     const endHeaders = (f.flags & Flag.EndHeaders) !== 0;
+    if (payload.length > h2Limits.maxHeaderBlockBytes) {
+      throw new ConnectionError(
+        H2Error.EnhanceYourCalm,
+        `header block over ${h2Limits.maxHeaderBlockBytes} bytes`,
+      );
+    }
     this.#continuing = {
       streamId: id,
       endStream,
@@ -332,6 +340,12 @@ export class H2ServerConnection {
     }
     c.parts.push(copyBytes(f.payload));
     c.bytes += f.payload.length;
+    if (c.parts.length > 1 + h2Limits.maxContinuationFrames) {
+      throw new ConnectionError(
+        H2Error.EnhanceYourCalm,
+        `header block in over ${h2Limits.maxContinuationFrames} CONTINUATION frames`,
+      );
+    }
     if (c.bytes > h2Limits.maxHeaderBlockBytes) {
       throw new ConnectionError(
         H2Error.EnhanceYourCalm,
@@ -346,7 +360,7 @@ export class H2ServerConnection {
     this.#continuing = undefined;
     const block = c.parts.length === 1 ? c.parts[0] : concatBytes(...c.parts);
     // Decode even for a stream we refuse: the HPACK table must stay in step.
-    const fields = this.#decoder.decode(block);
+    const fields = this.#decoder.decode(block, h2Limits.maxHeaderBlockBytes);
     const existing = this.#streams.get(c.streamId);
     if (existing) {
       // Trailers from the client: only END_STREAM matters to gRPC.

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { setImmediate } from "node:timers";
 import type net from "node:net";
+import { concatBytes } from "../../common/bytes.ts";
 import { assertEquals, assertTrue } from "../../common/test_helpers.ts";
 import { H2ServerConnection } from "./connection.ts";
 import {
@@ -368,6 +369,37 @@ Deno.test("h2: protocol violations end the connection with GOAWAY and its code, 
       (c) => c.send(u32Frame(FrameType.WindowUpdate, 0, 0)),
       H2Error.ProtocolError,
     ],
+    [
+      // An HPACK bomb: a 4,000-byte table entry, then 40,000 one-byte references to it.
+      "a small header block that decodes to megabytes",
+      (c) => {
+        const name = new TextEncoder().encode("x-big");
+        const value = new Uint8Array(4_000).fill(0x61);
+        // Literal with incremental indexing, new name: 0x40, name (len 5), value (len 4000).
+        const literal = [0x40, name.length, ...name, 0x7f, ...hpackInt(4_000 - 127), ...value];
+        const refs = new Uint8Array(40_000).fill(0x80 | 62); // index 62: the entry just added
+        c.send(
+          encodeFrame(
+            FrameType.Headers,
+            Flag.EndHeaders,
+            1,
+            Uint8Array.from([...literal, ...refs]),
+          ),
+        );
+      },
+      H2Error.CompressionError,
+    ],
+    [
+      "a header block in a flood of empty CONTINUATION frames",
+      (c) => {
+        const frames = [encodeFrame(FrameType.Headers, 0, 1, new Uint8Array(0))];
+        for (let i = 0; i < 1_000; i++) {
+          frames.push(encodeFrame(FrameType.Continuation, 0, 1, new Uint8Array(0)));
+        }
+        c.send(concatBytes(...frames));
+      },
+      H2Error.EnhanceYourCalm,
+    ],
   ];
   for (const [what, act, code] of cases) {
     const client = new RawClient(testRouter().router);
@@ -396,3 +428,14 @@ Deno.test("grpc-timeout parsing and grpc-message encoding follow the gRPC spec",
   assertEquals(parseGrpcTimeout("1x"), undefined);
   assertEquals(encodeGrpcMessage("50% of é"), "50%25 of %C3%A9");
 });
+
+/** An HPACK integer's continuation bytes for `rest` (the part past the prefix). */
+function hpackInt(rest: number): number[] {
+  const out: number[] = [];
+  while (rest >= 0x80) {
+    out.push((rest & 0x7f) | 0x80);
+    rest = Math.floor(rest / 0x80);
+  }
+  out.push(rest);
+  return out;
+}

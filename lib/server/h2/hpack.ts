@@ -250,9 +250,22 @@ export class HpackDecoder {
     this.#limit = maxTableSize;
   }
 
-  /** Decodes one complete header block (HEADERS plus CONTINUATION payloads). */
-  decode(block: Uint8Array): HeaderField[] {
+  /**
+   * Decodes one complete header block (HEADERS plus CONTINUATION payloads).
+   * A decoded list over `maxListBytes` (names, values and 32 bytes per field,
+   * as SETTINGS_MAX_HEADER_LIST_SIZE counts) is an error: a small block can
+   * name a large table entry over and over.
+   */
+  decode(block: Uint8Array, maxListBytes = Infinity): HeaderField[] {
     const fields: HeaderField[] = [];
+    let listBytes = 0;
+    const add = (field: HeaderField) => {
+      listBytes += field[0].length + field[1].length + 32;
+      if (listBytes > maxListBytes) {
+        throw new HpackError(`header list over ${maxListBytes} bytes`);
+      }
+      fields.push(field);
+    };
     let pos = 0;
     const integer = (prefixBits: number): number => {
       const mask = (1 << prefixBits) - 1;
@@ -283,13 +296,13 @@ export class HpackDecoder {
       const b = block[pos];
       if (b & 0x80) {
         const index = integer(7);
-        fields.push(this.#lookup(index));
+        add(this.#lookup(index));
         sawField = true;
       } else if (b & 0x40) {
         const index = integer(6);
         const name = index === 0 ? string() : this.#lookup(index)[0];
         const value = string();
-        fields.push([name, value]);
+        add([name, value]);
         this.#insert(name, value);
         sawField = true;
       } else if (b & 0x20) {
@@ -304,7 +317,7 @@ export class HpackDecoder {
         // Literal without indexing (0000) or never indexed (0001).
         const index = integer(4);
         const name = index === 0 ? string() : this.#lookup(index)[0];
-        fields.push([name, string()]);
+        add([name, string()]);
         sawField = true;
       }
     }
