@@ -51,6 +51,12 @@ export const h2Limits = {
   maxHeaderBlockBytes: 64 << 10,
   /** CONTINUATION frames in one header block (a client splits 64 KiB in a few). */
   maxContinuationFrames: 64,
+  /**
+   * Bytes written to the socket and not yet taken by the client past which
+   * we stop reading from it and refuse new streams (REFUSED_STREAM): a client
+   * that does not read must not make us buffer its answers without bound.
+   */
+  maxWriteBacklogBytes: 8 << 20,
 };
 
 /** Why a stream ended before the server finished it. */
@@ -149,6 +155,8 @@ export class H2ServerConnection {
     | undefined;
   #out: Uint8Array[] = [];
   #flushScheduled = false;
+  /** Reading from the client stopped while our writes to it are backed up. */
+  #readPaused = false;
   #goAwaySent = false;
   #peerGoingAway = false;
   #dead = false;
@@ -374,7 +382,10 @@ export class H2ServerConnection {
       throw new ConnectionError(H2Error.ProtocolError, `stream id ${c.streamId} reused or even`);
     }
     this.#lastStreamId = c.streamId;
-    if (this.#goAwaySent || this.#streams.size >= h2Limits.maxConcurrentStreams) {
+    if (
+      this.#goAwaySent || this.#streams.size >= h2Limits.maxConcurrentStreams ||
+      this.#socket.writableLength > h2Limits.maxWriteBacklogBytes
+    ) {
       this.#queue(u32Frame(FrameType.RstStream, c.streamId, H2Error.RefusedStream));
       return;
     }
@@ -528,6 +539,10 @@ export class H2ServerConnection {
   }
 
   #drained(): void {
+    if (this.#readPaused) {
+      this.#readPaused = false;
+      this.#socket.resume();
+    }
     for (const s of this.#streams.values()) s.onDrain();
   }
 
@@ -577,6 +592,10 @@ export class H2ServerConnection {
     const chunks = this.#out;
     this.#out = [];
     this.#socket.write(joinForWrite(chunks));
+    if (!this.#readPaused && this.#socket.writableLength > h2Limits.maxWriteBacklogBytes) {
+      this.#readPaused = true; // until "drain": see maxWriteBacklogBytes
+      this.#socket.pause();
+    }
   }
 }
 

@@ -25,6 +25,13 @@ class FakeSocket extends EventEmitter {
   ended = false;
   destroyed = false;
   writableLength = 0;
+  paused = false;
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
   write(bytes: Uint8Array): boolean {
     this.written.push(bytes.slice());
     return true;
@@ -439,3 +446,18 @@ function hpackInt(rest: number): number[] {
   out.push(rest);
   return out;
 }
+
+Deno.test("h2: a client that does not read gets no new streams, and is not read, until it drains", async () => {
+  const client = new RawClient(testRouter().router);
+  await client.frames();
+  client.socket.writableLength = 64 << 20; // our answers pile up unread
+  client.headers(1, "/t.S/Echo");
+  const refused = (await client.frames()).find((f) => f.type === FrameType.RstStream);
+  assertTrue(refused !== undefined, "RST_STREAM");
+  assertEquals(refused!.streamId, 1);
+  assertEquals(new DataView(refused!.payload.buffer).getUint32(0), H2Error.RefusedStream);
+  assertTrue(client.socket.paused, "reading stopped");
+  client.socket.writableLength = 0;
+  client.socket.emit("drain");
+  assertTrue(!client.socket.paused, "reading resumed");
+});

@@ -432,6 +432,14 @@ class GrpcExchange {
 
   /** Decodes one request message; false after finishing the call when it does not parse. */
   #decode(body: Uint8Array): boolean {
+    if (this.#received >= 1 && this.route!.method.kind !== "clientStream") {
+      // A call that takes one message: a second ends it now, before any more are queued.
+      this.#finish({
+        code: GrpcStatus.Unimplemented,
+        details: `expected one request message, got ${this.#received + 1}`,
+      });
+      return false;
+    }
     let message: Msg;
     try {
       message = this.route!.codec.decode(body);
