@@ -461,3 +461,30 @@ Deno.test("h2: a client that does not read gets no new streams, and is not read,
   client.socket.emit("drain");
   assertTrue(!client.socket.paused, "reading resumed");
 });
+
+Deno.test("h2 frames: a reader fed in pieces of any size yields the same frames", () => {
+  const frames = [
+    encodeFrame(FrameType.Data, 0, 1, new Uint8Array(70_000).map((_, i) => i & 0xff)),
+    encodeFrame(FrameType.Ping, 0, 0, new Uint8Array(8).fill(7)),
+    encodeFrame(FrameType.Data, Flag.EndStream, 3, new Uint8Array(5).fill(9)),
+  ];
+  const wire = concatBytes(...frames);
+  for (const piece of [1, 7, 64, 1_000, 65_536, wire.length]) {
+    const reader = new FrameReader(1 << 20);
+    const got: string[] = [];
+    for (let at = 0; at < wire.length; at += piece) {
+      for (const f of reader.feed(wire.subarray(at, at + piece))) {
+        got.push(
+          `${f.type}/${f.streamId}/${f.payload.length}/${f.payload.reduce((a, b) => a + b, 0)}`,
+        );
+      }
+    }
+    const sum = (n: number, f: (i: number) => number) =>
+      Array.from({ length: n }, (_, i) => f(i)).reduce((a, b) => a + b, 0);
+    assertEquals(got, [
+      `${FrameType.Data}/1/70000/${sum(70_000, (i) => i & 0xff)}`,
+      `${FrameType.Ping}/0/8/56`,
+      `${FrameType.Data}/3/5/45`,
+    ], `pieces of ${piece}`);
+  }
+});

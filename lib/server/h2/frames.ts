@@ -92,6 +92,8 @@ export class ConnectionError extends Error {
  */
 export class FrameReader {
   #buffer: Uint8Array = new Uint8Array(0);
+  /** `#buffer` is ours (appended into), not a caller's chunk. */
+  #owned = false;
   #start = 0;
   #end = 0;
 
@@ -130,16 +132,26 @@ export class FrameReader {
     if (held === 0 && chunk.length >= 9) {
       // Common case: nothing held back, parse straight from the chunk.
       this.#buffer = chunk;
+      this.#owned = false;
       this.#start = 0;
       this.#end = chunk.length;
       return;
     }
-    const next = new Uint8Array(held + chunk.length);
+    if (this.#owned && this.#buffer.length - this.#end >= chunk.length) {
+      // Room after what is held (frames handed out before lie before it, untouched).
+      this.#buffer.set(chunk, this.#end);
+      this.#end += chunk.length;
+      return;
+    }
+    // Grown by doubling: a large frame arriving in small pieces is copied O(size) times
+    // in all, not once per piece.
+    const next = new Uint8Array(Math.max(held + chunk.length, 2 * held, 4096));
     next.set(this.#buffer.subarray(this.#start, this.#end));
     next.set(chunk, held);
     this.#buffer = next;
+    this.#owned = true;
     this.#start = 0;
-    this.#end = next.length;
+    this.#end = held + chunk.length;
   }
 }
 
