@@ -175,3 +175,38 @@ Deno.test("lease reads: after a transfer times out, no lease read until the next
   assertEquals(c.node("n2").status().role, "leader");
   assertEquals(leader.leaseReadIndex(), -1);
 });
+
+Deno.test("lease reads: a higher term learned from a rejection does not end a voter's quiet period", () => {
+  const c = new TestCluster(["n1", "n2", "n3"], { ...opts, heartbeatTicks: 2 });
+  c.tickAll(opts.electionTicks); // past the quiet period after start
+  c.elect("n1");
+  c.node("n1").propose(new Uint8Array([1]));
+  c.stabilize(); // n3 has just heard from n1 (it may have acknowledged a lease round)
+  const term = c.node("n3").status().term;
+  // A late rejection from n2, sent in a higher term, moves n3 there with no leader.
+  c.node("n3").step(newMessage({
+    type: MessageType.PreVoteResponse,
+    groupId: 1,
+    from: "n2",
+    to: "n3",
+    term: term + 1,
+    reject: true,
+  }));
+  assertEquals(c.node("n3").status().term, term + 1);
+  // A vote n3 would grant on its merits: still ignored while n1's lease may hold.
+  const ask = newMessage({
+    type: MessageType.Vote,
+    groupId: 1,
+    from: "n2",
+    to: "n3",
+    term: term + 2,
+    index: 100,
+    logTerm: term + 2,
+  });
+  c.node("n3").step(ask);
+  assertEquals(c.node("n3").status().term, term + 1, "ignored within one election timeout");
+  c.tick("n3", opts.electionTicks);
+  c.node("n3").step(ask);
+  assertEquals(c.node("n3").status().term, term + 2, "heard after it");
+  assertEquals(c.node("n3").status().vote, "n2");
+});

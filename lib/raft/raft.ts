@@ -90,6 +90,14 @@ export class Raft {
   /** Ticks left during which a just-started voter ignores (Pre)Votes (leaseReads). */
   #startQuietTicks = 0;
   /**
+   * Ticks since a leader's Append, Heartbeat or Snapshot last reached us.
+   * Unlike electionElapsed and `lead` it survives a change of term: a late
+   * rejection carrying a higher term must not end the one election timeout
+   * during which we ignore votes (a leader may hold a lease on our
+   * acknowledgement).
+   */
+  #ticksSinceLeader = Number.MAX_SAFE_INTEGER;
+  /**
    * True while the driver steps messages with its read lease holding (it
    * keeps the lease, with a clock): a follower's ReadIndex is then answered
    * at the commit index at once, without a heartbeat round.
@@ -413,6 +421,7 @@ export class Raft {
   /** Advances logical time by one tick. */
   tick(): void {
     if (this.#startQuietTicks > 0) this.#startQuietTicks--;
+    if (this.#ticksSinceLeader < Number.MAX_SAFE_INTEGER) this.#ticksSinceLeader++;
     if (this.role === "leader") this.#tickHeartbeat();
     else this.#tickElection();
   }
@@ -543,7 +552,7 @@ export class Raft {
         const force = m.context !== undefined && equalBytes(m.context, transferContext);
         const inLease = this.cfg.checkQuorum &&
           ((this.lead !== "" && this.electionElapsed < this.cfg.electionTicks) ||
-            this.#startQuietTicks > 0);
+            this.#ticksSinceLeader < this.cfg.electionTicks || this.#startQuietTicks > 0);
         if (!force && inLease) return; // we heard from a leader recently: ignore (thesis §4.2.3)
       }
       if (m.type === MessageType.PreVote) {
@@ -750,6 +759,7 @@ export class Raft {
 
   /** AppendEntries receiver (§5.3), with a conflict hint for fast backtracking. */
   #handleAppend(m: Message): void {
+    this.#ticksSinceLeader = 0;
     if (m.index < this.log.committed) {
       this.#respondAppend(m.from, { index: this.log.committed });
       return;
@@ -770,6 +780,7 @@ export class Raft {
   }
 
   #handleHeartbeat(m: Message): void {
+    this.#ticksSinceLeader = 0;
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
     const resp = newMessage({
       type: MessageType.HeartbeatResponse,
@@ -783,6 +794,7 @@ export class Raft {
 
   /** InstallSnapshot receiver (§7). */
   #handleSnapshot(m: Message): void {
+    this.#ticksSinceLeader = 0;
     const snap = m.snapshot;
     if (!snap) return;
     if (this.#restore(snap)) {
