@@ -632,6 +632,11 @@ export class KVClient implements AsyncDisposable {
             if (Number(m.compacted_version) > 0) {
               throw new CompactedError(from, Number(m.compacted_version));
             }
+            const reason = String(m.cancel_reason ?? "");
+            // A replay the node refuses (too long) would be refused again from the same start.
+            if (reason.startsWith("history replay failed")) {
+              throw new KVError("InvalidArgument", `watch from version ${from}: ${reason}`);
+            }
             break; // fell behind or the node closed: resume from where we are
           }
           const event = toWatchEvent(m);

@@ -174,7 +174,7 @@ export class WatchHub {
   /**
    * Opens a watch. `startVersion` 0 = from now; otherwise events with
    * version >= startVersion are replayed first. Refused with CompactedError
-   * below the compacted version. A start beyond this replica's revision
+   * below the compacted version (from it on, history is readable). A start beyond this replica's revision
    * waits for it, as in etcd: a client that fails over to a replica still
    * catching up (or freshly rejoined and empty) resumes there instead of
    * being refused.
@@ -183,7 +183,9 @@ export class WatchHub {
     const now = this.revision();
     const start = opts.startVersion ?? 0;
     const engine = this.engine();
-    if (start > 0 && start <= engine.compactedVersion) {
+    // History from the compacted revision on is still readable (a client resuming at the
+    // revision it last saw, when history was compacted exactly there, has missed nothing).
+    if (start > 0 && start < engine.compactedVersion) {
       throw new CompactedError(start, engine.compactedVersion);
     }
     const w = new Watcher(this, target, opts.prevKv ?? false, start > 0 ? start - 1 : now);
@@ -207,9 +209,12 @@ export class WatchHub {
    */
   #begin(w: Watcher, engine: Engine, start: number, now: number, upto: number): void {
     const from = start > 0 ? start : now + 1;
-    // A watch from now whose batch compacted its own history starts after that batch instead.
-    if (from > upto || (start === 0 && from <= engine.compactedVersion)) {
+    if (from > upto) {
       w.replayed([], upto);
+    } else if (start === 0 && from < engine.compactedVersion) {
+      // A watch from now whose batch compacted its own history: that batch's events come
+      // live as they were published (a put's prev may be missing), none is lost.
+      w.replayed([], now);
     } else {
       this.#replay(w, engine, from, upto).then(
         (events) => w.replayed(events, upto),
@@ -268,19 +273,20 @@ export class WatchHub {
     flushKey();
     events.sort((a, b) => a.kv.version - b.kv.version);
     if (w.prevKv) {
+      const horizon = engine.compactedVersion;
       for (const e of events) {
-        try {
-          const prev = await engine.get(e.kv.key, { atVersion: e.kv.version - 1, nowMs: 0 });
-          if (prev) {
-            e.prev = {
-              key: e.kv.key,
-              value: prev.value,
-              version: prev.version,
-              expiresAtMs: prev.expiresAtMs ?? 0,
-            };
-          }
-        } catch (err) {
-          if (!isKVError(err, "Compacted")) throw err;
+        // The value before the first readable revision is gone for good: no prev to give.
+        if (e.kv.version - 1 < horizon) continue;
+        // A compaction that overtakes the replay throws here: the watch ends with the
+        // compacted version rather than hand out events without the prev it asked for.
+        const prev = await engine.get(e.kv.key, { atVersion: e.kv.version - 1, nowMs: 0 });
+        if (prev) {
+          e.prev = {
+            key: e.kv.key,
+            value: prev.value,
+            version: prev.version,
+            expiresAtMs: prev.expiresAtMs ?? 0,
+          };
         }
       }
     }
