@@ -137,6 +137,10 @@ export const defaultHistoryRevisions = 100_000;
 export const maxPeerQueueMessages = 8_192;
 /** Watch: events buffered for one slow watcher before it is cancelled. */
 export const maxWatchBufferEvents = 10_000;
+/** Watch: bytes (keys, values, previous values) one watcher buffers before it is cut off. */
+export const maxWatchBufferBytes = 64 * MiB;
+/** Watch: bytes of history one watch may replay; an older start is refused. */
+export const maxWatchReplayBytes = 64 * MiB;
 /** Idempotency: recent request ids remembered per cluster for deduplication. */
 export const maxRememberedRequestIds = 100_000;
 

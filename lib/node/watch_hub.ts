@@ -18,7 +18,11 @@
 import { IoTurns } from "../common/time_slice.ts";
 import { compareBytes, equalBytes, prefixEnd } from "../common/bytes.ts";
 import { CompactedError, InvalidArgumentError, isKVError } from "../common/errors.ts";
-import { maxWatchBufferEvents } from "../common/limits.ts";
+import {
+  maxWatchBufferBytes,
+  maxWatchBufferEvents,
+  maxWatchReplayBytes,
+} from "../common/limits.ts";
 import type { Engine } from "../storage/engine.ts";
 import type { ChangeEvent, KeyValue } from "./state_machine.ts";
 import { systemKeyByte } from "./state_machine.ts";
@@ -65,6 +69,8 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   #queue: WatchEvent[] = [];
   #live: WatchEvent[] = [];
   #replaying = true;
+  /** Bytes of the events held (see eventBytes). */
+  #bytes = 0;
   #wake: (() => void) | undefined;
   /** Set once the watch ended (by the hub, an error or the client). */
   cancel: WatchCancel | undefined;
@@ -86,12 +92,14 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     if (this.cancel || e.kv.version <= this.startRevision) return;
     if (this.#replaying) this.#live.push(e);
     else this.#queue.push(e);
-    if (this.#queue.length + this.#live.length > maxWatchBufferEvents) {
+    this.#bytes += eventBytes(e);
+    if (
+      this.#queue.length + this.#live.length > maxWatchBufferEvents ||
+      this.#bytes > maxWatchBufferBytes
+    ) {
       this.end({
-        reason:
-          `the watcher fell more than ${maxWatchBufferEvents} events behind; resume from version ${
-            this.lastVersion + 1
-          }`,
+        reason: `the watcher fell more than ${maxWatchBufferEvents} events or ` +
+          `${maxWatchBufferBytes} bytes behind; resume from version ${this.lastVersion + 1}`,
         lastVersion: this.lastVersion,
       });
       return;
@@ -102,7 +110,11 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   /** History replay finished: queue it, then the live events held back. */
   replayed(history: WatchEvent[], uptoRevision: number): void {
     this.#queue.push(...history);
-    for (const e of this.#live) if (e.kv.version > uptoRevision) this.#queue.push(e);
+    for (const e of history) this.#bytes += eventBytes(e);
+    for (const e of this.#live) {
+      if (e.kv.version > uptoRevision) this.#queue.push(e);
+      else this.#bytes -= eventBytes(e);
+    }
     this.#live = [];
     this.#replaying = false;
     this.#wake?.();
@@ -114,6 +126,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     this.cancel = cancel;
     this.#queue = [];
     this.#live = [];
+    this.#bytes = 0;
     this.hub.remove(this);
     this.#wake?.();
   }
@@ -125,6 +138,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     }
     if (this.cancel) return { value: undefined, done: true };
     const e = this.#queue.shift()!;
+    this.#bytes -= eventBytes(e);
     this.lastVersion = e.kv.version;
     return { value: e, done: false };
   }
@@ -245,6 +259,7 @@ export class WatchHub {
       perKey = [];
     };
     const turns = new IoTurns();
+    let replayBytes = 0;
     for await (
       const h of engine.history({ start: range.start, end: range.end, afterVersion: start - 1 })
     ) {
@@ -264,6 +279,13 @@ export class WatchHub {
           expiresAtMs: h.expiresAtMs ?? 0,
         },
       });
+      replayBytes += h.key.length + (h.deleted ? 0 : h.value.length);
+      if (replayBytes > maxWatchReplayBytes) {
+        throw new InvalidArgumentError(
+          `more than ${maxWatchReplayBytes} bytes of history since version ${start}; ` +
+            "start from a newer version",
+        );
+      }
       if (events.length + perKey.length > maxWatchReplayEvents) {
         throw new InvalidArgumentError(
           `more than ${maxWatchReplayEvents} events since version ${start}; start from a newer version`,
@@ -320,4 +342,9 @@ function keySuccessor(key: Uint8Array): Uint8Array {
   const out = new Uint8Array(key.length + 1);
   out.set(key);
   return out;
+}
+
+/** What one event holds in memory: its key, value and previous value. */
+function eventBytes(e: WatchEvent): number {
+  return e.kv.key.length + e.kv.value.length + (e.prev?.value.length ?? 0);
 }

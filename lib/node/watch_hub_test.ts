@@ -177,3 +177,19 @@ Deno.test("watch: a start at the compacted revision is served (a resume that mis
   w.return();
   await engine.close();
 });
+
+Deno.test("watch: a watcher that does not read is cut off by bytes too, not only by events", async () => {
+  const { engine, hub } = await setup();
+  const w = hub.watch(watchTarget(undefined, utf8("")));
+  const value = new Uint8Array(1 << 20);
+  for (let v = 1; v <= 70 && !w.cancel; v++) {
+    hub.publish([{ type: "put", kv: { key: utf8("big"), value, version: v, expiresAtMs: 0 } }]);
+  }
+  assertEquals(w.cancel !== undefined, true, "cut off well before 10,000 events");
+  assertEquals(
+    /bytes behind; resume from version 1$/.test(w.cancel!.reason),
+    true,
+    w.cancel!.reason,
+  );
+  await engine.close();
+});
