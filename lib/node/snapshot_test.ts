@@ -23,6 +23,28 @@ function snapshotMessage(): Message {
   });
 }
 
+/** The begin frame of a snapshot at `index` (revision 1). */
+function beginFrame(index: number): PeerFrame {
+  const m = snapshotMessage();
+  m.snapshot!.meta.index = index;
+  return { kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 };
+}
+
+/** A receiver staging in memory that counts how often it discarded its staging directory. */
+function countingReceiver() {
+  const fs = new MemFileSystem();
+  let discarded = 0;
+  const receiver = new SnapshotReceiver({
+    openStaging: () => Engine.open("/staging", { fs }),
+    discardStaging: () => {
+      discarded++;
+      return Promise.resolve();
+    },
+    deliver: () => {},
+  }, quiet);
+  return { receiver, discarded: () => discarded };
+}
+
 Deno.test("a snapshot sender gives up on a receiver that never answers", async () => {
   // Reads everything and answers nothing: a peer cut off without a reset looks like this.
   const sockets: net.Socket[] = [];
@@ -91,21 +113,10 @@ Deno.test("a snapshot receiver gives up on a sender that goes quiet, and takes t
 });
 
 Deno.test("a snapshot being installed is not discarded by a new transfer", async () => {
-  const fs = new MemFileSystem();
-  let discarded = 0;
-  const receiver = new SnapshotReceiver({
-    openStaging: () => Engine.open("/staging", { fs }),
-    discardStaging: () => {
-      discarded++;
-      return Promise.resolve();
-    },
-    deliver: () => {},
-  }, quiet);
+  const { receiver, discarded } = countingReceiver();
   const transfer = (index: number) => {
     const frames = new FrameQueue();
-    const m = snapshotMessage();
-    m.snapshot!.meta.index = index;
-    frames.push({ kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 });
+    frames.push(beginFrame(index));
     frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
     frames.end();
     return frames;
@@ -115,36 +126,22 @@ Deno.test("a snapshot being installed is not discarded by a new transfer", async
   assertEquals(replies.map((f) => f.kind === PeerFrameKind.SnapshotAck && f.ok), [true, true]);
   const staged = receiver.takeForInstall(5, 1);
   assertTrue(staged !== undefined);
-  const discardedBefore = discarded;
+  const discardedBefore = discarded();
   // A newer snapshot arrives while the node is swapping the staged one in.
   const during: PeerFrame[] = [];
   await receiver.serve("n1", transfer(9), (f) => during.push(f));
   const refusal = during[0] as PeerFrame & { kind: PeerFrameKind.SnapshotAck };
   assertEquals(refusal.ok, false);
   assertTrue(refusal.reason.includes("installing"), refusal.reason);
-  assertEquals(discarded, discardedBefore, "the staged snapshot was left alone");
+  assertEquals(discarded(), discardedBefore, "the staged snapshot was left alone");
   receiver.adopted();
   await staged!.close();
 });
 
 Deno.test("a transfer whose first frame arrives after an install began is refused, and the staged snapshot kept", async () => {
-  const fs = new MemFileSystem();
-  let discarded = 0;
-  const receiver = new SnapshotReceiver({
-    openStaging: () => Engine.open("/staging", { fs }),
-    discardStaging: () => {
-      discarded++;
-      return Promise.resolve();
-    },
-    deliver: () => {},
-  }, quiet);
-  const begin = (index: number): PeerFrame => {
-    const m = snapshotMessage();
-    m.snapshot!.meta.index = index;
-    return { kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 };
-  };
+  const { receiver, discarded } = countingReceiver();
   const done = new FrameQueue();
-  done.push(begin(5));
+  done.push(beginFrame(5));
   done.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
   done.end();
   await receiver.serve("n1", done, () => {});
@@ -154,14 +151,14 @@ Deno.test("a transfer whose first frame arrives after an install began is refuse
   const serving = receiver.serve("n2", late, (f) => replies.push(f));
   const staged = receiver.takeForInstall(5, 1);
   assertTrue(staged !== undefined);
-  const before = discarded;
-  late.push(begin(9));
+  const before = discarded();
+  late.push(beginFrame(9));
   late.end();
   await serving;
   const refusal = replies.at(-1) as PeerFrame & { kind: PeerFrameKind.SnapshotAck };
   assertEquals(refusal.ok, false);
   assertTrue(refusal.reason.includes("installing"), refusal.reason);
-  assertEquals(discarded, before, "the snapshot being installed was left alone");
+  assertEquals(discarded(), before, "the snapshot being installed was left alone");
   receiver.adopted();
   await staged!.close();
 });

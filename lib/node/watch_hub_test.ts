@@ -52,6 +52,25 @@ async function setup(fs: MemFileSystem = new MemFileSystem()) {
   return { engine, sm, hub };
 }
 
+/**
+ * A state machine and hub wired as a node wires them (prevKv decided per put, watches
+ * started between applies), after a first put of k = v1 at revision 1.
+ */
+async function prevKvSetup() {
+  const engine = await Engine.open("/w", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const hub = new WatchHub(() => sm.engine, () => sm.publishedRevision, (f) => sm.atRest(f));
+  sm.onChange = (events) => hub.publish(events);
+  sm.wantPrevForEvents = () => hub.wantsPrev;
+  await sm.apply([{ index: 1, data: put("k", "v1") }]);
+  return { engine, sm, hub };
+}
+
+/** An expiry that changes nothing but makes its batch wait on an engine read. */
+function expiryThatReads(): Uint8Array {
+  return encodeCommand({ op: CommandOp.ExpireKey, timestampMs: 1_000, key: utf8("o"), version: 9 });
+}
+
 Deno.test("watch: a start beyond this replica's revision waits for it instead of failing", async () => {
   const { engine, sm, hub } = await setup();
   await sm.apply([{ index: 1, data: put("a", "1") }]);
@@ -87,25 +106,12 @@ for (const startVersion of [0, 1]) {
 }
 
 Deno.test("watch: a prevKv watch opened while a batch is applied gets every event of it with its previous value", async () => {
-  const engine = await Engine.open("/w", { fs: new MemFileSystem() });
-  const sm = new StateMachine(engine);
-  const hub = new WatchHub(() => sm.engine, () => sm.publishedRevision, (f) => sm.atRest(f));
-  sm.onChange = (events) => hub.publish(events);
-  sm.wantPrevForEvents = () => hub.wantsPrev;
-  await sm.apply([{ index: 1, data: put("k", "v1") }]);
+  const { engine, sm, hub } = await prevKvSetup();
   // The batch's expiry waits on an engine read: the watch opens then, after the first put
   // was applied without reading its previous value (nobody wanted it yet).
   const applying = sm.apply([
     { index: 2, data: put("k", "v2") },
-    {
-      index: 3,
-      data: encodeCommand({
-        op: CommandOp.ExpireKey,
-        timestampMs: 1_000,
-        key: utf8("other"),
-        version: 9,
-      }),
-    },
+    { index: 3, data: expiryThatReads() },
     { index: 4, data: put("k", "v3") },
   ]);
   const w = hub.watch(watchTarget(utf8("k")), { prevKv: true });
@@ -122,24 +128,11 @@ Deno.test("watch: a prevKv watch opened while a batch is applied gets every even
 });
 
 Deno.test("watch: a prevKv watch from now whose batch compacted its history still gets that batch", async () => {
-  const engine = await Engine.open("/w", { fs: new MemFileSystem() });
-  const sm = new StateMachine(engine);
-  const hub = new WatchHub(() => sm.engine, () => sm.publishedRevision, (f) => sm.atRest(f));
-  sm.onChange = (events) => hub.publish(events);
-  sm.wantPrevForEvents = () => hub.wantsPrev;
-  await sm.apply([{ index: 1, data: put("k", "v1") }]);
+  const { engine, sm, hub } = await prevKvSetup();
   // The batch under way writes, waits on a read, writes, then compacts up to its last write.
   const applying = sm.apply([
     { index: 2, data: put("k", "v2") },
-    {
-      index: 3,
-      data: encodeCommand({
-        op: CommandOp.ExpireKey,
-        timestampMs: 1_000,
-        key: utf8("o"),
-        version: 9,
-      }),
-    },
+    { index: 3, data: expiryThatReads() },
     { index: 4, data: put("k", "v3") },
     {
       index: 5,
