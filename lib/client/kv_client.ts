@@ -58,6 +58,9 @@ export interface KVClientOptions {
   neverIdle?: boolean;
 }
 
+/** Watch events a consumer may leave untaken before the stream is paused. */
+const watchQueueHigh = 1_024;
+
 /** grpc-js's largest idle timeout (a 32-bit timer): about 24.8 days. */
 const maxIdleTimeoutMs = 2 ** 31 - 1;
 
@@ -218,6 +221,8 @@ export class KVClient implements AsyncDisposable {
   readonly timeoutMs: number;
   /** grpc-js clients, for Watch streams only. */
   #watchStubs = new Map<string, grpc.Client>();
+  /** Watch streams open now (close() ends them). */
+  #openWatches = new Set<grpc.ClientReadableStream<Msg>>();
   /**
    * Unary calls go over our own HTTP/2 client (lib/client/h2_channel.ts):
    * under Deno grpc-js cost the caller ~250 µs of CPU per call.
@@ -594,10 +599,18 @@ export class KVClient implements AsyncDisposable {
       });
       const onAbort = () => call.cancel();
       signal?.addEventListener("abort", onAbort, { once: true });
+      this.#openWatches.add(call);
       const queue: Array<{ msg?: Msg; error?: unknown; end?: boolean }> = [];
       let wake: (() => void) | undefined;
+      let paused = false;
       call.on("data", (msg: Msg) => {
         queue.push({ msg });
+        // A consumer that stops taking events stops the stream here, so flow control reaches
+        // the node, which cuts a watcher that falls too far behind (and we resume after it).
+        if (!paused && queue.length >= watchQueueHigh) {
+          paused = true;
+          call.pause();
+        }
         wake?.();
       });
       call.on("error", (error: unknown) => {
@@ -615,6 +628,10 @@ export class KVClient implements AsyncDisposable {
             wake = undefined;
           }
           const item = queue.shift()!;
+          if (paused && queue.length <= watchQueueHigh / 4) {
+            paused = false;
+            call.resume();
+          }
           if (item.error !== undefined) {
             if (signal?.aborted || this.#closed) return;
             const err = fromGrpcError(item.error);
@@ -651,6 +668,7 @@ export class KVClient implements AsyncDisposable {
         }
       } finally {
         signal?.removeEventListener("abort", onAbort);
+        this.#openWatches.delete(call);
         call.cancel();
       }
       if (signal?.aborted || this.#closed) return;
@@ -765,6 +783,8 @@ export class KVClient implements AsyncDisposable {
   /** Closes every channel. */
   close(): void {
     this.#closed = true;
+    for (const call of this.#openWatches) call.cancel();
+    this.#openWatches.clear();
     for (const c of this.#watchStubs.values()) c.close();
     this.#watchStubs.clear();
     for (const c of this.#channels.values()) c.close();

@@ -30,6 +30,23 @@ async function collect(
   return out;
 }
 
+/** The next event, without ending the watch (a for-await break would); fails after `ms`. */
+async function nextWithin(it: AsyncIterableIterator<WatchEvent>, ms: number): Promise<WatchEvent> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no event within ${ms} ms`)), ms);
+      }),
+    ]);
+    if (r.done) throw new Error("the watch ended");
+    return r.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 Deno.test({
   name:
     "watch: live events in order, replay from a version, TTL expiry as DELETE, compacted start refused",
@@ -142,5 +159,61 @@ Deno.test({
         { timeoutMs: 10_000 },
       );
     }
+  },
+});
+
+Deno.test({
+  name: "watch: closing the client ends its open watches",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(1);
+    await cluster.waitForLeader();
+    const writer = cluster.client();
+    const client = cluster.client();
+    // From the write's own version, so the event comes from history whenever the watch opens.
+    const { version } = await writer.put("w:1", "a");
+    const it = client.watch({ prefix: "w:", startVersion: version });
+    assertEquals(describe(await nextWithin(it, 5_000)), `put w:1=a@${version}`);
+    // The consumer waits for the next event; closing the client ends the watch at once.
+    const pending = it.next();
+    client.close();
+    const ended = await Promise.race([
+      pending.then((r) => r.done === true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 3_000)),
+    ]);
+    assertTrue(ended, "the watch ended when its client closed");
+    writer.close();
+  },
+});
+
+Deno.test({
+  name: "watch: a consumer that stops reading for a while still gets every event once, in order",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(1);
+    await cluster.waitForLeader();
+    const writer = cluster.client();
+    const client = cluster.client();
+    const { version } = await writer.put("s:0", "x");
+    const it = client.watch({ prefix: "s:", startVersion: version });
+    await nextWithin(it, 5_000); // the watch is open
+    // 1,500 events arrive while nobody reads: the client pauses the stream past 1,024 queued.
+    const n = 1_500;
+    for (let i = 0; i < n; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => writer.put(`s:${i + j + 1}`, "x".repeat(64))),
+      );
+    }
+    const got = await collect(it, n);
+    assertEquals(got.length, n);
+    const keys = new Set(got.map((e) => dec.decode(e.kv.key)));
+    assertEquals(keys.size, n, "each once");
+    for (let i = 1; i < got.length; i++) {
+      assertTrue(got[i].version > got[i - 1].version, "in order");
+    }
+    client.close();
+    writer.close();
   },
 });
