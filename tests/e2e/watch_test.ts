@@ -162,28 +162,47 @@ Deno.test({
   },
 });
 
+/**
+ * A one-node cluster, a writer, and a watch on `prefix` (its own client) that has delivered
+ * its first event, a put of `<prefix>0`; it opens from that write's version, so the event
+ * comes from history whenever the watch reaches the node. Disposing stops it all.
+ */
+async function watchingOneNode(prefix: string) {
+  const cluster = await TestCluster.start(1);
+  const writer = cluster.client();
+  const client = cluster.client();
+  const stop = async () => {
+    client.close();
+    writer.close();
+    await cluster[Symbol.asyncDispose]();
+  };
+  try {
+    await cluster.waitForLeader();
+    const { version } = await writer.put(`${prefix}0`, "x");
+    const it = client.watch({ prefix, startVersion: version });
+    const first = await nextWithin(it, 5_000);
+    return { writer, client, it, first, [Symbol.asyncDispose]: stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
 Deno.test({
   name: "watch: closing the client ends its open watches",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await using cluster = await TestCluster.start(1);
-    await cluster.waitForLeader();
-    const writer = cluster.client();
-    const client = cluster.client();
-    // From the write's own version, so the event comes from history whenever the watch opens.
-    const { version } = await writer.put("w:1", "a");
-    const it = client.watch({ prefix: "w:", startVersion: version });
-    assertEquals(describe(await nextWithin(it, 5_000)), `put w:1=a@${version}`);
+    await using w = await watchingOneNode("w:");
+    assertEquals(describe(w.first), `put w:0=x@${w.first.version}`);
     // The consumer waits for the next event; closing the client ends the watch at once.
-    const pending = it.next();
-    client.close();
+    const pending = w.it.next();
+    w.client.close();
     const ended = await Promise.race([
       pending.then((r) => r.done === true),
       new Promise<boolean>((r) => setTimeout(() => r(false), 3_000)),
     ]);
     assertTrue(ended, "the watch ended when its client closed");
-    writer.close();
   },
 });
 
@@ -192,13 +211,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await using cluster = await TestCluster.start(1);
-    await cluster.waitForLeader();
-    const writer = cluster.client();
-    const client = cluster.client();
-    const { version } = await writer.put("s:0", "x");
-    const it = client.watch({ prefix: "s:", startVersion: version });
-    await nextWithin(it, 5_000); // the watch is open
+    await using w = await watchingOneNode("s:");
+    const { writer, it } = w;
     // 1,500 events arrive while nobody reads: the client pauses the stream past 1,024 queued.
     const n = 1_500;
     for (let i = 0; i < n; i += 50) {
@@ -213,7 +227,5 @@ Deno.test({
     for (let i = 1; i < got.length; i++) {
       assertTrue(got[i].version > got[i - 1].version, "in order");
     }
-    client.close();
-    writer.close();
   },
 });
