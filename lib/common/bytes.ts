@@ -61,6 +61,13 @@ export function hasPrefix(bytes: Uint8Array, prefix: Uint8Array): boolean {
   return true;
 }
 
+/** The smallest key after `key` (key + 0x00): [key, keySuccessor(key)) holds just `key`. */
+export function keySuccessor(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
+
 /**
  * The smallest key greater than every key that starts with `prefix`, or
  * undefined when there is none (the prefix is empty or all 0xff). Turns a

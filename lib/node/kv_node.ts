@@ -17,7 +17,7 @@ import { IoTurns } from "../common/time_slice.ts";
 import { failpoint } from "../common/failpoints.ts";
 import { createHash } from "node:crypto";
 import { type Clock, SystemClock } from "../common/clock.ts";
-import { byteString, compareBytes, prefixEnd } from "../common/bytes.ts";
+import { byteString, compareBytes, keySuccessor, prefixEnd } from "../common/bytes.ts";
 import {
   CompactedError,
   ConflictError,
@@ -639,16 +639,14 @@ export class KVNode {
   async #prevOf(key: Uint8Array, r: ApplyResult): Promise<KeyValue | undefined> {
     if (!r.deduplicated) return r.prev;
     if (!r.changed) return undefined;
-    try {
-      const state = await this.#readKeysAt([key], r.revision - 1, r.appliedAtMs ?? 0);
-      return state(key);
-    } catch (e) {
-      if (!(e instanceof CompactedError)) throw e;
-      throw Object.assign(new CompactedError(e.requested, e.compacted), {
-        message: `this write committed at revision ${r.revision}, but the value it replaced can ` +
-          `no longer be read: the history before it was compacted (${e.message})`,
-      });
-    }
+    const commit = { revision: r.revision, appliedAtMs: r.appliedAtMs ?? 0 };
+    const state = await this.#readBefore(
+      [key],
+      commit,
+      "this write",
+      "the value it replaced can no longer be read",
+    );
+    return state(key);
   }
 
   /** Deletes a key through Raft. */
@@ -764,15 +762,33 @@ export class KVNode {
     keys: Uint8Array[],
     commit: { revision: number; appliedAtMs: number },
   ): Promise<TxnOutcome> {
-    const { revision, appliedAtMs } = commit;
+    const state = await this.#readBefore(
+      keys,
+      commit,
+      "this transaction",
+      "its answer can no longer be rebuilt",
+    );
+    return planTxn(txn, state, commit.appliedAtMs).outcome(commit.revision);
+  }
+
+  /**
+   * The keys as a write committed at `commit.revision` found them (expiry
+   * judged at the leader time it ran at): what a retry's answer is rebuilt
+   * from. A compacted history is a CompactedError naming the commit.
+   */
+  async #readBefore(
+    keys: Uint8Array[],
+    commit: { revision: number; appliedAtMs: number },
+    what: string,
+    lost: string,
+  ): Promise<TxnRead> {
     try {
-      const state = await this.#readKeysAt(keys, revision - 1, appliedAtMs);
-      return planTxn(txn, state, appliedAtMs).outcome(revision);
+      return await this.#readKeysAt(keys, commit.revision - 1, commit.appliedAtMs);
     } catch (e) {
       if (!(e instanceof CompactedError)) throw e;
       throw Object.assign(new CompactedError(e.requested, e.compacted), {
-        message: `this transaction committed at revision ${revision}, but its answer can no ` +
-          `longer be rebuilt: the history before it was compacted (${e.message})`,
+        message: `${what} committed at revision ${commit.revision}, but ${lost}: the ` +
+          `history before it was compacted (${e.message})`,
       });
     }
   }
@@ -891,9 +907,8 @@ export class KVNode {
    * was compacted away (the caller cannot tell, so it assumes a change).
    */
   async keyWrittenBetween(key: Uint8Array, after: number, upto: number): Promise<boolean> {
-    const end = new Uint8Array(key.length + 1); // the key's successor: key + 0x00
-    end.set(key);
     try {
+      const end = keySuccessor(key);
       for await (const h of this.engine.history({ start: key, end, afterVersion: after })) {
         if (h.version <= upto) return true;
       }

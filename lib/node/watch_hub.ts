@@ -16,7 +16,7 @@
  */
 
 import { IoTurns } from "../common/time_slice.ts";
-import { compareBytes, equalBytes, prefixEnd } from "../common/bytes.ts";
+import { compareBytes, equalBytes, keySuccessor, prefixEnd } from "../common/bytes.ts";
 import { CompactedError, InvalidArgumentError, isKVError } from "../common/errors.ts";
 import {
   maxWatchBufferBytes,
@@ -335,13 +335,6 @@ export class WatchHub {
   closeAll(reason: string): void {
     for (const w of [...this.#watchers]) w.end({ reason, lastVersion: w.lastVersion });
   }
-}
-
-/** The smallest key after `key` (for a one-key range). */
-function keySuccessor(key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.length + 1);
-  out.set(key);
-  return out;
 }
 
 /** What one event holds in memory: its key, value and previous value. */
