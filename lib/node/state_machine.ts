@@ -451,20 +451,14 @@ export class StateMachine {
       if (command.op === CommandOp.CompactHistory && s.batch.count > 0) {
         // It scans the engine for expired request ids: those this batch remembered must be
         // there, or what it forgets would depend on how entries were grouped into batches.
-        await this.engine.write(s.batch, { sync: false, appliedIndex: last - 1 });
-        this.#appliedIndex = last - 1;
-        s.batch = new WriteBatch();
+        await this.#writeBatch(s, last - 1);
       }
       if (command.op === CommandOp.ExpireKey || command.op === CommandOp.CompactHistory) {
         results.set(entry.index, await this.#applyMaintenance(command, s));
         if (command.op === CommandOp.CompactHistory) {
           // Later entries of the batch check their ids against the engine: it must already
           // have forgotten what this entry forgot, as it would in a batch of their own.
-          if (s.batch.count > 0) {
-            await this.engine.write(s.batch, { sync: false, appliedIndex: last });
-            this.#appliedIndex = last;
-            s.batch = new WriteBatch();
-          }
+          if (s.batch.count > 0) await this.#writeBatch(s, last);
           s.pendingIds.clear();
         }
       } else {
@@ -478,15 +472,10 @@ export class StateMachine {
       this.#indexEntryIds(command.timestampMs, s.batch);
       if (s.batch.byteSize >= maxApplyBatchBytes) {
         // Large values: write what we have, so no WAL record outgrows what a reader accepts.
-        await this.engine.write(s.batch, { sync: false, appliedIndex: last });
-        this.#appliedIndex = last;
-        s.batch = new WriteBatch();
+        await this.#writeBatch(s, last);
       }
     }
-    if (last !== this.#appliedIndex) {
-      await this.engine.write(s.batch, { sync: false, appliedIndex: last });
-      this.#appliedIndex = last;
-    }
+    if (last !== this.#appliedIndex) await this.#writeBatch(s, last);
     if (s.compactTo > 0) {
       // Local bookkeeping only: what a replica decides never depends on how far its own
       // history was compacted (a crash, or a snapshot install, makes that differ).
@@ -495,6 +484,17 @@ export class StateMachine {
     this.#publishedRevision = this.#revision;
     if (s.events.length > 0) this.onChange?.(s.events, this.#revision);
     return results;
+  }
+
+  /**
+   * Writes the batch's changes so far, with `appliedIndex` (the last entry
+   * they cover), and starts a new batch; the batch's other state (pending
+   * writes, events) carries on.
+   */
+  async #writeBatch(s: ApplyScope, appliedIndex: number): Promise<void> {
+    await this.engine.write(s.batch, { sync: false, appliedIndex });
+    this.#appliedIndex = appliedIndex;
+    s.batch = new WriteBatch();
   }
 
   /** Whether a put must read the key's current state (a condition, or someone wants prev). */
