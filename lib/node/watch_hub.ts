@@ -188,10 +188,10 @@ export class WatchHub {
   /**
    * Opens a watch. `startVersion` 0 = from now; otherwise events with
    * version >= startVersion are replayed first. Refused with CompactedError
-   * below the compacted version (from it on, history is readable). A start beyond this replica's revision
-   * waits for it, as in etcd: a client that fails over to a replica still
-   * catching up (or freshly rejoined and empty) resumes there instead of
-   * being refused.
+   * below the compacted version (from it on, history is readable). A start
+   * beyond this replica's revision waits for it, as in etcd: a client that
+   * fails over to a replica still catching up (or freshly rejoined and
+   * empty) resumes there instead of being refused.
    */
   watch(target: WatchTarget, opts: { startVersion?: number; prevKv?: boolean } = {}): Watcher {
     const now = this.revision();
