@@ -236,6 +236,8 @@ export class KVNode {
     this.transport = new PeerTransport({
       selfId: config.nodeId,
       clusterId: () => this.clusterId,
+      voteQuietMs: () => replica.voteQuietMs,
+      peerVoteQuiet: (id, ms) => replica.notePeerVoteQuiet(id, ms),
       addressOf: (id) => this.#peerAddr(id),
       deliver: (messages) => replica.step(messages),
       unreachable: (id) => replica.reportUnreachable(id),

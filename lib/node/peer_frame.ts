@@ -8,7 +8,7 @@
  *
  *   connection := magic "RKVR" · u8 version (1) · frame*
  *   frame      := u32 length (of kind + body) · u8 kind · body
- *   Hello (1)  := string clusterId · string fromNodeId          (first frame)
+ *   Hello (1)  := string clusterId · string fromNodeId · [uvarint voteQuietMs]   (first frame)
  *   Batch (2)  := uvarint count · count × length-prefixed raft message
  *   Refuse (3) := string reason                                (then close)
  *
@@ -46,7 +46,13 @@ export const enum PeerFrameKind {
 
 /** A decoded peer frame. */
 export type PeerFrame =
-  | { kind: PeerFrameKind.Hello; clusterId: string; from: string }
+  | {
+    kind: PeerFrameKind.Hello;
+    clusterId: string;
+    from: string;
+    /** How long the sender ignores votes after hearing from its leader (read_lease.ts); absent from older senders. */
+    voteQuietMs?: number;
+  }
   | { kind: PeerFrameKind.Batch; messages: Uint8Array[] }
   | { kind: PeerFrameKind.Refuse; reason: string }
   | { kind: PeerFrameKind.SnapshotBegin; message: Uint8Array; revision: number }
@@ -61,8 +67,12 @@ export type PeerFrame =
   | { kind: PeerFrameKind.SnapshotAck; ok: boolean; recordsHeld: number; reason: string };
 
 /** The bytes a connecting peer sends first: magic, version, Hello frame. */
-export function encodeConnectionPreamble(clusterId: string, from: string): Uint8Array {
-  const hello = encodeFrame({ kind: PeerFrameKind.Hello, clusterId, from });
+export function encodeConnectionPreamble(
+  clusterId: string,
+  from: string,
+  voteQuietMs?: number,
+): Uint8Array {
+  const hello = encodeFrame({ kind: PeerFrameKind.Hello, clusterId, from, voteQuietMs });
   const out = new Uint8Array(5 + hello.length);
   out.set(peerMagic, 0);
   out[4] = peerChannelVersion;
@@ -77,6 +87,7 @@ export function encodeFrame(frame: PeerFrame): Uint8Array {
   switch (frame.kind) {
     case PeerFrameKind.Hello:
       w.putString(frame.clusterId).putString(frame.from);
+      if (frame.voteQuietMs !== undefined) w.putUvarint(frame.voteQuietMs);
       break;
     case PeerFrameKind.Batch:
       w.putUvarint(frame.messages.length);
@@ -110,6 +121,7 @@ function decodeBody(kind: number, body: Uint8Array, at: number): PeerFrame {
   switch (kind) {
     case PeerFrameKind.Hello:
       frame = { kind, clusterId: r.string(256), from: r.string(256) };
+      if (r.remaining > 0) frame.voteQuietMs = r.uvarint();
       break;
     case PeerFrameKind.Batch: {
       const n = r.uvarint();

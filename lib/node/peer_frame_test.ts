@@ -125,3 +125,16 @@ Deno.test("an oversized length split across chunks is reported at the frame's of
   const e = assertThrows(() => d.push(new Uint8Array([0xff, 0xff, 2])), DecodeError, "length");
   assertEquals((e as DecodeError).offset, ok.length);
 });
+
+Deno.test("a Hello carries the sender's vote-quiet period; one from an older sender has none", () => {
+  const withQuiet = new PeerFrameDecoder(true).push(encodeConnectionPreamble("c1", "n2", 891));
+  assertEquals(withQuiet, [{
+    kind: PeerFrameKind.Hello,
+    clusterId: "c1",
+    from: "n2",
+    voteQuietMs: 891,
+  }]);
+  const older = new PeerFrameDecoder(true).push(encodeConnectionPreamble("c1", "n2"));
+  assertEquals(older, [{ kind: PeerFrameKind.Hello, clusterId: "c1", from: "n2" }]);
+  assertEquals(older[0].kind === PeerFrameKind.Hello && older[0].voteQuietMs, undefined);
+});

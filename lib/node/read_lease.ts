@@ -38,15 +38,52 @@ export function leaseDurationMs(electionTicks: number, tickMs: number): number {
   return Math.max(0, (electionTicks - 2) * tickMs * 0.9);
 }
 
+/**
+ * What a node promises its leader, in milliseconds: after hearing from it, or
+ * after restarting, it ignores (Pre)Votes for at least this long. Nodes
+ * announce it to their peers (the peer channel's Hello), so a leader whose
+ * settings differ from a voter's never holds a lease past that voter's
+ * promise (see `leaseLimitMs`). A node without lease reads promises nothing
+ * across a restart, so it announces 0, and a leader it votes for uses no
+ * lease.
+ */
+export function voteQuietMs(electionTicks: number, tickMs: number, leaseReads: boolean): number {
+  return leaseReads ? Math.max(0, Math.floor((electionTicks - 1) * tickMs * 0.9)) : 0;
+}
+
+/**
+ * The longest lease a voter's announced quiet period allows a leader that
+ * ticks every `tickMs`: one of the leader's ticks below it, the margin
+ * `leaseDurationMs` keeps when both run the same settings.
+ */
+export function leaseLimitMs(peerQuietMs: number, tickMs: number): number {
+  return Math.max(0, peerQuietMs - tickMs * 0.9);
+}
+
 /** The lease of one leader, fed with its ReadIndex rounds. */
 export class ReadLease {
-  /** End of the lease (exclusive), on the monotonic clock. */
-  #untilMs = Number.NEGATIVE_INFINITY;
+  /** Start of the lease (when its round was asked for), on the monotonic clock. */
+  #startMs = Number.NEGATIVE_INFINITY;
   /** The core's leaseEpoch the lease was taken under. */
   #epoch = -1;
   #asked: AskedRound[] = [];
+  /** A shorter bound set by what the voters promise (`leaseLimitMs`); Infinity: none. */
+  #limitMs = Number.POSITIVE_INFINITY;
 
   constructor(readonly durationMs: number) {}
+
+  /**
+   * How long a lease lasts now: the configured duration, or less when a voter
+   * promises less. A lower limit applies at once, also to a lease held.
+   */
+  get effectiveMs(): number {
+    return Math.min(this.durationMs, this.#limitMs);
+  }
+
+  /** Bounds the lease by what the voters promise (Infinity: no bound). */
+  limitTo(ms: number): void {
+    this.#limitMs = ms;
+  }
 
   /** A round was asked for at `nowMs` while the core's lease epoch was `epoch`. */
   asked(round: number, nowMs: number, epoch: number): void {
@@ -64,8 +101,7 @@ export class ReadLease {
     while (i < asked.length && asked[i].round <= round) {
       const a = asked[i++];
       if (a.round !== round || a.epoch !== epoch) continue;
-      const until = a.askedAtMs + this.durationMs;
-      if (this.#epoch !== epoch || until > this.#untilMs) this.#untilMs = until;
+      if (this.#epoch !== epoch || a.askedAtMs > this.#startMs) this.#startMs = a.askedAtMs;
       this.#epoch = epoch;
     }
     if (i > 0) asked.splice(0, i);
@@ -73,24 +109,27 @@ export class ReadLease {
 
   /** True when a read at `nowMs`, lease epoch `epoch`, may skip the heartbeat round. */
   holds(nowMs: number, epoch: number): boolean {
-    return epoch === this.#epoch && nowMs < this.#untilMs;
+    return epoch === this.#epoch && nowMs < this.#startMs + this.effectiveMs;
   }
 
   /**
    * True when a round should be asked for now to extend the lease: it has
    * less than half its duration left (or none) and no round that could
    * extend it is in flight. Rounds from an earlier epoch, or older than a
-   * lease (lost), no longer count as in flight.
+   * lease (lost), no longer count as in flight. Never, when no lease can be
+   * had (a voter promises too little).
    */
   wantsRenewal(nowMs: number, epoch: number): boolean {
+    const duration = this.effectiveMs;
+    if (duration <= 0) return false;
     const asked = this.#asked;
     let stale = 0;
     while (
       stale < asked.length &&
-      (asked[stale].epoch !== epoch || nowMs - asked[stale].askedAtMs >= this.durationMs)
+      (asked[stale].epoch !== epoch || nowMs - asked[stale].askedAtMs >= duration)
     ) stale++;
     if (stale > 0) asked.splice(0, stale);
     if (asked.length > 0) return false;
-    return !this.holds(nowMs + this.durationMs / 2, epoch);
+    return !this.holds(nowMs + duration / 2, epoch);
   }
 }

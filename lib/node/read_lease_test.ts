@@ -1,5 +1,5 @@
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
-import { leaseDurationMs, ReadLease } from "./read_lease.ts";
+import { leaseDurationMs, leaseLimitMs, ReadLease, voteQuietMs } from "./read_lease.ts";
 
 Deno.test("read lease: lasts two ticks less than the election timeout, at 0.9 of a tick", () => {
   assertEquals(leaseDurationMs(15, 10), 117);
@@ -54,4 +54,41 @@ Deno.test("read lease: asks for a renewal when less than half is left and no rou
   assertTrue(lease.wantsRenewal(151, 1));
   lease.asked(3, 151, 1);
   assertTrue(lease.wantsRenewal(152, 2), "a round of an older epoch does not count");
+});
+
+Deno.test("read lease: a voter's promise matches the lease of a leader with the same settings", () => {
+  assertEquals(
+    voteQuietMs(15, 10, true),
+    126,
+    "14 ticks at 0.9 of 10 ms (the first may come at once)",
+  );
+  assertEquals(leaseLimitMs(voteQuietMs(15, 10, true), 10), leaseDurationMs(15, 10));
+  assertEquals(voteQuietMs(15, 10, false), 0, "no lease reads: no promise across a restart");
+  assertEquals(leaseLimitMs(0, 10), 0);
+  // A voter with a shorter election timeout bounds the lease of a leader with a longer one.
+  assertEquals(leaseLimitMs(voteQuietMs(5, 10, true), 10), 27);
+});
+
+Deno.test("read lease: a voter promising less shortens the lease, also one already held", () => {
+  const lease = new ReadLease(100);
+  lease.asked(1, 1_000, 1);
+  lease.confirmed(1, 1);
+  assertTrue(lease.holds(1_060, 1));
+  lease.limitTo(50);
+  assertEquals(lease.effectiveMs, 50);
+  assertTrue(lease.holds(1_049, 1));
+  assertTrue(!lease.holds(1_060, 1), "the lower limit applies at once");
+  lease.limitTo(Number.POSITIVE_INFINITY);
+  assertTrue(lease.holds(1_060, 1), "lifting it restores the configured duration");
+  lease.limitTo(500);
+  assertEquals(lease.effectiveMs, 100, "a limit never lengthens the lease");
+});
+
+Deno.test("read lease: with a limit of 0 there is no lease and no renewal rounds", () => {
+  const lease = new ReadLease(100);
+  lease.limitTo(0);
+  assertTrue(!lease.wantsRenewal(1_000, 1), "no round is asked for a lease that cannot be had");
+  lease.asked(1, 1_000, 1);
+  lease.confirmed(1, 1);
+  assertTrue(!lease.holds(1_000, 1));
 });

@@ -78,7 +78,7 @@ import type { RaftLogStore } from "./raft_log_store.ts";
 import { requestIdOf, withTimestampAtLeast } from "./command.ts";
 import type { ApplyEntry, ApplyResult, MemberRecord, StateMachine } from "./state_machine.ts";
 import type { Logger } from "./logger.ts";
-import { leaseDurationMs, ReadLease } from "./read_lease.ts";
+import { leaseDurationMs, leaseLimitMs, ReadLease, voteQuietMs } from "./read_lease.ts";
 
 /**
  * Observes when entries pass each stage of the write path (benchmarks: the
@@ -212,6 +212,10 @@ export class Replica {
   #lease: ReadLease | undefined;
   /** A round that only extends the lease is wanted (issued by the loop). */
   #renewLease = false;
+  /** What each peer announced it promises (read_lease.ts voteQuietMs), by node id. */
+  #peerQuietMs = new Map<string, number>();
+  /** The lease epoch the lease's limit was worked out under; -1: work it out again. */
+  #leaseLimitEpoch = -1;
   /** When the last tick ran (ticks closer than 0.9 tickMs are skipped: the lease relies on it). */
   #lastTickMs = Number.NEGATIVE_INFINITY;
   #running = false;
@@ -324,6 +328,60 @@ export class Replica {
       } else this.node.step(m);
     }
     this.#kick();
+  }
+
+  /**
+   * How long this node promises to ignore votes after hearing from its
+   * leader, announced to its peers so that no leader's lease outlasts it.
+   */
+  get voteQuietMs(): number {
+    return voteQuietMs(this.#opts.electionTicks, this.#opts.tickMs, this.#opts.leaseReads === true);
+  }
+
+  /**
+   * A peer announced how long it ignores votes. When a voter promises less
+   * than our lease assumes (it runs with a shorter election timeout or tick,
+   * or without lease reads), our lease is cut to what it promises.
+   */
+  notePeerVoteQuiet(nodeId: string, ms: number): void {
+    if (this.#peerQuietMs.get(nodeId) === ms) return;
+    this.#peerQuietMs.set(nodeId, ms);
+    this.#leaseLimitEpoch = -1;
+  }
+
+  /**
+   * Bounds the lease by the least any voter promises (voters that never
+   * announced one are left out: their acknowledgements come over the
+   * connection that begins with the announcement). Worked out again after a
+   * new announcement or a change of lease epoch (which a membership change
+   * makes).
+   */
+  #limitLease(lease: ReadLease): void {
+    const epoch = this.node.leaseEpoch;
+    if (this.#leaseLimitEpoch === epoch) return;
+    this.#leaseLimitEpoch = epoch;
+    let limit = Number.POSITIVE_INFINITY;
+    let by = "";
+    for (const id of this.node.status().conf.voters) {
+      const quiet = id === this.#opts.nodeId ? undefined : this.#peerQuietMs.get(id);
+      if (quiet === undefined) continue;
+      const ms = leaseLimitMs(quiet, this.#opts.tickMs);
+      if (ms < limit) [limit, by] = [ms, id];
+    }
+    const before = lease.effectiveMs;
+    lease.limitTo(limit);
+    if (lease.effectiveMs < lease.durationMs && lease.effectiveMs !== before) {
+      this.#opts.log.warn(
+        "read lease shortened: a voter ignores votes for less time than ours assumes",
+        {
+          voter: by,
+          voterQuietMs: this.#peerQuietMs.get(by),
+          leaseMs: lease.effectiveMs,
+          configuredLeaseMs: lease.durationMs,
+          hint: "run every node with the same --election-ms, --tick-ms and --read-lease",
+        },
+      );
+    }
   }
 
   /** A peer could not be reached. */
@@ -548,6 +606,7 @@ export class Replica {
   #leaseReadIndex(): number {
     const lease = this.#lease;
     if (lease === undefined || this.#soft.role !== "leader") return -1;
+    this.#limitLease(lease);
     const now = this.#opts.clock.nowMs();
     const epoch = this.node.leaseEpoch;
     if (!this.#renewLease && lease.wantsRenewal(now, epoch)) {

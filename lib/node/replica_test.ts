@@ -11,6 +11,7 @@ import { encodeCommand } from "./command.ts";
 import { Logger } from "./logger.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
 import { newReadBoot, readContext, readRoundOf, Replica } from "./replica.ts";
+import { voteQuietMs } from "./read_lease.ts";
 import { StateMachine } from "./state_machine.ts";
 import { plainPut } from "./testing.ts";
 
@@ -301,6 +302,55 @@ Deno.test("lease reads: a leadership transfer ends the lease at once", async () 
     assertTrue(outcome !== "", "the read finished");
     assertTrue(c.rounds.get(id)! > before, "the read waited for a heartbeat round, not the lease");
     await read;
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("lease reads: a voter that ignores votes for less time than the lease assumes shortens it", async () => {
+  const c = await leaseCluster();
+  try {
+    const id = c.leader.node.id;
+    const others = c.replicas.filter((r) => r !== c.leader).map((r) => r.node.id);
+    assertEquals(c.leader.voteQuietMs, voteQuietMs(15, 10, true), "what this node announces");
+    // With the same settings everywhere the lease (117 ms) covers a read 60 ms after its round.
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    c.net.drop = (m) => m.from !== id;
+    await c.elapse(60);
+    let served = false;
+    let read = c.leader.readBarrier(c.clock.nowMs() + 5_000).then(() => (served = true));
+    await c.turns();
+    assertTrue(served, "served from the lease");
+    await read;
+
+    // One voter runs with a 50 ms election timeout: it promises 36 ms, so leases last 27 ms.
+    c.leader.notePeerVoteQuiet(others[0], voteQuietMs(5, 10, true));
+    c.net.drop = () => false;
+    await c.elapse(200);
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000); // a fresh lease
+    c.net.drop = (m) => m.from !== id;
+    await c.elapse(20);
+    served = false;
+    read = c.leader.readBarrier(c.clock.nowMs() + 5_000).then(() => (served = true));
+    await c.turns();
+    assertTrue(served, "within the shortened lease");
+    await read;
+    await c.elapse(10);
+    served = false;
+    read = c.leader.readBarrier(c.clock.nowMs() + 5_000).then(() => (served = true));
+    await c.turns();
+    assertTrue(!served, "30 ms after its round the shortened lease is over: the read waits");
+    c.net.drop = () => false;
+    for (let i = 0; i < 50 && !served; i++) await c.elapse(10);
+    await read;
+
+    // A voter without lease reads promises nothing across a restart: no lease at all.
+    c.leader.notePeerVoteQuiet(others[1], voteQuietMs(15, 10, false));
+    await c.elapse(200);
+    await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    const rounds = c.rounds.get(id)!;
+    for (let i = 0; i < 3; i++) await c.leader.readBarrier(c.clock.nowMs() + 5_000);
+    assertEquals(c.rounds.get(id), rounds + 3, "every read waited for a heartbeat round");
   } finally {
     await c.stop();
   }

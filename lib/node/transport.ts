@@ -37,6 +37,10 @@ export interface TransportHost {
   readonly selfId: string;
   /** The cluster id peers must present ("" = not known yet: accept any). */
   clusterId(): string;
+  /** How long this node ignores votes after hearing from its leader, announced in its Hello. */
+  voteQuietMs(): number;
+  /** A peer's Hello announced how long it ignores votes (lib/node/read_lease.ts). */
+  peerVoteQuiet(nodeId: string, voteQuietMs: number): void;
   /** Where a peer listens, or undefined when unknown. */
   addressOf(nodeId: string): string | undefined;
   /** Delivers messages received from peers. */
@@ -253,7 +257,9 @@ export class PeerTransport {
     const decoder = new PeerFrameDecoder(false);
     socket.on("connect", () => {
       if (link.socket !== socket) return;
-      socket.write(encodeConnectionPreamble(this.host.clusterId(), this.host.selfId));
+      socket.write(
+        encodeConnectionPreamble(this.host.clusterId(), this.host.selfId, this.host.voteQuietMs()),
+      );
       link.connected = true;
       link.backoffMs = initialBackoffMs;
       this.log.debug("peer connected", { peer: link.id, addr: address });
@@ -322,6 +328,7 @@ export class PeerTransport {
           clusterId = f.clusterId;
           const problem = this.#checkCluster(clusterId);
           if (problem) return refuse(problem);
+          if (f.voteQuietMs !== undefined) this.host.peerVoteQuiet(from, f.voteQuietMs);
         } else if (from === "") {
           return refuse("traffic before the hello frame");
         } else if (f.kind === PeerFrameKind.Batch) {
