@@ -1,5 +1,6 @@
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
-import { fromUtf8, utf8 } from "../common/bytes.ts";
+import { concatBytes, fromUtf8, utf8 } from "../common/bytes.ts";
+import { maxKeyBytes } from "../common/limits.ts";
 import { CommandOp, encodeCommand } from "./command.ts";
 import { KVNode } from "./kv_node.ts";
 import { Logger } from "./logger.ts";
@@ -88,4 +89,18 @@ Deno.test("a conditional write stamped before a key expired, appended after, can
   await node.replica.propose(old, node.clock.nowMs() + 5_000);
   const applied = await node.stateMachine.appliedRequest("late-2", node.clock.wallMs());
   assertTrue(applied !== undefined && applied.appliedAtMs >= before, JSON.stringify(applied));
+});
+
+Deno.test("scan pages past a key of the full 4 KiB length (the next page starts at key + 0x00)", async () => {
+  await using n = await singleNode();
+  const { node } = n;
+  const long = (c: string) => utf8(c.repeat(maxKeyBytes));
+  await node.put(long("a"), utf8("1"));
+  await node.put(long("b"), utf8("2"));
+  const first = await node.scan({ start: long("a"), limit: 1 });
+  assertEquals([first.kvs.length, first.more], [1, true]);
+  const next = concatBytes(first.kvs[0].key, new Uint8Array([0]));
+  const second = await node.scan({ start: next, limit: 1, version: first.version });
+  assertEquals(second.kvs.map((kv) => fromUtf8(kv.value)), ["2"]);
+  assertEquals(second.more, false);
 });

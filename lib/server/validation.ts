@@ -108,11 +108,18 @@ export function validateRange(prefix?: Uint8Array, start?: Uint8Array, end?: Uin
   }
   const s = start ?? new Uint8Array();
   const e = end !== undefined && end.length > 0 ? end : undefined;
-  if (s.length > maxKeyBytes) {
-    throw new InvalidArgumentError(`start is over the limit of ${maxKeyBytes} bytes`);
+  // A bound is not a stored key: the next page after a key of the full length starts at
+  // that key plus a zero byte.
+  const maxBound = maxKeyBytes + 1;
+  if (s.length > maxBound) {
+    throw new InvalidArgumentError(
+      `start is ${s.length} bytes, over the limit of ${maxBound} bytes for a range bound`,
+    );
   }
-  if (e && e.length > maxKeyBytes) {
-    throw new InvalidArgumentError(`end is over the limit of ${maxKeyBytes} bytes`);
+  if (e && e.length > maxBound) {
+    throw new InvalidArgumentError(
+      `end is ${e.length} bytes, over the limit of ${maxBound} bytes for a range bound`,
+    );
   }
   if (e && compareBytes(s, e) >= 0) {
     throw new InvalidArgumentError("range start must be before range end");
