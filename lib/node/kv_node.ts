@@ -881,11 +881,26 @@ export class KVNode {
     await this.#readFence(opts.consistency ?? "linearizable", opts.timeoutMs);
     if (version > 0) this.#checkVersion(version);
     const revision = version > 0 ? version : this.#readableRevision;
-    const kv = await this.engine.get(key, { atVersion: revision, nowMs: this.clock.wallMs() });
+    const kv = await this.engine.get(key, {
+      atVersion: revision,
+      nowMs: this.#ttlClockAt(revision),
+    });
     return {
       kv: kv ? keyValueOf(key, kv) : undefined,
       revision,
     };
+  }
+
+  /**
+   * The time a read at `revision` judges TTLs by. At the newest revision,
+   * now: a key past its expiry is gone before the leader's delete of it
+   * applies. At an older one, none (0): the read answers what the history
+   * holds, where a key with a TTL lives until the revision of that delete,
+   * so the same read gives the same answer whenever it is made (as a watch
+   * replayed from there does, and as etcd's reads at a revision do).
+   */
+  #ttlClockAt(revision: number): number {
+    return revision < this.#readableRevision ? 0 : this.clock.wallMs();
   }
 
   /**
@@ -960,7 +975,7 @@ export class KVNode {
         limit: limit + 1,
         atVersion: at,
         keysOnly: opts.keysOnly,
-        nowMs: this.clock.wallMs(),
+        nowMs: this.#ttlClockAt(at),
       })
     ) {
       // A page ends at `limit` keys or at maxScanResponseBytes (one key always fits).

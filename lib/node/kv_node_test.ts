@@ -104,3 +104,20 @@ Deno.test("scan pages past a key of the full 4 KiB length (the next page starts 
   assertEquals(second.kvs.map((kv) => fromUtf8(kv.value)), ["2"]);
   assertEquals(second.more, false);
 });
+
+Deno.test("a read at an older revision gives the same answer before and after a key's TTL runs out", async () => {
+  await using n = await singleNode();
+  const { node } = n;
+  const { version } = await node.put(utf8("t"), utf8("ttl"), { ttlSecs: 1 });
+  await node.put(utf8("a"), utf8("plain")); // `version` is history from here on
+  const keysAt = async () => (await node.scan({ version })).kvs.map((kv) => fromUtf8(kv.key));
+  assertEquals(fromUtf8((await node.get(utf8("t"), { version })).kv!.value), "ttl");
+  assertEquals(await keysAt(), ["t"]);
+  const expiresAtMs = node.clock.wallMs() + 1_000;
+  for (let i = 0; i < 100 && node.clock.wallMs() <= expiresAtMs + 50; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assertEquals((await node.get(utf8("t"))).kv, undefined, "gone at the newest revision");
+  assertEquals(fromUtf8((await node.get(utf8("t"), { version })).kv!.value), "ttl", "as it was");
+  assertEquals(await keysAt(), ["t"], "a scan paged at that revision still sees it");
+});

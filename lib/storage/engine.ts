@@ -118,7 +118,7 @@ export interface WriteOptions {
 export interface GetOptions {
   /** Read the newest version <= atVersion (default: the newest). */
   atVersion?: number;
-  /** Wall-clock ms used for TTL checks (default: the engine clock). */
+  /** Wall-clock ms used for TTL checks (default: the engine clock; 0: no TTL check). */
   nowMs?: number;
   /**
    * Whether a read served by the tables may add the key to the row cache
@@ -140,6 +140,7 @@ export interface ScanOptions {
   atVersion?: number;
   reverse?: boolean;
   keysOnly?: boolean;
+  /** Wall-clock ms used for TTL checks (default: the engine clock; 0: no TTL check). */
   nowMs?: number;
 }
 
