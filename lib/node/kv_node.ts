@@ -117,6 +117,18 @@ export class StartupError extends Error {
   override name = "StartupError";
 }
 
+/**
+ * A revision held readable (history compaction keeps it) until `release`,
+ * and the time it was pinned at: reads at it judge TTLs by that time, so
+ * a key that expires while a read made of many steps (MGET, EXEC, KEYS) is
+ * under way answers as it did when the read began.
+ */
+export interface PinnedRevision {
+  version: number;
+  release(): void;
+  ttlAtMs: number;
+}
+
 /** Options beyond the node config (tests inject clocks and file systems). */
 export interface KVNodeOptions {
   clock?: Clock;
@@ -873,7 +885,13 @@ export class KVNode {
   /** Reads a key (latest, or as of `version`). */
   async get(
     key: Uint8Array,
-    opts: { version?: number; consistency?: ReadConsistency; timeoutMs?: number } = {},
+    opts: {
+      version?: number;
+      consistency?: ReadConsistency;
+      timeoutMs?: number;
+      /** Judge TTLs at this time: a read at a revision pinned here (PinnedRevision.ttlAtMs). */
+      ttlAtMs?: number;
+    } = {},
   ): Promise<{ kv?: KeyValue; revision: number }> {
     validateKey(key);
     checkUserKey(key);
@@ -883,7 +901,7 @@ export class KVNode {
     const revision = version > 0 ? version : this.#readableRevision;
     const kv = await this.engine.get(key, {
       atVersion: revision,
-      nowMs: this.#ttlClockAt(revision),
+      nowMs: opts.ttlAtMs ?? this.#ttlClockAt(revision),
     });
     return {
       kv: kv ? keyValueOf(key, kv) : undefined,
@@ -912,9 +930,10 @@ export class KVNode {
   async pinRevision(
     consistency: ReadConsistency,
     timeoutMs?: number,
-  ): Promise<{ version: number; release(): void }> {
+  ): Promise<PinnedRevision> {
     await this.#readFence(consistency, timeoutMs);
-    return this.engine.snapshot();
+    const pin = this.engine.snapshot();
+    return { version: pin.version, release: () => pin.release(), ttlAtMs: this.clock.wallMs() };
   }
 
   /**
@@ -947,6 +966,8 @@ export class KVNode {
       keysOnly?: boolean;
       consistency?: ReadConsistency;
       timeoutMs?: number;
+      /** Judge TTLs at this time: a read at a revision pinned here (PinnedRevision.ttlAtMs). */
+      ttlAtMs?: number;
     } = {},
   ): Promise<{ kvs: KeyValue[]; more: boolean; version: number }> {
     const range = validateRange(opts.prefix, opts.start, opts.end);
@@ -975,7 +996,7 @@ export class KVNode {
         limit: limit + 1,
         atVersion: at,
         keysOnly: opts.keysOnly,
-        nowMs: this.#ttlClockAt(at),
+        nowMs: opts.ttlAtMs ?? this.#ttlClockAt(at),
       })
     ) {
       // A page ends at `limit` keys or at maxScanResponseBytes (one key always fits).

@@ -120,4 +120,14 @@ Deno.test("a read at an older revision gives the same answer before and after a 
   assertEquals((await node.get(utf8("t"))).kv, undefined, "gone at the newest revision");
   assertEquals(fromUtf8((await node.get(utf8("t"), { version })).kv!.value), "ttl", "as it was");
   assertEquals(await keysAt(), ["t"], "a scan paged at that revision still sees it");
+  // A read made of many steps (MGET, EXEC, KEYS) judges TTLs at the time it pinned its revision.
+  const pin = await node.pinRevision("linearizable");
+  try {
+    const at = { version, ttlAtMs: pin.ttlAtMs };
+    assertTrue(pin.ttlAtMs >= expiresAtMs, "pinned after the expiry");
+    assertEquals((await node.get(utf8("t"), at)).kv, undefined, "expired when the pin was taken");
+    assertEquals((await node.scan(at)).kvs, []);
+  } finally {
+    pin.release();
+  }
 });

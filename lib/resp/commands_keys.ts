@@ -203,6 +203,7 @@ export async function scanKeys(
     limit: number;
     consistency: ReadConsistency;
     version?: number;
+    ttlAtMs?: number;
   },
 ): Promise<{ kvs: KeyValue[]; next: Uint8Array | undefined; version: number }> {
   const { prefix, after } = opts;
@@ -220,6 +221,7 @@ export async function scanKeys(
     keysOnly: true,
     consistency: opts.consistency,
     version: opts.version,
+    ttlAtMs: opts.ttlAtMs,
   });
   const last = r.kvs[r.kvs.length - 1];
   return { kvs: r.kvs, next: r.more && last ? last.key : undefined, version: r.version };
@@ -334,6 +336,7 @@ async function walkKeys(
         limit: walkPageKeys,
         consistency: "serializable",
         version: pin.version,
+        ttlAtMs: pin.ttlAtMs,
       });
       if (!visit(page.kvs)) return;
       after = page.next;

@@ -220,7 +220,7 @@ async function runAtPin(
 ) {
   const pin = await ctx.store.pinRevision();
   try {
-    const overlay = new TxnOverlay(ctx.store, pin.version);
+    const overlay = new TxnOverlay(ctx.store, pin.version, pin.ttlAtMs);
     for (const w of watched) {
       if (await overlay.versionAtPin(w.key) !== w.version) return "watch-failed" as const;
       // Absent then and now: it may have been created and deleted in between (Redis aborts).

@@ -25,7 +25,7 @@ import {
   type TxnWrite,
 } from "../node/command.ts";
 import { isUnconditional, ProposalBatcher } from "../node/proposal_batcher.ts";
-import type { KVNode, ReadConsistency } from "../node/kv_node.ts";
+import type { KVNode, PinnedRevision, ReadConsistency } from "../node/kv_node.ts";
 import type { readNeedsIo } from "../storage/engine.ts";
 import { checkUserKey, type KeyValue } from "../node/state_machine.ts";
 import type { ApplyResult } from "../node/state_machine.ts";
@@ -108,7 +108,11 @@ export class RespStore {
       try {
         const kvs = await Promise.all(keys.map(async (key) => {
           if (neverStored(key)) return undefined;
-          const read = { version: pin.version, consistency: "serializable" as const };
+          const read = {
+            version: pin.version,
+            consistency: "serializable" as const,
+            ttlAtMs: pin.ttlAtMs,
+          };
           return (await this.node.get(key, read)).kv;
         }));
         return { kvs, revision: pin.version };
@@ -138,7 +142,7 @@ export class RespStore {
    * revision it guarantees (MULTI/EXEC reads at it); retried like `get`.
    * The caller releases the pin.
    */
-  pinRevision(): Promise<{ version: number; release(): void }> {
+  pinRevision(): Promise<PinnedRevision> {
     return this.#untilConfirmed(() => this.node.pinRevision("linearizable"));
   }
 

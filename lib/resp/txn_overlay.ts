@@ -56,13 +56,16 @@ export type TransactionalStore = Pick<
 export class TxnOverlay implements TransactionalStore {
   readonly #base: RespStore;
   readonly #version: number;
+  /** The time reads at the pinned revision judge TTLs by (PinnedRevision.ttlAtMs). */
+  readonly #ttlAtMs: number;
   readonly #touched = new Map<string, Touched>();
   /** Versions of the transaction's own writes: above every real one at the pinned revision. */
   #nextVersion: number;
 
-  constructor(base: RespStore, pinnedVersion: number) {
+  constructor(base: RespStore, pinnedVersion: number, ttlAtMs: number) {
     this.#base = base;
     this.#version = pinnedVersion;
+    this.#ttlAtMs = ttlAtMs;
     this.#nextVersion = pinnedVersion + 1;
   }
 
@@ -242,7 +245,11 @@ export class TxnOverlay implements TransactionalStore {
 
   async #readAtPin(key: Uint8Array): Promise<KeyValue | undefined> {
     if (neverStored(key)) return undefined;
-    const read = { version: this.#version, consistency: "serializable" as const };
+    const read = {
+      version: this.#version,
+      consistency: "serializable" as const,
+      ttlAtMs: this.#ttlAtMs,
+    };
     return (await this.node.get(key, read)).kv;
   }
 }
