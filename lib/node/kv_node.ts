@@ -76,6 +76,7 @@ import { ProposalBatcher } from "./proposal_batcher.ts";
 import {
   keysToRead,
   planTxn,
+  txnMayWrite,
   type TxnOutcome,
   type TxnPlan,
   type TxnRead,
@@ -710,6 +711,9 @@ export class KVNode {
       ttlSecs: (ttl) => validateTtlSecs(ttl),
     });
     const clientId = validateRequestId(opts.requestId);
+    // Only an attempt that may write has to be settled through the log against another
+    // attempt with its id; one that only reads is answered like a read, at no revision.
+    const settledId = txnMayWrite(txn) ? clientId : "";
     this.#requireLeader();
     const deadline = this.#deadline(opts.timeoutMs);
     const keys = keysToRead(txn);
@@ -728,7 +732,7 @@ export class KVNode {
         // An answer too large to send. With an id, an earlier attempt (planned when the values
         // were smaller) may still commit: settle which one goes first, through the log (an
         // empty transaction with the id), and refuse only if this one did.
-        if (clientId === "" || !(e instanceof InvalidArgumentError)) throw e;
+        if (settledId === "" || !(e instanceof InvalidArgumentError)) throw e;
         refused = e;
       } finally {
         pin.release();
@@ -737,7 +741,7 @@ export class KVNode {
       // again: an earlier attempt with its id may still be on its way to a commit, with another
       // outcome. Committed as conditions alone, with the id, one of the two commits and the
       // other is answered from it (the log orders them).
-      if (plan && !plan.writesKeys && clientId === "") return plan.outcome(pin.version);
+      if (plan && !plan.writesKeys && settledId === "") return plan.outcome(pin.version);
       try {
         const r = await this.#writes.submit({
           op: CommandOp.Txn,

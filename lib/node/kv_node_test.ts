@@ -131,3 +131,25 @@ Deno.test("a read at an older revision gives the same answer before and after a 
     pin.release();
   }
 });
+
+Deno.test("a transaction that cannot write takes no revision, with a request id too, also when refused", async () => {
+  await using n = await singleNode();
+  const { node } = n;
+  const big = new Uint8Array(900 * 1024);
+  for (const k of ["a", "b", "c", "d"]) await node.put(utf8(k), big);
+  const revision = () => node.stateMachine.revision;
+  const before = revision();
+  const reads = ["a", "b"].map((k) => ({ kind: "get" as const, key: utf8(k) }));
+  const r = await node.txn({ compares: [], success: reads, failure: [] }, { requestId: "ro-1" });
+  assertEquals(r.succeeded, true);
+  await node.txn({ compares: [], success: [], failure: [] }, { requestId: "empty-1" });
+  const tooBig = ["a", "b", "c", "d"].map((k) => ({ kind: "get" as const, key: utf8(k) }));
+  let refused = "";
+  try {
+    await node.txn({ compares: [], success: tooBig, failure: [] }, { requestId: "big-1" });
+  } catch (e) {
+    refused = (e as Error).name;
+  }
+  assertEquals(refused, "InvalidArgumentError", "an answer over the response limit");
+  assertEquals(revision(), before, "no transaction above took a revision");
+});

@@ -153,6 +153,14 @@ export function validateTxn(
   }
 }
 
+/**
+ * Whether either list puts or deletes: a transaction that cannot write has no
+ * attempt whose outcome another attempt must be ordered with.
+ */
+export function txnMayWrite(txn: TxnRequest): boolean {
+  return txn.success.some((op) => op.kind !== "get") || txn.failure.some((op) => op.kind !== "get");
+}
+
 /** Every key `plan` may read: the compared keys and both lists' keys, each once. */
 export function keysToRead(txn: TxnRequest): Uint8Array[] {
   const seen = new Map<string, Uint8Array>();
