@@ -539,9 +539,16 @@ export class KVClient implements AsyncDisposable {
     } = {},
   ): AsyncIterableIterator<KeyValue> {
     const prefix = opts.prefix === undefined ? undefined : toBytes(opts.prefix);
-    let start = opts.start === undefined ? (prefix ?? new Uint8Array()) : toBytes(opts.start);
+    let start = opts.start === undefined ? new Uint8Array() : toBytes(opts.start);
     let end = opts.end === undefined ? undefined : toBytes(opts.end);
-    if (prefix) end = prefixEnd(prefix);
+    if (prefix !== undefined && prefix.length > 0) {
+      // As the node says of a Scan with both: the pages below are ranges, so say it here.
+      if (start.length > 0 || (end !== undefined && end.length > 0)) {
+        throw new KVError("InvalidArgument", "give either a prefix or a start/end range, not both");
+      }
+      start = prefix;
+      end = prefixEnd(prefix);
+    }
     let version = opts.version ?? 0;
     for (let page = 0; page < 1_000_000; page++) {
       const res = await this.scanPage({

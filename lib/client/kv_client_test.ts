@@ -39,3 +39,22 @@ Deno.test("kv client: a write whose first attempt timed out fails as Timeout (ma
     await serving;
   }
 });
+
+Deno.test("kv client: a scan given a prefix and a range is refused, as the node refuses it", async () => {
+  const client = new KVClient({ endpoints: ["127.0.0.1:1"], timeoutMs: 500 });
+  try {
+    for (const range of [{ start: "a" }, { end: "b2" }]) {
+      let error: unknown;
+      try {
+        for await (const _ of client.scan({ prefix: "b", ...range })) break;
+      } catch (e) {
+        error = e;
+      }
+      assertTrue(error instanceof KVError, String(error));
+      assertEquals((error as KVError).code, "InvalidArgument");
+      assertTrue((error as Error).message.includes("not both"), (error as Error).message);
+    }
+  } finally {
+    client.close();
+  }
+});
