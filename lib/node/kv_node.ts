@@ -30,6 +30,7 @@ import { systemRandom } from "../common/random.ts";
 import {
   defaultHistoryRevisions,
   defaultRequestTimeoutMs,
+  maxRequestTimeoutMs,
   maxScanResponseBytes,
 } from "../common/limits.ts";
 import { encodeConfChange } from "../raft/codec.ts";
@@ -603,8 +604,12 @@ export class KVNode {
     return node;
   }
 
+  /** When a call gives up: its own timeout (default 5 s), at most maxRequestTimeoutMs. */
   #deadline(timeoutMs: number | undefined): number {
-    return this.clock.nowMs() + (timeoutMs && timeoutMs > 0 ? timeoutMs : defaultRequestTimeoutMs);
+    const ms = timeoutMs && timeoutMs > 0
+      ? Math.min(timeoutMs, maxRequestTimeoutMs)
+      : defaultRequestTimeoutMs;
+    return this.clock.nowMs() + ms;
   }
 
   #requireLeader(): void {
@@ -1041,9 +1046,11 @@ export class KVNode {
 
   /** Drops MVCC history older than `revision` on every replica (through Raft). */
   async compact(revision: number, timeoutMs?: number): Promise<number> {
-    validateVersion(revision, "revision");
-    if (revision < 1) throw new InvalidArgumentError("revision must be at least 1");
+    validateVersion(revision, "version");
+    if (revision < 1) throw new InvalidArgumentError("version must be at least 1");
     this.#requireLeader();
+    const current = this.#readableRevision;
+    if (revision > current) throw new FutureVersionError(revision, current);
     const data = encodeCommand({
       op: CommandOp.CompactHistory,
       timestampMs: this.clock.wallMs(),

@@ -153,3 +153,16 @@ Deno.test("a transaction that cannot write takes no revision, with a request id 
   assertEquals(refused, "InvalidArgumentError", "an answer over the response limit");
   assertEquals(revision(), before, "no transaction above took a revision");
 });
+
+Deno.test("compact refuses version 0 and a version above the current revision, naming the field", async () => {
+  await using n = await singleNode();
+  const { node } = n;
+  const { version } = await node.put(utf8("k"), utf8("v"));
+  const refusal = (p: Promise<unknown>) => p.then(() => "done", (e) => `${e.name}: ${e.message}`);
+  assertEquals(await refusal(node.compact(0)), "InvalidArgumentError: version must be at least 1");
+  assertEquals(
+    await refusal(node.compact(version + 1)),
+    `FutureVersionError: version ${version + 1} is newer than the current version ${version}`,
+  );
+  assertEquals(await node.compact(version), version);
+});

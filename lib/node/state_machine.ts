@@ -29,7 +29,12 @@ import {
   isAscii,
   utf8,
 } from "../common/bytes.ts";
-import { CompactedError, ConflictError, InvalidArgumentError } from "../common/errors.ts";
+import {
+  CompactedError,
+  ConflictError,
+  FutureVersionError,
+  InvalidArgumentError,
+} from "../common/errors.ts";
 import { maxApplyBatchBytes } from "../common/limits.ts";
 import { type Engine, type KV, readNeedsIo } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
@@ -804,9 +809,7 @@ export class StateMachine {
           return {
             revision: this.#revision,
             changed: false,
-            error: new InvalidArgumentError(
-              `cannot compact at ${c.revision}: the current revision is ${this.#revision}`,
-            ),
+            error: new FutureVersionError(c.revision, this.#revision),
           };
         }
         // Forgetting expired request ids depends only on replicated state and the entry's

@@ -579,3 +579,16 @@ Deno.test("an expiry's event reports the value it deletes, also one written earl
   assertEquals(await applyGrouped(log, [[0], [1, 2]]), alone);
   assertEquals(await applyGrouped(log, [[0, 1, 2]]), alone);
 });
+
+Deno.test("a history compaction above the current revision is answered as a future version", async () => {
+  const engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  try {
+    const sm = new StateMachine(engine);
+    await sm.apply([{ index: 1, data: put("a", "1", "") }]);
+    const compact = encodeCommand({ op: CommandOp.CompactHistory, timestampMs: 1, revision: 5 });
+    const r = (await sm.apply([{ index: 2, data: compact }])).get(2)!;
+    assertEquals([r.error?.name, r.revision, sm.revision], ["FutureVersionError", 1, 1]);
+  } finally {
+    await engine.close();
+  }
+});

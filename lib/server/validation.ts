@@ -70,7 +70,9 @@ export function validateTtlSecs(ttl: number | undefined): number {
 export function validateVersion(v: number | undefined, what = "version"): number {
   const n = v ?? 0;
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new InvalidArgumentError(`${what} must be a non-negative integer, got ${n}`);
+    throw new InvalidArgumentError(
+      `${what} must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}, got ${n}`,
+    );
   }
   return n;
 }
