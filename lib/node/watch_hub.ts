@@ -71,10 +71,16 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   #replaying = true;
   /** Bytes of the events held (see eventBytes). */
   #bytes = 0;
+  /** Events of version lastVersion + 1 handed out so far (it is only partly delivered). */
+  #partOfNext = 0;
   #wake: (() => void) | undefined;
   /** Set once the watch ended (by the hub, an error or the client). */
   cancel: WatchCancel | undefined;
-  /** Version of the last event handed out. */
+  /**
+   * The last version whose events were all handed out: a transaction's
+   * events share one version, and a watch cut off between two of them must
+   * be resumed at that version, not after it.
+   */
   lastVersion: number;
 
   constructor(
@@ -99,7 +105,10 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     ) {
       this.end({
         reason: `the watcher fell more than ${maxWatchBufferEvents} events or ` +
-          `${maxWatchBufferBytes} bytes behind; resume from version ${this.lastVersion + 1}`,
+          `${maxWatchBufferBytes} bytes behind; resume from version ${this.lastVersion + 1}` +
+          (this.#partOfNext > 0
+            ? ` (${this.#partOfNext} event(s) of that version were delivered already)`
+            : ""),
         lastVersion: this.lastVersion,
       });
       return;
@@ -139,7 +148,16 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     if (this.cancel) return { value: undefined, done: true };
     const e = this.#queue.shift()!;
     this.#bytes -= eventBytes(e);
-    this.lastVersion = e.kv.version;
+    // Every event of one version is queued at once (a batch is published, a replay queued,
+    // in one go), so the queue's head tells whether this version is complete.
+    const v = e.kv.version;
+    if (this.#queue.length > 0 && this.#queue[0].kv.version === v) {
+      this.#partOfNext = this.lastVersion === v - 1 ? this.#partOfNext + 1 : 1;
+      this.lastVersion = v - 1;
+    } else {
+      this.#partOfNext = 0;
+      this.lastVersion = v;
+    }
     return { value: e, done: false };
   }
 

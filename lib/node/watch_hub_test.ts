@@ -186,3 +186,34 @@ Deno.test("watch: a watcher that does not read is cut off by bytes too, not only
   );
   await engine.close();
 });
+
+Deno.test("watch: a watcher cut off inside a transaction's events resumes at that transaction's version", async () => {
+  const { engine, hub } = await setup();
+  const w = hub.watch(watchTarget(undefined, utf8("")));
+  const event = (key: string, version: number, value = utf8("v")) => ({
+    type: "put" as const,
+    kv: { key: utf8(key), value, version, expiresAtMs: 0 },
+  });
+  hub.publish([event("a", 1)]);
+  hub.publish([event("x", 2), event("y", 2), event("z", 2)]); // one transaction
+  assertEquals(await take(w, 2), [1, 2]);
+  assertEquals(w.lastVersion, 1, "version 2 is only partly delivered");
+  const value = new Uint8Array(1 << 20);
+  for (let v = 3; v <= 80 && !w.cancel; v++) hub.publish([event("big", v, value)]);
+  assertEquals(w.cancel?.lastVersion, 1, "the resume point repeats version 2, not skip its rest");
+  assertEquals(
+    /resume from version 2 \(1 event\(s\) of that version were delivered already\)$/.test(
+      w.cancel!.reason,
+    ),
+    true,
+    w.cancel!.reason,
+  );
+
+  const complete = hub.watch(watchTarget(undefined, utf8("")));
+  hub.publish([event("x", 100), event("y", 100)]);
+  hub.publish([event("a", 101)]);
+  assertEquals(await take(complete, 2), [100, 100]);
+  assertEquals(complete.lastVersion, 100, "every event of version 100 taken");
+  complete.return();
+  await engine.close();
+});
