@@ -36,6 +36,7 @@ import {
 import { encodeConfChange } from "../raft/codec.ts";
 import { type Entry, EntryType, type Message } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
+import { DataDirInUseError, DataDirLock } from "./data_dir_lock.ts";
 import { Engine, type KV, readNeedsIo } from "../storage/engine.ts";
 import { dirName, type FileSystem, joinPath } from "../storage/fs.ts";
 import type { NodeConfig } from "../server/config.ts";
@@ -188,6 +189,8 @@ export class KVNode {
   readonly snapshotSender: SnapshotSender;
   readonly snapshotReceiver: SnapshotReceiver;
   #closed = false;
+  /** Held from start to close: no other process uses the data dir meanwhile. */
+  #dataDirLock: DataDirLock | undefined;
   /** getLocalManyNow's scratch for the engine's answers. */
   #manyScratch: (KV | undefined | typeof readNeedsIo)[] = [];
   /** Captures whose transfer failed, kept pinned so a retry can resume. */
@@ -464,11 +467,31 @@ export class KVNode {
     const fs = opts.fs ?? new DenoFileSystem();
     const clock = opts.clock ?? new SystemClock();
     const log = opts.log ?? new Logger(config.nodeId, config.logLevel);
+    let lock: DataDirLock;
     try {
       await fs.mkdir(config.dataDir);
+      lock = await DataDirLock.acquire(config.dataDir);
     } catch (e) {
+      if (e instanceof DataDirInUseError) throw new StartupError(e.message);
       throw new StartupError(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`);
     }
+    try {
+      const node = await KVNode.#startLocked(config, opts, fs, clock, log);
+      node.#dataDirLock = lock;
+      return node;
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  static async #startLocked(
+    config: NodeConfig,
+    opts: KVNodeOptions,
+    fs: FileSystem,
+    clock: Clock,
+    log: Logger,
+  ): Promise<KVNode> {
     let identity = await readIdentity(fs, config.dataDir);
     const fresh = identity === undefined;
     if (identity && identity.nodeId !== config.nodeId) {
@@ -1157,6 +1180,7 @@ export class KVNode {
     await this.store.close();
     await this.engine.close();
     await this.snapshotReceiver.close();
+    this.#dataDirLock?.release();
     this.log.info("stopped");
   }
 }

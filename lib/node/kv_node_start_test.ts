@@ -89,3 +89,48 @@ Deno.test("a snapshot installed but not logged before a crash replaces the stale
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "a second node on a data dir in use is refused before it touches anything; the first runs on",
+  // The refused attempt's file lock stays queued in the runtime until the first node lets go.
+  sanitizeOps: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
+    const dataDir = `${root}/n1`;
+    const quiet = { log: new Logger("n1", "error", () => {}) };
+    const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
+    try {
+      for (let i = 0; i < 200 && !first.replica.isLeader; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await first.put(utf8("a"), utf8("1"));
+      const files = async () => {
+        const names: string[] = [];
+        for (const sub of ["", "/kv", "/raft"]) {
+          for await (const e of Deno.readDir(dataDir + sub)) names.push(`${sub}/${e.name}`);
+        }
+        return names.sort();
+      };
+      const before = await files();
+      let refused = "";
+      try {
+        const second = await KVNode.start(singleNodeConfig(dataDir), quiet);
+        await second.close();
+      } catch (e) {
+        refused = `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      assertTrue(refused.startsWith("StartupError: data dir"), refused);
+      assertTrue(refused.includes("in use by another process"), refused);
+      assertEquals(await files(), before, "no file created, renamed or deleted");
+      const { version } = await first.put(utf8("b"), utf8("2"));
+      assertEquals((await first.get(utf8("b"))).revision >= version, true);
+    } finally {
+      await first.close();
+    }
+    // Once the first has stopped, the directory can be used again.
+    const again = await KVNode.start(singleNodeConfig(dataDir), quiet);
+    await again.close();
+    await Deno.remove(root, { recursive: true });
+  },
+});
