@@ -118,6 +118,9 @@ Deno.test("server flags: defaults, the seed's start sequence, and clear errors",
     [["--read-lease", "yes"], "--read-lease: expected on or off"],
     [["--initial-cluster", "node2=127.0.0.1:7002"], "must include this node"],
     [["--peers", "a:1", "--initial-cluster", "node1=127.0.0.1:7001"], "not both"],
+    [["--peers", ""], "--peers: at least one HOST:PORT"],
+    [["--peers", " , "], "--peers: at least one HOST:PORT"],
+    [["--data-dir", ""], "--data-dir: must not be empty"],
   ];
   for (const [argv, message] of cases) {
     const r = parseServerArgs(argv);

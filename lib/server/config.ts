@@ -182,6 +182,13 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
     if (typeof hp !== "string") return { kind: "error", message: hp.error };
     peers.push(hp);
   }
+  if (values.peers !== undefined && peers.length === 0) {
+    // An unset variable in `--peers $PEERS` must not bootstrap a cluster of its own.
+    return { kind: "error", message: "--peers: at least one HOST:PORT is needed" };
+  }
+  if (values["data-dir"] !== undefined && values["data-dir"].trim() === "") {
+    return { kind: "error", message: "--data-dir: must not be empty" };
+  }
 
   const tickMs = parsePositiveInt(values["tick-ms"], "--tick-ms", defaultTickMs, 1_000);
   if (typeof tickMs !== "number") return { kind: "error", message: tickMs.error };

@@ -13,6 +13,7 @@ import { startGrpcServer } from "./grpc_server.ts";
 import { GrpcSnapshotChannel } from "./grpc_snapshot_channel.ts";
 import { clusterIdOfPeers, joinThroughPeers } from "./join.ts";
 import { isKVError } from "../common/errors.ts";
+import { splitHostPort } from "../common/host_port.ts";
 import { type RespServer, startRespServer } from "../resp/listener.ts";
 
 /** Exit code when the node cannot start (bad data dir, port taken). */
@@ -27,6 +28,15 @@ export async function runServer(config: NodeConfig): Promise<number> {
   let wake: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (wake = resolve));
 
+  // Both ports are tried before the data dir is touched: a joiner that could not listen would
+  // otherwise become a member first, at an address some other process answers on.
+  for (const [addr, flag] of [[config.listenAddr, "--addr"], [config.respAddr, "--resp-addr"]]) {
+    const problem = addr ? cannotListen(addr) : undefined;
+    if (problem) {
+      console.error(`rustkvd-server: cannot listen on ${addr} (${flag}): ${problem}`);
+      return exitStartupFailed;
+    }
+  }
   let node: KVNode;
   try {
     node = await KVNode.start(config, {
@@ -111,4 +121,19 @@ export async function runServer(config: NodeConfig): Promise<number> {
     log.error("error while closing", { error: (e as Error).message })
   );
   return fatal ? exitFatal : 0;
+}
+
+/**
+ * Why `addr` cannot be listened on now, found by binding it and letting go
+ * at once (undefined: it can, or its port is 0, chosen at bind time).
+ */
+function cannotListen(addr: string): string | undefined {
+  const { host, port } = splitHostPort(addr);
+  if (port === 0) return undefined;
+  try {
+    Deno.listen({ hostname: host, port }).close();
+    return undefined;
+  } catch (e) {
+    return e instanceof Deno.errors.AddrInUse ? "the port is already in use" : (e as Error).message;
+  }
 }
