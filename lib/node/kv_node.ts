@@ -570,6 +570,18 @@ export class KVNode {
     }
     const stateMachine = new StateMachine(engine);
     const members = (await stateMachine.members()) ?? [];
+    const recorded = members.find((m) => m.id === config.nodeId)?.addr;
+    const reachedAt = config.initialCluster?.get(config.nodeId) ?? config.advertiseAddr;
+    if (recorded !== undefined && recorded !== reachedAt) {
+      await store.close();
+      await engine.close();
+      throw new StartupError(
+        `${config.nodeId} is a member at ${recorded}, where its peers keep sending to it, but ` +
+          `this start would serve at ${reachedAt}; restart with --advertise-addr ${recorded} ` +
+          `(and an --addr that it reaches), or remove the member (rustkvd-cli member remove ` +
+          `${config.nodeId}) and join again with an empty --data-dir`,
+      );
+    }
     store.memory.setConfState({
       voters: members.filter((m) => !m.learner).map((m) => m.id),
       learners: members.filter((m) => m.learner).map((m) => m.id),

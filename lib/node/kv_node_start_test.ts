@@ -10,6 +10,7 @@ import { Logger } from "./logger.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
 import { encodeSnapshotMeta, snapshotMetaKey } from "./snapshot.ts";
 import { singleNodeConfig } from "./testing.ts";
+import { parseServerArgs } from "../server/config.ts";
 
 /** The real file system, recording which directories were created and synced, in order. */
 class RecordingFileSystem extends DenoFileSystem {
@@ -133,4 +134,48 @@ Deno.test({
     await again.close();
     await Deno.remove(root, { recursive: true });
   },
+});
+
+Deno.test("a restart that would serve at another address than the member record is refused", async () => {
+  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
+  const dataDir = `${root}/n1`;
+  const quiet = { log: new Logger("n1", "error", () => {}) };
+  const configAt = (addr: string) => {
+    const parsed = parseServerArgs([
+      "--node-id",
+      "n1",
+      "--data-dir",
+      dataDir,
+      "--addr",
+      "127.0.0.1:7101",
+      "--advertise-addr",
+      addr,
+      "--log-level",
+      "error",
+    ]);
+    if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
+    return parsed.config;
+  };
+  try {
+    const first = await KVNode.start(configAt("127.0.0.1:7101"), quiet);
+    for (let i = 0; i < 200 && !first.replica.isLeader; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assertEquals(first.replica.members.get("n1")?.addr, "127.0.0.1:7101");
+    await first.close();
+    let refused = "";
+    try {
+      const moved = await KVNode.start(configAt("127.0.0.1:7102"), quiet);
+      await moved.close();
+    } catch (e) {
+      refused = (e as Error).message;
+    }
+    assertTrue(refused.includes("n1 is a member at 127.0.0.1:7101"), refused);
+    assertTrue(refused.includes("--advertise-addr 127.0.0.1:7101"), refused);
+    // The same address again starts as before.
+    const again = await KVNode.start(configAt("127.0.0.1:7101"), quiet);
+    await again.close();
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
