@@ -166,6 +166,8 @@ export async function runCli(
               startVersion: command.startVersion,
               prevKv: command.prevKv,
               signal: ac.signal,
+              // Exit 1 when no node serves the watch for --timeout (at start or after a drop).
+              giveUpAfterMs: global.timeoutMs,
             })
           ) {
             if (global.json) {

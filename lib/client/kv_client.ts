@@ -149,7 +149,7 @@ export class UnreachableClusterError extends KVError {
 export function describeAttempts(attempts: Array<{ endpoint: string; error: string }>): string {
   const last = new Map<string, string>();
   for (const a of attempts) {
-    const short = /ECONNREFUSED/.test(a.error)
+    const short = /ECONNREFUSED|connection refused/i.test(a.error)
       ? "connection refused"
       : /deadline exceeded/i.test(a.error)
       ? "no answer in time"
@@ -573,7 +573,9 @@ export class KVClient implements AsyncDisposable {
    * `startVersion` the stream begins with history from that version. After a
    * disconnect it reconnects (any endpoint) and resumes exactly where it
    * stopped: no event is lost or repeated. Ends with a CompactedError when
-   * the history it needs was compacted.
+   * the history it needs was compacted, and with an UnreachableClusterError
+   * when `giveUpAfterMs` is set and no node has accepted the watch for that
+   * long (by default it keeps trying, as etcd's watchers do).
    */
   async *watch(
     opts: {
@@ -582,6 +584,7 @@ export class KVClient implements AsyncDisposable {
       startVersion?: number;
       prevKv?: boolean;
       signal?: AbortSignal;
+      giveUpAfterMs?: number;
     },
   ): AsyncIterableIterator<WatchEvent> {
     const signal = opts.signal ?? this.#signal;
@@ -592,7 +595,17 @@ export class KVClient implements AsyncDisposable {
     let from = opts.startVersion ?? 0;
     let deliveredAt = new Set<string>();
     let backoffMs = 50;
+    // Since when no node has been serving this watch, and what each attempt met meanwhile.
+    let downSinceMs: number | undefined = Date.now();
+    const failures: Array<{ endpoint: string; error: string }> = [];
+    const giveUpAfterMs = opts.giveUpAfterMs;
     for (let attempt = 0; !this.#closed && !signal?.aborted; attempt++) {
+      if (
+        giveUpAfterMs !== undefined && downSinceMs !== undefined &&
+        Date.now() - downSinceMs >= giveUpAfterMs
+      ) {
+        throw new UnreachableClusterError(failures, giveUpAfterMs);
+      }
       const endpoint = this.endpoints[(this.#next + attempt) % this.endpoints.length];
       const stub = this.#watchStubFor(endpoint) as unknown as Record<
         string,
@@ -607,6 +620,12 @@ export class KVClient implements AsyncDisposable {
       const onAbort = () => call.cancel();
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#openWatches.add(call);
+      // A node that takes the connection and never answers is given up on like a refusal.
+      let unanswered = false;
+      const answerTimer = giveUpAfterMs === undefined ? undefined : setTimeout(() => {
+        unanswered = true;
+        call.cancel();
+      }, Math.max(1, giveUpAfterMs - (Date.now() - (downSinceMs ?? Date.now()))));
       const queue: Array<{ msg?: Msg; error?: unknown; end?: boolean }> = [];
       let wake: (() => void) | undefined;
       let paused = false;
@@ -641,13 +660,21 @@ export class KVClient implements AsyncDisposable {
           }
           if (item.error !== undefined) {
             if (signal?.aborted || this.#closed) return;
+            if (unanswered) {
+              failures.push({ endpoint, error: "no answer in time" });
+              break;
+            }
             const err = fromGrpcError(item.error);
             if (!retryable(err)) throw err;
+            failures.push({ endpoint, error: err.message });
             break;
           }
           if (item.end) break;
           const m = item.msg;
           if (m.type === "CREATED") {
+            clearTimeout(answerTimer);
+            downSinceMs = undefined;
+            failures.length = 0;
             backoffMs = 50;
             if (from === 0) from = Number(m.version) + 1;
             continue;
@@ -674,10 +701,12 @@ export class KVClient implements AsyncDisposable {
           yield event;
         }
       } finally {
+        clearTimeout(answerTimer);
         signal?.removeEventListener("abort", onAbort);
         this.#openWatches.delete(call);
         call.cancel();
       }
+      downSinceMs ??= Date.now();
       if (signal?.aborted || this.#closed) return;
       await new Promise((r) => setTimeout(r, backoffMs / 2 + Math.random() * backoffMs));
       backoffMs = Math.min(1_000, backoffMs * 2);

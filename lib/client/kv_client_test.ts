@@ -58,3 +58,41 @@ Deno.test("kv client: a scan given a prefix and a range is refused, as the node 
     client.close();
   }
 });
+
+Deno.test("kv client: a watch no node serves for giveUpAfterMs ends with the endpoints it tried", async () => {
+  // One endpoint refuses connections, the other takes them and never answers.
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const serving = (async () => {
+    try {
+      for await (const c of silent) held.push(c);
+    } catch { /* closed */ }
+  })();
+  const refusing = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refusedPort = (refusing.addr as Deno.NetAddr).port;
+  refusing.close();
+  const client = new KVClient({
+    endpoints: [`127.0.0.1:${refusedPort}`, `127.0.0.1:${(silent.addr as Deno.NetAddr).port}`],
+    timeoutMs: 500,
+  });
+  const started = Date.now();
+  try {
+    let error: unknown;
+    try {
+      for await (const _ of client.watch({ key: "k", giveUpAfterMs: 800 })) break;
+    } catch (e) {
+      error = e;
+    }
+    assertTrue(error instanceof KVError, String(error));
+    assertEquals((error as KVError).code, "NoQuorum");
+    const message = (error as Error).message;
+    assertTrue(message.includes(`127.0.0.1:${refusedPort} (connection refused)`), message);
+    assertTrue(message.includes("(no answer in time)"), message);
+    assertTrue(Date.now() - started < 5_000, "gave up in about giveUpAfterMs");
+  } finally {
+    client.close();
+    silent.close();
+    for (const c of held) c.close();
+    await serving;
+  }
+});
