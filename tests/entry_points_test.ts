@@ -211,6 +211,15 @@ Deno.test("cli flags: the seed's walkthrough parses, bad values are rejected wit
     [["txn", "--if", "version(k) = x"], "non-negative integer"],
     [["txn", "--then", "put k"], "--then: expected 'put KEY VALUE'"],
     [["txn", "--else", "get k v"], "--else: expected"],
+    [["put", "k", "v", "--version", "3"], "put does not take --version (its options: --ttl"],
+    [["delete", "k", "--version", "3"], "delete does not take --version"],
+    [["get", "k", "--ttl", "5"], "get does not take --ttl"],
+    [["status", "--prefix", "x"], "status does not take --prefix"],
+    [["bench", "--read-ratio", ""], "--read-ratio: expected a number"],
+    [["bench", "--read-ratio", "0x1"], "--read-ratio: expected a number"],
+    [["bench", "--operations", "0"], "--operations: must be at least 1"],
+    [["bench", "--duration", "0"], "--duration: must be at least 1"],
+    [["bench", "--key-space", "0"], "--key-space: must be at least 1"],
   ];
   for (const [argv, message] of cases) {
     const r = parseCliArgs(argv);

@@ -166,6 +166,38 @@ function nonNegativeInt(
   return Number(raw);
 }
 
+/** Options every command takes. */
+const globalFlags = new Set(["peers", "timeout", "json", "consistency", "help"]);
+
+/**
+ * The options each command takes besides the global ones (`--version` alone
+ * prints the tool's version; with a value it is get's and scan's revision).
+ */
+const flagsOf: Record<string, string[]> = {
+  put: ["ttl", "if-version"],
+  get: ["version"],
+  delete: ["if-version"],
+  scan: ["prefix", "start", "end", "limit", "version", "keys-only"],
+  watch: ["key", "prefix", "start-version", "prev-kv"],
+  status: [],
+  bench: [
+    "operations",
+    "duration",
+    "concurrency",
+    "value-size",
+    "read-ratio",
+    "key-space",
+    "inflight",
+    "connections",
+    "warmup",
+  ],
+  member: ["learner"],
+  "transfer-leader": [],
+  locate: [],
+  compact: [],
+  txn: ["if", "then", "else"],
+};
+
 /** Parses `rustkvd-cli` argv. Never throws. */
 export function parseCliArgs(argv: string[]): ParsedCli {
   // `deno task cli -- put k v` hands the script the "--" too: it separates the task's arguments,
@@ -255,6 +287,19 @@ export function parseCliArgs(argv: string[]): ParsedCli {
     json: values.json ?? false,
     consistency,
   };
+
+  // A flag another command takes is refused, not ignored: `put k v --version 3` must not
+  // become an unconditional write for someone who meant --if-version.
+  const allowed = flagsOf[sub];
+  if (allowed !== undefined) {
+    for (const [flag, value] of Object.entries(values)) {
+      if (value === undefined || globalFlags.has(flag) || allowed.includes(flag)) continue;
+      return fail(
+        `${sub} does not take --${flag}` +
+          (allowed.length > 0 ? ` (its options: ${allowed.map((f) => `--${f}`).join(", ")})` : ""),
+      );
+    }
+  }
 
   const ints: Record<string, number | undefined> = {};
   for (
@@ -353,12 +398,19 @@ export function parseCliArgs(argv: string[]): ParsedCli {
     case "bench": {
       const a = positional(0, "no positional arguments");
       if (!Array.isArray(a)) return a;
-      const readRatio = values["read-ratio"] === undefined ? 0.8 : Number(values["read-ratio"]);
-      if (!(readRatio >= 0 && readRatio <= 1)) {
-        return fail(`--read-ratio: expected a number in [0, 1], got ${values["read-ratio"]}`);
+      const ratioText = values["read-ratio"];
+      const readRatio = ratioText === undefined ? 0.8 : Number(ratioText);
+      if (
+        (ratioText !== undefined && !/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(ratioText)) ||
+        !(readRatio >= 0 && readRatio <= 1)
+      ) {
+        return fail(`--read-ratio: expected a number in [0, 1], got ${JSON.stringify(ratioText)}`);
       }
       if (ints.operations !== undefined && ints.duration !== undefined) {
         return fail("bench: use --operations or --duration, not both");
+      }
+      for (const flag of ["operations", "duration", "key-space"] as const) {
+        if (ints[flag] === 0) return fail(`--${flag}: must be at least 1`);
       }
       const concurrency = ints.concurrency ?? 64;
       const inflight = ints.inflight ?? 1;
