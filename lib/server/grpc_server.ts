@@ -283,7 +283,9 @@ export async function startGrpcServer(node: KVNode, addr: string): Promise<Runni
   return {
     port: listener.port,
     close: async () => {
-      // GOAWAY first, so calls in flight can finish (bounded), then drop everything.
+      // No new connections; GOAWAY on those open, so calls in flight can finish (bounded);
+      // then drop everything.
+      listener.stopAccepting();
       for (const c of connections) c.close();
       const deadline = Date.now() + shutdownGraceMs;
       while ([...connections].some((c) => c.activeStreams > 0) && Date.now() < deadline) {

@@ -16,6 +16,9 @@ import type { PeerTransport } from "../node/transport.ts";
 /** A bound listener. */
 export interface RunningListener {
   port: number;
+  /** Takes no new connections; those open stay (a shutdown drains them first). */
+  stopAccepting(): void;
+  /** Stops accepting and drops every connection. */
   close(): Promise<void>;
 }
 
@@ -65,13 +68,21 @@ export function listen(
     server.listen({ host, port }, () => {
       server.off("error", reject);
       const bound = (server.address() as net.AddressInfo).port;
+      const closed = new Promise<void>((done) => server.once("close", () => done()));
+      let accepting = true;
+      const stopAccepting = () => {
+        if (!accepting) return;
+        accepting = false;
+        server.close();
+      };
       resolve({
         port: bound,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            for (const s of sockets) s.destroy();
-          }),
+        stopAccepting,
+        close: () => {
+          stopAccepting();
+          for (const s of sockets) s.destroy();
+          return closed;
+        },
       });
     });
   });
