@@ -121,6 +121,7 @@ Deno.test("server flags: defaults, the seed's start sequence, and clear errors",
     [["--peers", ""], "--peers: at least one HOST:PORT"],
     [["--peers", " , "], "--peers: at least one HOST:PORT"],
     [["--data-dir", ""], "--data-dir: must not be empty"],
+    [["--advertise-addr", "0.0.0.0:7001"], "not an address peers can reach"],
   ];
   for (const [argv, message] of cases) {
     const r = parseServerArgs(argv);
@@ -220,6 +221,8 @@ Deno.test("cli flags: the seed's walkthrough parses, bad values are rejected wit
     [["bench", "--operations", "0"], "--operations: must be at least 1"],
     [["bench", "--duration", "0"], "--duration: must be at least 1"],
     [["bench", "--key-space", "0"], "--key-space: must be at least 1"],
+    [["scan", "--start", "b", "--end", "a"], "--start must sort before --end"],
+    [["scan", "--start", "a", "--end", "a"], "--start must sort before --end"],
   ];
   for (const [argv, message] of cases) {
     const r = parseCliArgs(argv);

@@ -14,6 +14,7 @@ import {
   maxRequestTimeoutMs,
   maxScanLimit,
 } from "../common/limits.ts";
+import { compareBytes, utf8 } from "../common/bytes.ts";
 import { parseHostPort } from "../server/config.ts";
 import type { CompareResult } from "../node/txn.ts";
 import type { TxnCompareInput, TxnOpInput } from "./kv_client.ts";
@@ -361,6 +362,12 @@ export function parseCliArgs(argv: string[]): ParsedCli {
       if (!Array.isArray(a)) return a;
       if (values.prefix !== undefined && (values.start !== undefined || values.end !== undefined)) {
         return fail("scan: use either --prefix or --start/--end, not both");
+      }
+      if (
+        values.start !== undefined && values.end !== undefined && values.end !== "" &&
+        compareBytes(utf8(values.start), utf8(values.end)) >= 0
+      ) {
+        return fail("scan: --start must sort before --end (the range is [start, end))");
       }
       const limit = ints.limit ?? defaultScanLimit;
       if (limit < 1 || limit > maxScanLimit) {

@@ -175,6 +175,13 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
     : listen.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
   if (typeof advertise !== "string") return { kind: "error", message: advertise.error };
   advertise = advertise.replace(/^localhost:/, "127.0.0.1:");
+  if (/^(0\.0\.0\.0|\[::\]):/.test(advertise)) {
+    return {
+      kind: "error",
+      message: `--advertise-addr: ${advertise} is not an address peers can reach; give this ` +
+        "host's address",
+    };
+  }
 
   const peers: string[] = [];
   for (const p of (values.peers ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "")) {
