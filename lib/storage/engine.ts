@@ -16,7 +16,13 @@
 
 import { assert } from "../common/assert.ts";
 import { emptyBytes, equalBytes, prefixEnd } from "../common/bytes.ts";
-import { ClosedError, CompactedError, InvalidArgumentError, KVError } from "../common/errors.ts";
+import {
+  ClosedError,
+  CompactedError,
+  CorruptionError,
+  InvalidArgumentError,
+  KVError,
+} from "../common/errors.ts";
 import {
   levelCount,
   maxGroupCommitBytes,
@@ -73,7 +79,7 @@ import {
   recordHeaderBytes,
   requireSealedEnd,
 } from "./record_log.ts";
-import { TableCache } from "./table_cache.ts";
+import { TableCache, tableFileName } from "./table_cache.ts";
 import { blockNotCached } from "./table_reader.ts";
 import type { Version } from "./version.ts";
 import type { Clock } from "../common/clock.ts";
@@ -219,6 +225,78 @@ function parseFileNumber(name: string): { kind: string; number: number } | undef
   return undefined;
 }
 
+/**
+ * A directory without CURRENT is taken for a new engine, and opening it
+ * deletes whatever engine files it holds; so it must hold no data. CURRENT
+ * is written before the first write is taken, so a table or a WAL holding a
+ * record without it means CURRENT was lost (a manifest alone may be left by a first
+ * open that stopped before naming it: it describes an empty engine).
+ */
+async function requireNoEngineData(fs: FileSystem, dir: string): Promise<void> {
+  for (const name of await fs.list(dir)) {
+    const f = parseFileNumber(name);
+    if (f === undefined || f.kind === "manifest") continue;
+    // A WAL segment may be preallocated (zero-filled) before it holds anything.
+    if (f.kind === "log" && (await readRecords(fs, joinPath(dir, name))).records.length === 0) {
+      continue;
+    }
+    throw new CorruptionError(
+      joinPath(dir, "CURRENT"),
+      0,
+      `CURRENT is missing, but the directory holds engine data (${name}); ` +
+        "refusing to start it as a new, empty engine",
+    );
+  }
+}
+
+/**
+ * Checks, before anything is rewritten, that the files the manifest relies
+ * on are there: every live table, at the size it was written, and the WAL
+ * segment it names. That segment is created before any manifest names it
+ * and deleted only after a later edit moved past it, so its absence means
+ * the WAL was lost, or the manifest lost an edit that a damaged tail made
+ * look torn; either way data is missing, and opening would delete the tables
+ * the lost edit added.
+ */
+async function requireNamedFiles(
+  fs: FileSystem,
+  dir: string,
+  manifestPath: string,
+  s: ManifestState,
+): Promise<void> {
+  for (const files of s.version.levels) {
+    for (const meta of files) {
+      const path = joinPath(dir, tableFileName(meta.number));
+      const size = (await fs.stat(path))?.sizeBytes;
+      if (size === undefined) {
+        throw new CorruptionError(
+          manifestPath,
+          0,
+          `the manifest names table ${path}, which is missing`,
+        );
+      }
+      if (size !== meta.sizeBytes) {
+        throw new CorruptionError(
+          path,
+          Math.min(size, meta.sizeBytes),
+          `table is ${size} bytes; the manifest says it was written with ${meta.sizeBytes}`,
+        );
+      }
+    }
+  }
+  if (s.logNumber > 0) {
+    const wal = joinPath(dir, walFileName(s.logNumber));
+    if ((await fs.stat(wal)) === undefined) {
+      throw new CorruptionError(
+        manifestPath,
+        0,
+        `the manifest's WAL segment ${wal} is missing: the WAL was lost, or the manifest lost ` +
+          "its last edit",
+      );
+    }
+  }
+}
+
 /** An embedded LSM key-value store with MVCC. Open with `Engine.open`. */
 export class Engine implements AsyncDisposable {
   readonly #o: ResolvedOptions;
@@ -295,9 +373,15 @@ export class Engine implements AsyncDisposable {
     const fs = o.fs;
     await fs.mkdir(dir);
     const current = await readCurrent(fs, dir);
-    const state = current === undefined
-      ? emptyManifestState()
-      : await recoverManifest(fs, joinPath(dir, current));
+    let state: ManifestState;
+    if (current === undefined) {
+      await requireNoEngineData(fs, dir);
+      state = emptyManifestState();
+    } else {
+      const manifestPath = joinPath(dir, current);
+      state = await recoverManifest(fs, manifestPath);
+      await requireNamedFiles(fs, dir, manifestPath, state);
+    }
     const e = new Engine(dir, o, state);
     try {
       await e.#recover();
