@@ -494,6 +494,20 @@ export class KVNode {
   ): Promise<KVNode> {
     let identity = await readIdentity(fs, config.dataDir);
     const fresh = identity === undefined;
+    if (fresh) {
+      // IDENTITY is written before kv/ and raft/ are created: data without it means it was lost,
+      // and starting as a new node would give this data another cluster id.
+      for (const sub of ["kv", "raft"]) {
+        const names = await fs.list(joinPath(config.dataDir, sub)).catch(() => [] as string[]);
+        if (names.length > 0) {
+          throw new StartupError(
+            `${joinPath(config.dataDir, "IDENTITY")} is missing, but ${
+              joinPath(config.dataDir, sub)
+            } holds data; restore IDENTITY, or start with an empty --data-dir`,
+          );
+        }
+      }
+    }
     if (identity && identity.nodeId !== config.nodeId) {
       throw new StartupError(
         `data dir ${config.dataDir} belongs to node ${identity.nodeId}, not ${config.nodeId}; use that --node-id or another --data-dir`,
@@ -530,7 +544,7 @@ export class KVNode {
       // The data dir itself may be new: its entry in the parent must last too.
       await fs.syncDir(dirName(config.dataDir.replace(/(.)\/+$/, "$1")));
     }
-    await recoverDirs(config);
+    await recoverDirs(config, fs);
     const engine = await Engine.open(joinPath(config.dataDir, "kv"), {
       ...stateMachineEngineOptions(config.nodeId),
       fs,
@@ -559,6 +573,16 @@ export class KVNode {
       };
       await store.save({ snapshot, entries: [] }, true);
       log.info("logged the snapshot installed before the last stop", { index: meta.index });
+    }
+    // Entries up to the log's start are gone from the log: the engine must hold them already.
+    const logStart = store.snapshot().meta.index;
+    if (Math.max(0, engine.appliedIndex) < logStart) {
+      throw new StartupError(
+        `the state in ${config.dataDir}/kv is at index ${engine.appliedIndex}, behind the start ` +
+          `of the raft log (${logStart}): applied entries were lost from kv/ (a damaged or ` +
+          "deleted WAL segment or table) and the log no longer holds them; remove this member " +
+          "and join again with an empty --data-dir",
+      );
     }
     if (fresh && store.lastIndex() === 0 && !identity.seeds) {
       const boot = bootstrapEntries(config);
@@ -1237,7 +1261,7 @@ function logHolds(store: RaftLogStore, point: { index: number; term: number }): 
 }
 
 /** Finishes or undoes a snapshot swap that a crash interrupted (see #installSnapshot). */
-async function recoverDirs(config: NodeConfig): Promise<void> {
+async function recoverDirs(config: NodeConfig, fs: FileSystem): Promise<void> {
   const kv = joinPath(config.dataDir, "kv");
   const old = joinPath(config.dataDir, "kv.old");
   const staging = stagingDir(config);
@@ -1245,6 +1269,9 @@ async function recoverDirs(config: NodeConfig): Promise<void> {
     // Crashed between the two renames: the staging engine was complete; move it in.
     if (await exists(staging)) await Deno.rename(staging, kv);
     else await Deno.rename(old, kv);
+    // The rename must be on disk before the deletions below: if only they reached it, the
+    // next start would find neither kv nor kv.old and discard the staging copy, the only one.
+    await fs.syncDir(config.dataDir);
   }
   await removeDir(old);
   await removeDir(staging);

@@ -179,3 +179,99 @@ Deno.test("a restart that would serve at another address than the member record 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+/** Copies a directory of files (one level, as an engine directory is). */
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to);
+  for await (const e of Deno.readDir(from)) {
+    await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
+  }
+}
+
+Deno.test("a crash between a snapshot swap's renames is finished durably before the old state is deleted", async () => {
+  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
+  const dataDir = `${root}/n1`;
+  const quiet = { log: new Logger("n1", "error", () => {}) };
+  try {
+    const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
+    for (let i = 0; i < 200 && !first.replica.isLeader; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await first.put(utf8("a"), utf8("1"));
+    await first.close();
+    // The install had renamed kv to kv.old and not yet moved the complete staging copy in.
+    await copyDir(`${dataDir}/kv`, `${dataDir}/kv.staging`);
+    await Deno.rename(`${dataDir}/kv`, `${dataDir}/kv.old`);
+    const fs = new (class extends RecordingFileSystem {
+      oldPresentAtSync: boolean | undefined;
+      override async syncDir(dir: string): Promise<void> {
+        if (dir === dataDir && this.oldPresentAtSync === undefined) {
+          this.oldPresentAtSync = await Deno.stat(`${dataDir}/kv.old`).then(
+            () => true,
+            () => false,
+          );
+        }
+        await super.syncDir(dir);
+      }
+    })();
+    const node = await KVNode.start(singleNodeConfig(dataDir), { ...quiet, fs });
+    try {
+      assertEquals(fs.oldPresentAtSync, true, "the move was made durable while kv.old was kept");
+      for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assertEquals((await node.get(utf8("a"))).kv?.value, utf8("1"));
+    } finally {
+      await node.close();
+    }
+    const left = [];
+    for await (const e of Deno.readDir(dataDir)) left.push(e.name);
+    assertEquals(left.filter((n) => n.startsWith("kv")).sort(), ["kv"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a node whose applied state lost entries the log no longer holds, or lost IDENTITY, refuses to start", async () => {
+  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
+  const dataDir = `${root}/n1`;
+  const quiet = { log: new Logger("n1", "error", () => {}) };
+  const config = { ...singleNodeConfig(dataDir), snapshotEntries: 20 };
+  const refusal = async () => {
+    try {
+      const node = await KVNode.start(config, quiet);
+      await node.close();
+      return "started";
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  try {
+    const node = await KVNode.start(config, quiet);
+    for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    for (let i = 0; i < 80; i++) await node.put(utf8(`k${i}`), utf8("v"));
+    for (let i = 0; i < 100 && node.store.snapshot().meta.index === 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assertTrue(node.store.snapshot().meta.index > 0, "the log was compacted");
+    await node.close();
+
+    // A torn-looking WAL tail: the engine comes back behind the log's start.
+    const wals = [];
+    for await (const e of Deno.readDir(`${dataDir}/kv`)) {
+      if (e.name.endsWith(".log")) wals.push(e.name);
+    }
+    assertEquals(wals.length, 1);
+    await Deno.truncate(`${dataDir}/kv/${wals[0]}`, 40);
+    const behind = await refusal();
+    assertTrue(behind.includes("behind the start of the raft log"), behind);
+
+    await Deno.remove(`${dataDir}/IDENTITY`);
+    const noIdentity = await refusal();
+    assertTrue(noIdentity.includes("IDENTITY is missing, but"), noIdentity);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
