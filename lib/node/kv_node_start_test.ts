@@ -54,6 +54,13 @@ Deno.test("a snapshot installed but not logged before a crash replaces the stale
   const fs = new DenoFileSystem();
   const conf = { voters: ["n1"], learners: [] };
   try {
+    // A node that ran once (its IDENTITY stays), whose kv/ and raft/ are then set up below.
+    const once = await KVNode.start(singleNodeConfig(dataDir), {
+      fs,
+      log: new Logger("n1", "error", () => {}),
+    });
+    await once.close();
+    for (const sub of ["kv", "raft"]) await Deno.remove(`${dataDir}/${sub}`, { recursive: true });
     // The log still holds entries 1..120 of term 1; the engine holds a snapshot at index 100
     // of term 2 (the leader's), swapped in just before the crash.
     const store = await RaftLogStore.open(fs, `${dataDir}/raft`, 0, conf);
