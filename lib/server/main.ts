@@ -37,6 +37,16 @@ export async function runServer(config: NodeConfig): Promise<number> {
       return exitStartupFailed;
     }
   }
+  // A join can wait up to a minute for --peers: a signal meanwhile stops the process, saying so.
+  const interruptedWhileStarting = (signal: "SIGINT" | "SIGTERM") => () => {
+    console.error(`rustkvd-server: ${signal} while starting; stopped before serving`);
+    Deno.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  const startSignals = [
+    ["SIGINT", interruptedWhileStarting("SIGINT")],
+    ["SIGTERM", interruptedWhileStarting("SIGTERM")],
+  ] as const;
+  for (const [signal, handler] of startSignals) Deno.addSignalListener(signal, handler);
   let node: KVNode;
   try {
     node = await KVNode.start(config, {
@@ -48,8 +58,13 @@ export async function runServer(config: NodeConfig): Promise<number> {
             new GrpcSnapshotChannel(addr, clusterId, selfId),
         }
         : {}),
-      join: (c) =>
-        joinThroughPeers(c, (reason) => log.info("waiting for --peers to accept us", { reason })),
+      join: (c) => {
+        log.info("joining the cluster through --peers", { peers: c.peers.join(",") });
+        return joinThroughPeers(
+          c,
+          (reason) => log.info("waiting for --peers to accept us", { reason }),
+        );
+      },
       onFatal: (e) => {
         fatal = e;
         wake();
@@ -61,6 +76,8 @@ export async function runServer(config: NodeConfig): Promise<number> {
       return exitStartupFailed;
     }
     throw e;
+  } finally {
+    for (const [signal, handler] of startSignals) Deno.removeSignalListener(signal, handler);
   }
   let grpcServer;
   try {
@@ -95,6 +112,13 @@ export async function runServer(config: NodeConfig): Promise<number> {
         config.respAddr.replace(/:\d+$/, "")
       }:${respServer.port}`,
     );
+  }
+  if (fatal) {
+    // The replica stopped while the listeners came up: never announce a node that does not run.
+    await respServer?.close();
+    await grpcServer.close();
+    await node.close().catch(() => {});
+    return exitFatal;
   }
   log.info("listening", {
     addr: config.listenAddr,
