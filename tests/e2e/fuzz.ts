@@ -517,8 +517,12 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
           // A transaction takes one revision when it changed a key (a put, or a delete of one),
           // and always when it carries a request id (it commits even an outcome that changes
           // nothing, and the id's record takes a revision).
+          // A transaction with a request id that may write takes a revision (its id is
+          // committed even when its outcome writes nothing); one that only reads never does.
+          const mayWrite = c.method === "Txn" &&
+            [...c.request.success, ...c.request.failure].some((op: Msg) => op.put || op.delete);
           const txnChanged = c.method === "Txn" &&
-            (c.request.request_id !== "" ||
+            ((c.request.request_id !== "" && mayWrite) ||
               (resp?.responses ?? []).some((o: Msg) => o.put || o.delete?.deleted));
           if (c.method === "Put" || resp?.deleted || txnChanged) acknowledgedWrites++;
         }
