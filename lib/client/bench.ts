@@ -139,7 +139,13 @@ function summarize(h: Histogram, seconds: number): LatencySummary {
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const connect = o.connect ?? connectKVClient;
   const clients = Array.from({ length: o.connections }, () => connect(o.endpoints, o.timeoutMs));
-  const store = await clients[0].describe();
+  let store: Awaited<ReturnType<BenchTarget["describe"]>>;
+  try {
+    store = await clients[0].describe();
+  } catch (e) {
+    for (const c of clients) c.close();
+    throw e;
+  }
   const value = new Uint8Array(o.valueSize);
   for (let i = 0; i < value.length; i++) value[i] = 97 + (i % 26);
   const keyWidth = String(Math.max(1, o.keySpace - 1)).length;
@@ -158,15 +164,17 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     () => (o.durationSecs !== undefined ? measureStart + o.durationSecs * 1000 : Infinity);
   let measureStart = 0;
 
-  const oneOp = async (client: BenchTarget) => {
+  // An operation counts when it started while measuring: one begun during the warm-up and
+  // finished after it is left out, like its start was.
+  const oneOp = async (client: BenchTarget, counted: boolean) => {
     const isRead = Math.random() < o.readRatio;
     const t0 = performance.now();
     try {
       if (isRead) await client.get(key(), o.consistency);
       else await client.put(key(), value);
-      if (measuring) (isRead ? reads : writes).record((performance.now() - t0) * 1000);
+      if (counted) (isRead ? reads : writes).record((performance.now() - t0) * 1000);
     } catch (e) {
-      if (measuring) {
+      if (counted) {
         const kind = isKVError(e) ? e.code : (e as Error).name;
         errors[kind] = (errors[kind] ?? 0) + 1;
       }
@@ -175,13 +183,14 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
 
   const loop = async (client: BenchTarget) => {
     while (!stop) {
-      if (measuring) {
+      const counted = measuring;
+      if (counted) {
         if (target !== undefined && started >= target) return;
         if (performance.now() >= endAt()) return;
         started++;
       }
-      await oneOp(client);
-      if (measuring) done++;
+      await oneOp(client, counted);
+      if (counted) done++;
     }
   };
 

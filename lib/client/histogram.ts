@@ -89,11 +89,16 @@ export class Histogram {
   /**
    * The value at percentile `p` (0..100): the smallest recorded bucket whose
    * cumulative count reaches p % of all values, reported as that bucket's low
-   * end (within 0.2 % of the true value), and never above the exact max.
+   * end (within 0.2 % of the true value), and never above the exact max;
+   * the last rank is the exact max.
    */
   percentile(p: number): number {
     if (this.#total === 0) return 0;
-    const rank = Math.max(1, Math.ceil((Math.min(100, Math.max(0, p)) / 100) * this.#total));
+    // The rank in integer steps of a millionth of a percent: (99.9 / 100) * 1000 is
+    // 999.0000000000001 in floating point, and its ceiling one rank too high.
+    const millionths = Math.round(Math.min(100, Math.max(0, p)) * 1e6);
+    const rank = Math.max(1, Math.ceil((millionths * this.#total) / 1e8 - 1e-9));
+    if (rank >= this.#total) return this.#max;
     let seen = 0;
     for (let i = 0; i < this.#counts.length; i++) {
       seen += this.#counts[i];

@@ -41,3 +41,15 @@ Deno.test("small values are exact; merging equals recording everything in one", 
   assertEquals(all.mean, 499.5);
   assertEquals(new Histogram().percentile(99), 0);
 });
+
+Deno.test("a percentile's rank is exact where floating point is not: p99.9 of 1,000 values is the 999th", () => {
+  const h = new Histogram();
+  for (let v = 1; v <= 999; v++) h.record(v);
+  h.record(100_000);
+  assertEquals(h.percentile(99.9), 999, "not the largest value");
+  assertEquals(h.percentile(100), 100_000);
+  assertEquals(h.percentile(99.8), 998);
+  const single = new Histogram();
+  single.record(7);
+  assertEquals([single.percentile(0), single.percentile(50), single.percentile(99.9)], [7, 7, 7]);
+});
