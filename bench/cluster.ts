@@ -142,7 +142,13 @@ export async function main(args: string[]): Promise<void> {
     `Setup: 3 nodes on 127.0.0.1, fsync on, ${load.valueSizeBytes}-byte values, ` +
     `${load.keySpace} keys, ${seconds} s per workload after ${load.warmupSecs} s warm-up; ` +
     "the load generator (bench engine of `rustkvd-cli bench`, gRPC, " +
-    `${load.connections} connections) runs on the same machine.`,
+    `${load.connections} connections) runs on the same machine. It is closed-loop: a worker ` +
+    "sends its next request when an answer comes, so a stall delays few samples (coordinated " +
+    "omission): read the percentiles as those of answered requests, not of a fixed-rate load. " +
+    "rustkvd runs with its defaults: 50 ms heartbeat, 150 ms election timeout (randomized up to " +
+    "300 ms), linearizable reads served from the leader's read lease (no quorum round per read); " +
+    "serializable reads go to the first endpoint (a follower or the leader, as elections fell). " +
+    "The sequential rows time 2,000 puts and 5,000 gets after 100 untimed ones.",
     ...(theirs ? ["", ...etcdNotes(etcd!, theirs)] : []),
     ...(etcdFailure
       ? ["", `etcd ${etcd} was found but its run failed: ${etcdFailure.split("\n")[0]}`]

@@ -162,7 +162,7 @@ export class EtcdClient implements BenchTarget {
         const remaining = deadline - Date.now();
         if (!retryable(err.code) || remaining <= 0 || this.#closed) throw err;
         const sleep = Math.min(remaining, backoffMs / 2 + Math.random() * backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 100);
+        backoffMs = Math.min(backoffMs * 2, 50);
         await new Promise((r) => setTimeout(r, sleep));
       }
     }
