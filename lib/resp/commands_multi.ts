@@ -205,7 +205,10 @@ async function exec(ctx: CommandContext): Promise<void> {
     },
   );
   if (run === "watch-failed") ctx.out.nilArray();
-  else ctx.out.arrayHeader(queued.length).append(run.replies.view());
+  else {
+    ctx.out.arrayHeader(queued.length).append(run.replies.view());
+    ctx.out.errors += run.replies.errors; // errors inside EXEC count too, as in Redis
+  }
 }
 
 /**

@@ -306,6 +306,7 @@ async function info(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
       "# Stats",
       `total_connections_received:${s.connectionsReceived}`,
       `total_commands_processed:${s.commandsProcessed}`,
+      `total_error_replies:${s.errorReplies}`,
       `instantaneous_ops_per_sec:${s.instantaneousOpsPerSec()}`,
       `total_net_input_bytes:${s.netInputBytes}`,
       `total_net_output_bytes:${s.netOutputBytes}`,

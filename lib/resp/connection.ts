@@ -134,6 +134,7 @@ class RunMemberContext extends DerivedContext {
 async function flush(conn: Deno.Conn, out: ReplyWriter, stats: RespStats): Promise<void> {
   if (out.length === 0) return;
   stats.netOutputBytes += out.length;
+  stats.errorReplies += out.errors;
   await writeAll(conn, out.view());
   out.reset();
 }

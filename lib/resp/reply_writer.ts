@@ -58,8 +58,12 @@ export class ReplyWriter {
     return this;
   }
 
+  /** Error replies encoded since the last `reset` (moved along by `moveTo`). */
+  errors = 0;
+
   /** `-ERR ...`: `s` starts with the error code word (ERR, WRONGTYPE, NOPROTO, READONLY). */
   error(s: string): this {
+    this.errors++;
     const line = encoder.encode("-" + s.replace(/[\r\n]/g, " "));
     this.#reserve(line.length);
     this.#buf.set(line, this.#len);
@@ -138,12 +142,15 @@ export class ReplyWriter {
   reset(): void {
     if (this.#buf.length > 256 * 1024) this.#buf = new Uint8Array(this.#initialBytes);
     this.#len = 0;
+    this.errors = 0;
   }
 
   /** Moves this writer's replies to the end of `to` and resets this one. */
   moveTo(to: ReplyWriter): void {
     to.append(this.view());
+    to.errors += this.errors;
     this.#len = 0;
+    this.errors = 0;
   }
 
   /** The encoded replies so far (a copy-free view); the writer is reset. */
@@ -153,6 +160,7 @@ export class ReplyWriter {
       this.#buf.length > 64 * 1024 ? this.#initialBytes : Math.max(this.#buf.length, 16),
     );
     this.#len = 0;
+    this.errors = 0;
     return out;
   }
 }

@@ -22,6 +22,8 @@ export class RespStats {
   rejectedConnections = 0;
   /** Commands run, including those answered with an error (total_commands_processed). */
   commandsProcessed = 0;
+  /** Replies that were errors (total_error_replies), counted when written out. */
+  errorReplies = 0;
   /** Bytes read from clients (total_net_input_bytes). */
   netInputBytes = 0;
   /** Bytes written to clients (total_net_output_bytes). */

@@ -129,6 +129,25 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         field(later, "total_net_output_bytes") - field(stats, "total_net_output_bytes") > 10_000,
         later,
       );
+      // Error replies are counted, also those inside EXEC (what a benchmark's bad rows show).
+      assertEquals(await leader.call("NOSUCH"), {
+        error: "ERR unknown command 'NOSUCH', with args beginning with: ",
+      });
+      assertEquals(await leader.call("MULTI"), "OK");
+      assertEquals(await leader.call("INCR", "stats:text"), "QUEUED");
+      assertEquals(await leader.call("SET", "stats:text", "x"), "QUEUED");
+      assertEquals(await leader.call("INCR", "stats:text"), "QUEUED");
+      const exec = await leader.call("EXEC") as Reply[];
+      assertEquals(
+        exec.filter((r) => typeof r === "object" && r !== null && "error" in r).length,
+        1,
+      );
+      const errorsAfter = await leader.call("INFO", "stats") as string;
+      assertEquals(
+        field(errorsAfter, "total_error_replies") - field(later, "total_error_replies"),
+        2,
+        errorsAfter,
+      );
       const finfo = await follower.call("INFO", "replication") as string;
       assertTrue(finfo.includes("role:slave") && !finfo.includes("# Server"), finfo);
       // ROLE and INFO name the members' RESP ports (clients connect to them), never Raft's.
