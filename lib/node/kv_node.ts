@@ -969,7 +969,7 @@ export class KVNode {
     const revision = version > 0 ? version : this.#readableRevision;
     const kv = await this.engine.get(key, {
       atVersion: revision,
-      nowMs: opts.ttlAtMs ?? this.#ttlClockAt(revision),
+      nowMs: opts.ttlAtMs ?? this.#ttlClockAt(version),
     });
     return {
       kv: kv ? keyValueOf(key, kv) : undefined,
@@ -978,15 +978,17 @@ export class KVNode {
   }
 
   /**
-   * The time a read at `revision` judges TTLs by. At the newest revision,
-   * now: a key past its expiry is gone before the leader's delete of it
-   * applies. At an older one, none (0): the read answers what the history
-   * holds, where a key with a TTL lives until the revision of that delete,
-   * so the same read gives the same answer whenever it is made (as a watch
-   * replayed from there does, and as etcd's reads at a revision do).
+   * The time a read judges TTLs by. A read of the newest state (no version
+   * asked for): now, so a key past its expiry is gone before the leader's
+   * delete of it applies. A read at a version the caller names: none (0),
+   * the read answers what the history holds there, where a key with a TTL
+   * lives until the revision of that delete; the same read then gives the
+   * same answer whenever it is made, also once that version is no longer
+   * the newest (as a watch replayed from there does, and as etcd's reads at a
+   * revision do).
    */
-  #ttlClockAt(revision: number): number {
-    return revision < this.#readableRevision ? 0 : this.clock.wallMs();
+  #ttlClockAt(askedVersion: number): number {
+    return askedVersion > 0 ? 0 : this.clock.wallMs();
   }
 
   /**
@@ -1064,7 +1066,7 @@ export class KVNode {
         limit: limit + 1,
         atVersion: at,
         keysOnly: opts.keysOnly,
-        nowMs: opts.ttlAtMs ?? this.#ttlClockAt(at),
+        nowMs: opts.ttlAtMs ?? this.#ttlClockAt(version),
       })
     ) {
       // A page ends at `limit` keys or at maxScanResponseBytes (one key always fits).

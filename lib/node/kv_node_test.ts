@@ -3,14 +3,24 @@ import { concatBytes, fromUtf8, utf8 } from "../common/bytes.ts";
 import { maxKeyBytes } from "../common/limits.ts";
 import { CommandOp, encodeCommand } from "./command.ts";
 import { KVNode } from "./kv_node.ts";
+import { SystemClock } from "../common/clock.ts";
 import { Logger } from "./logger.ts";
 import { singleNodeConfig } from "./testing.ts";
 
+/** The system clock, with a wall clock that a test can move ahead (a skewed or stepped clock). */
+class SkewableClock extends SystemClock {
+  skewMs = 0;
+  override wallMs(): number {
+    return super.wallMs() + this.skewMs;
+  }
+}
+
 /** A one-node cluster in this process, on a temp dir, once it leads; closed and removed by `using`. */
-async function singleNode() {
+async function singleNode(clock = new SkewableClock()) {
   const root = await Deno.makeTempDir({ prefix: "rustkvd-node-test-" });
   const node = await KVNode.start(singleNodeConfig(`${root}/n1`), {
     log: new Logger("n1", "error", () => {}),
+    clock,
   });
   const close = async () => {
     await node.close();
@@ -103,6 +113,22 @@ Deno.test("scan pages past a key of the full 4 KiB length (the next page starts 
   const second = await node.scan({ start: next, limit: 1, version: first.version });
   assertEquals(second.kvs.map((kv) => fromUtf8(kv.value)), ["2"]);
   assertEquals(second.more, false);
+});
+
+Deno.test("a read at a version names answers from history, also while that version is the newest", async () => {
+  const clock = new SkewableClock();
+  await using n = await singleNode(clock);
+  const { node } = n;
+  await node.put(utf8("b"), utf8("plain"));
+  const { version } = await node.put(utf8("t"), utf8("ttl"), { ttlSecs: 1 });
+  clock.skewMs = 5_000; // the wall clock jumps past the expiry; version is still the newest
+  const at = { version };
+  assertEquals(fromUtf8((await node.get(utf8("t"), at)).kv!.value), "ttl");
+  assertEquals((await node.scan(at)).kvs.map((kv) => fromUtf8(kv.key)), ["b", "t"]);
+  assertEquals((await node.get(utf8("t"))).kv, undefined, "the newest state hides it");
+  await node.put(utf8("c"), utf8("later")); // version becomes history: the same answers
+  assertEquals(fromUtf8((await node.get(utf8("t"), at)).kv!.value), "ttl");
+  assertEquals((await node.scan(at)).kvs.map((kv) => fromUtf8(kv.key)), ["b", "t"]);
 });
 
 Deno.test("a read at an older revision gives the same answer before and after a key's TTL runs out", async () => {
