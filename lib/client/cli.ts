@@ -166,8 +166,9 @@ export async function runCli(
               startVersion: command.startVersion,
               prevKv: command.prevKv,
               signal: ac.signal,
-              // Exit 1 when no node serves the watch for --timeout (at start or after a drop).
-              giveUpAfterMs: global.timeoutMs,
+              // With --timeout: exit 1 when no node serves the watch that long (at start or
+              // after a drop). Without, keep trying, as etcdctl watch does.
+              giveUpAfterMs: global.timeoutGivenMs,
             })
           ) {
             if (global.json) {

@@ -26,6 +26,8 @@ export type Consistency = "linearizable" | "serializable";
 export interface GlobalOptions {
   peers: string[];
   timeoutMs: number;
+  /** --timeout as given (undefined: not given); `watch` gives up only when it was. */
+  timeoutGivenMs?: number;
   json: boolean;
   consistency: Consistency;
 }
@@ -101,7 +103,8 @@ const subcommandHelp: Record<string, string> = {
   scan: `rustkvd-cli scan [--prefix P | --start S [--end E]] [--limit N] [--version V] [--keys-only]
   Lists keys in order, up to --limit (default ${defaultScanLimit}, max ${maxScanLimit}).`,
   watch: `rustkvd-cli watch (--prefix P | --key K) [--start-version V] [--prev-kv]
-  Streams PUT/DELETE events until Ctrl-C; resumes across reconnects without gaps.`,
+  Streams PUT/DELETE events until Ctrl-C; resumes across reconnects without gaps. With
+  --timeout, exits 1 when no node serves the watch for that long.`,
   status: `rustkvd-cli status
   Prints node id, role, term, leader, commit and applied indices, and peers.`,
   bench: `rustkvd-cli bench [--operations N | --duration SECS] [--concurrency C] [--value-size B]
@@ -285,6 +288,7 @@ export function parseCliArgs(argv: string[]): ParsedCli {
   const global: GlobalOptions = {
     peers,
     timeoutMs: timeout ?? defaultRequestTimeoutMs,
+    timeoutGivenMs: timeout,
     json: values.json ?? false,
     consistency,
   };

@@ -37,10 +37,16 @@ export class DataDirLock {
     const path = `${dataDir.replace(/\/+$/, "")}/${lockFileName}`;
     const file = await Deno.open(path, { read: true, write: true, create: true });
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const granted = await Promise.race([
-      file.lock(true).then(() => true),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
-    ]).finally(() => clearTimeout(timer));
+    let granted: boolean;
+    try {
+      granted = await Promise.race([
+        file.lock(true).then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
+      ]).finally(() => clearTimeout(timer));
+    } catch (e) {
+      file.close();
+      throw e;
+    }
     if (!granted) {
       file.close();
       throw new DataDirInUseError(

@@ -562,6 +562,8 @@ export class KVNode {
     const metaKv = await engine.get(snapshotMetaKey);
     const meta = metaKv && decodeSnapshotMeta(metaKv.value);
     if (Math.max(0, engine.appliedIndex) > store.lastIndex() && !meta) {
+      await store.close();
+      await engine.close();
       throw new StartupError(
         `the state in ${config.dataDir}/kv is at index ${engine.appliedIndex}, past the raft log (${store.lastIndex()}), with no snapshot record`,
       );
@@ -577,6 +579,8 @@ export class KVNode {
     // Entries up to the log's start are gone from the log: the engine must hold them already.
     const logStart = store.snapshot().meta.index;
     if (Math.max(0, engine.appliedIndex) < logStart) {
+      await store.close();
+      await engine.close();
       throw new StartupError(
         `the state in ${config.dataDir}/kv is at index ${engine.appliedIndex}, behind the start ` +
           `of the raft log (${logStart}): applied entries were lost from kv/ (a damaged or ` +
@@ -1209,7 +1213,7 @@ export class KVNode {
     this.#promotionTimer?.cancel();
     this.#keepAliveTimer?.cancel();
     this.#retentionTimer?.cancel();
-    this.watches.closeAll("the node is shutting down; reconnect to resume");
+    this.watches.shutDown("the node is shutting down; reconnect to resume");
     await this.replica.stop();
     for (const c of this.#retryCaptures.values()) c.release();
     this.#retryCaptures.clear();
@@ -1271,10 +1275,11 @@ async function recoverDirs(config: NodeConfig, fs: FileSystem): Promise<void> {
     // Crashed between the two renames: the staging engine was complete; move it in.
     if (await exists(staging)) await Deno.rename(staging, kv);
     else await Deno.rename(old, kv);
-    // The rename must be on disk before the deletions below: if only they reached it, the
-    // next start would find neither kv nor kv.old and discard the staging copy, the only one.
-    await fs.syncDir(config.dataDir);
   }
+  // The renames (this start's or the swap's own) must be on disk before the deletions below:
+  // if only they reached it, the next start would find neither kv nor kv.old and discard the
+  // staging copy, the only one.
+  if (await exists(old)) await fs.syncDir(config.dataDir);
   await removeDir(old);
   await removeDir(staging);
 }

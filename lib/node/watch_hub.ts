@@ -17,7 +17,7 @@
 
 import { IoTurns } from "../common/time_slice.ts";
 import { compareBytes, equalBytes, keySuccessor, prefixEnd } from "../common/bytes.ts";
-import { CompactedError, InvalidArgumentError, isKVError } from "../common/errors.ts";
+import { ClosedError, CompactedError, InvalidArgumentError, isKVError } from "../common/errors.ts";
 import {
   maxWatchBufferBytes,
   maxWatchBufferEvents,
@@ -179,6 +179,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
 /** All open watches of a node. */
 export class WatchHub {
   #watchers = new Set<Watcher>();
+  #shutDown = false;
   /** Open watches with prevKv (the state machine reads previous values only for them). */
   #prevWatchers = 0;
 
@@ -212,6 +213,7 @@ export class WatchHub {
    * empty) resumes there instead of being refused.
    */
   watch(target: WatchTarget, opts: { startVersion?: number; prevKv?: boolean } = {}): Watcher {
+    if (this.#shutDown) throw new ClosedError("this node (it is shutting down)");
     const now = this.revision();
     const start = opts.startVersion ?? 0;
     const engine = this.engine();
@@ -352,6 +354,16 @@ export class WatchHub {
   /** Ends every watch (node shutdown or snapshot install). */
   closeAll(reason: string): void {
     for (const w of [...this.#watchers]) w.end({ reason, lastVersion: w.lastVersion });
+  }
+
+  /**
+   * Ends every watch and refuses new ones: the node is stopping. A client
+   * that reconnected to it at once would otherwise hold its shutdown up
+   * again, and see its connection reset instead of a reason.
+   */
+  shutDown(reason: string): void {
+    this.#shutDown = true;
+    this.closeAll(reason);
   }
 }
 

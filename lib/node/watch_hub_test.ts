@@ -217,3 +217,18 @@ Deno.test("watch: a watcher cut off inside a transaction's events resumes at tha
   complete.return();
   await engine.close();
 });
+
+Deno.test("watch: once the node shuts down, open watches end with the reason and new ones are refused", async () => {
+  const { engine, hub } = await setup();
+  const w = hub.watch(watchTarget(undefined, utf8("")));
+  hub.shutDown("the node is shutting down; reconnect to resume");
+  assertEquals(w.cancel?.reason, "the node is shutting down; reconnect to resume");
+  let refused = "";
+  try {
+    hub.watch(watchTarget(undefined, utf8("")));
+  } catch (e) {
+    refused = (e as Error).name;
+  }
+  assertEquals(refused, "ClosedError", "a reconnecting client goes elsewhere");
+  await engine.close();
+});

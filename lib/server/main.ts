@@ -141,7 +141,7 @@ export async function runServer(config: NodeConfig): Promise<number> {
   log.info(fatal ? "stopping after a fatal error" : "shutting down");
   // Watches never end on their own: tell them why now, or the grace period below waits for
   // them and their clients see a reset instead of the reason.
-  node.watches.closeAll("the node is shutting down; reconnect to resume");
+  node.watches.shutDown("the node is shutting down; reconnect to resume");
   await respServer?.close();
   await grpcServer.close();
   await node.close().catch((e) =>
