@@ -1,15 +1,19 @@
 /**
- * Keys written with a TTL, ordered by expiry: a binary min-heap every replica
- * fills at apply time (so a new leader has it at once). The leader pops what
- * has expired and proposes its deletion through Raft, so every replica
- * deletes at the same revision and watchers see a DELETE event. Expired keys
- * are already invisible to reads before that (reads pass the current time).
+ * Keys written with a TTL, ordered by expiry: an indexed binary min-heap
+ * every replica fills at apply time (so a new leader has it at once). The
+ * leader pops what has expired and proposes its deletion through Raft, so
+ * every replica deletes at the same revision and watchers see a DELETE
+ * event. Expired keys are already invisible to reads before that (reads pass
+ * the current time).
  *
- * Bounded by the keys that have a TTL, not by the writes that gave them one:
- * only a key's newest schedule is live (an older one, or one its ExpireKey
- * entry settled, is stale and skipped), stale items are swept out once they
- * outnumber the live ones, and each item holds a copy of its key, not a view
- * into the Raft entry it came from.
+ * One item per key, which knows its place in the heap: a new TTL for the
+ * key moves it, and a write without TTL, a delete, or the key's applied
+ * ExpireKey removes it. So the queue holds exactly the keys whose newest
+ * version expires, each item holds a copy of its key (not a view into the
+ * Raft entry it came from), and popping N due keys costs O(N log n) however
+ * often those keys were rewritten (an earlier heap that kept outdated
+ * schedules as stale items stalled a leader for 0.5 s when 200,000 of them
+ * came due at once).
  *
  * @module
  */
@@ -23,38 +27,65 @@ export interface Expiring {
   expiresAtMs: number;
 }
 
-/** Stale items tolerated before a sweep, whatever the live count. */
-const minSweepStale = 1_024;
+/** A heap item: the schedule, its map id and its index in the heap array. */
+interface Item extends Expiring {
+  id: string;
+  at: number;
+}
 
-/** A min-heap by expiry time, one live schedule per key. */
+/** An indexed min-heap by expiry time, one item per key. */
 export class ExpiryQueue {
-  #heap: Expiring[] = [];
-  /** Each key's newest schedule (by byteString of the key): the only live item of that key. */
-  #live = new Map<string, Expiring>();
+  #heap: Item[] = [];
+  /** Each key's item, by byteString of the key. */
+  #byKey = new Map<string, Item>();
 
-  /** Keys scheduled to expire (live items). */
+  /** Keys scheduled to expire. */
   get size(): number {
-    return this.#live.size;
+    return this.#byKey.size;
   }
 
-  /** Items held, stale ones included (for tests of the bound). */
+  /** Items held (equal to `size`: no outdated schedule is kept; for tests of the bound). */
   get heldItems(): number {
     return this.#heap.length;
   }
 
-  /** Schedules a key; an older schedule of the same key becomes stale. */
+  /**
+   * The key's version `version` expires at `expiresAtMs`, or never (0: it
+   * was written without TTL, or deleted). An older version's schedule is
+   * replaced or dropped; a call about a version older than the one held is
+   * ignored (a failed expiry proposal put back after the key was rewritten).
+   */
   push(item: Expiring): void {
     const id = byteString(item.key);
-    const current = this.#live.get(id);
-    if (current !== undefined && current.version > item.version) return; // a newer one holds
-    const own: Expiring = {
-      key: item.key.slice(),
-      version: item.version,
-      expiresAtMs: item.expiresAtMs,
-    };
-    this.#live.set(id, own);
-    this.#heapPush(own);
-    this.#maybeSweep();
+    const current = this.#byKey.get(id);
+    if (current !== undefined && current.version > item.version) return;
+    if (item.expiresAtMs === 0) {
+      if (current !== undefined) this.#remove(current);
+      return;
+    }
+    if (current === undefined) {
+      const own: Item = {
+        key: item.key.slice(),
+        version: item.version,
+        expiresAtMs: item.expiresAtMs,
+        id,
+        at: this.#heap.length,
+      };
+      this.#byKey.set(id, own);
+      this.#heap.push(own);
+      this.#up(own.at);
+      return;
+    }
+    const earlier = item.expiresAtMs < current.expiresAtMs;
+    current.version = item.version;
+    current.expiresAtMs = item.expiresAtMs;
+    if (earlier) this.#up(current.at);
+    else this.#down(current.at);
+  }
+
+  /** No key is scheduled (a write without TTL has nothing to drop). */
+  get empty(): boolean {
+    return this.#heap.length === 0;
   }
 
   /**
@@ -62,23 +93,18 @@ export class ExpiryQueue {
    * finding it rewritten): its schedule is settled.
    */
   settled(key: Uint8Array, version: number): void {
-    const id = byteString(key);
-    if (this.#live.get(id)?.version === version) {
-      this.#live.delete(id);
-      this.#maybeSweep();
-    }
+    const current = this.#byKey.get(byteString(key));
+    if (current?.version === version) this.#remove(current);
   }
 
-  /** Removes and returns up to `max` live items that expired at or before `nowMs`, earliest first. */
+  /** Removes and returns up to `max` items that expired at or before `nowMs`, earliest first. */
   popExpired(nowMs: number, max: number): Expiring[] {
     const out: Expiring[] = [];
     const h = this.#heap;
     while (out.length < max && h.length > 0 && h[0].expiresAtMs <= nowMs) {
-      const top = this.#heapPop();
-      const id = byteString(top.key);
-      if (this.#live.get(id) !== top) continue; // stale
-      this.#live.delete(id);
-      out.push(top);
+      const top = h[0];
+      this.#remove(top);
+      out.push({ key: top.key, version: top.version, expiresAtMs: top.expiresAtMs });
     }
     return out;
   }
@@ -86,47 +112,49 @@ export class ExpiryQueue {
   /** Forgets everything (a snapshot replaced the state). */
   clear(): void {
     this.#heap = [];
-    this.#live.clear();
+    this.#byKey.clear();
   }
 
-  /** Rebuilds the heap from the live items once stale ones outnumber them. */
-  #maybeSweep(): void {
-    const stale = this.#heap.length - this.#live.size;
-    if (stale < minSweepStale || stale <= this.#live.size) return;
-    const items = [...this.#live.values()].sort((a, b) => a.expiresAtMs - b.expiresAtMs);
-    this.#heap = items; // sorted by expiry: already a valid min-heap
-  }
-
-  #heapPush(item: Expiring): void {
+  #remove(item: Item): void {
     const h = this.#heap;
-    h.push(item);
-    let i = h.length - 1;
+    const at = item.at;
+    const last = h.pop()!;
+    this.#byKey.delete(item.id);
+    if (last === item) return;
+    h[at] = last;
+    last.at = at;
+    this.#up(at);
+    this.#down(last.at);
+  }
+
+  #up(i: number): void {
+    const h = this.#heap;
+    const item = h[i];
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent].expiresAtMs <= h[i].expiresAtMs) break;
-      [h[parent], h[i]] = [h[i], h[parent]];
+      if (h[parent].expiresAtMs <= item.expiresAtMs) break;
+      h[i] = h[parent];
+      h[i].at = i;
       i = parent;
     }
+    h[i] = item;
+    item.at = i;
   }
 
-  #heapPop(): Expiring {
+  #down(i: number): void {
     const h = this.#heap;
-    const top = h[0];
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && h[l].expiresAtMs < h[m].expiresAtMs) m = l;
-        if (r < h.length && h[r].expiresAtMs < h[m].expiresAtMs) m = r;
-        if (m === i) break;
-        [h[m], h[i]] = [h[i], h[m]];
-        i = m;
-      }
+    const item = h[i];
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const child = r < h.length && h[r].expiresAtMs < h[l].expiresAtMs ? r : l;
+      if (h[child].expiresAtMs >= item.expiresAtMs) break;
+      h[i] = h[child];
+      h[i].at = i;
+      i = child;
     }
-    return top;
+    h[i] = item;
+    item.at = i;
   }
 }

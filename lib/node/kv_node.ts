@@ -269,8 +269,11 @@ export class KVNode {
     );
     stateMachine.onChange = (events) => this.watches.publish(events);
     stateMachine.wantPrevForEvents = () => this.watches.wantsPrev;
-    stateMachine.onExpiry = (key, version, expiresAtMs) =>
+    stateMachine.onExpiry = (key, version, expiresAtMs) => {
+      // Most writes have no TTL, and with no key scheduled there is nothing for them to drop.
+      if (expiresAtMs === 0 && this.expiries.empty) return;
       this.expiries.push({ key, version, expiresAtMs });
+    };
     stateMachine.onExpirySettled = (key, version) => this.expiries.settled(key, version);
   }
 
@@ -437,9 +440,11 @@ export class KVNode {
         try {
           await this.replica.propose(data, this.#deadline(undefined));
         } catch (err) {
-          // Not deleted (leadership moved, or a timeout): schedule it again.
-          this.expiries.push(e);
+          // Not deleted (leadership moved, or a timeout): schedule it again, unless the key
+          // moved on meanwhile (a new leader's ExpireKey, or a rewrite, applied here).
           this.log.debug("expiry proposal failed", { error: (err as Error).message });
+          const now = await this.engine.get(e.key, { nowMs: 0 }).catch(() => undefined);
+          if (now?.version === e.version) this.expiries.push(e);
         }
       }));
     } finally {

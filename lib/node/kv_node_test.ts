@@ -192,3 +192,13 @@ Deno.test("compact refuses version 0 and a version above the current revision, n
   );
   assertEquals(await node.compact(version), version);
 });
+
+Deno.test("a key deleted or written again without TTL leaves the expiry queue at once", async () => {
+  await using n = await singleNode();
+  const { node } = n;
+  for (let i = 0; i < 100; i++) await node.put(utf8(`t${i}`), utf8("v"), { ttlSecs: 3_600 });
+  assertEquals(node.expiries.size, 100);
+  for (let i = 0; i < 50; i++) await node.delete(utf8(`t${i}`));
+  for (let i = 50; i < 90; i++) await node.put(utf8(`t${i}`), utf8("no ttl"));
+  assertEquals([node.expiries.size, node.expiries.heldItems], [10, 10]);
+});

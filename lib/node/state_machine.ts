@@ -315,7 +315,11 @@ export class StateMachine {
    * gets prev on every event after its start revision.
    */
   wantPrevForEvents: () => boolean = () => true;
-  /** Called for every key written with a TTL (the leader schedules its expiry). */
+  /**
+   * Called for every key written or deleted: when its new version expires
+   * (0: never, a write without TTL or a delete), so the expiry queue holds
+   * exactly the keys whose newest version expires.
+   */
   onExpiry: ((key: Uint8Array, version: number, expiresAtMs: number) => void) | undefined;
   /** Called for every ExpireKey entry applied (whether it deleted the key or found it rewritten). */
   onExpirySettled: ((key: Uint8Array, version: number) => void) | undefined;
@@ -682,7 +686,7 @@ export class StateMachine {
         this.#remember(c.requestId, revision, now, s);
         const kv = { key: c.key, value: c.value, version: revision, expiresAtMs: c.expiresAtMs };
         s.events.push({ type: "put", kv, prev });
-        if (c.expiresAtMs > 0) this.onExpiry?.(c.key, revision, c.expiresAtMs);
+        this.onExpiry?.(c.key, revision, c.expiresAtMs);
         return { revision, changed: true, prev };
       }
       case CommandOp.Delete: {
@@ -755,7 +759,7 @@ export class StateMachine {
               kv: { key: w.key, value: w.value, version: revision, expiresAtMs: w.expiresAtMs },
               prev,
             });
-            if (w.expiresAtMs > 0) this.onExpiry?.(w.key, revision, w.expiresAtMs);
+            this.onExpiry?.(w.key, revision, w.expiresAtMs);
           }
         }
         this.#remember(c.requestId, revision, now, s);
@@ -835,6 +839,7 @@ export class StateMachine {
   #deleteKey(key: Uint8Array, revision: number, s: ApplyScope): void {
     s.batch.delete(key, { version: revision });
     s.pending.set(key, { value: undefined, version: revision, expiresAtMs: 0 });
+    this.onExpiry?.(key, revision, 0);
   }
 
   /**
