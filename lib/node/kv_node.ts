@@ -17,7 +17,7 @@ import { IoTurns } from "../common/time_slice.ts";
 import { failpoint } from "../common/failpoints.ts";
 import { createHash } from "node:crypto";
 import { type Clock, SystemClock } from "../common/clock.ts";
-import { byteString, compareBytes, keySuccessor, prefixEnd } from "../common/bytes.ts";
+import { byteString, compareBytes, fromUtf8, keySuccessor, prefixEnd } from "../common/bytes.ts";
 import {
   CompactedError,
   ConflictError,
@@ -200,6 +200,8 @@ export class KVNode {
   /** Keys with a TTL, by expiry; the leader proposes their deletion. */
   readonly expiries = new ExpiryQueue();
   #expiryTimer: TimerHandle | undefined;
+  /** Lowers the recorded vote-quiet promise once the previous run's has lapsed. */
+  #quietTimer: TimerHandle | undefined;
   #expiring = false;
   #retentionTimer: TimerHandle | undefined;
   #compacting = false;
@@ -603,6 +605,7 @@ export class KVNode {
     }
     const stateMachine = new StateMachine(engine);
     const members = (await stateMachine.members()) ?? [];
+    const promised = await readVoteQuiet(fs, config.dataDir);
     const recorded = members.find((m) => m.id === config.nodeId)?.addr;
     const reachedAt = config.initialCluster?.get(config.nodeId) ?? config.advertiseAddr;
     if (recorded !== undefined && recorded !== reachedAt) {
@@ -642,7 +645,11 @@ export class KVNode {
       installSnapshot: (snapshot) => node.#installSnapshot(snapshot),
       snapshotEntries: config.snapshotEntries,
       leaseReads: config.readLease ?? true,
+      previousVoteQuietMs: promised,
     });
+    // Until the previous run's promise has lapsed, a crash must find it again: keep the larger.
+    const promising = replica.voteQuietMs;
+    await writeVoteQuiet(fs, config.dataDir, Math.max(promised, promising));
     const node: KVNode = new KVNode(
       config,
       identity.clusterId,
@@ -656,6 +663,14 @@ export class KVNode {
       opts.snapshotChannel,
     );
     replica.start();
+    if (promised > promising) {
+      node.#quietTimer = clock.setTimeout(() => {
+        if (node.#closed) return;
+        writeVoteQuiet(fs, config.dataDir, promising).catch((e) =>
+          log.warn("could not record this run's vote-quiet period", { error: (e as Error).message })
+        );
+      }, promised);
+    }
     node.#loadExpiries();
     node.#expiryTimer = clock.setInterval(() => void node.#expireRound(), expiryCheckIntervalMs);
     node.#retentionTimer = clock.setInterval(
@@ -1215,6 +1230,7 @@ export class KVNode {
     if (this.#closed) return;
     this.#closed = true;
     this.#expiryTimer?.cancel();
+    this.#quietTimer?.cancel();
     this.#promotionTimer?.cancel();
     this.#keepAliveTimer?.cancel();
     this.#retentionTimer?.cancel();
@@ -1330,6 +1346,39 @@ async function readIdentity(fs: FileSystem, dir: string): Promise<Identity | und
   } catch (e) {
     throw new StartupError(`cannot read ${path}: ${(e as Error).message}`);
   }
+}
+
+/** The file holding how long this node promised leaders to ignore votes (see readVoteQuiet). */
+const voteQuietFile = "VOTE_QUIET";
+
+/**
+ * What the previous run of this node promised leaders (ms it ignores votes
+ * after hearing from one or starting; read_lease.ts voteQuietMs), or 0. A
+ * leader may hold a lease on that promise when this node restarts with
+ * other settings, so the new run stays quiet at least that long.
+ */
+async function readVoteQuiet(fs: FileSystem, dir: string): Promise<number> {
+  const path = joinPath(dir, voteQuietFile);
+  if ((await fs.stat(path)) === undefined) return 0;
+  const text = fromUtf8(await fs.readFile(path));
+  const ms = Number(text.trim());
+  if (!/^\d+\n$/.test(text) || !Number.isSafeInteger(ms)) {
+    throw new StartupError(
+      `${path} is damaged: expected a number of milliseconds, got ${JSON.stringify(text)}`,
+    );
+  }
+  return ms;
+}
+
+/** Records this node's promise durably (write, sync, rename, sync the directory). */
+async function writeVoteQuiet(fs: FileSystem, dir: string, ms: number): Promise<void> {
+  const tmp = joinPath(dir, `${voteQuietFile}.tmp`);
+  const file = await fs.create(tmp);
+  await file.append(new TextEncoder().encode(`${Math.floor(ms)}\n`));
+  await file.syncData();
+  await file.close();
+  await fs.rename(tmp, joinPath(dir, voteQuietFile));
+  await fs.syncDir(dir);
 }
 
 async function writeIdentity(fs: FileSystem, dir: string, identity: Identity): Promise<void> {

@@ -282,3 +282,30 @@ Deno.test("a node whose applied state lost entries the log no longer holds, or l
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a restart with other settings keeps the previous run's vote-quiet promise until it lapses", async () => {
+  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
+  const dataDir = `${root}/n1`;
+  const quiet = { log: new Logger("n1", "error", () => {}) };
+  const recorded = async () => (await Deno.readTextFile(`${dataDir}/VOTE_QUIET`)).trim();
+  try {
+    const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
+    assertEquals(await recorded(), "126", "150 ms election timeout at 10 ms ticks: 14 x 9 ms");
+    await first.close();
+    // Restarted without lease reads: it promises nothing from now on, but the leader it
+    // acknowledged may still hold a lease on the old promise.
+    const again = await KVNode.start({ ...singleNodeConfig(dataDir), readLease: false }, quiet);
+    try {
+      assertEquals(again.replica.voteQuietMs, 0);
+      assertEquals(await recorded(), "126", "kept while the old promise may be relied on");
+      for (let i = 0; i < 100 && (await recorded()) !== "0"; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assertEquals(await recorded(), "0", "lowered once it lapsed");
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -69,20 +69,42 @@ export class ReadLease {
   #asked: AskedRound[] = [];
   /** A shorter bound set by what the voters promise (`leaseLimitMs`); Infinity: none. */
   #limitMs = Number.POSITIVE_INFINITY;
+  /** The bound of the lease held: the least in force from its round's asking on. */
+  #heldLimitMs = Number.POSITIVE_INFINITY;
+  /** Recent changes of the bound, oldest first (the first may predate the window). */
+  #limitChanges: Array<{ atMs: number; limitMs: number }> = [];
 
   constructor(readonly durationMs: number) {}
 
   /**
    * How long a lease lasts now: the configured duration, or less when a voter
-   * promises less. A lower limit applies at once, also to a lease held.
+   * promises less. A lower limit applies at once, also to a lease held; a
+   * higher one only to rounds asked after it (their acknowledgements come
+   * from the voter that promised it, not from its earlier run).
    */
   get effectiveMs(): number {
     return Math.min(this.durationMs, this.#limitMs);
   }
 
-  /** Bounds the lease by what the voters promise (Infinity: no bound). */
-  limitTo(ms: number): void {
+  /** Bounds the lease by what the voters promise from `nowMs` on (Infinity: no bound). */
+  limitTo(ms: number, nowMs: number): void {
     this.#limitMs = ms;
+    this.#heldLimitMs = Math.min(this.#heldLimitMs, ms);
+    const changes = this.#limitChanges;
+    changes.push({ atMs: nowMs, limitMs: ms });
+    // Rounds older than a lease never confirm one: keep one change from before that as the
+    // bound then in force.
+    while (changes.length > 1 && changes[1].atMs < nowMs - 2 * this.durationMs) changes.shift();
+  }
+
+  /** The least bound in force at any time from `atMs` on. */
+  #limitSince(atMs: number): number {
+    let least = Number.POSITIVE_INFINITY;
+    for (const c of this.#limitChanges) {
+      if (c.atMs <= atMs) least = c.limitMs; // the bound in force when the round was asked
+      else least = Math.min(least, c.limitMs);
+    }
+    return Math.min(least, this.#limitMs);
   }
 
   /** A round was asked for at `nowMs` while the core's lease epoch was `epoch`. */
@@ -101,7 +123,10 @@ export class ReadLease {
     while (i < asked.length && asked[i].round <= round) {
       const a = asked[i++];
       if (a.round !== round || a.epoch !== epoch) continue;
-      if (this.#epoch !== epoch || a.askedAtMs > this.#startMs) this.#startMs = a.askedAtMs;
+      if (this.#epoch !== epoch || a.askedAtMs > this.#startMs) {
+        this.#startMs = a.askedAtMs;
+        this.#heldLimitMs = this.#limitSince(a.askedAtMs);
+      }
       this.#epoch = epoch;
     }
     if (i > 0) asked.splice(0, i);
@@ -109,7 +134,8 @@ export class ReadLease {
 
   /** True when a read at `nowMs`, lease epoch `epoch`, may skip the heartbeat round. */
   holds(nowMs: number, epoch: number): boolean {
-    return epoch === this.#epoch && nowMs < this.#startMs + this.effectiveMs;
+    return epoch === this.#epoch &&
+      nowMs < this.#startMs + Math.min(this.effectiveMs, this.#heldLimitMs);
   }
 
   /**

@@ -74,19 +74,27 @@ Deno.test("read lease: a voter promising less shortens the lease, also one alrea
   lease.asked(1, 1_000, 1);
   lease.confirmed(1, 1);
   assertTrue(lease.holds(1_060, 1));
-  lease.limitTo(50);
+  lease.limitTo(50, 1_040);
   assertEquals(lease.effectiveMs, 50);
   assertTrue(lease.holds(1_049, 1));
   assertTrue(!lease.holds(1_060, 1), "the lower limit applies at once");
-  lease.limitTo(Number.POSITIVE_INFINITY);
-  assertTrue(lease.holds(1_060, 1), "lifting it restores the configured duration");
-  lease.limitTo(500);
+  lease.limitTo(Number.POSITIVE_INFINITY, 1_070);
+  assertTrue(!lease.holds(1_080, 1), "lifting it does not stretch the lease held");
+  // A round asked before the lift but confirmed after it gets the lower bound too...
+  lease.asked(2, 1_065, 1);
+  lease.confirmed(2, 1);
+  assertTrue(lease.holds(1_110, 1) && !lease.holds(1_116, 1), "50 ms from 1,065");
+  // ...and one asked after it the configured duration.
+  lease.asked(3, 1_200, 1);
+  lease.confirmed(3, 1);
+  assertTrue(lease.holds(1_290, 1), "100 ms from 1,200");
+  lease.limitTo(500, 1_300);
   assertEquals(lease.effectiveMs, 100, "a limit never lengthens the lease");
 });
 
 Deno.test("read lease: with a limit of 0 there is no lease and no renewal rounds", () => {
   const lease = new ReadLease(100);
-  lease.limitTo(0);
+  lease.limitTo(0, 0);
   assertTrue(!lease.wantsRenewal(1_000, 1), "no round is asked for a lease that cannot be had");
   lease.asked(1, 1_000, 1);
   lease.confirmed(1, 1);

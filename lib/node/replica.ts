@@ -118,6 +118,12 @@ export interface ReplicaOptions {
   snapshotEntries: number;
   /** Serve linearizable reads on the leader from a lease (lib/node/read_lease.ts). */
   leaseReads?: boolean;
+  /**
+   * How long the previous run of this node promised leaders it would ignore
+   * votes (read_lease.ts voteQuietMs, kept in the data dir): this run stays
+   * quiet at least that long after it starts, whatever its own settings.
+   */
+  previousVoteQuietMs?: number;
 }
 
 /**
@@ -273,6 +279,10 @@ export class Replica {
       lazyCommitBroadcast: true,
       applied,
       leaseReads: opts.leaseReads === true,
+      // Ticks at least 0.9 tickMs apart, the first possibly at once: n ticks span (n-1)·0.9·tickMs.
+      startQuietTicks: (opts.previousVoteQuietMs ?? 0) > 0
+        ? Math.ceil(opts.previousVoteQuietMs! / (0.9 * opts.tickMs)) + 1
+        : 0,
       stampProposal: (data) => withTimestampAtLeast(data, this.#appendTimeMs()),
     });
     const leaseMs = leaseDurationMs(opts.electionTicks, opts.tickMs);
@@ -369,7 +379,7 @@ export class Replica {
       if (ms < limit) [limit, by] = [ms, id];
     }
     const before = lease.effectiveMs;
-    lease.limitTo(limit);
+    lease.limitTo(limit, this.#opts.clock.nowMs());
     if (lease.effectiveMs < lease.durationMs && lease.effectiveMs !== before) {
       this.#opts.log.warn(
         "read lease shortened: a voter ignores votes for less time than ours assumes",

@@ -69,6 +69,14 @@ export interface RaftConfig {
    */
   leaseReads?: boolean;
   /**
+   * Ticks this node ignores (Pre)Votes for after it starts, at least (the
+   * default, 0, adds nothing to leaseReads' one election timeout). A driver
+   * whose previous run promised leaders a longer quiet period (it ran with
+   * other settings) passes it here, so a lease that run acknowledged still
+   * holds across the restart.
+   */
+  startQuietTicks?: number;
+  /**
    * Called by a leader on the data of each client entry just before it
    * appends it (its own proposals and relayed ones, in log order); returns
    * the data to append. A driver that changes anything returns a new buffer,
@@ -108,6 +116,7 @@ export function resolveConfig(c: RaftConfig): ResolvedRaftConfig {
     maxApplyBytesPerReady: c.maxApplyBytesPerReady ?? 16 * maxAppendBytes,
     lazyCommitBroadcast: c.lazyCommitBroadcast ?? false,
     leaseReads: c.leaseReads ?? false,
+    startQuietTicks: c.startQuietTicks ?? 0,
     stampProposal: c.stampProposal ?? ((data) => data),
   };
   assert(!resolved.leaseReads || resolved.checkQuorum, "raft config: leaseReads needs checkQuorum");

@@ -40,6 +40,18 @@ Deno.test("lease reads: without them a restarted voter answers votes at once", (
   assertEquals(c.node("n2").status().term, 9);
 });
 
+Deno.test("lease reads: a voter whose previous run promised longer stays quiet that long, lease reads or not", () => {
+  for (const leaseReads of [true, false]) {
+    const c = new TestCluster(["n1", "n2", "n3"], { ...opts, leaseReads, startQuietTicks: 25 });
+    c.tick("n2", 24);
+    c.node("n2").step(vote("n3", "n2"));
+    assertEquals(c.node("n2").status().term, 0, `leaseReads ${leaseReads}: quiet for 25 ticks`);
+    c.tick("n2", 1);
+    c.node("n2").step(vote("n3", "n2"));
+    assertEquals(c.node("n2").status().term, 9, `leaseReads ${leaseReads}: then heard`);
+  }
+});
+
 Deno.test("lease reads: a cluster still elects a leader once its voters' quiet time is over", () => {
   const c = new TestCluster(["n1", "n2", "n3"], opts);
   c.elect("n1");

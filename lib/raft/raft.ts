@@ -145,7 +145,10 @@ export class Raft {
     }
     if (this.cfg.applied > 0) this.log.appliedTo(Math.max(this.cfg.applied, this.log.applied));
     this.becomeFollower(this.term, "");
-    if (this.cfg.leaseReads) this.#startQuietTicks = this.cfg.electionTicks;
+    this.#startQuietTicks = Math.max(
+      this.cfg.leaseReads ? this.cfg.electionTicks : 0,
+      this.cfg.startQuietTicks,
+    );
   }
 
   // ---- roles -------------------------------------------------------------

@@ -34,6 +34,8 @@ export interface TestClusterOptions {
   maxInflight?: number;
   lazyCommitBroadcast?: boolean;
   leaseReads?: boolean;
+  /** RaftConfig.startQuietTicks for every node. */
+  startQuietTicks?: number;
   /** RaftConfig.stampProposal for every node. */
   stampProposal?: (id: string, data: Uint8Array) => Uint8Array;
   /** Called with every Ready a node produces (scenario output, tracing). */
@@ -85,6 +87,7 @@ export class TestCluster {
       maxInflight: this.opts.maxInflight,
       lazyCommitBroadcast: this.opts.lazyCommitBroadcast,
       leaseReads: this.opts.leaseReads,
+      startQuietTicks: this.opts.startQuietTicks,
       stampProposal: this.opts.stampProposal && ((d) => this.opts.stampProposal!(id, d)),
       applied: st.snapshot().meta.index,
       ...extra,
