@@ -309,3 +309,27 @@ Deno.test("a restart with other settings keeps the previous run's vote-quiet pro
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a node that stopped between writing IDENTITY and its first log entries bootstraps on restart", async () => {
+  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
+  const dataDir = `${root}/n1`;
+  const quiet = { log: new Logger("n1", "error", () => {}) };
+  try {
+    const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
+    await first.close();
+    // What the crash left: IDENTITY only.
+    for (const sub of ["kv", "raft"]) await Deno.remove(`${dataDir}/${sub}`, { recursive: true });
+    const node = await KVNode.start(singleNodeConfig(dataDir), quiet);
+    try {
+      for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assertTrue(node.replica.isLeader, "a leader again, not a member-less follower forever");
+      await node.put(utf8("a"), utf8("1"));
+    } finally {
+      await node.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
