@@ -250,16 +250,26 @@ export async function runCli(
         return ExitCode.ok;
       }
       case "locate": {
-        // Placement follows the ring over the current voters, as the cluster computes it.
+        // The ring over the current voters, as the cluster computes it. It is placement for
+        // sharding across Raft groups; with the one group of today every member holds every
+        // key, and the second line says so.
         const members = (await client.memberList()).members;
         const voters = members.filter((m) => m.role === "voter").map((m) => m.id);
         const router = new Router(new HashRing(voters));
         const p = router.locate(command.key);
+        const holders = members.map((m) => m.id);
         print(
           `Key: ${command.key} | Position: ${p.position} | Owner: ${p.owner} | Replicas: [${
             p.replicas.join(", ")
-          }]`,
-          { key: command.key, position: p.position, owner: p.owner, replicas: p.replicas },
+          }]\nStored on: [${holders.join(", ")}] (one Raft group: every member holds every ` +
+            "key; the ring's owner and replicas are the placement sharding would use)",
+          {
+            key: command.key,
+            position: p.position,
+            owner: p.owner,
+            replicas: p.replicas,
+            storedOn: holders,
+          },
         );
         return ExitCode.ok;
       }

@@ -117,7 +117,8 @@ rustkvd-cli member remove NODE_ID
   "transfer-leader": `rustkvd-cli transfer-leader NODE_ID
   Hands leadership to NODE_ID.`,
   locate: `rustkvd-cli locate KEY
-  Prints the owner and replicas of KEY on the consistent-hash ring.`,
+  Prints the owner and replicas of KEY on the consistent-hash ring (the placement sharding
+  would use), and the members that store it: today all of them (one Raft group).`,
   compact: `rustkvd-cli compact VERSION
   Drops MVCC history older than VERSION on every node.`,
   txn: `rustkvd-cli txn [--if COMPARE]... [--then OP]... [--else OP]...

@@ -86,6 +86,14 @@ Deno.test({
       bench.out,
     );
 
+    const located = (await cli([...one, "locate", "user:42"])).out.trim().split("\n");
+    assertTrue(
+      /^Key: user:42 \| Position: \d+ \| Owner: n[123] \| Replicas: \[n[123], n[123]\]$/.test(
+        located[0],
+      ),
+      located[0],
+    );
+    assertTrue(located[1].startsWith("Stored on: [n1, n2, n3] (one Raft group"), located[1]);
     const members = await cli([...one, "member", "list"]);
     assertEquals(members.out.trim().split("\n").map((l) => l.split("\t").slice(0, 3).join(" ")), [
       `n1 ${cluster.nodes[0].addr} voter`,
