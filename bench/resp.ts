@@ -74,6 +74,8 @@ interface Measured {
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** Error replies the nodes sent meanwhile (INFO total_error_replies); redis-benchmark counts them as requests done. */
+  errors: number;
 }
 
 /** One table row: a measurement, or why it failed. */
@@ -219,6 +221,34 @@ async function populate(port: number, keys: number, size: number, timeoutMs = 30
 // ---------------------------------------------------------------------------
 // Running redis-benchmark
 
+/** A node's count of error replies so far (INFO stats total_error_replies). */
+async function errorReplies(port: number, timeoutMs = 10_000): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    const bytes = respCommand(["INFO", "stats"]);
+    for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+    const buf = new Uint8Array(64 * 1024);
+    let text = "";
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) throw new Error("RESP connection closed during INFO");
+      text += dec.decode(buf.subarray(0, n));
+      const head = /^\$(\d+)\r\n/.exec(text);
+      if (text.startsWith("-")) throw new Error(`INFO failed: ${text.trim()}`);
+      if (head && text.length >= head[0].length + Number(head[1])) break;
+    }
+    const count = /^total_error_replies:(\d+)\r$/m.exec(text);
+    if (!count) throw new Error(`no total_error_replies in INFO stats of port ${port}`);
+    return Number(count[1]);
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the timeout */ }
+  }
+}
+
 /** Parses `--csv` output by its header, so a column added in a later release does not shift ours. */
 function parseCsv(text: string): { rps: number; p50Ms: number; p99Ms: number } {
   const lines = text.split("\n").filter((l) => l.startsWith('"')).map((l) =>
@@ -283,6 +313,7 @@ async function measure(
   timeoutMs: number,
 ): Promise<Measured> {
   const clients = targets.reduce((s, t) => s + t.clients, 0);
+  const errorsBefore = await Promise.all(targets.map((t) => errorReplies(t.port)));
   const ctl = new AbortController();
   const timer = setTimeout(
     () => ctl.abort(new Error(`redis-benchmark did not finish within ${timeoutMs / 1000} s`)),
@@ -301,7 +332,9 @@ async function measure(
   const runs = settled.map((s) => (s as PromiseFulfilledResult<Run>).value);
   const requests = runs.reduce((s, r) => s + r.requests, 0);
   const seconds = Math.max(...runs.map((r) => r.requests / r.rps));
+  const errorsAfter = await Promise.all(targets.map((t) => errorReplies(t.port)));
   return {
+    errors: errorsAfter.reduce((s, n, i) => s + n - errorsBefore[i], 0),
     requests,
     seconds,
     opsPerSec: requests / seconds,
@@ -350,14 +383,14 @@ function splitClients(clients: number, parts: number): number[] {
 
 function tableLines(rows: Row[]): string[] {
   return [
-    "| placement | test | -P | clients | requests | s | ops/s | p50 ms | p99 ms | seed's figure |",
-    "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
+    "| placement | test | -P | clients | requests | s | ops/s | p50 ms | p99 ms | errors | seed's figure |",
+    "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ...rows.map((r) => {
       const m = r.measured;
       const cells = m
         ? [fmtInt(m.requests), m.seconds.toFixed(1), fmtInt(m.opsPerSec), fmtMs(m.p50Ms)]
-          .concat(fmtMs(m.p99Ms))
-        : ["–", "–", "failed", "–", "–"];
+          .concat(fmtMs(m.p99Ms), fmtInt(m.errors))
+        : ["–", "–", "failed", "–", "–", "–"];
       return `| ${r.placement} | ${r.test} | ${r.pipeline} | ${r.clients} | ${
         cells.join(" | ")
       } | ${seedClaims[r.test]} |`;
@@ -416,8 +449,11 @@ export async function main(args: string[]): Promise<void> {
     [
       "load",
       `${clients} clients, pipeline depth ${pipelines.join(" and ")} (-P), ${size}-byte values ` +
-      `(-d), ${fmtInt(keys)} keys (-r); GET is linearizable (the RESP default: a ReadIndex ` +
-      "barrier, also on followers), SET goes through Raft (followers relay it to the leader)",
+      `(-d), ${fmtInt(keys)} keys (-r); GET is linearizable (the RESP default: the leader ` +
+      "answers from its read lease, a follower asks the leader for its read index), SET goes " +
+      "through Raft (followers relay it to the leader); redis-benchmark is closed-loop per " +
+      "client and counts an error reply as a request done, so errors = the error replies the " +
+      "nodes sent during the row (INFO total_error_replies)",
     ],
     [
       "requests per test",
