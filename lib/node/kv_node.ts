@@ -1035,16 +1035,19 @@ export class KVNode {
   }
 
   /**
-   * Whether `key` was written (put or deleted) at a revision in (after,
-   * upto] on this replica: what tells a key absent at both ends apart from
-   * one created and deleted in between (Redis WATCH). True when that history
-   * was compacted away (the caller cannot tell, so it assumes a change).
+   * Whether `key` was put at a revision in (after, upto] on this replica:
+   * what tells a key absent at both ends apart from one created (and deleted
+   * again) in between (Redis WATCH). A delete alone does not count: a key
+   * absent at `after` can only be deleted after being created, or when it had
+   * expired and its ExpireKey lands (not a change, as in Redis 7). True when
+   * that history was compacted away (the caller cannot tell, so it assumes a
+   * change).
    */
-  async keyWrittenBetween(key: Uint8Array, after: number, upto: number): Promise<boolean> {
+  async keyCreatedBetween(key: Uint8Array, after: number, upto: number): Promise<boolean> {
     try {
       const end = keySuccessor(key);
       for await (const h of this.engine.history({ start: key, end, afterVersion: after })) {
-        if (h.version <= upto) return true;
+        if (h.version <= upto && !h.deleted) return true;
       }
       return false;
     } catch (e) {

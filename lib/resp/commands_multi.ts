@@ -227,7 +227,7 @@ async function runAtPin(
     for (const w of watched) {
       if (await overlay.versionAtPin(w.key) !== w.version) return "watch-failed" as const;
       // Absent then and now: it may have been created and deleted in between (Redis aborts).
-      if (w.version === 0 && await ctx.store.keyWrittenBetween(w.key, w.revision, pin.version)) {
+      if (w.version === 0 && await ctx.store.keyCreatedBetween(w.key, w.revision, pin.version)) {
         return "watch-failed" as const;
       }
     }

@@ -122,11 +122,11 @@ export class RespStore {
     });
   }
 
-  /** Whether `key` was put or deleted at a revision in (after, upto] (KVNode.keyWrittenBetween). */
-  keyWrittenBetween(key: Uint8Array, after: number, upto: number): Promise<boolean> {
+  /** Whether `key` was put at a revision in (after, upto] (KVNode.keyCreatedBetween). */
+  keyCreatedBetween(key: Uint8Array, after: number, upto: number): Promise<boolean> {
     return neverStored(key)
       ? Promise.resolve(false)
-      : this.node.keyWrittenBetween(key, after, upto);
+      : this.node.keyCreatedBetween(key, after, upto);
   }
 
   /**

@@ -627,6 +627,18 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         ["OK", "QUEUED", ["OK"]],
         "untouched, it commits",
       );
+      // A key already expired at WATCH: the delete its expiry makes later is not a change.
+      assertEquals(await leader.call("SET", "tx:exp", "v", "PX", "50"), "OK");
+      for (let i = 0; i < 100 && await leader.call("EXISTS", "tx:exp") !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assertEquals(await leader.call("WATCH", "tx:exp"), "OK");
+      await new Promise((r) => setTimeout(r, 300)); // its ExpireKey lands (rounds every 100 ms)
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:g3", "1"], ["EXEC"]]),
+        ["OK", "QUEUED", ["OK"]],
+        "an expiry is not a write",
+      );
       // Transactions and MSETs too large for one Raft entry are refused; the cluster goes on.
       const many = Array.from({ length: 10_001 }, (_, i) => `tx:many:${i}`);
       const big = await leader.pipeline([["MULTI"], ["MGET", ...many], ["SET", "tx:m", "1"], [
