@@ -560,6 +560,9 @@ export class KVNode {
       voters: [],
       learners: [],
     });
+    for (const repair of [...engine.repairs, ...store.repairs]) {
+      log.warn("repaired at open", { repair });
+    }
     // kv/ and raft/ may have just been created, and recoverDirs may have renamed: make those
     // directory entries durable before the node votes or acknowledges anything.
     await fs.syncDir(config.dataDir);

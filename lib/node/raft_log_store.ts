@@ -108,6 +108,8 @@ interface NextSegment {
 /** Durable RaftStorage. */
 export class RaftLogStore implements RaftStorage {
   readonly memory: MemoryStorage;
+  /** What opening repaired (a torn tail cut off the newest segment), for the owner to log. */
+  readonly repairs: string[] = [];
   #fs: FileSystem;
   #dir: string;
   /** Numbers of the segment files on disk, oldest first; the last is open for appends. */
@@ -163,6 +165,7 @@ export class RaftLogStore implements RaftStorage {
     bootstrapConf: ConfState,
   ): Promise<RaftLogStore> {
     await fs.mkdir(dir);
+    const repairs: string[] = [];
     const listed = await fs.list(dir);
     const unfinished = listed.filter((n) => n.endsWith(preparingSuffix));
     for (const name of unfinished) await fs.remove(joinPath(dir, name));
@@ -198,7 +201,10 @@ export class RaftLogStore implements RaftStorage {
           throw e;
         }
       }
-      if (isLast) await cutToValidEnd(fs, path, scan);
+      if (isLast) {
+        const cut = await cutToValidEnd(fs, path, scan);
+        if (cut) repairs.push(cut);
+      }
       segments.push(number);
     }
     let writer: WalWriter;
@@ -219,7 +225,9 @@ export class RaftLogStore implements RaftStorage {
         markers: lastHasMarkers,
       });
     }
-    return new RaftLogStore(fs, dir, memory, segments, writer);
+    const store = new RaftLogStore(fs, dir, memory, segments, writer);
+    store.repairs.push(...repairs);
+    return store;
   }
 
   /** What was recovered (hard state, snapshot point, index range). */

@@ -299,6 +299,8 @@ async function requireNamedFiles(
 
 /** An embedded LSM key-value store with MVCC. Open with `Engine.open`. */
 export class Engine implements AsyncDisposable {
+  /** What opening repaired (a torn WAL tail cut off), for the owner to log. */
+  readonly repairs: string[] = [];
   readonly #o: ResolvedOptions;
   readonly #fs: FileSystem;
   readonly #dir: string;
@@ -443,7 +445,10 @@ export class Engine implements AsyncDisposable {
         if (b.appliedIndex > mem.maxAppliedIndex) mem.maxAppliedIndex = b.appliedIndex;
       }
       if (i !== wals.length - 1) requireSealedEnd(scan, path, "WAL segment");
-      else await cutToValidEnd(fs, path, scan);
+      else {
+        const cut = await cutToValidEnd(fs, path, scan);
+        if (cut) this.repairs.push(cut);
+      }
     }
     this.#lastAssigned = this.#currentVersion;
     if (mem.maxAppliedIndex > this.#appliedIndex) this.#appliedIndex = mem.maxAppliedIndex;

@@ -220,9 +220,15 @@ export function requireSealedEnd(scan: RecordScan, path: string, what: string): 
 /**
  * For the newest segment: cuts a torn tail, or preallocated space never
  * written, off the file durably, so appends continue at its last record.
+ * Returns what was cut when it held data (a torn tail: an operator should
+ * hear of it), undefined when nothing or only zeros were.
  */
-export async function cutToValidEnd(fs: FileSystem, path: string, scan: RecordScan): Promise<void> {
-  if (scan.validEndBytes === scan.sizeBytes) return;
+export async function cutToValidEnd(
+  fs: FileSystem,
+  path: string,
+  scan: RecordScan,
+): Promise<string | undefined> {
+  if (scan.validEndBytes === scan.sizeBytes) return undefined;
   const file = await fs.open(path);
   try {
     await file.truncate(scan.validEndBytes);
@@ -230,4 +236,7 @@ export async function cutToValidEnd(fs: FileSystem, path: string, scan: RecordSc
   } finally {
     await file.close();
   }
+  if (scan.zeroTail) return undefined;
+  return `cut a torn tail off ${path} at byte offset ${scan.validEndBytes} ` +
+    `(${scan.sizeBytes - scan.validEndBytes} bytes of an unfinished write)`;
 }

@@ -112,3 +112,27 @@ Deno.test("torn in-place writes: any subset of the unsynced sectors recovers a p
   await e.close();
   assertTrue(sawHole > 0, "some crash tore the unsynced writes");
 });
+
+Deno.test("torn tail: opening reports a torn tail it cut off, with file and offset, and nothing else", async () => {
+  const fs = new MemFileSystem();
+  const e = await Engine.open("/db", { fs, walPreallocateBytes: 0 });
+  for (let i = 0; i < 3; i++) await e.write(putBatch(`k${i}`, `v${i}`));
+  await e.close();
+  const clean = await Engine.open("/db", { fs, walPreallocateBytes: 0 });
+  assertEquals(clean.repairs, [], "a clean stop leaves nothing to repair");
+  for (let i = 3; i < 6; i++) await clean.write(putBatch(`k${i}`, `v${i}`));
+  const crashed = fs.crashClone();
+  await clean.close();
+  const [walPath] = filesEndingWith(crashed, ".log");
+  const wal = crashed.fileBytes(walPath);
+  const records = scanRecords(wal, walPath).records;
+  const last = records[records.length - 1];
+  crashed.setFileBytes(walPath, wal.subarray(0, last.offset + 5)); // the last write half done
+  const reopened = await Engine.open("/db", { fs: crashed, walPreallocateBytes: 0 });
+  assertEquals(reopened.repairs, [
+    `cut a torn tail off ${walPath} at byte offset ${last.offset} (5 bytes of an unfinished write)`,
+  ]);
+  assertEquals(s((await reopened.get(b("k4")))?.value), "v4");
+  assertEquals(await reopened.get(b("k5")), undefined);
+  await reopened.close();
+});
