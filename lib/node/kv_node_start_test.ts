@@ -2,6 +2,7 @@ import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { utf8 } from "../common/bytes.ts";
 import { EntryType } from "../raft/types.ts";
 import { DenoFileSystem } from "../storage/deno_fs.ts";
+import { dirName } from "../storage/fs.ts";
 import { Engine } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
 import { stateMachineEngineOptions } from "./engine_options.ts";
@@ -9,7 +10,7 @@ import { KVNode } from "./kv_node.ts";
 import { Logger } from "./logger.ts";
 import { RaftLogStore } from "./raft_log_store.ts";
 import { encodeSnapshotMeta, snapshotMetaKey } from "./snapshot.ts";
-import { singleNodeConfig } from "./testing.ts";
+import { singleNodeConfig, untilLeader, withTempDataDir } from "./testing.ts";
 import { parseServerArgs } from "../server/config.ts";
 
 /** The real file system, recording which directories were created and synced, in order. */
@@ -26,9 +27,7 @@ class RecordingFileSystem extends DenoFileSystem {
 }
 
 Deno.test("a new node makes its data directories durable before it runs", async () => {
-  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
-  const dataDir = `${root}/n1`;
-  try {
+  await withTempDataDir(async (dataDir) => {
     const fs = new RecordingFileSystem();
     const node = await KVNode.start(singleNodeConfig(dataDir), {
       fs,
@@ -38,22 +37,18 @@ Deno.test("a new node makes its data directories durable before it runs", async 
     const at = (call: string) => fs.calls.indexOf(call);
     const lastAt = (call: string) => fs.calls.lastIndexOf(call);
     // The data dir's own entry, and kv/ and raft/ inside it, each synced after being created.
-    assertTrue(at(`syncDir ${root}`) > at(`mkdir ${dataDir}`), fs.calls.join("; "));
+    assertTrue(at(`syncDir ${dirName(dataDir)}`) > at(`mkdir ${dataDir}`), fs.calls.join("; "));
     for (const sub of ["kv", "raft"]) {
       assertTrue(at(`mkdir ${dataDir}/${sub}`) >= 0, fs.calls.join("; "));
       assertTrue(lastAt(`syncDir ${dataDir}`) > at(`mkdir ${dataDir}/${sub}`), fs.calls.join("; "));
     }
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a snapshot installed but not logged before a crash replaces the stale log at the next start", async () => {
-  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
-  const dataDir = `${root}/n1`;
-  const fs = new DenoFileSystem();
-  const conf = { voters: ["n1"], learners: [] };
-  try {
+  await withTempDataDir(async (dataDir) => {
+    const fs = new DenoFileSystem();
+    const conf = { voters: ["n1"], learners: [] };
     // A node that ran once (its IDENTITY stays), whose kv/ and raft/ are then set up below.
     const once = await KVNode.start(singleNodeConfig(dataDir), {
       fs,
@@ -93,9 +88,7 @@ Deno.test("a snapshot installed but not logged before a crash replaces the stale
     } finally {
       await node.close();
     }
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 Deno.test({
@@ -109,9 +102,7 @@ Deno.test({
     const quiet = { log: new Logger("n1", "error", () => {}) };
     const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
     try {
-      for (let i = 0; i < 200 && !first.replica.isLeader; i++) {
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await untilLeader(first);
       await first.put(utf8("a"), utf8("1"));
       const files = async () => {
         const names: string[] = [];
@@ -144,30 +135,26 @@ Deno.test({
 });
 
 Deno.test("a restart that would serve at another address than the member record is refused", async () => {
-  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
-  const dataDir = `${root}/n1`;
-  const quiet = { log: new Logger("n1", "error", () => {}) };
-  const configAt = (addr: string) => {
-    const parsed = parseServerArgs([
-      "--node-id",
-      "n1",
-      "--data-dir",
-      dataDir,
-      "--addr",
-      "127.0.0.1:7101",
-      "--advertise-addr",
-      addr,
-      "--log-level",
-      "error",
-    ]);
-    if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
-    return parsed.config;
-  };
-  try {
+  await withTempDataDir(async (dataDir) => {
+    const quiet = { log: new Logger("n1", "error", () => {}) };
+    const configAt = (addr: string) => {
+      const parsed = parseServerArgs([
+        "--node-id",
+        "n1",
+        "--data-dir",
+        dataDir,
+        "--addr",
+        "127.0.0.1:7101",
+        "--advertise-addr",
+        addr,
+        "--log-level",
+        "error",
+      ]);
+      if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
+      return parsed.config;
+    };
     const first = await KVNode.start(configAt("127.0.0.1:7101"), quiet);
-    for (let i = 0; i < 200 && !first.replica.isLeader; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await untilLeader(first);
     assertEquals(first.replica.members.get("n1")?.addr, "127.0.0.1:7101");
     await first.close();
     let refused = "";
@@ -182,9 +169,7 @@ Deno.test("a restart that would serve at another address than the member record 
     // The same address again starts as before.
     const again = await KVNode.start(configAt("127.0.0.1:7101"), quiet);
     await again.close();
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 /** Copies a directory of files (one level, as an engine directory is). */
@@ -196,14 +181,10 @@ async function copyDir(from: string, to: string): Promise<void> {
 }
 
 Deno.test("a crash between a snapshot swap's renames is finished durably before the old state is deleted", async () => {
-  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
-  const dataDir = `${root}/n1`;
-  const quiet = { log: new Logger("n1", "error", () => {}) };
-  try {
+  await withTempDataDir(async (dataDir) => {
+    const quiet = { log: new Logger("n1", "error", () => {}) };
     const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
-    for (let i = 0; i < 200 && !first.replica.isLeader; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await untilLeader(first);
     await first.put(utf8("a"), utf8("1"));
     await first.close();
     // The install had renamed kv to kv.old and not yet moved the complete staging copy in.
@@ -224,9 +205,7 @@ Deno.test("a crash between a snapshot swap's renames is finished durably before 
     const node = await KVNode.start(singleNodeConfig(dataDir), { ...quiet, fs });
     try {
       assertEquals(fs.oldPresentAtSync, true, "the move was made durable while kv.old was kept");
-      for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await untilLeader(node);
       assertEquals((await node.get(utf8("a"))).kv?.value, utf8("1"));
     } finally {
       await node.close();
@@ -234,30 +213,24 @@ Deno.test("a crash between a snapshot swap's renames is finished durably before 
     const left = [];
     for await (const e of Deno.readDir(dataDir)) left.push(e.name);
     assertEquals(left.filter((n) => n.startsWith("kv")).sort(), ["kv"]);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a node whose applied state lost entries the log no longer holds, or lost IDENTITY, refuses to start", async () => {
-  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
-  const dataDir = `${root}/n1`;
-  const quiet = { log: new Logger("n1", "error", () => {}) };
-  const config = { ...singleNodeConfig(dataDir), snapshotEntries: 20 };
-  const refusal = async () => {
-    try {
-      const node = await KVNode.start(config, quiet);
-      await node.close();
-      return "started";
-    } catch (e) {
-      return (e as Error).message;
-    }
-  };
-  try {
+  await withTempDataDir(async (dataDir) => {
+    const quiet = { log: new Logger("n1", "error", () => {}) };
+    const config = { ...singleNodeConfig(dataDir), snapshotEntries: 20 };
+    const refusal = async () => {
+      try {
+        const node = await KVNode.start(config, quiet);
+        await node.close();
+        return "started";
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
     const node = await KVNode.start(config, quiet);
-    for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await untilLeader(node);
     for (let i = 0; i < 80; i++) await node.put(utf8(`k${i}`), utf8("v"));
     for (let i = 0; i < 100 && node.store.snapshot().meta.index === 0; i++) {
       await new Promise((r) => setTimeout(r, 25));
@@ -278,17 +251,13 @@ Deno.test("a node whose applied state lost entries the log no longer holds, or l
     await Deno.remove(`${dataDir}/IDENTITY`);
     const noIdentity = await refusal();
     assertTrue(noIdentity.includes("IDENTITY is missing, but"), noIdentity);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a restart with other settings keeps the previous run's vote-quiet promise until it lapses", async () => {
-  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
-  const dataDir = `${root}/n1`;
-  const quiet = { log: new Logger("n1", "error", () => {}) };
-  const recorded = async () => (await Deno.readTextFile(`${dataDir}/VOTE_QUIET`)).trim();
-  try {
+  await withTempDataDir(async (dataDir) => {
+    const quiet = { log: new Logger("n1", "error", () => {}) };
+    const recorded = async () => (await Deno.readTextFile(`${dataDir}/VOTE_QUIET`)).trim();
     const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
     assertEquals(await recorded(), "126", "150 ms election timeout at 10 ms ticks: 14 x 9 ms");
     await first.close();
@@ -305,31 +274,23 @@ Deno.test("a restart with other settings keeps the previous run's vote-quiet pro
     } finally {
       await again.close();
     }
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a node that stopped between writing IDENTITY and its first log entries bootstraps on restart", async () => {
-  const root = await Deno.makeTempDir({ prefix: "rustkvd-start-test-" });
-  const dataDir = `${root}/n1`;
-  const quiet = { log: new Logger("n1", "error", () => {}) };
-  try {
+  await withTempDataDir(async (dataDir) => {
+    const quiet = { log: new Logger("n1", "error", () => {}) };
     const first = await KVNode.start(singleNodeConfig(dataDir), quiet);
     await first.close();
     // What the crash left: IDENTITY only.
     for (const sub of ["kv", "raft"]) await Deno.remove(`${dataDir}/${sub}`, { recursive: true });
     const node = await KVNode.start(singleNodeConfig(dataDir), quiet);
     try {
-      for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await untilLeader(node);
       assertTrue(node.replica.isLeader, "a leader again, not a member-less follower forever");
       await node.put(utf8("a"), utf8("1"));
     } finally {
       await node.close();
     }
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });

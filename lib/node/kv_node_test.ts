@@ -5,7 +5,7 @@ import { CommandOp, encodeCommand } from "./command.ts";
 import { KVNode } from "./kv_node.ts";
 import { SystemClock } from "../common/clock.ts";
 import { Logger } from "./logger.ts";
-import { singleNodeConfig } from "./testing.ts";
+import { singleNodeConfig, untilLeader } from "./testing.ts";
 
 /** The system clock, with a wall clock that a test can move ahead (a skewed or stepped clock). */
 class SkewableClock extends SystemClock {
@@ -27,10 +27,7 @@ async function singleNode(clock = new SkewableClock()) {
     await Deno.remove(root, { recursive: true });
   };
   try {
-    for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    assertTrue(node.replica.isLeader, "the single node leads within 5 s");
+    await untilLeader(node);
   } catch (e) {
     await close();
     throw e;

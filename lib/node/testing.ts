@@ -37,3 +37,21 @@ export function singleNodeConfig(dataDir: string): NodeConfig {
   if (parsed.kind !== "run") throw new Error(`unexpected parse result ${parsed.kind}`);
   return parsed.config;
 }
+
+/** Waits until `node` leads (a one-node cluster elects itself), for at most 5 s. */
+export async function untilLeader(node: { replica: { isLeader: boolean } }): Promise<void> {
+  for (let i = 0; i < 200 && !node.replica.isLeader; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  if (!node.replica.isLeader) throw new Error("no leader within 5 s");
+}
+
+/** Runs `fn` with a fresh data dir path under a temp root, removed afterwards. */
+export async function withTempDataDir(fn: (dataDir: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "rustkvd-node-test-" });
+  try {
+    await fn(`${root}/n1`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
