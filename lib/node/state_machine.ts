@@ -35,7 +35,7 @@ import {
   FutureVersionError,
   InvalidArgumentError,
 } from "../common/errors.ts";
-import { maxApplyBatchBytes } from "../common/limits.ts";
+import { maxApplyBatchBytes, maxKeyBytes } from "../common/limits.ts";
 import { type Engine, type KV, readNeedsIo } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
 import { allocBytes } from "../common/byte_pool.ts";
@@ -225,14 +225,30 @@ export function decodeMembers(bytes: Uint8Array): MemberRecord[] {
   return out;
 }
 
+/**
+ * How a write with a request id that changed nothing ended, kept in its
+ * dedupe record so that a second copy of it (a relayed write is resent when
+ * its answer is late) answers the same instead of being judged again on
+ * newer state: a delete of an absent key, or a failed version condition.
+ */
+type Unchanged = { kind: "noop" } | { kind: "conflict"; key: Uint8Array; version: number };
+
 /** A dedupe record; a batch's also keeps which of its commands changed something. */
 interface Dedupe {
   revision: number;
   timestampMs: number;
   changed?: boolean[];
+  unchanged?: Unchanged;
 }
 
 function encodeDedupe(d: Dedupe): Uint8Array {
+  if (d.unchanged) {
+    // Tag 0 cannot start a batch's bit count (a uvarint of at least 1).
+    const w = new ByteWriter(32).putU64Number(d.revision).putU64Number(d.timestampMs).putU8(0);
+    if (d.unchanged.kind === "noop") w.putU8(1);
+    else w.putU8(2).putUvarint(d.unchanged.version).putLengthPrefixed(d.unchanged.key);
+    return w.finish();
+  }
   if (!d.changed) {
     // The common record (a single write): two u64s, written without BigInt or a growable buffer.
     const out = allocBytes(16);
@@ -252,7 +268,13 @@ function encodeDedupe(d: Dedupe): Uint8Array {
 function decodeDedupe(bytes: Uint8Array): Dedupe {
   const r = new ByteReader(bytes);
   const d: Dedupe = { revision: r.u64Number(), timestampMs: r.u64Number() };
-  if (r.remaining > 0) {
+  if (r.remaining > 0 && bytes[r.offset] === 0) {
+    r.u8();
+    const kind = r.u8();
+    d.unchanged = kind === 1
+      ? { kind: "noop" }
+      : { kind: "conflict", version: r.uvarint(), key: r.lengthPrefixed(maxKeyBytes) };
+  } else if (r.remaining > 0) {
     const n = r.uvarint();
     const bits = r.bytesView(Math.ceil(n / 8));
     d.changed = Array.from({ length: n }, (_, i) => (bits[i >> 3] & (1 << (i & 7))) !== 0);
@@ -611,14 +633,16 @@ export class StateMachine {
     }
     const d = liveDedupe(bytes, timestampMs);
     if (!d) return undefined;
-    // A dedupe record exists only for a write that took effect.
     const result: ApplyResult = {
       revision: d.revision,
       // As the first apply answered: a batch changed something if one of its writes did.
-      changed: d.changed ? d.changed.includes(true) : true,
+      changed: d.unchanged ? false : d.changed ? d.changed.includes(true) : true,
       deduplicated: true,
       appliedAtMs: d.timestampMs,
     };
+    if (d.unchanged?.kind === "conflict") {
+      result.error = new ConflictError(d.unchanged.key, d.unchanged.version);
+    }
     if (d.changed) {
       result.results = d.changed.map((changed) => ({
         revision: d.revision,
@@ -651,13 +675,35 @@ export class StateMachine {
     timestampMs: number,
     s: ApplyScope,
     changed?: boolean[],
+    unchanged?: Unchanged,
   ): void {
     if (requestId === "") return;
     const key = s.fetchedIds.get(requestId)?.key ?? systemKey("r", requestId);
-    const value = encodeDedupe({ revision, timestampMs, changed });
+    const value = encodeDedupe({ revision, timestampMs, changed, unchanged });
     s.batch.put(key, value, { version: revision });
     this.#entryIds.push(requestId);
     s.pendingIds.set(requestId, value);
+  }
+
+  /**
+   * The answer of a write that changes nothing. With a request id it still
+   * takes a revision, for the record that answers a second copy the same way
+   * (everything stored gets the revision of its own entry).
+   */
+  #unchanged(
+    requestId: string,
+    now: number,
+    s: ApplyScope,
+    outcome: Unchanged,
+    prev?: KeyValue,
+  ): ApplyResult {
+    const error = outcome.kind === "conflict"
+      ? new ConflictError(outcome.key, outcome.version)
+      : undefined;
+    if (requestId === "") return { revision: this.#revision, changed: false, prev, error };
+    const revision = ++this.#revision;
+    this.#remember(requestId, revision, now, s, undefined, outcome);
+    return { revision, changed: false, prev, error };
   }
 
   /** Applies a client write (its reads are in memory: see #readsInMemory). `now` is the leader's time. */
@@ -669,12 +715,8 @@ export class StateMachine {
         // The previous value is only reported, never stored: read it only when someone asks.
         const prev = this.#putReadsKey(c) ? this.#current(c.key, now, s) : undefined;
         if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
-          return {
-            revision: this.#revision,
-            changed: false,
-            prev,
-            error: new ConflictError(c.key, prev?.version ?? 0),
-          };
+          const conflict = { kind: "conflict" as const, key: c.key, version: prev?.version ?? 0 };
+          return this.#unchanged(c.requestId, now, s, conflict, prev);
         }
         const revision = ++this.#revision;
         s.batch.put(c.key, c.value, { version: revision, expiresAtMs: c.expiresAtMs });
@@ -694,14 +736,10 @@ export class StateMachine {
         if (seen) return seen;
         const prev = this.#current(c.key, now, s);
         if (c.ifVersion !== undefined && (prev?.version ?? 0) !== c.ifVersion) {
-          return {
-            revision: this.#revision,
-            changed: false,
-            prev,
-            error: new ConflictError(c.key, prev?.version ?? 0),
-          };
+          const conflict = { kind: "conflict" as const, key: c.key, version: prev?.version ?? 0 };
+          return this.#unchanged(c.requestId, now, s, conflict, prev);
         }
-        if (!prev) return { revision: this.#revision, changed: false };
+        if (!prev) return this.#unchanged(c.requestId, now, s, { kind: "noop" });
         const revision = ++this.#revision;
         this.#deleteKey(c.key, revision, s);
         this.#remember(c.requestId, revision, now, s);
@@ -720,11 +758,7 @@ export class StateMachine {
           if (w.ifVersion === undefined) continue;
           const version = this.#current(w.key, now, s)?.version ?? 0;
           if (version !== w.ifVersion) {
-            return {
-              revision: this.#revision,
-              changed: false,
-              error: new ConflictError(w.key, version),
-            };
+            return this.#unchanged(c.requestId, now, s, { kind: "conflict", key: w.key, version });
           }
         }
         // One that changes no key (conditions alone, deletes of absent keys) stores nothing

@@ -163,7 +163,8 @@ Deno.test("a conditional write in a batch fails alone; its neighbours apply", as
   });
   const r = (await sm.apply([{ index: 1, data: batch }])).get(1)!;
   assertEquals(r.results![0].error?.name, "ConflictError");
-  assertEquals(r.results![1].revision, 1);
+  assertEquals(r.results![0].revision, 1, "its id's record takes a revision of its own");
+  assertEquals(r.results![1].revision, 2);
   // The second write's own id dedupes it when a client retries it alone.
   const again = (await sm.apply([{ index: 2, data: put("d", "1", "put-1") }])).get(2)!;
   assertEquals(again.deduplicated, true);
@@ -334,10 +335,11 @@ Deno.test("writes whose reads need the disk (cold table blocks) apply like write
     appliedAtMs: 1_000,
   });
   const batch = results.get(4)!.results!;
-  assertEquals(batch.map((r) => [r.revision, r.changed]), [[3, true], [3, false], [3, false]]);
+  // The two deletes that found nothing carry ids: each takes a revision for its id's record.
+  assertEquals(batch.map((r) => [r.revision, r.changed]), [[3, true], [4, false], [5, false]]);
   assertEquals(new TextDecoder().decode(batch[0].prev!.value), "2", "the delete saw b's value");
   assertEquals(await engine.get(utf8("b")), undefined);
-  assertEquals(sm.revision, 3);
+  assertEquals(sm.revision, 5);
 });
 
 Deno.test("reads inside one apply batch see the batch's earlier writes, before and after the first read", async () => {
@@ -358,16 +360,16 @@ Deno.test("reads inside one apply batch see the batch's earlier writes, before a
     decodeCommand(put("a", "1", "w1")) as BatchableCommand, // revision 1
     decodeCommand(put("a", "2", "w2")) as BatchableCommand, // revision 2
     cas("a", "3", "w3", 2), // the first read: sees revision 2, writes revision 3
-    cas("a", "4", "w4", 2), // a is at 3 now: conflict
-    decodeCommand(put("b", "x", "w5")) as BatchableCommand, // revision 4, after the first read
-    del("b", "w6"), // sees b: revision 5
-    cas("b", "y", "w7", 0), // b is deleted in this batch: "must be absent" holds, revision 6
+    cas("a", "4", "w4", 2), // a is at 3 now: conflict (its id's record takes revision 4)
+    decodeCommand(put("b", "x", "w5")) as BatchableCommand, // revision 5, after the first read
+    del("b", "w6"), // sees b: revision 6
+    cas("b", "y", "w7", 0), // b is deleted in this batch: "must be absent" holds, revision 7
   ];
   const batch = encodeCommand({ op: CommandOp.Batch, timestampMs: 1_000, requestId: "", commands });
   const r = (await sm.apply([{ index: 1, data: batch }])).get(1)!;
   assertEquals(
     r.results!.map((x) => x.error?.name ?? x.revision),
-    [1, 2, 3, "ConflictError", 4, 5, 6],
+    [1, 2, 3, "ConflictError", 5, 6, 7],
   );
   assertEquals(new TextDecoder().decode((await engine.get(utf8("a")))?.value), "3");
   assertEquals(new TextDecoder().decode((await engine.get(utf8("b")))?.value), "y");
@@ -591,4 +593,48 @@ Deno.test("a history compaction above the current revision is answered as a futu
   } finally {
     await engine.close();
   }
+});
+
+Deno.test("a second copy of a write that changed nothing answers as the first, not judged again on newer state", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  let index = 0;
+  const apply = async (data: Uint8Array) =>
+    (await sm.apply([{ index: ++index, data }])).get(index)!;
+  const del = (key: string, requestId: string) =>
+    encodeCommand({
+      op: CommandOp.Delete,
+      timestampMs: 1_000,
+      requestId,
+      key: utf8(key),
+      ifVersion: undefined,
+    });
+  const setnx = (key: string, value: string, requestId: string) =>
+    encodeCommand({ ...plainPut(key, value, requestId), ifVersion: 0 } as BatchableCommand);
+  const value = async (key: string) => {
+    const kv = await engine.get(utf8(key));
+    return kv && new TextDecoder().decode(kv.value);
+  };
+
+  // DEL of an absent key, relayed; the leader applies it, then another client's SET, then the
+  // DEL's copy (sent again when its answer was late): the copy must not delete the SET's value.
+  const first = await apply(del("kb", "del-1"));
+  assertEquals([first.changed, first.deduplicated], [false, undefined]);
+  await apply(put("kb", "v", "set-1"));
+  const copy = await apply(del("kb", "del-1"));
+  assertEquals([copy.changed, copy.deduplicated, copy.revision], [false, true, first.revision]);
+  assertEquals(await value("kb"), "v", "another client's acknowledged write survives");
+
+  // SETNX on a key that exists fails; the key is deleted; the SETNX's copy must fail too.
+  await apply(put("ka", "x", "set-2"));
+  const nx = await apply(setnx("ka", "a", "nx-1"));
+  assertEquals(nx.error?.name, "ConflictError");
+  await apply(del("ka", "del-2"));
+  const nxCopy = await apply(setnx("ka", "a", "nx-1"));
+  assertEquals([nxCopy.error?.name, nxCopy.deduplicated, nxCopy.revision], [
+    "ConflictError",
+    true,
+    nx.revision,
+  ]);
+  assertEquals(await value("ka"), undefined, "not created by the copy");
 });

@@ -14,6 +14,7 @@ import { cliPermissions, serverPermissions, serverV8Flags } from "../../tools/pe
 import { ProxyMesh } from "./proxy.ts";
 import type * as grpc from "@grpc/grpc-js";
 import { KVClient } from "../../lib/client/kv_client.ts";
+import { errorCodeKey } from "../../lib/server/status.ts";
 
 const serverEntry = new URL("../../server.ts", import.meta.url).pathname;
 const cliEntry = new URL("../../cli.ts", import.meta.url).pathname;
@@ -29,7 +30,7 @@ export function rawCall(
   method: string,
   request: Msg,
   timeoutMs = 5_000,
-): Promise<{ code: number; details: string; response?: Msg }> {
+): Promise<{ code: number; details: string; errorCode?: string; response?: Msg }> {
   return new Promise((resolve) => {
     // deno-lint-ignore no-explicit-any
     (client as any)[method](
@@ -37,7 +38,14 @@ export function rawCall(
       { deadline: Date.now() + timeoutMs },
       (err: grpc.ServiceError | null, response: Msg) =>
         resolve(
-          err ? { code: err.code, details: err.details } : { code: 0, details: "", response },
+          err
+            ? {
+              code: err.code,
+              details: err.details,
+              // rustkvd's own error code (FAILED_PRECONDITION is NotLeader or Conflict).
+              errorCode: err.metadata?.get(errorCodeKey)[0]?.toString(),
+            }
+            : { code: 0, details: "", response },
         ),
     );
   });

@@ -512,19 +512,23 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
         } else if (res.code !== 0 && res.details.trim() === "") {
           violations.push(`${what}: refused with status ${res.code} but no message`);
         }
-        if (res.code === 0 && c.writes) {
+        // A write with a request id takes a revision whatever its outcome (its id's record):
+        // also a refused compare-and-set (FAILED_PRECONDITION) and a delete of an absent key.
+        const hasId = (c.request.request_id ?? "") !== "";
+        const conflicted = hasId && "errorCode" in res && res.errorCode === "Conflict";
+        if ((res.code === 0 || conflicted) && c.writes) {
           const resp = (res as { response?: Msg }).response;
           // A transaction takes one revision when it changed a key (a put, or a delete of one),
-          // and always when it carries a request id (it commits even an outcome that changes
-          // nothing, and the id's record takes a revision).
-          // A transaction with a request id that may write takes a revision (its id is
-          // committed even when its outcome writes nothing); one that only reads never does.
+          // and always when it carries a request id and may write (it commits even an outcome
+          // that changes nothing, and the id's record takes a revision); one that only reads
+          // never does.
           const mayWrite = c.method === "Txn" &&
             [...c.request.success, ...c.request.failure].some((op: Msg) => op.put || op.delete);
           const txnChanged = c.method === "Txn" &&
             ((c.request.request_id !== "" && mayWrite) ||
               (resp?.responses ?? []).some((o: Msg) => o.put || o.delete?.deleted));
-          if (c.method === "Put" || resp?.deleted || txnChanged) acknowledgedWrites++;
+          const recorded = hasId && (c.method === "Put" || c.method === "Delete");
+          if (c.method === "Put" || resp?.deleted || txnChanged || recorded) acknowledgedWrites++;
         }
       }
       if (violations.length > violationsBefore) {
