@@ -15,7 +15,7 @@ import { PeerRespAddrs } from "./peer_resp_addrs.ts";
 import { KeyQueue } from "./key_queue.ts";
 import { ScanCursors } from "./scan_cursor.ts";
 import { defaultRequestTimeoutMs, maxRequestBytes, maxTtlSeconds } from "../common/limits.ts";
-import { InvalidArgumentError, isKVError } from "../common/errors.ts";
+import { InvalidArgumentError, isKVError, TimeoutError } from "../common/errors.ts";
 import {
   type BatchableCommand,
   type Command,
@@ -267,6 +267,8 @@ export class RespStore {
   /** Proposes encoded bytes carrying `requestId`, retrying as `#write` describes. */
   async #propose(data: Uint8Array, requestId: string, deadline: number): Promise<ApplyResult> {
     const replica = this.node.replica;
+    // Set once an attempt timed out: it may have reached the log and may still apply.
+    let outcomeUnknown = false;
     while (true) {
       const attemptDeadline = Math.min(deadline, this.node.clock.nowMs() + relayAttemptMs);
       try {
@@ -278,7 +280,19 @@ export class RespStore {
       } catch (e) {
         const retry = isKVError(e, "NoQuorum") || isKVError(e, "NotLeader") ||
           isKVError(e, "Timeout");
-        if (!retry || this.node.clock.nowMs() >= deadline) throw e;
+        if (isKVError(e, "Timeout")) outcomeUnknown = true;
+        if (!retry || this.node.clock.nowMs() >= deadline) {
+          // A later attempt's "no leader" or "not applied" says nothing of an earlier one that
+          // may still commit: a client told CLUSTERDOWN would take the write for not done.
+          if (outcomeUnknown && !isKVError(e, "Timeout")) {
+            throw new TimeoutError(
+              `the write's outcome is unknown: an attempt may still apply (last: ${
+                (e as Error).message
+              })`,
+            );
+          }
+          throw e;
+        }
       }
       await this.node.clock.sleep(this.node.config.tickMs);
     }
