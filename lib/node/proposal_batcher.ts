@@ -163,8 +163,11 @@ export class ProposalBatcher {
   #send(items: Queued[]): void {
     const timestampMs = this.#opts.wallMs();
     const batchId = this.#opts.nextBatchId?.() ?? "";
-    let deadlineMs = Infinity;
-    for (const it of items) deadlineMs = Math.min(deadlineMs, it.deadlineMs);
+    // The latest of the writes' deadlines: one client's short deadline must not time out the
+    // writes batched with it (a caller whose own deadline passes meanwhile gives up on its own:
+    // the gRPC layer ends that call, and its outcome is unknown either way).
+    let deadlineMs = -Infinity;
+    for (const it of items) deadlineMs = Math.max(deadlineMs, it.deadlineMs);
     let command: Command;
     if (items.length === 1) {
       const only = items[0].command;
@@ -178,8 +181,15 @@ export class ProposalBatcher {
       };
     }
     const requestId = command.requestId;
+    let data: Uint8Array;
+    try {
+      data = encodeCommand(command);
+    } catch (e) {
+      for (const it of items) it.reject(e);
+      return;
+    }
     this.#inflight++;
-    this.#opts.propose(encodeCommand(command), requestId, deadlineMs).then(
+    this.#opts.propose(data, requestId, deadlineMs).then(
       (result) => {
         if (items.length === 1) {
           items[0].resolve(result);

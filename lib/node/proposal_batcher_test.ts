@@ -203,3 +203,20 @@ Deno.test("batcher: a group is never split across batches, even where a batch fi
   for (let i = 2; i < raft.proposals.length; i++) raft.apply(i);
   assertEquals((await Promise.all(group)).length, 10);
 });
+
+Deno.test("batcher: a batch takes the latest deadline of its writes, not the earliest", async () => {
+  const deadlines: number[] = [];
+  const b = new ProposalBatcher({
+    propose: (_data, _id, deadlineMs) => {
+      deadlines.push(deadlineMs);
+      return new Promise<ApplyResult>(() => {}); // left open: only the deadline matters here
+    },
+    wallMs: () => 0,
+  });
+  // Submitted together, they leave as one batch.
+  for (const [key, deadline] of [["a", 5_000], ["b", 20], ["c", 5_010]] as const) {
+    b.submit(put(key), deadline).catch(() => {});
+  }
+  await tick();
+  assertEquals(deadlines, [5_010], "b's 20 ms would have timed out a and c too");
+});
