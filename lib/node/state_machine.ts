@@ -686,9 +686,11 @@ export class StateMachine {
   }
 
   /**
-   * The answer of a write that changes nothing. With a request id it still
-   * takes a revision, for the record that answers a second copy the same way
-   * (everything stored gets the revision of its own entry).
+   * The answer of a Put or Delete that changes nothing. With a request id it
+   * still takes a revision, for the record that answers a second copy the
+   * same way (everything stored gets the revision of its own entry): a
+   * follower resends a relayed write whose answer is late, and answers from
+   * the first copy it applies.
    */
   #unchanged(
     requestId: string,
@@ -758,7 +760,14 @@ export class StateMachine {
           if (w.ifVersion === undefined) continue;
           const version = this.#current(w.key, now, s)?.version ?? 0;
           if (version !== w.ifVersion) {
-            return this.#unchanged(c.requestId, now, s, { kind: "conflict", key: w.key, version });
+            // No record: a transaction's id stays free until it commits. The leader re-plans
+            // a transaction whose conditions failed and proposes it again with the same id
+            // (KVNode.txn), and a record of the failure would answer that as the outcome.
+            return {
+              revision: this.#revision,
+              changed: false,
+              error: new ConflictError(w.key, version),
+            };
           }
         }
         // One that changes no key (conditions alone, deletes of absent keys) stores nothing
