@@ -4,6 +4,18 @@ import type { KVNode } from "../../lib/node/kv_node.ts";
 import { RespStore } from "../../lib/resp/store.ts";
 import { utf8 } from "../../lib/common/bytes.ts";
 
+/** What a put through `store` ends with (its error), closing the store after. */
+async function putError(store: RespStore): Promise<unknown> {
+  try {
+    await store.put(utf8("kp"), utf8("1"), 0);
+    return undefined;
+  } catch (e) {
+    return e;
+  } finally {
+    store.close();
+  }
+}
+
 /**
  * A follower's view for RespStore: time that moves only when the store waits
  * or an attempt runs, and a relay whose answers the test scripts.
@@ -40,14 +52,7 @@ Deno.test("resp store: a write whose first relay timed out never reports 'not ap
     () => new TimeoutError("the relayed write was not answered in time"),
     () => new NotLeaderError(undefined, undefined),
   ]);
-  let error: unknown;
-  try {
-    await store.put(utf8("kp"), utf8("1"), 0);
-  } catch (e) {
-    error = e;
-  } finally {
-    store.close();
-  }
+  const error = await putError(store);
   assertTrue(attempts.length > 1, `retried: ${attempts.length} attempts`);
   assertTrue(isKVError(error, "Timeout"), String(error));
   assertTrue((error as Error).message.includes("outcome is unknown"), (error as Error).message);
@@ -55,13 +60,5 @@ Deno.test("resp store: a write whose first relay timed out never reports 'not ap
 
 Deno.test("resp store: a write no attempt of which left the node reports why, as before", async () => {
   const { store } = followerWith([() => new NotLeaderError(undefined, undefined)]);
-  let error: unknown;
-  try {
-    await store.put(utf8("kp"), utf8("1"), 0);
-  } catch (e) {
-    error = e;
-  } finally {
-    store.close();
-  }
-  assertEquals((error as Error).name, "NotLeaderError");
+  assertEquals(((await putError(store)) as Error).name, "NotLeaderError");
 });
