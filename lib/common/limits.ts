@@ -141,8 +141,14 @@ export const maxWatchBufferEvents = 10_000;
 export const maxWatchBufferBytes = 64 * MiB;
 /** Watch: bytes of history one watch may replay; an older start is refused. */
 export const maxWatchReplayBytes = 64 * MiB;
-/** Idempotency: recent request ids remembered per cluster for deduplication. */
-export const maxRememberedRequestIds = 100_000;
+/**
+ * Idempotency: how long a request id is remembered for deduplication (by
+ * leader timestamps). The bound is time, not a count: every write with an id
+ * keeps a small record in the engine for this long (a busy node holds one
+ * per write of the last 10 minutes, until the next history compaction
+ * deletes the expired ones).
+ */
+export const requestIdRetentionMs = 10 * 60 * 1000;
 
 /** Deadlines: default for a client call. */
 export const defaultRequestTimeoutMs = 5_000;

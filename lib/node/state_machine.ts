@@ -35,15 +35,14 @@ import {
   FutureVersionError,
   InvalidArgumentError,
 } from "../common/errors.ts";
-import { maxApplyBatchBytes, maxKeyBytes } from "../common/limits.ts";
+import { maxApplyBatchBytes, maxKeyBytes, requestIdRetentionMs } from "../common/limits.ts";
 import { type Engine, type KV, readNeedsIo } from "../storage/engine.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
 import { allocBytes } from "../common/byte_pool.ts";
 import { writeU64 } from "../storage/internal_key.ts";
 import { type BatchableCommand, type Command, CommandOp, decodeCommand } from "./command.ts";
 
-/** How long a request id is remembered for deduplication (by leader timestamps). */
-export const requestIdRetentionMs = 10 * 60 * 1000;
+export { requestIdRetentionMs };
 
 /** First byte of every system key; user keys may not start with it. */
 export const systemKeyByte = 0x00;
