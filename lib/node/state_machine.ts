@@ -242,7 +242,8 @@ interface Dedupe {
 
 function encodeDedupe(d: Dedupe): Uint8Array {
   if (d.unchanged) {
-    // Tag 0 cannot start a batch's bit count (a uvarint of at least 1).
+    // Tag 0 then a kind byte: a batch's bit count starts with 0 only for an empty batch, which
+    // ends right there.
     const w = new ByteWriter(32).putU64Number(d.revision).putU64Number(d.timestampMs).putU8(0);
     if (d.unchanged.kind === "noop") w.putU8(1);
     else w.putU8(2).putUvarint(d.unchanged.version).putLengthPrefixed(d.unchanged.key);
@@ -267,7 +268,7 @@ function encodeDedupe(d: Dedupe): Uint8Array {
 function decodeDedupe(bytes: Uint8Array): Dedupe {
   const r = new ByteReader(bytes);
   const d: Dedupe = { revision: r.u64Number(), timestampMs: r.u64Number() };
-  if (r.remaining > 0 && bytes[r.offset] === 0) {
+  if (r.remaining > 1 && bytes[r.offset] === 0) {
     r.u8();
     const kind = r.u8();
     d.unchanged = kind === 1

@@ -638,3 +638,18 @@ Deno.test("a second copy of a write that changed nothing answers as the first, n
   ]);
   assertEquals(await value("ka"), undefined, "not created by the copy");
 });
+
+Deno.test("an empty batch with an id is remembered with a record that reads back", async () => {
+  await using engine = await Engine.open("/sm", { fs: new MemFileSystem() });
+  const sm = new StateMachine(engine);
+  const empty = encodeCommand({
+    op: CommandOp.Batch,
+    timestampMs: 1_000,
+    requestId: "B",
+    commands: [],
+  });
+  const first = (await sm.apply([{ index: 1, data: empty }])).get(1)!;
+  const again = (await sm.apply([{ index: 2, data: empty }])).get(2)!;
+  assertEquals([again.deduplicated, again.revision], [true, first.revision]);
+  assertEquals([again.changed, again.results], [false, []], "as the first apply answered");
+});

@@ -283,8 +283,10 @@ export class RespStore {
         if (isKVError(e, "Timeout")) outcomeUnknown = true;
         if (!retry || this.node.clock.nowMs() >= deadline) {
           // A later attempt's "no leader" or "not applied" says nothing of an earlier one that
-          // may still commit: a client told CLUSTERDOWN would take the write for not done.
-          if (outcomeUnknown && !isKVError(e, "Timeout")) {
+          // may still commit: a client told CLUSTERDOWN would take the write for not done. An
+          // answer from the apply (a Conflict: every copy of the write gets the one recorded
+          // outcome) is final, and passes through.
+          if (outcomeUnknown && retry && !isKVError(e, "Timeout")) {
             throw new TimeoutError(
               `the write's outcome is unknown: an attempt may still apply (last: ${
                 (e as Error).message

@@ -1,5 +1,5 @@
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
-import { isKVError, NotLeaderError, TimeoutError } from "../../lib/common/errors.ts";
+import { ConflictError, isKVError, NotLeaderError, TimeoutError } from "../../lib/common/errors.ts";
 import type { KVNode } from "../../lib/node/kv_node.ts";
 import { RespStore } from "../../lib/resp/store.ts";
 import { utf8 } from "../../lib/common/bytes.ts";
@@ -61,4 +61,13 @@ Deno.test("resp store: a write whose first relay timed out never reports 'not ap
 Deno.test("resp store: a write no attempt of which left the node reports why, as before", async () => {
   const { store } = followerWith([() => new NotLeaderError(undefined, undefined)]);
   assertEquals(((await putError(store)) as Error).name, "NotLeaderError");
+});
+
+Deno.test("resp store: a Conflict after a timed-out attempt is the write's answer, not 'outcome unknown'", async () => {
+  // Every copy of a write with one id gets the one recorded outcome: a Conflict is final.
+  const { store } = followerWith([
+    () => new TimeoutError("the relayed write was not answered in time"),
+    () => new ConflictError(utf8("kp"), 7),
+  ]);
+  assertEquals(((await putError(store)) as Error).name, "ConflictError");
 });
