@@ -27,6 +27,9 @@ export const enum CommandOp {
   Batch = 6,
 }
 
+/** Optional trailing byte of a Txn: its failed conditions are recorded as its outcome. */
+const txnFlagConflictIsFinal = 1;
+
 /** One write inside a transaction (MSET and friends). */
 export interface TxnWrite {
   key: Uint8Array;
@@ -67,7 +70,19 @@ export type Command =
     key: Uint8Array;
     ifVersion: number | undefined;
   }
-  | { op: CommandOp.Txn; timestampMs: number; requestId: string; writes: TxnWrite[] }
+  | {
+    op: CommandOp.Txn;
+    timestampMs: number;
+    requestId: string;
+    writes: TxnWrite[];
+    /**
+     * A failed condition is this id's outcome for good: its dedupe record
+     * answers every copy the same way (a relayed write is sent again when its
+     * answer is late). Unset for KVNode.txn, which re-plans a transaction
+     * whose conditions failed and proposes it again under the same id.
+     */
+    conflictIsFinal?: boolean;
+  }
   | {
     /** The leader saw `key` expire at `version`; delete it unless it was rewritten since. */
     op: CommandOp.ExpireKey;
@@ -170,6 +185,7 @@ function writeCommand(c: Command, w: ByteWriter): void {
         if (op.value !== undefined) w.putLengthPrefixed(op.value).putU64Number(op.expiresAtMs);
         if (op.ifVersion !== undefined) w.putU64Number(op.ifVersion);
       }
+      if (c.conflictIsFinal) w.putU8(txnFlagConflictIsFinal);
       break;
     case CommandOp.ExpireKey:
       w.putLengthPrefixed(c.key).putU64Number(c.version);
@@ -243,7 +259,8 @@ export function decodeCommand(data: Uint8Array): Command {
  * place by the same reader: a reader (and its DataView) and a view per
  * command were a tenth of a follower's apply.
  */
-function readCommand(r: ByteReader): Command {
+/** Reads one command that ends at `end` (the whole buffer, or a batch's length prefix). */
+function readCommand(r: ByteReader, end = r.bytes.length): Command {
   const version = r.u8();
   if (version !== commandFormatVersion) {
     throw new DecodeError(`unknown command format ${version}`, r.offset - 1);
@@ -294,6 +311,13 @@ function readCommand(r: ByteReader): Command {
         writes.push(write);
       }
       c = { op, timestampMs, requestId, writes };
+      if (r.offset < end) {
+        const flags = r.u8();
+        if (flags !== txnFlagConflictIsFinal) {
+          throw new DecodeError(`unknown transaction flags ${flags}`, r.offset - 1);
+        }
+        c.conflictIsFinal = true;
+      }
       break;
     }
     case CommandOp.ExpireKey:
@@ -322,7 +346,7 @@ function readCommand(r: ByteReader): Command {
         if (subOp !== CommandOp.Put && subOp !== CommandOp.Delete && subOp !== CommandOp.Txn) {
           throw new DecodeError(`a batch may not carry command op ${subOp}`, at);
         }
-        const sub = readCommand(r) as BatchableCommand;
+        const sub = readCommand(r, at + length) as BatchableCommand;
         if (r.offset !== at + length) {
           throw new DecodeError(`batch command of ${length} bytes read as ${r.offset - at}`, at);
         }

@@ -86,7 +86,11 @@ Deno.test("truncated, trailing and unknown command bytes are rejected, never mis
     }
     const extra = new Uint8Array(bytes.length + 1);
     extra.set(bytes);
-    assertThrows(() => decodeCommand(extra), DecodeError, "trailing");
+    // A Txn's one optional trailing byte is its flags: 0 is not a flag it knows.
+    const message = c.op === CommandOp.Txn && !c.conflictIsFinal
+      ? "unknown transaction flags 0"
+      : "trailing";
+    assertThrows(() => decodeCommand(extra), DecodeError, message);
   }
   assertThrows(() => decodeCommand(new Uint8Array([2, 1])), DecodeError, "unknown command format");
   assertThrows(
@@ -199,4 +203,39 @@ Deno.test("withTimestampAtLeast raises a command's time in a copy, never back, n
   assertEquals(decodeCommand(withTimestampAtLeast(data, big)).timestampMs, big);
   const notACommand = new Uint8Array([9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
   assertEquals(withTimestampAtLeast(notACommand, big), notACommand);
+});
+
+Deno.test("a transaction's flags byte is read only inside its own bytes, also within a batch", () => {
+  const txn = (conflictIsFinal: boolean) => ({
+    op: CommandOp.Txn as const,
+    timestampMs: 0,
+    requestId: "t",
+    conflictIsFinal,
+    writes: [{ key: utf8("k"), value: utf8("v"), expiresAtMs: 0 }],
+  });
+  for (const first of [txn(false), txn(true)]) {
+    const batch = {
+      op: CommandOp.Batch as const,
+      timestampMs: 5,
+      requestId: "b",
+      commands: [first, { ...txn(false), requestId: "u" }, {
+        op: CommandOp.Delete as const,
+        timestampMs: 0,
+        requestId: "d",
+        key: utf8("k"),
+        ifVersion: undefined,
+      }],
+    };
+    const back = decodeCommand(encodeCommand(batch));
+    assertEquals(back.op === CommandOp.Batch && back.commands.map((c) => c.requestId), [
+      "t",
+      "u",
+      "d",
+    ]);
+    assertEquals(
+      back.op === CommandOp.Batch && back.commands[0].op === CommandOp.Txn &&
+        (back.commands[0].conflictIsFinal ?? false),
+      first.conflictIsFinal,
+    );
+  }
 });

@@ -760,9 +760,17 @@ export class StateMachine {
           if (w.ifVersion === undefined) continue;
           const version = this.#current(w.key, now, s)?.version ?? 0;
           if (version !== w.ifVersion) {
-            // No record: a transaction's id stays free until it commits. The leader re-plans
-            // a transaction whose conditions failed and proposes it again with the same id
-            // (KVNode.txn), and a record of the failure would answer that as the outcome.
+            // A RESP transaction's failure is its outcome: recorded, so a copy answers alike.
+            if (c.conflictIsFinal) {
+              return this.#unchanged(c.requestId, now, s, {
+                kind: "conflict",
+                key: w.key,
+                version,
+              });
+            }
+            // Otherwise no record: the id stays free until the transaction commits. The leader
+            // re-plans a transaction whose conditions failed and proposes it again with the
+            // same id (KVNode.txn), and a record of the failure would answer that as the outcome.
             return {
               revision: this.#revision,
               changed: false,

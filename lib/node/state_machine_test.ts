@@ -637,6 +637,36 @@ Deno.test("a second copy of a write that changed nothing answers as the first, n
     nx.revision,
   ]);
   assertEquals(await value("ka"), undefined, "not created by the copy");
+
+  // MSETNX from RESP: a transaction whose failed conditions are its outcome (conflictIsFinal).
+  const msetnx = (conflictIsFinal: boolean, requestId: string) =>
+    encodeCommand({
+      op: CommandOp.Txn,
+      timestampMs: 1_000,
+      requestId,
+      conflictIsFinal,
+      writes: ["k1", "k2"].map((k) => ({
+        key: utf8(k),
+        value: utf8("a"),
+        expiresAtMs: 0,
+        ifVersion: 0,
+      })),
+    });
+  assertEquals(decodeCommand(msetnx(true, "x")), decodeCommand(msetnx(true, "x")));
+  await apply(put("k1", "x", "set-3"));
+  const m = await apply(msetnx(true, "mx-1"));
+  assertEquals(m.error?.name, "ConflictError");
+  await apply(del("k1", "del-3"));
+  const mCopy = await apply(msetnx(true, "mx-1"));
+  assertEquals([mCopy.error?.name, mCopy.deduplicated], ["ConflictError", true]);
+  assertEquals(await value("k1"), undefined, "the copy wrote nothing");
+  // A gRPC transaction's id stays free after a failed condition: its re-planned proposal runs.
+  await apply(put("k1", "x", "set-4"));
+  const g = await apply(msetnx(false, "gx-1"));
+  assertEquals([g.error?.name, g.revision], ["ConflictError", sm.revision]);
+  await apply(del("k1", "del-4"));
+  assertEquals((await apply(msetnx(false, "gx-1"))).changed, true);
+  assertEquals(await value("k1"), "a");
 });
 
 Deno.test("an empty batch with an id is remembered with a record that reads back", async () => {

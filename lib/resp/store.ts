@@ -231,7 +231,13 @@ export class RespStore {
         `a transaction holds at most ${maxRequestBytes} bytes of keys and values, got ${bytes}`,
       );
     }
-    const r = await this.#submit({ op: CommandOp.Txn, timestampMs: 0, requestId: "", writes });
+    const r = await this.#submit({
+      op: CommandOp.Txn,
+      timestampMs: 0,
+      requestId: "",
+      writes,
+      conflictIsFinal: true,
+    });
     return r.revision;
   }
 
