@@ -232,3 +232,12 @@ Deno.test("cli flags: the seed's walkthrough parses, bad values are rejected wit
     );
   }
 });
+
+Deno.test("a flag given twice is refused by both executables, naming it", () => {
+  const server = parseServerArgs(["--peers", "a:1", "--peers", "b:2"]);
+  assertTrue(server.kind === "error" && server.message === "--peers is given more than once");
+  const cli = parseCliArgs(["--peers", "a:1", "get", "k", "--peers", "b:2"]);
+  assertTrue(cli.kind === "error" && cli.message === "--peers is given more than once");
+  const txn = parseCliArgs(["txn", "--then", "put a 1", "--then", "put b 2"]);
+  assertTrue(txn.kind === "run", "--if, --then and --else repeat by design");
+});

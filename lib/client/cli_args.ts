@@ -8,6 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { repeatedOption } from "../common/repeated_option.ts";
 import {
   defaultRequestTimeoutMs,
   defaultScanLimit,
@@ -213,6 +214,7 @@ export function parseCliArgs(argv: string[]): ParsedCli {
     parsed = parseArgs({
       args: argv,
       strict: true,
+      tokens: true,
       allowPositionals: true,
       options: {
         peers: { type: "string" },
@@ -254,6 +256,10 @@ export function parseCliArgs(argv: string[]): ParsedCli {
     return { kind: "error", message: (e as Error).message, usage: cliUsage };
   }
   const { values, positionals } = parsed;
+  const repeated = repeatedOption(parsed.tokens, new Set(["if", "then", "else"]));
+  if (repeated) {
+    return { kind: "error", message: repeated, usage: helpFor(positionals[0]) };
+  }
   const [sub, ...args] = positionals;
   const fail = (message: string): ParsedCli => ({ kind: "error", message, usage: helpFor(sub) });
 

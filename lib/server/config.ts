@@ -7,6 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { repeatedOption } from "../common/repeated_option.ts";
 import {
   defaultElectionMs,
   defaultHeartbeatMs,
@@ -128,10 +129,12 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
   // `deno task start -- --node-id n1` hands the script the "--" too (see parseCliArgs).
   if (argv[0] === "--") argv = argv.slice(1);
   let values;
+  let tokens;
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       args: argv,
       strict: true,
+      tokens: true,
       allowPositionals: false,
       options: {
         "node-id": { type: "string" },
@@ -156,6 +159,8 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
   } catch (e) {
     return { kind: "error", message: (e as Error).message };
   }
+  const repeated = repeatedOption(tokens);
+  if (repeated) return { kind: "error", message: repeated };
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
 

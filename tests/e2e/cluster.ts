@@ -387,8 +387,12 @@ export class TestCluster implements AsyncDisposable {
           `${root}/${id}`,
           "--initial-cluster",
           initial,
-          "--log-level",
-          "info",
+          // A flag is given once (the server refuses repeats): the caller's log level wins.
+          ...([...(options.extraArgs ?? []), ...(options.nodeArgs?.(id) ?? [])].includes(
+              "--log-level",
+            )
+            ? []
+            : ["--log-level", "info"]),
           ...(options.extraArgs ?? []),
           ...(options.nodeArgs?.(id) ?? []),
         ], envOf(id)),
