@@ -600,9 +600,8 @@ export class KVNode {
     }
     // A new node bootstraps; so does one that stopped between writing IDENTITY and the first
     // entries (nothing in its log or its engine, no seeds it joined through).
-    const neverBootstrapped = store.lastIndex() === 0 && store.snapshot().meta.index === 0 &&
-      engine.appliedIndex < 0;
-    if ((fresh || neverBootstrapped) && store.lastIndex() === 0 && !identity.seeds) {
+    const neverBootstrapped = store.snapshot().meta.index === 0 && engine.appliedIndex < 0;
+    if (store.lastIndex() === 0 && !identity.seeds && (fresh || neverBootstrapped)) {
       const boot = bootstrapEntries(config);
       await store.save(
         { entries: boot, hardState: { term: 1, vote: "", commit: boot.length } },

@@ -42,8 +42,6 @@ import { allocBytes } from "../common/byte_pool.ts";
 import { writeU64 } from "../storage/internal_key.ts";
 import { type BatchableCommand, type Command, CommandOp, decodeCommand } from "./command.ts";
 
-export { requestIdRetentionMs };
-
 /** First byte of every system key; user keys may not start with it. */
 export const systemKeyByte = 0x00;
 
@@ -761,21 +759,11 @@ export class StateMachine {
           const version = this.#current(w.key, now, s)?.version ?? 0;
           if (version !== w.ifVersion) {
             // A RESP transaction's failure is its outcome: recorded, so a copy answers alike.
-            if (c.conflictIsFinal) {
-              return this.#unchanged(c.requestId, now, s, {
-                kind: "conflict",
-                key: w.key,
-                version,
-              });
-            }
             // Otherwise no record: the id stays free until the transaction commits. The leader
             // re-plans a transaction whose conditions failed and proposes it again with the
             // same id (KVNode.txn), and a record of the failure would answer that as the outcome.
-            return {
-              revision: this.#revision,
-              changed: false,
-              error: new ConflictError(w.key, version),
-            };
+            const recordedId = c.conflictIsFinal ? c.requestId : "";
+            return this.#unchanged(recordedId, now, s, { kind: "conflict", key: w.key, version });
           }
         }
         // One that changes no key (conditions alone, deletes of absent keys) stores nothing

@@ -9,7 +9,8 @@ import {
   encodeCommand,
   type TxnWrite,
 } from "./command.ts";
-import { type ApplyEntry, requestIdRetentionMs, StateMachine, systemKey } from "./state_machine.ts";
+import { type ApplyEntry, StateMachine, systemKey } from "./state_machine.ts";
+import { requestIdRetentionMs } from "../common/limits.ts";
 import { plainPut } from "./testing.ts";
 import { encodeSnapshotDescriptor, snapshotRevisionKey } from "./snapshot.ts";
 import { WriteBatch } from "../storage/write_batch.ts";
