@@ -31,6 +31,7 @@ import { loadRustkvdDefinition, loadRustkvdPackage } from "../server/proto.ts";
 import { H2Channel, type UnaryMethod } from "./h2_channel.ts";
 import { fromGrpcError, leaderAddrKey } from "../server/status.ts";
 import { outcomeFromWire, txnToWire } from "../server/txn_wire.ts";
+import { validateRange } from "../server/validation.ts";
 import { keyValueFromWire } from "../server/key_value_wire.ts";
 import type { CompareResult, TxnOp, TxnOutcome, TxnRequest } from "../node/txn.ts";
 
@@ -539,16 +540,14 @@ export class KVClient implements AsyncDisposable {
     } = {},
   ): AsyncIterableIterator<KeyValue> {
     const prefix = opts.prefix === undefined ? undefined : toBytes(opts.prefix);
-    let start = opts.start === undefined ? new Uint8Array() : toBytes(opts.start);
-    let end = opts.end === undefined ? undefined : toBytes(opts.end);
-    if (prefix !== undefined && prefix.length > 0) {
-      // As the node says of a Scan with both: the pages below are ranges, so say it here.
-      if (start.length > 0 || (end !== undefined && end.length > 0)) {
-        throw new KVError("InvalidArgument", "give either a prefix or a start/end range, not both");
-      }
-      start = prefix;
-      end = prefixEnd(prefix);
-    }
+    // The node's own check: the pages below are ranges, so a prefix is refused with a range here.
+    const range = validateRange(
+      prefix,
+      opts.start === undefined ? undefined : toBytes(opts.start),
+      opts.end === undefined ? undefined : toBytes(opts.end),
+    );
+    let start = "prefix" in range ? range.prefix : range.start;
+    const end = "prefix" in range ? prefixEnd(range.prefix) : range.end;
     let version = opts.version ?? 0;
     for (let page = 0; page < 1_000_000; page++) {
       const res = await this.scanPage({

@@ -113,24 +113,21 @@ export async function runServer(config: NodeConfig): Promise<number> {
       }:${respServer.port}`,
     );
   }
-  if (fatal) {
-    // The replica stopped while the listeners came up: never announce a node that does not run.
-    await respServer?.close();
-    await grpcServer.close();
-    await node.close().catch(() => {});
-    return exitFatal;
+  // A replica that stopped while the listeners came up is never announced (`stopped` has
+  // resolved already: the shutdown below runs at once).
+  if (!fatal) {
+    log.info("listening", {
+      addr: config.listenAddr,
+      port: grpcServer.port,
+      advertise: config.advertiseAddr,
+    });
+    // Tests and tools read this line to know the node serves.
+    console.log(
+      `rustkvd-server ${config.nodeId} listening on ${
+        config.listenAddr.replace(/:\d+$/, "")
+      }:${grpcServer.port}`,
+    );
   }
-  log.info("listening", {
-    addr: config.listenAddr,
-    port: grpcServer.port,
-    advertise: config.advertiseAddr,
-  });
-  // Tests and tools read this line to know the node serves.
-  console.log(
-    `rustkvd-server ${config.nodeId} listening on ${
-      config.listenAddr.replace(/:\d+$/, "")
-    }:${grpcServer.port}`,
-  );
 
   const onSignal = () => wake();
   Deno.addSignalListener("SIGINT", onSignal);
