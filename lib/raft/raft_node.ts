@@ -224,7 +224,12 @@ export class RaftNode {
     if (r.log.unstable.snapshot || (!holdEntries && r.log.unstable.hasEntriesToPersist())) {
       return true;
     }
-    if (r.msgs.length > 0 || r.msgsAfterAppend.length > 0 || r.readStates.length > 0) return true;
+    const acksHeld = holdEntries && r.log.unstable.hasEntriesToPersist();
+    if (
+      r.msgs.length > 0 || (!acksHeld && r.msgsAfterAppend.length > 0) || r.readStates.length > 0
+    ) {
+      return true;
+    }
     return r.log.hasNextCommittedEntries(applyUpTo);
   }
 
@@ -243,7 +248,13 @@ export class RaftNode {
     const hard = this.#hardState();
     const persisted: Message[] = [];
     const local: Message[] = [];
-    for (const m of r.msgsAfterAppend) (m.to === r.id ? local : persisted).push(m);
+    // Acks may promise entries held back: they leave with the Ready that writes them.
+    const acksHeld = holdEntries && r.log.unstable.hasEntriesToPersist();
+    if (!acksHeld) {
+      for (const m of r.msgsAfterAppend) {
+        (m.to === r.id ? local : persisted).push(m);
+      }
+    }
     const rd: Ready = {
       entries: holdEntries ? [] : r.log.unstable.entriesToPersist(),
       committedEntries: r.log.hasNextCommittedEntries(applyUpTo)
@@ -266,7 +277,7 @@ export class RaftNode {
     // Commit is synced too, so the commit index never moves back across a restart.
     rd.mustSync = rd.entries.length > 0 || rd.snapshot !== undefined || rd.hardState !== undefined;
     r.msgs = [];
-    r.msgsAfterAppend = [];
+    if (!acksHeld) r.msgsAfterAppend = [];
     r.readStates = [];
     if (!holdEntries) r.log.unstable.acceptInProgress();
     this.#outstanding = { rd, local };
