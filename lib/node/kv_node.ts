@@ -149,8 +149,23 @@ export interface KVNodeOptions {
    * asked when a node with existing data is started with --peers.
    */
   clusterIdOfPeers?: (config: NodeConfig) => Promise<string | undefined>;
+  /**
+   * What the other members of a static cluster (--initial-cluster) report,
+   * from those that answer at once; asked before a node with an empty data
+   * dir bootstraps (see #refuseRebootstrap).
+   */
+  statusOfPeers?: (addrs: string[]) => Promise<PeerReport[]>;
   /** How snapshots reach lagging followers (default: the native peer channel). */
   snapshotChannel?: SnapshotChannelFactory;
+}
+
+/** The part of a peer's NodeStatus a starting node checks. */
+export interface PeerReport {
+  nodeId: string;
+  clusterId: string;
+  revision: number;
+  /** Members as the peer knows them; matchIndex is known on the leader only (else 0). */
+  members: Array<{ id: string; addr: string; matchIndex: number }>;
 }
 
 /** Status as NodeStatus reports it. */
@@ -240,6 +255,7 @@ export class KVNode {
       replica,
       clock,
       log,
+      (id) => classifyPeer(this.transport.peerHealth(id).silentMs),
     );
     this.snapshotSender = new SnapshotSender(
       config.nodeId,
@@ -546,6 +562,9 @@ export class KVNode {
         });
       } else {
         identity = { format: 1, nodeId: config.nodeId, clusterId: newClusterId(config) };
+        if (config.initialCluster && opts.statusOfPeers) {
+          await refuseRebootstrap(config, identity.clusterId, opts.statusOfPeers);
+        }
       }
       await writeIdentity(fs, config.dataDir, identity);
       // The data dir itself may be new: its entry in the parent must last too.
@@ -1329,6 +1348,47 @@ function bootstrapEntries(config: NodeConfig): Entry[] {
 }
 
 /** A new cluster's id: random for a bootstrapped node, derived from the member list for a static cluster. */
+/**
+ * A static member whose data dir is empty bootstraps only into a cluster
+ * that has not moved on: every member derives the same cluster id from the
+ * same --initial-cluster, so a member whose data was lost would otherwise
+ * come back as a voter with an empty log, and an election counting it could
+ * lose a write it had acknowledged (as etcd refuses a member that "has
+ * already been bootstrapped"). Moved on: a peer of that cluster reports
+ * writes past the bootstrap's member records, other members, or (its
+ * leader) that this node has held the log. Peers that do not answer at
+ * once are not waited for: a whole cluster starting together has none.
+ */
+async function refuseRebootstrap(
+  config: NodeConfig,
+  clusterId: string,
+  statusOfPeers: (addrs: string[]) => Promise<PeerReport[]>,
+): Promise<void> {
+  const initial = config.initialCluster!;
+  const others = [...initial].filter(([id]) => id !== config.nodeId).map(([, addr]) => addr);
+  const bootRevision = bootstrapEntries(config).length;
+  for (const peer of await statusOfPeers(others)) {
+    if (peer.clusterId !== clusterId) continue;
+    const self = peer.members.find((m) => m.id === config.nodeId);
+    const sameMembers = peer.members.length === initial.size &&
+      peer.members.every((m) => initial.get(m.id) === m.addr);
+    const why = (self?.matchIndex ?? 0) > 0
+      ? `its leader ${peer.nodeId} has had entries up to ${self!.matchIndex} from this node`
+      : !sameMembers
+      ? `${peer.nodeId} reports other members (${peer.members.map((m) => m.id).join(", ")})`
+      : peer.revision > bootRevision
+      ? `${peer.nodeId} reports writes (revision ${peer.revision})`
+      : undefined;
+    if (why === undefined) continue;
+    throw new StartupError(
+      `cluster ${clusterId} is already running (${why}), and this member's data dir ` +
+        `${config.dataDir} is empty: its data is lost, and it cannot take its old place as a ` +
+        `voter without what it had acknowledged; remove it (rustkvd-cli member remove ` +
+        `${config.nodeId}), then start it with --peers and an empty --data-dir`,
+    );
+  }
+}
+
 function newClusterId(config: NodeConfig): string {
   if (config.initialCluster) {
     const spec = [...config.initialCluster.entries()].map(([id, addr]) => `${id}=${addr}`).sort()

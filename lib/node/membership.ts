@@ -21,6 +21,7 @@ import type { Logger } from "./logger.ts";
 import { memberChange, type Replica } from "./replica.ts";
 import type { ConfChange } from "../raft/types.ts";
 import type { MemberRecord } from "./state_machine.ts";
+import type { PeerHealth } from "../cluster/failure_detector.ts";
 
 /** A learner this close to the leader's last index is promoted to voter. */
 export const promoteLagEntries = 16;
@@ -44,6 +45,8 @@ export class MembershipManager {
     private readonly replica: Replica,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** How recently each peer was heard from (the transport's failure detector). */
+    private readonly peerHealth: (id: string) => PeerHealth = () => "healthy",
   ) {}
 
   /** The members with their addresses, voters and learners, sorted by id. */
@@ -53,10 +56,13 @@ export class MembershipManager {
 
   /**
    * Adds `id` at `addr` as a learner (promoted once caught up) and resolves
-   * once the change is applied. Asking again for a member that already has
-   * that address succeeds without a change, so a joiner that crashed
-   * mid-join can simply retry. The same id under another address, or an
-   * address already used by another id, is refused.
+   * once the change is applied. Asking again for a learner that already has
+   * that address and has never received the log succeeds without a change,
+   * so a joiner that crashed mid-join can simply retry. A node asks only
+   * while its data dir is empty: a voter (or a learner that has held the
+   * log) asking again lost its data, and is refused (see #refuseEmptiedMember).
+   * The same id under another address, or an address already used by another
+   * id, is refused too.
    */
   async join(
     id: string | undefined,
@@ -80,6 +86,7 @@ export class MembershipManager {
             "remove it first (member remove) or pick another --node-id",
         );
       }
+      this.#refuseEmptiedMember(existing);
       return this.#result();
     }
     const clash = this.members().find((x) => x.addr === m.addr);
@@ -98,8 +105,33 @@ export class MembershipManager {
   }
 
   /**
+   * A member that joins again with an empty data dir. Letting a voter back
+   * in would count its empty log as the copy it had acknowledged, and an
+   * election without the voters that still hold an acknowledged write could
+   * then lose it (Raft's safety rests on every voter keeping its log). A
+   * learner that has held part of the log would stay stuck: the leader
+   * remembers its old match index and never sends the start again.
+   */
+  #refuseEmptiedMember(existing: MemberRecord): void {
+    const match = this.replica.node.status().progress[existing.id]?.match ?? 0;
+    if (!existing.learner || match > 0) {
+      throw new InvalidArgumentError(
+        `${existing.id} is already a ${
+          existing.learner ? "learner that has received the log" : "voter"
+        } of this cluster and asks to join with an empty data dir: its data is lost, and it ` +
+          `cannot take its old place without what it had acknowledged; remove it ` +
+          `(rustkvd-cli member remove ${existing.id}), then start it again with an empty --data-dir`,
+      );
+    }
+  }
+
+  /**
    * Removes `id`. On the leader removing itself, leadership moves first to
-   * the most caught-up voter, and the caller is told to retry there.
+   * the most caught-up voter that is reachable, and the caller is told to
+   * retry there. A removal that would leave fewer reachable voters than the
+   * new configuration's quorum is refused (as etcd's strict reconfiguration
+   * check does): the cluster would stop taking writes until a down voter
+   * came back.
    */
   async remove(id: string, deadlineMs: number): Promise<JoinResult> {
     this.#requireLeader();
@@ -111,18 +143,26 @@ export class MembershipManager {
         `${id} is the only voter; a cluster cannot remove its last one`,
       );
     }
+    if (!member.learner) this.#requireQuorumWithout(id, voters);
     if (id === this.selfId) {
       const target = this.#mostCaughtUpVoter();
-      if (!target) throw new KVError("NoQuorum", "no other voter is caught up to take over");
+      if (!target) {
+        throw new KVError("NoQuorum", "no other voter is healthy and caught up to take over");
+      }
       this.replica.transferLeader(target);
       while (this.clock.nowMs() < deadlineMs) {
         const leader = this.replica.softState.leaderId;
         if (leader !== "" && leader !== this.selfId) {
           throw new NotLeaderError(leader, this.replica.members.get(leader)?.addr);
         }
+        if (this.replica.isLeader && this.replica.node.status().leadTransferee === "") {
+          // The transfer timed out (the target stopped answering): try the best one now.
+          const next = this.#mostCaughtUpVoter();
+          if (next) this.replica.transferLeader(next);
+        }
         await this.clock.sleep(10);
       }
-      throw new KVError("Timeout", `leadership did not move to ${target} before the deadline`);
+      throw new KVError("Timeout", "leadership did not move to another voter before the deadline");
     }
     await this.#proposeWhenNoneIsPending(memberChange("removeNode", id, member.addr), deadlineMs);
     this.log.info("removed a member", { member: id });
@@ -180,12 +220,34 @@ export class MembershipManager {
     }
   }
 
+  /** Refuses removing voter `id` when the voters left that answer the leader are no quorum. */
+  #requireQuorumWithout(id: string, voters: MemberRecord[]): void {
+    const left = voters.filter((v) => v.id !== id);
+    const down = left.filter((v) => !this.#reachable(v.id)).map((v) => v.id);
+    const quorum = Math.floor(left.length / 2) + 1;
+    if (left.length - down.length < quorum) {
+      throw new InvalidArgumentError(
+        `removing ${id} would leave ${left.length} voters of which ${
+          left.length - down.length
+        } answer the leader (${down.join(", ")} not), fewer than the ${quorum} a quorum needs: ` +
+          `the cluster would stop taking writes; bring ${down.join(", ")} back first, ` +
+          "or remove a voter that is down",
+      );
+    }
+  }
+
+  /** The leader itself, or a peer heard from within the failure detector's "down" time. */
+  #reachable(id: string): boolean {
+    return id === this.selfId || this.peerHealth(id) !== "down";
+  }
+
   #mostCaughtUpVoter(): string | undefined {
     const progress = this.replica.node.status().progress;
     let best: string | undefined;
     let bestMatch = -1;
     for (const m of this.members()) {
-      if (m.learner || m.id === this.selfId) continue;
+      // A leadership transfer to a peer not heard lately would only time out.
+      if (m.learner || m.id === this.selfId || this.peerHealth(m.id) !== "healthy") continue;
       const match = progress[m.id]?.match ?? -1;
       if (match > bestMatch) {
         best = m.id;

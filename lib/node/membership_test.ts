@@ -6,6 +6,7 @@ import { Logger } from "./logger.ts";
 import { MembershipManager } from "./membership.ts";
 import type { Replica } from "./replica.ts";
 import type { MemberRecord } from "./state_machine.ts";
+import type { PeerHealth } from "../cluster/failure_detector.ts";
 
 /**
  * A leader whose Raft core still counts an earlier change as pending for the
@@ -103,4 +104,73 @@ Deno.test("membership: a retried join whose first attempt's change applies meanw
   );
   assertEquals(leader.proposed.length, 0, "no second addLearner");
   assertEquals(result.members.map((m) => m.id).includes("n4"), true);
+});
+
+/** A leader n1 of voters n1..n3 and learner n4 whose progress and peer health a test sets. */
+function leaderWithPeers(health: Record<string, PeerHealth>, match: Record<string, number>) {
+  const leader = leaderWithPendingChange(0);
+  const members = leader.replica.members as Map<string, MemberRecord>;
+  members.set("n4", { id: "n4", addr: "127.0.0.1:4", learner: true });
+  const transfers: string[] = [];
+  const replica = leader.replica as unknown as Record<string, unknown>;
+  replica.node = {
+    status: () => ({
+      leadTransferee: "",
+      progress: Object.fromEntries(Object.entries(match).map(([id, m]) => [id, { match: m }])),
+    }),
+  };
+  replica.transferLeader = (id: string) => transfers.push(id);
+  replica.softState = { leaderId: "n1" };
+  const clock = new ManualClock();
+  const manager = new MembershipManager(
+    "n1",
+    () => "c1",
+    leader.replica,
+    clock,
+    new Logger("n1", "error", () => {}),
+    (id) => health[id] ?? "healthy",
+  );
+  return { manager, proposed: leader.proposed, transfers, clock };
+}
+
+Deno.test("membership: a voter or a learner that held the log asking to join again is refused (its data is lost)", async () => {
+  const { manager, proposed } = leaderWithPeers({}, { n2: 40, n4: 0 });
+  await assertRejects(
+    () => manager.join("n2", "127.0.0.1:2", "c1", Date.now() + 1_000),
+    KVError,
+    "already a voter of this cluster and asks to join with an empty data dir",
+  );
+  // A learner the leader never reached may be a joiner that crashed mid-join: it may retry.
+  const retried = await manager.join("n4", "127.0.0.1:4", "c1", Date.now() + 1_000);
+  assertEquals(retried.members.map((m) => m.id), ["n1", "n2", "n3", "n4"]);
+  const { manager: later } = leaderWithPeers({}, { n4: 12 });
+  await assertRejects(
+    () => later.join("n4", "127.0.0.1:4", "c1", Date.now() + 1_000),
+    KVError,
+    "learner that has received the log",
+  );
+  assertEquals(proposed, []);
+});
+
+Deno.test("membership: removing a voter is refused when the voters left that answer are no quorum", async () => {
+  const { manager, proposed } = leaderWithPeers({ n2: "down" }, {});
+  await assertRejects(
+    () => manager.remove("n3", Date.now() + 1_000),
+    KVError,
+    "would leave 2 voters of which 1 answer the leader (n2 not), fewer than the 2 a quorum needs",
+  );
+  // Removing the voter that is down, or a learner, keeps a quorum that answers.
+  await manager.remove("n2", Date.now() + 1_000);
+  await manager.remove("n4", Date.now() + 1_000);
+  assertEquals(proposed.map((c) => `${c.type}:${c.nodeId}`), ["removeNode:n2", "removeNode:n4"]);
+});
+
+Deno.test("membership: a leader removing itself hands leadership to a healthy voter, not the most caught-up one", async () => {
+  const { manager, transfers, clock } = leaderWithPeers({ n2: "suspect" }, { n2: 90, n3: 80 });
+  await assertRejects(
+    () => settle(clock, manager.remove("n1", clock.nowMs() + 30), 100),
+    KVError,
+    "did not move",
+  );
+  assertEquals([...new Set(transfers)], ["n3"]);
 });

@@ -8,6 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { repeatedOption } from "../common/repeated_option.ts";
+import { canonicalMemberAddr, isWildcardAddr } from "../common/host_port.ts";
 import {
   defaultElectionMs,
   defaultHeartbeatMs,
@@ -179,8 +180,8 @@ export function parseServerArgs(argv: string[]): ParsedServerArgs {
     ? parseHostPort(values["advertise-addr"], "--advertise-addr")
     : listen.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
   if (typeof advertise !== "string") return { kind: "error", message: advertise.error };
-  advertise = advertise.replace(/^localhost:/, "127.0.0.1:");
-  if (/^(0\.0\.0\.0|\[::\]):/.test(advertise)) {
+  advertise = canonicalMemberAddr(advertise);
+  if (isWildcardAddr(advertise)) {
     return {
       kind: "error",
       message: `--advertise-addr: ${advertise} is not an address peers can reach; give this ` +

@@ -15,6 +15,7 @@ import { isKVError, type KVError } from "../common/errors.ts";
 import { StartupError } from "../node/kv_node.ts";
 import type { JoinResult } from "../node/membership.ts";
 import type { NodeConfig } from "./config.ts";
+import type { PeerReport } from "../node/kv_node.ts";
 
 /** How long a starting node keeps trying to reach its --peers. */
 export const joinTimeoutMs = 60_000;
@@ -78,4 +79,28 @@ export async function clusterIdOfPeers(config: NodeConfig): Promise<string | und
   } catch {
     return undefined;
   }
+}
+
+/** How long a starting static member waits for each other member's status. */
+const staticPeerCheckTimeoutMs = 1_000;
+
+/**
+ * The statuses of the nodes at `addrs` that answer within a second, each
+ * asked once and at the same time (a refused connection answers at once, so
+ * a cluster whose members all start together is not held up).
+ */
+export async function statusOfPeers(addrs: string[]): Promise<PeerReport[]> {
+  if (addrs.length === 0) return [];
+  // Never closed, like the join client (KVClientOptions.neverIdle).
+  const client = new KVClient({
+    endpoints: addrs,
+    timeoutMs: staticPeerCheckTimeoutMs,
+    neverIdle: true,
+  });
+  const answers = await Promise.all(
+    addrs.map((endpoint) =>
+      client.status({ endpoint, timeoutMs: staticPeerCheckTimeoutMs }).catch(() => undefined)
+    ),
+  );
+  return answers.filter((a) => a !== undefined);
 }

@@ -11,7 +11,7 @@ import { KVNode, StartupError } from "../node/kv_node.ts";
 import { Logger } from "../node/logger.ts";
 import { startGrpcServer } from "./grpc_server.ts";
 import { GrpcSnapshotChannel } from "./grpc_snapshot_channel.ts";
-import { clusterIdOfPeers, joinThroughPeers } from "./join.ts";
+import { clusterIdOfPeers, joinThroughPeers, statusOfPeers } from "./join.ts";
 import { isKVError } from "../common/errors.ts";
 import { splitHostPort } from "../common/host_port.ts";
 import { type RespServer, startRespServer } from "../resp/listener.ts";
@@ -52,6 +52,7 @@ export async function runServer(config: NodeConfig): Promise<number> {
     node = await KVNode.start(config, {
       log,
       clusterIdOfPeers,
+      statusOfPeers,
       ...(config.snapshotTransport === "grpc"
         ? {
           snapshotChannel: (addr: string, clusterId: string, selfId: string) =>

@@ -20,6 +20,7 @@ import {
 } from "../common/limits.ts";
 import { compareBytes, emptyBytes } from "../common/bytes.ts";
 import { nodeIdPattern, parseHostPort } from "./config.ts";
+import { canonicalMemberAddr, isWildcardAddr } from "../common/host_port.ts";
 
 /** Requires a non-empty key within maxKeyBytes. */
 export function validateKey(key: Uint8Array | undefined, what = "key"): Uint8Array {
@@ -164,5 +165,10 @@ export function validateMember(id: string | undefined, addr: string | undefined)
   }
   const hp = parseHostPort(addr ?? "", "member address");
   if (typeof hp !== "string") throw new InvalidArgumentError(hp.error);
-  return { id, addr: hp };
+  if (isWildcardAddr(hp)) {
+    throw new InvalidArgumentError(
+      `member address ${hp} is not an address peers can reach; give the member's host address`,
+    );
+  }
+  return { id, addr: canonicalMemberAddr(hp) };
 }

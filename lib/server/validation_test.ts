@@ -3,6 +3,7 @@ import { InvalidArgumentError } from "../common/errors.ts";
 import { utf8 } from "../common/bytes.ts";
 import {
   validateKey,
+  validateMember,
   validateRange,
   validateRequestId,
   validateScanLimit,
@@ -45,4 +46,16 @@ Deno.test("good input passes with defaults filled in", () => {
     end: undefined,
   });
   assertEquals(validateWatchTarget(utf8("k")), { key: utf8("k") });
+});
+
+Deno.test("validateMember: localhost is kept as 127.0.0.1 (what a node advertises); wildcards are refused", () => {
+  assertEquals(validateMember("n4", "localhost:7004"), { id: "n4", addr: "127.0.0.1:7004" });
+  assertEquals(validateMember("n4", "10.0.0.4:7004"), { id: "n4", addr: "10.0.0.4:7004" });
+  for (const addr of ["0.0.0.0:7004", "[::]:7004"]) {
+    assertThrows(
+      () => validateMember("n4", addr),
+      InvalidArgumentError,
+      "not an address peers can reach",
+    );
+  }
 });

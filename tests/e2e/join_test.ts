@@ -14,12 +14,24 @@ import {
   localValue,
   runCli as cli,
   serverDenoArgs,
+  TestCluster,
   TestNode,
   waitFor,
 } from "./cluster.ts";
 import { downAfterMs } from "../../lib/cluster/failure_detector.ts";
 
 const dec = new TextDecoder();
+
+/** Runs a server that is expected to refuse to start; bounded: a wrongly started one is killed. */
+async function runServerOnce(args: string[]): Promise<{ code: number; err: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: serverDenoArgs(args),
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  return { code: out.code, err: dec.decode(out.stderr) };
+}
 
 function serverArgs(id: string, port: number, root: string, peers: number[]): string[] {
   return [
@@ -187,6 +199,20 @@ Deno.test({
         /belongs to cluster \w+, but --peers .* are cluster \w+/.test(foreignErr),
         foreignErr,
       );
+
+      // A voter whose data dir was lost, started again with its command, is refused: with an
+      // empty log it could elect a leader that lacks a write it had acknowledged.
+      await nodes[2].kill();
+      await Deno.remove(nodes[2].dataDir, { recursive: true });
+      const wiped = await runServerOnce(nodes[2].args);
+      assertEquals(wiped.code, 1, wiped.err);
+      assertTrue(
+        wiped.err.includes(
+          "node3 is already a voter of this cluster and asks to join with an empty data dir",
+        ),
+        wiped.err,
+      );
+      assertEquals((await client.memberList()).members.length, 3);
     } finally {
       client.close();
       await Promise.all(nodes.map((n) => n.kill()));
@@ -383,5 +409,24 @@ Deno.test({
       await Promise.all(nodes.map((n) => n.kill()));
       await Deno.remove(root, { recursive: true }).catch(() => {});
     }
+  },
+});
+
+Deno.test({
+  name: "join: a static member whose data dir was lost is refused instead of bootstrapping again",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using cluster = await TestCluster.start(3);
+    const client = cluster.client();
+    await waitFor("a leader", async () => (await client.status()).leaderId !== "");
+    await client.put("acknowledged", "yes");
+    const n3 = cluster.node("n3");
+    await n3.kill();
+    await Deno.remove(n3.dataDir, { recursive: true });
+    const wiped = await runServerOnce(n3.args);
+    assertEquals(wiped.code, 1, wiped.err);
+    assertTrue(/cluster \w+ is already running \(/.test(wiped.err), wiped.err);
+    assertTrue(wiped.err.includes("member remove n3"), wiped.err);
   },
 });
