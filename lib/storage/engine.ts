@@ -730,8 +730,11 @@ export class Engine implements AsyncDisposable {
     for (;;) {
       if (this.#bgError) throw this.#bgError;
       if (this.#writeError) throw this.#writeError;
+      // Stall on L0 only while the background loop may compact it: during close() or a
+      // compactAll() it does not, and a writer waiting on it would spin without end (close()
+      // waits for that writer; compactAll() compacts L0 itself).
       const stalled = this.#imm.length >= maxImmutableMemtables ||
-        (this.#o.autoCompaction &&
+        (this.#compactsAutomatically() &&
           this.#state.version.levels[0].length >= this.#o.l0StopWritesTrigger);
       if (!stalled) return;
       this.#scheduleBackground();
@@ -800,6 +803,11 @@ export class Engine implements AsyncDisposable {
     for (const f of w) f();
   }
 
+  /** Whether the background loop picks compactions now (not while closing or during compactAll). */
+  #compactsAutomatically(): boolean {
+    return this.#o.autoCompaction && !this.#closing && this.#manualCompactions === 0;
+  }
+
   #scheduleBackground(): void {
     if (this.#bgLoop !== undefined || this.#closed || this.#bgError) return;
     this.#bgLoop = this.#runBackground();
@@ -815,9 +823,7 @@ export class Engine implements AsyncDisposable {
       for (;;) {
         if (this.#imm.length > 0) {
           await this.#withLock(() => this.#flushOldest());
-        } else if (
-          this.#o.autoCompaction && !this.#closing && this.#manualCompactions === 0
-        ) {
+        } else if (this.#compactsAutomatically()) {
           const did = await this.#withLock(async () => {
             const c = pickCompaction(this.#state.version, this.#o, this.#state.compactPointers);
             if (c === undefined) return false;

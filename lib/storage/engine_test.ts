@@ -737,3 +737,30 @@ Deno.test("a delete at the compacted version stays in history after a full compa
   await e.compactAll(); // to the bottom level, where a tombstone below the horizon is dropped
   assertEquals(await history(), ["2x"], "a watch from the compacted revision still sees it");
 });
+
+Deno.test("Engine: close() finishes while writes wait for room in a full L0", async () => {
+  const engine = await Engine.open("/db", {
+    fs: new MemFileSystem(),
+    memtableBytes: 1024,
+    l0CompactionTrigger: 2,
+    l0StopWritesTrigger: 3,
+    backgroundRestMs: 0,
+    syncWrites: false,
+    walPreallocateBytes: 0,
+  });
+  const writes: Promise<unknown>[] = [];
+  // Writes issued back to back fill L0 to its stop trigger; the rest wait for room.
+  for (let i = 0; i < 3_000 && engine.stats().levels[0].files < 3; i++) {
+    writes.push(engine.write(new WriteBatch().put(utf8(`k${i}`), new Uint8Array(2_000))));
+    await Promise.resolve();
+  }
+  assertEquals(engine.stats().levels[0].files, 3);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    engine.close().then(() => "closed"),
+    new Promise((resolve) => (timer = setTimeout(() => resolve("still closing after 5 s"), 5_000))),
+  ]);
+  clearTimeout(timer);
+  assertEquals(outcome, "closed");
+  await Promise.allSettled(writes);
+});
