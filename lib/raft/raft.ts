@@ -586,9 +586,16 @@ export class Raft {
             to: m.from,
           }),
         );
-      } else if (m.type === MessageType.PreVote) {
+      } else if (m.type === MessageType.PreVote || m.type === MessageType.Vote) {
+        // A candidate behind in term learns ours from the rejection (§5.1: the reply
+        // carries currentTerm "for candidate to update itself"). Dropping a Vote silently
+        // can leave a voter of a newer configuration that needs our vote unable ever to
+        // reach our term: when our (stale) configuration does not count it as a voter,
+        // nothing of ours goes to it, and its own timeouts race ours forever.
         this.#send(newMessage({
-          type: MessageType.PreVoteResponse,
+          type: m.type === MessageType.PreVote
+            ? MessageType.PreVoteResponse
+            : MessageType.VoteResponse,
           groupId: this.groupId,
           from: this.id,
           to: m.from,
