@@ -1044,7 +1044,12 @@ export class Raft {
       this.#releaseRead(index, context, from); // a single voter is its own quorum
       return true;
     }
-    if (leased && this.cfg.leaseReads && this.leadTransferee === "") {
+    // Not after a TimeoutNow of this term either (a transfer that timed out): its election
+    // ignores leases, as leaseReadIndex() refuses too.
+    if (
+      leased && this.cfg.leaseReads && this.leadTransferee === "" &&
+      this.timeoutNowTerm !== this.term
+    ) {
       this.#releaseRead(index, context, from); // no other leader can exist yet
       return true;
     }
