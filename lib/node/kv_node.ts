@@ -359,6 +359,27 @@ export class KVNode {
   }
 
   /**
+   * Releases the kept capture of a failed snapshot transfer once it can no
+   * longer be resumed (too old) or its peer is no longer a member. Its pin
+   * holds the history horizon, so MVCC garbage above it would otherwise
+   * stay on disk for good.
+   */
+  #releaseStaleCaptures(): void {
+    const now = this.clock.nowMs();
+    for (const [peer, capture] of this.#retryCaptures) {
+      if (now - capture.capturedAtMs < snapshotRetryWindowMs && this.replica.members.has(peer)) {
+        continue;
+      }
+      this.#retryCaptures.delete(peer);
+      capture.release();
+      this.log.info("released the state kept to resume a snapshot transfer", {
+        peer,
+        reason: this.replica.members.has(peer) ? "too old to resume" : "no longer a member",
+      });
+    }
+  }
+
+  /**
    * Swaps in the staging engine holding a received snapshot. Crash-safe
    * order: the staged engine is complete and closed; kv -> kv.old,
    * kv.staging -> kv, fsync the data dir, delete kv.old. `recoverDirs`
@@ -1139,6 +1160,7 @@ export class KVNode {
    * compaction per window/10 writes.
    */
   async #retentionRound(): Promise<void> {
+    this.#releaseStaleCaptures();
     const keep = this.config.historyRevisions ?? defaultHistoryRevisions;
     if (keep === 0 || this.#compacting || !this.replica.isLeader) return;
     const revision = this.stateMachine.revision;

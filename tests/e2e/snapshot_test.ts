@@ -220,3 +220,40 @@ for (const transport of ["native", "grpc"]) {
     },
   });
 }
+
+Deno.test({
+  name: "the state kept to resume a broken snapshot transfer is released once its peer is removed",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3, {
+      extraArgs: ["--snapshot-entries", "50"],
+      env: { RUSTKVD_FAILPOINTS: "snapshot-send-break-after=100" },
+    });
+    const { leader, client, lagging } = await leaderAndFollower(cluster);
+    await lagging.kill();
+    for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
+    await waitFor(
+      "the leader to compact its log",
+      () => cluster.node(leader).output.includes("compacted the raft log"),
+      { timeoutMs: 15_000 },
+    );
+    // The follower dies again as its transfer breaks: the leader keeps the capture to resume.
+    await lagging.start();
+    await waitFor(
+      "the transfer to break",
+      () => cluster.node(leader).output.includes("breaking the transfer after 100 records"),
+      { timeoutMs: 15_000, nodes: cluster.nodes },
+    );
+    await lagging.kill();
+    await client.memberRemove(lagging.id);
+    await waitFor(
+      "the leader to release the capture",
+      () =>
+        /released the state kept to resume a snapshot transfer .*no longer a member/.test(
+          cluster.node(leader).output,
+        ),
+      { timeoutMs: 10_000, nodes: cluster.nodes },
+    );
+  },
+});
