@@ -16,8 +16,9 @@
  * run. The two clusters never run at the same time.
  *
  * The load generator shares the machine with the three servers, as in the
- * etcd figures of shared/PERF-NOTES.md, so the numbers are comparable to
- * those and not to a dedicated client machine.
+ * etcd figures issue 10 quotes (a grpc-js load generator beside etcd 3.4 on
+ * a 2-core machine), so the numbers are comparable to those and not to a
+ * dedicated client machine.
  *
  * Options: `--seconds N` per workload (default 5), `--quick` (2 s, 1 failover
  * round, for both stores), `--no-results` (do not write bench/RESULTS.md),

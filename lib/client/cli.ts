@@ -241,7 +241,7 @@ export async function runCli(
       case "member-add":
       case "member-remove": {
         const r = command.name === "member-add"
-          ? await client.memberAdd(command.nodeId, command.addr, { learner: command.learner })
+          ? await client.memberAdd(command.nodeId, command.addr)
           : await client.memberRemove(command.nodeId);
         if (global.json) io.out(JSON.stringify(r));
         else {

@@ -62,7 +62,7 @@ export type CliCommand =
     warmupSecs: number;
   }
   | { name: "member-list" }
-  | { name: "member-add"; nodeId: string; addr: string; learner: boolean }
+  | { name: "member-add"; nodeId: string; addr: string }
   | { name: "member-remove"; nodeId: string }
   | { name: "transfer-leader"; nodeId: string }
   | { name: "locate"; key: string }
@@ -100,21 +100,25 @@ const subcommandHelp: Record<string, string> = {
   get: `rustkvd-cli get KEY [--version V]
   Prints the value. --version reads the value as of that MVCC version. Not found: message on stderr, exit 1.`,
   delete: `rustkvd-cli delete KEY [--if-version V]
-  Deletes KEY (a tombstone version). Prints "OK (version: N)" or "not found".`,
+  Deletes KEY (a tombstone version). Prints "OK (version: N)"; an absent key: message on
+  stderr, exit 1.`,
   scan: `rustkvd-cli scan [--prefix P | --start S [--end E]] [--limit N] [--version V] [--keys-only]
   Lists keys in order, up to --limit (default ${defaultScanLimit}, max ${maxScanLimit}).`,
   watch: `rustkvd-cli watch (--prefix P | --key K) [--start-version V] [--prev-kv]
   Streams PUT/DELETE events until Ctrl-C; resumes across reconnects without gaps. With
   --timeout, exits 1 when no node serves the watch for that long.`,
   status: `rustkvd-cli status
-  Prints node id, role, term, leader, commit and applied indices, and peers.`,
+  Prints node id, role, term, leader, commit and applied indices, peers, and each peer's
+  health (healthy, suspect or down; when last heard; heartbeat round trip).`,
   bench: `rustkvd-cli bench [--operations N | --duration SECS] [--concurrency C] [--value-size B]
                   [--read-ratio R] [--key-space K] [--inflight D] [--connections N] [--warmup SECS]
   Closed-loop load generator: C workers, each keeping D requests in flight.`,
   member: `rustkvd-cli member list
-rustkvd-cli member add NODE_ID HOST:PORT [--learner]
-rustkvd-cli member remove NODE_ID
-  Lists or changes the cluster's members (one change at a time).`,
+  rustkvd-cli member add NODE_ID HOST:PORT
+  rustkvd-cli member remove NODE_ID
+  Lists or changes the cluster's members (one change at a time). An added member is a learner
+  until it has caught up, then a voter. A removal that would leave fewer voters answering the
+  leader than a quorum is refused.`,
   "transfer-leader": `rustkvd-cli transfer-leader NODE_ID
   Hands leadership to NODE_ID.`,
   locate: `rustkvd-cli locate KEY
@@ -197,7 +201,7 @@ const flagsOf: Record<string, string[]> = {
     "connections",
     "warmup",
   ],
-  member: ["learner"],
+  member: [],
   "transfer-leader": [],
   locate: [],
   compact: [],
@@ -242,7 +246,6 @@ export function parseCliArgs(argv: string[]): ParsedCli {
         inflight: { type: "string" },
         connections: { type: "string" },
         warmup: { type: "string" },
-        learner: { type: "boolean" },
         if: { type: "string", multiple: true },
         then: { type: "string", multiple: true },
         else: { type: "string", multiple: true },
@@ -469,7 +472,6 @@ export function parseCliArgs(argv: string[]): ParsedCli {
           name: "member-add",
           nodeId: rest[0],
           addr: hp,
-          learner: values.learner ?? false,
         });
       }
       if (action === "remove" && rest.length === 1) {
