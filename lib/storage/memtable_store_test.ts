@@ -40,3 +40,25 @@ Deno.test("entry store: an empty key and value as the very first entry", () => {
   assertEquals(store.entry(id).value, new Uint8Array(0));
   assertEquals(store.compareKey(id, new Uint8Array(0), 0, 0, 0), 0);
 });
+
+Deno.test("entry store: large entries take slabs of their own size, small ones keep sharing", () => {
+  const store = new EntryStore();
+  const sizes = [100, 600_000, 100, 400_000, 100, 900_000, 100];
+  let payload = 0;
+  for (const [i, size] of sizes.entries()) {
+    const id = store.add(8, size, i + 1, EntryKind.put, 0);
+    const bytes = new Uint8Array(8 + size).fill(i + 1);
+    store.copyKey(id, bytes, 0);
+    store.copyValue(id, bytes, 8);
+    payload += 8 + size;
+  }
+  const held = store.slabs.reduce((n, s) => n + s.length, 0);
+  // Three slabs of exactly their entry's size, and one small shared slab for the rest.
+  assertEquals(store.slabs.length, 4);
+  assertEquals(held - payload < 4_096, true, `${held} bytes held for ${payload}`);
+  for (let id = 0; id < sizes.length; id++) {
+    const slab = store.slabFor(id);
+    const at = store.keyAt[id];
+    assertEquals([slab[at], slab[at + 8 + sizes[id] - 1]], [id + 1, id + 1]);
+  }
+});
