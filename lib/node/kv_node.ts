@@ -1369,7 +1369,6 @@ function bootstrapEntries(config: NodeConfig): Entry[] {
   }));
 }
 
-/** A new cluster's id: random for a bootstrapped node, derived from the member list for a static cluster. */
 /**
  * A static member whose data dir is empty bootstraps only into a cluster
  * that has not moved on: every member derives the same cluster id from the
@@ -1411,6 +1410,7 @@ async function refuseRebootstrap(
   }
 }
 
+/** A new cluster's id: random for a bootstrapped node, derived from the member list for a static cluster. */
 function newClusterId(config: NodeConfig): string {
   if (config.initialCluster) {
     const spec = [...config.initialCluster.entries()].map(([id, addr]) => `${id}=${addr}`).sort()
