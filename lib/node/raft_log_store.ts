@@ -292,7 +292,12 @@ export class RaftLogStore implements RaftStorage {
 
   /** The hard state in memory as a record (every write after a `lazyCommit` save carries it). */
   #hardStateRecord(): Uint8Array {
-    return frameRecord(hardStatePayload(this.memory.hardState()));
+    // A lazily saved commit index may cover entries not written yet (a write-behind leader's
+    // held ones): on disk it never passes the log it is written with.
+    const hs = this.memory.hardState();
+    return frameRecord(
+      hardStatePayload({ ...hs, commit: Math.min(hs.commit, this.memory.lastIndex()) }),
+    );
   }
 
   /** Appends (unsynced) the hard state a `lazyCommit` save left in memory, if any. */

@@ -489,3 +489,33 @@ Deno.test("segments are replayed in numeric order past 999999 (an old one left b
   assertEquals(reopened.entries(11, 21).map(text), entries(11, 20, 1).map(text));
   await reopened.close();
 });
+
+Deno.test("raft log: a commit index saved lazily past the log is never written past it (a compaction writes it first)", async () => {
+  const fs = new MemFileSystem();
+  const conf = { voters: ["n1", "n2", "n3"], learners: [] };
+  const entry = (index: number) => ({
+    index,
+    term: 1,
+    type: EntryType.Normal,
+    groupId: 0,
+    data: new Uint8Array([index]),
+  });
+  const store = await RaftLogStore.open(fs, "/raft", 0, conf);
+  await store.save(
+    { entries: [entry(1), entry(2)], hardState: { term: 1, vote: "n1", commit: 2 } },
+    true,
+  );
+  // A write-behind leader: entries 3..4 in flight, a lazily saved commit 6 (its followers hold
+  // 5..6), then a log compaction queued before the write of 5..6.
+  const inFlight = store.save({ entries: [entry(3), entry(4)] }, true, true);
+  const lazy = store.save(
+    { hardState: { term: 1, vote: "n1", commit: 6 }, entries: [] },
+    false,
+    true,
+  );
+  const cut = store.compact(2, conf, new Uint8Array());
+  await Promise.all([inFlight, lazy, cut]);
+  const reopened = await RaftLogStore.open(fs.crashClone(), "/raft", 0, conf);
+  const recovered = reopened.recovered();
+  assertEquals([recovered.lastIndex, recovered.hardState.commit], [4, 4]);
+});

@@ -78,25 +78,35 @@ Deno.test("a state machine ahead of the log (a leader's write lost in a crash) s
   await engine.close();
 });
 
-/** A file system whose Raft log appends wait while `held` (a slow disk under the leader's log). */
+/**
+ * A file system whose Raft log appends wait while `held` (a slow disk under
+ * the leader's log); `letThrough(n)` lets the next n waiting or new appends
+ * pass and holds the rest.
+ */
 class HeldLogFs implements FileSystem {
   held = false;
-  #release: (() => void) | undefined;
-  #gate: Promise<void> = Promise.resolve();
-  constructor(readonly inner: FileSystem) {}
+  #passes = 0;
+  #waiters: (() => void)[] = [];
+  constructor(readonly inner: MemFileSystem) {}
   hold(): void {
     this.held = true;
-    this.#gate = new Promise((r) => (this.#release = r));
   }
   release(): void {
     this.held = false;
-    this.#release?.();
+    for (const go of this.#waiters.splice(0)) go();
+  }
+  letThrough(n: number): void {
+    this.#passes += n;
+    for (const go of this.#waiters.splice(0)) go();
   }
   #wrap(f: FileHandle): FileHandle {
     if (!f.path.endsWith(".rlog")) return f;
     const append = f.append.bind(f);
     f.append = async (data: Uint8Array) => {
-      if (this.held) await this.#gate;
+      while (this.held && this.#passes === 0) {
+        await new Promise<void>((r) => this.#waiters.push(r));
+      }
+      if (this.held) this.#passes--;
       return append(data);
     };
     return f;
@@ -176,6 +186,73 @@ Deno.test("a leader commits with its followers' copies but applies only what its
     fss[0].release();
     for (const r of replicas) await r.stop();
     for (const e of engines) await e.close();
+  }
+});
+
+Deno.test("a leader deposed while its own write is in flight never makes a commit index past its log durable", async () => {
+  const ids = ["n1", "n2", "n3"];
+  const fss = ids.map(() => new HeldLogFs(new MemFileSystem()));
+  const replicas: Replica[] = [];
+  const engines: Engine[] = [];
+  const stores: RaftLogStore[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    const store = await RaftLogStore.open(fss[i], "/raft", 0, conf);
+    const engine = await Engine.open("/sm", { fs: fss[i] });
+    stores.push(store);
+    engines.push(engine);
+    replicas.push(replicaOf(ids[i], store, new StateMachine(engine)));
+  }
+  for (const r of replicas) {
+    r.transport = {
+      send: (messages) => {
+        for (const m of messages) {
+          const to = replicas[ids.indexOf(m.to)];
+          setTimeout(() => to.step([m]), 0);
+        }
+      },
+    };
+  }
+  const turn = () => new Promise((r) => setTimeout(r, 1));
+  const [n1] = replicas;
+  let crashed: MemFileSystem | undefined;
+  try {
+    n1.node.campaign();
+    n1.step([]);
+    for (let i = 0; i < 200 && !n1.isLeader; i++) await turn();
+    assertEquals(n1.isLeader, true);
+    await n1.propose(put("a", "1"), Date.now() + 5_000);
+    fss[0].hold(); // n1's own log write stalls (a slow fsync); n2 and n3 write theirs
+    n1.propose(put("b", "2"), Date.now() + 5_000).catch(() => {});
+    await turn();
+    n1.propose(put("c", "3"), Date.now() + 5_000).catch(() => {}); // held for the next write
+    const lastIndex = n1.node.status().lastIndex;
+    for (let i = 0; i < 200 && n1.node.status().commit < lastIndex; i++) await turn();
+    assertEquals(n1.node.status().commit, lastIndex, "committed by n2 and n3");
+    // A leadership transfer (a rolling restart) while the write is in flight.
+    n1.transferLeader("n2");
+    for (let i = 0; i < 200 && n1.node.status().role === "leader"; i++) await turn();
+    assertEquals(n1.node.status().role, "follower");
+    // The disk comes back for two appends: the write in flight and the deposed leader's next
+    // Ready (its new term); the power goes before the write of the entries that Ready held.
+    fss[0].letThrough(2);
+    for (let i = 0; i < 200 && stores[0].memory.hardState().term < 2; i++) await turn();
+    crashed = fss[0].inner.crashClone();
+  } finally {
+    fss[0].release();
+    for (const r of replicas) await r.stop();
+    for (const e of engines) await e.close();
+  }
+  const store = await RaftLogStore.open(crashed!, "/raft", 0, conf);
+  const recovered = store.recovered();
+  assertTrue(
+    recovered.hardState.commit <= recovered.lastIndex,
+    `commit ${recovered.hardState.commit} is durable over a log ending at ${recovered.lastIndex}`,
+  );
+  const engine = await Engine.open("/sm", { fs: crashed! });
+  try {
+    replicaOf("n1", store, new StateMachine(engine)); // starts (it threw: commit past the log)
+  } finally {
+    await engine.close();
   }
 });
 

@@ -97,8 +97,19 @@ export class RaftNode {
     return { role: this.#raft.role, leaderId: this.#raft.lead };
   }
 
-  #hardState(): HardState {
-    return { term: this.#raft.term, vote: this.#raft.vote, commit: this.#raft.log.committed };
+  /**
+   * With `holdEntries`, the commit index is capped below the first entry held back: a hard
+   * state is written before the entries of a later Ready, and a commit index over entries the
+   * log does not hold (or holds in an older, superseded version) must never become durable.
+   */
+  #hardState(holdEntries = false): HardState {
+    const r = this.#raft;
+    let commit = r.log.committed;
+    if (holdEntries && r.log.unstable.hasEntriesToPersist()) {
+      commit = Math.min(commit, r.log.unstable.offsetInProgress - 1);
+      commit = Math.max(commit, this.#prevHard?.commit ?? 0);
+    }
+    return { term: r.term, vote: r.vote, commit };
   }
 
   /** Advances logical time by one tick (the driver calls it every tick interval). */
@@ -220,11 +231,12 @@ export class RaftNode {
     if (r.needsFlush()) return true;
     const soft = this.#softState();
     if (soft.role !== this.#prevSoft.role || soft.leaderId !== this.#prevSoft.leaderId) return true;
-    if (!hardStateEqual(this.#hardState(), this.#prevHard)) return true;
+    if (!hardStateEqual(this.#hardState(holdEntries), this.#prevHard)) return true;
     if (r.log.unstable.snapshot || (!holdEntries && r.log.unstable.hasEntriesToPersist())) {
       return true;
     }
     const acksHeld = holdEntries && r.log.unstable.hasEntriesToPersist();
+    if (acksHeld) applyUpTo = Math.min(applyUpTo, r.log.unstable.offsetInProgress - 1);
     if (
       r.msgs.length > 0 || (!acksHeld && r.msgsAfterAppend.length > 0) || r.readStates.length > 0
     ) {
@@ -245,11 +257,13 @@ export class RaftNode {
     const r = this.#raft;
     r.flush();
     const soft = this.#softState();
-    const hard = this.#hardState();
+    const hard = this.#hardState(holdEntries);
     const persisted: Message[] = [];
     const local: Message[] = [];
     // Acks may promise entries held back: they leave with the Ready that writes them.
     const acksHeld = holdEntries && r.log.unstable.hasEntriesToPersist();
+    // Nor is a held entry (or one below it replacing a durable one) handed out to apply.
+    if (acksHeld) applyUpTo = Math.min(applyUpTo, r.log.unstable.offsetInProgress - 1);
     if (!acksHeld) {
       for (const m of r.msgsAfterAppend) {
         (m.to === r.id ? local : persisted).push(m);

@@ -80,3 +80,46 @@ Deno.test("write-behind: a deposed leader's crash after its held Ready loses no 
   }
   assertEquals(committedByN2, 1, "n2 committed entry 2 on an acknowledgement n1 had not written");
 });
+
+Deno.test("write-behind: a held Ready's hard state never commits past the entries written before it", () => {
+  const c = new TestCluster(["n1", "n2", "n3"]);
+  c.elect("n1");
+  const n1 = c.node("n1");
+  assertTrue(n1.propose(utf8("x")).ok);
+  const inFlight = n1.ready(); // entry 2 (term 1, "x") handed to the background write
+  n1.advanceBeforePersisted(inFlight);
+  c.queue = [];
+  // n2 wins term 2 with n3 and commits its own entry 2 (term 2) with n3.
+  c.node("n2").campaign();
+  const withoutN1 = (m: Message) => m.to !== "n1" && m.from !== "n1";
+  const toN1: Message[] = [];
+  for (let i = 0; i < 20; i++) {
+    c.processReady("n2");
+    c.processReady("n3");
+    toN1.push(...c.queue.filter((m) => m.to === "n1"));
+    c.deliver(withoutN1);
+    c.queue = [];
+  }
+  assertEquals([c.node("n2").status().role, c.node("n2").status().commit], ["leader", 2]);
+  // n2's probe of n1 (its entry 2, term 2), retransmitted once n2 knows it committed.
+  const probe = toN1.find((m) => m.type === MessageType.Append && m.entries.length > 0)!;
+  n1.step({ ...probe, commit: 2 });
+  assertEquals(n1.status().role, "follower");
+  const held = n1.ready(true);
+  assertEquals(held.entries, []);
+  assertEquals(held.committedEntries, [], "nothing applied before its entry is written");
+  assertTrue(
+    (held.hardState?.commit ?? 1) <= 1,
+    `commit ${held.hardState?.commit} covers entry 2, which this Ready does not write`,
+  );
+  // The driver finishes the write in flight (entry 2 of term 1), saves the held Ready, and
+  // crashes before writing entry 2 of term 2: the restarted n1 must not apply its "x".
+  const storage = c.peer("n1").storage;
+  storage.append(inFlight.entries);
+  n1.persisted(2, 1);
+  if (held.hardState) storage.setHardState(held.hardState);
+  n1.advance(held);
+  const restarted = c.restart("n1").node;
+  assertEquals(restarted.status().commit, 1);
+  assertEquals(restarted.ready().committedEntries.filter((e) => e.index === 2), []);
+});

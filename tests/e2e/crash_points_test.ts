@@ -1,9 +1,12 @@
 /**
- * Crashes at the two points of the durable write path that matter (issue
- * "Node runtime"): after the Raft log write but before its fsync, and after
- * the fsync but before the entries are applied. The leader is made to exit
- * abruptly at one of them under a sequential writer; every write the client
- * saw acknowledged must be on every node once the crashed node is back.
+ * Process crashes at two points of the durable write path (issue "Node
+ * runtime"): right after the Raft log write returned (durable, nothing sent
+ * or applied for it yet), and before committed entries are applied. The
+ * leader is made to exit abruptly at one of them under a sequential writer;
+ * every write the client saw acknowledged must be on every node once the
+ * crashed node is back. A process exit keeps what the kernel was given, so
+ * losses of unsynced data (power cuts) are covered by the Raft log's crash
+ * test (lib/node/raft_log_store_crash_test.ts) and the replica tests, not here.
  */
 import { assertEquals, assertTrue } from "../../lib/common/test_helpers.ts";
 import { localValue, TestCluster, TestNode, waitFor } from "./cluster.ts";
