@@ -59,6 +59,12 @@ export const ChannelStatus = {
 export interface UnaryResult {
   code: number;
   details: string;
+  /**
+   * The call failed after its request went out (the connection was lost or
+   * reset, or the server cancelled the stream): the server may have acted on
+   * it. Unset when it was never sent or the server said it was not processed.
+   */
+  maybeProcessed?: boolean;
   /** Response headers and trailers (lowercase names, last value wins). */
   metadata: Map<string, string>;
   response?: Uint8Array;
@@ -306,8 +312,22 @@ class H2ClientConnection {
             "stream refused by the server (not processed)",
           );
         } else if (code === H2Error.Cancel) {
-          this.#finish(s, ChannelStatus.Cancelled, "stream cancelled by the server");
-        } else this.#finish(s, ChannelStatus.Internal, `stream reset by the server (code ${code})`);
+          this.#finish(
+            s,
+            ChannelStatus.Cancelled,
+            "stream cancelled by the server",
+            undefined,
+            true,
+          );
+        } else {
+          this.#finish(
+            s,
+            ChannelStatus.Internal,
+            `stream reset by the server (code ${code})`,
+            undefined,
+            true,
+          );
+        }
         return;
       }
       case FrameType.Settings:
@@ -451,11 +471,21 @@ class H2ClientConnection {
     this.#finish(s, ChannelStatus.Ok, details, body.subarray(5));
   }
 
-  #finish(s: OpenStream, code: number, details: string, response?: Uint8Array): void {
+  #finish(
+    s: OpenStream,
+    code: number,
+    details: string,
+    response?: Uint8Array,
+    maybeProcessed = false,
+  ): void {
     if (!this.#streams.delete(s.id)) return;
     this.#blocked.delete(s);
     if (s.deadline !== undefined) callDeadlines.remove(s.deadline);
-    s.resolve({ code, details, metadata: s.metadata, response });
+    s.resolve(
+      maybeProcessed
+        ? { code, details, metadata: s.metadata, response, maybeProcessed }
+        : { code, details, metadata: s.metadata, response },
+    );
     this.#startWaiting();
     this.#closeIfIdle();
   }
@@ -496,7 +526,9 @@ class H2ClientConnection {
   #fail(reason: string): void {
     if (this.closed) return;
     this.draining = true;
-    for (const s of this.#streams.values()) this.#finish(s, ChannelStatus.Unavailable, reason);
+    for (const s of this.#streams.values()) {
+      this.#finish(s, ChannelStatus.Unavailable, reason, undefined, true);
+    }
     for (const c of this.#takeWaiting()) c.resolve(unavailable(reason));
     this.close();
   }
@@ -506,7 +538,7 @@ class H2ClientConnection {
     this.closed = true;
     this.draining = true;
     for (const s of this.#streams.values()) {
-      this.#finish(s, ChannelStatus.Cancelled, "the channel was closed");
+      this.#finish(s, ChannelStatus.Cancelled, "the channel was closed", undefined, true);
     }
     for (const c of this.#takeWaiting()) c.resolve(cancelled());
     try {

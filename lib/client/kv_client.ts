@@ -28,7 +28,7 @@ import {
 } from "../common/errors.ts";
 import { defaultRequestTimeoutMs, maxGrpcMessageBytes } from "../common/limits.ts";
 import { loadRustkvdDefinition, loadRustkvdPackage } from "../server/proto.ts";
-import { H2Channel, type UnaryMethod } from "./h2_channel.ts";
+import { ChannelStatus, H2Channel, type UnaryMethod } from "./h2_channel.ts";
 import { fromGrpcError, leaderAddrKey } from "../server/status.ts";
 import { outcomeFromWire, txnToWire } from "../server/txn_wire.ts";
 import { validateRange } from "../server/validation.ts";
@@ -38,7 +38,11 @@ import type { CompareResult, TxnOp, TxnOutcome, TxnRequest } from "../node/txn.t
 /** A key or value: bytes, or a string taken as UTF-8. */
 export type Bytes = Uint8Array | string;
 
-/** Read consistency: linearizable (default) or serializable (local, possibly stale). */
+/**
+ * Read consistency: linearizable (default) or serializable (from the node
+ * asked, possibly stale; a client that fails over to a node further behind
+ * may read an older revision than it read before, as with etcd).
+ */
 export type Consistency = "linearizable" | "serializable";
 
 /** Options of a KVClient. */
@@ -79,6 +83,23 @@ export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
 }
+
+/** Options of `KVClient.scanPage`: one page of a prefix or range, at one version. */
+export type ScanPageOptions = CallOptions & {
+  prefix?: Bytes;
+  start?: Bytes;
+  end?: Bytes;
+  limit?: number;
+  version?: number;
+  keysOnly?: boolean;
+  consistency?: Consistency;
+};
+
+/** How long a watch waits for a node to accept it before trying another (no give-up set). */
+const watchAnswerTimeoutMs = 5_000;
+/** Idle time after which a watch's connection is pinged, and how long the answer may take. */
+const watchKeepaliveMs = 5_000;
+const watchKeepaliveTimeoutMs = 3_000;
 
 /** One change delivered by watch(). */
 export interface WatchEvent {
@@ -186,6 +207,28 @@ export function newRequestId(): string {
 const firstBackoffMs = 10;
 const maxBackoffMs = 50;
 
+/** The error a closed client's calls end with (never retried). */
+function clientClosed(): KVError {
+  return new KVError("Closed", "the client is closed");
+}
+
+/** Methods that change the cluster: an attempt that timed out may have taken effect. */
+const writeMethods = new Set([
+  "Put",
+  "Delete",
+  "Txn",
+  "Compact",
+  "MemberAdd",
+  "MemberRemove",
+  "Join",
+  "TransferLeader",
+]);
+
+/** What a timeout means for `method`: for a write, that it may have been applied. */
+function outcomeUnknownNote(method: string): string {
+  return writeMethods.has(method) ? " (an attempt that timed out may have been applied)" : "";
+}
+
 function retryable(e: KVError): boolean {
   return e.code === "NotLeader" || e.code === "NoQuorum" || e.code === "Timeout" ||
     e.code === "Closed";
@@ -261,6 +304,10 @@ export class KVClient implements AsyncDisposable {
         "grpc.max_send_message_length": maxGrpcMessageBytes,
         "grpc.initial_reconnect_backoff_ms": 50,
         "grpc.max_reconnect_backoff_ms": 1_000,
+        // A watch waits on a silent stream: pings find a node that stopped answering (a
+        // SIGSTOPped process, a dropped link) so the watch moves to another.
+        "grpc.keepalive_time_ms": watchKeepaliveMs,
+        "grpc.keepalive_timeout_ms": watchKeepaliveTimeoutMs,
         ...(this.#neverIdle ? { "grpc.client_idle_timeout_ms": maxIdleTimeoutMs } : {}),
       };
       const KV = pkg.KVStore as grpc.ServiceClientConstructor;
@@ -291,6 +338,7 @@ export class KVClient implements AsyncDisposable {
           `${maxGrpcMessageBytes} bytes`,
       );
     }
+    if (this.#closed) throw clientClosed();
     let channel = this.#channels.get(endpoint);
     if (!channel) {
       channel = new H2Channel(endpoint);
@@ -301,6 +349,15 @@ export class KVClient implements AsyncDisposable {
       const leader = r.metadata.get(leaderAddrKey);
       if (leader !== undefined) onLeaderHint?.(leader);
       return def.responseDeserialize(r.response!);
+    }
+    if (this.#closed) throw clientClosed();
+    if (
+      r.maybeProcessed &&
+      (r.code === ChannelStatus.Unavailable || r.code === ChannelStatus.Cancelled)
+    ) {
+      // Lost after it went out: the node may have acted on it, so the outcome is unknown
+      // (retrying with the same request id is safe; reporting "unreachable" would not be).
+      throw new TimeoutError(`${method} to ${endpoint}: ${r.details} after the request was sent`);
     }
     const metadata = { get: (key: string) => r.metadata.has(key) ? [r.metadata.get(key)!] : [] };
     throw fromGrpcError({ code: r.code, details: r.details, metadata });
@@ -315,9 +372,9 @@ export class KVClient implements AsyncDisposable {
     method: string,
     req: Msg,
     toLeader: boolean,
-    opts: CallOptions = {},
+    opts: CallOptions & { retryIfBehind?: boolean } = {},
   ): Promise<Msg> {
-    if (this.#closed) throw new KVError("Closed", "the client is closed");
+    if (this.#closed) throw clientClosed();
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const deadline = Date.now() + timeoutMs;
     const signal = opts.signal ?? this.#signal;
@@ -327,6 +384,7 @@ export class KVClient implements AsyncDisposable {
     let backoffMs = firstBackoffMs;
     for (let attempt = 0; attempt < 1_000; attempt++) {
       signal?.throwIfAborted();
+      if (this.#closed) throw clientClosed();
       const endpoint = toLeader && this.#leader
         ? this.#leader
         : this.endpoints[this.#next % this.endpoints.length];
@@ -347,10 +405,13 @@ export class KVClient implements AsyncDisposable {
         return res;
       } catch (e) {
         signal?.throwIfAborted();
+        if (this.#closed) throw clientClosed();
         const err = e instanceof KVError ? e : new KVError("Internal", String(e));
         attempts.push({ endpoint, error: err.message });
         if (err.code === "Timeout") timedOut = true;
-        if (!retryable(err)) throw err;
+        // A later page of a scan pinned at a revision a lagging node has not reached yet.
+        const behind = opts.retryIfBehind === true && err.code === "FutureVersion";
+        if (!retryable(err) && !behind) throw err;
         if (err instanceof NotLeaderError && err.leaderAddr) {
           this.#leader = dialable(err.leaderAddr);
           if (!toLeader) this.#next = Math.max(0, this.endpoints.indexOf(this.#leader));
@@ -363,8 +424,9 @@ export class KVClient implements AsyncDisposable {
         if (remaining <= 0) {
           if (timedOut) {
             throw new TimeoutError(
-              `${method}: no answer within ${timeoutMs} ms (an attempt that timed out may have ` +
-                `been applied); tried ${describeAttempts(attempts)}`,
+              `${method}: no answer within ${timeoutMs} ms${outcomeUnknownNote(method)}; tried ${
+                describeAttempts(attempts)
+              }`,
             );
           }
           throw new UnreachableClusterError(attempts, timeoutMs);
@@ -376,8 +438,9 @@ export class KVClient implements AsyncDisposable {
     }
     if (timedOut) {
       throw new TimeoutError(
-        `${method}: gave up after ${attempts.length} attempts (one that timed out may have ` +
-          `been applied); tried ${describeAttempts(attempts)}`,
+        `${method}: gave up after ${attempts.length} attempts${outcomeUnknownNote(method)}; tried ${
+          describeAttempts(attempts)
+        }`,
       );
     }
     throw new UnreachableClusterError(attempts, timeoutMs);
@@ -489,16 +552,20 @@ export class KVClient implements AsyncDisposable {
   }
 
   /** One page of keys in a prefix or range, at one version. */
-  async scanPage(
-    opts: CallOptions & {
-      prefix?: Bytes;
-      start?: Bytes;
-      end?: Bytes;
-      limit?: number;
-      version?: number;
-      keysOnly?: boolean;
-      consistency?: Consistency;
-    } = {},
+  scanPage(
+    opts: ScanPageOptions = {},
+  ): Promise<{ kvs: KeyValue[]; more: boolean; version: number }> {
+    return this.#scanPage(opts, false);
+  }
+
+  /**
+   * `retryIfBehind`: a page after the first, pinned at the first page's
+   * revision, may reach a node that has not applied it yet (a serializable
+   * scan failing over to a lagging follower): try again, elsewhere or later.
+   */
+  async #scanPage(
+    opts: ScanPageOptions,
+    retryIfBehind: boolean,
   ): Promise<{ kvs: KeyValue[]; more: boolean; version: number }> {
     const consistency = opts.consistency ?? "linearizable";
     const res = await this.#invoke(
@@ -514,7 +581,7 @@ export class KVClient implements AsyncDisposable {
         consistency: consistency === "serializable" ? "SERIALIZABLE" : "LINEARIZABLE",
       },
       consistency === "linearizable",
-      opts,
+      { ...opts, retryIfBehind },
     );
     return {
       kvs: (res.kvs ?? []).map(keyValueFromWire),
@@ -550,14 +617,14 @@ export class KVClient implements AsyncDisposable {
     const end = "prefix" in range ? prefixEnd(range.prefix) : range.end;
     let version = opts.version ?? 0;
     for (let page = 0; page < 1_000_000; page++) {
-      const res = await this.scanPage({
+      const res = await this.#scanPage({
         ...opts,
         prefix: undefined,
         start,
         end,
         limit: opts.pageSize ?? 1_000,
         version,
-      });
+      }, page > 0);
       version = res.version;
       for (const kv of res.kvs) yield kv;
       if (!res.more || res.kvs.length === 0) return;
@@ -619,12 +686,17 @@ export class KVClient implements AsyncDisposable {
       const onAbort = () => call.cancel();
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#openWatches.add(call);
-      // A node that takes the connection and never answers is given up on like a refusal.
+      // A node that takes the connection and never answers is given up on like a refusal,
+      // after its share of the give-up budget (so every endpoint is tried within it).
       let unanswered = false;
-      const answerTimer = giveUpAfterMs === undefined ? undefined : setTimeout(() => {
+      const answerMs = giveUpAfterMs === undefined ? watchAnswerTimeoutMs : Math.min(
+        giveUpAfterMs - (Date.now() - (downSinceMs ?? Date.now())),
+        Math.max(500, giveUpAfterMs / this.endpoints.length),
+      );
+      const answerTimer = setTimeout(() => {
         unanswered = true;
         call.cancel();
-      }, Math.max(1, giveUpAfterMs - (Date.now() - (downSinceMs ?? Date.now()))));
+      }, Math.max(1, answerMs));
       const queue: Array<{ msg?: Msg; error?: unknown; end?: boolean }> = [];
       let wake: (() => void) | undefined;
       let paused = false;

@@ -24,6 +24,7 @@ import {
   FutureVersionError,
   InvalidArgumentError,
   KVError,
+  NoQuorumError,
   TimeoutError,
 } from "../common/errors.ts";
 import { systemRandom } from "../common/random.ts";
@@ -358,6 +359,35 @@ export class KVNode {
     });
   }
 
+  /** Since when this node has known no leader (undefined: it knows one). */
+  #leaderlessSinceMs: number | undefined;
+
+  /** How long this node has known no leader (0 while it knows one). */
+  #leaderlessForMs(): number {
+    const now = this.clock.nowMs();
+    if (this.replica.softState.leaderId !== "") {
+      this.#leaderlessSinceMs = undefined;
+      return 0;
+    }
+    this.#leaderlessSinceMs ??= now;
+    return now - this.#leaderlessSinceMs;
+  }
+
+  /**
+   * Ends the watches of a node that has known no leader for a while (as
+   * etcd's require-leader watches end): cut off from the cluster, it applies
+   * nothing, and its watchers would wait without a word while writes go on
+   * elsewhere. They are told why and resume on another node.
+   */
+  #endWatchesWithoutLeader(): void {
+    const silent = this.#leaderlessForMs();
+    if (silent < watchWithoutLeaderMs || this.watches.size === 0) return;
+    this.log.warn("ending watches: no leader known", { watches: this.watches.size, ms: silent });
+    this.watches.closeAll(
+      `this node has known no leader for ${silent} ms; reconnect to resume on another node`,
+    );
+  }
+
   /**
    * Releases the kept capture of a failed snapshot transfer once it can no
    * longer be resumed (too old) or its peer is no longer a member. Its pin
@@ -500,6 +530,13 @@ export class KVNode {
   ): Watcher {
     validateWatchTarget(opts.key, opts.prefix);
     const startVersion = validateVersion(opts.startVersion, "start_version");
+    const silent = this.#leaderlessForMs();
+    if (silent >= watchWithoutLeaderMs) {
+      throw new NoQuorumError(
+        `this node has known no leader for ${silent} ms (cut off from the cluster?): its ` +
+          "watches would miss every write; watch through another node",
+      );
+    }
     return this.watches.watch(watchTarget(opts.key, opts.prefix), {
       startVersion,
       prevKv: opts.prevKv,
@@ -725,6 +762,7 @@ export class KVNode {
     );
     node.#keepAliveTimer = clock.setInterval(() => {
       for (const id of node.replica.members.keys()) node.transport.ping(id);
+      node.#endWatchesWithoutLeader();
     }, keepAliveIntervalMs);
     node.#promotionTimer = clock.setInterval(
       () => void node.membership.promoteCaughtUpLearners(node.#deadline(undefined)),
@@ -1306,6 +1344,13 @@ const expiryCheckIntervalMs = 100;
 
 /** How often the leader looks for learners that have caught up. */
 const promotionCheckIntervalMs = 200;
+
+/**
+ * How long a node may know no leader before it ends its watches and refuses
+ * new ones: well past an election (150-300 ms by default), so a leader
+ * change alone does not move every watcher.
+ */
+const watchWithoutLeaderMs = 2_000;
 
 /** How long a failed snapshot transfer may be resumed from the same capture. */
 const snapshotRetryWindowMs = 60_000;

@@ -127,6 +127,66 @@ Deno.test({
   },
 });
 
+/**
+ * A watch served by follower `victim` while `fault` makes it stop answering (SIGSTOP) or
+ * leaves it cut off from its peers: the watcher moves to another node and gets every
+ * event written meanwhile, in order, exactly once. Returns with the fault still on.
+ */
+async function watchThroughFault(
+  cluster: TestCluster,
+  fault: (victim: string) => Promise<void>,
+): Promise<void> {
+  const leader = await cluster.waitForLeader();
+  const victim = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  const others = ["n1", "n2", "n3"].filter((id) => id !== victim);
+  const writer = cluster.client(others, 8_000);
+  const watcherClient = cluster.client([victim, ...others], 8_000);
+  const ac = new AbortController();
+  const written = [(await writer.put("f:0", "v0")).version];
+  const stream = watcherClient.watch({ prefix: "f:", startVersion: written[0], signal: ac.signal });
+  try {
+    assertEquals((await nextWithin(stream, 5_000)).version, written[0]);
+    await fault(victim);
+    for (let i = 1; i <= 5; i++) written.push((await writer.put(`f:${i}`, `v${i}`)).version);
+    const later: number[] = [];
+    for (let i = 1; i <= 5; i++) later.push((await nextWithin(stream, 15_000)).version);
+    assertEquals(later, written.slice(1));
+  } finally {
+    ac.abort();
+  }
+}
+
+Deno.test({
+  name: "watch: a watch on a node that stops answering (SIGSTOP) moves to another node",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3);
+    let stopped: string | undefined;
+    try {
+      await watchThroughFault(cluster, async (victim) => {
+        stopped = victim;
+        await cluster.node(victim).signal("SIGSTOP");
+      });
+    } finally {
+      if (stopped) await cluster.node(stopped).signal("SIGCONT");
+    }
+  },
+});
+
+Deno.test({
+  name: "watch: a node cut off from its peers ends its watches, which resume on another node",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await TestCluster.start(3, { proxies: true });
+    await watchThroughFault(cluster, (victim) => {
+      cluster.mesh!.isolate(victim);
+      return Promise.resolve();
+    });
+  },
+});
+
 Deno.test({
   name: "TTL: keys written before every node restarted still expire",
   sanitizeOps: false,
