@@ -267,7 +267,11 @@ export class KVNode {
     this.snapshotReceiver = new SnapshotReceiver({
       openStaging: () => Engine.open(stagingDir(config), { fs }),
       discardStaging: () => removeDir(stagingDir(config)),
-      deliver: (m) => replica.step([m]),
+      deliver: (m) => {
+        replica.step([m]);
+        const pending = replica.node.pendingSnapshot();
+        return pending?.index === m.snapshot!.meta.index && pending.term === m.snapshot!.meta.term;
+      },
     }, log);
     this.transport = new PeerTransport({
       selfId: config.nodeId,

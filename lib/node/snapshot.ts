@@ -20,7 +20,7 @@
 
 import { splitHostPort } from "../common/host_port.ts";
 import net from "node:net";
-import { ByteReader, ByteWriter, DecodeError } from "../common/bytes.ts";
+import { ByteReader, ByteWriter, DecodeError, equalBytes } from "../common/bytes.ts";
 import { crc32 } from "../common/crc.ts";
 import { snapshotChunkBytes, snapshotIdleTimeoutMs } from "../common/limits.ts";
 import { failpoint } from "../common/failpoints.ts";
@@ -43,6 +43,11 @@ import { systemKey } from "./state_machine.ts";
 export const snapshotRevisionKey = systemKey("m", "snapshot-revision");
 /** System key holding the installed snapshot's Raft metadata (index, term, conf). */
 export const snapshotMetaKey = systemKey("m", "snapshot-meta");
+
+/** Keys a node writes about itself, never streamed in a snapshot. */
+function isNodeLocalKey(key: Uint8Array): boolean {
+  return equalBytes(key, snapshotMetaKey) || equalBytes(key, snapshotRevisionKey);
+}
 
 /** A consistent point of the state machine to stream. */
 export interface CapturedState {
@@ -311,6 +316,9 @@ export class SnapshotSender {
         seq++;
       };
       for await (const kv of state.engine.scan({ atVersion: state.revision, nowMs: 0 })) {
+        // This node's own records of a snapshot it once installed: not part of the state (the
+        // receiver writes its own), and only some replicas hold them.
+        if (isNodeLocalKey(kv.key)) continue;
         await add(kv.key, kv.value, kv.version, kv.expiresAtMs ?? 0);
       }
       await add(snapshotRevisionKey, encodeSnapshotDescriptor(state.revision), state.revision, 0);
@@ -348,13 +356,22 @@ export interface SnapshotReceiverHost {
   openStaging(): Promise<Engine>;
   /** Deletes the staging engine. */
   discardStaging(): Promise<void>;
-  /** Steps the completed snapshot's Raft message into the core. */
-  deliver(m: Message): void;
+  /**
+   * Steps the completed snapshot's Raft message into the core; true when the
+   * core took it to install (false: it holds that index already).
+   */
+  deliver(m: Message): boolean;
 }
 
 interface Staged {
   index: number;
   term: number;
+  /**
+   * The node streaming it: a transfer resumes only from the same sender's
+   * stream (another replica at the same index may order or hold its records
+   * differently, and resuming by a count would skip records).
+   */
+  sender: string;
   revision: number;
   engine: Engine;
   /** Records durably written to the staging engine. */
@@ -366,7 +383,10 @@ interface Staged {
 export class SnapshotReceiver {
   #staged: Staged | undefined;
   #busy = false;
-  /** The staged snapshot being installed (see takeForInstall). */
+  /**
+   * The staged snapshot the Raft core took to install, from delivery until
+   * it is installed: a new transfer meanwhile would discard it.
+   */
   #installing: Staged | undefined;
 
   constructor(
@@ -378,8 +398,8 @@ export class SnapshotReceiver {
 
   /**
    * The staged snapshot if it is complete and matches index and term, handed
-   * over for installing: from here until `adopted`, new transfers are refused
-   * (one would discard the staging directory the install is moving).
+   * over for installing (new transfers are refused from its delivery until
+   * `adopted`: one would discard the staging directory the install moves).
    */
   takeForInstall(index: number, term: number): Engine | undefined {
     const s = this.#staged;
@@ -389,12 +409,21 @@ export class SnapshotReceiver {
   }
 
   /**
-   * Records already held of the snapshot at `index`/`term` (0 when another or
-   * none is staged): where a resumed transfer starts. Answers gRPC's probe.
+   * Records already held of `sender`'s snapshot at `index`/`term` (0 when
+   * another or none is staged): where a resumed transfer starts. Answers
+   * gRPC's probe.
    */
-  recordsHeld(index: number, term: number): number {
+  recordsHeld(index: number, term: number, sender: string): number {
     const s = this.#staged;
-    return s && s.index === index && s.term === term ? s.recordsHeld : 0;
+    return s && s.index === index && s.term === term && s.sender === sender ? s.recordsHeld : 0;
+  }
+
+  /** Closes and deletes the staged engine (broken, or a snapshot the core did not take). */
+  async #discard(): Promise<void> {
+    const s = this.#staged;
+    this.#staged = undefined;
+    if (s) await s.engine.close().catch(() => {});
+    await this.host.discardStaging();
   }
 
   /** Forgets the staged engine (it was installed and is now the node's engine). */
@@ -431,6 +460,17 @@ export class SnapshotReceiver {
       return;
     }
     this.#busy = true;
+    // A write to the staging engine that failed leaves it broken (its WAL keeps the error):
+    // a later transfer must start again on a new one, not resume on this.
+    let stagingFailed = false;
+    const stage = async <T>(op: () => Promise<T>): Promise<T> => {
+      try {
+        return await op();
+      } catch (e) {
+        stagingFailed = true;
+        throw e;
+      }
+    };
     try {
       const nextFrame = () =>
         within(frames.next(), this.idleTimeoutMs, `snapshot from ${from}: waiting for data`);
@@ -446,13 +486,12 @@ export class SnapshotReceiver {
       // An install may have begun while this transfer waited for its first frame.
       if (this.#installing !== undefined) throw new Error("installing the previous snapshot");
       let staged = this.#staged;
-      if (!staged || staged.index !== index || staged.term !== term) {
-        if (staged) await staged.engine.close().catch(() => {});
-        this.#staged = undefined;
-        await this.host.discardStaging();
+      if (!staged || staged.index !== index || staged.term !== term || staged.sender !== m.from) {
+        await this.#discard();
         staged = {
           index,
           term,
+          sender: m.from,
           revision: begin.revision,
           engine: await this.host.openStaging(),
           recordsHeld: 0,
@@ -481,7 +520,7 @@ export class SnapshotReceiver {
             }
             const batch = new WriteBatch();
             readRecords(f.records, f.count, batch);
-            await staged.engine.write(batch, { sync: true });
+            await stage(() => staged!.engine.write(batch, { sync: true }));
             expected += f.count;
             staged.recordsHeld = expected;
           } else if (f.kind === PeerFrameKind.SnapshotEnd) {
@@ -498,9 +537,11 @@ export class SnapshotReceiver {
           encodeSnapshotMeta(index, term, m.snapshot.meta.conf, staged.revision),
           { version: staged.revision },
         );
-        await staged.engine.write(seal, { sync: true, appliedIndex: index });
-        await staged.engine.compactHistory(staged.revision);
-        await staged.engine.flush();
+        await stage(async () => {
+          await staged!.engine.write(seal, { sync: true, appliedIndex: index });
+          await staged!.engine.compactHistory(staged!.revision);
+          await staged!.engine.flush();
+        });
         staged.complete = true;
         this.log.info("snapshot received", {
           from,
@@ -510,10 +551,17 @@ export class SnapshotReceiver {
           records: expected,
         });
       }
-      this.host.deliver(m);
+      if (this.host.deliver(m)) {
+        this.#installing = staged;
+      } else {
+        // The core holds this index already: nothing will install it, so free its copy.
+        this.log.info("the received snapshot is behind this node's log; discarded", { index });
+        await this.#discard();
+      }
       reply({ kind: PeerFrameKind.SnapshotAck, ok: true, recordsHeld: index, reason: "" });
     } catch (e) {
       this.log.warn("snapshot receive failed", { from, error: (e as Error).message });
+      if (stagingFailed) await this.#discard().catch(() => {});
       reply({
         kind: PeerFrameKind.SnapshotAck,
         ok: false,

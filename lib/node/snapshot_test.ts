@@ -1,12 +1,24 @@
 import net from "node:net";
 import { assertEquals, assertTrue } from "../common/test_helpers.ts";
 import { type Message, MessageType, newMessage } from "../raft/types.ts";
-import { encodeMessage } from "../raft/codec.ts";
+import { decodeMessage, encodeMessage } from "../raft/codec.ts";
 import { Engine } from "../storage/engine.ts";
 import { MemFileSystem } from "../storage/mem_fs.ts";
 import { Logger } from "./logger.ts";
 import { type PeerFrame, PeerFrameKind } from "./peer_frame.ts";
-import { SnapshotReceiver, SnapshotSender } from "./snapshot.ts";
+import {
+  decodeSnapshotMeta,
+  encodeSnapshotDescriptor,
+  encodeSnapshotMeta,
+  type SnapshotAckFrame,
+  type SnapshotChannel,
+  snapshotMetaKey,
+  SnapshotReceiver,
+  snapshotRevisionKey,
+  SnapshotSender,
+} from "./snapshot.ts";
+import { WriteBatch } from "../storage/write_batch.ts";
+import { fromUtf8, utf8 } from "../common/bytes.ts";
 import { FrameQueue } from "./transport.ts";
 
 const conf = { voters: ["n1", "n2"], learners: [] };
@@ -40,7 +52,7 @@ function countingReceiver() {
       discarded++;
       return Promise.resolve();
     },
-    deliver: () => {},
+    deliver: () => true,
   }, quiet);
   return { receiver, discarded: () => discarded };
 }
@@ -84,7 +96,7 @@ Deno.test("a snapshot receiver gives up on a sender that goes quiet, and takes t
     {
       openStaging: async () => (staging = await Engine.open("/staging", { fs })),
       discardStaging: async () => {},
-      deliver: () => {},
+      deliver: () => true,
     },
     quiet,
     300,
@@ -161,4 +173,193 @@ Deno.test("a transfer whose first frame arrives after an install began is refuse
   assertEquals(discarded(), before, "the snapshot being installed was left alone");
   receiver.adopted();
   await staged!.close();
+});
+
+/**
+ * A sender's channel straight into `receiver.serve` (as node `from`), with the frames it
+ * carried; the sender may break it after `breakAfterData` data frames.
+ */
+function channelInto(receiver: SnapshotReceiver, sent: PeerFrame[]) {
+  return (): SnapshotChannel => {
+    const frames = new FrameQueue();
+    const acks: SnapshotAckFrame[] = [];
+    let wake: (() => void) | undefined;
+    let serving: Promise<void> | undefined;
+    let closed = false;
+    return {
+      open: () => Promise.resolve(),
+      write(frame) {
+        if (closed) return Promise.reject(new Error("closed"));
+        sent.push(frame);
+        if (frame.kind === PeerFrameKind.SnapshotBegin) {
+          const from = decodeMessage(frame.message).from;
+          serving = receiver.serve(from, frames, (f) => {
+            acks.push(f as SnapshotAckFrame);
+            wake?.();
+          });
+        }
+        frames.push(frame);
+        return Promise.resolve();
+      },
+      async nextAck() {
+        while (acks.length === 0) {
+          if (closed) throw new Error("closed");
+          await new Promise<void>((r) => (wake = r));
+        }
+        return acks.shift()!;
+      },
+      close() {
+        closed = true;
+        frames.end();
+        wake?.();
+        void serving;
+      },
+    };
+  };
+}
+
+/** A receiver staging in memory whose core takes (or refuses) what it delivers. */
+function stagingReceiver(coreTakes = true) {
+  const fs = new MemFileSystem();
+  let discarded = 0;
+  let staging: Engine | undefined;
+  const receiver = new SnapshotReceiver({
+    openStaging: async () => (staging = await Engine.open("/staging", { fs })),
+    discardStaging: () => {
+      discarded++;
+      return Promise.resolve();
+    },
+    deliver: () => coreTakes,
+  }, quiet);
+  return { receiver, discarded: () => discarded, staging: () => staging };
+}
+
+/** A leader's engine with `keys` written at revisions 1.., and a capture of it. */
+async function capturedWith(keys: string[], extra: (b: WriteBatch) => void = () => {}) {
+  const engine = await Engine.open("/kv", { fs: new MemFileSystem() });
+  const batch = new WriteBatch();
+  keys.forEach((k, i) => batch.put(utf8(k), utf8(`v-${k}`), { version: i + 1 }));
+  extra(batch);
+  await engine.write(batch);
+  const state = {
+    index: 5,
+    term: 1,
+    conf,
+    revision: keys.length,
+    engine,
+    release() {},
+    capturedAtMs: 0,
+  };
+  return { engine, state };
+}
+
+Deno.test("a snapshot leaves out the sender's records of its own past installs", async () => {
+  // A leader that once caught up by snapshot holds its own snapshot-meta and -revision records.
+  const { engine, state } = await capturedWith(["a", "b", "c"], (b) => {
+    b.put(snapshotMetaKey, encodeSnapshotMeta(2, 1, conf, 1), { version: 1 });
+    b.put(snapshotRevisionKey, encodeSnapshotDescriptor(1), { version: 1 });
+  });
+  const { receiver, staging } = stagingReceiver();
+  const sent: PeerFrame[] = [];
+  const sender = new SnapshotSender("n1", () => "c1", quiet, channelInto(receiver, sent));
+  try {
+    assertEquals(await sender.send("n2", "n2:1", snapshotMessage(), state), true);
+    const end = sent.find((f) => f.kind === PeerFrameKind.SnapshotEnd) as PeerFrame & {
+      kind: PeerFrameKind.SnapshotEnd;
+    };
+    assertEquals(end.totalRecords, 4, "a, b, c and the snapshot's own revision record");
+    const meta = decodeSnapshotMeta((await staging()!.get(snapshotMetaKey))!.value);
+    assertEquals([meta.index, meta.term], [5, 1], "the receiver's own record of this snapshot");
+  } finally {
+    await engine.close();
+    await staging()?.close().catch(() => {});
+  }
+});
+
+Deno.test("a transfer resumes only from the same sender's stream; another sender starts over", async () => {
+  const { receiver, staging } = stagingReceiver();
+  const partial = (from: string) => {
+    const m = snapshotMessage();
+    m.from = from;
+    const frames = new FrameQueue();
+    frames.push({ kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 });
+    return frames;
+  };
+  // n1's transfer stages nothing and breaks; the staging is kept for n1 to resume.
+  const first = partial("n1");
+  first.end();
+  const acks: PeerFrame[] = [];
+  await receiver.serve("n1", first, (f) => acks.push(f));
+  assertEquals(receiver.recordsHeld(5, 1, "n1"), 0);
+  // A resume is asked by sender: n3 (a new leader at the same index) is told to start over.
+  assertEquals(receiver.recordsHeld(5, 1, "n3"), 0);
+  const fromN3 = partial("n3");
+  fromN3.end();
+  const before = staging();
+  await receiver.serve("n3", fromN3, () => {});
+  assertTrue(staging() !== before, "n3's stream is staged on a new engine");
+  await before?.close().catch(() => {});
+  await receiver.close();
+});
+
+Deno.test("a snapshot the core does not take is discarded; one it takes is kept until installed", async () => {
+  const transfer = (index: number) => {
+    const frames = new FrameQueue();
+    frames.push(beginFrame(index));
+    frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
+    frames.end();
+    return frames;
+  };
+  const refused = stagingReceiver(false);
+  await refused.receiver.serve("n1", transfer(5), () => {});
+  assertEquals(refused.discarded(), 2, "discarded at the start and once the core declined it");
+  assertEquals(refused.receiver.takeForInstall(5, 1), undefined);
+
+  const taken = stagingReceiver(true);
+  await taken.receiver.serve("n1", transfer(5), () => {});
+  // Before the install begins, a newer transfer must not discard what the core will install.
+  const replies: PeerFrame[] = [];
+  await taken.receiver.serve("n1", transfer(9), (f) => replies.push(f));
+  const refusal = replies[0] as SnapshotAckFrame;
+  assertEquals(refusal.ok, false);
+  const engine = taken.receiver.takeForInstall(5, 1);
+  assertTrue(engine !== undefined, "still staged for the install");
+  taken.receiver.adopted();
+  await engine!.close();
+});
+
+Deno.test("a staging write that failed starts the next transfer over on a new staging engine", async () => {
+  const fs = new MemFileSystem();
+  let opened = 0;
+  let failNext = true;
+  const receiver = new SnapshotReceiver({
+    openStaging: async () => {
+      opened++;
+      const engine = await Engine.open(`/staging${opened}`, { fs });
+      const write = engine.write.bind(engine);
+      engine.write = (batch, opts) => {
+        if (failNext) {
+          failNext = false;
+          return Promise.reject(new Error("no space left on device"));
+        }
+        return write(batch, opts);
+      };
+      return engine;
+    },
+    discardStaging: () => Promise.resolve(),
+    deliver: () => true,
+  }, quiet);
+  const { engine, state } = await capturedWith(["a", "b"]);
+  const sender = new SnapshotSender("n1", () => "c1", quiet, channelInto(receiver, []));
+  try {
+    assertEquals(await sender.send("n2", "n2:1", snapshotMessage(), state), false);
+    assertEquals(await sender.send("n2", "n2:1", snapshotMessage(), state), true);
+    assertEquals(opened, 2, "the broken staging engine was not reused");
+    const staged = receiver.takeForInstall(5, 1)!;
+    assertEquals(fromUtf8((await staged.get(utf8("b")))!.value), "v-b");
+    receiver.adopted();
+    await staged.close();
+  } finally {
+    await engine.close();
+  }
 });

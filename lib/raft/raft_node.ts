@@ -341,6 +341,15 @@ export class RaftNode {
     for (const m of out.local) r.step(m);
   }
 
+  /**
+   * The snapshot the core has taken to install and not yet handed out as
+   * persisted (undefined: none): a receiver keeps its copy until then.
+   */
+  pendingSnapshot(): { index: number; term: number } | undefined {
+    const snap = this.#raft.log.unstable.snapshot;
+    return snap ? { index: snap.meta.index, term: snap.meta.term } : undefined;
+  }
+
   /** A point-in-time view of this node. */
   status(): RaftStatus {
     const r = this.#raft;

@@ -423,7 +423,7 @@ async function installSnapshot(
     if (!meta) throw new KVError("InvalidArgument", "the first chunk holds no snapshot message");
     return {
       ok: true,
-      records_held: node.snapshotReceiver.recordsHeld(meta.index, meta.term),
+      records_held: node.snapshotReceiver.recordsHeld(meta.index, meta.term, m.from),
       reason: "",
     };
   }
