@@ -88,7 +88,12 @@ import {
 } from "./txn.ts";
 import { stateMachineEngineOptions } from "./engine_options.ts";
 import { type JoinResult, MembershipManager } from "./membership.ts";
-import { classifyPeer, keepAliveIntervalMs, type PeerHealth } from "../cluster/failure_detector.ts";
+import {
+  classifyPeer,
+  downAfterMs,
+  keepAliveIntervalMs,
+  type PeerHealth,
+} from "../cluster/failure_detector.ts";
 import { HashRing } from "../cluster/hash_ring.ts";
 import type { TimerHandle } from "../common/clock.ts";
 import { validateWatchTarget } from "../server/validation.ts";
@@ -250,13 +255,19 @@ export class KVNode {
     snapshotChannel: SnapshotChannelFactory | undefined,
   ) {
     this.#seeds = new Map(seeds.map((m) => [m.id, m.addr]));
+    const startedAtMs = clock.nowMs();
     this.membership = new MembershipManager(
       config.nodeId,
       () => this.clusterId,
       replica,
       clock,
       log,
-      (id) => classifyPeer(this.transport.peerHealth(id).silentMs),
+      (id) => {
+        const silentMs = this.transport.peerHealth(id).silentMs;
+        // Not heard since this process started: unknown, not down, until it could have been.
+        if (silentMs === undefined && clock.nowMs() - startedAtMs < downAfterMs) return "suspect";
+        return classifyPeer(silentMs);
+      },
     );
     this.snapshotSender = new SnapshotSender(
       config.nodeId,
@@ -363,6 +374,11 @@ export class KVNode {
     });
   }
 
+  /** How long without a leader ends watches: 2 s, or four election timeouts when longer. */
+  #watchWithoutLeaderMs(): number {
+    return Math.max(watchWithoutLeaderMs, 4 * this.config.electionMs);
+  }
+
   /** Since when this node has known no leader (undefined: it knows one). */
   #leaderlessSinceMs: number | undefined;
 
@@ -385,7 +401,7 @@ export class KVNode {
    */
   #endWatchesWithoutLeader(): void {
     const silent = this.#leaderlessForMs();
-    if (silent < watchWithoutLeaderMs || this.watches.size === 0) return;
+    if (silent < this.#watchWithoutLeaderMs() || this.watches.size === 0) return;
     this.log.warn("ending watches: no leader known", { watches: this.watches.size, ms: silent });
     this.watches.closeAll(
       `this node has known no leader for ${silent} ms; reconnect to resume on another node`,
@@ -535,7 +551,7 @@ export class KVNode {
     validateWatchTarget(opts.key, opts.prefix);
     const startVersion = validateVersion(opts.startVersion, "start_version");
     const silent = this.#leaderlessForMs();
-    if (silent >= watchWithoutLeaderMs) {
+    if (silent >= this.#watchWithoutLeaderMs()) {
       throw new NoQuorumError(
         `this node has known no leader for ${silent} ms (cut off from the cluster?): its ` +
           "watches would miss every write; watch through another node",
@@ -1351,8 +1367,9 @@ const promotionCheckIntervalMs = 200;
 
 /**
  * How long a node may know no leader before it ends its watches and refuses
- * new ones: well past an election (150-300 ms by default), so a leader
- * change alone does not move every watcher.
+ * new ones (at least; four election timeouts when that is longer): well past
+ * an election (150-300 ms by default), so a leader change alone does not move
+ * every watcher.
  */
 const watchWithoutLeaderMs = 2_000;
 
@@ -1423,11 +1440,15 @@ function bootstrapEntries(config: NodeConfig): Entry[] {
  * that has not moved on: every member derives the same cluster id from the
  * same --initial-cluster, so a member whose data was lost would otherwise
  * come back as a voter with an empty log, and an election counting it could
- * lose a write it had acknowledged (as etcd refuses a member that "has
- * already been bootstrapped"). Moved on: a peer of that cluster reports
- * writes past the bootstrap's member records, other members, or (its
- * leader) that this node has held the log. Peers that do not answer at
- * once are not waited for: a whole cluster starting together has none.
+ * lose a write it had acknowledged (etcd refuses a member that "has already
+ * been bootstrapped"). Moved on: a peer of that cluster reports writes past
+ * the bootstrap's member records, other members, or (its leader) that this
+ * node has held the log. The cluster keeps no record of which members ever
+ * ran, so a member started late for the first time is refused too (it can
+ * join through --peers), and one wiped before any write or membership change
+ * is not caught unless the leader still counts its entries. Peers that do not
+ * answer at once are not waited for: a whole cluster starting together has
+ * none.
  */
 async function refuseRebootstrap(
   config: NodeConfig,
@@ -1451,9 +1472,10 @@ async function refuseRebootstrap(
       : undefined;
     if (why === undefined) continue;
     throw new StartupError(
-      `cluster ${clusterId} is already running (${why}), and this member's data dir ` +
-        `${config.dataDir} is empty: its data is lost, and it cannot take its old place as a ` +
-        `voter without what it had acknowledged; remove it (rustkvd-cli member remove ` +
+      `cluster ${clusterId} has moved on without this member (${why}), and its data dir ` +
+        `${config.dataDir} is empty. A member that ran before and lost its data must not take ` +
+        `its old place as a voter without what it had acknowledged, and one that never ran ` +
+        `cannot be told apart from it here: remove it (rustkvd-cli member remove ` +
         `${config.nodeId}), then start it with --peers and an empty --data-dir`,
     );
   }

@@ -16,6 +16,7 @@ import { StartupError } from "../node/kv_node.ts";
 import type { JoinResult } from "../node/membership.ts";
 import type { NodeConfig } from "./config.ts";
 import type { PeerReport } from "../node/kv_node.ts";
+import { loadRustkvdDefinition } from "./proto.ts";
 
 /** How long a starting node keeps trying to reach its --peers. */
 export const joinTimeoutMs = 60_000;
@@ -68,6 +69,7 @@ const peerCheckTimeoutMs = 3_000;
  * Lets a node whose data dir belongs to another cluster refuse to start.
  */
 export async function clusterIdOfPeers(config: NodeConfig): Promise<string | undefined> {
+  loadRustkvdDefinition(); // as in statusOfPeers: not out of the call's time
   // Never closed, like the join client (KVClientOptions.neverIdle).
   const client = new KVClient({
     endpoints: config.peers,
@@ -82,15 +84,17 @@ export async function clusterIdOfPeers(config: NodeConfig): Promise<string | und
 }
 
 /** How long a starting static member waits for each other member's status. */
-const staticPeerCheckTimeoutMs = 1_000;
+const staticPeerCheckTimeoutMs = 3_000;
 
 /**
- * The statuses of the nodes at `addrs` that answer within a second, each
- * asked once and at the same time (a refused connection answers at once, so
- * a cluster whose members all start together is not held up).
+ * The statuses of the nodes at `addrs` that answer in time, each asked once
+ * and at the same time (a refused connection answers at once, so a cluster
+ * whose members all start together is not held up).
  */
 export async function statusOfPeers(addrs: string[]): Promise<PeerReport[]> {
   if (addrs.length === 0) return [];
+  // Parsing the proto takes a while on a busy host: not out of the calls' time.
+  loadRustkvdDefinition();
   // Never closed, like the join client (KVClientOptions.neverIdle).
   const client = new KVClient({
     endpoints: addrs,
