@@ -25,6 +25,11 @@ const deliberate = new Map<string, string>([
   ["INCRBYFLOAT c:l 0.000000001", "follows the row before"],
   ["INCRBYFLOAT c:m 0x10", "hexadecimal floats are refused"],
   ["SETRANGE c:big 600000000 x", "the size error names our limit in bytes"],
+  ["SET  v", "keys are 1 to 4096 bytes"],
+  ["SET \0k v", "keys starting with byte 0x00 are reserved for the system"],
+  ["EXPIRE l:a 400000000", "a TTL is at most 10 years"],
+  ["EXPIREAT l:a 9223372036854775", "a deadline is at most 2^53 ms (year 287,396)"],
+  ["SCAN -1", "a cursor is one this node handed out (or 0)"],
 ]);
 
 function script(now: number): string[][] {
@@ -186,6 +191,13 @@ function script(now: number): string[][] {
     ["UNWATCH"],
     ["GET", "t:a"],
     ["EXEC"],
+    // Limits Redis does not have (README: "Limits Redis does not have").
+    ["SET", "", "v"],
+    ["SET", "\0k", "v"],
+    ["SET", "l:a", "x"],
+    ["EXPIRE", "l:a", "400000000"],
+    ["EXPIREAT", "l:a", "9223372036854775"],
+    ["SCAN", "-1"],
   ];
 }
 

@@ -117,11 +117,17 @@ export class ReplyError extends Error {
  * limit; VGET: validateVersion).
  */
 export function argInteger(arg: Uint8Array): number {
+  return Number(argBigInteger(arg));
+}
+
+/** A 64-bit integer argument exactly (where a Number would round past 2^53). */
+export function argBigInteger(arg: Uint8Array): bigint {
   const s = decoder.decode(arg);
-  if (!/^(0|-?[1-9]\d{0,18})$/.test(s) || BigInt(s) > int64Max || BigInt(s) < int64Min) {
+  const n = /^(0|-?[1-9]\d{0,18})$/.test(s) ? BigInt(s) : undefined;
+  if (n === undefined || n > int64Max || n < int64Min) {
     throw new ReplyError("ERR value is not an integer or out of range");
   }
-  return Number(s);
+  return n;
 }
 
 const int64Max = 2n ** 63n - 1n;
@@ -134,8 +140,9 @@ export function buildTable(specs: CommandSpec[]): Map<string, CommandSpec> {
   return table;
 }
 
+/** The arguments an unknown command's error shows, each followed by a space as in Redis. */
 function preview(args: Uint8Array[]): string {
-  return args.slice(1, 8).map((a) => `'${argText(a.subarray(0, 64))}'`).join(" ");
+  return args.slice(1, 8).map((a) => `'${argText(a.subarray(0, 64))}' `).join("");
 }
 
 /**

@@ -25,6 +25,7 @@ import type { KeyValue } from "../node/state_machine.ts";
 import type { TxnWrite } from "../node/command.ts";
 import { readModifyWrite, readModifyWriteKeys } from "./cas.ts";
 import {
+  argBigInteger,
   argInteger,
   argText,
   argWord,
@@ -109,6 +110,9 @@ async function type(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   ctx.out.simple(kv ? "string" : "none");
 }
 
+const int64Max = 2n ** 63n - 1n;
+const int64Min = -(2n ** 63n);
+
 /**
  * EXPIRE/PEXPIRE key amount (relative to now) and EXPIREAT/PEXPIREAT key
  * time (a Unix time); `unitMs` is the unit's length in ms. A deadline
@@ -120,16 +124,8 @@ async function expire(
   unitMs: number,
   absolute = false,
 ): Promise<void> {
-  let amount = argInteger(args[2]);
-  // As Redis: a time past the 64-bit range is an error; one far in the past still deletes the
-  // key; one far in the future (past 2^53 ms here) cannot be a point in time: an error too.
-  if (amount < 0 && !Number.isSafeInteger(amount * unitMs) && amount * unitMs >= -(2 ** 63)) {
-    amount = -1;
-  }
-  if (!Number.isSafeInteger(amount * unitMs)) {
-    throw new ReplyError(`ERR invalid expire time in '${argText(args[0]).toLowerCase()}' command`);
-  }
-  // As Redis 7: options may repeat; NX goes with no other, GT not with LT.
+  // As Redis 7: the options are checked first; they may repeat; NX goes with no other, GT not
+  // with LT.
   const flags = new Set<string>();
   for (const arg of args.slice(3)) {
     const f = argWord(arg);
@@ -144,10 +140,24 @@ async function expire(
   if (flags.has("GT") && flags.has("LT")) {
     throw new ReplyError("ERR GT and LT options at the same time are not compatible");
   }
+  // As Redis, exactly in 64 bits: an amount whose milliseconds, or whose deadline, leaves the
+  // signed 64-bit range is an error. A deadline far in the past deletes the key; one past
+  // 2^53 ms cannot be a point in time here: an error too.
+  const invalid = () =>
+    new ReplyError(`ERR invalid expire time in '${argText(args[0]).toLowerCase()}' command`);
+  let ms = argBigInteger(args[2]);
+  if (unitMs === 1_000) {
+    if (ms > int64Max / 1_000n || ms < int64Min / 1_000n) throw invalid();
+    ms *= 1_000n;
+  }
+  const base = absolute ? 0n : BigInt(Math.floor(ctx.store.node.clock.wallMs()));
+  if (ms > int64Max - base || ms + base > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid();
+  // Far in the past is simply past: keep it a Number.
+  const amountMs = ms < -(2n ** 52n) ? -(2 ** 52) : Number(ms);
   const set = await readModifyWrite(ctx.store, args[1], (cur) => {
     if (!cur) return { action: { kind: "none" }, result: 0 };
     const nowMs = ctx.store.node.clock.wallMs();
-    const at = absolute ? amount * unitMs : nowMs + amount * unitMs;
+    const at = absolute ? amountMs : nowMs + amountMs;
     const has = cur.expiresAtMs > 0;
     // A key without a TTL counts as expiring never: GT never moves it, LT always does.
     const allowed = (!flags.has("NX") || !has) && (!flags.has("XX") || has) &&

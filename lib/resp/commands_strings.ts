@@ -14,6 +14,7 @@ import type { TxnWrite } from "../node/command.ts";
 import { readNeedsIo } from "../storage/engine.ts";
 import { readModifyWrite, readModifyWriteKeys } from "./cas.ts";
 import {
+  argBigInteger,
   argInteger,
   argText,
   argWord,
@@ -312,24 +313,42 @@ interface Decimal {
 const floatFractionDigits = 17;
 /** Redis computes in long double: beyond about 1.19e4932 a result is infinite. */
 const maxFloatIntegerDigits = 4932;
+/** Below about 3.6e-4951 a long double is zero: strtold reports the underflow. */
+const minFloatExponent = -4951;
 
+/**
+ * A number as Redis's strtold reads it (decimal forms only): a value a long
+ * double cannot hold, too large or so small it underflows to zero, is not a
+ * valid float; "inf" is one, whose sum cannot be stored.
+ */
 function parseDecimal(text: string): Decimal {
   if (/^[+-]?inf(inity)?$/i.test(text)) {
     throw new ReplyError("ERR increment would produce NaN or Infinity");
   }
-  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,5}))?$/.exec(text);
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
   if (!m || (m[2] === "" && (m[3] ?? "") === "")) {
     throw new ReplyError("ERR value is not a valid float");
   }
   const fraction = m[3] ?? "";
   let digits = BigInt((m[2] || "0") + fraction);
-  let scale = fraction.length - Number(m[4] ?? 0);
-  if (scale < 0) {
-    if (-scale > maxFloatIntegerDigits) {
-      throw new ReplyError("ERR increment would produce NaN or Infinity");
+  // Exponents far past any long double are clamped (the checks below refuse them alike).
+  const exponent = Number(BigInt.asIntN(64, BigInt(m[4] ?? "0")));
+  let scale = fraction.length - Math.max(-1e6, Math.min(1e6, exponent));
+  if (digits !== 0n) {
+    const magnitude = digits.toString().length - 1 - scale; // decimal exponent of the value
+    if (magnitude >= maxFloatIntegerDigits || magnitude < minFloatExponent) {
+      throw new ReplyError("ERR value is not a valid float");
     }
+  }
+  if (scale < 0) {
     digits *= 10n ** BigInt(-scale);
     scale = 0;
+  }
+  if (scale > -minFloatExponent + 40) {
+    // Digits below a long double's smallest value add nothing: keep the number small.
+    const cut = 10n ** BigInt(scale + minFloatExponent - 40);
+    digits /= cut;
+    scale = -minFloatExponent + 40;
   }
   return { digits: m[1] === "-" ? -digits : digits, scale };
 }
@@ -367,10 +386,11 @@ function addDecimals(a: Decimal, b: Decimal): string {
  * which Redis's strtold takes, are refused.
  */
 async function incrByFloat(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const delta = parseDecimal(argText(args[2]));
+  const deltaText = argText(args[2]);
   const text = await readModifyWrite(ctx.store, args[1], (cur) => {
+    // The stored value is judged first, then the increment, as Redis does.
     const base = cur ? parseDecimal(decoder.decode(cur.value)) : { digits: 0n, scale: 0 };
-    const next = addDecimals(base, delta);
+    const next = addDecimals(base, parseDecimal(deltaText));
     return {
       action: { kind: "put", value: encoder.encode(next), expiresAtMs: cur?.expiresAtMs ?? 0 },
       result: next,
@@ -384,12 +404,15 @@ async function incrByFloat(ctx: CommandContext, args: Uint8Array[]): Promise<voi
  * offsets count from the end, and the range is clipped to the value.
  */
 async function getrange(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  let start = argInteger(args[2]);
-  let end = argInteger(args[3]);
+  // Compared exactly: past 2^53 two different indexes can round to one Number.
+  const startExact = argBigInteger(args[2]);
+  const endExact = argBigInteger(args[3]);
+  let start = Number(startExact);
+  let end = Number(endExact);
   const kv = await ctx.store.get(args[1], ctx.consistency);
   const value = kv?.value ?? new Uint8Array(0);
   const n = value.length;
-  if (start < 0 && end < 0 && start > end) {
+  if (startExact < 0n && endExact < 0n && startExact > endExact) {
     ctx.out.bulk(new Uint8Array(0));
     return;
   }

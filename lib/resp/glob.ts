@@ -81,7 +81,8 @@ function matchToken(pattern: Uint8Array, p: number, b: number): number {
       if (pattern[i] === BACKSLASH && i + 1 < pattern.length) {
         if (pattern[i + 1] === b) matched = true;
         i += 2;
-      } else if (i + 2 < pattern.length && pattern[i + 1] === DASH && pattern[i + 2] !== CLOSE) {
+      } else if (i + 2 < pattern.length && pattern[i + 1] === DASH) {
+        // As Redis: `]` may end a range ([b-] is the range ] to b, and the class runs on).
         const lo = Math.min(pattern[i], pattern[i + 2]);
         const hi = Math.max(pattern[i], pattern[i + 2]);
         if (b >= lo && b <= hi) matched = true;

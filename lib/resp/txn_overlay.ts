@@ -141,7 +141,10 @@ export class TxnOverlay implements TransactionalStore {
     checkWrite(key, value, expiresAtMs, this.node.clock.wallMs());
     const t = ifVersion === undefined ? this.#blind(key) : await this.#expect(key, ifVersion);
     const version = this.#nextVersion++;
-    t.current = { key, value, version, expiresAtMs };
+    // A deadline already past (SET ... PXAT 1) leaves the key absent for the commands after it,
+    // as in Redis, where such a SET deletes the key.
+    const expired = expiresAtMs !== 0 && expiresAtMs <= this.#ttlAtMs;
+    t.current = expired ? undefined : { key, value, version, expiresAtMs };
     t.written = true;
     return version;
   }

@@ -175,7 +175,7 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertTrue(
         isError(
           await leader.call("NOPE", "a", "b"),
-          /^ERR unknown command 'NOPE', with args beginning with: 'a' 'b'$/,
+          /^ERR unknown command 'NOPE', with args beginning with: 'a' 'b' $/,
         ),
         "unknown",
       );
@@ -260,6 +260,26 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertEquals(await leader.call("STRLEN", "ap"), 6);
       assertEquals(await leader.call("STRLEN", "nokey"), 0);
       assertTrue(isError(await leader.call("SET", "\0sys", "x"), /^ERR .*reserved/), "reserved");
+      // Indexes past 2^53 are compared exactly (rounded, these two were equal).
+      assertEquals(
+        await leader.call("GETRANGE", "ap", "-9223372036854775807", "-9223372036854775808"),
+        "",
+      );
+      // INCRBYFLOAT reads numbers as strtold does: any exponent length; an underflow to zero
+      // is not a valid float; the stored value is judged before the increment.
+      assertEquals(await leader.call("INCRBYFLOAT", "fl:a", "1e000001"), "10");
+      assertTrue(
+        isError(
+          await leader.call("INCRBYFLOAT", "fl:b", "1e-5000"),
+          /^ERR value is not a valid float$/,
+        ),
+        "underflow",
+      );
+      assertEquals(await leader.call("EXISTS", "fl:b"), 0);
+      assertTrue(
+        isError(await leader.call("INCRBYFLOAT", "ap", "-inf"), /^ERR value is not a valid float$/),
+        "the stored value first",
+      );
     });
 
     await t.step("VGET reads a key as of a past version", async () => {
@@ -373,6 +393,23 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertEquals(left, [null, null, null]);
       assertEquals(await leader.call("TTL", "t:1"), -2);
       assertEquals(await leader.call("EXISTS", "t:1", "t:2", "t:3"), 0);
+      // As Redis: options are checked before the amount, and an amount whose milliseconds
+      // leave the 64-bit range is an error that leaves the key alone.
+      assertEquals(await leader.call("SET", "t:big", "x"), "OK");
+      assertTrue(
+        isError(await leader.call("EXPIRE", "t:big", "abc", "BOGUS"), /^ERR Unsupported option/),
+        "options first",
+      );
+      assertTrue(
+        isError(
+          await leader.call("EXPIRE", "t:big", "-9223372036854776"),
+          /^ERR invalid expire time in 'expire' command$/,
+        ),
+        "out of range",
+      );
+      assertEquals(await leader.call("EXISTS", "t:big"), 1);
+      assertEquals(await leader.call("EXPIRE", "t:big", "-9223372036854775"), 1);
+      assertEquals(await leader.call("EXISTS", "t:big"), 0);
     });
 
     await t.step(
@@ -548,6 +585,15 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         ]]),
         ["OK", "QUEUED", "QUEUED", "QUEUED", ["OK", 2, "2"]],
       );
+      // A write whose deadline has passed leaves the key absent for the commands after it.
+      assertEquals(
+        await leader.pipeline([["MULTI"], ["SET", "tx:p", "5", "PXAT", "1"], ["INCR", "tx:p"], [
+          "TTL",
+          "tx:p",
+        ], ["EXEC"]]),
+        ["OK", "QUEUED", "QUEUED", "QUEUED", ["OK", 1, -1]],
+      );
+      assertEquals(await leader.call("GET", "tx:p"), "1");
       // Each command sees the ones before it (a key deleted twice is counted once).
       assertEquals(
         await leader.pipeline([["MULTI"], ["SET", "tx:d", "1"], ["DEL", "tx:d", "tx:d"], ["EXEC"]]),

@@ -20,6 +20,12 @@ Deno.test("glob: wildcards, classes and escapes", () => {
   assertEquals(m("a\\*b", "axb"), false);
   assertEquals(m("*:1*", "user:12"), true);
   assertEquals(dec.decode(literalPrefix(enc.encode("us\\*er:*x"))), "us*er:");
+  // As Redis: `]` may end a range, [b-] is ] to b (and the class then runs to the pattern's end).
+  assertEquals(["p:-", "p:]", "p:a", "p:b", "p:c"].filter((k) => m("p:[b-]", k)), [
+    "p:]",
+    "p:a",
+    "p:b",
+  ]);
 });
 
 /** The matcher's definition by recursion (exponential on some patterns: small inputs only). */
@@ -41,7 +47,7 @@ function referenceMatch(pattern: Uint8Array, key: Uint8Array, p = 0, k = 0): boo
       if (pattern[i] === 0x5c && i + 1 < pattern.length) {
         matched ||= pattern[i + 1] === key[k];
         i += 2;
-      } else if (i + 2 < pattern.length && pattern[i + 1] === 0x2d && pattern[i + 2] !== 0x5d) {
+      } else if (i + 2 < pattern.length && pattern[i + 1] === 0x2d) {
         const [lo, hi] = [
           Math.min(pattern[i], pattern[i + 2]),
           Math.max(pattern[i], pattern[i + 2]),
