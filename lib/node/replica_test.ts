@@ -140,18 +140,23 @@ class HeldLogFs implements FileSystem {
   }
 }
 
-Deno.test("a leader commits with its followers' copies but applies only what its own log holds", async () => {
+/**
+ * Three replicas whose Raft logs can be held (HeldLogFs), over an in-process
+ * network where each batch of messages arrives a turn later.
+ */
+async function heldLogCluster() {
   const ids = ["n1", "n2", "n3"];
   const fss = ids.map(() => new HeldLogFs(new MemFileSystem()));
   const replicas: Replica[] = [];
   const engines: Engine[] = [];
+  const stores: RaftLogStore[] = [];
   for (let i = 0; i < ids.length; i++) {
     const store = await RaftLogStore.open(fss[i], "/raft", 0, conf);
     const engine = await Engine.open("/sm", { fs: fss[i] });
+    stores.push(store);
     engines.push(engine);
     replicas.push(replicaOf(ids[i], store, new StateMachine(engine)));
   }
-  // An in-process network: each batch of messages arrives a turn later.
   for (const r of replicas) {
     r.transport = {
       send: (messages) => {
@@ -162,6 +167,11 @@ Deno.test("a leader commits with its followers' copies but applies only what its
       },
     };
   }
+  return { fss, replicas, engines, stores };
+}
+
+Deno.test("a leader commits with its followers' copies but applies only what its own log holds", async () => {
+  const { fss, replicas, engines } = await heldLogCluster();
   const [n1] = replicas;
   try {
     n1.node.campaign();
@@ -190,28 +200,7 @@ Deno.test("a leader commits with its followers' copies but applies only what its
 });
 
 Deno.test("a leader deposed while its own write is in flight never makes a commit index past its log durable", async () => {
-  const ids = ["n1", "n2", "n3"];
-  const fss = ids.map(() => new HeldLogFs(new MemFileSystem()));
-  const replicas: Replica[] = [];
-  const engines: Engine[] = [];
-  const stores: RaftLogStore[] = [];
-  for (let i = 0; i < ids.length; i++) {
-    const store = await RaftLogStore.open(fss[i], "/raft", 0, conf);
-    const engine = await Engine.open("/sm", { fs: fss[i] });
-    stores.push(store);
-    engines.push(engine);
-    replicas.push(replicaOf(ids[i], store, new StateMachine(engine)));
-  }
-  for (const r of replicas) {
-    r.transport = {
-      send: (messages) => {
-        for (const m of messages) {
-          const to = replicas[ids.indexOf(m.to)];
-          setTimeout(() => to.step([m]), 0);
-        }
-      },
-    };
-  }
+  const { fss, replicas, engines, stores } = await heldLogCluster();
   const turn = () => new Promise((r) => setTimeout(r, 1));
   const [n1] = replicas;
   let crashed: MemFileSystem | undefined;

@@ -42,6 +42,15 @@ function beginFrame(index: number): PeerFrame {
   return { kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 };
 }
 
+/** The frames of a whole transfer of an empty snapshot at `index`. */
+function transfer(index: number): FrameQueue {
+  const frames = new FrameQueue();
+  frames.push(beginFrame(index));
+  frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
+  frames.end();
+  return frames;
+}
+
 /** A receiver staging in memory that counts how often it discarded its staging directory. */
 function countingReceiver() {
   const fs = new MemFileSystem();
@@ -126,13 +135,6 @@ Deno.test("a snapshot receiver gives up on a sender that goes quiet, and takes t
 
 Deno.test("a snapshot being installed is not discarded by a new transfer", async () => {
   const { receiver, discarded } = countingReceiver();
-  const transfer = (index: number) => {
-    const frames = new FrameQueue();
-    frames.push(beginFrame(index));
-    frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
-    frames.end();
-    return frames;
-  };
   const replies: PeerFrame[] = [];
   await receiver.serve("n1", transfer(5), (f) => replies.push(f));
   assertEquals(replies.map((f) => f.kind === PeerFrameKind.SnapshotAck && f.ok), [true, true]);
@@ -152,11 +154,7 @@ Deno.test("a snapshot being installed is not discarded by a new transfer", async
 
 Deno.test("a transfer whose first frame arrives after an install began is refused, and the staged snapshot kept", async () => {
   const { receiver, discarded } = countingReceiver();
-  const done = new FrameQueue();
-  done.push(beginFrame(5));
-  done.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
-  done.end();
-  await receiver.serve("n1", done, () => {});
+  await receiver.serve("n1", transfer(5), () => {});
   // A new transfer starts (the receiver is free), but its begin frame is still on its way.
   const late = new FrameQueue();
   const replies: PeerFrame[] = [];
@@ -303,13 +301,6 @@ Deno.test("a transfer resumes only from the same sender's stream; another sender
 });
 
 Deno.test("a snapshot the core does not take is discarded; one it takes is kept until installed", async () => {
-  const transfer = (index: number) => {
-    const frames = new FrameQueue();
-    frames.push(beginFrame(index));
-    frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
-    frames.end();
-    return frames;
-  };
   const refused = stagingReceiver(false);
   await refused.receiver.serve("n1", transfer(5), () => {});
   assertEquals(refused.discarded(), 2, "discarded at the start and once the core declined it");

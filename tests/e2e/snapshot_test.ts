@@ -172,6 +172,22 @@ Deno.test({
   },
 });
 
+/**
+ * A follower stopped while 250 writes go in and the leader cuts its log past them: once
+ * started again it must catch up by snapshot.
+ */
+async function followerLeftBehindACut(cluster: TestCluster) {
+  const parts = await leaderAndFollower(cluster);
+  await parts.lagging.kill();
+  for (let i = 0; i < 250; i++) await parts.client.put(`k${i}`, `v${i}`);
+  await waitFor(
+    "the leader to compact its log",
+    () => cluster.node(parts.leader).output.includes("compacted the raft log"),
+    { timeoutMs: 15_000 },
+  );
+  return parts;
+}
+
 for (const transport of ["native", "grpc"]) {
   Deno.test({
     name: `a snapshot transfer broken halfway resumes where it stopped (${transport})`,
@@ -182,14 +198,7 @@ for (const transport of ["native", "grpc"]) {
         extraArgs: ["--snapshot-entries", "50", "--snapshot-transport", transport],
         env: { RUSTKVD_FAILPOINTS: "snapshot-send-break-after=100" },
       });
-      const { leader, client, lagging } = await leaderAndFollower(cluster);
-      await lagging.kill();
-      for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
-      await waitFor(
-        "the leader to compact its log",
-        () => cluster.node(leader).output.includes("compacted the raft log"),
-        { timeoutMs: 15_000 },
-      );
+      const { leader, client, lagging } = await followerLeftBehindACut(cluster);
       await lagging.start();
       const target = (await client.status({ endpoint: cluster.node(leader).addr })).revision;
       const local = cluster.client([lagging.id]);
@@ -230,14 +239,7 @@ Deno.test({
       extraArgs: ["--snapshot-entries", "50"],
       env: { RUSTKVD_FAILPOINTS: "snapshot-send-break-after=100" },
     });
-    const { leader, client, lagging } = await leaderAndFollower(cluster);
-    await lagging.kill();
-    for (let i = 0; i < 250; i++) await client.put(`k${i}`, `v${i}`);
-    await waitFor(
-      "the leader to compact its log",
-      () => cluster.node(leader).output.includes("compacted the raft log"),
-      { timeoutMs: 15_000 },
-    );
+    const { leader, client, lagging } = await followerLeftBehindACut(cluster);
     // The follower dies again as its transfer breaks: the leader keeps the capture to resume.
     await lagging.start();
     await waitFor(
