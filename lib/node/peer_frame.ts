@@ -158,6 +158,9 @@ function decodeBody(kind: number, body: Uint8Array, at: number): PeerFrame {
   return frame;
 }
 
+/** The largest first frame an accepting side reads (a Hello: two short strings and a number). */
+export const maxHelloFrameBytes = 1024;
+
 /**
  * Incremental decoder: feed it whatever the socket delivers (frames split or
  * joined at any byte), get back complete frames. Raises DecodeError on a bad
@@ -167,12 +170,19 @@ export class PeerFrameDecoder {
   /** The preamble or a frame that the last chunk ended inside. */
   readonly #partial = new PartialUnit();
   #expectPreamble: boolean;
+  /**
+   * The accepting side's first frame must be a Hello (under 600 bytes): it is
+   * held to this size, so a stranger on the port cannot make us allocate up
+   * to a frame's 8 MiB before saying who it is.
+   */
+  #firstFrameLimit: number | undefined;
   /** Bytes consumed so far (for error offsets). */
   consumed = 0;
 
   /** `expectPreamble`: the stream starts with magic + version (the accepting side). */
   constructor(expectPreamble: boolean) {
     this.#expectPreamble = expectPreamble;
+    this.#firstFrameLimit = expectPreamble ? maxHelloFrameBytes : undefined;
   }
 
   /** Appends bytes and returns every frame now complete. */
@@ -216,9 +226,12 @@ export class PeerFrameDecoder {
   #unitSize(b: Uint8Array, at: number): number {
     if (this.#expectPreamble) return 5;
     const length = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
-    if (length < 1 || length > maxPeerFrameBytes) {
+    const limit = this.#firstFrameLimit ?? maxPeerFrameBytes;
+    if (length < 1 || length > limit) {
       throw new DecodeError(
-        `peer frame length ${length} outside 1..${maxPeerFrameBytes}`,
+        `peer frame length ${length} outside 1..${limit}${
+          this.#firstFrameLimit === undefined ? "" : " (the hello frame)"
+        }`,
         this.consumed,
       );
     }
@@ -243,6 +256,7 @@ export class PeerFrameDecoder {
     }
     const body = copyBody ? b.slice(at + 5, at + size) : b.subarray(at + 5, at + size);
     const frame = decodeBody(b[at + 4], body, this.consumed + 4);
+    this.#firstFrameLimit = undefined;
     this.#advance(size);
     return frame;
   }

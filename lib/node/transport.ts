@@ -57,15 +57,38 @@ export interface TransportHost {
   ): Promise<void>;
 }
 
+/**
+ * Flow control of a FrameQueue: `pause` once it holds `high` frames, and
+ * `resume` when its consumer has taken it down to `low`, so that a fast
+ * sender is held back by TCP (or HTTP/2) flow control instead of filling
+ * memory with a snapshot the disk has not staged yet.
+ */
+export interface FrameQueueFlow {
+  high: number;
+  low: number;
+  pause(): void;
+  resume(): void;
+}
+
+/** Frames of one snapshot stream held before the receiver stops reading (about 8 MiB). */
+export const snapshotQueueHighFrames = 8;
+
 /** Frames pushed by a connection and pulled by an async consumer. */
 export class FrameQueue implements AsyncIterableIterator<PeerFrame> {
   #items: PeerFrame[] = [];
   #ended = false;
   #wake: (() => void) | undefined;
+  #paused = false;
+
+  constructor(readonly flow?: FrameQueueFlow) {}
 
   push(f: PeerFrame): void {
     this.#items.push(f);
     this.#wake?.();
+    if (this.flow && !this.#paused && this.#items.length >= this.flow.high) {
+      this.#paused = true;
+      this.flow.pause();
+    }
   }
 
   end(): void {
@@ -79,6 +102,10 @@ export class FrameQueue implements AsyncIterableIterator<PeerFrame> {
       this.#wake = undefined;
     }
     const f = this.#items.shift();
+    if (this.flow && this.#paused && this.#items.length <= this.flow.low) {
+      this.#paused = false;
+      this.flow.resume();
+    }
     return f ? { value: f, done: false } : { value: undefined, done: true };
   }
 
@@ -114,8 +141,19 @@ class PeerLink {
   pingPending = false;
   /** When the oldest unanswered heartbeat went out (0: none), for the round-trip time. */
   heartbeatSentMs = 0;
+  /** When the current connection was made (0: not connected). */
+  connectedAtMs = 0;
   constructor(readonly id: string) {}
 }
+
+/**
+ * A connection that lasted this long resets its link's backoff when it ends;
+ * a shorter one (a peer that accepts, then refuses or closes) keeps doubling
+ * it, instead of being redialled every 25 ms.
+ */
+const stableConnectionMs = 1_000;
+/** A peer connection that sends nothing this long is dropped (peers ping every 250 ms). */
+const peerIdleTimeoutMs = 10_000;
 
 /** Sends Raft messages to peers and accepts their connections. */
 export class PeerTransport {
@@ -193,6 +231,7 @@ export class PeerTransport {
   }
 
   #drop(link: PeerLink): void {
+    link.heartbeatSentMs = 0; // a dropped heartbeat is never answered: no round trip from it
     if (link.queue.length === 0) return;
     this.stats.messagesDropped += link.queue.length;
     link.queue = [];
@@ -261,7 +300,7 @@ export class PeerTransport {
         encodeConnectionPreamble(this.host.clusterId(), this.host.selfId, this.host.voteQuietMs()),
       );
       link.connected = true;
-      link.backoffMs = initialBackoffMs;
+      link.connectedAtMs = Date.now();
       this.log.debug("peer connected", { peer: link.id, addr: address });
       this.#flush(link);
     });
@@ -289,6 +328,10 @@ export class PeerTransport {
     const socket = link.socket;
     link.socket = undefined;
     link.connected = false;
+    if (link.connectedAtMs !== 0 && Date.now() - link.connectedAtMs >= stableConnectionMs) {
+      link.backoffMs = initialBackoffMs;
+    }
+    link.connectedAtMs = 0;
     link.nextAttemptMs = Date.now() + link.backoffMs;
     link.backoffMs = Math.min(maxBackoffMs, link.backoffMs * 2);
     socket?.destroy();
@@ -307,6 +350,9 @@ export class PeerTransport {
     }
     this.#incoming.add(socket);
     socket.setNoDelay(true);
+    // A peer sends a Hello at once and pings every 250 ms: silence means it is gone (or was
+    // never a peer); a snapshot stream sets its own, longer limit below.
+    socket.setTimeout(peerIdleTimeoutMs, () => socket.destroy());
     const decoder = new PeerFrameDecoder(true);
     let from = "";
     const refuse = (reason: string) => {
@@ -328,14 +374,26 @@ export class PeerTransport {
           clusterId = f.clusterId;
           const problem = this.#checkCluster(clusterId);
           if (problem) return refuse(problem);
-          if (f.voteQuietMs !== undefined) this.host.peerVoteQuiet(from, f.voteQuietMs);
+          if (f.voteQuietMs !== undefined) {
+            this.host.peerVoteQuiet(from, f.voteQuietMs);
+            this.#newInboundFrom(from, socket); // snapshot connections carry no voteQuietMs
+          }
         } else if (from === "") {
           return refuse("traffic before the hello frame");
         } else if (f.kind === PeerFrameKind.Batch) {
           const problem = this.receiveBatch(clusterId, from, f.messages);
           if (problem) return refuse(problem);
         } else if (f.kind === PeerFrameKind.SnapshotBegin) {
-          const queue = new FrameQueue();
+          // Not read further while the staging falls behind: TCP holds the sender back.
+          const queue = new FrameQueue({
+            high: snapshotQueueHighFrames,
+            low: 2,
+            pause: () => socket.pause(),
+            resume: () => {
+              socket.resume();
+              socket.setTimeout(snapshotIdleTimeoutMs); // the pause was ours, not the sender's
+            },
+          });
           snapshotFrames = queue;
           queue.push(f);
           socket.on("close", () => queue.end());
@@ -358,8 +416,36 @@ export class PeerTransport {
     };
     socket.on("data", onData);
     socket.on("error", () => {});
-    socket.on("close", () => this.#incoming.delete(socket));
+    socket.on("close", () => {
+      this.#incoming.delete(socket);
+      if (this.#inboundFrom.get(from) === socket) this.#inboundFrom.delete(from);
+    });
     onData(firstChunk);
+  }
+
+  /** Each peer's current incoming Raft connection. */
+  #inboundFrom = new Map<string, net.Socket>();
+
+  /**
+   * A peer dialled us again while its earlier connection still looks open
+   * to us: that one is dead without a reset (its host crashed or a middlebox
+   * lost it), and our own connection to the peer, made as long ago, likely
+   * is too; writes on it would wait for TCP to give up (minutes). Both are
+   * dropped, and ours is dialled again on the next send.
+   */
+  #newInboundFrom(from: string, socket: net.Socket): void {
+    const earlier = this.#inboundFrom.get(from);
+    this.#inboundFrom.set(from, socket);
+    if (earlier === undefined || earlier === socket || earlier.destroyed) return;
+    earlier.destroy();
+    const link = this.#links.get(from);
+    if (link?.socket) {
+      this.log.info("peer reconnected while its old connection looked open; redialling it", {
+        peer: from,
+      });
+      this.#disconnect(link, "the peer reconnected");
+      link.nextAttemptMs = 0; // at once, no backoff
+    }
   }
 
   #checkCluster(clusterId: string): string | undefined {
@@ -417,6 +503,7 @@ export class PeerTransport {
         return `malformed raft message from ${from}: ${(e as Error).message}`;
       }
       if (m.to !== this.host.selfId) return `message for ${m.to} delivered to ${this.host.selfId}`;
+      if (m.from !== from) return `message from ${m.from} on ${from}'s connection`;
       messages.push(m);
     }
     const now = Date.now();

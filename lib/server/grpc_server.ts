@@ -32,7 +32,7 @@ import {
 import { H2ServerConnection } from "./h2/connection.ts";
 import { outcomeToWire, txnFromWire } from "./txn_wire.ts";
 import { keyValueToWire } from "./key_value_wire.ts";
-import { FrameQueue } from "../node/transport.ts";
+import { FrameQueue, snapshotQueueHighFrames } from "../node/transport.ts";
 import { PeerFrameKind } from "../node/peer_frame.ts";
 import { decodeMessage } from "../raft/codec.ts";
 import { listen } from "./listener.ts";
@@ -362,6 +362,42 @@ function adminHandlers(node: KVNode): ServiceHandlers {
 }
 
 /**
+ * A FrameQueue its producer awaits (`room()`) once it holds a few frames:
+ * chunks are then pulled from the call only while the staging keeps up, and
+ * HTTP/2 flow control holds the sender back instead of this node buffering
+ * the whole snapshot.
+ */
+class GatedFrameQueue extends FrameQueue {
+  #room: Promise<void> | undefined;
+  #open = () => {};
+
+  constructor() {
+    super({
+      high: snapshotQueueHighFrames,
+      low: 2,
+      pause: () => (this.#room = new Promise((r) => (this.#open = r))),
+      resume: () => {
+        this.#room = undefined;
+        this.#open();
+      },
+    });
+  }
+
+  #released = false;
+
+  /** Resolves once the queue has room again (at once when it has, or once released). */
+  room(): Promise<void> {
+    return this.#released ? Promise.resolve() : this.#room ?? Promise.resolve();
+  }
+
+  /** The consumer is done: the producer is never held again (it drains the call). */
+  release(): void {
+    this.#released = true;
+    this.#open();
+  }
+}
+
+/**
  * InstallSnapshot: the chunks become the native channel's snapshot frames
  * and go to the same receiver. A probe is answered from what is staged; a
  * stream is answered with the receiver's last acknowledgement.
@@ -370,7 +406,7 @@ async function installSnapshot(
   node: KVNode,
   chunks: AsyncIterable<Req>,
 ): Promise<Req> {
-  const frames = new FrameQueue();
+  const frames = new GatedFrameQueue();
   let first: Req | undefined;
   let failure: Error | undefined;
   const onChunk = (c: Req) => {
@@ -404,9 +440,27 @@ async function installSnapshot(
     }
   };
   (async () => {
-    for await (const c of chunks) onChunk(c);
+    for await (const c of chunks) {
+      onChunk(c);
+      await frames.room();
+    }
   })().finally(() => frames.end());
+  try {
+    return await answerSnapshotCall(node, frames, () => first, () => failure);
+  } finally {
+    frames.release();
+  }
+}
+
+/** Answers one InstallSnapshot call from its frames: a probe, or a stream for the receiver. */
+async function answerSnapshotCall(
+  node: KVNode,
+  frames: GatedFrameQueue,
+  firstChunk: () => Req | undefined,
+  failed: () => Error | undefined,
+): Promise<Req> {
   const begin = await frames.next();
+  const first = firstChunk();
   if (begin.done || first === undefined) {
     throw new KVError("InvalidArgument", "an InstallSnapshot call needs a first chunk");
   }
@@ -428,26 +482,34 @@ async function installSnapshot(
     };
   }
   // Hand the receiver the stream from its begin frame again.
-  const replay = new FrameQueue();
+  const replay = new GatedFrameQueue();
   replay.push(begin.value);
-  (async () => {
-    for await (const f of frames) replay.push(f);
-    replay.end();
-  })();
-  let last: Req = { ok: false, records_held: 0, reason: "no acknowledgement" };
-  const problem = await node.transport.receiveSnapshotStream(
-    first.cluster_id ?? "",
-    first.from ?? "",
-    replay,
-    (f) => {
-      if (f.kind === PeerFrameKind.SnapshotAck) {
-        last = { ok: f.ok, records_held: f.recordsHeld, reason: f.reason };
+  try {
+    (async () => {
+      for await (const f of frames) {
+        replay.push(f);
+        await replay.room();
       }
-    },
-  );
-  if (problem) return { ok: false, records_held: 0, reason: problem };
-  if (failure) return { ok: false, records_held: 0, reason: failure.message };
-  return last;
+      replay.end();
+    })();
+    let last: Req = { ok: false, records_held: 0, reason: "no acknowledgement" };
+    const problem = await node.transport.receiveSnapshotStream(
+      first.cluster_id ?? "",
+      first.from ?? "",
+      replay,
+      (f) => {
+        if (f.kind === PeerFrameKind.SnapshotAck) {
+          last = { ok: f.ok, records_held: f.recordsHeld, reason: f.reason };
+        }
+      },
+    );
+    if (problem) return { ok: false, records_held: 0, reason: problem };
+    const failure = failed();
+    if (failure) return { ok: false, records_held: 0, reason: failure.message };
+    return last;
+  } finally {
+    replay.release();
+  }
 }
 
 /**
