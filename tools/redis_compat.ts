@@ -191,6 +191,7 @@ function script(now: number): string[][] {
     ["UNWATCH"],
     ["GET", "t:a"],
     ["EXEC"],
+    ["NOPE", "a", "b", "c", "d", "e", "f", "g", "h", "i", "x".repeat(100), "tail"],
     // Limits Redis does not have (README: "Limits Redis does not have").
     ["SET", "", "v"],
     ["SET", "\0k", "v"],

@@ -157,8 +157,8 @@ export interface KVNodeOptions {
   clusterIdOfPeers?: (config: NodeConfig) => Promise<string | undefined>;
   /**
    * What the other members of a static cluster (--initial-cluster) report,
-   * from those that answer at once; asked before a node with an empty data
-   * dir bootstraps (see #refuseRebootstrap).
+   * from those that answer within 3 s; asked before a node with an empty
+   * data dir bootstraps (see refuseRebootstrap).
    */
   statusOfPeers?: (addrs: string[]) => Promise<PeerReport[]>;
   /** How snapshots reach lagging followers (default: the native peer channel). */
@@ -1446,9 +1446,9 @@ function bootstrapEntries(config: NodeConfig): Entry[] {
  * node has held the log. The cluster keeps no record of which members ever
  * ran, so a member started late for the first time is refused too (it can
  * join through --peers), and one wiped before any write or membership change
- * is not caught unless the leader still counts its entries. Peers that do not
- * answer at once are not waited for: a whole cluster starting together has
- * none.
+ * is not caught unless the leader still counts its entries. Each peer gets
+ * up to 3 s to answer (a refused connection answers at once, so a whole
+ * cluster starting together is not held up).
  */
 async function refuseRebootstrap(
   config: NodeConfig,

@@ -423,8 +423,11 @@ export class SnapshotReceiver {
     const s = this.#staged;
     this.#staged = undefined;
     if (s) await s.engine.close().catch(() => {});
-    await this.host.discardStaging();
+    // After close() the data dir may belong to the next process: leave it to its start.
+    if (!this.#closed) await this.host.discardStaging();
   }
+
+  #closed = false;
 
   /** Forgets the staged engine (it was installed and is now the node's engine). */
   adopted(): void {
@@ -434,6 +437,7 @@ export class SnapshotReceiver {
 
   /** Closes a staging engine left open (node shutdown). */
   async close(): Promise<void> {
+    this.#closed = true;
     const s = this.#staged;
     this.#staged = undefined;
     if (s) await s.engine.close().catch(() => {});

@@ -20,6 +20,7 @@ import {
 import { WriteBatch } from "../storage/write_batch.ts";
 import { fromUtf8, utf8 } from "../common/bytes.ts";
 import { FrameQueue } from "./transport.ts";
+import { TestCluster } from "../raft/testing.ts";
 
 const conf = { voters: ["n1", "n2"], learners: [] };
 const quiet = new Logger("test", "error", () => {});
@@ -51,8 +52,13 @@ function transfer(index: number): FrameQueue {
   return frames;
 }
 
+/** countingReceiver, whose core declines what it delivers (the node has stopped). */
+function countingReceiverDeclining() {
+  return countingReceiver(false);
+}
+
 /** A receiver staging in memory that counts how often it discarded its staging directory. */
-function countingReceiver() {
+function countingReceiver(coreTakes = true) {
   const fs = new MemFileSystem();
   let discarded = 0;
   const receiver = new SnapshotReceiver({
@@ -61,7 +67,7 @@ function countingReceiver() {
       discarded++;
       return Promise.resolve();
     },
-    deliver: () => true,
+    deliver: () => coreTakes,
   }, quiet);
   return { receiver, discarded: () => discarded };
 }
@@ -353,4 +359,72 @@ Deno.test("a staging write that failed starts the next transfer over on a new st
   } finally {
     await engine.close();
   }
+});
+
+Deno.test("a copy of a snapshot delivered while that snapshot is being installed is not reserved", async () => {
+  // A real core behind the receiver, delivering as kv_node.ts does.
+  const c = new TestCluster(["n1", "n2", "n3"]);
+  const n2 = c.node("n2");
+  const snapshotAt = (index: number, from: string, term: number): Message =>
+    newMessage({
+      type: MessageType.Snapshot,
+      groupId: 1,
+      from,
+      to: "n2",
+      term,
+      snapshot: {
+        meta: { index, term: 1, conf: { voters: ["n1", "n2", "n3"], learners: [] } },
+        data: new Uint8Array(),
+      },
+    });
+  const fs = new MemFileSystem();
+  let opened = 0;
+  const receiver = new SnapshotReceiver({
+    openStaging: () => Engine.open(`/staging${++opened}`, { fs }),
+    discardStaging: () => Promise.resolve(),
+    deliver: (m) => {
+      n2.step(m);
+      const pending = n2.pendingSnapshot();
+      return pending?.index === m.snapshot!.meta.index && pending.term === m.snapshot!.meta.term;
+    },
+  }, quiet);
+  const whole = (m: Message) => {
+    const frames = new FrameQueue();
+    frames.push({ kind: PeerFrameKind.SnapshotBegin, message: encodeMessage(m), revision: 1 });
+    frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
+    frames.end();
+    return frames;
+  };
+  const acks: SnapshotAckFrame[] = [];
+  const reply = (f: PeerFrame) => acks.push(f as SnapshotAckFrame);
+  await receiver.serve("n1", whole(snapshotAt(100, "n1", 1)), reply);
+  // The node installs it: its Ready is out, the staged engine adopted, the Ready not advanced.
+  const rd = n2.ready();
+  const installed = receiver.takeForInstall(100, 1)!;
+  receiver.adopted();
+  // Meanwhile a new leader streams the same snapshot: the core declines it (it holds 100).
+  await receiver.serve("n3", whole(snapshotAt(100, "n3", 2)), reply);
+  n2.advance(rd);
+  // A later snapshot is taken, not refused as "installing the previous snapshot".
+  await receiver.serve("n3", whole(snapshotAt(500, "n3", 2)), reply);
+  assertEquals(acks.at(-1)!.ok, true, acks.at(-1)!.reason);
+  await installed.close();
+  const next = receiver.takeForInstall(500, 1);
+  receiver.adopted();
+  await next?.close();
+  await receiver.close();
+});
+
+Deno.test("a transfer that ends after the receiver closed leaves the staging directory alone", async () => {
+  const { receiver, discarded } = countingReceiverDeclining();
+  const frames = new FrameQueue();
+  frames.push(beginFrame(5));
+  const serving = receiver.serve("n1", frames, () => {});
+  await new Promise((r) => setTimeout(r, 10));
+  const before = discarded();
+  await receiver.close(); // the node stops; its next run cleans the directory up at start
+  frames.push({ kind: PeerFrameKind.SnapshotEnd, totalRecords: 0 });
+  frames.end();
+  await serving;
+  assertEquals(discarded(), before);
 });

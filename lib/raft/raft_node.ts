@@ -347,7 +347,10 @@ export class RaftNode {
    */
   pendingSnapshot(): { index: number; term: number } | undefined {
     const snap = this.#raft.log.unstable.snapshot;
-    return snap ? { index: snap.meta.index, term: snap.meta.term } : undefined;
+    // One already handed out in the Ready being processed is being installed (or is): a
+    // copy delivered now is not the one that Ready installs.
+    if (!snap || this.#outstanding?.rd.snapshot === snap) return undefined;
+    return { index: snap.meta.index, term: snap.meta.term };
   }
 
   /** A point-in-time view of this node. */

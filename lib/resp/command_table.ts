@@ -140,9 +140,20 @@ export function buildTable(specs: CommandSpec[]): Map<string, CommandSpec> {
   return table;
 }
 
-/** The arguments an unknown command's error shows, each followed by a space as in Redis. */
+/**
+ * The arguments an unknown command's error shows, as Redis builds them:
+ * each quoted and followed by a space, while the text is under 128 bytes,
+ * the last one cut to what fits.
+ */
 function preview(args: Uint8Array[]): string {
-  return args.slice(1, 8).map((a) => `'${argText(a.subarray(0, 64))}' `).join("");
+  let out = "";
+  let bytes = 0;
+  for (let i = 1; i < args.length && bytes < 128; i++) {
+    const shown = args[i].subarray(0, 128 - bytes);
+    out += `'${argText(shown)}' `;
+    bytes += shown.length + 3;
+  }
+  return out;
 }
 
 /**

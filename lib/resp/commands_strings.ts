@@ -311,15 +311,30 @@ interface Decimal {
 
 /** Fractional digits INCRBYFLOAT keeps, as Redis (it prints with %.17Lf). */
 const floatFractionDigits = 17;
-/** Redis computes in long double: beyond about 1.19e4932 a result is infinite. */
-const maxFloatIntegerDigits = 4932;
-/** Below about 3.6e-4951 a long double is zero: strtold reports the underflow. */
-const minFloatExponent = -4951;
+/** The largest long double, as significant digits and a decimal exponent: above it, strtold overflows. */
+const maxLongDouble = { digits: "118973149535723176502", exponent: 4932 };
+/** Half the smallest subnormal long double (2^-16446): at or below it, strtold underflows to zero. */
+const halfMinLongDouble = {
+  digits: "182259976594123730126420296680970990819952540784678167186049",
+  exponent: -4951,
+};
+
+/** Compares |x| = 0.digits... x 10^(exponent+1) with a threshold given the same way. */
+function compareMagnitude(
+  x: { digits: string; exponent: number },
+  t: { digits: string; exponent: number },
+): number {
+  if (x.exponent !== t.exponent) return x.exponent < t.exponent ? -1 : 1;
+  const n = Math.max(x.digits.length, t.digits.length);
+  const a = x.digits.padEnd(n, "0");
+  const b = t.digits.padEnd(n, "0");
+  return a < b ? -1 : a > b ? 1 : 0;
+}
 
 /**
  * A number as Redis's strtold reads it (decimal forms only): a value a long
- * double cannot hold, too large or so small it underflows to zero, is not a
- * valid float; "inf" is one, whose sum cannot be stored.
+ * double cannot hold, above its largest or so small it rounds to zero, is
+ * not a valid float; "inf" is one, whose sum cannot be stored.
  */
 function parseDecimal(text: string): Decimal {
   if (/^[+-]?inf(inity)?$/i.test(text)) {
@@ -330,16 +345,26 @@ function parseDecimal(text: string): Decimal {
     throw new ReplyError("ERR value is not a valid float");
   }
   const fraction = m[3] ?? "";
-  let digits = BigInt((m[2] || "0") + fraction);
-  // Exponents far past any long double are clamped (the checks below refuse them alike).
-  const exponent = Number(BigInt.asIntN(64, BigInt(m[4] ?? "0")));
-  let scale = fraction.length - Math.max(-1e6, Math.min(1e6, exponent));
-  if (digits !== 0n) {
-    const magnitude = digits.toString().length - 1 - scale; // decimal exponent of the value
-    if (magnitude >= maxFloatIntegerDigits || magnitude < minFloatExponent) {
+  const written = (m[2] || "0") + fraction;
+  // Exponents far past any long double are clamped (the range checks below refuse them alike).
+  const e = BigInt(m[4] ?? "0");
+  const exponent = e > 10_000_000n ? 10_000_000 : e < -10_000_000n ? -10_000_000 : Number(e);
+  const significant = written.replace(/^0+/, "");
+  if (significant !== "") {
+    // The value's decimal exponent, from the text (a long mantissa is not converted twice).
+    const magnitude = (m[2] || "").replace(/^0+/, "").length > 0
+      ? (m[2] || "").replace(/^0+/, "").length - 1 + exponent
+      : -(fraction.length - fraction.replace(/^0+/, "").length) - 1 + exponent;
+    const x = { digits: significant.replace(/0+$/, ""), exponent: magnitude };
+    if (
+      compareMagnitude(x, maxLongDouble) > 0 || compareMagnitude(x, halfMinLongDouble) <= 0
+    ) {
       throw new ReplyError("ERR value is not a valid float");
     }
   }
+  let digits = BigInt(written);
+  let scale = fraction.length - exponent;
+  if (digits === 0n) return { digits: 0n, scale: 0 };
   if (scale < 0) {
     digits *= 10n ** BigInt(-scale);
     scale = 0;
@@ -352,6 +377,9 @@ function parseDecimal(text: string): Decimal {
   }
   return { digits: m[1] === "-" ? -digits : digits, scale };
 }
+
+/** The smallest decimal exponent a long double holds (subnormals included). */
+const minFloatExponent = -4951;
 
 /** a + b, rounded half away from zero to floatFractionDigits, as Redis would print it. */
 function addDecimals(a: Decimal, b: Decimal): string {
@@ -367,7 +395,13 @@ function addDecimals(a: Decimal, b: Decimal): string {
   const negative = sum < 0n;
   const digits = (negative ? -sum : sum).toString().padStart(places + 1, "0");
   const integer = digits.slice(0, digits.length - places);
-  if (integer.length > maxFloatIntegerDigits) {
+  if (
+    integer.length > 1 &&
+    compareMagnitude(
+        { digits: integer.replace(/0+$/, ""), exponent: integer.length - 1 },
+        maxLongDouble,
+      ) > 0
+  ) {
     throw new ReplyError("ERR increment would produce NaN or Infinity");
   }
   const fraction = digits.slice(digits.length - places).replace(/0+$/, "");

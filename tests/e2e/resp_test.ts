@@ -276,6 +276,20 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         "underflow",
       );
       assertEquals(await leader.call("EXISTS", "fl:b"), 0);
+      for (const huge of ["1e-18446744073709551615", "2.5e18446744073709551616", "1.8e-4951"]) {
+        assertTrue(
+          isError(
+            await leader.call("INCRBYFLOAT", "fl:b", huge),
+            /^ERR value is not a valid float$/,
+          ),
+          huge,
+        );
+      }
+      // The largest long double's range is accepted, to its end.
+      assertEquals(
+        ((await leader.call("INCRBYFLOAT", "fl:c", "1.1897e4932")) as string).length,
+        4933,
+      );
       assertTrue(
         isError(await leader.call("INCRBYFLOAT", "ap", "-inf"), /^ERR value is not a valid float$/),
         "the stored value first",
