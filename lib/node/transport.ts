@@ -154,6 +154,8 @@ class PeerLink {
 const stableConnectionMs = 1_000;
 /** A peer connection that sends nothing this long is dropped (peers ping every 250 ms). */
 const peerIdleTimeoutMs = 10_000;
+/** An inbound connection silent this long when its peer dials again is taken for dead. */
+const deadInboundSilenceMs = 1_000;
 
 /** Sends Raft messages to peers and accepts their connections. */
 export class PeerTransport {
@@ -401,13 +403,18 @@ export class PeerTransport {
           socket.setTimeout(snapshotIdleTimeoutMs, () => socket.destroy());
           this.host.receiveSnapshot(from, queue, (reply) => {
             if (!socket.destroyed) socket.write(encodeFrame(reply));
-          }).finally(() => socket.end());
+          }).finally(() => {
+            // A receive that ended early may have paused the socket: it must see the FIN.
+            socket.resume();
+            socket.end();
+          });
         } else {
           return refuse(`unexpected frame kind ${f.kind}`);
         }
       }
     };
     const onData = (chunk: Uint8Array) => {
+      this.#lastDataMs.set(socket, Date.now());
       try {
         onFrames(decoder.push(chunk));
       } catch (e) {
@@ -425,6 +432,8 @@ export class PeerTransport {
 
   /** Each peer's current incoming Raft connection. */
   #inboundFrom = new Map<string, net.Socket>();
+  /** When each incoming connection last delivered bytes. */
+  #lastDataMs = new WeakMap<net.Socket, number>();
 
   /**
    * A peer dialled us again while its earlier connection still looks open
@@ -436,8 +445,16 @@ export class PeerTransport {
   #newInboundFrom(from: string, socket: net.Socket): void {
     const earlier = this.#inboundFrom.get(from);
     this.#inboundFrom.set(from, socket);
-    if (earlier === undefined || earlier === socket || earlier.destroyed) return;
+    if (
+      earlier === undefined || earlier === socket || earlier.destroyed || earlier.readableEnded
+    ) {
+      return;
+    }
     earlier.destroy();
+    // An ordinary reconnect whose Hello overtook the old connection's close finds that one
+    // busy until just now; a dead one has been silent through several keep-alives.
+    const silentMs = Date.now() - (this.#lastDataMs.get(earlier) ?? 0);
+    if (silentMs < deadInboundSilenceMs) return;
     const link = this.#links.get(from);
     if (link?.socket) {
       this.log.info("peer reconnected while its old connection looked open; redialling it", {

@@ -217,6 +217,7 @@ Deno.test("peer transport: a peer that dials again while its old connection look
   const hello = encodeConnectionPreamble("c1", "n1", 100);
   let first: net.Socket | undefined;
   let second: net.Socket | undefined;
+  let third: net.Socket | undefined;
   try {
     heartbeat();
     for (let i = 0; i < 100 && a.delivered.length === 0; i++) await sleep(10);
@@ -224,16 +225,23 @@ Deno.test("peer transport: a peer that dials again while its old connection look
     // n1's host crashed without a reset and came back: its old connection to n2 still looks
     // open there when the new one says hello.
     first = await rawPeer(toB.addr, hello);
-    await sleep(50);
+    await sleep(1_100); // silent through four keep-alives: dead
     second = await rawPeer(toB.addr, hello);
     await sleep(100);
     heartbeat();
     for (let i = 0; i < 100 && toA.sockets.length < 2; i++) await sleep(10);
     assertEquals(toA.sockets.length, 2, "n2 dialled n1 again");
     assertTrue(first.destroyed || first.readyState !== "open", "the old connection was dropped");
+    // An ordinary reconnect whose hello overtakes the close of a busy connection: no redial.
+    third = await rawPeer(toB.addr, hello);
+    await sleep(100);
+    heartbeat();
+    await sleep(200);
+    assertEquals(toA.sockets.length, 2, "no redial for a connection that was just in use");
   } finally {
     first?.destroy();
     second?.destroy();
+    third?.destroy();
     ta.close();
     tb.close();
     await toA.close();

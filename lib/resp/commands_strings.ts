@@ -311,25 +311,13 @@ interface Decimal {
 
 /** Fractional digits INCRBYFLOAT keeps, as Redis (it prints with %.17Lf). */
 const floatFractionDigits = 17;
-/** The largest long double, as significant digits and a decimal exponent: above it, strtold overflows. */
-const maxLongDouble = { digits: "118973149535723176502", exponent: 4932 };
-/** Half the smallest subnormal long double (2^-16446): at or below it, strtold underflows to zero. */
-const halfMinLongDouble = {
-  digits: "182259976594123730126420296680970990819952540784678167186049",
-  exponent: -4951,
-};
-
-/** Compares |x| = 0.digits... x 10^(exponent+1) with a threshold given the same way. */
-function compareMagnitude(
-  x: { digits: string; exponent: number },
-  t: { digits: string; exponent: number },
-): number {
-  if (x.exponent !== t.exponent) return x.exponent < t.exponent ? -1 : 1;
-  const n = Math.max(x.digits.length, t.digits.length);
-  const a = x.digits.padEnd(n, "0");
-  const b = t.digits.padEnd(n, "0");
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+/**
+ * The largest long double plus half its last unit, (2^65 - 1) x 2^16319:
+ * strtold rounds a value at or above it to infinity (an overflow).
+ */
+const longDoubleOverflow = ((1n << 65n) - 1n) << 16319n;
+/** Half the smallest subnormal long double is 2^-16446: at or below it, strtold underflows to zero. */
+const longDoubleUnderflowBits = 16446n;
 
 /**
  * A number as Redis's strtold reads it (decimal forms only): a value a long
@@ -355,12 +343,15 @@ function parseDecimal(text: string): Decimal {
     const magnitude = (m[2] || "").replace(/^0+/, "").length > 0
       ? (m[2] || "").replace(/^0+/, "").length - 1 + exponent
       : -(fraction.length - fraction.replace(/^0+/, "").length) - 1 + exponent;
-    const x = { digits: significant.replace(/0+$/, ""), exponent: magnitude };
-    if (
-      compareMagnitude(x, maxLongDouble) > 0 || compareMagnitude(x, halfMinLongDouble) <= 0
-    ) {
-      throw new ReplyError("ERR value is not a valid float");
-    }
+    // Exactly where the decimal exponent alone cannot tell: value = D / 10^s.
+    const d = BigInt(written);
+    const s = fraction.length - exponent;
+    const overflows = magnitude > 4932 || (magnitude === 4932 &&
+      (s <= 0 ? d * 10n ** BigInt(-s) : d) >=
+        (s <= 0 ? longDoubleOverflow : longDoubleOverflow * 10n ** BigInt(s)));
+    const underflows = magnitude < -4952 ||
+      (magnitude <= -4950 && (d << longDoubleUnderflowBits) <= 10n ** BigInt(s));
+    if (overflows || underflows) throw new ReplyError("ERR value is not a valid float");
   }
   let digits = BigInt(written);
   let scale = fraction.length - exponent;
@@ -395,13 +386,7 @@ function addDecimals(a: Decimal, b: Decimal): string {
   const negative = sum < 0n;
   const digits = (negative ? -sum : sum).toString().padStart(places + 1, "0");
   const integer = digits.slice(0, digits.length - places);
-  if (
-    integer.length > 1 &&
-    compareMagnitude(
-        { digits: integer.replace(/0+$/, ""), exponent: integer.length - 1 },
-        maxLongDouble,
-      ) > 0
-  ) {
+  if (integer.length >= 4933 && BigInt(integer) >= longDoubleOverflow) {
     throw new ReplyError("ERR increment would produce NaN or Infinity");
   }
   const fraction = digits.slice(digits.length - places).replace(/0+$/, "");

@@ -276,7 +276,17 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
         "underflow",
       );
       assertEquals(await leader.call("EXISTS", "fl:b"), 0);
-      for (const huge of ["1e-18446744073709551615", "2.5e18446744073709551616", "1.8e-4951"]) {
+      for (
+        const huge of [
+          "1e-18446744073709551615",
+          "2.5e18446744073709551616",
+          "1.8e-4951",
+          // Just below 2^-16446 (half the smallest subnormal): strtold rounds it to zero.
+          "1.8225997659412373012642029668097099081995254078467816718604902e-4951",
+          // Above the largest long double plus half an ulp (1.18973149535723176505e4932).
+          "1.18973149535723176506e4932",
+        ]
+      ) {
         assertTrue(
           isError(
             await leader.call("INCRBYFLOAT", "fl:b", huge),
@@ -289,6 +299,12 @@ Deno.test("RESP listener on a 3-node cluster", async (t) => {
       assertEquals(
         ((await leader.call("INCRBYFLOAT", "fl:c", "1.1897e4932")) as string).length,
         4933,
+      );
+      assertEquals(
+        ((await leader.call("INCRBYFLOAT", "fl:d", "1.18973149535723176504e4932")) as string)
+          .length,
+        4933,
+        "rounds to the largest long double",
       );
       assertTrue(
         isError(await leader.call("INCRBYFLOAT", "ap", "-inf"), /^ERR value is not a valid float$/),

@@ -78,6 +78,12 @@ export class H2Stream {
   /** Called whenever queued response bytes drop (flow control or the socket drained). */
   onDrain: () => void = ignore;
 
+  /**
+   * Receive window is returned by `credit` as the handler takes the body,
+   * not as it arrives (client streams: a handler that falls behind holds
+   * the client back instead of buffering everything it sends).
+   */
+  manualCredit = false;
   /** Bytes of response body waiting for flow-control window. */
   queuedBytes = 0;
   sendWindow: number;
@@ -99,6 +105,11 @@ export class H2Stream {
       this.headers.set(name, had === undefined ? value : `${had}, ${value}`);
     }
     this.sendWindow = initialSendWindow;
+  }
+
+  /** Returns `bytes` of receive window, taken by the handler (with `manualCredit`). */
+  credit(bytes: number): void {
+    this.connection.creditStream(this, bytes);
   }
 
   /** Sends the response headers (no END_STREAM). */
@@ -428,12 +439,23 @@ export class H2ServerConnection {
       return;
     }
     const endStream = (f.flags & Flag.EndStream) !== 0;
-    if (!endStream && s.recvUnacked >= h2Limits.streamWindow / 2) {
+    if (s.manualCredit) {
+      // Padding never reaches the handler: its window comes back at once.
+      const padding = f.payload.length - payload.length;
+      if (padding > 0 && !endStream) this.creditStream(s, padding);
+    } else if (!endStream && s.recvUnacked >= h2Limits.streamWindow / 2) {
       this.#queue(u32Frame(FrameType.WindowUpdate, s.id, s.recvUnacked));
       s.recvUnacked = 0;
     }
     if (payload.length > 0) s.onData(payload);
     if (endStream) this.#remoteEnd(s);
+  }
+
+  /** Gives a stream's client `bytes` more window (a manual-credit stream's handler took them). */
+  creditStream(s: H2Stream, bytes: number): void {
+    if (bytes <= 0 || s.closed || s.remoteEnded || this.#streams.get(s.id) !== s) return;
+    s.recvUnacked -= bytes;
+    this.#queue(u32Frame(FrameType.WindowUpdate, s.id, bytes));
   }
 
   #windowUpdate(f: Frame): void {

@@ -216,6 +216,8 @@ class GrpcExchange {
   #rest: Msg[] | undefined;
   /** Request messages received in all. */
   #received = 0;
+  /** Request bytes received and not yet credited back (client streams, see H2Stream.manualCredit). */
+  #uncredited = 0;
   #wake: (() => void) | undefined;
   #requestEnded = false;
   #headersSent = false;
@@ -272,6 +274,8 @@ class GrpcExchange {
         this.#call.cancel();
       });
     }
+    // A client stream's window is given back as its messages are taken.
+    s.manualCredit = this.route.method.kind === "clientStream";
     s.onData = (chunk) => this.#receive(chunk);
     s.onEnd = () => {
       this.#requestEnded = true;
@@ -359,7 +363,19 @@ class GrpcExchange {
     const message = this.#head;
     this.#queued--;
     this.#head = this.#queued > 0 ? this.#rest!.shift() : undefined;
+    if (this.#queued === 0) this.#creditTaken();
     return message;
+  }
+
+  /**
+   * With nothing left to take, gives back the window of everything received
+   * so far: a handler that has taken all it got is never the one holding
+   * the client back (and a message larger than the window can complete).
+   */
+  #creditTaken(): void {
+    if (!this.stream.manualCredit || this.#uncredited === 0 || this.#done) return;
+    this.stream.credit(this.#uncredited);
+    this.#uncredited = 0;
   }
 
   #waitForInput(): Promise<void> {
@@ -374,6 +390,7 @@ class GrpcExchange {
 
   #receive(chunk: Uint8Array): void {
     if (this.#done) return;
+    this.#uncredited += chunk.length;
     const partial = this.#partial;
     let pos = 0;
     while (partial.pending && pos < chunk.length) {
@@ -403,6 +420,7 @@ class GrpcExchange {
       if (!this.#decode(chunk.subarray(pos + 5, pos + size))) return;
       pos += size;
     }
+    if (this.#queued === 0) this.#creditTaken(); // only part of a message so far
     this.#wakeReader();
   }
 
