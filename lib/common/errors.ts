@@ -109,7 +109,12 @@ export class ClosedError extends KVError {
   }
 }
 
-/** The disk ran out of space; the write was not applied and reads still work. */
+/**
+ * The disk ran out of space while writing `file`. An engine keeps what it
+ * had and refuses the write; a node stops (exit code 70: its Raft log or
+ * state can no longer advance safely) and starts cleanly once space is
+ * freed, while the other members go on without it.
+ */
 export class DiskFullError extends KVError {
   override name = "DiskFullError";
   constructor(readonly file: string, options?: ErrorOptions) {

@@ -6,7 +6,8 @@
  *   RUSTKVD_FAILPOINTS="snapshot-send-break-after=100,other"
  *
  * In use: `snapshot-send-break-after=N` (break the first snapshot transfer
- * after N records), `crash-after-log-write` / `crash-before-apply` (see
+ * after N records), `snapshot-receive-refuse` (a receiver refuses every
+ * snapshot transfer), `crash-after-log-write` / `crash-before-apply` (see
  * crashAt), `apply-stall=INDEX:MS` (the first apply reaching INDEX waits MS),
  * `walk-page-pause=MS` (a RESP walk over many scan pages, KEYS or DBSIZE,
  * waits MS after each page, as if its pages came from disk), and

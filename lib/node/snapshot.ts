@@ -487,6 +487,9 @@ export class SnapshotReceiver {
         throw new Error("the begin frame holds no snapshot message");
       }
       const { index, term } = m.snapshot.meta;
+      if (failpoint("snapshot-receive-refuse") !== undefined) {
+        throw new Error("failpoint snapshot-receive-refuse: refusing the transfer");
+      }
       // An install may have begun while this transfer waited for its first frame.
       if (this.#installing !== undefined) throw new Error("installing the previous snapshot");
       let staged = this.#staged;

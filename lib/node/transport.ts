@@ -154,6 +154,8 @@ class PeerLink {
 const stableConnectionMs = 1_000;
 /** A peer connection that sends nothing this long is dropped (peers ping every 250 ms). */
 const peerIdleTimeoutMs = 10_000;
+/** How long a snapshot sender may go on after its receiver answered and half-closed. */
+const snapshotSenderGraceMs = 5_000;
 /** An inbound connection silent this long when its peer dials again is taken for dead. */
 const deadInboundSilenceMs = 1_000;
 
@@ -407,6 +409,10 @@ export class PeerTransport {
             // A receive that ended early may have paused the socket: it must see the FIN.
             socket.resume();
             socket.end();
+            // A sender still streaming after a refusal (it reads acknowledgements only at the
+            // end) is cut off, so that it learns at once instead of after its idle timeout.
+            const cut = setTimeout(() => socket.destroy(), snapshotSenderGraceMs);
+            socket.once("close", () => clearTimeout(cut));
           });
         } else {
           return refuse(`unexpected frame kind ${f.kind}`);

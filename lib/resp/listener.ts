@@ -60,8 +60,26 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
   };
   const refused = new TextEncoder().encode("-ERR max number of clients reached\r\n");
 
+  let closed = false;
   const accepting = (async () => {
-    for await (const conn of listener) {
+    let backoffMs = 10;
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+        backoffMs = 10;
+      } catch (e) {
+        if (closed || e instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors (or another passing accept error): the listener stays open
+        // and is tried again, instead of taking no client until a restart.
+        node.log.warn("RESP accept failed; retrying", {
+          error: (e as Error).message,
+          retryMs: backoffMs,
+        });
+        await new Promise((r) => setTimeout(r, backoffMs));
+        backoffMs = Math.min(1_000, backoffMs * 2);
+        continue;
+      }
       if (conns.size >= maxRespConnections) {
         stats.rejectedConnections++;
         conn.write(refused).catch(() => {}).finally(() => {
@@ -96,6 +114,7 @@ export function startRespServer(node: KVNode, addr: string): RespServer {
     closing ??= (async () => {
       sampler.cancel();
       node.respAddr = "";
+      closed = true;
       try {
         listener.close();
       } catch { /* closed */ }

@@ -267,7 +267,12 @@ function addService(
  * RaftInternal services (served by lib/server/h2, not node:http2) and whose
  * peer connections go to the Raft transport.
  */
-export async function startGrpcServer(node: KVNode, addr: string): Promise<RunningGrpcServer> {
+export async function startGrpcServer(
+  node: KVNode,
+  addr: string,
+  /** The listener stopped accepting (see listen): the node cannot be reached any more. */
+  onStuck: (reason: string) => void = () => {},
+): Promise<RunningGrpcServer> {
   const definition = loadRustkvdDefinition();
   const service = (name: string) => definition[`rustkvd.${name}`] as ServiceDefinition;
   const router = new GrpcRouter(maxGrpcMessageBytes, outcomeOf);
@@ -279,7 +284,7 @@ export async function startGrpcServer(node: KVNode, addr: string): Promise<Runni
     const connection = new H2ServerConnection(socket, (stream) => router.serve(stream), head);
     connections.add(connection);
     socket.on("close", () => connections.delete(connection));
-  });
+  }, onStuck);
   return {
     port: listener.port,
     close: async () => {

@@ -27,19 +27,43 @@ const sniffBytes = peerMagic.length;
 /** A connection that says nothing for this long is dropped. */
 const sniffTimeoutMs = 10_000;
 
+function isLoopback(address: string | undefined): boolean {
+  return address === "127.0.0.1" || address === "::1" || address === "::ffff:127.0.0.1";
+}
+
 function isPeerMagic(b: Uint8Array): boolean {
   for (let i = 0; i < peerMagic.length; i++) if (b[i] !== peerMagic[i]) return false;
   return true;
 }
 
-/** Listens on `addr` (host:port; port 0 picks a free one). */
+/** How often the listener checks it still accepts (see `listen`'s `onStuck`). */
+const acceptProbeIntervalMs = 5_000;
+/** How long a probe connection may wait to be accepted before it counts as a miss. */
+const acceptProbeTimeoutMs = 3_000;
+
+/**
+ * Listens on `addr` (host:port; port 0 picks a free one). `onStuck` is
+ * called if the listener stops accepting: Deno's node:net server stops for
+ * good after one accept error (EMFILE, out of file descriptors) without an
+ * 'error' event, and the node would go on serving nobody, its peers
+ * included. A probe connection to itself every 5 s that is not accepted
+ * within 3 s, twice in a row, reports it.
+ */
 export function listen(
   addr: string,
   transport: PeerTransport,
   acceptHttp2: (socket: net.Socket, head: Uint8Array) => void,
+  onStuck: (reason: string) => void = () => {},
 ): Promise<RunningListener> {
   const sockets = new Set<net.Socket>();
+  /** Local ports of probe connections in flight, and whether each was accepted. */
+  const probes = new Map<number, boolean>();
   const server = net.createServer((socket) => {
+    if (probes.has(socket.remotePort ?? -1) && isLoopback(socket.remoteAddress)) {
+      probes.set(socket.remotePort!, true);
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.setNoDelay(true);
     socket.on("close", () => sockets.delete(socket));
@@ -70,9 +94,38 @@ export function listen(
       const bound = (server.address() as net.AddressInfo).port;
       const closed = new Promise<void>((done) => server.once("close", () => done()));
       let accepting = true;
+      let misses = 0;
+      const probeHost = host === "" || host === "0.0.0.0"
+        ? "127.0.0.1"
+        : host === "::" || host === "[::]"
+        ? "::1"
+        : host;
+      const probeTimer = setInterval(() => {
+        const probe = net.connect({ host: probeHost, port: bound });
+        probe.on("error", () => probe.destroy()); // no descriptor to probe with: try again
+        probe.on("connect", () => {
+          const local = probe.localPort!;
+          probes.set(local, false);
+          setTimeout(() => {
+            const accepted = probes.get(local) === true;
+            probes.delete(local);
+            probe.destroy();
+            if (!accepting) return;
+            misses = accepted ? 0 : misses + 1;
+            if (misses >= 2) {
+              clearInterval(probeTimer);
+              onStuck(
+                `the listener on ${addr} stopped accepting connections (out of file ` +
+                  "descriptors? raise the limit: ulimit -n)",
+              );
+            }
+          }, acceptProbeTimeoutMs);
+        });
+      }, acceptProbeIntervalMs);
       const stopAccepting = () => {
         if (!accepting) return;
         accepting = false;
+        clearInterval(probeTimer);
         server.close();
       };
       resolve({

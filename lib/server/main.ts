@@ -82,7 +82,11 @@ export async function runServer(config: NodeConfig): Promise<number> {
   }
   let grpcServer;
   try {
-    grpcServer = await startGrpcServer(node, config.listenAddr);
+    grpcServer = await startGrpcServer(node, config.listenAddr, (reason) => {
+      // Serving nobody, peers included: stop, so that a supervisor restarts the node.
+      fatal = new Error(reason);
+      wake();
+    });
   } catch (e) {
     const message = (e as Error).message;
     const reason = /EADDRINUSE|address already in use/i.test(message)
@@ -136,7 +140,8 @@ export async function runServer(config: NodeConfig): Promise<number> {
   await stopped;
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
-  log.info(fatal ? "stopping after a fatal error" : "shutting down");
+  if (fatal) log.error("stopping after a fatal error", { error: fatal.message });
+  else log.info("shutting down");
   // Watches never end on their own: tell them why now, or the grace period below waits for
   // them and their clients see a reset instead of the reason.
   node.watches.shutDown("the node is shutting down; reconnect to resume");
