@@ -27,10 +27,6 @@ const sniffBytes = peerMagic.length;
 /** A connection that says nothing for this long is dropped. */
 const sniffTimeoutMs = 10_000;
 
-function isLoopback(address: string | undefined): boolean {
-  return address === "127.0.0.1" || address === "::1" || address === "::ffff:127.0.0.1";
-}
-
 function isPeerMagic(b: Uint8Array): boolean {
   for (let i = 0; i < peerMagic.length; i++) if (b[i] !== peerMagic[i]) return false;
   return true;
@@ -56,14 +52,10 @@ export function listen(
   onStuck: (reason: string) => void = () => {},
 ): Promise<RunningListener> {
   const sockets = new Set<net.Socket>();
-  /** Local ports of probe connections in flight, and whether each was accepted. */
-  const probes = new Map<number, boolean>();
+  /** Connections accepted so far: a probe checks that the count moved. */
+  let accepted = 0;
   const server = net.createServer((socket) => {
-    if (probes.has(socket.remotePort ?? -1) && isLoopback(socket.remoteAddress)) {
-      probes.set(socket.remotePort!, true);
-      socket.destroy();
-      return;
-    }
+    accepted++;
     sockets.add(socket);
     socket.setNoDelay(true);
     socket.on("close", () => sockets.delete(socket));
@@ -101,17 +93,15 @@ export function listen(
         ? "::1"
         : host;
       const probeTimer = setInterval(() => {
+        const before = accepted;
         const probe = net.connect({ host: probeHost, port: bound });
         probe.on("error", () => probe.destroy()); // no descriptor to probe with: try again
         probe.on("connect", () => {
-          const local = probe.localPort!;
-          probes.set(local, false);
           setTimeout(() => {
-            const accepted = probes.get(local) === true;
-            probes.delete(local);
             probe.destroy();
             if (!accepting) return;
-            misses = accepted ? 0 : misses + 1;
+            // Any connection accepted meanwhile (the probe's, or another) shows it accepts.
+            misses = accepted !== before ? 0 : misses + 1;
             if (misses >= 2) {
               clearInterval(probeTimer);
               onStuck(
