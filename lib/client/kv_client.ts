@@ -384,7 +384,6 @@ export class KVClient implements AsyncDisposable {
     let backoffMs = firstBackoffMs;
     for (let attempt = 0; attempt < 1_000; attempt++) {
       signal?.throwIfAborted();
-      if (this.#closed) throw clientClosed();
       const endpoint = toLeader && this.#leader
         ? this.#leader
         : this.endpoints[this.#next % this.endpoints.length];

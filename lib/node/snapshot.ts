@@ -414,8 +414,13 @@ export class SnapshotReceiver {
    * gRPC's probe.
    */
   recordsHeld(index: number, term: number, sender: string): number {
+    return this.#stagedFrom(index, term, sender)?.recordsHeld ?? 0;
+  }
+
+  /** The staged snapshot if it is `sender`'s at `index`/`term`. */
+  #stagedFrom(index: number, term: number, sender: string): Staged | undefined {
     const s = this.#staged;
-    return s && s.index === index && s.term === term && s.sender === sender ? s.recordsHeld : 0;
+    return s && s.index === index && s.term === term && s.sender === sender ? s : undefined;
   }
 
   /** Closes and deletes the staged engine (broken, or a snapshot the core did not take). */
@@ -492,8 +497,8 @@ export class SnapshotReceiver {
       }
       // An install may have begun while this transfer waited for its first frame.
       if (this.#installing !== undefined) throw new Error("installing the previous snapshot");
-      let staged = this.#staged;
-      if (!staged || staged.index !== index || staged.term !== term || staged.sender !== m.from) {
+      let staged = this.#stagedFrom(index, term, m.from);
+      if (!staged) {
         await this.#discard();
         staged = {
           index,

@@ -105,11 +105,19 @@ export class RaftNode {
   #hardState(holdEntries = false): HardState {
     const r = this.#raft;
     let commit = r.log.committed;
-    if (holdEntries && r.log.unstable.hasEntriesToPersist()) {
-      commit = Math.min(commit, r.log.unstable.offsetInProgress - 1);
-      commit = Math.max(commit, this.#prevHard?.commit ?? 0);
-    }
+    const held = this.#firstHeld(holdEntries);
+    if (held !== undefined) commit = Math.max(Math.min(commit, held - 1), this.#prevHard.commit);
     return { term: r.term, vote: r.vote, commit };
+  }
+
+  /**
+   * The first entry a Ready asked with `holdEntries` holds back, if it holds
+   * any: nothing that promises it or what follows (an acknowledgement, a
+   * commit index, an apply) may go out with that Ready.
+   */
+  #firstHeld(holdEntries: boolean): number | undefined {
+    const unstable = this.#raft.log.unstable;
+    return holdEntries && unstable.hasEntriesToPersist() ? unstable.offsetInProgress : undefined;
   }
 
   /** Advances logical time by one tick (the driver calls it every tick interval). */
@@ -235,8 +243,9 @@ export class RaftNode {
     if (r.log.unstable.snapshot || (!holdEntries && r.log.unstable.hasEntriesToPersist())) {
       return true;
     }
-    const acksHeld = holdEntries && r.log.unstable.hasEntriesToPersist();
-    if (acksHeld) applyUpTo = Math.min(applyUpTo, r.log.unstable.offsetInProgress - 1);
+    const held = this.#firstHeld(holdEntries);
+    if (held !== undefined) applyUpTo = Math.min(applyUpTo, held - 1);
+    const acksHeld = held !== undefined;
     if (
       r.msgs.length > 0 || (!acksHeld && r.msgsAfterAppend.length > 0) || r.readStates.length > 0
     ) {
@@ -260,10 +269,11 @@ export class RaftNode {
     const hard = this.#hardState(holdEntries);
     const persisted: Message[] = [];
     const local: Message[] = [];
-    // Acks may promise entries held back: they leave with the Ready that writes them.
-    const acksHeld = holdEntries && r.log.unstable.hasEntriesToPersist();
-    // Nor is a held entry (or one below it replacing a durable one) handed out to apply.
-    if (acksHeld) applyUpTo = Math.min(applyUpTo, r.log.unstable.offsetInProgress - 1);
+    // Acks may promise entries held back: they leave with the Ready that writes them. Nor is
+    // a held entry (or one below it replacing a durable one) handed out to apply.
+    const held = this.#firstHeld(holdEntries);
+    if (held !== undefined) applyUpTo = Math.min(applyUpTo, held - 1);
+    const acksHeld = held !== undefined;
     if (!acksHeld) {
       for (const m of r.msgsAfterAppend) {
         (m.to === r.id ? local : persisted).push(m);

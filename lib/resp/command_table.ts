@@ -130,8 +130,9 @@ export function argBigInteger(arg: Uint8Array): bigint {
   return n;
 }
 
-const int64Max = 2n ** 63n - 1n;
-const int64Min = -(2n ** 63n);
+/** The range of a Redis integer (a signed 64-bit long long). */
+export const int64Max = 2n ** 63n - 1n;
+export const int64Min = -(2n ** 63n);
 
 /** Builds the lookup table from specs. */
 export function buildTable(specs: CommandSpec[]): Map<string, CommandSpec> {

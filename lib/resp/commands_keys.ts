@@ -31,6 +31,8 @@ import {
   argWord,
   type CommandContext,
   type CommandSpec,
+  int64Max,
+  int64Min,
   type Overlap,
   ReplyError,
 } from "./command_table.ts";
@@ -109,9 +111,6 @@ async function type(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   const kv = await ctx.store.get(args[1], ctx.consistency);
   ctx.out.simple(kv ? "string" : "none");
 }
-
-const int64Max = 2n ** 63n - 1n;
-const int64Min = -(2n ** 63n);
 
 /**
  * EXPIRE/PEXPIRE key amount (relative to now) and EXPIREAT/PEXPIREAT key

@@ -20,14 +20,14 @@ import {
   argWord,
   type CommandContext,
   type CommandSpec,
+  int64Max,
+  int64Min,
   type Overlap,
   ReplyError,
 } from "./command_table.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const int64Min = -(2n ** 63n);
-const int64Max = 2n ** 63n - 1n;
 
 function now(ctx: CommandContext): number {
   return ctx.store.node.clock.wallMs();
@@ -256,21 +256,9 @@ async function mset(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
   ctx.out.simple("OK");
 }
 
-function parseInt64(value: Uint8Array): bigint {
-  const s = decoder.decode(value);
-  if (!/^-?\d{1,19}$/.test(s) || /^-?0\d/.test(s) || s === "-0") {
-    throw new ReplyError("ERR value is not an integer or out of range");
-  }
-  const n = BigInt(s);
-  if (n < int64Min || n > int64Max) {
-    throw new ReplyError("ERR value is not an integer or out of range");
-  }
-  return n;
-}
-
 async function incrBy(ctx: CommandContext, key: Uint8Array, delta: bigint): Promise<void> {
   const n = await readModifyWrite(ctx.store, key, (cur) => {
-    const next = (cur ? parseInt64(cur.value) : 0n) + delta;
+    const next = (cur ? argBigInteger(cur.value) : 0n) + delta;
     if (next < int64Min || next > int64Max) {
       throw new ReplyError("ERR increment or decrement would overflow");
     }
@@ -318,6 +306,8 @@ const floatFractionDigits = 17;
 const longDoubleOverflow = ((1n << 65n) - 1n) << 16319n;
 /** Half the smallest subnormal long double is 2^-16446: at or below it, strtold underflows to zero. */
 const longDoubleUnderflowBits = 16446n;
+/** The smallest decimal exponent a long double holds (subnormals included). */
+const minFloatExponent = -4951;
 
 /**
  * A number as Redis's strtold reads it (decimal forms only): a value a long
@@ -333,29 +323,27 @@ function parseDecimal(text: string): Decimal {
     throw new ReplyError("ERR value is not a valid float");
   }
   const fraction = m[3] ?? "";
-  const written = (m[2] || "0") + fraction;
   // Exponents far past any long double are clamped (the range checks below refuse them alike).
   const e = BigInt(m[4] ?? "0");
   const exponent = e > 10_000_000n ? 10_000_000 : e < -10_000_000n ? -10_000_000 : Number(e);
-  const significant = written.replace(/^0+/, "");
-  if (significant !== "") {
-    // The value's decimal exponent, from the text (a long mantissa is not converted twice).
-    const magnitude = (m[2] || "").replace(/^0+/, "").length > 0
-      ? (m[2] || "").replace(/^0+/, "").length - 1 + exponent
-      : -(fraction.length - fraction.replace(/^0+/, "").length) - 1 + exponent;
-    // Exactly where the decimal exponent alone cannot tell: value = D / 10^s.
-    const d = BigInt(written);
-    const s = fraction.length - exponent;
-    const overflows = magnitude > 4932 || (magnitude === 4932 &&
-      (s <= 0 ? d * 10n ** BigInt(-s) : d) >=
-        (s <= 0 ? longDoubleOverflow : longDoubleOverflow * 10n ** BigInt(s)));
-    const underflows = magnitude < -4952 ||
-      (magnitude <= -4950 && (d << longDoubleUnderflowBits) <= 10n ** BigInt(s));
-    if (overflows || underflows) throw new ReplyError("ERR value is not a valid float");
-  }
-  let digits = BigInt(written);
+  // The value is digits / 10^scale.
+  let digits = BigInt((m[2] || "0") + fraction);
   let scale = fraction.length - exponent;
   if (digits === 0n) return { digits: 0n, scale: 0 };
+  // Its decimal exponent, read from the text (a long mantissa is not converted again).
+  const integer = (m[2] || "").replace(/^0+/, "");
+  const magnitude = exponent +
+    (integer.length > 0
+      ? integer.length - 1
+      : -(fraction.length - fraction.replace(/^0+/, "").length) - 1);
+  // Exactly only where the decimal exponent alone cannot tell.
+  const overflows = magnitude > 4932 || (magnitude === 4932 &&
+    (scale <= 0
+      ? digits * 10n ** BigInt(-scale) >= longDoubleOverflow
+      : digits >= longDoubleOverflow * 10n ** BigInt(scale)));
+  const underflows = magnitude < -4952 ||
+    (magnitude <= -4950 && (digits << longDoubleUnderflowBits) <= 10n ** BigInt(scale));
+  if (overflows || underflows) throw new ReplyError("ERR value is not a valid float");
   if (scale < 0) {
     digits *= 10n ** BigInt(-scale);
     scale = 0;
@@ -368,9 +356,6 @@ function parseDecimal(text: string): Decimal {
   }
   return { digits: m[1] === "-" ? -digits : digits, scale };
 }
-
-/** The smallest decimal exponent a long double holds (subnormals included). */
-const minFloatExponent = -4951;
 
 /** a + b, rounded half away from zero to floatFractionDigits, as Redis would print it. */
 function addDecimals(a: Decimal, b: Decimal): string {
@@ -497,13 +482,9 @@ function setOverlap(args: Uint8Array[]): Overlap | undefined {
 
 /** DECRBY: the int64 minimum has no increment to negate into (Redis's own error). */
 function decrBy(ctx: CommandContext, args: Uint8Array[]): Promise<void> {
-  const delta = deltaArg(args[2]);
+  const delta = argBigInteger(args[2]);
   if (delta === int64Min) throw new ReplyError("ERR decrement would overflow");
   return incrBy(ctx, args[1], -delta);
-}
-
-function deltaArg(arg: Uint8Array): bigint {
-  return parseInt64(encoder.encode(argText(arg)));
 }
 
 /** The string commands of the table. */
@@ -521,7 +502,12 @@ export const stringCommands: CommandSpec[] = [
   { name: "msetnx", arity: -3, write: true, handler: msetnx },
   { name: "incr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], 1n) },
   { name: "decr", arity: 2, write: true, handler: (c, a) => incrBy(c, a[1], -1n) },
-  { name: "incrby", arity: 3, write: true, handler: (c, a) => incrBy(c, a[1], deltaArg(a[2])) },
+  {
+    name: "incrby",
+    arity: 3,
+    write: true,
+    handler: (c, a) => incrBy(c, a[1], argBigInteger(a[2])),
+  },
   { name: "decrby", arity: 3, write: true, handler: decrBy },
   { name: "incrbyfloat", arity: 3, write: true, handler: incrByFloat },
   { name: "append", arity: 3, write: true, handler: append },

@@ -33,7 +33,7 @@ import { H2ServerConnection } from "./h2/connection.ts";
 import { outcomeToWire, txnFromWire } from "./txn_wire.ts";
 import { keyValueToWire } from "./key_value_wire.ts";
 import { FrameQueue, snapshotQueueHighFrames } from "../node/transport.ts";
-import { PeerFrameKind } from "../node/peer_frame.ts";
+import { type PeerFrame, PeerFrameKind } from "../node/peer_frame.ts";
 import { decodeMessage } from "../raft/codec.ts";
 import { listen } from "./listener.ts";
 import { KVError } from "../common/errors.ts";
@@ -486,35 +486,30 @@ async function answerSnapshotCall(
       reason: "",
     };
   }
-  // Hand the receiver the stream from its begin frame again.
-  const replay = new GatedFrameQueue();
-  replay.push(begin.value);
-  try {
-    (async () => {
-      for await (const f of frames) {
-        replay.push(f);
-        await replay.room();
+  let last: Req = { ok: false, records_held: 0, reason: "no acknowledgement" };
+  const problem = await node.transport.receiveSnapshotStream(
+    first.cluster_id ?? "",
+    first.from ?? "",
+    startingWith(begin.value, frames), // the receiver reads the stream from its begin frame
+    (f) => {
+      if (f.kind === PeerFrameKind.SnapshotAck) {
+        last = { ok: f.ok, records_held: f.recordsHeld, reason: f.reason };
       }
-      replay.end();
-    })();
-    let last: Req = { ok: false, records_held: 0, reason: "no acknowledgement" };
-    const problem = await node.transport.receiveSnapshotStream(
-      first.cluster_id ?? "",
-      first.from ?? "",
-      replay,
-      (f) => {
-        if (f.kind === PeerFrameKind.SnapshotAck) {
-          last = { ok: f.ok, records_held: f.recordsHeld, reason: f.reason };
-        }
-      },
-    );
-    if (problem) return { ok: false, records_held: 0, reason: problem };
-    const failure = failed();
-    if (failure) return { ok: false, records_held: 0, reason: failure.message };
-    return last;
-  } finally {
-    replay.release();
-  }
+    },
+  );
+  if (problem) return { ok: false, records_held: 0, reason: problem };
+  const failure = failed();
+  if (failure) return { ok: false, records_held: 0, reason: failure.message };
+  return last;
+}
+
+/** `first`, then what `rest` yields. */
+async function* startingWith(
+  first: PeerFrame,
+  rest: AsyncIterable<PeerFrame>,
+): AsyncIterableIterator<PeerFrame> {
+  yield first;
+  yield* rest;
 }
 
 /**

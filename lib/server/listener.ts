@@ -42,8 +42,8 @@ const acceptProbeTimeoutMs = 3_000;
  * called if the listener stops accepting: Deno's node:net server stops for
  * good after one accept error (EMFILE, out of file descriptors) without an
  * 'error' event, and the node would go on serving nobody, its peers
- * included. A probe connection to itself every 5 s that is not accepted
- * within 3 s, twice in a row, reports it.
+ * included. A probe connection to itself every 5 s, after which no
+ * connection was accepted for 3 s, twice in a row, reports it.
  */
 export function listen(
   addr: string,
@@ -87,18 +87,22 @@ export function listen(
       const closed = new Promise<void>((done) => server.once("close", () => done()));
       let accepting = true;
       let misses = 0;
+      // splitHostPort drops IPv6 brackets: a wildcard is "0.0.0.0", "::" or empty.
       const probeHost = host === "" || host === "0.0.0.0"
         ? "127.0.0.1"
-        : host === "::" || host === "[::]"
+        : host === "::"
         ? "::1"
         : host;
+      let probeWait: ReturnType<typeof setTimeout> | undefined;
+      let probe: net.Socket | undefined;
       const probeTimer = setInterval(() => {
         const before = accepted;
-        const probe = net.connect({ host: probeHost, port: bound });
-        probe.on("error", () => probe.destroy()); // no descriptor to probe with: try again
-        probe.on("connect", () => {
-          setTimeout(() => {
-            probe.destroy();
+        probe = net.connect({ host: probeHost, port: bound });
+        const current = probe;
+        current.on("error", () => current.destroy()); // no descriptor to probe with: try again
+        current.on("connect", () => {
+          probeWait = setTimeout(() => {
+            current.destroy();
             if (!accepting) return;
             // Any connection accepted meanwhile (the probe's, or another) shows it accepts.
             misses = accepted !== before ? 0 : misses + 1;
@@ -116,6 +120,8 @@ export function listen(
         if (!accepting) return;
         accepting = false;
         clearInterval(probeTimer);
+        clearTimeout(probeWait);
+        probe?.destroy();
         server.close();
       };
       resolve({
